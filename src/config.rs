@@ -1,0 +1,255 @@
+//! Configuration as plain data with defaults, and the builder that assembles the tiers.
+
+use crate::chain::TieredCache;
+use crate::error::{Error, Result};
+use crate::metrics::{Metrics, TierCounters};
+use crate::tier::{BlobTier, DiskTier, MemoryTier, Origin};
+use opendal::Operator;
+use opendal::layers::{RetryLayer, TimeoutLayer};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Default bucket, as in the Python module.
+pub const DEFAULT_BUCKET: &str = "mpr";
+/// Default S3 region.
+pub const DEFAULT_REGION: &str = "us-east-1";
+
+/// Where the origin lives.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// A local directory: the zero-configuration default for development.
+    Fs {
+        /// Root directory of the object tree.
+        root: PathBuf,
+    },
+    /// S3 or an S3-compatible server (MinIO, Garage).
+    S3(S3Config),
+    /// OpenDAL's in-process memory service; for unit tests only.
+    Memory,
+}
+
+impl Default for Backend {
+    fn default() -> Self {
+        Backend::Fs {
+            root: default_fs_root(),
+        }
+    }
+}
+
+/// Connection settings for an S3-compatible origin.
+#[derive(Clone)]
+pub struct S3Config {
+    /// Bucket name.
+    pub bucket: String,
+    /// Endpoint URL; `None` means AWS.
+    pub endpoint: Option<String>,
+    /// Region (S3 servers check it as part of the signature).
+    pub region: String,
+    /// Access key id.
+    pub access_key_id: Option<String>,
+    /// Secret access key; never printed.
+    pub secret_access_key: Option<String>,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field(
+                "access_key_id",
+                &self.access_key_id.as_ref().map(|_| "<set>"),
+            )
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+impl S3Config {
+    /// Reads `S3_BUCKET` (default `mpr`), `AWS_ENDPOINT_URL` (or `S3_ENDPOINT_URL`),
+    /// `AWS_REGION` (default `us-east-1`), `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        S3Config {
+            bucket: var("S3_BUCKET").unwrap_or_else(|| DEFAULT_BUCKET.to_owned()),
+            endpoint: var("AWS_ENDPOINT_URL").or_else(|| var("S3_ENDPOINT_URL")),
+            region: var("AWS_REGION")
+                .or_else(|| var("AWS_DEFAULT_REGION"))
+                .unwrap_or_else(|| DEFAULT_REGION.to_owned()),
+            access_key_id: var("AWS_ACCESS_KEY_ID"),
+            secret_access_key: var("AWS_SECRET_ACCESS_KEY"),
+        }
+    }
+}
+
+/// The disk tier's settings.
+#[derive(Debug, Clone)]
+pub struct DiskConfig {
+    /// Cache directory, shared by every process of the machine that uses it.
+    pub dir: PathBuf,
+    /// Capacity in bytes.
+    pub capacity: u64,
+}
+
+impl Default for DiskConfig {
+    fn default() -> Self {
+        DiskConfig {
+            dir: default_cache_dir(),
+            capacity: 10 << 30,
+        }
+    }
+}
+
+/// Everything needed to build a cache. Every field has a working default.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// The origin.
+    pub backend: Backend,
+    /// Memory tier capacity in bytes; 0 disables the memory tier.
+    pub memory_capacity: u64,
+    /// The disk tier; `None` disables it.
+    pub disk: Option<DiskConfig>,
+    /// Most origin requests (and codec jobs) in flight for one bulk call.
+    pub concurrency: usize,
+    /// Deadline of one origin call, per attempt.
+    pub origin_timeout: Duration,
+    /// Deadline of one origin I/O step (a chunk of a read or write), per attempt.
+    pub origin_io_timeout: Duration,
+    /// Retries of a failed origin call (temporary errors only).
+    pub retries: usize,
+    /// First retry delay; doubles each time, with jitter.
+    pub retry_min_delay: Duration,
+    /// Longest retry delay.
+    pub retry_max_delay: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            backend: Backend::default(),
+            memory_capacity: 512 << 20,
+            disk: Some(DiskConfig::default()),
+            concurrency: 32,
+            origin_timeout: Duration::from_secs(30),
+            origin_io_timeout: Duration::from_secs(10),
+            retries: 4,
+            retry_min_delay: Duration::from_millis(20),
+            retry_max_delay: Duration::from_secs(2),
+        }
+    }
+}
+
+/// `$XDG_CACHE_HOME/framecache`, else `~/.cache/framecache`, else a temp directory.
+pub fn default_cache_dir() -> PathBuf {
+    base_dir("XDG_CACHE_HOME", ".cache").join("framecache")
+}
+
+/// `$XDG_DATA_HOME/framecache/store`, else `~/.local/share/framecache/store`.
+pub fn default_fs_root() -> PathBuf {
+    base_dir("XDG_DATA_HOME", ".local/share")
+        .join("framecache")
+        .join("store")
+}
+
+fn base_dir(xdg: &str, home_relative: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os(xdg).filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(home) => PathBuf::from(home).join(home_relative),
+        None => std::env::temp_dir(),
+    }
+}
+
+/// Builds the origin operator with its layers: a timeout per attempt inside bounded,
+/// jittered retries (OpenDAL's defaults wait seconds between attempts, too slow for a cache).
+pub fn build_operator(config: &CacheConfig, metrics: &Arc<Metrics>) -> Result<(Operator, String)> {
+    let (op, description) = match &config.backend {
+        Backend::Fs { root } => {
+            std::fs::create_dir_all(root)
+                .map_err(|e| Error::io("create fs backend root", root, e))?;
+            let root_str = root
+                .to_str()
+                .ok_or_else(|| Error::Config(format!("fs root {} is not UTF-8", root.display())))?;
+            let builder = opendal::services::Fs::default()
+                .root(root_str)
+                .atomic_write_dir(&format!("{root_str}/.framecache-tmp"));
+            (Operator::new(builder), format!("fs:{}", root.display()))
+        }
+        Backend::S3(s3) => {
+            if s3.bucket.is_empty() {
+                return Err(Error::Config("S3 bucket name is empty".into()));
+            }
+            let mut builder = opendal::services::S3::default()
+                .bucket(&s3.bucket)
+                .region(&s3.region)
+                .disable_ec2_metadata();
+            if let Some(endpoint) = &s3.endpoint {
+                builder = builder.endpoint(endpoint);
+            }
+            if let (Some(id), Some(secret)) = (&s3.access_key_id, &s3.secret_access_key) {
+                builder = builder
+                    .access_key_id(id)
+                    .secret_access_key(secret)
+                    .disable_config_load();
+            }
+            let endpoint = s3.endpoint.as_deref().unwrap_or("aws");
+            (
+                Operator::new(builder),
+                format!("s3://{} ({endpoint})", s3.bucket),
+            )
+        }
+        Backend::Memory => (
+            Operator::new(opendal::services::Memory::default()),
+            "memory".to_owned(),
+        ),
+    };
+    let op = op.map_err(|e| Error::Config(format!("cannot build origin {description}: {e}")))?;
+    let retry_metrics = metrics.clone();
+    let op = op
+        .layer(
+            TimeoutLayer::new()
+                .with_timeout(config.origin_timeout)
+                .with_io_timeout(config.origin_io_timeout),
+        )
+        .layer(
+            RetryLayer::new()
+                .with_max_times(config.retries)
+                .with_min_delay(config.retry_min_delay)
+                .with_max_delay(config.retry_max_delay)
+                .with_jitter()
+                .with_notify(move |_event: opendal::layers::RetryEvent<'_>| {
+                    TierCounters::bump(&retry_metrics.origin.retries);
+                }),
+        );
+    Ok((op, description))
+}
+
+impl CacheConfig {
+    /// Assembles the tiers described by this configuration.
+    ///
+    /// # Errors
+    /// [`Error::Config`] or [`Error::Io`] when the origin cannot be set up.
+    pub fn build(&self) -> Result<TieredCache> {
+        let metrics = Arc::new(Metrics::default());
+        let (op, description) = build_operator(self, &metrics)?;
+        let origin: Arc<dyn Origin> = Arc::new(BlobTier::new(op, description, metrics.clone()));
+        Ok(self.build_with_origin(origin, metrics))
+    }
+
+    /// Assembles the local tiers in front of a given origin (a wrapped or instrumented one).
+    pub fn build_with_origin(&self, origin: Arc<dyn Origin>, metrics: Arc<Metrics>) -> TieredCache {
+        let memory = (self.memory_capacity > 0)
+            .then(|| MemoryTier::new(self.memory_capacity, metrics.clone()));
+        let disk = self
+            .disk
+            .as_ref()
+            .map(|d| DiskTier::open(&d.dir, d.capacity, metrics.clone()));
+        TieredCache::new(memory, disk, origin, metrics)
+    }
+}

@@ -1,0 +1,168 @@
+//! The on-disk entry format: a self-validating header followed by the payload.
+//!
+//! ```text
+//! offset  size  field
+//! 0       8     magic  b"FRMCACHE"
+//! 8       4     format version (u32 LE) = ENTRY_VERSION
+//! 12      4     key length in bytes (u32 LE)
+//! 16      8     payload length in bytes (u64 LE)
+//! 24      32    blake3 of the payload
+//! 56      k     the key (UTF-8), echoed back so a misplaced file is caught
+//! 56+k    n     the payload
+//! ```
+//! The file length must be exactly `56 + k + n`. Every field is checked on every read.
+
+use std::ops::Range;
+
+/// First bytes of every entry file.
+pub const MAGIC: [u8; 8] = *b"FRMCACHE";
+/// Bumped whenever the layout above changes; entries of another version are misses.
+pub const ENTRY_VERSION: u32 = 1;
+/// Size of the fixed part of the header.
+pub const FIXED_HEADER_LEN: usize = 56;
+
+/// Why an entry file was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Corruption {
+    /// Shorter than its header says.
+    Truncated,
+    /// Does not start with [`MAGIC`].
+    BadMagic,
+    /// Written by another format version.
+    Version(u32),
+    /// Holds another key's data (hash collision of names, swapped or misplaced file).
+    WrongKey,
+    /// Longer than its header says.
+    TrailingBytes,
+    /// The payload's blake3 does not match the header.
+    Checksum,
+}
+
+impl std::fmt::Display for Corruption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Corruption::Truncated => f.write_str("truncated"),
+            Corruption::BadMagic => f.write_str("bad magic"),
+            Corruption::Version(v) => write!(f, "format version {v}, expected {ENTRY_VERSION}"),
+            Corruption::WrongKey => f.write_str("holds another key"),
+            Corruption::TrailingBytes => f.write_str("trailing bytes"),
+            Corruption::Checksum => f.write_str("payload checksum mismatch"),
+        }
+    }
+}
+
+/// Builds the header for `key` and `payload`; the entry is the header followed by the payload.
+pub fn encode_header(key: &str, payload: &[u8]) -> Vec<u8> {
+    let mut header = Vec::with_capacity(FIXED_HEADER_LEN + key.len());
+    header.extend_from_slice(&MAGIC);
+    header.extend_from_slice(&ENTRY_VERSION.to_le_bytes());
+    header.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    header.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    header.extend_from_slice(blake3::hash(payload).as_bytes());
+    header.extend_from_slice(key.as_bytes());
+    header
+}
+
+/// Validates a whole entry read back for `key` and returns the payload's byte range.
+///
+/// # Errors
+/// The first [`Corruption`] found; the checksum is computed last, only when every cheap
+/// check has passed.
+pub fn validate(key: &str, entry: &[u8]) -> Result<Range<usize>, Corruption> {
+    let fixed = entry.get(..FIXED_HEADER_LEN).ok_or(Corruption::Truncated)?;
+    if fixed[..8] != MAGIC {
+        return Err(Corruption::BadMagic);
+    }
+    let version = u32::from_le_bytes(fixed[8..12].try_into().expect("4 bytes"));
+    if version != ENTRY_VERSION {
+        return Err(Corruption::Version(version));
+    }
+    let key_len = u32::from_le_bytes(fixed[12..16].try_into().expect("4 bytes")) as usize;
+    let payload_len = u64::from_le_bytes(fixed[16..24].try_into().expect("8 bytes"));
+    if key_len != key.len() {
+        return Err(Corruption::WrongKey);
+    }
+    let stored_key = entry
+        .get(FIXED_HEADER_LEN..FIXED_HEADER_LEN + key_len)
+        .ok_or(Corruption::Truncated)?;
+    if stored_key != key.as_bytes() {
+        return Err(Corruption::WrongKey);
+    }
+    let start = FIXED_HEADER_LEN + key_len;
+    let available = (entry.len() - start) as u64;
+    if available < payload_len {
+        return Err(Corruption::Truncated);
+    }
+    if available > payload_len {
+        return Err(Corruption::TrailingBytes);
+    }
+    let payload = &entry[start..];
+    if blake3::hash(payload).as_bytes() != &fixed[24..56] {
+        return Err(Corruption::Checksum);
+    }
+    Ok(start..entry.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(key: &str, payload: &[u8]) -> Vec<u8> {
+        let mut e = encode_header(key, payload);
+        e.extend_from_slice(payload);
+        e
+    }
+
+    /// Fails when the on-disk format changes: bump ENTRY_VERSION and update these bytes.
+    #[test]
+    fn golden_bytes() {
+        let e = entry("k/1.jpg", b"abc");
+        let mut expected = Vec::new();
+        expected.extend_from_slice(b"FRMCACHE");
+        expected.extend_from_slice(&[1, 0, 0, 0]);
+        expected.extend_from_slice(&[7, 0, 0, 0]);
+        expected.extend_from_slice(&[3, 0, 0, 0, 0, 0, 0, 0]);
+        // blake3("abc")
+        expected.extend_from_slice(&[
+            0x64, 0x37, 0xb3, 0xac, 0x38, 0x46, 0x51, 0x33, 0xff, 0xb6, 0x3b, 0x75, 0x27, 0x3a,
+            0x8d, 0xb5, 0x48, 0xc5, 0x58, 0x46, 0x5d, 0x79, 0xdb, 0x03, 0xfd, 0x35, 0x9c, 0x6c,
+            0xd5, 0xbd, 0x9d, 0x85,
+        ]);
+        expected.extend_from_slice(b"k/1.jpg");
+        expected.extend_from_slice(b"abc");
+        assert_eq!(e, expected);
+        assert_eq!(validate("k/1.jpg", &e), Ok(63..66));
+    }
+
+    #[test]
+    fn every_corruption_is_caught() {
+        let good = entry("a/1.jpg", b"payload bytes");
+        assert!(validate("a/1.jpg", &good).is_ok());
+        assert_eq!(validate("a/2.jpg", &good), Err(Corruption::WrongKey));
+        assert_eq!(validate("a/10.jpg", &good), Err(Corruption::WrongKey));
+        assert_eq!(validate("a/1.jpg", &[]), Err(Corruption::Truncated));
+        assert_eq!(
+            validate("a/1.jpg", &good[..good.len() - 1]),
+            Err(Corruption::Truncated)
+        );
+        let mut longer = good.clone();
+        longer.push(0);
+        assert_eq!(validate("a/1.jpg", &longer), Err(Corruption::TrailingBytes));
+        let mut magic = good.clone();
+        magic[0] ^= 1;
+        assert_eq!(validate("a/1.jpg", &magic), Err(Corruption::BadMagic));
+        let mut version = good.clone();
+        version[8] = 2;
+        assert_eq!(validate("a/1.jpg", &version), Err(Corruption::Version(2)));
+        for i in FIXED_HEADER_LEN + 7..good.len() {
+            let mut flipped = good.clone();
+            flipped[i] ^= 0x40;
+            assert_eq!(validate("a/1.jpg", &flipped), Err(Corruption::Checksum));
+        }
+        for i in 24..56 {
+            let mut flipped = good.clone();
+            flipped[i] ^= 1;
+            assert_eq!(validate("a/1.jpg", &flipped), Err(Corruption::Checksum));
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The one error type of the crate: every variant names the key, path or value it is about.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Result alias used throughout framecache.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in framecache.
+///
+/// A miss is never an error (`Ok(None)`); a failing local tier is counted and degrades to a
+/// miss, so the errors callers see come from the origin, from bad input, or from codecs.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An id, name or value broke a rule; nothing was read or written.
+    #[error("invalid {what} {value:?}: {rule}")]
+    Invalid {
+        /// What kind of value it was (timeline id, job id, stage, overlay name, ...).
+        what: &'static str,
+        /// The offending value, as given.
+        value: String,
+        /// The rule it broke.
+        rule: String,
+    },
+    /// Blob storage (the origin) failed for a key or prefix.
+    #[error("storage {op} of {key:?} failed: {source}")]
+    Storage {
+        /// The operation (read, write, delete, list, stat).
+        op: &'static str,
+        /// The key or prefix.
+        key: String,
+        /// OpenDAL's error, which carries its own retry verdict.
+        #[source]
+        source: opendal::Error,
+    },
+    /// A local file operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Stored bytes are not a decodable image.
+    #[error("cannot decode {key:?}: {reason}")]
+    Decode {
+        /// The object key of the frame or overlay.
+        key: String,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// An image could not be encoded.
+    #[error("cannot encode frame {seq}: {reason}")]
+    Encode {
+        /// The frame's sequence number.
+        seq: u64,
+        /// What the encoder said.
+        reason: String,
+    },
+    /// The configuration cannot be used.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The same error, shared by every caller of a coalesced fetch.
+    #[error(transparent)]
+    Shared(Arc<Error>),
+}
+
+impl Error {
+    /// True when repeating the operation may succeed (a timeout, a throttled or unavailable
+    /// origin). Delegates to OpenDAL's verdict for storage errors.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Storage { source, .. } => source.is_temporary(),
+            Error::Shared(inner) => inner.is_retryable(),
+            _ => false,
+        }
+    }
+
+    /// True when the error is about bad input rather than a failing system.
+    pub fn is_invalid_input(&self) -> bool {
+        match self {
+            Error::Invalid { .. } | Error::Config(_) => true,
+            Error::Shared(inner) => inner.is_invalid_input(),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn storage(op: &'static str, key: &str, source: opendal::Error) -> Self {
+        Error::Storage {
+            op,
+            key: key.to_owned(),
+            source,
+        }
+    }
+
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Unwraps a shared error when this caller holds the last reference.
+    pub(crate) fn from_shared(shared: Arc<Error>) -> Self {
+        Arc::try_unwrap(shared).unwrap_or_else(Error::Shared)
+    }
+}

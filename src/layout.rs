@@ -1,0 +1,254 @@
+//! The object key layout, byte-identical to the Python frame cache it replaces.
+//!
+//! ```text
+//! cache/timelines/{timeline}/frames/{seq}.jpg
+//! cache/timelines/{timeline}/frames/manifest.json          (framecache metadata; ignored by the seed)
+//! cache/timelines/{timeline}/overlays/{job}/{stage}/{seq}_{name}.png
+//! ```
+
+use crate::error::{Error, Result};
+
+/// Prefix under which every timeline lives.
+pub const CACHE_PREFIX: &str = "cache/timelines";
+
+/// Longest accepted id or overlay name, in bytes.
+pub const MAX_ID_LEN: usize = 128;
+
+/// Name of the per-timeline metadata object. It sits beside the frames and does not end in
+/// `.jpg`, so the seed module skips it while listing.
+pub const MANIFEST_NAME: &str = "manifest.json";
+
+/// Checks a timeline id, job id, stage or overlay name.
+///
+/// # Errors
+/// [`Error::Invalid`] naming the value and the rule when it is empty, longer than
+/// [`MAX_ID_LEN`] bytes, `.` or `..`, or contains `/`, `\`, NUL or a control character.
+pub fn validate_id(what: &'static str, value: &str) -> Result<()> {
+    let rule = if value.is_empty() {
+        Some("must not be empty".to_owned())
+    } else if value.len() > MAX_ID_LEN {
+        Some(format!(
+            "must be at most {MAX_ID_LEN} bytes (is {})",
+            value.len()
+        ))
+    } else if value == "." || value == ".." {
+        Some("must not be `.` or `..`".to_owned())
+    } else if let Some(c) = value
+        .chars()
+        .find(|c| matches!(c, '/' | '\\') || c.is_control())
+    {
+        Some(format!(
+            "must not contain {c:?} (no `/`, `\\`, NUL or control characters)"
+        ))
+    } else {
+        None
+    };
+    match rule {
+        None => Ok(()),
+        Some(rule) => Err(Error::Invalid {
+            what,
+            value: value.to_owned(),
+            rule,
+        }),
+    }
+}
+
+/// `cache/timelines/{timeline}/`: everything a timeline owns.
+pub fn timeline_prefix(timeline: &str) -> Result<String> {
+    validate_id("timeline id", timeline)?;
+    Ok(format!("{CACHE_PREFIX}/{timeline}/"))
+}
+
+/// `cache/timelines/{timeline}/frames/`.
+pub fn frames_prefix(timeline: &str) -> Result<String> {
+    validate_id("timeline id", timeline)?;
+    Ok(format!("{CACHE_PREFIX}/{timeline}/frames/"))
+}
+
+/// `cache/timelines/{timeline}/frames/{seq}.jpg`.
+pub fn frame_key(timeline: &str, seq: u64) -> Result<String> {
+    validate_id("timeline id", timeline)?;
+    Ok(format!("{CACHE_PREFIX}/{timeline}/frames/{seq}.jpg"))
+}
+
+/// `cache/timelines/{timeline}/frames/manifest.json`.
+pub fn manifest_key(timeline: &str) -> Result<String> {
+    validate_id("timeline id", timeline)?;
+    Ok(format!("{CACHE_PREFIX}/{timeline}/frames/{MANIFEST_NAME}"))
+}
+
+/// `cache/timelines/{timeline}/overlays/`.
+pub fn overlays_prefix(timeline: &str) -> Result<String> {
+    validate_id("timeline id", timeline)?;
+    Ok(format!("{CACHE_PREFIX}/{timeline}/overlays/"))
+}
+
+/// `cache/timelines/{timeline}/overlays/{job}/{stage}/`.
+pub fn overlay_stage_prefix(timeline: &str, job: &str, stage: &str) -> Result<String> {
+    validate_id("timeline id", timeline)?;
+    validate_id("job id", job)?;
+    validate_id("stage", stage)?;
+    Ok(format!("{CACHE_PREFIX}/{timeline}/overlays/{job}/{stage}/"))
+}
+
+/// `cache/timelines/{timeline}/overlays/{job}/{stage}/{seq}_{name}.png`.
+pub fn overlay_key(timeline: &str, job: &str, stage: &str, seq: u64, name: &str) -> Result<String> {
+    let prefix = overlay_stage_prefix(timeline, job, stage)?;
+    validate_id("overlay name", name)?;
+    Ok(format!("{prefix}{seq}_{name}.png"))
+}
+
+/// Parses a canonical decimal sequence number: `0`, or digits without a leading zero.
+fn parse_seq(digits: &str) -> Option<u64> {
+    let canonical = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'));
+    if canonical { digits.parse().ok() } else { None }
+}
+
+/// Parses a frame's file name (`17.jpg`), relative to the frames prefix.
+///
+/// Only canonical names are frames: `01.jpg`, `thumb.jpg`, `5.JPG` and anything in a
+/// sub-folder (`sub/5.jpg`) are not, so a stray object can never alias a real frame.
+pub fn parse_frame_name(name: &str) -> Option<u64> {
+    parse_seq(name.strip_suffix(".jpg")?)
+}
+
+/// Parses an overlay's file name (`17_edges.png`), relative to its stage prefix, into
+/// `(seq, name)`. The name must itself be a valid id.
+pub fn parse_overlay_name(file: &str) -> Option<(u64, &str)> {
+    let stem = file.strip_suffix(".png")?;
+    let (digits, name) = stem.split_once('_')?;
+    let seq = parse_seq(digits)?;
+    validate_id("overlay name", name).ok()?;
+    Some((seq, name))
+}
+
+/// The timeline id a key under [`CACHE_PREFIX`] belongs to, if any.
+pub fn timeline_of(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix(CACHE_PREFIX)?.strip_prefix('/')?;
+    let (id, _) = rest.split_once('/')?;
+    validate_id("timeline id", id).ok()?;
+    Some(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn keys_match_the_seed_layout() {
+        assert_eq!(
+            frame_key("tl-1", 17).unwrap(),
+            "cache/timelines/tl-1/frames/17.jpg"
+        );
+        assert_eq!(frames_prefix("tl").unwrap(), "cache/timelines/tl/frames/");
+        assert_eq!(
+            overlay_key("tl", "job-9", "edges", 3, "edge_overlay_b64").unwrap(),
+            "cache/timelines/tl/overlays/job-9/edges/3_edge_overlay_b64.png"
+        );
+        assert_eq!(
+            overlay_stage_prefix("tl", "j", "s").unwrap(),
+            "cache/timelines/tl/overlays/j/s/"
+        );
+    }
+
+    #[test]
+    fn bad_ids_are_rejected_with_the_value_and_rule() {
+        let long = "x".repeat(MAX_ID_LEN + 1);
+        for bad in ["", ".", "..", "a/b", "a\\b", "a\0b", "a\nb", long.as_str()] {
+            let err = frame_key(bad, 0).unwrap_err();
+            assert!(err.is_invalid_input(), "{bad:?}");
+            assert!(
+                err.to_string().contains(&format!("{bad:?}")),
+                "{err} should name {bad:?}"
+            );
+        }
+        assert!(overlay_key("tl", "job", "st", 1, "a/b").is_err());
+        assert!(overlay_key("tl", "job", "st/x", 1, "a").is_err());
+        assert!(frame_key(&"x".repeat(MAX_ID_LEN), 0).is_ok());
+    }
+
+    #[test]
+    fn only_canonical_frame_names_parse() {
+        assert_eq!(parse_frame_name("0.jpg"), Some(0));
+        assert_eq!(parse_frame_name("17.jpg"), Some(17));
+        for stray in [
+            "01.jpg",
+            "thumb.jpg",
+            "sub/5.jpg",
+            ".jpg",
+            "5.JPG",
+            "5.jpeg",
+            "-1.jpg",
+            "+1.jpg",
+            "1 .jpg",
+            "manifest.json",
+            "99999999999999999999999.jpg",
+        ] {
+            assert_eq!(parse_frame_name(stray), None, "{stray}");
+        }
+    }
+
+    #[test]
+    fn overlay_names_parse() {
+        assert_eq!(
+            parse_overlay_name("3_edge_overlay_b64.png"),
+            Some((3, "edge_overlay_b64"))
+        );
+        for stray in [
+            "3.png", "03_a.png", "x_a.png", "3_.png", "3_a.jpg", "_a.png",
+        ] {
+            assert_eq!(parse_overlay_name(stray), None, "{stray}");
+        }
+    }
+
+    #[test]
+    fn timeline_of_keys() {
+        assert_eq!(timeline_of("cache/timelines/abc/frames/1.jpg"), Some("abc"));
+        assert_eq!(timeline_of("cache/timelines/abc"), None);
+        assert_eq!(timeline_of("other/abc/frames/1.jpg"), None);
+    }
+
+    fn id_strategy() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9_. -]{1,40}".prop_filter("not . or ..", |s| s != "." && s != "..")
+    }
+
+    proptest! {
+        #[test]
+        fn frame_keys_round_trip(tl in id_strategy(), seq in any::<u64>()) {
+            let key = frame_key(&tl, seq).unwrap();
+            let prefix = frames_prefix(&tl).unwrap();
+            let name = key.strip_prefix(&prefix).unwrap();
+            prop_assert_eq!(parse_frame_name(name), Some(seq));
+            prop_assert_eq!(timeline_of(&key), Some(tl.as_str()));
+        }
+
+        #[test]
+        fn overlay_keys_round_trip(tl in id_strategy(), job in id_strategy(), stage in id_strategy(),
+                                   name in id_strategy(), seq in any::<u64>()) {
+            let key = overlay_key(&tl, &job, &stage, seq, &name).unwrap();
+            let prefix = overlay_stage_prefix(&tl, &job, &stage).unwrap();
+            let file = key.strip_prefix(&prefix).unwrap();
+            prop_assert_eq!(parse_overlay_name(file), Some((seq, name.as_str())));
+        }
+
+        #[test]
+        fn parsing_arbitrary_names_never_panics(name in "\\PC{0,64}") {
+            if let Some(seq) = parse_frame_name(&name) {
+                prop_assert_eq!(format!("{seq}.jpg"), name.clone());
+            }
+            let _ = parse_overlay_name(&name);
+            let _ = timeline_of(&name);
+        }
+
+        #[test]
+        fn valid_ids_never_contain_separators(s in "\\PC{0,200}") {
+            if validate_id("id", &s).is_ok() {
+                prop_assert!(!s.contains('/') && !s.contains('\\') && !s.is_empty());
+                prop_assert!(s.len() <= MAX_ID_LEN);
+            }
+        }
+    }
+}

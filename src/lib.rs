@@ -1,0 +1,23 @@
+//! framecache: a tiered read-through cache (memory, disk, blob storage) for video-frame
+//! JPEGs and debug-overlay PNGs, speaking the key layout of the Python frame cache.
+//!
+//! Data flow: `memory => disk => origin`; a hit fills the tiers above it, writes go to the
+//! origin first.
+#![warn(missing_docs)]
+
+mod chain;
+mod config;
+pub mod entry;
+mod error;
+pub mod layout;
+mod metrics;
+pub mod tier;
+
+pub use chain::{Hit, TieredCache};
+pub use config::{
+    Backend, CacheConfig, DEFAULT_BUCKET, DEFAULT_REGION, DiskConfig, S3Config, build_operator,
+    default_cache_dir, default_fs_root,
+};
+pub use error::{Error, Result};
+pub use metrics::{Metrics, Stats, TierCounters, TierStats};
+pub use tier::Source;

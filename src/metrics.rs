@@ -1,0 +1,119 @@
+//! Counters per tier, cheap to bump from any thread and readable as a plain snapshot.
+
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Live counters of one tier.
+#[derive(Debug, Default)]
+pub struct TierCounters {
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    pub(crate) bytes_read: AtomicU64,
+    pub(crate) bytes_written: AtomicU64,
+    pub(crate) writes: AtomicU64,
+    pub(crate) corrupt: AtomicU64,
+    pub(crate) evictions: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) retries: AtomicU64,
+}
+
+/// A point-in-time copy of one tier's counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TierStats {
+    /// Reads answered by this tier.
+    pub hits: u64,
+    /// Reads this tier could not answer.
+    pub misses: u64,
+    /// Payload bytes returned by hits.
+    pub bytes_read: u64,
+    /// Payload bytes stored.
+    pub bytes_written: u64,
+    /// Entries stored.
+    pub writes: u64,
+    /// Entries found corrupt, removed and treated as misses (disk tier).
+    pub corrupt: u64,
+    /// Entries removed to stay within capacity.
+    pub evictions: u64,
+    /// Operations that failed (for a local tier: degraded to a miss or a skipped write).
+    pub errors: u64,
+    /// Retried origin requests.
+    pub retries: u64,
+}
+
+impl TierCounters {
+    pub(crate) fn hit(&self, bytes: usize) {
+        self.hits.fetch_add(1, Relaxed);
+        self.bytes_read.fetch_add(bytes as u64, Relaxed);
+    }
+
+    pub(crate) fn miss(&self) {
+        self.misses.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn wrote(&self, bytes: usize) {
+        self.writes.fetch_add(1, Relaxed);
+        self.bytes_written.fetch_add(bytes as u64, Relaxed);
+    }
+
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+
+    /// Copies the counters.
+    pub fn snapshot(&self) -> TierStats {
+        TierStats {
+            hits: self.hits.load(Relaxed),
+            misses: self.misses.load(Relaxed),
+            bytes_read: self.bytes_read.load(Relaxed),
+            bytes_written: self.bytes_written.load(Relaxed),
+            writes: self.writes.load(Relaxed),
+            corrupt: self.corrupt.load(Relaxed),
+            evictions: self.evictions.load(Relaxed),
+            errors: self.errors.load(Relaxed),
+            retries: self.retries.load(Relaxed),
+        }
+    }
+}
+
+/// Counters of a whole cache: one set per tier, plus what the chain itself observed.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// The memory tier.
+    pub memory: TierCounters,
+    /// The disk tier.
+    pub disk: TierCounters,
+    /// Blob storage.
+    pub origin: TierCounters,
+    /// Gets that joined a fetch already in flight instead of starting their own.
+    pub(crate) coalesced: AtomicU64,
+    /// Object names under a timeline that are not canonical frames or overlays.
+    pub(crate) skipped_names: AtomicU64,
+}
+
+/// A point-in-time copy of every counter.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// The memory tier.
+    pub memory: TierStats,
+    /// The disk tier.
+    pub disk: TierStats,
+    /// Blob storage.
+    pub origin: TierStats,
+    /// Gets served by joining a fetch already in flight.
+    pub coalesced: u64,
+    /// Listed object names that were not canonical and were skipped.
+    pub skipped_names: u64,
+}
+
+impl Metrics {
+    /// Copies every counter.
+    pub fn snapshot(&self) -> Stats {
+        Stats {
+            memory: self.memory.snapshot(),
+            disk: self.disk.snapshot(),
+            origin: self.origin.snapshot(),
+            coalesced: self.coalesced.load(Relaxed),
+            skipped_names: self.skipped_names.load(Relaxed),
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The origin tier: blob storage through an OpenDAL `Operator` (S3, filesystem, memory).
+
+use super::Tier;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use opendal::{EntryMode, ErrorKind, Operator};
+use std::sync::Arc;
+
+/// An object found by a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Full key.
+    pub key: String,
+    /// Size in bytes, when the listing reports it.
+    pub size: u64,
+}
+
+/// The origin: the tier that holds the truth and the only one whose errors fail a read.
+pub trait Origin: Tier {
+    /// Every object under `prefix`, recursively.
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<ObjectInfo>>>;
+    /// Whether `key` exists, without reading it.
+    fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>>;
+    /// Deletes every object under `prefix`.
+    fn remove_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<()>>;
+    /// A description without credentials, e.g. `s3://mpr (http://127.0.0.1:3900)`.
+    fn describe(&self) -> String;
+}
+
+/// Blob storage through OpenDAL. `NotFound` is a miss; every other error fails the call.
+#[derive(Clone)]
+pub struct BlobTier {
+    op: Operator,
+    description: String,
+    metrics: Arc<Metrics>,
+}
+
+impl BlobTier {
+    /// Wraps an operator that already carries its layers (see [`crate::CacheBuilder`]).
+    pub fn new(op: Operator, description: String, metrics: Arc<Metrics>) -> Self {
+        BlobTier {
+            op,
+            description,
+            metrics,
+        }
+    }
+
+    /// The underlying operator.
+    pub fn operator(&self) -> &Operator {
+        &self.op
+    }
+
+    fn failed(&self, op: &'static str, key: &str, e: opendal::Error) -> Error {
+        crate::metrics::TierCounters::bump(&self.metrics.origin.errors);
+        Error::storage(op, key, e)
+    }
+}
+
+impl Tier for BlobTier {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
+        async move {
+            match self.op.read(key).await {
+                Ok(buf) => {
+                    let bytes = buf.to_bytes();
+                    self.metrics.origin.hit(bytes.len());
+                    Ok(Some(bytes))
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    self.metrics.origin.miss();
+                    Ok(None)
+                }
+                Err(e) => Err(self.failed("read", key, e)),
+            }
+        }
+        .boxed()
+    }
+
+    fn put<'a>(&'a self, key: &'a str, value: Bytes) -> BoxFuture<'a, Result<()>> {
+        async move {
+            let len = value.len();
+            self.op
+                .write(key, value)
+                .await
+                .map_err(|e| self.failed("write", key, e))?;
+            self.metrics.origin.wrote(len);
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
+        async move {
+            match self.op.delete(key).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(self.failed("delete", key, e)),
+            }
+        }
+        .boxed()
+    }
+}
+
+impl Origin for BlobTier {
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<ObjectInfo>>> {
+        async move {
+            let entries = match self.op.list_with(prefix).recursive(true).await {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(self.failed("list", prefix, e)),
+            };
+            Ok(entries
+                .into_iter()
+                .filter(|e| e.metadata().mode() == EntryMode::FILE)
+                .map(|e| ObjectInfo {
+                    size: e.metadata().content_length(),
+                    key: e.path().to_owned(),
+                })
+                .collect())
+        }
+        .boxed()
+    }
+
+    fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
+        async move {
+            self.op
+                .exists(key)
+                .await
+                .map_err(|e| self.failed("stat", key, e))
+        }
+        .boxed()
+    }
+
+    fn remove_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<()>> {
+        async move {
+            match self.op.delete_with(prefix).recursive(true).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(self.failed("delete", prefix, e)),
+            }
+        }
+        .boxed()
+    }
+
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+}

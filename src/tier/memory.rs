@@ -1,0 +1,157 @@
+//! The memory tier: a `moka` cache bounded in bytes.
+
+use super::Tier;
+use crate::error::Result;
+use crate::metrics::Metrics;
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use std::sync::Arc;
+
+/// Bytes charged per entry on top of key and value, for moka's own bookkeeping.
+const ENTRY_OVERHEAD: usize = 64;
+
+/// An in-process cache weighted by the bytes it holds.
+///
+/// moka enforces the weight on its maintenance runs, so between runs the weighted size may
+/// overshoot by the entries inserted since; [`MemoryTier::run_maintenance`] settles it.
+#[derive(Clone)]
+pub struct MemoryTier {
+    cache: moka::future::Cache<String, Bytes>,
+    capacity: u64,
+    metrics: Arc<Metrics>,
+}
+
+impl MemoryTier {
+    /// A memory tier holding at most `capacity` bytes (keys, values and overhead).
+    pub fn new(capacity: u64, metrics: Arc<Metrics>) -> Self {
+        let evict_metrics = metrics.clone();
+        let cache = moka::future::Cache::builder()
+            .max_capacity(capacity)
+            .weigher(|key: &String, value: &Bytes| {
+                u32::try_from(key.len() + value.len() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+            })
+            .eviction_listener(move |_key, _value, cause| {
+                if cause.was_evicted() {
+                    crate::metrics::TierCounters::bump(&evict_metrics.memory.evictions);
+                }
+            })
+            .build();
+        MemoryTier {
+            cache,
+            capacity,
+            metrics,
+        }
+    }
+
+    /// The configured capacity in bytes.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// Bytes currently charged (approximate until [`MemoryTier::run_maintenance`]).
+    pub fn weighted_size(&self) -> u64 {
+        self.cache.weighted_size()
+    }
+
+    /// Runs moka's pending evictions so the weighted size is within capacity.
+    pub async fn run_maintenance(&self) {
+        self.cache.run_pending_tasks().await;
+    }
+
+    /// Reads `key` without boxing (the chain's hot path).
+    pub async fn lookup(&self, key: &str) -> Option<Bytes> {
+        let hit = self.cache.get(key).await;
+        match &hit {
+            Some(bytes) => self.metrics.memory.hit(bytes.len()),
+            None => self.metrics.memory.miss(),
+        }
+        hit
+    }
+
+    /// Stores `value`; a value larger than the whole capacity is not kept.
+    pub async fn insert(&self, key: &str, value: Bytes) {
+        if (value.len() + key.len() + ENTRY_OVERHEAD) as u64 > self.capacity {
+            return;
+        }
+        self.metrics.memory.wrote(value.len());
+        self.cache.insert(key.to_owned(), value).await;
+    }
+
+    /// Drops `key`.
+    pub async fn invalidate(&self, key: &str) {
+        self.cache.invalidate(key).await;
+    }
+
+    /// Drops every key that starts with `prefix`.
+    pub async fn invalidate_prefix(&self, prefix: &str) {
+        let stale: Vec<Arc<String>> = self
+            .cache
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, _)| k)
+            .collect();
+        for key in stale {
+            self.cache.invalidate(key.as_str()).await;
+        }
+    }
+
+    /// Whether `key` is held, without touching its recency or the counters.
+    pub fn contains(&self, key: &str) -> bool {
+        self.cache.contains_key(key)
+    }
+}
+
+impl Tier for MemoryTier {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
+        async move { Ok(self.lookup(key).await) }.boxed()
+    }
+
+    fn put<'a>(&'a self, key: &'a str, value: Bytes) -> BoxFuture<'a, Result<()>> {
+        async move {
+            self.insert(key, value).await;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
+        async move {
+            self.invalidate(key).await;
+            Ok(())
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn stays_within_its_byte_capacity() {
+        let metrics = Arc::new(Metrics::default());
+        let tier = MemoryTier::new(100_000, metrics.clone());
+        for i in 0..50 {
+            tier.insert(&format!("k{i}"), Bytes::from(vec![0u8; 10_000]))
+                .await;
+        }
+        tier.run_maintenance().await;
+        assert!(tier.weighted_size() <= 100_000, "{}", tier.weighted_size());
+        assert!(metrics.snapshot().memory.evictions > 0);
+        tier.insert("huge", Bytes::from(vec![0u8; 200_000])).await;
+        assert!(!tier.contains("huge"));
+    }
+
+    #[tokio::test]
+    async fn prefix_invalidation_only_drops_the_prefix() {
+        let tier = MemoryTier::new(1 << 20, Arc::new(Metrics::default()));
+        tier.insert("a/1", Bytes::from_static(b"1")).await;
+        tier.insert("a/2", Bytes::from_static(b"2")).await;
+        tier.insert("b/1", Bytes::from_static(b"3")).await;
+        tier.invalidate_prefix("a/").await;
+        assert_eq!(tier.lookup("a/1").await, None);
+        assert_eq!(tier.lookup("a/2").await, None);
+        assert_eq!(tier.lookup("b/1").await, Some(Bytes::from_static(b"3")));
+    }
+}
