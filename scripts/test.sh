@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every check of framecache: formatting, clippy, and all tests, the S3 ones against a
+# Garage server this script installs (once) and starts on loopback, and stops at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+state=$(mktemp -d "${TMPDIR:-/tmp}/framecache-garage.XXXXXX")
+cleanup() { scripts/garage.sh stop "$state"; rm -rf "$state"; }
+trap cleanup EXIT
+scripts/garage.sh start "$state"
+# shellcheck disable=SC1091
+source "$state/env"
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --all-targets --locked

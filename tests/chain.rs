@@ -1,0 +1,253 @@
+//! The read-through chain against real backends: promotion, coalescing, cancellation,
+//! corruption and failed writes.
+
+mod common;
+
+use bytes::Bytes;
+use common::{Env, unique};
+use framecache::{Source, layout};
+use std::fs;
+use std::time::Duration;
+
+fn payload(tag: &str, len: usize) -> Bytes {
+    let mut v: Vec<u8> = tag.bytes().cycle().take(len).collect();
+    v[len / 2] = (len % 251) as u8;
+    Bytes::from(v)
+}
+
+async fn promotion_through_every_tier(env: &Env) {
+    let disk_dir = env.disk_dir("promo");
+    let cache = env.config(&disk_dir).build().unwrap();
+    let key = layout::frame_key(&unique("promo"), 3).unwrap();
+    let value = payload("promotion", 50_000);
+    cache.origin().put(&key, value.clone()).await.unwrap();
+
+    let first = cache.get_hit(&key).await.unwrap().unwrap();
+    assert_eq!(
+        (first.bytes.clone(), first.source),
+        (value.clone(), Source::Origin)
+    );
+    let second = cache.get_hit(&key).await.unwrap().unwrap();
+    assert_eq!(
+        (second.bytes, second.source),
+        (value.clone(), Source::Memory)
+    );
+
+    // A new handle on the same directory: empty memory, warm disk.
+    let fresh = env.config(&disk_dir).build().unwrap();
+    let third = fresh.get_hit(&key).await.unwrap().unwrap();
+    assert_eq!((third.bytes, third.source), (value.clone(), Source::Disk));
+    let fourth = fresh.get_hit(&key).await.unwrap().unwrap();
+    assert_eq!(fourth.source, Source::Memory);
+    assert_eq!(fresh.metrics().snapshot().origin.hits, 0);
+
+    let missing = layout::frame_key(&unique("promo"), 4).unwrap();
+    assert_eq!(cache.get_hit(&missing).await.unwrap(), None);
+}
+
+async fn concurrent_misses_make_one_origin_read(env: &Env) {
+    let (cache, probe) = env.instrumented(&env.disk_dir("coalesce"));
+    let key = layout::frame_key(&unique("coalesce"), 0).unwrap();
+    let value = payload("coalesce", 80_000);
+    cache.origin().put(&key, value.clone()).await.unwrap();
+
+    // Hold the origin read so all 64 gets are certainly concurrent.
+    probe.close_gate();
+    let gets: Vec<_> = (0..64)
+        .map(|_| {
+            let cache = cache.clone();
+            let key = key.clone();
+            tokio::spawn(async move { cache.get_hit(&key).await })
+        })
+        .collect();
+    while cache.metrics().snapshot().coalesced < 63 {
+        tokio::task::yield_now().await;
+    }
+    probe.open_gate();
+    for get in gets {
+        let hit = get.await.unwrap().unwrap().unwrap();
+        assert_eq!(hit.bytes, value);
+    }
+    assert_eq!(
+        probe.reads(),
+        1,
+        "64 concurrent gets must share one origin read"
+    );
+    assert_eq!(cache.fetches_in_flight(), 0);
+}
+
+async fn cancelled_waiters_do_not_stall_others(env: &Env) {
+    let (cache, probe) = env.instrumented(&env.disk_dir("cancel"));
+    let key = layout::frame_key(&unique("cancel"), 1).unwrap();
+    let value = payload("cancel", 30_000);
+    cache.origin().put(&key, value.clone()).await.unwrap();
+
+    probe.close_gate();
+    // The first caller starts the fetch and is then aborted while it waits at the gate.
+    let leader = {
+        let (cache, key) = (cache.clone(), key.clone());
+        tokio::spawn(async move { cache.get_hit(&key).await })
+    };
+    while probe.waiting.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    leader.abort();
+    assert!(leader.await.unwrap_err().is_cancelled());
+    // A second caller gives up through a timeout while the origin is still held.
+    let timed_out = tokio::time::timeout(Duration::from_millis(20), cache.get_hit(&key)).await;
+    assert!(timed_out.is_err());
+
+    let followers: Vec<_> = (0..8)
+        .map(|_| {
+            let (cache, key) = (cache.clone(), key.clone());
+            tokio::spawn(async move { cache.get_hit(&key).await })
+        })
+        .collect();
+    probe.open_gate();
+    for follower in followers {
+        assert_eq!(follower.await.unwrap().unwrap().unwrap().bytes, value);
+    }
+    assert_eq!(
+        probe.reads(),
+        1,
+        "cancelled callers must not restart the fetch"
+    );
+}
+
+async fn corrupt_disk_entries_are_never_served(env: &Env) {
+    let disk_dir = env.disk_dir("corrupt");
+    let writer = env.config(&disk_dir).build().unwrap();
+    let tl = unique("corrupt");
+    let keys: Vec<String> = (0..5).map(|i| layout::frame_key(&tl, i).unwrap()).collect();
+    let values: Vec<Bytes> = (0..5)
+        .map(|i| payload(&format!("v{i}"), 20_000 + i))
+        .collect();
+    for (k, v) in keys.iter().zip(&values) {
+        writer.put(k, v.clone()).await.unwrap();
+    }
+    let disk = writer.disk().unwrap();
+    let path = |i: usize| disk.path_of(&keys[i]);
+
+    // 0: one flipped payload byte; 1: truncated; 2: zero length; 3 and 4: files swapped.
+    let mut flipped = fs::read(path(0)).unwrap();
+    let last = flipped.len() - 10;
+    flipped[last] ^= 0x01;
+    fs::write(path(0), flipped).unwrap();
+    let full = fs::read(path(1)).unwrap();
+    fs::write(path(1), &full[..full.len() / 2]).unwrap();
+    fs::write(path(2), b"").unwrap();
+    let (three, four) = (fs::read(path(3)).unwrap(), fs::read(path(4)).unwrap());
+    fs::write(path(3), four).unwrap();
+    fs::write(path(4), three).unwrap();
+
+    let reader = env.config(&disk_dir).build().unwrap();
+    for i in 0..5 {
+        let hit = reader.get_hit(&keys[i]).await.unwrap().unwrap();
+        assert_eq!(hit.bytes, values[i], "entry {i}");
+        assert_eq!(
+            hit.source,
+            Source::Origin,
+            "corrupt entry {i} must be refetched"
+        );
+    }
+    assert_eq!(reader.metrics().snapshot().disk.corrupt, 5);
+    // Refetched entries were rewritten whole: a third handle reads them from disk.
+    let third = env.config(&disk_dir).build().unwrap();
+    for i in 0..5 {
+        let hit = third.get_hit(&keys[i]).await.unwrap().unwrap();
+        assert_eq!((hit.bytes, hit.source), (values[i].clone(), Source::Disk));
+    }
+}
+
+async fn failed_origin_write_leaves_no_local_entry(env: &Env) {
+    let disk_dir = env.disk_dir("failed-write");
+    let good = env.config(&disk_dir).build().unwrap();
+    let key = layout::frame_key(&unique("failed-write"), 9).unwrap();
+    good.put(&key, payload("old", 1000)).await.unwrap();
+    assert!(good.disk().unwrap().path_of(&key).exists());
+
+    // The same disk directory in front of an origin that rejects writes.
+    let mut broken = env.config(&disk_dir);
+    match &mut broken.backend {
+        framecache::Backend::Fs { .. } => return broken_fs_write(env, &disk_dir, &key).await,
+        framecache::Backend::S3(s3) => {
+            s3.secret_access_key = Some("wrong-secret-wrong-secret".into());
+        }
+        framecache::Backend::Memory => unreachable!(),
+    }
+    broken.retries = 0;
+    let broken = broken.build().unwrap();
+    let err = broken.put(&key, payload("new", 1000)).await.unwrap_err();
+    assert!(err.to_string().contains(&key), "{err}");
+    assert!(!broken.disk().unwrap().path_of(&key).exists());
+    assert_eq!(broken.local_source(&key), None);
+}
+
+/// fs variant: the origin root is replaced by a file after the cache was built.
+async fn broken_fs_write(env: &Env, disk_dir: &std::path::Path, key: &str) {
+    let root = env.scratch.path().join("origin-broken");
+    let mut config = env.config(disk_dir);
+    config.backend = framecache::Backend::Fs { root: root.clone() };
+    config.retries = 0;
+    let cache = config.build().unwrap();
+    fs::remove_dir_all(&root).unwrap();
+    fs::write(&root, b"not a directory").unwrap();
+    let err = cache.put(key, payload("new", 1000)).await.unwrap_err();
+    assert!(err.to_string().contains(key), "{err}");
+    assert!(!cache.disk().unwrap().path_of(key).exists());
+    assert_eq!(cache.local_source(key), None);
+}
+
+async fn invalid_ids_write_nothing(env: &Env) {
+    let cache = env.config(&env.disk_dir("invalid")).build().unwrap();
+    let tl = unique("invalid");
+    for bad in ["", "..", "a/b", "a\\b", "a\0b"] {
+        let err = layout::frame_key(bad, 1).unwrap_err();
+        assert!(err.is_invalid_input());
+        assert!(err.to_string().contains("timeline id"), "{err}");
+        let err = layout::overlay_key(&tl, "job", "stage", 1, bad).unwrap_err();
+        assert!(err.to_string().contains("overlay name"), "{err}");
+    }
+    let listed = cache
+        .origin()
+        .list(&layout::timeline_prefix(&tl).unwrap())
+        .await
+        .unwrap();
+    assert!(listed.is_empty());
+}
+
+backend_tests!(
+    promotion_through_every_tier,
+    concurrent_misses_make_one_origin_read,
+    cancelled_waiters_do_not_stall_others,
+    corrupt_disk_entries_are_never_served,
+    failed_origin_write_leaves_no_local_entry,
+    invalid_ids_write_nothing,
+);
+
+#[tokio::test]
+async fn origin_failure_is_an_error_not_a_miss() {
+    // An unreachable S3 endpoint: the read fails with the key named, it is not "not found".
+    let config = framecache::CacheConfig {
+        backend: framecache::Backend::S3(framecache::S3Config {
+            bucket: "mpr".into(),
+            endpoint: Some("http://127.0.0.1:9".into()),
+            region: "us-east-1".into(),
+            access_key_id: Some("GKxxxxxxxx".into()),
+            secret_access_key: Some("secretsecretsecret".into()),
+        }),
+        disk: None,
+        retries: 1,
+        retry_min_delay: Duration::from_millis(1),
+        ..framecache::CacheConfig::default()
+    };
+    let cache = config.build().unwrap();
+    let err = cache
+        .get_hit("cache/timelines/x/frames/1.jpg")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("cache/timelines/x/frames/1.jpg"),
+        "{err}"
+    );
+}

@@ -1,0 +1,192 @@
+//! Shared test harness: every backend test runs against the filesystem backend and against
+//! the Garage S3 server that `scripts/test.sh` starts.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use framecache::tier::{BlobTier, ObjectInfo, Origin, Tier};
+use framecache::{Backend, CacheConfig, DiskConfig, Metrics, Result, S3Config, TieredCache};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use tokio::sync::Semaphore;
+
+/// One backend under test, with scratch space for disk caches.
+pub struct Env {
+    pub name: &'static str,
+    pub backend: Backend,
+    pub scratch: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn fs() -> Env {
+        let scratch = tempfile::tempdir().unwrap();
+        let backend = Backend::Fs {
+            root: scratch.path().join("origin"),
+        };
+        Env {
+            name: "fs",
+            backend,
+            scratch,
+        }
+    }
+
+    /// The Garage server from the environment; skipped outside CI when it is not running,
+    /// and a failure in CI, where the S3 tests must always run.
+    pub fn s3() -> Option<Env> {
+        if std::env::var_os("FRAMECACHE_TEST_S3").is_none() {
+            if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+                panic!("CI is set but no S3 server is configured: run scripts/test.sh");
+            }
+            eprintln!("S3 server not configured (run scripts/test.sh); skipping");
+            return None;
+        }
+        Some(Env {
+            name: "s3",
+            backend: Backend::S3(S3Config::from_env()),
+            scratch: tempfile::tempdir().unwrap(),
+        })
+    }
+
+    /// A fresh disk-cache directory.
+    pub fn disk_dir(&self, name: &str) -> PathBuf {
+        self.scratch.path().join(format!("disk-{name}"))
+    }
+
+    /// A config for this backend with its disk tier in `disk_dir`.
+    pub fn config(&self, disk_dir: &std::path::Path) -> CacheConfig {
+        CacheConfig {
+            backend: self.backend.clone(),
+            memory_capacity: 64 << 20,
+            disk: Some(DiskConfig {
+                dir: disk_dir.to_path_buf(),
+                capacity: 1 << 30,
+            }),
+            ..CacheConfig::default()
+        }
+    }
+
+    /// The raw origin of this backend.
+    pub fn origin(&self, metrics: &Arc<Metrics>) -> Arc<dyn Origin> {
+        let config = self.config(&self.disk_dir("unused"));
+        let (op, description) = framecache::build_operator(&config, metrics).unwrap();
+        Arc::new(BlobTier::new(op, description, metrics.clone()))
+    }
+
+    /// A cache whose origin reads are counted (and optionally held at a gate).
+    pub fn instrumented(&self, disk_dir: &std::path::Path) -> (TieredCache, Arc<Instrumented>) {
+        let metrics = Arc::new(Metrics::default());
+        let probe = Arc::new(Instrumented::new(self.origin(&metrics)));
+        let cache = self
+            .config(disk_dir)
+            .build_with_origin(probe.clone(), metrics);
+        (cache, probe)
+    }
+}
+
+/// A unique key prefix per test run, so tests sharing a bucket never collide.
+pub fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{name}-{}-{nanos}", std::process::id())
+}
+
+/// An origin wrapper that counts reads and can hold them at a gate until released.
+pub struct Instrumented {
+    inner: Arc<dyn Origin>,
+    pub reads: AtomicUsize,
+    pub waiting: AtomicUsize,
+    gate: Semaphore,
+    gated: std::sync::atomic::AtomicBool,
+}
+
+impl Instrumented {
+    pub fn new(inner: Arc<dyn Origin>) -> Self {
+        Instrumented {
+            inner,
+            reads: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            gate: Semaphore::new(0),
+            gated: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Holds every later read until [`Instrumented::open_gate`].
+    pub fn close_gate(&self) {
+        self.gated.store(true, SeqCst);
+    }
+
+    pub fn open_gate(&self) {
+        self.gated.store(false, SeqCst);
+        self.gate.add_permits(1 << 20);
+    }
+
+    pub fn reads(&self) -> usize {
+        self.reads.load(SeqCst)
+    }
+}
+
+impl Tier for Instrumented {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
+        async move {
+            self.reads.fetch_add(1, SeqCst);
+            if self.gated.load(SeqCst) {
+                self.waiting.fetch_add(1, SeqCst);
+                let _permit = self.gate.acquire().await.unwrap();
+                self.waiting.fetch_sub(1, SeqCst);
+            }
+            self.inner.get(key).await
+        }
+        .boxed()
+    }
+    fn put<'a>(&'a self, key: &'a str, value: Bytes) -> BoxFuture<'a, Result<()>> {
+        self.inner.put(key, value)
+    }
+    fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
+        self.inner.remove(key)
+    }
+}
+
+impl Origin for Instrumented {
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<ObjectInfo>>> {
+        self.inner.list(prefix)
+    }
+    fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
+        self.inner.exists(key)
+    }
+    fn remove_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<()>> {
+        self.inner.remove_prefix(prefix)
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+/// Generates `mod on_fs { .. }` and `mod on_s3 { .. }` with one test per backend for each named
+/// `async fn name(env: &Env)` in the calling file.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod on_fs {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(&super::common::Env::fs()).await
+                }
+            )*
+        }
+        mod on_s3 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    if let Some(env) = super::common::Env::s3() {
+                        super::$name(&env).await
+                    }
+                }
+            )*
+        }
+    };
+}
