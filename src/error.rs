@@ -60,6 +60,23 @@ pub enum Error {
         /// What the encoder said.
         reason: String,
     },
+    /// A timeline's writer has not finished (or died): its manifest lists frames that are
+    /// missing or is marked incomplete.
+    #[error("timeline {timeline:?} is incomplete: {present} of {expected} frames present")]
+    Incomplete {
+        /// The timeline id.
+        timeline: String,
+        /// Frames its manifest lists.
+        expected: usize,
+        /// Frames found.
+        present: usize,
+    },
+    /// An object that was listed a moment ago is gone (deleted concurrently).
+    #[error("{key:?} vanished while being read")]
+    Vanished {
+        /// The object key.
+        key: String,
+    },
     /// The configuration cannot be used.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -6,12 +6,14 @@
 #![warn(missing_docs)]
 
 mod chain;
+pub mod codec;
 mod config;
 pub mod entry;
 mod error;
 pub mod layout;
 mod metrics;
 pub mod tier;
+mod timeline;
 
 pub use chain::{Hit, TieredCache};
 pub use config::{
@@ -21,3 +23,7 @@ pub use config::{
 pub use error::{Error, Result};
 pub use metrics::{Metrics, Stats, TierCounters, TierStats};
 pub use tier::Source;
+pub use timeline::{
+    ClearScope, DEFAULT_B64_QUALITY, DEFAULT_QUALITY, Frame, FrameB64, FrameCache, FrameEntry,
+    FrameMeta, TimelineStatus, frames_to_b64,
+};

@@ -4,8 +4,8 @@ use super::Tier;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use bytes::Bytes;
-use futures::FutureExt;
 use futures::future::BoxFuture;
+use futures::{FutureExt, TryStreamExt};
 use opendal::{EntryMode, ErrorKind, Operator};
 use std::sync::Arc;
 
@@ -24,6 +24,8 @@ pub trait Origin: Tier {
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<ObjectInfo>>>;
     /// Whether `key` exists, without reading it.
     fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>>;
+    /// Whether any object exists under `prefix`; stops at the first one found.
+    fn has_any<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<bool>>;
     /// Deletes every object under `prefix`.
     fn remove_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<()>>;
     /// A description without credentials, e.g. `s3://mpr (http://127.0.0.1:3900)`.
@@ -129,6 +131,27 @@ impl Origin for BlobTier {
                 .exists(key)
                 .await
                 .map_err(|e| self.failed("stat", key, e))
+        }
+        .boxed()
+    }
+
+    fn has_any<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<bool>> {
+        async move {
+            let mut lister = match self.op.lister_with(prefix).recursive(true).limit(1).await {
+                Ok(lister) => lister,
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(self.failed("list", prefix, e)),
+            };
+            while let Some(entry) = lister
+                .try_next()
+                .await
+                .map_err(|e| self.failed("list", prefix, e))?
+            {
+                if entry.metadata().mode() == EntryMode::FILE {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
         }
         .boxed()
     }

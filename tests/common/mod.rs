@@ -157,6 +157,9 @@ impl Origin for Instrumented {
     fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
         self.inner.exists(key)
     }
+    fn has_any<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<bool>> {
+        self.inner.has_any(prefix)
+    }
     fn remove_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<()>> {
         self.inner.remove_prefix(prefix)
     }

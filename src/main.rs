@@ -1,0 +1,468 @@
+//! The `framecache` command line: flags and environment become a [`CacheConfig`], each
+//! subcommand calls the library.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use framecache::{
+    Backend, CacheConfig, ClearScope, DiskConfig, Frame, FrameCache, S3Config, Source,
+    default_cache_dir, default_fs_root,
+};
+use image::RgbImage;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(
+    name = "framecache",
+    version,
+    about = "Tiered cache for video-frame JPEGs in blob storage"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Global {
+    /// Origin backend: a local directory (default) or S3.
+    #[arg(long, env = "FRAMECACHE_BACKEND", value_enum, default_value_t = BackendKind::Fs, global = true)]
+    backend: BackendKind,
+    /// Root directory of the fs backend [default: ~/.local/share/framecache/store].
+    #[arg(long, env = "FRAMECACHE_ROOT", global = true)]
+    root: Option<PathBuf>,
+    /// S3 bucket.
+    #[arg(long, env = "S3_BUCKET", default_value = "mpr", global = true)]
+    bucket: String,
+    /// S3 endpoint URL (keys come only from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY).
+    #[arg(long, env = "AWS_ENDPOINT_URL", global = true)]
+    endpoint: Option<String>,
+    /// S3 region.
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1", global = true)]
+    region: String,
+    /// Disk cache directory [default: ~/.cache/framecache].
+    #[arg(long, env = "FRAMECACHE_CACHE_DIR", global = true)]
+    cache_dir: Option<PathBuf>,
+    /// Memory tier capacity (e.g. 512MiB).
+    #[arg(long, env = "FRAMECACHE_MEMORY_CAPACITY", default_value = "512MiB", value_parser = parse_size, global = true)]
+    memory_capacity: u64,
+    /// Disk tier capacity (e.g. 10GiB).
+    #[arg(long, env = "FRAMECACHE_DISK_CAPACITY", default_value = "10GiB", value_parser = parse_size, global = true)]
+    disk_capacity: u64,
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendKind {
+    Fs,
+    S3,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Synthesize a timeline, cache it, and load it cold, warm and hot: what each tier served.
+    Demo {
+        /// Timeline id to use.
+        #[arg(long, default_value = "demo")]
+        timeline: String,
+        /// Frames to synthesize.
+        #[arg(long, default_value_t = 120)]
+        frames: u64,
+        /// Frame width.
+        #[arg(long, default_value_t = 1280)]
+        width: u32,
+        /// Frame height.
+        #[arg(long, default_value_t = 720)]
+        height: u32,
+    },
+    /// List timelines, or one timeline's frames with size and where each is cached now.
+    Ls {
+        /// Timeline id; all timelines when omitted.
+        timeline: Option<String>,
+    },
+    /// Write one frame's JPEG bytes to a file or stdout.
+    Get {
+        /// Timeline id.
+        timeline: String,
+        /// Frame sequence number.
+        seq: u64,
+        /// Output file (stdout when omitted).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Write every frame of a timeline as `<seq>.jpg` into a directory.
+    Export {
+        /// Timeline id.
+        timeline: String,
+        /// Output directory (created if missing).
+        dir: PathBuf,
+    },
+    /// Prefetch whole timelines into the disk tier.
+    Warm {
+        /// Timeline ids.
+        #[arg(required = true)]
+        timelines: Vec<String>,
+    },
+    /// Delete a timeline's frames and overlays.
+    Clear {
+        /// Timeline id.
+        timeline: String,
+        /// Drop only this machine's cached copies; keep the origin.
+        #[arg(long)]
+        local_only: bool,
+    },
+    /// Disk tier usage and this process's counters.
+    Stats,
+}
+
+/// Parses `512MiB`, `10GiB`, `1.5GB`, `4096`.
+fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}: expected a number with an optional unit"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        "t" | "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
+        other => return Err(format!("invalid size {s:?}: unknown unit {other:?}")),
+    };
+    Ok((value * mult as f64) as u64)
+}
+
+impl Global {
+    fn config(&self) -> CacheConfig {
+        let backend = match self.backend {
+            BackendKind::Fs => Backend::Fs {
+                root: self.root.clone().unwrap_or_else(default_fs_root),
+            },
+            BackendKind::S3 => Backend::S3(S3Config {
+                bucket: self.bucket.clone(),
+                endpoint: self.endpoint.clone(),
+                region: self.region.clone(),
+                ..S3Config::from_env()
+            }),
+        };
+        CacheConfig {
+            backend,
+            memory_capacity: self.memory_capacity,
+            disk: Some(DiskConfig {
+                dir: self.cache_dir.clone().unwrap_or_else(default_cache_dir),
+                capacity: self.disk_capacity,
+            }),
+            ..CacheConfig::default()
+        }
+    }
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FRAMECACHE_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    if let Err(err) = runtime.block_on(run(cli)) {
+        let invalid = err
+            .downcast_ref::<framecache::Error>()
+            .is_some_and(|e| e.is_invalid_input());
+        eprintln!("error: {err:#}");
+        std::process::exit(if invalid { 2 } else { 1 });
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let config = cli.global.config();
+    let json = cli.global.json;
+    let fc = FrameCache::new(&config)?;
+    match cli.command {
+        Command::Demo {
+            timeline,
+            frames,
+            width,
+            height,
+        } => demo(&config, &fc, &timeline, frames, width, height, json).await,
+        Command::Ls { timeline: None } => {
+            let ids = fc.timelines().await?;
+            if json {
+                println!("{}", serde_json::to_string(&ids)?);
+            } else {
+                ids.iter().for_each(|id| println!("{id}"));
+            }
+            Ok(())
+        }
+        Command::Ls { timeline: Some(tl) } => {
+            let entries = fc.list_frames(&tl).await?;
+            let rows: Vec<serde_json::Value> = entries
+                .iter()
+                .map(|e| {
+                    let cached = fc.chain().local_source(&e.key);
+                    serde_json::json!({
+                        "seq": e.seq,
+                        "size": e.size,
+                        "cached": cached.map_or("origin".to_owned(), |s| s.to_string()),
+                        "timestamp": e.meta.as_ref().map(|m| m.timestamp),
+                    })
+                })
+                .collect();
+            if json {
+                println!("{}", serde_json::to_string(&rows)?);
+            } else {
+                println!("{:>8} {:>10}  cached", "seq", "bytes");
+                for r in &rows {
+                    println!(
+                        "{:>8} {:>10}  {}",
+                        r["seq"],
+                        r["size"],
+                        r["cached"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Get {
+            timeline,
+            seq,
+            output,
+        } => {
+            let Some((jpeg, source)) = fc.frame_jpeg(&timeline, seq).await? else {
+                bail!("frame {seq} of timeline {timeline:?} not found");
+            };
+            match output {
+                Some(path) => {
+                    std::fs::write(&path, &jpeg)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::json!({"seq": seq, "bytes": jpeg.len(), "source": source, "path": path})
+                        );
+                    }
+                }
+                None => std::io::stdout().write_all(&jpeg)?,
+            }
+            Ok(())
+        }
+        Command::Export { timeline, dir } => {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let entries = fc.list_frames(&timeline).await?;
+            let mut written = 0;
+            for e in &entries {
+                let Some((jpeg, _)) = fc.frame_jpeg(&timeline, e.seq).await? else {
+                    continue;
+                };
+                let path = dir.join(format!("{}.jpg", e.seq));
+                std::fs::write(&path, &jpeg)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                written += 1;
+            }
+            report(
+                json,
+                serde_json::json!({"timeline": timeline, "frames": written, "dir": dir}),
+                || format!("exported {written} frames to {}", dir.display()),
+            )
+        }
+        Command::Warm { timelines } => {
+            for tl in &timelines {
+                let start = Instant::now();
+                let b64 = fc.load_frames_b64(tl).await?;
+                report(
+                    json,
+                    serde_json::json!({"timeline": tl, "frames": b64.len(), "seconds": start.elapsed().as_secs_f64()}),
+                    || {
+                        format!(
+                            "warmed {tl}: {} frames in {:.2?}",
+                            b64.len(),
+                            start.elapsed()
+                        )
+                    },
+                )?;
+            }
+            Ok(())
+        }
+        Command::Clear {
+            timeline,
+            local_only,
+        } => {
+            if local_only {
+                let n = fc.clear_local(&timeline, ClearScope::All).await?;
+                report(
+                    json,
+                    serde_json::json!({"timeline": timeline, "local_entries_removed": n}),
+                    || format!("dropped {n} local entries of {timeline}"),
+                )
+            } else {
+                fc.clear(&timeline, ClearScope::All).await?;
+                report(
+                    json,
+                    serde_json::json!({"timeline": timeline, "cleared": true}),
+                    || format!("cleared {timeline}"),
+                )
+            }
+        }
+        Command::Stats => {
+            let usage = fc.chain().disk().map(|d| d.usage());
+            let stats = fc.stats();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"disk_usage": usage, "counters": stats})
+                );
+            } else {
+                if let Some(u) = usage {
+                    println!(
+                        "disk: {} entries, {} bytes of {} ({} temp files)",
+                        u.entries, u.bytes, u.capacity, u.temp_files
+                    );
+                }
+                println!("origin: {}", fc.chain().origin().describe());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn report(json: bool, value: serde_json::Value, text: impl FnOnce() -> String) -> Result<()> {
+    if json {
+        println!("{value}");
+    } else {
+        println!("{}", text());
+    }
+    Ok(())
+}
+
+/// A panning gradient with moving blocks: compresses like real video, not like noise.
+fn synth_frame(seq: u64, width: u32, height: u32) -> Frame {
+    let t = seq as u32;
+    let image = RgbImage::from_fn(width, height, |x, y| {
+        let xs = x + 2 * t;
+        let block = ((xs / 97) + (y / 61)) % 5 == 0;
+        let noise = (x.wrapping_mul(2654435761) ^ y.wrapping_mul(40503) ^ t) % 9;
+        let r = (60 + (xs % 256) / 2 + noise) as u8;
+        let g = (90 + (y * 160 / height.max(1)) + noise) as u8;
+        let b = if block {
+            200
+        } else {
+            (120 + (xs + y) % 64) as u8
+        };
+        image::Rgb([r, g, b])
+    });
+    Frame {
+        seq,
+        chunk_id: seq / 100,
+        timestamp: seq as f64 / 30.0,
+        image,
+        perceptual_hash: format!("{seq:016x}"),
+    }
+}
+
+async fn demo(
+    config: &CacheConfig,
+    fc: &FrameCache,
+    timeline: &str,
+    n: u64,
+    width: u32,
+    height: u32,
+    json: bool,
+) -> Result<()> {
+    framecache::layout::validate_id("timeline id", timeline)?;
+    let frames: Vec<Frame> = (0..n).map(|s| synth_frame(s, width, height)).collect();
+    let mut rows = Vec::new();
+
+    let start = Instant::now();
+    fc.cache_frames(timeline, &frames, framecache::DEFAULT_QUALITY)
+        .await?;
+    rows.push((
+        "cache_frames (encode + write through)",
+        start.elapsed(),
+        None,
+    ));
+    drop(frames);
+
+    // Cold: nothing local, every frame from the origin.
+    fc.clear_local(timeline, ClearScope::All).await?;
+    let cold = FrameCache::new(config)?;
+    rows.push(load_row("load_frames cold", &cold, timeline).await?);
+    // Warm: a new handle (empty memory) on the same disk cache, as a second process would.
+    let warm = FrameCache::new(config)?;
+    rows.push(load_row("load_frames warm (disk)", &warm, timeline).await?);
+    rows.push(load_row("load_frames hot (memory)", &warm, timeline).await?);
+
+    if json {
+        let out: Vec<_> = rows
+            .iter()
+            .map(|(what, took, sources)| {
+                serde_json::json!({"step": what, "seconds": took.as_secs_f64(), "served_by": sources})
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"timeline": timeline, "frames": n, "width": width, "height": height,
+                "origin": fc.chain().origin().describe(), "encoder": framecache::codec::encoder_name(), "steps": out})
+        );
+        return Ok(());
+    }
+    println!(
+        "framecache demo: {n} frames {width}x{height}, timeline {timeline:?}, origin {}",
+        fc.chain().origin().describe()
+    );
+    println!(
+        "{:<40} {:>10} {:>10}  served by",
+        "step", "time", "per frame"
+    );
+    for (what, took, sources) in &rows {
+        let per = took.as_secs_f64() * 1000.0 / n.max(1) as f64;
+        let served = sources
+            .as_ref()
+            .map(|s: &std::collections::BTreeMap<String, u64>| {
+                s.iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        println!(
+            "{what:<40} {:>9.1}ms {per:>8.2}ms  {served}",
+            took.as_secs_f64() * 1000.0
+        );
+    }
+    Ok(())
+}
+
+async fn load_row(
+    what: &'static str,
+    fc: &FrameCache,
+    timeline: &str,
+) -> Result<(
+    &'static str,
+    std::time::Duration,
+    Option<std::collections::BTreeMap<String, u64>>,
+)> {
+    use futures::StreamExt;
+    let start = Instant::now();
+    let mut served = std::collections::BTreeMap::new();
+    let mut stream = Box::pin(fc.stream_frames(timeline));
+    while let Some(item) = stream.next().await {
+        let (_, source): (Frame, Source) = item?;
+        *served.entry(source.to_string()).or_insert(0) += 1;
+    }
+    Ok((what, start.elapsed(), Some(served)))
+}
