@@ -29,9 +29,9 @@ pub enum Error {
         op: &'static str,
         /// The key or prefix.
         key: String,
-        /// OpenDAL's error, which carries its own retry verdict.
+        /// OpenDAL's error, which carries its own retry verdict (boxed: it is large).
         #[source]
-        source: opendal::Error,
+        source: Box<opendal::Error>,
     },
     /// A local file operation failed.
     #[error("{op} {path}: {source}")]
@@ -109,7 +109,7 @@ impl Error {
         Error::Storage {
             op,
             key: key.to_owned(),
-            source,
+            source: Box::new(source),
         }
     }
 

@@ -33,15 +33,11 @@ pub fn validate_id(what: &'static str, value: &str) -> Result<()> {
         ))
     } else if value == "." || value == ".." {
         Some("must not be `.` or `..`".to_owned())
-    } else if let Some(c) = value
-        .chars()
-        .find(|c| matches!(c, '/' | '\\') || c.is_control())
-    {
-        Some(format!(
-            "must not contain {c:?} (no `/`, `\\`, NUL or control characters)"
-        ))
     } else {
-        None
+        value
+            .chars()
+            .find(|c| matches!(c, '/' | '\\') || c.is_control())
+            .map(|c| format!("must not contain {c:?} (no `/`, `\\`, NUL or control characters)"))
     };
     match rule {
         None => Ok(()),

@@ -354,7 +354,7 @@ fn synth_frame(seq: u64, width: u32, height: u32) -> Frame {
     let t = seq as u32;
     let image = RgbImage::from_fn(width, height, |x, y| {
         let xs = x + 2 * t;
-        let block = ((xs / 97) + (y / 61)) % 5 == 0;
+        let block = ((xs / 97) + (y / 61)).is_multiple_of(5);
         let noise = (x.wrapping_mul(2654435761) ^ y.wrapping_mul(40503) ^ t) % 9;
         let r = (60 + (xs % 256) / 2 + noise) as u8;
         let g = (90 + (y * 160 / height.max(1)) + noise) as u8;
