@@ -12,6 +12,7 @@ pub mod entry;
 mod error;
 pub mod layout;
 mod metrics;
+mod synth;
 pub mod tier;
 mod timeline;
 
@@ -22,6 +23,7 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use metrics::{Metrics, Stats, TierCounters, TierStats};
+pub use synth::synthetic_frame;
 pub use tier::Source;
 pub use timeline::{
     ClearScope, DEFAULT_B64_QUALITY, DEFAULT_QUALITY, Frame, FrameB64, FrameCache, FrameEntry,

@@ -7,7 +7,6 @@ use framecache::{
     Backend, CacheConfig, ClearScope, DiskConfig, Frame, FrameCache, S3Config, Source,
     default_cache_dir, default_fs_root,
 };
-use image::RgbImage;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -349,31 +348,6 @@ fn report(json: bool, value: serde_json::Value, text: impl FnOnce() -> String) -
     Ok(())
 }
 
-/// A panning gradient with moving blocks: compresses like real video, not like noise.
-fn synth_frame(seq: u64, width: u32, height: u32) -> Frame {
-    let t = seq as u32;
-    let image = RgbImage::from_fn(width, height, |x, y| {
-        let xs = x + 2 * t;
-        let block = ((xs / 97) + (y / 61)).is_multiple_of(5);
-        let noise = (x.wrapping_mul(2654435761) ^ y.wrapping_mul(40503) ^ t) % 9;
-        let r = (60 + (xs % 256) / 2 + noise) as u8;
-        let g = (90 + (y * 160 / height.max(1)) + noise) as u8;
-        let b = if block {
-            200
-        } else {
-            (120 + (xs + y) % 64) as u8
-        };
-        image::Rgb([r, g, b])
-    });
-    Frame {
-        seq,
-        chunk_id: seq / 100,
-        timestamp: seq as f64 / 30.0,
-        image,
-        perceptual_hash: format!("{seq:016x}"),
-    }
-}
-
 async fn demo(
     config: &CacheConfig,
     fc: &FrameCache,
@@ -384,7 +358,9 @@ async fn demo(
     json: bool,
 ) -> Result<()> {
     framecache::layout::validate_id("timeline id", timeline)?;
-    let frames: Vec<Frame> = (0..n).map(|s| synth_frame(s, width, height)).collect();
+    let frames: Vec<Frame> = (0..n)
+        .map(|s| framecache::synthetic_frame(s, width, height))
+        .collect();
     let mut rows = Vec::new();
 
     let start = Instant::now();

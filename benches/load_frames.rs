@@ -1,0 +1,120 @@
+//! End-to-end `load_frames` of a synthetic 300-frame 1280x720 timeline: cold (from the
+//! origin), warm (a new handle with an empty memory tier on a warm disk cache) and hot
+//! (memory), plus `cache_frames`. Runs on the fs backend, and on S3 too when the
+//! environment names a server (`source DIR/env` after `scripts/garage.sh start DIR`).
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use framecache::{Backend, CacheConfig, DiskConfig, Frame, FrameCache, S3Config, synthetic_frame};
+use std::time::{Duration, Instant};
+
+const FRAMES: u64 = 300;
+
+fn config(backend: &Backend, disk: &std::path::Path) -> CacheConfig {
+    CacheConfig {
+        backend: backend.clone(),
+        memory_capacity: 1 << 30,
+        disk: Some(DiskConfig {
+            dir: disk.to_path_buf(),
+            capacity: 4 << 30,
+        }),
+        ..CacheConfig::default()
+    }
+}
+
+fn bench_backend(c: &mut Criterion, name: &str, backend: Backend) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let frames: Vec<Frame> = (0..FRAMES).map(|s| synthetic_frame(s, 1280, 720)).collect();
+    let timeline = format!("bench-{}", std::process::id());
+    let writer = FrameCache::new(&config(&backend, &scratch.path().join("writer"))).unwrap();
+    rt.block_on(writer.cache_frames(&timeline, &frames, 85))
+        .unwrap();
+
+    let mut group = c.benchmark_group(format!("timeline_300x1280x720/{name}"));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    group.throughput(Throughput::Elements(FRAMES));
+
+    let mut run = 0;
+    group.bench_function("cache_frames", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                run += 1;
+                let fc =
+                    FrameCache::new(&config(&backend, &scratch.path().join(format!("w{run}"))))
+                        .unwrap();
+                let tl = format!("{timeline}-w{run}");
+                let start = Instant::now();
+                rt.block_on(fc.cache_frames(&tl, &frames, 85)).unwrap();
+                total += start.elapsed();
+                rt.block_on(fc.clear(&tl, framecache::ClearScope::All))
+                    .unwrap();
+            }
+            total
+        })
+    });
+    group.bench_function("load_frames/cold", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                run += 1;
+                let fc =
+                    FrameCache::new(&config(&backend, &scratch.path().join(format!("c{run}"))))
+                        .unwrap();
+                let start = Instant::now();
+                let loaded = rt.block_on(fc.load_frames(&timeline)).unwrap();
+                total += start.elapsed();
+                assert_eq!(loaded.len(), FRAMES as usize);
+                assert_eq!(fc.stats().origin.hits, FRAMES);
+            }
+            total
+        })
+    });
+    let warm_dir = scratch.path().join("warm");
+    rt.block_on(
+        FrameCache::new(&config(&backend, &warm_dir))
+            .unwrap()
+            .load_frames(&timeline),
+    )
+    .unwrap();
+    group.bench_function("load_frames/warm_disk", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let fc = FrameCache::new(&config(&backend, &warm_dir)).unwrap();
+                let start = Instant::now();
+                let loaded = rt.block_on(fc.load_frames(&timeline)).unwrap();
+                total += start.elapsed();
+                assert_eq!(loaded.len(), FRAMES as usize);
+                assert_eq!(fc.stats().disk.hits, FRAMES);
+            }
+            total
+        })
+    });
+    let hot = FrameCache::new(&config(&backend, &warm_dir)).unwrap();
+    rt.block_on(hot.load_frames(&timeline)).unwrap();
+    group.bench_function("load_frames/hot_memory", |b| {
+        b.iter(|| rt.block_on(hot.load_frames(&timeline)).unwrap())
+    });
+    group.finish();
+    rt.block_on(writer.clear(&timeline, framecache::ClearScope::All))
+        .unwrap();
+}
+
+fn load_frames_bench(c: &mut Criterion) {
+    let root = tempfile::tempdir().unwrap();
+    bench_backend(
+        c,
+        "fs",
+        Backend::Fs {
+            root: root.path().to_path_buf(),
+        },
+    );
+    if std::env::var_os("AWS_ENDPOINT_URL").is_some() {
+        bench_backend(c, "s3", Backend::S3(S3Config::from_env()));
+    }
+}
+
+criterion_group!(benches, load_frames_bench);
+criterion_main!(benches);
