@@ -66,7 +66,10 @@ fn bench_backend(c: &mut Criterion, name: &str, backend: Backend) {
                 let loaded = rt.block_on(fc.load_frames(&timeline)).unwrap();
                 total += start.elapsed();
                 assert_eq!(loaded.len(), FRAMES as usize);
-                assert!(fc.stats().origin.hits >= FRAMES, "every frame from the origin");
+                assert!(
+                    fc.stats().origin.hits >= FRAMES,
+                    "every frame from the origin"
+                );
             }
             total
         })
