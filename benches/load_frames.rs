@@ -7,7 +7,15 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use framecache::{Backend, CacheConfig, DiskConfig, Frame, FrameCache, S3Config, synthetic_frame};
 use std::time::{Duration, Instant};
 
-const FRAMES: u64 = 300;
+/// 300 frames under `cargo bench`; a few under `cargo test`, which runs each bench once,
+/// unoptimised, only to check that it works.
+fn frame_count() -> u64 {
+    if std::env::args().any(|a| a == "--bench") {
+        300
+    } else {
+        6
+    }
+}
 
 fn config(backend: &Backend, disk: &std::path::Path) -> CacheConfig {
     CacheConfig {
@@ -22,9 +30,10 @@ fn config(backend: &Backend, disk: &std::path::Path) -> CacheConfig {
 }
 
 fn bench_backend(c: &mut Criterion, name: &str, backend: Backend) {
+    let n = frame_count();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let scratch = tempfile::tempdir().unwrap();
-    let frames: Vec<Frame> = (0..FRAMES).map(|s| synthetic_frame(s, 1280, 720)).collect();
+    let frames: Vec<Frame> = (0..n).map(|s| synthetic_frame(s, 1280, 720)).collect();
     let timeline = format!("bench-{}", std::process::id());
     let writer = FrameCache::new(&config(&backend, &scratch.path().join("writer"))).unwrap();
     rt.block_on(writer.cache_frames(&timeline, &frames, 85))
@@ -33,7 +42,7 @@ fn bench_backend(c: &mut Criterion, name: &str, backend: Backend) {
     let mut group = c.benchmark_group(format!("timeline_300x1280x720/{name}"));
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(20));
-    group.throughput(Throughput::Elements(FRAMES));
+    group.throughput(Throughput::Elements(n));
 
     let mut run = 0;
     group.bench_function("cache_frames", |b| {
@@ -65,11 +74,8 @@ fn bench_backend(c: &mut Criterion, name: &str, backend: Backend) {
                 let start = Instant::now();
                 let loaded = rt.block_on(fc.load_frames(&timeline)).unwrap();
                 total += start.elapsed();
-                assert_eq!(loaded.len(), FRAMES as usize);
-                assert!(
-                    fc.stats().origin.hits >= FRAMES,
-                    "every frame from the origin"
-                );
+                assert_eq!(loaded.len(), n as usize);
+                assert!(fc.stats().origin.hits >= n, "every frame from the origin");
             }
             total
         })
@@ -89,8 +95,8 @@ fn bench_backend(c: &mut Criterion, name: &str, backend: Backend) {
                 let start = Instant::now();
                 let loaded = rt.block_on(fc.load_frames(&timeline)).unwrap();
                 total += start.elapsed();
-                assert_eq!(loaded.len(), FRAMES as usize);
-                assert_eq!(fc.stats().disk.hits, FRAMES);
+                assert_eq!(loaded.len(), n as usize);
+                assert_eq!(fc.stats().disk.hits, n);
             }
             total
         })
