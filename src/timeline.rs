@@ -283,13 +283,7 @@ impl FrameCache {
     /// Reads one frame's JPEG and checks it against the manifest. Returns the bytes, the
     /// tier that answered and whether the manifest metadata belongs to these bytes.
     async fn fetch(&self, entry: &FrameEntry) -> Result<(Bytes, Source, bool)> {
-        let hit = self
-            .cache
-            .get_hit(&entry.key)
-            .await?
-            .ok_or_else(|| Error::Vanished {
-                key: entry.key.clone(),
-            })?;
+        let hit = self.get_listed(&entry.key).await?;
         let Some(expected) = entry.meta.as_ref().map(|m| m.blake3.as_str()) else {
             return Ok((hit.bytes, hit.source, false));
         };
@@ -300,19 +294,23 @@ impl FrameCache {
             // A local copy of an older generation: drop it and ask the origin.
             tracing::debug!("{}: local copy is stale, refetching", entry.key);
             self.cache.invalidate_local(&entry.key).await;
-            let fresh = self
-                .cache
-                .get_hit(&entry.key)
-                .await?
-                .ok_or_else(|| Error::Vanished {
-                    key: entry.key.clone(),
-                })?;
+            let fresh = self.get_listed(&entry.key).await?;
             let current = blake3::hash(&fresh.bytes).to_hex().as_str() == expected;
             return Ok((fresh.bytes, fresh.source, current));
         }
         // The origin's frame was rewritten by a writer that kept the old manifest (the
         // Python module does): serve the bytes, not the metadata.
         Ok((hit.bytes, hit.source, false))
+    }
+
+    /// Reads a key that a listing or manifest just named; its absence means a concurrent delete.
+    async fn get_listed(&self, key: &str) -> Result<crate::chain::Hit> {
+        self.cache
+            .get_hit(key)
+            .await?
+            .ok_or_else(|| Error::Vanished {
+                key: key.to_owned(),
+            })
     }
 
     async fn fetch_decoded(&self, entry: FrameEntry) -> Result<(Frame, Source)> {

@@ -258,14 +258,13 @@ impl DiskTier {
             capacity: self.inner.capacity,
             ..DiskUsage::default()
         };
-        for_each_file(&self.inner.dir, |path, meta, is_temp| {
+        for_each_file(&self.inner.dir, |_, meta, is_temp| {
             if is_temp {
                 usage.temp_files += 1;
             } else {
                 usage.entries += 1;
                 usage.bytes += meta.len();
             }
-            let _ = path;
         });
         usage
     }
