@@ -153,27 +153,8 @@ impl TieredCache {
             self.invalidate_local(key).await;
             return Err(e);
         }
-        if let Some(disk) = &self.inner.disk
-            && let Err(e) = disk.put(key, value.clone()).await
-        {
-            self.inner.local_failed(Source::Disk, &e);
-        }
-        if let Some(memory) = &self.inner.memory {
-            memory.insert(key, value).await;
-        }
+        self.inner.fill_local(key, value).await;
         Ok(())
-    }
-
-    /// Stores `value` in the local tiers only (the origin already has it).
-    pub async fn fill_local(&self, key: &str, value: Bytes) {
-        if let Some(disk) = &self.inner.disk
-            && let Err(e) = disk.put(key, value.clone()).await
-        {
-            self.inner.local_failed(Source::Disk, &e);
-        }
-        if let Some(memory) = &self.inner.memory {
-            memory.insert(key, value).await;
-        }
     }
 
     /// Deletes `key` from the origin and every local tier.
@@ -270,18 +251,23 @@ impl Inner {
         let Some(bytes) = self.origin.get(key).await? else {
             return Ok(None);
         };
-        if let Some(disk) = &self.disk
-            && let Err(e) = disk.put(key, bytes.clone()).await
-        {
-            self.local_failed(Source::Disk, &e);
-        }
-        if let Some(memory) = &self.memory {
-            memory.insert(key, bytes.clone()).await;
-        }
+        self.fill_local(key, bytes.clone()).await;
         Ok(Some(Hit {
             bytes,
             source: Source::Origin,
         }))
+    }
+
+    /// Stores `value` in the local tiers (the origin has it); a disk failure is counted.
+    async fn fill_local(&self, key: &str, value: Bytes) {
+        if let Some(disk) = &self.disk
+            && let Err(e) = disk.put(key, value.clone()).await
+        {
+            self.local_failed(Source::Disk, &e);
+        }
+        if let Some(memory) = &self.memory {
+            memory.insert(key, value).await;
+        }
     }
 
     /// Ends flight `id` unless a write already replaced it.
