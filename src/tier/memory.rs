@@ -7,18 +7,22 @@ use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Bytes charged per entry on top of key and value, for moka's own bookkeeping.
 const ENTRY_OVERHEAD: usize = 64;
 
 /// An in-process cache weighted by the bytes it holds.
 ///
-/// moka enforces the weight on its maintenance runs, so between runs the weighted size may
-/// overshoot by the entries inserted since; [`MemoryTier::run_maintenance`] settles it.
+/// moka enforces the weight only on its maintenance runs, so the tier adds up what it
+/// inserted since the last run and runs maintenance itself as soon as that could cross the
+/// capacity: the bytes held exceed the capacity by at most the entries being inserted.
 #[derive(Clone)]
 pub struct MemoryTier {
     cache: moka::future::Cache<String, Bytes>,
     capacity: u64,
+    /// Weight inserted since moka last settled its weighted size.
+    unsettled: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
 }
 
@@ -40,6 +44,7 @@ impl MemoryTier {
         MemoryTier {
             cache,
             capacity,
+            unsettled: Arc::new(AtomicU64::new(0)),
             metrics,
         }
     }
@@ -56,6 +61,7 @@ impl MemoryTier {
 
     /// Runs moka's pending evictions so the weighted size is within capacity.
     pub async fn run_maintenance(&self) {
+        self.unsettled.store(0, Relaxed);
         self.cache.run_pending_tasks().await;
     }
 
@@ -71,11 +77,24 @@ impl MemoryTier {
 
     /// Stores `value`; a value larger than the whole capacity is not kept.
     pub async fn insert(&self, key: &str, value: Bytes) {
-        if (value.len() + key.len() + ENTRY_OVERHEAD) as u64 > self.capacity {
+        let weight = (value.len() + key.len() + ENTRY_OVERHEAD) as u64;
+        if weight > self.capacity {
             return;
         }
         self.metrics.memory.wrote(value.len());
         self.cache.insert(key.to_owned(), value).await;
+        let unsettled = self.unsettled.fetch_add(weight, Relaxed) + weight;
+        if self.cache.weighted_size() + unsettled > self.capacity {
+            self.run_maintenance().await;
+        }
+    }
+
+    /// Bytes of the entries held right now, summed entry by entry (slow; for tests).
+    pub fn held_bytes(&self) -> u64 {
+        self.cache
+            .iter()
+            .map(|(k, v)| (k.len() + v.len() + ENTRY_OVERHEAD) as u64)
+            .sum()
     }
 
     /// Drops `key`.
@@ -135,8 +154,9 @@ mod tests {
         for i in 0..50 {
             tier.insert(&format!("k{i}"), Bytes::from(vec![0u8; 10_000]))
                 .await;
+            // Bounded after every insert, not only after maintenance.
+            assert!(tier.held_bytes() <= 100_000, "{}", tier.held_bytes());
         }
-        tier.run_maintenance().await;
         assert!(tier.weighted_size() <= 100_000, "{}", tier.weighted_size());
         assert!(metrics.snapshot().memory.evictions > 0);
         tier.insert("huge", Bytes::from(vec![0u8; 200_000])).await;
