@@ -168,6 +168,41 @@ impl TieredCache {
         Ok(())
     }
 
+    /// Reads `key` from memory, then disk, never from the origin; a disk hit is promoted.
+    pub async fn get_local(&self, key: &str) -> Option<Hit> {
+        if let Some(memory) = &self.inner.memory
+            && let Some(bytes) = memory.lookup(key).await
+        {
+            return Some(Hit {
+                bytes,
+                source: Source::Memory,
+            });
+        }
+        let disk = self.inner.disk.as_ref()?;
+        match disk.get(key).await {
+            Ok(Some(bytes)) => {
+                if let Some(memory) = &self.inner.memory {
+                    memory.insert(key, Bytes::copy_from_slice(&bytes)).await;
+                }
+                Some(Hit {
+                    bytes,
+                    source: Source::Disk,
+                })
+            }
+            Ok(None) => None,
+            Err(e) => {
+                self.inner.local_failed(Source::Disk, &e);
+                None
+            }
+        }
+    }
+
+    /// Stores a copy of what the origin holds under `key` in the local tiers only.
+    pub async fn put_local(&self, key: &str, value: Bytes) {
+        self.forget_flight(key);
+        self.inner.fill_local(key, value).await;
+    }
+
     /// Drops `key` from memory and disk; the origin keeps it.
     pub async fn invalidate_local(&self, key: &str) {
         self.forget_flight(key);

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::metrics::{Metrics, TierCounters};
 use crate::tier::{BlobTier, DiskTier, MemoryTier, Origin};
 use opendal::Operator;
-use opendal::layers::{RetryLayer, TimeoutLayer};
+use opendal::layers::{ChaosLayer, RetryLayer, TimeoutLayer};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,6 +126,9 @@ pub struct CacheConfig {
     pub retry_min_delay: Duration,
     /// Longest retry delay.
     pub retry_max_delay: Duration,
+    /// Fraction (0.0 to 1.0) of origin reads that fail with a transient error before
+    /// reaching the origin: fault injection to exercise retries. 0 outside tests.
+    pub injected_read_faults: f64,
 }
 
 impl Default for CacheConfig {
@@ -140,6 +143,7 @@ impl Default for CacheConfig {
             retries: 4,
             retry_min_delay: Duration::from_millis(20),
             retry_max_delay: Duration::from_secs(2),
+            injected_read_faults: 0.0,
         }
     }
 }
@@ -209,7 +213,19 @@ pub fn build_operator(config: &CacheConfig, metrics: &Arc<Metrics>) -> Result<(O
             "memory".to_owned(),
         ),
     };
-    let op = op.map_err(|e| Error::Config(format!("cannot build origin {description}: {e}")))?;
+    let mut op =
+        op.map_err(|e| Error::Config(format!("cannot build origin {description}: {e}")))?;
+    if !(0.0..=1.0).contains(&config.injected_read_faults) {
+        return Err(Error::Invalid {
+            what: "injected read fault ratio",
+            value: config.injected_read_faults.to_string(),
+            rule: "must be between 0 and 1".into(),
+        });
+    }
+    if config.injected_read_faults > 0.0 {
+        // Innermost, so every injected fault goes through the timeout and retry layers.
+        op = op.layer(ChaosLayer::new(config.injected_read_faults));
+    }
     let retry_metrics = metrics.clone();
     let op = op
         .layer(

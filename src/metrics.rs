@@ -88,6 +88,8 @@ pub struct Metrics {
     pub(crate) coalesced: AtomicU64,
     /// Object names under a timeline that are not canonical frames or overlays.
     pub(crate) skipped_names: AtomicU64,
+    /// Loads that used the local copy of a manifest because the origin failed.
+    pub(crate) offline_loads: AtomicU64,
 }
 
 /// A point-in-time copy of every counter.
@@ -103,6 +105,8 @@ pub struct Stats {
     pub coalesced: u64,
     /// Listed object names that were not canonical and were skipped.
     pub skipped_names: u64,
+    /// Timeline loads served from the local copy of their manifest while the origin failed.
+    pub offline_loads: u64,
 }
 
 impl Metrics {
@@ -114,6 +118,7 @@ impl Metrics {
             origin: self.origin.snapshot(),
             coalesced: self.coalesced.load(Relaxed),
             skipped_names: self.skipped_names.load(Relaxed),
+            offline_loads: self.offline_loads.load(Relaxed),
         }
     }
 }

@@ -5,10 +5,15 @@
 //! frame's size and blake3, a generation and a completeness flag. The Python module skips
 //! it (it does not end in `.jpg`), and timelines without one load with the Python defaults.
 //!
-//! Revalidation: the manifest is read from the origin on every load (it is never cached),
-//! and every frame is checked against the blake3 it lists, so a timeline rebuilt elsewhere
-//! is never served from stale local copies: a mismatching local entry is dropped and
-//! refetched.
+//! Revalidation: the manifest is read from the origin on every load, and every frame is
+//! checked against the blake3 it lists, so a timeline rebuilt elsewhere is never served
+//! from stale local copies: a mismatching local entry is dropped and refetched.
+//!
+//! Origin failures: the last complete manifest a load saw is kept in the local tiers. When
+//! the origin fails (down, timing out, refusing credentials), a load falls back to that copy
+//! and serves what memory and disk hold, logging it and counting it in
+//! [`Stats::offline_loads`]; frames held nowhere locally then fail with the origin's error.
+//! An origin error is never taken for a missing timeline or frame.
 
 use crate::chain::TieredCache;
 use crate::codec;
@@ -24,6 +29,7 @@ use futures::{Stream, StreamExt, TryStreamExt, stream};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 /// Default JPEG quality of [`FrameCache::cache_frames`], as the Python module.
 pub const DEFAULT_QUALITY: u8 = 85;
@@ -145,6 +151,8 @@ struct Index {
 pub struct FrameCache {
     cache: TieredCache,
     concurrency: usize,
+    /// Generation of the manifest copy kept locally, per manifest key.
+    kept_manifests: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl FrameCache {
@@ -161,6 +169,7 @@ impl FrameCache {
         FrameCache {
             cache,
             concurrency: concurrency.max(1),
+            kept_manifests: Arc::default(),
         }
     }
 
@@ -202,26 +211,78 @@ impl FrameCache {
         Ok(self.index(timeline).await?.entries)
     }
 
+    /// The origin's index of a timeline, or, when the origin fails, the index the local copy
+    /// of its last complete manifest gives.
     async fn index(&self, timeline: &str) -> Result<Index> {
+        let manifest_key = layout::manifest_key(timeline)?;
+        let err = match self.origin_index(timeline).await {
+            Ok((index, manifest)) => {
+                if let (TimelineStatus::Complete { generation, .. }, Some(bytes)) =
+                    (&index.status, manifest)
+                {
+                    self.keep_manifest(&manifest_key, generation, bytes).await;
+                }
+                return Ok(index);
+            }
+            Err(e) => e,
+        };
+        let Some(hit) = self.cache.get_local(&manifest_key).await else {
+            return Err(err);
+        };
+        let Some(manifest) = parse_manifest(&manifest_key, &hit.bytes).filter(|m| m.complete)
+        else {
+            return Err(err);
+        };
+        tracing::warn!(
+            "origin failed ({err}); loading {timeline} from the local copy of its manifest \
+             (generation {})",
+            manifest.generation
+        );
+        TierCounters::bump(&self.cache.metrics().offline_loads);
+        let entries = manifest
+            .frames
+            .iter()
+            .map(|meta| {
+                Ok(FrameEntry {
+                    seq: meta.seq,
+                    key: layout::frame_key(timeline, meta.seq)?,
+                    size: meta.size,
+                    meta: Some(meta.clone()),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Index {
+            status: TimelineStatus::Complete {
+                frames: entries.len(),
+                generation: manifest.generation,
+            },
+            entries,
+        })
+    }
+
+    /// Keeps a local copy of a complete manifest, once per generation and process.
+    async fn keep_manifest(&self, key: &str, generation: &str, bytes: Bytes) {
+        {
+            let mut kept = self.kept_manifests.lock().expect("kept manifests lock");
+            if kept.get(key).is_some_and(|g| g == generation) {
+                return;
+            }
+            kept.insert(key.to_owned(), generation.to_owned());
+        }
+        self.cache.put_local(key, bytes).await;
+    }
+
+    /// Lists the timeline and reads its manifest from the origin; also returns the
+    /// manifest's bytes.
+    async fn origin_index(&self, timeline: &str) -> Result<(Index, Option<Bytes>)> {
         let prefix = layout::frames_prefix(timeline)?;
         let manifest_key = layout::manifest_key(timeline)?;
         let origin = self.cache.origin();
-        let (listed, manifest) = futures::try_join!(origin.list(&prefix), async {
-            match origin.get(&manifest_key).await? {
-                None => Ok(None),
-                Some(bytes) => match serde_json::from_slice::<Manifest>(&bytes) {
-                    Ok(m) if m.format == MANIFEST_FORMAT => Ok(Some(m)),
-                    Ok(m) => {
-                        tracing::warn!("{manifest_key}: unknown manifest format {}", m.format);
-                        Ok(None)
-                    }
-                    Err(e) => {
-                        tracing::warn!("{manifest_key}: unreadable manifest ignored: {e}");
-                        Ok(None)
-                    }
-                },
-            }
-        })?;
+        let (listed, manifest_bytes) =
+            futures::try_join!(origin.list(&prefix), origin.get(&manifest_key))?;
+        let manifest = manifest_bytes
+            .as_ref()
+            .and_then(|bytes| parse_manifest(&manifest_key, bytes));
         let mut metas: HashMap<u64, FrameMeta> = manifest
             .as_ref()
             .map(|m| m.frames.iter().map(|f| (f.seq, f.clone())).collect())
@@ -264,7 +325,7 @@ impl FrameCache {
                 frames: entries.len(),
             },
         };
-        Ok(Index { entries, status })
+        Ok((Index { entries, status }, manifest_bytes))
     }
 
     /// The complete index of a timeline, or the reason it cannot be loaded.
@@ -397,14 +458,29 @@ impl FrameCache {
         Ok(self.cache.get_hit(&key).await?.map(|h| (h.bytes, h.source)))
     }
 
+    /// The origin's manifest, or its local copy when the origin fails.
     async fn read_manifest(&self, timeline: &str) -> Result<Option<Manifest>> {
         let key = layout::manifest_key(timeline)?;
-        Ok(self
-            .cache
-            .origin()
-            .get(&key)
-            .await?
-            .and_then(|b| serde_json::from_slice(&b).ok()))
+        match self.cache.origin().get(&key).await {
+            Ok(bytes) => Ok(bytes.and_then(|b| parse_manifest(&key, &b))),
+            Err(e) => match self.cache.get_local(&key).await {
+                Some(hit) => {
+                    TierCounters::bump(&self.cache.metrics().offline_loads);
+                    Ok(parse_manifest(&key, &hit.bytes))
+                }
+                None => Err(e),
+            },
+        }
+    }
+
+    /// Forgets which manifests were kept locally, after a clear dropped them.
+    fn forget_kept(&self, timeline: &str) -> Result<()> {
+        let prefix = layout::timeline_prefix(timeline)?;
+        self.kept_manifests
+            .lock()
+            .expect("kept manifests lock")
+            .retain(|k, _| !k.starts_with(&prefix));
+        Ok(())
     }
 
     /// Every frame as `{seq, timestamp, jpeg_b64}` with the stored JPEG bytes (no re-encode).
@@ -693,6 +769,7 @@ impl FrameCache {
     /// Invalid id or origin failure (local copies are dropped regardless).
     pub async fn clear(&self, timeline: &str, scope: ClearScope) -> Result<()> {
         let prefixes = clear_prefixes(timeline, scope)?;
+        self.forget_kept(timeline)?;
         let mut result = Ok(());
         for prefix in &prefixes {
             if let Err(e) = self.cache.origin().remove_prefix(prefix).await {
@@ -709,6 +786,7 @@ impl FrameCache {
     /// Invalid id. Returns the disk entries removed.
     pub async fn clear_local(&self, timeline: &str, scope: ClearScope) -> Result<u64> {
         let mut removed = 0;
+        self.forget_kept(timeline)?;
         for prefix in clear_prefixes(timeline, scope)? {
             removed += self.cache.invalidate_local_prefix(&prefix).await;
         }
@@ -741,6 +819,21 @@ fn clear_prefixes(timeline: &str, scope: ClearScope) -> Result<Vec<String>> {
         ClearScope::Overlays => vec![layout::overlays_prefix(timeline)?],
         ClearScope::All => vec![layout::timeline_prefix(timeline)?],
     })
+}
+
+/// A manifest of the known format; anything else is logged and ignored.
+fn parse_manifest(key: &str, bytes: &[u8]) -> Option<Manifest> {
+    match serde_json::from_slice::<Manifest>(bytes) {
+        Ok(m) if m.format == MANIFEST_FORMAT => Some(m),
+        Ok(m) => {
+            tracing::warn!("{key}: unknown manifest format {}", m.format);
+            None
+        }
+        Err(e) => {
+            tracing::warn!("{key}: unreadable manifest ignored: {e}");
+            None
+        }
+    }
 }
 
 fn manifest_bytes(manifest: &Manifest) -> Bytes {

@@ -482,7 +482,8 @@ fn a_read_only_cache_directory_passes_reads_through() {
     assert_eq!(result["frames"], 12, "{result}");
     assert_eq!(result["sources"]["disk"], 6, "{result}");
     assert_eq!(result["sources"]["origin"], 6, "{result}");
-    assert_eq!(result["disk"]["errors"], 6, "{result}");
+    // Six frame writes failed, and so did keeping the manifest's local copy.
+    assert_eq!(result["disk"]["errors"], 7, "{result}");
     assert_eq!(stderr.matches("is failing").count(), 1, "{stderr}");
 }
 
@@ -517,14 +518,16 @@ fn a_full_disk_passes_reads_through() {
     assert_eq!(result["sources"]["origin"], 8, "{result}");
     assert_eq!(result["disk"]["errors"], 8, "{result}");
     assert_eq!(stderr.matches("is failing").count(), 1, "{stderr}");
-    // Failed writes leave nothing behind.
+    // Failed writes leave nothing behind; only the small manifest copy fitted.
     let disk = DiskTier::open(
         tmp.path().join("cache"),
         1 << 30,
         Arc::new(Metrics::default()),
     );
     let usage = disk.usage();
-    assert_eq!((usage.entries, usage.temp_files), (0, 0), "{usage:?}");
+    assert_eq!((usage.entries, usage.temp_files), (1, 0), "{usage:?}");
+    let manifest = framecache::layout::manifest_key("full").unwrap();
+    assert!(disk.path_of(&manifest).is_file());
 }
 
 /// With 100,000 entries on disk, a new process serves its first read without waiting for

@@ -9,6 +9,9 @@ use futures::{FutureExt, TryStreamExt};
 use opendal::{EntryMode, ErrorKind, Operator};
 use std::sync::Arc;
 
+/// Times a whole read starts again after a resumed stream overshot the object's end.
+const READ_RESTARTS: u32 = 3;
+
 /// An object found by a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
@@ -64,17 +67,30 @@ impl BlobTier {
 impl Tier for BlobTier {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
         async move {
-            match self.op.read(key).await {
-                Ok(buf) => {
-                    let bytes = buf.to_bytes();
-                    self.metrics.origin.hit(bytes.len());
-                    Ok(Some(bytes))
+            let mut restarts = 0;
+            loop {
+                match self.op.read(key).await {
+                    Ok(buf) => {
+                        let bytes = buf.to_bytes();
+                        self.metrics.origin.hit(bytes.len());
+                        return Ok(Some(bytes));
+                    }
+                    Err(e) if e.kind() == ErrorKind::NotFound => {
+                        self.metrics.origin.miss();
+                        return Ok(None);
+                    }
+                    // OpenDAL's retry resumes a broken stream at the offset it reached; a
+                    // break right at the end resumes past it, which S3 answers with 416.
+                    // The whole object was not read: start again.
+                    Err(e)
+                        if e.kind() == ErrorKind::RangeNotSatisfied && restarts < READ_RESTARTS =>
+                    {
+                        restarts += 1;
+                        crate::metrics::TierCounters::bump(&self.metrics.origin.retries);
+                        tracing::debug!("{key}: read resumed past its end, restarting: {e}");
+                    }
+                    Err(e) => return Err(self.failed("read", key, e)),
                 }
-                Err(e) if e.kind() == ErrorKind::NotFound => {
-                    self.metrics.origin.miss();
-                    Ok(None)
-                }
-                Err(e) => Err(self.failed("read", key, e)),
             }
         }
         .boxed()

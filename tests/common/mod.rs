@@ -193,3 +193,67 @@ macro_rules! backend_tests {
         }
     };
 }
+
+/// What a [`Proxy`] does with connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyMode {
+    /// Forwards to the server.
+    Up = 0,
+    /// Closes every connection at once, as a server that is down.
+    Refuse = 1,
+    /// Accepts connections and never answers, as a server that hangs.
+    BlackHole = 2,
+}
+
+/// A TCP proxy in front of the S3 server, to take the origin down and bring it back.
+/// Changing the mode also cuts the connections already open.
+pub struct Proxy {
+    pub endpoint: String,
+    mode: Arc<std::sync::atomic::AtomicU8>,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl Proxy {
+    /// Starts forwarding to `upstream` (`http://host:port`) on a free loopback port.
+    pub async fn start(upstream: &str) -> Proxy {
+        let target = upstream.trim_start_matches("http://").to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let mode = Arc::new(std::sync::atomic::AtomicU8::new(ProxyMode::Up as u8));
+        let (cut, _) = tokio::sync::watch::channel(0u64);
+        let (accept_mode, accept_cut) = (mode.clone(), cut.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut cut = accept_cut.subscribe();
+                let mode = accept_mode.load(SeqCst);
+                let target = target.clone();
+                tokio::spawn(async move {
+                    if mode == ProxyMode::Refuse as u8 {
+                        return;
+                    }
+                    if mode == ProxyMode::BlackHole as u8 {
+                        let _ = cut.changed().await;
+                        return;
+                    }
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Proxy {
+            endpoint,
+            mode,
+            cut,
+        }
+    }
+
+    pub fn set(&self, mode: ProxyMode) {
+        self.mode.store(mode as u8, SeqCst);
+        self.cut.send_modify(|generation| *generation += 1);
+    }
+}
