@@ -23,7 +23,7 @@ pub enum Error {
         rule: String,
     },
     /// Blob storage (the origin) failed for a key or prefix.
-    #[error("storage {op} of {key:?} failed: {source}")]
+    #[error("storage {op} of {key:?} failed: {}", summarize(source))]
     Storage {
         /// The operation (read, write, delete, list, stat).
         op: &'static str,
@@ -125,4 +125,18 @@ impl Error {
     pub(crate) fn from_shared(shared: Arc<Error>) -> Self {
         Arc::try_unwrap(shared).unwrap_or_else(Error::Shared)
     }
+}
+
+/// OpenDAL's kind and message and the root cause, without its request context (which
+/// repeats the key and can run to several lines of headers).
+fn summarize(err: &opendal::Error) -> String {
+    let mut root: Option<&dyn std::error::Error> = std::error::Error::source(err);
+    while let Some(next) = root.and_then(|e| e.source()) {
+        root = Some(next);
+    }
+    let mut out = format!("{} ({})", err.kind(), err.message());
+    if let Some(root) = root {
+        out.push_str(&format!(": {root}"));
+    }
+    out
 }

@@ -26,6 +26,6 @@ pub use metrics::{Metrics, Stats, TierCounters, TierStats};
 pub use synth::synthetic_frame;
 pub use tier::Source;
 pub use timeline::{
-    ClearScope, DEFAULT_B64_QUALITY, DEFAULT_QUALITY, Frame, FrameB64, FrameCache, FrameEntry,
-    FrameMeta, TimelineStatus, frames_to_b64,
+    ClearScope, DEFAULT_B64_QUALITY, DEFAULT_QUALITY, EncodedFrame, Frame, FrameB64, FrameCache,
+    FrameEntry, FrameJpeg, FrameMeta, TimelineStatus, frames_to_b64,
 };

@@ -7,9 +7,13 @@ use framecache::{
     Backend, CacheConfig, ClearScope, DiskConfig, Frame, FrameCache, S3Config, Source,
     default_cache_dir, default_fs_root,
 };
-use std::io::Write;
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Instant;
+
+mod put;
 
 #[derive(Parser)]
 #[command(
@@ -78,6 +82,25 @@ enum Command {
         #[arg(long, default_value_t = 720)]
         height: u32,
     },
+    /// Import images as a timeline's frames: JPEGs stored as they are, other formats (PNG)
+    /// encoded to JPEG. Replaces the timeline.
+    Put {
+        /// Timeline id.
+        timeline: String,
+        /// Image files, or directories whose .jpg/.jpeg/.png files are imported.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// JPEG quality for images that are not JPEG already.
+        #[arg(long, default_value_t = framecache::DEFAULT_QUALITY, value_parser = clap::value_parser!(u8).range(1..=100))]
+        quality: u8,
+        /// Number frames 0, 1, 2... in file-name order instead of taking the seq from the
+        /// last number in each file name.
+        #[arg(long)]
+        sequential: bool,
+        /// CSV of `seq,timestamp` lines (a header line is allowed); other frames get 0.0.
+        #[arg(long)]
+        timestamps: Option<PathBuf>,
+    },
     /// List timelines, or one timeline's frames with size and where each is cached now.
     Ls {
         /// Timeline id; all timelines when omitted.
@@ -116,6 +139,8 @@ enum Command {
     },
     /// Disk tier usage and this process's counters.
     Stats,
+    /// Check every disk-cache entry's checksum; remove and report the bad ones.
+    Verify,
 }
 
 /// Parses `512MiB`, `10GiB`, `1.5GB`, `4096`.
@@ -144,6 +169,21 @@ fn parse_size(s: &str) -> std::result::Result<u64, String> {
 }
 
 impl Global {
+    /// The origin as the user configured it, without credentials.
+    fn origin_description(&self) -> String {
+        match self.backend {
+            BackendKind::Fs => format!(
+                "fs:{}",
+                self.root.clone().unwrap_or_else(default_fs_root).display()
+            ),
+            BackendKind::S3 => format!(
+                "s3://{} at {}",
+                self.bucket,
+                self.endpoint.as_deref().unwrap_or("AWS")
+            ),
+        }
+    }
+
     fn config(&self) -> CacheConfig {
         let backend = match self.backend {
             BackendKind::Fs => Backend::Fs {
@@ -174,17 +214,79 @@ fn main() {
             tracing_subscriber::EnvFilter::try_from_env("FRAMECACHE_LOG")
                 .unwrap_or_else(|_| "warn".into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(|| Redacting(std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let origin = cli.global.origin_description();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
     if let Err(err) = runtime.block_on(run(cli)) {
-        let invalid = err
-            .downcast_ref::<framecache::Error>()
-            .is_some_and(|e| e.is_invalid_input());
-        eprintln!("error: {err:#}");
+        let ours = err.downcast_ref::<framecache::Error>();
+        let invalid = ours.is_some_and(|e| e.is_invalid_input());
+        // framecache's errors already carry their cause; others get their context chain.
+        let mut line = match ours {
+            Some(e) if e.to_string() == err.to_string() => format!("error: {e}"),
+            _ => format!("error: {err:#}"),
+        };
+        if matches!(ours, Some(framecache::Error::Storage { .. })) {
+            line.push_str(&format!(" [origin {origin}]"));
+        }
+        let line = line.replace('\n', " ");
+        eprintln!("{}", redact(&line));
         std::process::exit(if invalid { 2 } else { 1 });
     }
+}
+
+/// Replaces the S3 credentials of the environment wherever they would be printed.
+fn redact(text: &str) -> String {
+    let mut out = text.to_owned();
+    for name in [
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SESSION_TOKEN",
+    ] {
+        if let Ok(secret) = std::env::var(name)
+            && secret.len() >= 4
+        {
+            out = out.replace(&secret, "<redacted>");
+        }
+    }
+    out
+}
+
+/// A log writer that redacts credentials; each log event arrives in one write.
+struct Redacting<W>(W);
+
+impl<W: Write> Write for Redacting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        self.0.write_all(redact(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// A progress bar on a terminal; hidden for pipes, files and `--json`.
+fn progress(len: u64, what: &str, json: bool) -> ProgressBar {
+    if json || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg:>10} [{bar:32}] {pos}/{len} {per_sec} eta {eta}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_owned());
+    bar
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -224,12 +326,16 @@ async fn run(cli: Cli) -> Result<()> {
             if json {
                 println!("{}", serde_json::to_string(&rows)?);
             } else {
-                println!("{:>8} {:>10}  cached", "seq", "bytes");
-                for r in &rows {
+                println!("{:>8} {:>10} {:>12}  cached", "seq", "bytes", "timestamp");
+                for (e, r) in entries.iter().zip(&rows) {
+                    let ts = e
+                        .meta
+                        .as_ref()
+                        .map_or("-".to_owned(), |m| format!("{:.3}", m.timestamp));
                     println!(
-                        "{:>8} {:>10}  {}",
-                        r["seq"],
-                        r["size"],
+                        "{:>8} {:>10} {ts:>12}  {}",
+                        e.seq,
+                        e.size,
                         r["cached"].as_str().unwrap_or("")
                     );
                 }
@@ -260,19 +366,22 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Export { timeline, dir } => {
+            framecache::layout::validate_id("timeline id", &timeline)?;
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             let entries = fc.list_frames(&timeline).await?;
-            let mut written = 0;
-            for e in &entries {
-                let Some((jpeg, _)) = fc.frame_jpeg(&timeline, e.seq).await? else {
-                    continue;
-                };
-                let path = dir.join(format!("{}.jpg", e.seq));
-                std::fs::write(&path, &jpeg)
+            let bar = progress(entries.len() as u64, "export", json);
+            let mut written = 0u64;
+            let mut stream = Box::pin(fc.stream_jpegs(&timeline));
+            while let Some(frame) = stream.next().await {
+                let frame = frame?;
+                let path = dir.join(format!("{}.jpg", frame.seq));
+                std::fs::write(&path, &frame.jpeg)
                     .with_context(|| format!("cannot write {}", path.display()))?;
                 written += 1;
+                bar.inc(1);
             }
+            bar.finish_and_clear();
             report(
                 json,
                 serde_json::json!({"timeline": timeline, "frames": written, "dir": dir}),
@@ -281,19 +390,80 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Warm { timelines } => {
             for tl in &timelines {
+                framecache::layout::validate_id("timeline id", tl)?;
+            }
+            for tl in &timelines {
                 let start = Instant::now();
-                let b64 = fc.load_frames_b64(tl).await?;
+                let entries = fc.list_frames(tl).await?;
+                let bar = progress(entries.len() as u64, "warm", json);
+                let mut served = std::collections::BTreeMap::<String, u64>::new();
+                let mut stream = Box::pin(fc.stream_jpegs(tl));
+                while let Some(frame) = stream.next().await {
+                    *served.entry(frame?.source.to_string()).or_default() += 1;
+                    bar.inc(1);
+                }
+                bar.finish_and_clear();
+                let frames: u64 = served.values().sum();
                 report(
                     json,
-                    serde_json::json!({"timeline": tl, "frames": b64.len(), "seconds": start.elapsed().as_secs_f64()}),
+                    serde_json::json!({"timeline": tl, "frames": frames, "served_by": served,
+                        "seconds": start.elapsed().as_secs_f64()}),
                     || {
                         format!(
-                            "warmed {tl}: {} frames in {:.2?}",
-                            b64.len(),
+                            "warmed {tl}: {frames} frames in {:.2?} ({served:?})",
                             start.elapsed()
                         )
                     },
                 )?;
+            }
+            Ok(())
+        }
+        Command::Put {
+            timeline,
+            paths,
+            quality,
+            sequential,
+            timestamps,
+        } => {
+            let options = put::Options {
+                quality,
+                sequential,
+                timestamps,
+                concurrency: config.concurrency,
+            };
+            put::run(&fc, &timeline, &paths, &options, json).await
+        }
+        Command::Verify => {
+            let Some(disk) = fc.chain().disk().cloned() else {
+                bail!("no disk cache configured");
+            };
+            let bar = progress(0, "verify", json);
+            let task_bar = bar.clone();
+            let report = tokio::task::spawn_blocking(move || {
+                disk.verify_blocking(|done, total| {
+                    task_bar.set_length(total);
+                    task_bar.set_position(done);
+                })
+            })
+            .await?;
+            bar.finish_and_clear();
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "checked {} entries ({} bytes), {} bad and removed",
+                    report.checked,
+                    report.bytes,
+                    report.bad.len()
+                );
+                for bad in &report.bad {
+                    println!(
+                        "  {} ({}): {}",
+                        bad.path.display(),
+                        bad.key.as_deref().unwrap_or("unknown key"),
+                        bad.reason
+                    );
+                }
             }
             Ok(())
         }
@@ -432,7 +602,6 @@ async fn load_row(
     std::time::Duration,
     Option<std::collections::BTreeMap<String, u64>>,
 )> {
-    use futures::StreamExt;
     let start = Instant::now();
     let mut served = std::collections::BTreeMap::new();
     let mut stream = Box::pin(fc.stream_frames(timeline));

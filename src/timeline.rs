@@ -65,6 +65,34 @@ pub struct FrameB64 {
     pub jpeg_b64: String,
 }
 
+/// A frame already encoded as JPEG, for [`FrameCache::cache_jpegs`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedFrame {
+    /// Sequence number within the timeline.
+    pub seq: u64,
+    /// The video chunk it was extracted from.
+    pub chunk_id: u64,
+    /// Presentation time in seconds.
+    pub timestamp: f64,
+    /// Perceptual hash.
+    pub perceptual_hash: String,
+    /// The JPEG bytes, stored as given.
+    pub jpeg: Bytes,
+}
+
+/// One frame's stored JPEG, from [`FrameCache::stream_jpegs`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameJpeg {
+    /// Sequence number.
+    pub seq: u64,
+    /// Presentation time in seconds (0.0 when unknown).
+    pub timestamp: f64,
+    /// The JPEG bytes.
+    pub jpeg: Bytes,
+    /// The tier that answered.
+    pub source: Source,
+}
+
 /// One frame's entry in the manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FrameMeta {
@@ -483,23 +511,43 @@ impl FrameCache {
         Ok(())
     }
 
+    /// Every frame's JPEG bytes as stored, in seq order, checked against the manifest, with
+    /// its timestamp and the tier that answered; nothing is decoded.
+    ///
+    /// # Errors
+    /// As [`FrameCache::load_frames`], without decoding.
+    pub fn stream_jpegs<'a>(
+        &'a self,
+        timeline: &'a str,
+    ) -> impl Stream<Item = Result<FrameJpeg>> + Send + 'a {
+        stream::once(self.loadable(timeline))
+            .map_ok(move |entries| {
+                stream::iter(entries)
+                    .map(move |entry| async move {
+                        let (jpeg, source, current) = self.fetch(&entry).await?;
+                        Ok(FrameJpeg {
+                            seq: entry.seq,
+                            timestamp: entry.meta.filter(|_| current).map_or(0.0, |m| m.timestamp),
+                            jpeg,
+                            source,
+                        })
+                    })
+                    .buffered(self.concurrency)
+            })
+            .try_flatten()
+    }
+
     /// Every frame as `{seq, timestamp, jpeg_b64}` with the stored JPEG bytes (no re-encode).
     ///
     /// # Errors
     /// As [`FrameCache::load_frames`], without decoding.
     pub async fn load_frames_b64(&self, timeline: &str) -> Result<Vec<FrameB64>> {
-        let entries = self.loadable(timeline).await?;
-        stream::iter(entries)
-            .map(|entry| async move {
-                let (bytes, _, current) = self.fetch(&entry).await?;
-                let timestamp = entry.meta.filter(|_| current).map_or(0.0, |m| m.timestamp);
-                Ok(FrameB64 {
-                    seq: entry.seq,
-                    timestamp,
-                    jpeg_b64: B64.encode(&bytes),
-                })
+        self.stream_jpegs(timeline)
+            .map_ok(|f| FrameB64 {
+                seq: f.seq,
+                timestamp: f.timestamp,
+                jpeg_b64: B64.encode(&f.jpeg),
             })
-            .buffered(self.concurrency)
             .try_collect()
             .await
     }
@@ -519,7 +567,6 @@ impl FrameCache {
         frames: &[Frame],
         quality: u8,
     ) -> Result<usize> {
-        let prefix = layout::frames_prefix(timeline)?;
         if !(1..=100).contains(&quality) {
             return Err(Error::Invalid {
                 what: "JPEG quality",
@@ -527,8 +574,91 @@ impl FrameCache {
                 rule: "must be within 1..=100".into(),
             });
         }
-        let mut seen = HashSet::with_capacity(frames.len());
-        if let Some(dup) = frames.iter().find(|f| !seen.insert(f.seq)) {
+        let metas = frames
+            .iter()
+            .map(|f| FrameMeta {
+                seq: f.seq,
+                chunk_id: f.chunk_id,
+                timestamp: f.timestamp,
+                perceptual_hash: f.perceptual_hash.clone(),
+                size: 0,
+                blake3: String::new(),
+            })
+            .collect();
+        let encode = |i: usize| {
+            let image = frames[i].image.clone();
+            let seq = frames[i].seq;
+            async move {
+                let jpeg = tokio::task::spawn_blocking(move || codec::encode_jpeg(&image, quality))
+                    .await
+                    .map_err(|e| Error::Encode {
+                        seq,
+                        reason: e.to_string(),
+                    })?
+                    .map_err(|reason| Error::Encode { seq, reason })?;
+                Ok(Bytes::from(jpeg))
+            }
+        };
+        self.write_timeline(timeline, metas, encode, &|_| {}).await
+    }
+
+    /// Writes already encoded JPEGs as a timeline's frames, stored byte for byte, replacing
+    /// the timeline as [`FrameCache::cache_frames`] does. `progress(n)` is called after each
+    /// frame written, with the count so far.
+    ///
+    /// # Errors
+    /// Invalid id, duplicate seqs or bytes that do not start like a JPEG (nothing written),
+    /// or an origin failure.
+    pub async fn cache_jpegs(
+        &self,
+        timeline: &str,
+        frames: Vec<EncodedFrame>,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<usize> {
+        if let Some(bad) = frames
+            .iter()
+            .find(|f| !f.jpeg.starts_with(&[0xFF, 0xD8, 0xFF]))
+        {
+            return Err(Error::Invalid {
+                what: "JPEG of frame",
+                value: bad.seq.to_string(),
+                rule: "does not start with a JPEG marker".into(),
+            });
+        }
+        let metas = frames
+            .iter()
+            .map(|f| FrameMeta {
+                seq: f.seq,
+                chunk_id: f.chunk_id,
+                timestamp: f.timestamp,
+                perceptual_hash: f.perceptual_hash.clone(),
+                size: 0,
+                blake3: String::new(),
+            })
+            .collect();
+        let given = |i: usize| {
+            let jpeg = frames[i].jpeg.clone();
+            async move { Ok(jpeg) }
+        };
+        self.write_timeline(timeline, metas, given, progress).await
+    }
+
+    /// Replaces a timeline's frames: incomplete manifest, frames (made by `jpeg_of(index)`)
+    /// written through in parallel, extra old frames removed, complete manifest.
+    async fn write_timeline<F, Fut>(
+        &self,
+        timeline: &str,
+        metas: Vec<FrameMeta>,
+        jpeg_of: F,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<usize>
+    where
+        F: Fn(usize) -> Fut,
+        Fut: Future<Output = Result<Bytes>>,
+    {
+        let prefix = layout::frames_prefix(timeline)?;
+        let mut seen = HashSet::with_capacity(metas.len());
+        if let Some(dup) = metas.iter().find(|f| !seen.insert(f.seq)) {
             return Err(Error::Invalid {
                 what: "frame seq",
                 value: dup.seq.to_string(),
@@ -542,39 +672,24 @@ impl FrameCache {
             format: MANIFEST_FORMAT,
             generation: new_generation(),
             complete: false,
-            frames: frames
-                .iter()
-                .map(|f| FrameMeta {
-                    seq: f.seq,
-                    chunk_id: f.chunk_id,
-                    timestamp: f.timestamp,
-                    perceptual_hash: f.perceptual_hash.clone(),
-                    size: 0,
-                    blake3: String::new(),
-                })
-                .collect(),
+            frames: metas,
         };
         origin.put(&manifest_key, manifest_bytes(&manifest)).await?;
 
-        let written: Vec<(u64, u64, String)> = stream::iter(frames)
-            .map(|frame| {
-                let image = frame.image.clone();
-                let seq = frame.seq;
+        let done = std::sync::atomic::AtomicU64::new(0);
+        let written: Vec<(u64, u64, String)> = stream::iter(0..manifest.frames.len())
+            .map(|i| {
+                let seq = manifest.frames[i].seq;
                 let key = layout::frame_key(timeline, seq);
+                let jpeg = jpeg_of(i);
+                let done = &done;
                 async move {
                     let key = key?;
-                    let jpeg =
-                        tokio::task::spawn_blocking(move || codec::encode_jpeg(&image, quality))
-                            .await
-                            .map_err(|e| Error::Encode {
-                                seq,
-                                reason: e.to_string(),
-                            })?
-                            .map_err(|reason| Error::Encode { seq, reason })?;
-                    let jpeg = Bytes::from(jpeg);
+                    let jpeg = jpeg.await?;
                     let hash = blake3::hash(&jpeg).to_hex().to_string();
                     let size = jpeg.len() as u64;
                     self.cache.put(&key, jpeg).await?;
+                    progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
                     Ok::<_, Error>((seq, size, hash))
                 }
             })
@@ -583,7 +698,7 @@ impl FrameCache {
             .await?;
 
         // Frames of an earlier, longer version of this timeline must not stay visible.
-        let keep: HashSet<u64> = frames.iter().map(|f| f.seq).collect();
+        let keep: HashSet<u64> = manifest.frames.iter().map(|f| f.seq).collect();
         let stale: Vec<String> = old
             .into_iter()
             .filter(|o| {
@@ -609,8 +724,9 @@ impl FrameCache {
         manifest.frames.sort_by_key(|f| f.seq);
         manifest.complete = true;
         origin.put(&manifest_key, manifest_bytes(&manifest)).await?;
-        tracing::info!("cached {} frames for timeline {timeline}", frames.len());
-        Ok(frames.len())
+        let count = manifest.frames.len();
+        tracing::info!("cached {count} frames for timeline {timeline}");
+        Ok(count)
     }
 
     /// Stores debug overlays (PNG bytes, stored as given) for one frame of a job's stage.
