@@ -108,7 +108,7 @@ async fn every_subcommand_works(env: &Env) {
     assert_eq!(put["frames"], 3, "{put}");
 
     let listed = cli.json(&["ls"]);
-    assert!(listed.as_array().unwrap().iter().any(|t| t == &tl.as_str()));
+    assert!(listed.as_array().unwrap().iter().any(|t| t == tl.as_str()));
     let frames = cli.json(&["ls", &tl]);
     assert_eq!(seqs(&frames), [1, 2, 4]);
     assert_eq!(frames[2]["timestamp"], 0.16);
