@@ -181,6 +181,10 @@ pub struct FrameCache {
     concurrency: usize,
     /// Generation of the manifest copy kept locally, per manifest key.
     kept_manifests: Arc<Mutex<HashMap<String, String>>>,
+    /// Slots for JPEG encodes and decodes, a few per core: enough to keep every core busy,
+    /// while more would only add threads and scratch buffers (RSS); fetches, which wait on
+    /// I/O, still go `concurrency` wide.
+    codec_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl FrameCache {
@@ -198,6 +202,9 @@ impl FrameCache {
             cache,
             concurrency: concurrency.max(1),
             kept_manifests: Arc::default(),
+            codec_slots: Arc::new(tokio::sync::Semaphore::new(
+                4 * std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )),
         }
     }
 
@@ -405,6 +412,7 @@ impl FrameCache {
     async fn fetch_decoded(&self, entry: FrameEntry) -> Result<(Frame, Source)> {
         let (bytes, source, current) = self.fetch(&entry).await?;
         let key = entry.key.clone();
+        let _slot = self.codec_slot().await;
         let image = tokio::task::spawn_blocking(move || codec::decode_jpeg(&bytes))
             .await
             .map_err(|e| Error::Decode {
@@ -501,6 +509,13 @@ impl FrameCache {
         }
     }
 
+    async fn codec_slot(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.codec_slots
+            .acquire()
+            .await
+            .expect("the codec semaphore is never closed")
+    }
+
     /// Forgets which manifests were kept locally, after a clear dropped them.
     fn forget_kept(&self, timeline: &str) -> Result<()> {
         let prefix = layout::timeline_prefix(timeline)?;
@@ -586,9 +601,10 @@ impl FrameCache {
             })
             .collect();
         let encode = |i: usize| {
-            let image = frames[i].image.clone();
             let seq = frames[i].seq;
             async move {
+                let _slot = self.codec_slot().await;
+                let image = frames[i].image.clone();
                 let jpeg = tokio::task::spawn_blocking(move || codec::encode_jpeg(&image, quality))
                     .await
                     .map_err(|e| Error::Encode {

@@ -71,7 +71,10 @@ impl Tier for BlobTier {
             loop {
                 match self.op.read(key).await {
                     Ok(buf) => {
-                        let bytes = buf.to_bytes();
+                        // A compact copy: the reader's chunk can be far larger than the
+                        // object (the fs service reads into 2 MiB buffers), and a slice of
+                        // it would pin all of it for as long as the frame is held.
+                        let bytes = Bytes::copy_from_slice(&buf.to_bytes());
                         self.metrics.origin.hit(bytes.len());
                         return Ok(Some(bytes));
                     }

@@ -76,6 +76,9 @@ impl MemoryTier {
     }
 
     /// Stores `value`; a value larger than the whole capacity is not kept.
+    ///
+    /// `value` must not pin a larger allocation (a slice of a big buffer or a memory map),
+    /// or the tier would hold more memory than it weighs: callers pass compact bytes.
     pub async fn insert(&self, key: &str, value: Bytes) {
         let weight = (value.len() + key.len() + ENTRY_OVERHEAD) as u64;
         if weight > self.capacity {

@@ -1,0 +1,260 @@
+//! End-to-end timeline benchmark printing one JSON line: `cache_frames`, `load_frames` cold
+//! (origin), warm (new handle, empty memory, warm disk) and hot (memory), base64 loads,
+//! peak RSS of the cold load beyond its output, and the per-frame cost of a long timeline.
+//!
+//! The origin is S3 when `AWS_ENDPOINT_URL` is set (see `scripts/bench.sh`), else a
+//! temporary fs directory. Each figure is the median of `--runs` runs.
+//!
+//! ```sh
+//! cargo run --release --example bench_timeline -- --frames 300 --width 1280 --height 720
+//! ```
+
+use framecache::{
+    Backend, CacheConfig, ClearScope, DiskConfig, Frame, FrameCache, S3Config, synthetic_frame,
+};
+use futures::TryStreamExt;
+use serde_json::json;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+struct Args {
+    frames: u64,
+    width: u32,
+    height: u32,
+    runs: usize,
+    long: u64,
+    memory_capacity: u64,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        frames: 300,
+        width: 1280,
+        height: 720,
+        runs: 3,
+        long: 10_000,
+        memory_capacity: 256 << 20,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("{flag} needs a number"))
+        };
+        match flag.as_str() {
+            "--frames" => args.frames = value(),
+            "--width" => args.width = value() as u32,
+            "--height" => args.height = value() as u32,
+            "--runs" => args.runs = value() as usize,
+            "--long" => args.long = value(),
+            "--memory-capacity" => args.memory_capacity = value(),
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    args
+}
+
+fn config(backend: &Backend, disk: &Path, memory_capacity: u64) -> CacheConfig {
+    CacheConfig {
+        backend: backend.clone(),
+        memory_capacity,
+        disk: Some(DiskConfig {
+            dir: disk.to_path_buf(),
+            capacity: 64 << 30,
+        }),
+        ..CacheConfig::default()
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> f64 {
+    v.sort();
+    v[v.len() / 2].as_secs_f64()
+}
+
+/// Resets the kernel's peak-RSS mark of this process (Linux); false where unsupported.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// `VmHWM` (peak) and `VmRSS` (now) in bytes.
+fn rss() -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))?
+            .split_whitespace()
+            .nth(1)?
+            .parse::<u64>()
+            .ok()
+            .map(|kb| kb * 1024)
+    };
+    Some((field("VmHWM:")?, field("VmRSS:")?))
+}
+
+fn main() {
+    let args = parse_args();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let backend = if std::env::var_os("AWS_ENDPOINT_URL").is_some() {
+        Backend::S3(S3Config::from_env())
+    } else {
+        Backend::Fs {
+            root: scratch.path().join("origin"),
+        }
+    };
+    let mem = args.memory_capacity;
+    let tag = format!("bench-{}", std::process::id());
+    let frames: Vec<Frame> = (0..args.frames)
+        .map(|s| synthetic_frame(s, args.width, args.height))
+        .collect();
+
+    // cache_frames into a fresh timeline each run.
+    let mut cache_runs = Vec::new();
+    let timeline = format!("{tag}-main");
+    for run in 0..args.runs {
+        let fc = FrameCache::new(&config(
+            &backend,
+            &scratch.path().join(format!("w{run}")),
+            mem,
+        ))
+        .unwrap();
+        let start = Instant::now();
+        rt.block_on(fc.cache_frames(&timeline, &frames, 85))
+            .unwrap();
+        cache_runs.push(start.elapsed());
+    }
+    let jpeg_bytes: u64 = rt
+        .block_on(
+            FrameCache::new(&config(&backend, &scratch.path().join("probe"), 0))
+                .unwrap()
+                .list_frames(&timeline),
+        )
+        .unwrap()
+        .iter()
+        .map(|e| e.size)
+        .sum();
+    drop(frames);
+
+    // Cold loads, each on a new empty disk cache; the first one also measures peak RSS.
+    let mut cold_runs = Vec::new();
+    let mut rss_report = serde_json::Value::Null;
+    for run in 0..args.runs {
+        let fc = FrameCache::new(&config(
+            &backend,
+            &scratch.path().join(format!("c{run}")),
+            mem,
+        ))
+        .unwrap();
+        let measure = run == 0 && reset_peak_rss();
+        let before = rss();
+        let start = Instant::now();
+        let loaded = rt.block_on(fc.load_frames(&timeline)).unwrap();
+        cold_runs.push(start.elapsed());
+        if let (true, Some((_, base)), Some((peak, _))) = (measure, before, rss()) {
+            let output: u64 = loaded.iter().map(|f| f.image.as_raw().len() as u64).sum();
+            let held = fc.chain().memory().map_or(0, |m| m.held_bytes());
+            let grown = peak.saturating_sub(base);
+            rss_report = json!({
+                "peak_growth_bytes": grown,
+                "decoded_output_bytes": output,
+                "memory_tier_cap_bytes": mem,
+                "memory_tier_held_bytes": held,
+                "beyond_output_and_cap_bytes": grown as i64 - output as i64 - mem as i64,
+                "beyond_output_and_held_bytes": grown as i64 - output as i64 - held as i64,
+            });
+        }
+        assert_eq!(loaded.len() as u64, args.frames);
+    }
+
+    // Warm: new handles (empty memory) on the last cold run's disk cache; hot: one handle.
+    let warm_dir = scratch.path().join(format!("c{}", args.runs - 1));
+    let mut warm_runs = Vec::new();
+    let mut warm_b64_runs = Vec::new();
+    for _ in 0..args.runs {
+        let fc = FrameCache::new(&config(&backend, &warm_dir, mem)).unwrap();
+        let start = Instant::now();
+        rt.block_on(fc.load_frames(&timeline)).unwrap();
+        warm_runs.push(start.elapsed());
+        assert_eq!(fc.stats().disk.hits, args.frames);
+        let fc = FrameCache::new(&config(&backend, &warm_dir, mem)).unwrap();
+        let start = Instant::now();
+        rt.block_on(fc.load_frames_b64(&timeline)).unwrap();
+        warm_b64_runs.push(start.elapsed());
+    }
+    let hot = FrameCache::new(&config(&backend, &warm_dir, mem.max(1 << 30))).unwrap();
+    rt.block_on(hot.load_frames(&timeline)).unwrap();
+    let mut hot_runs = Vec::new();
+    for _ in 0..args.runs {
+        let start = Instant::now();
+        rt.block_on(hot.load_frames(&timeline)).unwrap();
+        hot_runs.push(start.elapsed());
+    }
+
+    // Scaling: per-frame cost of a long timeline against a short one, small frames, cold.
+    let scaling = (args.long > 0).then(|| {
+        let per_frame = |n: u64, name: &str| {
+            let small: Vec<Frame> = (0..n).map(|s| synthetic_frame(s, 160, 90)).collect();
+            let tl = format!("{tag}-{name}");
+            let writer = FrameCache::new(&config(
+                &backend,
+                &scratch.path().join(format!("sw-{name}")),
+                0,
+            ))
+            .unwrap();
+            rt.block_on(writer.cache_frames(&tl, &small, 85)).unwrap();
+            let reader = FrameCache::new(&config(
+                &backend,
+                &scratch.path().join(format!("sr-{name}")),
+                0,
+            ))
+            .unwrap();
+            let start = Instant::now();
+            let count = rt
+                .block_on(
+                    reader
+                        .stream_frames(&tl)
+                        .try_fold(0u64, |n, _| async move { Ok(n + 1) }),
+                )
+                .unwrap();
+            let took = start.elapsed().as_secs_f64();
+            assert_eq!(count, n);
+            rt.block_on(writer.clear(&tl, ClearScope::All)).unwrap();
+            took / n as f64
+        };
+        let short = per_frame(args.frames, "short");
+        let long = per_frame(args.long, "long");
+        json!({"frames_short": args.frames, "frames_long": args.long, "width": 160, "height": 90,
+            "per_frame_short_s": short, "per_frame_long_s": long, "ratio": long / short})
+    });
+
+    rt.block_on(
+        FrameCache::new(&config(&backend, &scratch.path().join("cleanup"), 0))
+            .unwrap()
+            .clear(&timeline, ClearScope::All),
+    )
+    .unwrap();
+    let origin = match &backend {
+        Backend::S3(s3) => format!("s3 {}", s3.endpoint.as_deref().unwrap_or("aws")),
+        _ => "fs".to_owned(),
+    };
+    println!(
+        "{}",
+        json!({
+            "tool": "framecache",
+            "origin": origin,
+            "encoder": framecache::codec::encoder_name(),
+            "frames": args.frames, "width": args.width, "height": args.height,
+            "jpeg_bytes": jpeg_bytes, "runs": args.runs,
+            "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
+            "cache_frames_s": median(cache_runs),
+            "load_cold_s": median(cold_runs),
+            "load_warm_s": median(warm_runs),
+            "load_hot_s": median(hot_runs),
+            "load_b64_warm_s": median(warm_b64_runs),
+            "cold_rss": rss_report,
+            "scaling": scaling,
+        })
+    );
+}
