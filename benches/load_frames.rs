@@ -1,6 +1,6 @@
 //! End-to-end `load_frames` of a synthetic 300-frame 1280x720 timeline: cold (from the
 //! origin), warm (a new handle with an empty memory tier on a warm disk cache) and hot
-//! (memory), plus `cache_frames`. Runs on the fs backend, and on S3 too when the
+//! (memory). Runs on the fs backend, and on S3 too when the
 //! environment names a server (`source DIR/env` after `scripts/garage.sh start DIR`).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -39,30 +39,12 @@ fn bench_backend(c: &mut Criterion, name: &str, backend: Backend) {
     rt.block_on(writer.cache_frames(&timeline, &frames, 85))
         .unwrap();
 
-    let mut group = c.benchmark_group(format!("timeline_300x1280x720/{name}"));
+    let mut group = c.benchmark_group(format!("timeline_{n}x1280x720/{name}"));
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(20));
     group.throughput(Throughput::Elements(n));
 
     let mut run = 0;
-    group.bench_function("cache_frames", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                run += 1;
-                let fc =
-                    FrameCache::new(&config(&backend, &scratch.path().join(format!("w{run}"))))
-                        .unwrap();
-                let tl = format!("{timeline}-w{run}");
-                let start = Instant::now();
-                rt.block_on(fc.cache_frames(&tl, &frames, 85)).unwrap();
-                total += start.elapsed();
-                rt.block_on(fc.clear(&tl, framecache::ClearScope::All))
-                    .unwrap();
-            }
-            total
-        })
-    });
     group.bench_function("load_frames/cold", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;

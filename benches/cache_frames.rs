@@ -1,0 +1,70 @@
+//! `cache_frames` of a synthetic 300-frame 1280x720 timeline (encode and write through
+//! every tier), on the fs backend and on S3 when `AWS_ENDPOINT_URL` names a server.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use framecache::{Backend, CacheConfig, DiskConfig, Frame, FrameCache, S3Config, synthetic_frame};
+use std::time::{Duration, Instant};
+
+/// 300 frames under `cargo bench`; a few under `cargo test`, which runs each bench once.
+fn frame_count() -> u64 {
+    if std::env::args().any(|a| a == "--bench") {
+        300
+    } else {
+        6
+    }
+}
+
+fn bench_backend(c: &mut Criterion, name: &str, backend: Backend) {
+    let n = frame_count();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let frames: Vec<Frame> = (0..n).map(|s| synthetic_frame(s, 1280, 720)).collect();
+    let mut group = c.benchmark_group(format!("timeline_{n}x1280x720/{name}"));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    group.throughput(Throughput::Elements(n));
+    let mut run = 0;
+    group.bench_function("cache_frames", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                run += 1;
+                let fc = FrameCache::new(&CacheConfig {
+                    backend: backend.clone(),
+                    memory_capacity: 1 << 30,
+                    disk: Some(DiskConfig {
+                        dir: scratch.path().join(format!("w{run}")),
+                        capacity: 4 << 30,
+                    }),
+                    ..CacheConfig::default()
+                })
+                .unwrap();
+                let tl = format!("bench-{}-w{run}", std::process::id());
+                let start = Instant::now();
+                rt.block_on(fc.cache_frames(&tl, &frames, 85)).unwrap();
+                total += start.elapsed();
+                rt.block_on(fc.clear(&tl, framecache::ClearScope::All))
+                    .unwrap();
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+fn cache_frames(c: &mut Criterion) {
+    let root = tempfile::tempdir().unwrap();
+    bench_backend(
+        c,
+        "fs",
+        Backend::Fs {
+            root: root.path().to_path_buf(),
+        },
+    );
+    if std::env::var_os("AWS_ENDPOINT_URL").is_some() {
+        bench_backend(c, "s3", Backend::S3(S3Config::from_env()));
+    }
+}
+
+criterion_group!(benches, cache_frames);
+criterion_main!(benches);
