@@ -110,6 +110,20 @@ pub struct FrameMeta {
     pub blake3: String,
 }
 
+impl FrameMeta {
+    /// The entry of a frame about to be written: size and blake3 come once it is stored.
+    fn pending(seq: u64, chunk_id: u64, timestamp: f64, perceptual_hash: &str) -> FrameMeta {
+        FrameMeta {
+            seq,
+            chunk_id,
+            timestamp,
+            perceptual_hash: perceptual_hash.to_owned(),
+            size: 0,
+            blake3: String::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Manifest {
     format: u32,
@@ -591,14 +605,7 @@ impl FrameCache {
         }
         let metas = frames
             .iter()
-            .map(|f| FrameMeta {
-                seq: f.seq,
-                chunk_id: f.chunk_id,
-                timestamp: f.timestamp,
-                perceptual_hash: f.perceptual_hash.clone(),
-                size: 0,
-                blake3: String::new(),
-            })
+            .map(|f| FrameMeta::pending(f.seq, f.chunk_id, f.timestamp, &f.perceptual_hash))
             .collect();
         let encode = |i: usize| {
             let seq = frames[i].seq;
@@ -643,14 +650,7 @@ impl FrameCache {
         }
         let metas = frames
             .iter()
-            .map(|f| FrameMeta {
-                seq: f.seq,
-                chunk_id: f.chunk_id,
-                timestamp: f.timestamp,
-                perceptual_hash: f.perceptual_hash.clone(),
-                size: 0,
-                blake3: String::new(),
-            })
+            .map(|f| FrameMeta::pending(f.seq, f.chunk_id, f.timestamp, &f.perceptual_hash))
             .collect();
         let given = |i: usize| {
             let jpeg = frames[i].jpeg.clone();
