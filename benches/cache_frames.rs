@@ -1,21 +1,14 @@
 //! `cache_frames` of a synthetic 300-frame 1280x720 timeline (encode and write through
 //! every tier), on the fs backend and on S3 when `AWS_ENDPOINT_URL` names a server.
 
+mod common;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use framecache::{Backend, CacheConfig, DiskConfig, Frame, FrameCache, S3Config, synthetic_frame};
+use framecache::{Backend, CacheConfig, DiskConfig, Frame, FrameCache, synthetic_frame};
 use std::time::{Duration, Instant};
 
-/// 300 frames under `cargo bench`; a few under `cargo test`, which runs each bench once.
-fn frame_count() -> u64 {
-    if std::env::args().any(|a| a == "--bench") {
-        300
-    } else {
-        6
-    }
-}
-
 fn bench_backend(c: &mut Criterion, name: &str, backend: Backend) {
-    let n = frame_count();
+    let n = common::timeline_frames();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let frames: Vec<Frame> = (0..n).map(|s| synthetic_frame(s, 1280, 720)).collect();
@@ -53,17 +46,7 @@ fn bench_backend(c: &mut Criterion, name: &str, backend: Backend) {
 }
 
 fn cache_frames(c: &mut Criterion) {
-    let root = tempfile::tempdir().unwrap();
-    bench_backend(
-        c,
-        "fs",
-        Backend::Fs {
-            root: root.path().to_path_buf(),
-        },
-    );
-    if std::env::var_os("AWS_ENDPOINT_URL").is_some() {
-        bench_backend(c, "s3", Backend::S3(S3Config::from_env()));
-    }
+    common::for_each_backend(|name, backend| bench_backend(c, name, backend));
 }
 
 criterion_group!(benches, cache_frames);

@@ -3,19 +3,11 @@
 //! (memory). Runs on the fs backend, and on S3 too when the
 //! environment names a server (`source DIR/env` after `scripts/garage.sh start DIR`).
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use framecache::{Backend, CacheConfig, DiskConfig, Frame, FrameCache, S3Config, synthetic_frame};
-use std::time::{Duration, Instant};
+mod common;
 
-/// 300 frames under `cargo bench`; a few under `cargo test`, which runs each bench once,
-/// unoptimised, only to check that it works.
-fn frame_count() -> u64 {
-    if std::env::args().any(|a| a == "--bench") {
-        300
-    } else {
-        6
-    }
-}
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use framecache::{Backend, CacheConfig, DiskConfig, Frame, FrameCache, synthetic_frame};
+use std::time::{Duration, Instant};
 
 fn config(backend: &Backend, disk: &std::path::Path) -> CacheConfig {
     CacheConfig {
@@ -30,7 +22,7 @@ fn config(backend: &Backend, disk: &std::path::Path) -> CacheConfig {
 }
 
 fn bench_backend(c: &mut Criterion, name: &str, backend: Backend) {
-    let n = frame_count();
+    let n = common::timeline_frames();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let frames: Vec<Frame> = (0..n).map(|s| synthetic_frame(s, 1280, 720)).collect();
@@ -94,17 +86,7 @@ fn bench_backend(c: &mut Criterion, name: &str, backend: Backend) {
 }
 
 fn load_frames_bench(c: &mut Criterion) {
-    let root = tempfile::tempdir().unwrap();
-    bench_backend(
-        c,
-        "fs",
-        Backend::Fs {
-            root: root.path().to_path_buf(),
-        },
-    );
-    if std::env::var_os("AWS_ENDPOINT_URL").is_some() {
-        bench_backend(c, "s3", Backend::S3(S3Config::from_env()));
-    }
+    common::for_each_backend(|name, backend| bench_backend(c, name, backend));
 }
 
 criterion_group!(benches, load_frames_bench);

@@ -1,9 +1,11 @@
 //! A miss served by the origin: one frame-sized object read through the chain with no local
 //! tier holding it, on the fs backend and on S3 when `AWS_ENDPOINT_URL` names a server.
 
+mod common;
+
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use framecache::{Backend, CacheConfig, S3Config, TieredCache};
+use framecache::{Backend, CacheConfig, TieredCache};
 use std::hint::black_box;
 
 const OBJECTS: u64 = 32;
@@ -45,17 +47,7 @@ fn bench_backend(c: &mut Criterion, name: &str, backend: Backend) {
 }
 
 fn origin_miss(c: &mut Criterion) {
-    let root = tempfile::tempdir().unwrap();
-    bench_backend(
-        c,
-        "fs",
-        Backend::Fs {
-            root: root.path().to_path_buf(),
-        },
-    );
-    if std::env::var_os("AWS_ENDPOINT_URL").is_some() {
-        bench_backend(c, "s3", Backend::S3(S3Config::from_env()));
-    }
+    common::for_each_backend(|name, backend| bench_backend(c, name, backend));
 }
 
 criterion_group!(benches, origin_miss);
