@@ -118,7 +118,7 @@ impl TieredCache {
         let inner = self.inner.clone();
         let owned = key.to_owned();
         let task = tokio::spawn(async move {
-            let result = inner.fetch(&owned).await.map_err(Arc::new);
+            let result = inner.fetch(&owned, id).await.map_err(Arc::new);
             inner.finish(&owned, id);
             result
         });
@@ -206,14 +206,7 @@ impl TieredCache {
     /// Drops `key` from memory and disk; the origin keeps it.
     pub async fn invalidate_local(&self, key: &str) {
         self.forget_flight(key);
-        if let Some(memory) = &self.inner.memory {
-            memory.invalidate(key).await;
-        }
-        if let Some(disk) = &self.inner.disk
-            && let Err(e) = disk.remove(key).await
-        {
-            self.inner.local_failed(Source::Disk, &e);
-        }
+        self.inner.drop_local(key).await;
     }
 
     /// Drops every key under `prefix` from memory and disk; returns the disk entries removed.
@@ -265,7 +258,12 @@ impl TieredCache {
 }
 
 impl Inner {
-    async fn fetch(&self, key: &str) -> Result<Option<Hit>> {
+    /// Fetch `id` of `key`: disk, then origin, filling the tiers above.
+    ///
+    /// A write or invalidation of `key` while the fetch runs ends the flight early; the
+    /// bytes fetched may then be older than the write's, so they are served to the
+    /// waiters but withdrawn from the local tiers.
+    async fn fetch(&self, key: &str, id: u64) -> Result<Option<Hit>> {
         if let Some(disk) = &self.disk {
             match disk.get(key).await {
                 Ok(Some(bytes)) => {
@@ -273,6 +271,9 @@ impl Inner {
                         // The disk hit borrows a memory map; the memory tier gets its own
                         // copy so an evicted entry's file space is not pinned by the map.
                         memory.insert(key, Bytes::copy_from_slice(&bytes)).await;
+                        if !self.is_current(key, id) {
+                            memory.invalidate(key).await;
+                        }
                     }
                     return Ok(Some(Hit {
                         bytes,
@@ -286,7 +287,12 @@ impl Inner {
         let Some(bytes) = self.origin.get(key).await? else {
             return Ok(None);
         };
-        self.fill_local(key, bytes.clone()).await;
+        if self.is_current(key, id) {
+            self.fill_local(key, bytes.clone()).await;
+            if !self.is_current(key, id) {
+                self.drop_local(key).await;
+            }
+        }
         Ok(Some(Hit {
             bytes,
             source: Source::Origin,
@@ -302,6 +308,27 @@ impl Inner {
         }
         if let Some(memory) = &self.memory {
             memory.insert(key, value).await;
+        }
+    }
+
+    /// Whether flight `id` is still the one for `key` (no write or invalidation since).
+    fn is_current(&self, key: &str, id: u64) -> bool {
+        self.inflight
+            .lock()
+            .expect("inflight lock")
+            .get(key)
+            .is_some_and(|f| f.id == id)
+    }
+
+    /// Drops `key` from memory and disk; the next get asks the origin again.
+    async fn drop_local(&self, key: &str) {
+        if let Some(memory) = &self.memory {
+            memory.invalidate(key).await;
+        }
+        if let Some(disk) = &self.disk
+            && let Err(e) = disk.remove(key).await
+        {
+            self.local_failed(Source::Disk, &e);
         }
     }
 

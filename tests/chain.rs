@@ -216,7 +216,46 @@ async fn invalid_ids_write_nothing(env: &Env) {
     assert!(listed.is_empty());
 }
 
+/// A write that lands while a fetch of the same key is in flight wins: the fetch's older
+/// bytes go to its waiters but never into the local tiers.
+async fn a_write_during_a_fetch_is_not_overwritten_by_it(env: &Env) {
+    let disk_dir = env.disk_dir("race");
+    let (cache, probe) = env.instrumented(&disk_dir);
+    let key = layout::frame_key(&unique("race"), 0).unwrap();
+    let (old, new) = (payload("old", 30_000), payload("new", 31_000));
+    cache.origin().put(&key, old.clone()).await.unwrap();
+
+    probe.close_gate_after_read();
+    let fetch = {
+        let (cache, key) = (cache.clone(), key.clone());
+        tokio::spawn(async move { cache.get_hit(&key).await })
+    };
+    while probe.waiting.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    cache.put(&key, new.clone()).await.unwrap();
+    probe.open_gate();
+    let fetched = fetch.await.unwrap().unwrap().unwrap();
+    assert!(fetched.bytes == old, "the waiter gets what it read");
+
+    let now = cache.get_hit(&key).await.unwrap().unwrap();
+    assert_eq!(
+        now.bytes.len(),
+        new.len(),
+        "memory or disk kept the older bytes"
+    );
+    assert!(now.bytes == new);
+    let restarted = env.config(&disk_dir).build().unwrap();
+    let on_disk = restarted.get_hit(&key).await.unwrap().unwrap();
+    assert_eq!(
+        on_disk.bytes.len(),
+        new.len(),
+        "the disk kept the older bytes"
+    );
+}
+
 backend_tests!(
+    a_write_during_a_fetch_is_not_overwritten_by_it,
     promotion_through_every_tier,
     concurrent_misses_make_one_origin_read,
     cancelled_waiters_do_not_stall_others,

@@ -101,6 +101,8 @@ pub struct Instrumented {
     pub waiting: AtomicUsize,
     gate: Semaphore,
     gated: std::sync::atomic::AtomicBool,
+    /// Hold reads after they have read, so they return bytes older than a later write.
+    gated_after_read: std::sync::atomic::AtomicBool,
 }
 
 impl Instrumented {
@@ -111,6 +113,7 @@ impl Instrumented {
             waiting: AtomicUsize::new(0),
             gate: Semaphore::new(0),
             gated: std::sync::atomic::AtomicBool::new(false),
+            gated_after_read: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -119,8 +122,14 @@ impl Instrumented {
         self.gated.store(true, SeqCst);
     }
 
+    /// Holds every later read, once it has read, until [`Instrumented::open_gate`].
+    pub fn close_gate_after_read(&self) {
+        self.gated_after_read.store(true, SeqCst);
+    }
+
     pub fn open_gate(&self) {
         self.gated.store(false, SeqCst);
+        self.gated_after_read.store(false, SeqCst);
         self.gate.add_permits(1 << 20);
     }
 
@@ -138,7 +147,13 @@ impl Tier for Instrumented {
                 let _permit = self.gate.acquire().await.unwrap();
                 self.waiting.fetch_sub(1, SeqCst);
             }
-            self.inner.get(key).await
+            let read = self.inner.get(key).await;
+            if self.gated_after_read.load(SeqCst) {
+                self.waiting.fetch_add(1, SeqCst);
+                let _permit = self.gate.acquire().await.unwrap();
+                self.waiting.fetch_sub(1, SeqCst);
+            }
+            read
         }
         .boxed()
     }
