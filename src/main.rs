@@ -369,10 +369,10 @@ async fn run(cli: Cli) -> Result<()> {
             framecache::layout::validate_id("timeline id", &timeline)?;
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
-            let entries = fc.list_frames(&timeline).await?;
-            let bar = progress(entries.len() as u64, "export", json);
+            let (count, stream) = fc.count_and_stream_jpegs(&timeline).await?;
+            let bar = progress(count as u64, "export", json);
             let mut written = 0u64;
-            let mut stream = Box::pin(fc.stream_jpegs(&timeline));
+            let mut stream = Box::pin(stream);
             while let Some(frame) = stream.next().await {
                 let frame = frame?;
                 let path = dir.join(format!("{}.jpg", frame.seq));
@@ -394,10 +394,10 @@ async fn run(cli: Cli) -> Result<()> {
             }
             for tl in &timelines {
                 let start = Instant::now();
-                let entries = fc.list_frames(tl).await?;
-                let bar = progress(entries.len() as u64, "warm", json);
+                let (count, stream) = fc.count_and_stream_jpegs(tl).await?;
+                let bar = progress(count as u64, "warm", json);
                 let mut served = std::collections::BTreeMap::<String, u64>::new();
-                let mut stream = Box::pin(fc.stream_jpegs(tl));
+                let mut stream = Box::pin(stream);
                 while let Some(frame) = stream.next().await {
                     *served.entry(frame?.source.to_string()).or_default() += 1;
                     bar.inc(1);

@@ -57,7 +57,7 @@ pub async fn run(
         })
         .buffer_unordered(options.concurrency.max(1))
         .inspect(|_| bar.inc(1))
-        .map_ok(|(seq, (jpeg, _))| EncodedFrame {
+        .map_ok(|(seq, jpeg)| EncodedFrame {
             seq,
             chunk_id: 0,
             timestamp: timestamps.get(&seq).copied().unwrap_or(0.0),
@@ -201,8 +201,8 @@ fn read_timestamps(csv: &Path) -> Result<HashMap<u64, f64>> {
     Ok(out)
 }
 
-/// The JPEG to store for `path`, and whether it was re-encoded.
-fn to_jpeg(path: &Path, quality: u8) -> Result<(Bytes, bool)> {
+/// The JPEG to store for `path`: its own bytes if it is a JPEG, else an encoding of it.
+fn to_jpeg(path: &Path, quality: u8) -> Result<Bytes> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
         codec::decode_jpeg(&bytes).map_err(|e| {
@@ -212,7 +212,7 @@ fn to_jpeg(path: &Path, quality: u8) -> Result<(Bytes, bool)> {
                 format!("is not a readable JPEG: {e}"),
             )
         })?;
-        return Ok((Bytes::from(bytes), false));
+        return Ok(Bytes::from(bytes));
     }
     let image = image::load_from_memory(&bytes)
         .map_err(|e| {
@@ -230,7 +230,7 @@ fn to_jpeg(path: &Path, quality: u8) -> Result<(Bytes, bool)> {
             format!("cannot be encoded: {e}"),
         )
     })?;
-    Ok((Bytes::from(jpeg), true))
+    Ok(Bytes::from(jpeg))
 }
 
 #[cfg(test)]

@@ -550,20 +550,38 @@ impl FrameCache {
         timeline: &'a str,
     ) -> impl Stream<Item = Result<FrameJpeg>> + Send + 'a {
         stream::once(self.loadable(timeline))
-            .map_ok(move |entries| {
-                stream::iter(entries)
-                    .map(move |entry| async move {
-                        let (jpeg, source, current) = self.fetch(&entry).await?;
-                        Ok(FrameJpeg {
-                            seq: entry.seq,
-                            timestamp: entry.meta.filter(|_| current).map_or(0.0, |m| m.timestamp),
-                            jpeg,
-                            source,
-                        })
-                    })
-                    .buffered(self.concurrency)
-            })
+            .map_ok(move |entries| self.jpegs_of(entries))
             .try_flatten()
+    }
+
+    /// [`FrameCache::stream_jpegs`] with the number of frames it will yield, known before
+    /// the first one (for progress reporting) from the same listing.
+    ///
+    /// # Errors
+    /// As [`FrameCache::stream_jpegs`]: the listing's errors here, each frame's in the stream.
+    pub async fn count_and_stream_jpegs<'a>(
+        &'a self,
+        timeline: &'a str,
+    ) -> Result<(usize, impl Stream<Item = Result<FrameJpeg>> + Send + 'a)> {
+        let entries = self.loadable(timeline).await?;
+        Ok((entries.len(), self.jpegs_of(entries)))
+    }
+
+    fn jpegs_of(
+        &self,
+        entries: Vec<FrameEntry>,
+    ) -> impl Stream<Item = Result<FrameJpeg>> + Send + '_ {
+        stream::iter(entries)
+            .map(move |entry| async move {
+                let (jpeg, source, current) = self.fetch(&entry).await?;
+                Ok(FrameJpeg {
+                    seq: entry.seq,
+                    timestamp: entry.meta.filter(|_| current).map_or(0.0, |m| m.timestamp),
+                    jpeg,
+                    source,
+                })
+            })
+            .buffered(self.concurrency)
     }
 
     /// Every frame as `{seq, timestamp, jpeg_b64}` with the stored JPEG bytes (no re-encode).
