@@ -1,4 +1,4 @@
-//! The read-through chain: `memory => disk => origin`, itself a [`Tier`].
+//! The read-through chain: `memory => disk => origin`.
 //!
 //! A hit in a lower tier fills the tiers above it. Concurrent misses of one key share one
 //! fetch, which runs as its own task: a caller that is cancelled or times out only stops
@@ -7,7 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, TierCounters};
-use crate::tier::{DiskTier, MemoryTier, Origin, Source, Tier};
+use crate::tier::{DiskTier, MemoryTier, Origin, Source};
 use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
@@ -123,13 +123,8 @@ impl TieredCache {
             result
         });
         let result = async move {
-            task.await.unwrap_or_else(|join| {
-                Err(Arc::new(Error::io(
-                    "fetch task",
-                    std::path::PathBuf::new(),
-                    std::io::Error::other(join),
-                )))
-            })
+            task.await
+                .unwrap_or_else(|join| Err(Arc::new(Error::task("fetch", join))))
         }
         .boxed()
         .shared();
@@ -351,19 +346,5 @@ impl Inner {
             Source::Memory => TierCounters::bump(&self.metrics.memory.errors),
             Source::Origin => TierCounters::bump(&self.metrics.origin.errors),
         }
-    }
-}
-
-impl Tier for TieredCache {
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
-        async move { Ok(self.get_hit(key).await?.map(|hit| hit.bytes)) }.boxed()
-    }
-
-    fn put<'a>(&'a self, key: &'a str, value: Bytes) -> BoxFuture<'a, Result<()>> {
-        TieredCache::put(self, key, value).boxed()
-    }
-
-    fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
-        TieredCache::remove(self, key).boxed()
     }
 }

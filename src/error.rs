@@ -77,6 +77,14 @@ pub enum Error {
         /// The object key.
         key: String,
     },
+    /// A background task did not finish: it panicked, or its runtime is shutting down.
+    #[error("{what} did not finish: {reason}")]
+    Task {
+        /// What the task was doing.
+        what: String,
+        /// Why it stopped.
+        reason: String,
+    },
     /// The configuration cannot be used.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -118,6 +126,24 @@ impl Error {
             op,
             path: path.into(),
             source,
+        }
+    }
+
+    /// The error of a task that panicked or was cancelled, for every `spawn`/`spawn_blocking`.
+    pub(crate) fn task(what: impl Into<String>, join: tokio::task::JoinError) -> Self {
+        let reason = match join.try_into_panic() {
+            Ok(panic) => match panic.downcast::<String>() {
+                Ok(msg) => format!("panicked: {msg}"),
+                Err(panic) => match panic.downcast::<&str>() {
+                    Ok(msg) => format!("panicked: {msg}"),
+                    Err(_) => "panicked".to_owned(),
+                },
+            },
+            Err(join) => join.to_string(),
+        };
+        Error::Task {
+            what: what.into(),
+            reason,
         }
     }
 

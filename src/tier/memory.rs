@@ -1,11 +1,7 @@
 //! The memory tier: a `moka` cache bounded in bytes.
 
-use super::Tier;
-use crate::error::Result;
 use crate::metrics::Metrics;
 use bytes::Bytes;
-use futures::FutureExt;
-use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -121,28 +117,6 @@ impl MemoryTier {
     /// Whether `key` is held, without touching its recency or the counters.
     pub fn contains(&self, key: &str) -> bool {
         self.cache.contains_key(key)
-    }
-}
-
-impl Tier for MemoryTier {
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
-        async move { Ok(self.lookup(key).await) }.boxed()
-    }
-
-    fn put<'a>(&'a self, key: &'a str, value: Bytes) -> BoxFuture<'a, Result<()>> {
-        async move {
-            self.insert(key, value).await;
-            Ok(())
-        }
-        .boxed()
-    }
-
-    fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
-        async move {
-            self.invalidate(key).await;
-            Ok(())
-        }
-        .boxed()
     }
 }
 

@@ -1,16 +1,14 @@
-//! The tiers: one trait, one file per tier. The read-through chain composes them.
+//! The tiers, one module each: memory, disk, and the origin (blob storage). The
+//! read-through chain in [`crate::chain`] composes them.
 
 mod blob;
 mod disk;
 mod memory;
 
 pub use blob::{BlobTier, ObjectInfo, Origin};
-pub use disk::{DiskTier, DiskUsage};
+pub use disk::{BadEntry, DiskTier, DiskUsage, Recount, VerifyReport};
 pub use memory::MemoryTier;
 
-use crate::error::Result;
-use bytes::Bytes;
-use futures::future::BoxFuture;
 use serde::Serialize;
 
 /// Which tier answered a read.
@@ -33,17 +31,4 @@ impl std::fmt::Display for Source {
             Source::Origin => "origin",
         })
     }
-}
-
-/// A key-value store of immutable byte payloads.
-///
-/// A miss is `Ok(None)`. Futures are boxed so tiers can be composed and substituted at run
-/// time (`Arc<dyn Tier>`); the box costs tens of nanoseconds next to a microsecond hit.
-pub trait Tier: Send + Sync {
-    /// Reads `key`.
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>>;
-    /// Stores `value` under `key`, replacing what was there.
-    fn put<'a>(&'a self, key: &'a str, value: Bytes) -> BoxFuture<'a, Result<()>>;
-    /// Removes `key`; removing a missing key succeeds.
-    fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>>;
 }

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use bytes::Bytes;
-use framecache::tier::{BlobTier, ObjectInfo, Origin, Tier};
+use framecache::tier::{BlobTier, ObjectInfo, Origin};
 use framecache::{Backend, CacheConfig, DiskConfig, Metrics, Result, S3Config, TieredCache};
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -138,7 +138,7 @@ impl Instrumented {
     }
 }
 
-impl Tier for Instrumented {
+impl Origin for Instrumented {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
         async move {
             self.reads.fetch_add(1, SeqCst);
@@ -163,9 +163,6 @@ impl Tier for Instrumented {
     fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
         self.inner.remove(key)
     }
-}
-
-impl Origin for Instrumented {
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<ObjectInfo>>> {
         self.inner.list(prefix)
     }

@@ -45,7 +45,7 @@ pub async fn run(
         None => HashMap::new(),
     };
     let start = std::time::Instant::now();
-    let bar = crate::progress(files.len() as u64, "read", json);
+    let bar = crate::output::progress(files.len() as u64, "read", json);
     let quality = options.quality;
     let mut frames: Vec<EncodedFrame> = stream::iter(files.iter().zip(&seqs))
         .map(|(path, &seq)| {
@@ -69,12 +69,12 @@ pub async fn run(
     bar.finish_and_clear();
     frames.sort_by_key(|f| f.seq);
     let bytes: usize = frames.iter().map(|f| f.jpeg.len()).sum();
-    let bar = crate::progress(frames.len() as u64, "write", json);
+    let bar = crate::output::progress(frames.len() as u64, "write", json);
     let written = fc
         .cache_jpegs(timeline, frames, &|n| bar.set_position(n))
         .await?;
     bar.finish_and_clear();
-    crate::report(
+    crate::output::report(
         json,
         serde_json::json!({"timeline": timeline, "frames": written, "bytes": bytes,
             "seconds": start.elapsed().as_secs_f64()}),

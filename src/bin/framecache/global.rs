@@ -1,0 +1,108 @@
+//! Global flags: each read from the environment too, turned into a [`CacheConfig`].
+
+use clap::{Args, ValueEnum};
+use framecache::{Backend, CacheConfig, DiskConfig, S3Config, default_cache_dir, default_fs_root};
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct Global {
+    /// Origin backend: a local directory (default) or S3.
+    #[arg(long, env = "FRAMECACHE_BACKEND", value_enum, default_value_t = BackendKind::Fs, global = true)]
+    backend: BackendKind,
+    /// Root directory of the fs backend [default: ~/.local/share/framecache/store].
+    #[arg(long, env = "FRAMECACHE_ROOT", global = true)]
+    root: Option<PathBuf>,
+    /// S3 bucket.
+    #[arg(long, env = "S3_BUCKET", default_value = "mpr", global = true)]
+    bucket: String,
+    /// S3 endpoint URL (keys come only from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY).
+    #[arg(long, env = "AWS_ENDPOINT_URL", global = true)]
+    endpoint: Option<String>,
+    /// S3 region.
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1", global = true)]
+    region: String,
+    /// Disk cache directory [default: ~/.cache/framecache].
+    #[arg(long, env = "FRAMECACHE_CACHE_DIR", global = true)]
+    cache_dir: Option<PathBuf>,
+    /// Memory tier capacity (e.g. 512MiB).
+    #[arg(long, env = "FRAMECACHE_MEMORY_CAPACITY", default_value = "512MiB", value_parser = parse_size, global = true)]
+    memory_capacity: u64,
+    /// Disk tier capacity (e.g. 10GiB).
+    #[arg(long, env = "FRAMECACHE_DISK_CAPACITY", default_value = "10GiB", value_parser = parse_size, global = true)]
+    disk_capacity: u64,
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendKind {
+    Fs,
+    S3,
+}
+
+/// Parses `512MiB`, `10GiB`, `1.5GB`, `4096`.
+fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}: expected a number with an optional unit"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        "t" | "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
+        other => return Err(format!("invalid size {s:?}: unknown unit {other:?}")),
+    };
+    Ok((value * mult as f64) as u64)
+}
+
+impl Global {
+    /// The origin as the user configured it, without credentials.
+    pub fn origin_description(&self) -> String {
+        match self.backend {
+            BackendKind::Fs => format!(
+                "fs:{}",
+                self.root.clone().unwrap_or_else(default_fs_root).display()
+            ),
+            BackendKind::S3 => format!(
+                "s3://{} at {}",
+                self.bucket,
+                self.endpoint.as_deref().unwrap_or("AWS")
+            ),
+        }
+    }
+
+    /// The cache configuration these flags describe.
+    pub fn config(&self) -> CacheConfig {
+        let backend = match self.backend {
+            BackendKind::Fs => Backend::Fs {
+                root: self.root.clone().unwrap_or_else(default_fs_root),
+            },
+            BackendKind::S3 => Backend::S3(S3Config {
+                bucket: self.bucket.clone(),
+                endpoint: self.endpoint.clone(),
+                region: self.region.clone(),
+                ..S3Config::from_env()
+            }),
+        };
+        CacheConfig {
+            backend,
+            memory_capacity: self.memory_capacity,
+            disk: Some(DiskConfig {
+                dir: self.cache_dir.clone().unwrap_or_else(default_cache_dir),
+                capacity: self.disk_capacity,
+            }),
+            ..CacheConfig::default()
+        }
+    }
+}

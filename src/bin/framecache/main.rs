@@ -1,0 +1,188 @@
+//! The `framecache` command line: flags and environment become a [`CacheConfig`], each
+//! subcommand calls the library. One module per subcommand group; `output` holds what they
+//! share (redaction, progress bars, JSON).
+//!
+//! [`CacheConfig`]: framecache::CacheConfig
+
+mod admin;
+mod demo;
+mod global;
+mod output;
+mod put;
+mod read;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use global::Global;
+use output::{Redacting, redact};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "framecache",
+    version,
+    about = "Tiered cache for video-frame JPEGs in blob storage"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Synthesize a timeline, cache it, and load it cold, warm and hot: what each tier served.
+    Demo {
+        /// Timeline id to use.
+        #[arg(long, default_value = "demo")]
+        timeline: String,
+        /// Frames to synthesize.
+        #[arg(long, default_value_t = 120)]
+        frames: u64,
+        /// Frame width.
+        #[arg(long, default_value_t = 1280)]
+        width: u32,
+        /// Frame height.
+        #[arg(long, default_value_t = 720)]
+        height: u32,
+    },
+    /// Import images as a timeline's frames: JPEGs stored as they are, other formats (PNG)
+    /// encoded to JPEG. Replaces the timeline.
+    Put {
+        /// Timeline id.
+        timeline: String,
+        /// Image files, or directories whose .jpg/.jpeg/.png files are imported.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// JPEG quality for images that are not JPEG already.
+        #[arg(long, default_value_t = framecache::DEFAULT_QUALITY, value_parser = clap::value_parser!(u8).range(1..=100))]
+        quality: u8,
+        /// Number frames 0, 1, 2... in file-name order instead of taking the seq from the
+        /// last number in each file name.
+        #[arg(long)]
+        sequential: bool,
+        /// CSV of `seq,timestamp` lines (a header line is allowed); other frames get 0.0.
+        #[arg(long)]
+        timestamps: Option<PathBuf>,
+    },
+    /// List timelines, or one timeline's frames with size and where each is cached now.
+    Ls {
+        /// Timeline id; all timelines when omitted.
+        timeline: Option<String>,
+    },
+    /// Write one frame's JPEG bytes to a file or stdout.
+    Get {
+        /// Timeline id.
+        timeline: String,
+        /// Frame sequence number.
+        seq: u64,
+        /// Output file (stdout when omitted).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Write every frame of a timeline as `<seq>.jpg` into a directory.
+    Export {
+        /// Timeline id.
+        timeline: String,
+        /// Output directory (created if missing).
+        dir: PathBuf,
+    },
+    /// Prefetch whole timelines into the disk tier.
+    Warm {
+        /// Timeline ids.
+        #[arg(required = true)]
+        timelines: Vec<String>,
+    },
+    /// Delete a timeline's frames and overlays.
+    Clear {
+        /// Timeline id.
+        timeline: String,
+        /// Drop only this machine's cached copies; keep the origin.
+        #[arg(long)]
+        local_only: bool,
+    },
+    /// Disk tier usage and this process's counters.
+    Stats,
+    /// Check every disk-cache entry's checksum; remove and report the bad ones.
+    Verify,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FRAMECACHE_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(|| Redacting(std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    let origin = cli.global.origin_description();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(err) = runtime.block_on(run(cli)) {
+        let ours = err.downcast_ref::<framecache::Error>();
+        let invalid = ours.is_some_and(|e| e.is_invalid_input());
+        // framecache's errors already carry their cause; others get their context chain.
+        let mut line = match ours {
+            Some(e) if e.to_string() == err.to_string() => format!("error: {e}"),
+            _ => format!("error: {err:#}"),
+        };
+        if matches!(ours, Some(framecache::Error::Storage { .. })) {
+            line.push_str(&format!(" [origin {origin}]"));
+        }
+        let line = line.replace('\n', " ");
+        eprintln!("{}", redact(&line));
+        std::process::exit(if invalid { 2 } else { 1 });
+    }
+}
+
+/// Runs one subcommand.
+async fn run(cli: Cli) -> Result<()> {
+    let config = cli.global.config();
+    let json = cli.global.json;
+    let fc = framecache::FrameCache::new(&config)?;
+    match cli.command {
+        Command::Demo {
+            timeline,
+            frames,
+            width,
+            height,
+        } => demo::run(&config, &fc, &timeline, frames, width, height, json).await,
+        Command::Put {
+            timeline,
+            paths,
+            quality,
+            sequential,
+            timestamps,
+        } => {
+            let options = put::Options {
+                quality,
+                sequential,
+                timestamps,
+                concurrency: config.concurrency,
+            };
+            put::run(&fc, &timeline, &paths, &options, json).await
+        }
+        Command::Ls { timeline: None } => read::timelines(&fc, json).await,
+        Command::Ls { timeline: Some(tl) } => read::frames(&fc, &tl, json).await,
+        Command::Get {
+            timeline,
+            seq,
+            output,
+        } => read::get(&fc, &timeline, seq, output, json).await,
+        Command::Export { timeline, dir } => read::export(&fc, &timeline, &dir, json).await,
+        Command::Warm { timelines } => read::warm(&fc, &timelines, json).await,
+        Command::Clear {
+            timeline,
+            local_only,
+        } => admin::clear(&fc, &timeline, local_only, json).await,
+        Command::Stats => admin::stats(&fc, json),
+        Command::Verify => admin::verify(&fc, json).await,
+    }
+}

@@ -1,0 +1,191 @@
+//! The disk tier: one checksummed entry file per key, shared by every process on a machine.
+//!
+//! Layout under `{dir}/v1/`:
+//! - `{h[0..2]}/{h}`: the entry of the key whose hex blake3 is `h`;
+//! - `{h[0..2]}/.tmp-{pid}-{nonce}-{n}-{len}`: a write in progress, `len` bytes when done;
+//! - `.usage`: the ledger, a page every process maps, holding the bytes in use;
+//! - `.lock`: `flock`ed shared to reserve, commit or remove, exclusively to recount and evict.
+//!
+//! A write goes to a temp file that is hard-linked into place (renamed where links are not
+//! supported), so a reader sees the old entry, the new one or none, never a partial one.
+//! Nothing is rewritten or truncated in place, which is what makes memory-mapping safe.
+//! A writer reserves its bytes in the ledger before writing and evicts first when that
+//! crosses the capacity, so the directory exceeds its cap only by the entries being written.
+//! Eviction unlinks the least recently used entries (by mtime, refreshed on hits) after a
+//! recount, which also removes the temp files of writers that died.
+
+mod evict;
+mod ledger;
+mod lock;
+mod rw;
+mod temp;
+#[cfg(test)]
+mod tests;
+mod verify;
+
+pub use evict::Recount;
+pub use verify::{BadEntry, VerifyReport};
+
+use crate::error::{Error, Result};
+use crate::metrics::{Metrics, TierCounters};
+use bytes::Bytes;
+use evict::for_each_file;
+use ledger::Ledger;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use temp::process_nonce;
+
+/// Sub-directory of the cache directory holding entries of the current format.
+const FORMAT_DIR: &str = "v1";
+
+/// Disk usage found by a scan of the cache directory.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DiskUsage {
+    /// Entry files.
+    pub entries: u64,
+    /// Their total size in bytes, headers included.
+    pub bytes: u64,
+    /// Temp files: writes in progress, or leftovers of writers that died.
+    pub temp_files: u64,
+    /// Bytes the shared ledger counts (entries plus writes in progress).
+    pub accounted: u64,
+    /// The configured capacity in bytes.
+    pub capacity: u64,
+}
+
+/// A cache directory of checksummed entries.
+#[derive(Clone)]
+pub struct DiskTier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    capacity: u64,
+    ledger: Ledger,
+    /// Tells this process's temp files from those of an earlier process with the same pid.
+    nonce: u32,
+    temp_seq: AtomicU64,
+    /// Set once the directory has failed, so the condition is logged once.
+    warned: AtomicBool,
+    metrics: Arc<Metrics>,
+}
+
+/// Runs a blocking disk operation off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|join| Err(Error::task("disk cache operation", join)))
+}
+
+impl DiskTier {
+    /// Opens (lazily creating) a cache directory bounded to `capacity` bytes.
+    ///
+    /// Never fails and never blocks on the directory: existing entries are served at once,
+    /// and a background thread recounts the directory when the ledger is new or writers
+    /// have died, removing their temp files.
+    pub fn open(dir: impl Into<PathBuf>, capacity: u64, metrics: Arc<Metrics>) -> Self {
+        let dir = dir.into().join(FORMAT_DIR);
+        let tier = DiskTier {
+            inner: Arc::new(Inner {
+                ledger: Ledger::open(&dir),
+                dir,
+                capacity,
+                nonce: process_nonce(),
+                temp_seq: AtomicU64::new(0),
+                warned: AtomicBool::new(false),
+                metrics,
+            }),
+        };
+        let background = tier.clone();
+        let _ = std::thread::Builder::new()
+            .name("framecache-disk-scan".into())
+            .spawn(move || background.check_on_open());
+        tier
+    }
+
+    /// The directory holding this format's entries.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The configured capacity in bytes.
+    pub fn capacity(&self) -> u64 {
+        self.inner.capacity
+    }
+
+    /// Bytes the shared ledger counts now: entries plus writes in progress.
+    pub fn accounted(&self) -> u64 {
+        self.inner.ledger.used().load(Ordering::Acquire)
+    }
+
+    /// Where `key`'s entry lives.
+    pub fn path_of(&self, key: &str) -> PathBuf {
+        let hex = blake3::hash(key.as_bytes()).to_hex();
+        self.inner.dir.join(&hex[..2]).join(hex.as_str())
+    }
+
+    pub(super) fn counters(&self) -> &TierCounters {
+        &self.inner.metrics.disk
+    }
+
+    /// Logs a failing directory once; the chain counts every occurrence.
+    pub(crate) fn warn_once(&self, err: &Error) {
+        if !self.inner.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "disk cache {} is failing, reads pass through to the origin: {err}",
+                self.inner.dir.display()
+            );
+        }
+    }
+
+    /// Scans the directory and reports its usage.
+    pub fn usage(&self) -> DiskUsage {
+        let mut usage = DiskUsage {
+            capacity: self.inner.capacity,
+            accounted: self.accounted(),
+            ..DiskUsage::default()
+        };
+        for_each_file(&self.inner.dir, |_, meta, temp| {
+            if temp.is_some() {
+                usage.temp_files += 1;
+            } else {
+                usage.entries += 1;
+                usage.bytes += meta.len();
+            }
+        });
+        usage
+    }
+
+    /// Reads and verifies `key`'s entry off the async workers; see [`DiskTier::read_blocking`].
+    ///
+    /// # Errors
+    /// Only when the file exists but cannot be opened or mapped.
+    pub async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        let tier = self.clone();
+        let key = key.to_owned();
+        blocking(move || tier.read_blocking(&key)).await
+    }
+
+    /// Writes `key`'s entry off the async workers; see [`DiskTier::write_blocking`].
+    ///
+    /// # Errors
+    /// When the directory cannot be created or written (read-only, full, missing).
+    pub async fn put(&self, key: &str, value: Bytes) -> Result<()> {
+        let tier = self.clone();
+        let key = key.to_owned();
+        blocking(move || tier.write_blocking(&key, &value)).await
+    }
+
+    /// Removes `key`'s entry off the async workers.
+    ///
+    /// # Errors
+    /// When the file exists and cannot be removed.
+    pub async fn remove(&self, key: &str) -> Result<()> {
+        let tier = self.clone();
+        let key = key.to_owned();
+        blocking(move || tier.remove_blocking(&key)).await
+    }
+}

@@ -1,0 +1,172 @@
+use super::temp::TEMP_PREFIX;
+use super::*;
+use crate::entry::FIXED_HEADER_LEN;
+use std::fs::{self, File};
+use std::time::{Duration, SystemTime};
+
+fn tier(dir: &Path, capacity: u64) -> (DiskTier, Arc<Metrics>) {
+    let metrics = Arc::new(Metrics::default());
+    (DiskTier::open(dir, capacity, metrics.clone()), metrics)
+}
+
+#[test]
+fn round_trip_and_shard_layout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (disk, _) = tier(tmp.path(), 1 << 30);
+    disk.write_blocking("a/1.jpg", b"hello").unwrap();
+    let path = disk.path_of("a/1.jpg");
+    let name = path.file_name().unwrap().to_str().unwrap();
+    assert_eq!(name.len(), 64);
+    assert_eq!(
+        path.parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        &name[..2]
+    );
+    assert_eq!(
+        disk.read_blocking("a/1.jpg").unwrap().as_deref(),
+        Some(&b"hello"[..])
+    );
+    assert_eq!(disk.read_blocking("a/2.jpg").unwrap(), None);
+    assert_eq!(disk.usage().temp_files, 0);
+}
+
+#[test]
+fn corrupt_entries_are_removed_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (disk, metrics) = tier(tmp.path(), 1 << 30);
+    disk.write_blocking("k", b"0123456789").unwrap();
+    let path = disk.path_of("k");
+    let mut bytes = fs::read(&path).unwrap();
+    *bytes.last_mut().unwrap() ^= 1;
+    fs::write(&path, &bytes).unwrap();
+    assert_eq!(disk.read_blocking("k").unwrap(), None);
+    assert!(!path.exists());
+    assert_eq!(metrics.snapshot().disk.corrupt, 1);
+}
+
+#[test]
+fn eviction_keeps_usage_under_capacity_and_prefers_old_entries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (disk, metrics) = tier(tmp.path(), 20_000);
+    let payload = vec![7u8; 1_000];
+    disk.write_blocking("old", &payload).unwrap();
+    let old = File::options()
+        .write(true)
+        .open(disk.path_of("old"))
+        .unwrap();
+    old.set_modified(SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+    for i in 0..40 {
+        disk.write_blocking(&format!("k{i}"), &payload).unwrap();
+    }
+    let usage = disk.usage();
+    assert!(usage.bytes <= 20_000, "{usage:?}");
+    assert!(metrics.snapshot().disk.evictions > 0);
+    assert_eq!(disk.read_blocking("old").unwrap(), None);
+    assert!(disk.read_blocking("k39").unwrap().is_some());
+}
+
+#[test]
+fn remove_prefix_reads_keys_from_headers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (disk, _) = tier(tmp.path(), 1 << 30);
+    disk.write_blocking("t/a/1", b"1").unwrap();
+    disk.write_blocking("t/a/2", b"2").unwrap();
+    disk.write_blocking("t/b/1", b"3").unwrap();
+    assert_eq!(disk.remove_prefix_blocking("t/a/"), 2);
+    assert_eq!(disk.read_blocking("t/a/1").unwrap(), None);
+    assert!(disk.read_blocking("t/b/1").unwrap().is_some());
+}
+
+#[test]
+fn ledger_tracks_writes_replacements_and_removals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (disk, _) = tier(tmp.path(), 1 << 30);
+    disk.recount();
+    for i in 0..10 {
+        disk.write_blocking(&format!("k{i}"), &vec![1u8; 100 + i])
+            .unwrap();
+    }
+    for i in 0..3 {
+        disk.write_blocking(&format!("k{i}"), &vec![2u8; 5_000])
+            .unwrap();
+    }
+    disk.remove_blocking("k8").unwrap();
+    disk.remove_blocking("k9").unwrap();
+    disk.remove_blocking("never-written").unwrap();
+    let usage = disk.usage();
+    assert_eq!(usage.entries, 8);
+    assert_eq!(usage.temp_files, 0);
+    assert_eq!(usage.accounted, usage.bytes);
+    assert_eq!(disk.read_blocking("k1").unwrap().unwrap().len(), 5_000);
+    // A second handle (as another process would) sees the same ledger.
+    let (other, _) = tier(tmp.path(), 1 << 30);
+    assert_eq!(other.accounted(), usage.bytes);
+}
+
+#[test]
+fn recount_removes_dead_writers_temp_files_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (disk, _) = tier(tmp.path(), 1 << 30);
+    disk.write_blocking("k", b"payload").unwrap();
+    let shard = disk.path_of("k").parent().unwrap().to_path_buf();
+    let me = std::process::id();
+    let live = shard.join(format!("{TEMP_PREFIX}{me}-{}-1-40", disk.inner.nonce));
+    let earlier_process = shard.join(format!("{TEMP_PREFIX}{me}-{}-1-50", disk.inner.nonce ^ 1));
+    let no_such_pid = shard.join(format!("{TEMP_PREFIX}{}-7-1-60", i32::MAX as u32 - 3));
+    let foreign = shard.join(".tmp-not-ours");
+    for path in [&live, &earlier_process, &no_such_pid, &foreign] {
+        fs::write(path, b"partial").unwrap();
+    }
+    let report = disk.recount();
+    assert_eq!(report.temp_files_removed, 2);
+    assert!(live.exists() && foreign.exists());
+    assert!(!earlier_process.exists() && !no_such_pid.exists());
+    // The live write's reservation stays counted, by the length in its name.
+    let entry_len = fs::metadata(disk.path_of("k")).unwrap().len();
+    assert_eq!(report.bytes, entry_len + 40);
+    assert_eq!(disk.accounted(), entry_len + 40);
+}
+
+#[test]
+fn verify_removes_and_reports_bad_entries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (disk, metrics) = tier(tmp.path(), 1 << 30);
+    for key in ["good", "flipped", "moved"] {
+        disk.write_blocking(key, key.repeat(100).as_bytes())
+            .unwrap();
+    }
+    let flipped = disk.path_of("flipped");
+    let mut bytes = fs::read(&flipped).unwrap();
+    bytes[FIXED_HEADER_LEN + 10] ^= 0x40;
+    fs::write(&flipped, &bytes).unwrap();
+    // An entry renamed to another key's path holds the wrong key.
+    let moved_to = disk.path_of("elsewhere");
+    fs::create_dir_all(moved_to.parent().unwrap()).unwrap();
+    fs::rename(disk.path_of("moved"), &moved_to).unwrap();
+    let mut calls = 0;
+    let report = disk.verify_blocking(|done, total| {
+        calls += 1;
+        assert!(done <= total);
+    });
+    assert_eq!(calls, 3);
+    assert_eq!(report.checked, 3);
+    let mut bad: Vec<_> = report
+        .bad
+        .iter()
+        .map(|b| (b.key.clone().unwrap(), b.reason.clone()))
+        .collect();
+    bad.sort();
+    assert_eq!(bad[0].0, "flipped");
+    assert!(bad[0].1.contains("checksum"), "{bad:?}");
+    assert_eq!(bad[1].0, "moved");
+    assert!(bad[1].1.contains("misplaced"), "{bad:?}");
+    assert!(!flipped.exists() && !moved_to.exists());
+    assert!(disk.read_blocking("good").unwrap().is_some());
+    assert_eq!(metrics.snapshot().disk.corrupt, 2);
+    assert_eq!(disk.usage().accounted, disk.usage().bytes);
+}

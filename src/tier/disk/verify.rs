@@ -1,0 +1,81 @@
+//! Checking every entry's checksum on demand (`framecache verify`).
+
+use super::DiskTier;
+use super::rw::read_key;
+use crate::entry;
+use crate::metrics::TierCounters;
+use serde::Serialize;
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+/// One entry that failed [`DiskTier::verify_blocking`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BadEntry {
+    /// The entry file (already removed).
+    pub path: PathBuf,
+    /// The key its header names, when readable.
+    pub key: Option<String>,
+    /// What was wrong.
+    pub reason: String,
+}
+
+/// The result of checking every entry's checksum.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// Entries checked.
+    pub checked: u64,
+    /// Bytes checked.
+    pub bytes: u64,
+    /// Entries that failed and were removed.
+    pub bad: Vec<BadEntry>,
+}
+
+/// Reads `path` and validates it as `key`'s entry: `Ok(false)` if it vanished.
+pub(super) fn check_file(path: &Path, key: &str) -> std::result::Result<bool, String> {
+    match fs::read(path) {
+        Ok(bytes) => entry::validate(key, &bytes)
+            .map(|_| true)
+            .map_err(|c| c.to_string()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(format!("unreadable: {e}")),
+    }
+}
+
+impl DiskTier {
+    /// Checks every entry's header and checksum, removes the bad ones and reports them.
+    /// `progress(done, total)` is called after each entry.
+    pub fn verify_blocking(&self, mut progress: impl FnMut(u64, u64)) -> VerifyReport {
+        let entries = self.scan();
+        let total = entries.len() as u64;
+        let mut report = VerifyReport::default();
+        for (i, found) in entries.iter().enumerate() {
+            let key = read_key(&found.path);
+            let verdict = match &key {
+                None => Err("unreadable header".to_owned()),
+                Some(k) if self.path_of(k) != found.path => Err(format!("misplaced: holds {k:?}")),
+                Some(k) => check_file(&found.path, k),
+            };
+            match verdict {
+                Ok(true) => {
+                    report.checked += 1;
+                    report.bytes += found.len;
+                }
+                Ok(false) => {} // removed meanwhile
+                Err(reason) => {
+                    report.checked += 1;
+                    if self.unlink_entry(&found.path).is_ok() {
+                        TierCounters::bump(&self.counters().corrupt);
+                    }
+                    report.bad.push(BadEntry {
+                        path: found.path.clone(),
+                        key,
+                        reason,
+                    });
+                }
+            }
+            progress(i as u64 + 1, total);
+        }
+        report
+    }
+}

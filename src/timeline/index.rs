@@ -1,0 +1,223 @@
+//! What a timeline holds: its listing joined with its manifest, status, and the store's
+//! timeline ids.
+
+use super::FrameCache;
+use super::manifest::{FrameMeta, parse_manifest};
+use crate::error::{Error, Result};
+use crate::layout::{self, MANIFEST_NAME};
+use crate::metrics::TierCounters;
+use bytes::Bytes;
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// What a timeline's objects say about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum TimelineStatus {
+    /// No frames.
+    Missing,
+    /// Written by framecache and complete.
+    Complete {
+        /// Frames.
+        frames: usize,
+        /// The generation written by the last `cache_frames`.
+        generation: String,
+    },
+    /// Written by framecache, but its writer has not finished (or died).
+    Partial {
+        /// Frames the manifest lists.
+        expected: usize,
+        /// Frames present.
+        present: usize,
+    },
+    /// Frames without a manifest (written by the Python module): loaded with its defaults.
+    Unmanaged {
+        /// Frames.
+        frames: usize,
+    },
+}
+
+/// A frame found by listing, with the manifest's metadata when it is current.
+#[derive(Debug, Clone)]
+pub struct FrameEntry {
+    /// Sequence number.
+    pub seq: u64,
+    /// Object key.
+    pub key: String,
+    /// Size reported by the listing.
+    pub size: u64,
+    /// Manifest metadata, when the manifest lists this frame.
+    pub meta: Option<FrameMeta>,
+}
+
+pub(super) struct Index {
+    pub(super) entries: Vec<FrameEntry>,
+    pub(super) status: TimelineStatus,
+}
+
+impl FrameCache {
+    /// Whether the timeline has frames: one small request, not a listing of the timeline.
+    ///
+    /// # Errors
+    /// Invalid id, or the origin failed.
+    pub async fn exists(&self, timeline: &str) -> Result<bool> {
+        let origin = self.cache.origin();
+        if origin.exists(&layout::manifest_key(timeline)?).await? {
+            return Ok(true);
+        }
+        origin.has_any(&layout::frames_prefix(timeline)?).await
+    }
+
+    /// Completeness and provenance of a timeline.
+    ///
+    /// # Errors
+    /// Invalid id, or the origin failed.
+    pub async fn status(&self, timeline: &str) -> Result<TimelineStatus> {
+        Ok(self.index(timeline).await?.status)
+    }
+
+    /// The frames of a timeline, sorted by seq, with their current metadata.
+    ///
+    /// # Errors
+    /// Invalid id, or the origin failed.
+    pub async fn list_frames(&self, timeline: &str) -> Result<Vec<FrameEntry>> {
+        Ok(self.index(timeline).await?.entries)
+    }
+
+    /// The origin's index of a timeline, or, when the origin fails, the index the local copy
+    /// of its last complete manifest gives.
+    pub(super) async fn index(&self, timeline: &str) -> Result<Index> {
+        let manifest_key = layout::manifest_key(timeline)?;
+        let err = match self.origin_index(timeline).await {
+            Ok((index, manifest)) => {
+                if let (TimelineStatus::Complete { generation, .. }, Some(bytes)) =
+                    (&index.status, manifest)
+                {
+                    self.keep_manifest(&manifest_key, generation, bytes).await;
+                }
+                return Ok(index);
+            }
+            Err(e) => e,
+        };
+        let Some(hit) = self.cache.get_local(&manifest_key).await else {
+            return Err(err);
+        };
+        let Some(manifest) = parse_manifest(&manifest_key, &hit.bytes).filter(|m| m.complete)
+        else {
+            return Err(err);
+        };
+        tracing::warn!(
+            "origin failed ({err}); loading {timeline} from the local copy of its manifest \
+             (generation {})",
+            manifest.generation
+        );
+        TierCounters::bump(&self.cache.metrics().offline_loads);
+        let entries = manifest
+            .frames
+            .iter()
+            .map(|meta| {
+                Ok(FrameEntry {
+                    seq: meta.seq,
+                    key: layout::frame_key(timeline, meta.seq)?,
+                    size: meta.size,
+                    meta: Some(meta.clone()),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Index {
+            status: TimelineStatus::Complete {
+                frames: entries.len(),
+                generation: manifest.generation,
+            },
+            entries,
+        })
+    }
+
+    /// Lists the timeline and reads its manifest from the origin; also returns the
+    /// manifest's bytes.
+    pub(super) async fn origin_index(&self, timeline: &str) -> Result<(Index, Option<Bytes>)> {
+        let prefix = layout::frames_prefix(timeline)?;
+        let manifest_key = layout::manifest_key(timeline)?;
+        let origin = self.cache.origin();
+        let (listed, manifest_bytes) =
+            futures::try_join!(origin.list(&prefix), origin.get(&manifest_key))?;
+        let manifest = manifest_bytes
+            .as_ref()
+            .and_then(|bytes| parse_manifest(&manifest_key, bytes));
+        let mut metas: HashMap<u64, FrameMeta> = manifest
+            .as_ref()
+            .map(|m| m.frames.iter().map(|f| (f.seq, f.clone())).collect())
+            .unwrap_or_default();
+        let mut entries = Vec::with_capacity(listed.len());
+        for object in listed {
+            let name = &object.key[prefix.len().min(object.key.len())..];
+            if name == MANIFEST_NAME {
+                continue;
+            }
+            let Some(seq) = layout::parse_frame_name(name) else {
+                tracing::debug!("skipping {:?}: not a canonical frame name", object.key);
+                TierCounters::bump(&self.cache.metrics().skipped_names);
+                continue;
+            };
+            let meta = metas.remove(&seq);
+            entries.push(FrameEntry {
+                seq,
+                key: object.key,
+                size: object.size,
+                meta,
+            });
+        }
+        entries.sort_by_key(|e| e.seq);
+        let status = match manifest {
+            Some(m) => {
+                let expected = m.frames.len();
+                let present = expected - metas.len();
+                if m.complete && metas.is_empty() {
+                    TimelineStatus::Complete {
+                        frames: entries.len(),
+                        generation: m.generation,
+                    }
+                } else {
+                    TimelineStatus::Partial { expected, present }
+                }
+            }
+            None if entries.is_empty() => TimelineStatus::Missing,
+            None => TimelineStatus::Unmanaged {
+                frames: entries.len(),
+            },
+        };
+        Ok((Index { entries, status }, manifest_bytes))
+    }
+
+    /// The complete index of a timeline, or the reason it cannot be loaded.
+    pub(super) async fn loadable(&self, timeline: &str) -> Result<Vec<FrameEntry>> {
+        let index = self.index(timeline).await?;
+        if let TimelineStatus::Partial { expected, present } = index.status {
+            return Err(Error::Incomplete {
+                timeline: timeline.to_owned(),
+                expected,
+                present,
+            });
+        }
+        Ok(index.entries)
+    }
+
+    /// Ids of every timeline in the store.
+    ///
+    /// # Errors
+    /// Origin failure.
+    pub async fn timelines(&self) -> Result<Vec<String>> {
+        let listed = self
+            .cache
+            .origin()
+            .list(&format!("{}/", layout::CACHE_PREFIX))
+            .await?;
+        let mut ids: Vec<String> = listed
+            .iter()
+            .filter_map(|o| layout::timeline_of(&o.key).map(str::to_owned))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+}

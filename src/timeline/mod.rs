@@ -1,0 +1,152 @@
+//! The timeline API: everything the Python frame cache does, through the tiers, in parallel.
+//!
+//! Beside the frames, each timeline written by framecache has `frames/manifest.json`
+//! holding the metadata the JPEGs cannot (chunk id, timestamp, perceptual hash), each
+//! frame's size and blake3, a generation and a completeness flag. The Python module skips
+//! it (it does not end in `.jpg`), and timelines without one load with the Python defaults.
+//!
+//! Revalidation: the manifest is read from the origin on every load, and every frame is
+//! checked against the blake3 it lists, so a timeline rebuilt elsewhere is never served
+//! from stale local copies: a mismatching local entry is dropped and refetched.
+//!
+//! Origin failures: the last complete manifest a load saw is kept in the local tiers. When
+//! the origin fails (down, timing out, refusing credentials), a load falls back to that copy
+//! and serves what memory and disk hold, logging it and counting it in
+//! [`Stats::offline_loads`]; frames held nowhere locally then fail with the origin's error.
+//! An origin error is never taken for a missing timeline or frame.
+
+mod b64;
+mod index;
+mod manifest;
+mod overlays;
+mod read;
+mod write;
+
+pub use b64::{DEFAULT_B64_QUALITY, FrameB64, frames_to_b64};
+pub use index::{FrameEntry, TimelineStatus};
+pub use manifest::FrameMeta;
+pub use read::{Frame, FrameJpeg};
+pub use write::EncodedFrame;
+
+use crate::chain::TieredCache;
+use crate::config::CacheConfig;
+use crate::error::Result;
+use crate::layout;
+use crate::metrics::Stats;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Default JPEG quality of [`FrameCache::cache_frames`], as the Python module.
+pub const DEFAULT_QUALITY: u8 = 85;
+
+/// Which objects [`FrameCache::clear`] removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClearScope {
+    /// Frames and the manifest.
+    Frames,
+    /// Every overlay of the timeline.
+    Overlays,
+    /// Both.
+    All,
+}
+
+/// Frames and overlays of timelines, cached in memory and on disk in front of blob storage.
+#[derive(Clone)]
+pub struct FrameCache {
+    cache: TieredCache,
+    concurrency: usize,
+    /// Generation of the manifest copy kept locally, per manifest key.
+    kept_manifests: Arc<Mutex<HashMap<String, String>>>,
+    /// Slots for JPEG encodes and decodes, a few per core: enough to keep every core busy,
+    /// while more would only add threads and scratch buffers (RSS); fetches, which wait on
+    /// I/O, still go `concurrency` wide.
+    codec_slots: Arc<tokio::sync::Semaphore>,
+}
+
+pub(super) fn clear_prefixes(timeline: &str, scope: ClearScope) -> Result<Vec<String>> {
+    Ok(match scope {
+        ClearScope::Frames => vec![layout::frames_prefix(timeline)?],
+        ClearScope::Overlays => vec![layout::overlays_prefix(timeline)?],
+        ClearScope::All => vec![layout::timeline_prefix(timeline)?],
+    })
+}
+
+impl FrameCache {
+    /// Builds the tiers described by `config`.
+    ///
+    /// # Errors
+    /// When the origin cannot be set up.
+    pub fn new(config: &CacheConfig) -> Result<Self> {
+        Ok(Self::from_chain(config.build()?, config.concurrency))
+    }
+
+    /// Wraps an assembled chain; `concurrency` bounds the fetches and codec jobs in flight.
+    pub fn from_chain(cache: TieredCache, concurrency: usize) -> Self {
+        FrameCache {
+            cache,
+            concurrency: concurrency.max(1),
+            kept_manifests: Arc::default(),
+            codec_slots: Arc::new(tokio::sync::Semaphore::new(
+                4 * std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )),
+        }
+    }
+
+    /// The read-through chain underneath.
+    pub fn chain(&self) -> &TieredCache {
+        &self.cache
+    }
+
+    /// Every counter.
+    pub fn stats(&self) -> Stats {
+        self.cache.metrics().snapshot()
+    }
+
+    pub(super) async fn codec_slot(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.codec_slots
+            .acquire()
+            .await
+            .expect("the codec semaphore is never closed")
+    }
+
+    /// Forgets which manifests were kept locally, after a clear dropped them.
+    pub(super) fn forget_kept(&self, timeline: &str) -> Result<()> {
+        let prefix = layout::timeline_prefix(timeline)?;
+        self.kept_manifests
+            .lock()
+            .expect("kept manifests lock")
+            .retain(|k, _| !k.starts_with(&prefix));
+        Ok(())
+    }
+
+    /// Deletes a timeline's frames and/or overlays from the origin and from this machine's
+    /// memory and disk tiers.
+    ///
+    /// # Errors
+    /// Invalid id or origin failure (local copies are dropped regardless).
+    pub async fn clear(&self, timeline: &str, scope: ClearScope) -> Result<()> {
+        let prefixes = clear_prefixes(timeline, scope)?;
+        self.forget_kept(timeline)?;
+        let mut result = Ok(());
+        for prefix in &prefixes {
+            if let Err(e) = self.cache.origin().remove_prefix(prefix).await {
+                result = Err(e);
+            }
+            self.cache.invalidate_local_prefix(prefix).await;
+        }
+        result
+    }
+
+    /// Drops a timeline's copies from this machine's memory and disk tiers only.
+    ///
+    /// # Errors
+    /// Invalid id. Returns the disk entries removed.
+    pub async fn clear_local(&self, timeline: &str, scope: ClearScope) -> Result<u64> {
+        let mut removed = 0;
+        self.forget_kept(timeline)?;
+        for prefix in clear_prefixes(timeline, scope)? {
+            removed += self.cache.invalidate_local_prefix(&prefix).await;
+        }
+        Ok(removed)
+    }
+}
