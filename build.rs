@@ -3,6 +3,15 @@
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(framecache_libjpeg)");
+    // S3 integration tests run when a server is configured (scripts/test.sh) or in CI, where
+    // a missing server must fail them; otherwise they are reported as ignored.
+    println!("cargo::rustc-check-cfg=cfg(framecache_test_s3)");
+    println!("cargo::rerun-if-env-changed=FRAMECACHE_TEST_S3");
+    println!("cargo::rerun-if-env-changed=CI");
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+    if ci || std::env::var_os("FRAMECACHE_TEST_S3").is_some() {
+        println!("cargo::rustc-cfg=framecache_test_s3");
+    }
     println!("cargo::rerun-if-changed=csrc/jpeg_encode.c");
     println!("cargo::rerun-if-env-changed=FRAMECACHE_NO_LIBJPEG");
     if std::env::var_os("FRAMECACHE_NO_LIBJPEG").is_some() {

@@ -120,6 +120,23 @@ pub fn parse_overlay_name(file: &str) -> Option<(u64, &str)> {
     Some((seq, name))
 }
 
+/// The name of `key` relative to `prefix` (a listing's prefix), `None` when the key is not
+/// under it.
+pub fn name_under<'k>(prefix: &str, key: &'k str) -> Option<&'k str> {
+    key.strip_prefix(prefix)
+}
+
+/// The seq of a listed frame key under a frames prefix; `None` for the manifest and for
+/// stray names.
+pub fn frame_seq_under(prefix: &str, key: &str) -> Option<u64> {
+    name_under(prefix, key).and_then(parse_frame_name)
+}
+
+/// `(seq, name)` of a listed overlay key under a stage prefix; `None` for stray names.
+pub fn overlay_under<'k>(prefix: &str, key: &'k str) -> Option<(u64, &'k str)> {
+    name_under(prefix, key).and_then(parse_overlay_name)
+}
+
 /// The timeline id a key under [`CACHE_PREFIX`] belongs to, if any.
 pub fn timeline_of(key: &str) -> Option<&str> {
     let rest = key.strip_prefix(CACHE_PREFIX)?.strip_prefix('/')?;

@@ -60,9 +60,10 @@ async fn concurrent_misses_make_one_origin_read(env: &Env) {
             tokio::spawn(async move { cache.get_hit(&key).await })
         })
         .collect();
-    while cache.metrics().snapshot().coalesced < 63 {
-        tokio::task::yield_now().await;
-    }
+    common::wait_until("63 gets joining the first one's fetch", || {
+        cache.metrics().snapshot().coalesced >= 63
+    })
+    .await;
     probe.open_gate();
     for get in gets {
         let hit = get.await.unwrap().unwrap().unwrap();
@@ -88,9 +89,10 @@ async fn cancelled_waiters_do_not_stall_others(env: &Env) {
         let (cache, key) = (cache.clone(), key.clone());
         tokio::spawn(async move { cache.get_hit(&key).await })
     };
-    while probe.waiting.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-        tokio::task::yield_now().await;
-    }
+    common::wait_until("the fetch to reach the origin's gate", || {
+        probe.waiting.load(std::sync::atomic::Ordering::SeqCst) > 0
+    })
+    .await;
     leader.abort();
     assert!(leader.await.unwrap_err().is_cancelled());
     // A second caller gives up through a timeout while the origin is still held.
@@ -200,20 +202,51 @@ async fn broken_fs_write(env: &Env, disk_dir: &std::path::Path, key: &str) {
 
 async fn invalid_ids_write_nothing(env: &Env) {
     let cache = env.config(&env.disk_dir("invalid")).build().unwrap();
+    let fc = framecache::FrameCache::from_chain(cache.clone(), 4);
     let tl = unique("invalid");
-    for bad in ["", "..", "a/b", "a\\b", "a\0b"] {
-        let err = layout::frame_key(bad, 1).unwrap_err();
-        assert!(err.is_invalid_input());
+    let frame = framecache::synthetic_frame(0, 16, 16);
+    let png = Bytes::from_static(b"\x89PNG\r\n\x1a\nnot-checked-further");
+    for bad in ["", "..", "a/b", "a\\b", "a\0b", "../escape"] {
+        let err = fc
+            .cache_frames(bad, std::slice::from_ref(&frame), 85)
+            .await
+            .unwrap_err();
+        assert!(err.is_invalid_input(), "{err}");
         assert!(err.to_string().contains("timeline id"), "{err}");
-        let err = layout::overlay_key(&tl, "job", "stage", 1, bad).unwrap_err();
+
+        // One bad name among good ones: the whole call writes nothing.
+        let overlays = std::collections::BTreeMap::from([
+            ("good".to_owned(), png.clone()),
+            (bad.to_owned(), png.clone()),
+        ]);
+        let err = fc
+            .save_overlays(&tl, "job", "stage", 1, &overlays)
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("overlay name"), "{err}");
+        let one = std::collections::BTreeMap::from([("good".to_owned(), png.clone())]);
+        for (job, stage) in [(bad, "stage"), ("job", bad)] {
+            let err = fc
+                .save_overlays(&tl, job, stage, 1, &one)
+                .await
+                .unwrap_err();
+            assert!(err.is_invalid_input(), "{err}");
+        }
     }
-    let listed = cache
+    let everything = cache
         .origin()
-        .list(&layout::timeline_prefix(&tl).unwrap())
+        .list(&format!("{}/", layout::CACHE_PREFIX))
         .await
         .unwrap();
-    assert!(listed.is_empty());
+    let written: Vec<&str> = everything
+        .iter()
+        .map(|o| o.key.as_str())
+        .filter(|k| k.contains(&tl) || layout::timeline_of(k).is_none() || k.contains("/a/"))
+        .collect();
+    assert!(written.is_empty(), "invalid ids wrote {written:?}");
+    if let framecache::Backend::Fs { root } = &env.backend {
+        assert!(!root.join("escape").exists() && !root.join("cache/escape").exists());
+    }
 }
 
 /// A write that lands while a fetch of the same key is in flight wins: the fetch's older
@@ -230,9 +263,10 @@ async fn a_write_during_a_fetch_is_not_overwritten_by_it(env: &Env) {
         let (cache, key) = (cache.clone(), key.clone());
         tokio::spawn(async move { cache.get_hit(&key).await })
     };
-    while probe.waiting.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-        tokio::task::yield_now().await;
-    }
+    common::wait_until("the fetch to reach the origin's gate", || {
+        probe.waiting.load(std::sync::atomic::Ordering::SeqCst) > 0
+    })
+    .await;
     cache.put(&key, new.clone()).await.unwrap();
     probe.open_gate();
     let fetched = fetch.await.unwrap().unwrap().unwrap();

@@ -150,11 +150,10 @@ impl FrameCache {
             .unwrap_or_default();
         let mut entries = Vec::with_capacity(listed.len());
         for object in listed {
-            let name = &object.key[prefix.len().min(object.key.len())..];
-            if name == MANIFEST_NAME {
+            if layout::name_under(&prefix, &object.key) == Some(MANIFEST_NAME) {
                 continue;
             }
-            let Some(seq) = layout::parse_frame_name(name) else {
+            let Some(seq) = layout::frame_seq_under(&prefix, &object.key) else {
                 tracing::debug!("skipping {:?}: not a canonical frame name", object.key);
                 TierCounters::bump(&self.cache.metrics().skipped_names);
                 continue;

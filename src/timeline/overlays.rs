@@ -66,14 +66,11 @@ impl FrameCache {
             .await?;
         let wanted: Vec<(String, String)> = listed
             .into_iter()
-            .filter_map(|o| {
-                let file = o.key.get(stage_prefix.len()..)?;
-                match layout::parse_overlay_name(file) {
-                    Some((s, name)) if s == seq => Some((name.to_owned(), o.key.clone())),
-                    _ => {
-                        TierCounters::bump(&self.cache.metrics().skipped_names);
-                        None
-                    }
+            .filter_map(|o| match layout::overlay_under(&stage_prefix, &o.key) {
+                Some((s, name)) if s == seq => Some((name.to_owned(), o.key.clone())),
+                _ => {
+                    TierCounters::bump(&self.cache.metrics().skipped_names);
+                    None
                 }
             })
             .collect();
@@ -103,10 +100,7 @@ impl FrameCache {
         let mut seqs: Vec<u64> = listed
             .iter()
             .filter_map(|o| {
-                let parsed = o
-                    .key
-                    .get(prefix.len()..)
-                    .and_then(layout::parse_overlay_name);
+                let parsed = layout::overlay_under(&prefix, &o.key);
                 if parsed.is_none() {
                     TierCounters::bump(&self.cache.metrics().skipped_names);
                 }

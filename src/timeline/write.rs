@@ -160,8 +160,7 @@ impl FrameCache {
         let stale: Vec<String> = old
             .into_iter()
             .filter(|o| {
-                let name = &o.key[prefix.len().min(o.key.len())..];
-                layout::parse_frame_name(name).is_some_and(|seq| !keep.contains(&seq))
+                layout::frame_seq_under(&prefix, &o.key).is_some_and(|seq| !keep.contains(&seq))
             })
             .map(|o| o.key)
             .collect();

@@ -32,6 +32,16 @@ pub(super) struct Scanned {
     modified: SystemTime,
 }
 
+impl Scanned {
+    fn new(path: &Path, meta: &fs::Metadata) -> Scanned {
+        Scanned {
+            path: path.to_path_buf(),
+            len: meta.len(),
+            modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        }
+    }
+}
+
 /// Calls `f(path, metadata, temp)` for every file in the shard directories; `temp` is
 /// the parsed name of a temp file, `None` for an entry.
 pub(super) fn for_each_file(dir: &Path, mut f: impl FnMut(&Path, &fs::Metadata, Option<TempName>)) {
@@ -75,11 +85,7 @@ impl DiskTier {
         let mut found = Vec::new();
         for_each_file(&self.inner.dir, |path, meta, temp| {
             if temp.is_none() {
-                found.push(Scanned {
-                    path: path.to_path_buf(),
-                    len: meta.len(),
-                    modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                });
+                found.push(Scanned::new(path, meta));
             }
         });
         found
@@ -123,11 +129,7 @@ impl DiskTier {
         let mut pending = 0;
         let mut report = Recount::default();
         for_each_file(&self.inner.dir, |path, meta, temp| match temp {
-            None => entries.push(Scanned {
-                path: path.to_path_buf(),
-                len: meta.len(),
-                modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            }),
+            None => entries.push(Scanned::new(path, meta)),
             // Writers link and remove their temp files under the shared lock, so a linked
             // temp file seen here is a dead writer's leftover, like an old unlinked one.
             Some(t) if links(meta) > 1 || self.is_dead(&t, meta) => {
