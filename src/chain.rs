@@ -87,6 +87,7 @@ impl TieredCache {
     }
 
     /// Fetches currently in flight (for tests and diagnostics).
+    #[doc(hidden)]
     pub fn fetches_in_flight(&self) -> usize {
         self.inner.inflight.lock().expect("inflight lock").len()
     }

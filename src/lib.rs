@@ -24,7 +24,7 @@ pub use config::{
 pub use error::{Error, Result};
 pub use metrics::{Metrics, Stats, TierCounters, TierStats};
 pub use synth::synthetic_frame;
-pub use tier::Source;
+pub use tier::{BadEntry, DiskUsage, Recount, Source, VerifyReport};
 pub use timeline::{
     ClearScope, DEFAULT_B64_QUALITY, DEFAULT_QUALITY, EncodedFrame, Frame, FrameB64, FrameCache,
     FrameEntry, FrameJpeg, FrameMeta, TimelineStatus, frames_to_b64,

@@ -52,7 +52,7 @@ pub struct BlobTier {
 }
 
 impl BlobTier {
-    /// Wraps an operator that already carries its layers (see [`crate::CacheBuilder`]).
+    /// Wraps an operator that already carries its layers (see [`crate::build_operator`]).
     pub fn new(op: Operator, description: String, metrics: Arc<Metrics>) -> Self {
         BlobTier {
             op,

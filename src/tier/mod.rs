@@ -1,5 +1,5 @@
 //! The tiers, one module each: memory, disk, and the origin (blob storage). The
-//! read-through chain in [`crate::chain`] composes them.
+//! read-through chain, [`crate::TieredCache`], composes them.
 
 mod blob;
 mod disk;

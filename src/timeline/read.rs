@@ -116,7 +116,7 @@ impl FrameCache {
     /// # Errors
     /// Invalid id, an incomplete timeline ([`Error::Incomplete`]), an origin failure, or a
     /// frame that does not decode ([`Error::Decode`] naming its key). Stray object names are
-    /// skipped and counted in [`Stats::skipped_names`], never an error.
+    /// skipped and counted in [`Stats::skipped_names`](crate::Stats::skipped_names), never an error.
     pub async fn load_frames(&self, timeline: &str) -> Result<Vec<Frame>> {
         self.stream_frames(timeline)
             .map_ok(|(frame, _)| frame)
