@@ -104,6 +104,15 @@ impl Error {
         }
     }
 
+    /// True when a read conditioned on a version found the object changed since.
+    pub fn is_stale_version(&self) -> bool {
+        match self {
+            Error::Storage { source, .. } => source.kind() == opendal::ErrorKind::ConditionNotMatch,
+            Error::Shared(inner) => inner.is_stale_version(),
+            _ => false,
+        }
+    }
+
     /// True when the error is about bad input rather than a failing system.
     pub fn is_invalid_input(&self) -> bool {
         match self {

@@ -90,6 +90,10 @@ pub struct Metrics {
     pub(crate) skipped_names: AtomicU64,
     /// Loads that used the local copy of a manifest because the origin failed.
     pub(crate) offline_loads: AtomicU64,
+    /// Misses served by another process's fetch: this one waited for its disk entry.
+    pub(crate) fetched_by_other_process: AtomicU64,
+    /// Waits for another process's fetch that ran out of time (this one then fetched).
+    pub(crate) fetch_lock_timeouts: AtomicU64,
 }
 
 /// A point-in-time copy of every counter.
@@ -107,6 +111,11 @@ pub struct Stats {
     pub skipped_names: u64,
     /// Timeline loads served from the local copy of their manifest while the origin failed.
     pub offline_loads: u64,
+    /// Misses served by another process's fetch (it held the key's fetch lock; this one
+    /// waited for its disk entry instead of downloading the key again).
+    pub fetched_by_other_process: u64,
+    /// Waits for another process's fetch that ran out of time, after which this one fetched.
+    pub fetch_lock_timeouts: u64,
 }
 
 impl Metrics {
@@ -119,6 +128,8 @@ impl Metrics {
             coalesced: self.coalesced.load(Relaxed),
             skipped_names: self.skipped_names.load(Relaxed),
             offline_loads: self.offline_loads.load(Relaxed),
+            fetched_by_other_process: self.fetched_by_other_process.load(Relaxed),
+            fetch_lock_timeouts: self.fetch_lock_timeouts.load(Relaxed),
         }
     }
 }

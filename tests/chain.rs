@@ -5,7 +5,7 @@ mod common;
 
 use bytes::Bytes;
 use common::{Env, unique};
-use framecache::{Source, layout};
+use framecache::{Source, TieredCache, layout};
 use std::fs;
 use std::time::Duration;
 
@@ -124,11 +124,13 @@ async fn corrupt_disk_entries_are_never_served(env: &Env) {
     let values: Vec<Bytes> = (0..5)
         .map(|i| payload(&format!("v{i}"), 20_000 + i))
         .collect();
+    let mut versions = Vec::new();
     for (k, v) in keys.iter().zip(&values) {
-        writer.put(k, v.clone()).await.unwrap();
+        versions.push(writer.put_version(k, v.clone()).await.unwrap());
     }
     let disk = writer.disk().unwrap();
-    let path = |i: usize| disk.path_of(&keys[i]);
+    let local = |i: usize| TieredCache::local_key(&keys[i], versions[i].as_ref());
+    let path = |i: usize| disk.path_of(&local(i));
 
     // 0: one flipped payload byte; 1: truncated; 2: zero length; 3 and 4: files swapped.
     let mut flipped = fs::read(path(0)).unwrap();
@@ -144,7 +146,11 @@ async fn corrupt_disk_entries_are_never_served(env: &Env) {
 
     let reader = env.config(&disk_dir).build().unwrap();
     for i in 0..5 {
-        let hit = reader.get_hit(&keys[i]).await.unwrap().unwrap();
+        let hit = reader
+            .get_at(&keys[i], versions[i].as_ref())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(hit.bytes, values[i], "entry {i}");
         assert_eq!(
             hit.source,
@@ -156,7 +162,11 @@ async fn corrupt_disk_entries_are_never_served(env: &Env) {
     // Refetched entries were rewritten whole: a third handle reads them from disk.
     let third = env.config(&disk_dir).build().unwrap();
     for i in 0..5 {
-        let hit = third.get_hit(&keys[i]).await.unwrap().unwrap();
+        let hit = third
+            .get_at(&keys[i], versions[i].as_ref())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((hit.bytes, hit.source), (values[i].clone(), Source::Disk));
     }
 }
@@ -165,13 +175,16 @@ async fn failed_origin_write_leaves_no_local_entry(env: &Env) {
     let disk_dir = env.disk_dir("failed-write");
     let good = env.config(&disk_dir).build().unwrap();
     let key = layout::frame_key(&unique("failed-write"), 9).unwrap();
-    good.put(&key, payload("old", 1000)).await.unwrap();
-    assert!(good.disk().unwrap().path_of(&key).exists());
+    let version = good.put_version(&key, payload("old", 1000)).await.unwrap();
+    let local = TieredCache::local_key(&key, version.as_ref());
+    assert!(good.disk().unwrap().path_of(&local).exists());
 
     // The same disk directory in front of an origin that rejects writes.
     let mut broken = env.config(&disk_dir);
     match &mut broken.backend {
-        framecache::Backend::Fs { .. } => return broken_fs_write(env, &disk_dir, &key).await,
+        framecache::Backend::Fs { .. } => {
+            return broken_fs_write(env, &disk_dir, &key, &local).await;
+        }
         framecache::Backend::S3(s3) => {
             s3.secret_access_key = Some("wrong-secret-wrong-secret".into());
         }
@@ -182,11 +195,12 @@ async fn failed_origin_write_leaves_no_local_entry(env: &Env) {
     let err = broken.put(&key, payload("new", 1000)).await.unwrap_err();
     assert!(err.to_string().contains(&key), "{err}");
     assert!(!broken.disk().unwrap().path_of(&key).exists());
-    assert_eq!(broken.local_source(&key), None);
+    assert!(!broken.disk().unwrap().path_of(&local).exists());
+    assert_eq!(broken.local_source(&key, None), None);
 }
 
 /// fs variant: the origin root is replaced by a file after the cache was built.
-async fn broken_fs_write(env: &Env, disk_dir: &std::path::Path, key: &str) {
+async fn broken_fs_write(env: &Env, disk_dir: &std::path::Path, key: &str, local: &str) {
     let root = env.scratch.path().join("origin-broken");
     let mut config = env.config(disk_dir);
     config.backend = framecache::Backend::Fs { root: root.clone() };
@@ -197,7 +211,8 @@ async fn broken_fs_write(env: &Env, disk_dir: &std::path::Path, key: &str) {
     let err = cache.put(key, payload("new", 1000)).await.unwrap_err();
     assert!(err.to_string().contains(key), "{err}");
     assert!(!cache.disk().unwrap().path_of(key).exists());
-    assert_eq!(cache.local_source(key), None);
+    assert!(!cache.disk().unwrap().path_of(local).exists());
+    assert_eq!(cache.local_source(key, None), None);
 }
 
 async fn invalid_ids_write_nothing(env: &Env) {

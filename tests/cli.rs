@@ -148,8 +148,19 @@ async fn every_subcommand_works(env: &Env) {
 
     let clean = cli.json(&["verify"]);
     assert_eq!(clean["bad"], Value::Array(vec![]), "{clean}");
-    let victim = framecache::tier::DiskTier::open(&cli.cache, 1 << 30, Default::default())
+    // Frame copies are kept at their version (`{h}.{v}` beside the key's own name `{h}`).
+    let unversioned = framecache::tier::DiskTier::open(&cli.cache, 1 << 30, Default::default())
         .path_of(&framecache::layout::frame_key(&tl, 2).unwrap());
+    let name = unversioned
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let victim = std::fs::read_dir(unversioned.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(&name))
+        .expect("frame 2 has a disk entry");
     let mut bytes = std::fs::read(&victim).unwrap();
     *bytes.last_mut().unwrap() ^= 1;
     std::fs::write(&victim, bytes).unwrap();

@@ -170,6 +170,9 @@ async fn origin_down_serves_local_hits_and_recovers() {
         .unwrap();
     let gpu_box = FrameCache::new(&config).unwrap();
     assert_eq!(gpu_box.load_frames(&cached).await.unwrap().len(), 4);
+    let version_of_2 = gpu_box.list_frames(&cached).await.unwrap()[2]
+        .version
+        .clone();
 
     for mode in [ProxyMode::Refuse, ProxyMode::BlackHole] {
         proxy.set(mode);
@@ -196,8 +199,10 @@ async fn origin_down_serves_local_hits_and_recovers() {
         assert!(gpu_box.timelines().await.is_err());
         // Nothing local was dropped.
         let key = framecache::layout::frame_key(&cached, 2).unwrap();
-        assert_eq!(gpu_box.chain().local_source(&key), Some(Source::Memory));
-        assert!(gpu_box.chain().disk().unwrap().path_of(&key).is_file());
+        let v = version_of_2.as_ref();
+        assert_eq!(gpu_box.chain().local_source(&key, v), Some(Source::Memory));
+        let local = framecache::TieredCache::local_key(&key, v);
+        assert!(gpu_box.chain().disk().unwrap().path_of(&local).is_file());
     }
     assert!(gpu_box.stats().offline_loads >= 2);
     let key = framecache::layout::frame_key(&cached, 2).unwrap();

@@ -200,7 +200,7 @@ async fn recaching_fewer_frames_removes_the_extras(env: &Env) {
     let listed = fc.list_frames(&tl).await.unwrap();
     assert_eq!(listed.len(), 4);
     let gone = layout::frame_key(&tl, 7).unwrap();
-    assert_eq!(fc.chain().local_source(&gone), None);
+    assert_eq!(fc.chain().local_source(&gone, None), None);
     assert_eq!(fc.load_frame(&tl, 7).await.unwrap(), None);
 }
 
@@ -312,17 +312,26 @@ async fn clear_removes_every_tier(env: &Env) {
     fc.load_frames(&tl).await.unwrap();
     let frame_key = layout::frame_key(&tl, 1).unwrap();
     let overlay_key = layout::overlay_key(&tl, "j", "s", 1, "edges").unwrap();
-    assert_eq!(fc.chain().local_source(&frame_key), Some(Source::Memory));
+    let version = fc.list_frames(&tl).await.unwrap()[1].version.clone();
+    let overlay_version = fc.chain().origin().stat(&overlay_key).await.unwrap();
+    let overlay_version = overlay_version.and_then(|o| o.version);
+    let v = version.as_ref();
+    assert_eq!(fc.chain().local_source(&frame_key, v), Some(Source::Memory));
 
     fc.clear(&tl, ClearScope::Frames).await.unwrap();
     assert!(!fc.exists(&tl).await.unwrap());
-    assert_eq!(fc.chain().local_source(&frame_key), None);
-    assert!(!fc.chain().disk().unwrap().path_of(&frame_key).exists());
+    assert_eq!(fc.chain().local_source(&frame_key, v), None);
+    let local = framecache::TieredCache::local_key(&frame_key, v);
+    assert!(!fc.chain().disk().unwrap().path_of(&local).exists());
     assert!(fc.load_overlays(&tl, "j", "s", 1).await.unwrap().is_some());
 
     fc.clear(&tl, ClearScope::All).await.unwrap();
     assert_eq!(fc.load_overlays(&tl, "j", "s", 1).await.unwrap(), None);
-    assert_eq!(fc.chain().local_source(&overlay_key), None);
+    assert_eq!(
+        fc.chain()
+            .local_source(&overlay_key, overlay_version.as_ref()),
+        None
+    );
     assert_eq!(fc.load_frames(&tl).await.unwrap(), vec![]);
 }
 

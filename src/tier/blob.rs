@@ -5,19 +5,53 @@ use crate::metrics::Metrics;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{FutureExt, TryStreamExt};
-use opendal::{EntryMode, ErrorKind, Operator};
+use opendal::{EntryMode, ErrorKind, Metadata, Operator};
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// Times a whole read starts again after a resumed stream overshot the object's end.
 const READ_RESTARTS: u32 = 3;
 
 /// An object found by a listing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectInfo {
     /// Full key.
     pub key: String,
     /// Size in bytes, when the listing reports it.
     pub size: u64,
+    /// The version the listing saw, when the backend reports a validator.
+    pub version: Option<Version>,
+}
+
+/// One version of an object at the origin, as a listing, a stat or a write reports it: the
+/// ETag where the backend has one (S3), else the size and modification time (filesystem).
+///
+/// Local copies are stored under their version, so a copy of any other version is never
+/// served for it: a rewrite by any writer changes the version the next listing reports.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Version {
+    /// What local copies are keyed by.
+    pub tag: String,
+    /// The ETag, sent as `If-Match` so a read (and every resumed range of it) returns
+    /// exactly this version or fails.
+    pub etag: Option<String>,
+}
+
+impl Version {
+    /// The version an OpenDAL metadata describes, if it carries a validator.
+    pub fn of(meta: &Metadata) -> Option<Version> {
+        if let Some(etag) = meta.etag().filter(|e| !e.is_empty()) {
+            return Some(Version {
+                tag: format!("e:{}", etag.trim_matches('"')),
+                etag: Some(etag.to_owned()),
+            });
+        }
+        let modified = meta.last_modified()?;
+        Some(Version {
+            tag: format!("m:{}:{modified}", meta.content_length()),
+            etag: None,
+        })
+    }
 }
 
 /// The origin: the tier that holds the truth and the only one whose errors fail a read.
@@ -27,8 +61,21 @@ pub struct ObjectInfo {
 pub trait Origin: Send + Sync {
     /// Reads `key`.
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>>;
-    /// Stores `value` under `key`, replacing what was there.
-    fn put<'a>(&'a self, key: &'a str, value: Bytes) -> BoxFuture<'a, Result<()>>;
+    /// Reads `key` only if it is still at `version`; an object that changed since fails with
+    /// a storage error for which [`Error::is_stale_version`] holds. Backends without ETags
+    /// read unconditionally.
+    fn get_at<'a>(
+        &'a self,
+        key: &'a str,
+        version: &'a Version,
+    ) -> BoxFuture<'a, Result<Option<Bytes>>> {
+        let _ = version;
+        self.get(key)
+    }
+    /// What `key` is now (size and version, without reading it); `None` when absent.
+    fn stat<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<ObjectInfo>>>;
+    /// Stores `value` under `key`, replacing what was there; returns the version written.
+    fn put<'a>(&'a self, key: &'a str, value: Bytes) -> BoxFuture<'a, Result<Option<Version>>>;
     /// Removes `key`; removing a missing key succeeds.
     fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>>;
     /// Every object under `prefix`, recursively.
@@ -72,50 +119,84 @@ impl BlobTier {
     }
 }
 
+impl BlobTier {
+    /// One whole read, restarted when a resumed stream overshot the end; with `etag`, every
+    /// request of it carries `If-Match`, so a read never mixes two versions.
+    async fn read(&self, key: &str, etag: Option<&str>) -> Result<Option<Bytes>> {
+        let mut restarts = 0;
+        loop {
+            let read = match etag {
+                Some(etag) => self.op.read_with(key).if_match(etag).await,
+                None => self.op.read(key).await,
+            };
+            match read {
+                Ok(buf) => {
+                    // A compact copy: the reader's chunk can be far larger than the
+                    // object (the fs service reads into 2 MiB buffers), and a slice of
+                    // it would pin all of it for as long as the frame is held.
+                    let bytes = Bytes::copy_from_slice(&buf.to_bytes());
+                    self.metrics.origin.hit(bytes.len());
+                    return Ok(Some(bytes));
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    self.metrics.origin.miss();
+                    return Ok(None);
+                }
+                // OpenDAL's retry resumes a broken stream at the offset it reached; a
+                // break right at the end resumes past it, which S3 answers with 416.
+                // The whole object was not read: start again.
+                Err(e) if e.kind() == ErrorKind::RangeNotSatisfied && restarts < READ_RESTARTS => {
+                    restarts += 1;
+                    crate::metrics::TierCounters::bump(&self.metrics.origin.retries);
+                    tracing::debug!("{key}: read resumed past its end, restarting: {e}");
+                }
+                Err(e) if e.kind() == ErrorKind::ConditionNotMatch => {
+                    return Err(Error::storage("read", key, e));
+                }
+                Err(e) => return Err(self.failed("read", key, e)),
+            }
+        }
+    }
+}
+
 impl Origin for BlobTier {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
+        self.read(key, None).boxed()
+    }
+
+    fn get_at<'a>(
+        &'a self,
+        key: &'a str,
+        version: &'a Version,
+    ) -> BoxFuture<'a, Result<Option<Bytes>>> {
+        self.read(key, version.etag.as_deref()).boxed()
+    }
+
+    fn stat<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<ObjectInfo>>> {
         async move {
-            let mut restarts = 0;
-            loop {
-                match self.op.read(key).await {
-                    Ok(buf) => {
-                        // A compact copy: the reader's chunk can be far larger than the
-                        // object (the fs service reads into 2 MiB buffers), and a slice of
-                        // it would pin all of it for as long as the frame is held.
-                        let bytes = Bytes::copy_from_slice(&buf.to_bytes());
-                        self.metrics.origin.hit(bytes.len());
-                        return Ok(Some(bytes));
-                    }
-                    Err(e) if e.kind() == ErrorKind::NotFound => {
-                        self.metrics.origin.miss();
-                        return Ok(None);
-                    }
-                    // OpenDAL's retry resumes a broken stream at the offset it reached; a
-                    // break right at the end resumes past it, which S3 answers with 416.
-                    // The whole object was not read: start again.
-                    Err(e)
-                        if e.kind() == ErrorKind::RangeNotSatisfied && restarts < READ_RESTARTS =>
-                    {
-                        restarts += 1;
-                        crate::metrics::TierCounters::bump(&self.metrics.origin.retries);
-                        tracing::debug!("{key}: read resumed past its end, restarting: {e}");
-                    }
-                    Err(e) => return Err(self.failed("read", key, e)),
-                }
+            match self.op.stat(key).await {
+                Ok(meta) => Ok(Some(ObjectInfo {
+                    key: key.to_owned(),
+                    size: meta.content_length(),
+                    version: Version::of(&meta),
+                })),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(self.failed("stat", key, e)),
             }
         }
         .boxed()
     }
 
-    fn put<'a>(&'a self, key: &'a str, value: Bytes) -> BoxFuture<'a, Result<()>> {
+    fn put<'a>(&'a self, key: &'a str, value: Bytes) -> BoxFuture<'a, Result<Option<Version>>> {
         async move {
             let len = value.len();
-            self.op
+            let meta = self
+                .op
                 .write(key, value)
                 .await
                 .map_err(|e| self.failed("write", key, e))?;
             self.metrics.origin.wrote(len);
-            Ok(())
+            Ok(Version::of(&meta))
         }
         .boxed()
     }
@@ -142,6 +223,7 @@ impl Origin for BlobTier {
                 .filter(|e| e.metadata().mode() == EntryMode::FILE)
                 .map(|e| ObjectInfo {
                     size: e.metadata().content_length(),
+                    version: Version::of(e.metadata()),
                     key: e.path().to_owned(),
                 })
                 .collect())

@@ -5,8 +5,8 @@ mod blob;
 mod disk;
 mod memory;
 
-pub use blob::{BlobTier, ObjectInfo, Origin};
-pub use disk::{BadEntry, DiskTier, DiskUsage, Recount, VerifyReport};
+pub use blob::{BlobTier, ObjectInfo, Origin, Version};
+pub use disk::{BadEntry, DiskTier, DiskUsage, FetchLock, Recount, VerifyReport};
 pub use memory::MemoryTier;
 
 use serde::Serialize;

@@ -6,12 +6,12 @@ use super::manifest::{FrameMeta, parse_manifest};
 use crate::error::{Error, Result};
 use crate::layout::{self, MANIFEST_NAME};
 use crate::metrics::TierCounters;
-use bytes::Bytes;
-use serde::Serialize;
+use crate::tier::Version;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 /// What a timeline's objects say about it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "lowercase")]
 pub enum TimelineStatus {
     /// No frames.
@@ -38,7 +38,7 @@ pub enum TimelineStatus {
 }
 
 /// A frame found by listing, with the manifest's metadata when it is current.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FrameEntry {
     /// Sequence number.
     pub seq: u64,
@@ -46,10 +46,13 @@ pub struct FrameEntry {
     pub key: String,
     /// Size reported by the listing.
     pub size: u64,
+    /// The version the listing reported; local copies of any other version are not served.
+    pub version: Option<Version>,
     /// Manifest metadata, when the manifest lists this frame.
     pub meta: Option<FrameMeta>,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct Index {
     pub(super) entries: Vec<FrameEntry>,
     pub(super) status: TimelineStatus,
@@ -84,58 +87,31 @@ impl FrameCache {
         Ok(self.index(timeline).await?.entries)
     }
 
-    /// The origin's index of a timeline, or, when the origin fails, the index the local copy
-    /// of its last complete manifest gives.
+    /// The origin's index of a timeline, or, when the origin fails, the last one this
+    /// machine saw (see [`FrameCache::keep_listing`]).
     pub(super) async fn index(&self, timeline: &str) -> Result<Index> {
-        let manifest_key = layout::manifest_key(timeline)?;
-        let err = match self.origin_index(timeline).await {
-            Ok((index, manifest)) => {
-                if let (TimelineStatus::Complete { generation, .. }, Some(bytes)) =
-                    (&index.status, manifest)
-                {
-                    self.keep_manifest(&manifest_key, generation, bytes).await;
-                }
-                return Ok(index);
+        match self.origin_index(timeline).await {
+            Ok(index) => {
+                self.keep_listing(timeline, &index).await;
+                Ok(index)
             }
-            Err(e) => e,
-        };
-        let Some(hit) = self.cache.get_local(&manifest_key).await else {
-            return Err(err);
-        };
-        let Some(manifest) = parse_manifest(&manifest_key, &hit.bytes).filter(|m| m.complete)
-        else {
-            return Err(err);
-        };
-        tracing::warn!(
-            "origin failed ({err}); loading {timeline} from the local copy of its manifest \
-             (generation {})",
-            manifest.generation
-        );
-        TierCounters::bump(&self.cache.metrics().offline_loads);
-        let entries = manifest
-            .frames
-            .iter()
-            .map(|meta| {
-                Ok(FrameEntry {
-                    seq: meta.seq,
-                    key: layout::frame_key(timeline, meta.seq)?,
-                    size: meta.size,
-                    meta: Some(meta.clone()),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Index {
-            status: TimelineStatus::Complete {
-                frames: entries.len(),
-                generation: manifest.generation,
-            },
-            entries,
-        })
+            Err(err) => {
+                let Some(index) = self.kept_listing(timeline).await else {
+                    return Err(err);
+                };
+                tracing::warn!(
+                    "origin failed ({err}); loading {timeline} from the last listing seen on \
+                     this machine ({} frames)",
+                    index.entries.len()
+                );
+                TierCounters::bump(&self.cache.metrics().offline_loads);
+                Ok(index)
+            }
+        }
     }
 
-    /// Lists the timeline and reads its manifest from the origin; also returns the
-    /// manifest's bytes.
-    pub(super) async fn origin_index(&self, timeline: &str) -> Result<(Index, Option<Bytes>)> {
+    /// Lists the timeline and reads its manifest from the origin.
+    pub(super) async fn origin_index(&self, timeline: &str) -> Result<Index> {
         let prefix = layout::frames_prefix(timeline)?;
         let manifest_key = layout::manifest_key(timeline)?;
         let origin = self.cache.origin();
@@ -163,6 +139,7 @@ impl FrameCache {
                 seq,
                 key: object.key,
                 size: object.size,
+                version: object.version,
                 meta,
             });
         }
@@ -185,7 +162,7 @@ impl FrameCache {
                 frames: entries.len(),
             },
         };
-        Ok((Index { entries, status }, manifest_bytes))
+        Ok(Index { entries, status })
     }
 
     /// The complete index of a timeline, or the reason it cannot be loaded.

@@ -5,7 +5,6 @@
 use super::FrameCache;
 use crate::error::Result;
 use crate::layout;
-use crate::metrics::TierCounters;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -90,30 +89,10 @@ pub(super) fn new_generation() -> String {
 }
 
 impl FrameCache {
-    /// Keeps a local copy of a complete manifest, once per generation and process.
-    pub(super) async fn keep_manifest(&self, key: &str, generation: &str, bytes: Bytes) {
-        {
-            let mut kept = self.kept_manifests.lock().expect("kept manifests lock");
-            if kept.get(key).is_some_and(|g| g == generation) {
-                return;
-            }
-            kept.insert(key.to_owned(), generation.to_owned());
-        }
-        self.cache.put_local(key, bytes).await;
-    }
-
-    /// The origin's manifest, or its local copy when the origin fails.
+    /// The origin's manifest of `timeline`, if it has a readable one.
     pub(super) async fn read_manifest(&self, timeline: &str) -> Result<Option<Manifest>> {
         let key = layout::manifest_key(timeline)?;
-        match self.cache.origin().get(&key).await {
-            Ok(bytes) => Ok(bytes.and_then(|b| parse_manifest(&key, &b))),
-            Err(e) => match self.cache.get_local(&key).await {
-                Some(hit) => {
-                    TierCounters::bump(&self.cache.metrics().offline_loads);
-                    Ok(parse_manifest(&key, &hit.bytes))
-                }
-                None => Err(e),
-            },
-        }
+        let bytes = self.cache.origin().get(&key).await?;
+        Ok(bytes.and_then(|b| parse_manifest(&key, &b)))
     }
 }

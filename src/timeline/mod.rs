@@ -17,6 +17,7 @@
 
 mod b64;
 mod index;
+mod kept;
 mod manifest;
 mod overlays;
 mod read;
@@ -55,8 +56,8 @@ pub enum ClearScope {
 pub struct FrameCache {
     cache: TieredCache,
     concurrency: usize,
-    /// Generation of the manifest copy kept locally, per manifest key.
-    kept_manifests: Arc<Mutex<HashMap<String, String>>>,
+    /// Digest of the listing this process last kept locally, per kept key.
+    kept: Arc<Mutex<HashMap<String, blake3::Hash>>>,
     /// Slots for JPEG encodes and decodes, a few per core: enough to keep every core busy,
     /// while more would only add threads and scratch buffers (RSS); fetches, which wait on
     /// I/O, still go `concurrency` wide.
@@ -85,7 +86,7 @@ impl FrameCache {
         FrameCache {
             cache,
             concurrency: concurrency.max(1),
-            kept_manifests: Arc::default(),
+            kept: Arc::default(),
             codec_slots: Arc::new(tokio::sync::Semaphore::new(
                 4 * std::thread::available_parallelism().map_or(1, |n| n.get()),
             )),
@@ -109,12 +110,12 @@ impl FrameCache {
             .expect("the codec semaphore is never closed")
     }
 
-    /// Forgets which manifests were kept locally, after a clear dropped them.
+    /// Forgets which listings were kept locally, after a clear dropped them.
     pub(super) fn forget_kept(&self, timeline: &str) -> Result<()> {
         let prefix = layout::timeline_prefix(timeline)?;
-        self.kept_manifests
+        self.kept
             .lock()
-            .expect("kept manifests lock")
+            .expect("kept listings lock")
             .retain(|k, _| !k.starts_with(&prefix));
         Ok(())
     }

@@ -4,6 +4,7 @@ use super::FrameCache;
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::metrics::TierCounters;
+use crate::tier::ObjectInfo;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
 use std::collections::BTreeMap;
@@ -64,10 +65,10 @@ impl FrameCache {
             .origin()
             .list(&format!("{stage_prefix}{seq}_"))
             .await?;
-        let wanted: Vec<(String, String)> = listed
+        let wanted: Vec<(String, ObjectInfo)> = listed
             .into_iter()
             .filter_map(|o| match layout::overlay_under(&stage_prefix, &o.key) {
-                Some((s, name)) if s == seq => Some((name.to_owned(), o.key.clone())),
+                Some((s, name)) if s == seq => Some((name.to_owned(), o.clone())),
                 _ => {
                     TierCounters::bump(&self.cache.metrics().skipped_names);
                     None
@@ -75,8 +76,12 @@ impl FrameCache {
             })
             .collect();
         let loaded: Vec<Option<(String, Bytes)>> = stream::iter(wanted)
-            .map(|(name, key)| async move {
-                Ok::<_, Error>(self.cache.get_hit(&key).await?.map(|h| (name, h.bytes)))
+            .map(|(name, object)| async move {
+                let hit = self
+                    .cache
+                    .get_at(&object.key, object.version.as_ref())
+                    .await?;
+                Ok::<_, Error>(hit.map(|h| (name, h.bytes)))
             })
             .buffer_unordered(self.concurrency)
             .try_collect()

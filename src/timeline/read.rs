@@ -2,9 +2,11 @@
 
 use super::FrameCache;
 use super::index::FrameEntry;
+use crate::chain::Hit;
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::layout;
+use crate::metrics::TierCounters;
 use crate::tier::Source;
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt, stream};
@@ -39,37 +41,82 @@ pub struct FrameJpeg {
 }
 
 impl FrameCache {
-    /// Reads one frame's JPEG and checks it against the manifest. Returns the bytes, the
-    /// tier that answered and whether the manifest metadata belongs to these bytes.
+    /// Reads one frame's JPEG at the version its listing reported and checks it against
+    /// the manifest. Returns the bytes, the tier that answered and whether the manifest's
+    /// metadata belongs to these bytes.
+    ///
+    /// With a version, the bytes are the origin's by construction: a mismatch with the
+    /// manifest means another writer rewrote the frame and left the manifest behind, so the
+    /// bytes are served with their metadata unknown (and stay cached: nothing is refetched
+    /// on later loads). Without one (a backend that reports no validator), a local copy that
+    /// does not match is dropped and the origin asked again.
     pub(super) async fn fetch(&self, entry: &FrameEntry) -> Result<(Bytes, Source, bool)> {
-        let hit = self.get_listed(&entry.key).await?;
+        let hit = self.get_listed(entry).await?;
         let Some(expected) = entry.meta.as_ref().map(|m| m.blake3.as_str()) else {
             return Ok((hit.bytes, hit.source, false));
         };
-        if blake3::hash(&hit.bytes).to_hex().as_str() == expected {
+        let current = |bytes: &[u8]| blake3::hash(bytes).to_hex().as_str() == expected;
+        if current(&hit.bytes) {
             return Ok((hit.bytes, hit.source, true));
         }
-        if hit.source != Source::Origin {
-            // A local copy of an older generation: drop it and ask the origin.
+        if entry.version.is_none() && hit.source != Source::Origin {
             tracing::debug!("{}: local copy is stale, refetching", entry.key);
             self.cache.invalidate_local(&entry.key).await;
-            let fresh = self.get_listed(&entry.key).await?;
-            let current = blake3::hash(&fresh.bytes).to_hex().as_str() == expected;
-            return Ok((fresh.bytes, fresh.source, current));
+            let fresh = self.get_listed(entry).await?;
+            let matches = current(&fresh.bytes);
+            return Ok((fresh.bytes, fresh.source, matches));
         }
-        // The origin's frame was rewritten by a writer that kept the old manifest (the
-        // Python module does): serve the bytes, not the metadata.
         Ok((hit.bytes, hit.source, false))
     }
 
-    /// Reads a key that a listing or manifest just named; its absence means a concurrent delete.
-    pub(super) async fn get_listed(&self, key: &str) -> Result<crate::chain::Hit> {
+    /// Reads a frame that a listing just named; its absence means a concurrent delete.
+    pub(super) async fn get_listed(&self, entry: &FrameEntry) -> Result<Hit> {
         self.cache
-            .get_hit(key)
+            .get_at(&entry.key, entry.version.as_ref())
             .await?
             .ok_or_else(|| Error::Vanished {
-                key: key.to_owned(),
+                key: entry.key.clone(),
             })
+    }
+
+    /// One frame's entry as the origin has it now: one stat for its version and, when
+    /// `with_meta`, the manifest for its metadata. When the origin fails, the entry of the
+    /// last listing kept on this machine (counted as an offline load).
+    pub(super) async fn frame_entry(
+        &self,
+        timeline: &str,
+        seq: u64,
+        with_meta: bool,
+    ) -> Result<Option<FrameEntry>> {
+        let key = layout::frame_key(timeline, seq)?;
+        let origin = self.cache.origin();
+        let meta = async {
+            if with_meta {
+                self.read_manifest(timeline).await
+            } else {
+                Ok(None)
+            }
+        };
+        match futures::try_join!(origin.stat(&key), meta) {
+            Ok((None, _)) => Ok(None),
+            Ok((Some(info), manifest)) => Ok(Some(FrameEntry {
+                seq,
+                key,
+                size: info.size,
+                version: info.version,
+                meta: manifest.and_then(|m| m.frames.into_iter().find(|f| f.seq == seq)),
+            })),
+            Err(err) => {
+                let kept = self.kept_listing(timeline).await;
+                let Some(entry) = kept.and_then(|i| i.entries.into_iter().find(|e| e.seq == seq))
+                else {
+                    return Err(err);
+                };
+                tracing::warn!("origin failed ({err}); reading {key} from the last listing kept");
+                TierCounters::bump(&self.cache.metrics().offline_loads);
+                Ok(Some(entry))
+            }
+        }
     }
 
     pub(super) async fn fetch_decoded(&self, entry: FrameEntry) -> Result<(Frame, Source)> {
@@ -129,14 +176,8 @@ impl FrameCache {
     /// # Errors
     /// Invalid id, origin failure, or undecodable bytes.
     pub async fn load_frame(&self, timeline: &str, seq: u64) -> Result<Option<Frame>> {
-        let key = layout::frame_key(timeline, seq)?;
-        let manifest = self.read_manifest(timeline).await?;
-        let meta = manifest.and_then(|m| m.frames.into_iter().find(|f| f.seq == seq));
-        let entry = FrameEntry {
-            seq,
-            key,
-            size: 0,
-            meta,
+        let Some(entry) = self.frame_entry(timeline, seq, true).await? else {
+            return Ok(None);
         };
         match self.fetch_decoded(entry).await {
             Ok((frame, _)) => Ok(Some(frame)),
@@ -150,8 +191,14 @@ impl FrameCache {
     /// # Errors
     /// Invalid id or origin failure.
     pub async fn frame_jpeg(&self, timeline: &str, seq: u64) -> Result<Option<(Bytes, Source)>> {
-        let key = layout::frame_key(timeline, seq)?;
-        Ok(self.cache.get_hit(&key).await?.map(|h| (h.bytes, h.source)))
+        let Some(entry) = self.frame_entry(timeline, seq, false).await? else {
+            return Ok(None);
+        };
+        match self.get_listed(&entry).await {
+            Ok(hit) => Ok(Some((hit.bytes, hit.source))),
+            Err(Error::Vanished { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Every frame's JPEG bytes as stored, in seq order, checked against the manifest, with

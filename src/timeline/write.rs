@@ -48,6 +48,22 @@ impl FrameCache {
                 rule: "must be within 1..=100".into(),
             });
         }
+        // Every frame is checked before anything is written: a bad one must not leave an
+        // existing timeline marked incomplete.
+        if let Some(bad) = frames.iter().find(|f| {
+            let (w, h) = f.image.dimensions();
+            !(1..=codec::MAX_DIMENSION).contains(&w) || !(1..=codec::MAX_DIMENSION).contains(&h)
+        }) {
+            let (w, h) = bad.image.dimensions();
+            return Err(Error::Invalid {
+                what: "frame image",
+                value: format!("seq {} ({w}x{h})", bad.seq),
+                rule: format!(
+                    "width and height must be within 1..={}",
+                    codec::MAX_DIMENSION
+                ),
+            });
+        }
         let metas = frames
             .iter()
             .map(|f| FrameMeta::pending(f.seq, f.chunk_id, f.timestamp, &f.perceptual_hash))
@@ -61,6 +77,10 @@ impl FrameCache {
                     .await
                     .map_err(|join| Error::task(format!("encode of frame {seq}"), join))?
                     .map_err(|reason| Error::Encode { seq, reason })?;
+                // The encoder's buffer is sized for the raw image; the memory tier must not
+                // keep that whole allocation alive for a much smaller JPEG.
+                let mut jpeg = jpeg;
+                jpeg.shrink_to_fit();
                 Ok(Bytes::from(jpeg))
             }
         };

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use bytes::Bytes;
-use framecache::tier::{BlobTier, ObjectInfo, Origin};
+use framecache::tier::{BlobTier, ObjectInfo, Origin, Version};
 use framecache::{Backend, CacheConfig, DiskConfig, Metrics, Result, S3Config, TieredCache};
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -156,8 +156,11 @@ impl Origin for Instrumented {
         }
         .boxed()
     }
-    fn put<'a>(&'a self, key: &'a str, value: Bytes) -> BoxFuture<'a, Result<()>> {
+    fn put<'a>(&'a self, key: &'a str, value: Bytes) -> BoxFuture<'a, Result<Option<Version>>> {
         self.inner.put(key, value)
+    }
+    fn stat<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<ObjectInfo>>> {
+        self.inner.stat(key)
     }
     fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
         self.inner.remove(key)

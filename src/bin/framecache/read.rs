@@ -25,7 +25,7 @@ pub async fn frames(fc: &FrameCache, tl: &str, json: bool) -> Result<()> {
     let rows: Vec<serde_json::Value> = entries
         .iter()
         .map(|e| {
-            let cached = fc.chain().local_source(&e.key);
+            let cached = fc.chain().local_source(&e.key, e.version.as_ref());
             serde_json::json!({
                 "seq": e.seq,
                 "size": e.size,

@@ -63,7 +63,7 @@ pub(super) fn for_each_file(dir: &Path, mut f: impl FnMut(&Path, &fs::Metadata, 
                     Some(t) => Some(t),
                     None => continue, // not ours
                 }
-            } else if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            } else if is_entry_name(&name) {
                 None
             } else {
                 continue;
@@ -164,5 +164,14 @@ impl DiskTier {
         self.inner.ledger.counted().store(1, Ordering::Release);
         report.bytes = used;
         report
+    }
+}
+
+/// `{64 hex}` (a key's entry) or `{64 hex}.{16 hex}` (a key at a version).
+pub(super) fn is_entry_name(name: &str) -> bool {
+    let hex = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit());
+    match name.split_once('.') {
+        None => name.len() == 64 && hex(name),
+        Some((key, version)) => key.len() == 64 && version.len() == 16 && hex(key) && hex(version),
     }
 }

@@ -24,6 +24,7 @@ mod tests;
 mod verify;
 
 pub use evict::Recount;
+pub use lock::FetchLock;
 pub use verify::{BadEntry, VerifyReport};
 
 use crate::error::{Error, Result};
@@ -70,6 +71,8 @@ struct Inner {
     temp_seq: AtomicU64,
     /// Set once the directory has failed, so the condition is logged once.
     warned: AtomicBool,
+    /// Set once fetch locks have failed, so the condition is logged once.
+    locks_warned: AtomicBool,
     metrics: Arc<Metrics>,
 }
 
@@ -96,6 +99,7 @@ impl DiskTier {
                 nonce: process_nonce(),
                 temp_seq: AtomicU64::new(0),
                 warned: AtomicBool::new(false),
+                locks_warned: AtomicBool::new(false),
                 metrics,
             }),
         };
@@ -122,9 +126,25 @@ impl DiskTier {
     }
 
     /// Where `key`'s entry lives.
+    ///
+    /// A key at a version (`{key}\n{tag}`, see [`crate::TieredCache::local_key`]) lives beside
+    /// the other versions of its key: `{h}.{v}` next to `{h}`, with `h` the key's blake3 and
+    /// `v` the first 16 hex digits of the tag's, so all of a key's copies are found in one
+    /// shard directory.
     pub fn path_of(&self, key: &str) -> PathBuf {
+        let (key, tag) = match key.split_once('\n') {
+            Some((key, tag)) => (key, Some(tag)),
+            None => (key, None),
+        };
         let hex = blake3::hash(key.as_bytes()).to_hex();
-        self.inner.dir.join(&hex[..2]).join(hex.as_str())
+        let shard = self.inner.dir.join(&hex[..2]);
+        match tag {
+            None => shard.join(hex.as_str()),
+            Some(tag) => {
+                let v = blake3::hash(tag.as_bytes()).to_hex();
+                shard.join(format!("{hex}.{}", &v[..16]))
+            }
+        }
     }
 
     pub(super) fn counters(&self) -> &TierCounters {

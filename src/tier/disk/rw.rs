@@ -208,6 +208,32 @@ impl DiskTier {
             .map_err(|e| Error::io("remove cache entry", path, e))
     }
 
+    /// Removes `key`'s entry and the entries of every version of it, reading only the
+    /// key's shard directory. Returns the entries removed.
+    pub fn remove_all_versions_blocking(&self, key: &str) -> u64 {
+        let path = self.path_of(key);
+        let (Some(shard), Some(name)) = (path.parent(), path.file_name()) else {
+            return 0;
+        };
+        let name = name.to_string_lossy().into_owned();
+        let Ok(files) = fs::read_dir(shard) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for file in files.flatten() {
+            let file_name = file.file_name();
+            let file_name = file_name.to_string_lossy();
+            let ours = file_name == name.as_str()
+                || file_name
+                    .strip_prefix(name.as_str())
+                    .is_some_and(|rest| rest.starts_with('.'));
+            if ours && self.unlink_entry(&file.path()).unwrap_or(false) {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     /// Removes every entry whose key starts with `prefix`, reading each entry's header.
     ///
     /// Entry names are hashes, so this visits the whole directory: meant for `clear`, not
