@@ -420,6 +420,15 @@ impl Inner {
         }
     }
 
+    /// A second look at the disk for a key just missed: a miss here is not counted again.
+    async fn disk_hit_quiet(&self, local: &str) -> Option<Bytes> {
+        let disk = self.disk.as_ref()?;
+        if !disk.path_of(local).is_file() {
+            return None;
+        }
+        self.disk_hit(local).await
+    }
+
     /// Copies a disk hit into memory, unless a write replaced the flight meanwhile.
     async fn promote(&self, local: &str, bytes: &Bytes, id: u64) {
         if let Some(memory) = &self.memory {
@@ -439,11 +448,12 @@ impl Inner {
             return BoxTurn::Fetch(None);
         };
         let deadline = Instant::now() + FETCH_LOCK_WAIT;
-        let mut waited = false;
         loop {
             match disk.try_fetch_lock(local) {
                 FetchLock::Held(lock) => {
-                    if waited && let Some(bytes) = self.disk_hit(local).await {
+                    // Another process may have fetched the key between this one's disk miss
+                    // and now (waiting or not): look again before downloading it.
+                    if let Some(bytes) = self.disk_hit_quiet(local).await {
                         TierCounters::bump(&self.metrics.fetched_by_other_process);
                         return BoxTurn::Served(bytes);
                     }
@@ -458,10 +468,7 @@ impl Inner {
                     TierCounters::bump(&self.metrics.fetch_lock_timeouts);
                     return BoxTurn::Fetch(None);
                 }
-                FetchLock::Busy => {
-                    waited = true;
-                    tokio::time::sleep(FETCH_LOCK_POLL).await;
-                }
+                FetchLock::Busy => tokio::time::sleep(FETCH_LOCK_POLL).await,
             }
         }
     }

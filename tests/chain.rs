@@ -303,7 +303,25 @@ async fn a_write_during_a_fetch_is_not_overwritten_by_it(env: &Env) {
     );
 }
 
+/// A fetch whose task panics fails its callers with an error naming the fetch, and the
+/// next read of the key starts a new fetch instead of joining the dead one.
+async fn a_panicking_fetch_does_not_poison_its_key(env: &Env) {
+    let (cache, probe) = env.instrumented(&env.disk_dir("panic"));
+    let key = layout::frame_key(&unique("panic"), 0).unwrap();
+    let value = payload("panic", 10_000);
+    cache.origin().put(&key, value.clone()).await.unwrap();
+    probe
+        .panic_next
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = cache.get_hit(&key).await.unwrap_err();
+    assert!(err.to_string().contains("panicked"), "{err}");
+    assert_eq!(cache.fetches_in_flight(), 0);
+    let hit = cache.get_hit(&key).await.unwrap().unwrap();
+    assert_eq!(hit.bytes, value);
+}
+
 backend_tests!(
+    a_panicking_fetch_does_not_poison_its_key,
     a_write_during_a_fetch_is_not_overwritten_by_it,
     promotion_through_every_tier,
     concurrent_misses_make_one_origin_read,

@@ -248,7 +248,48 @@ async fn bad_input_exits_2_naming_the_value(env: &Env) {
     assert!(line.contains("not found"), "{line}");
 }
 
-backend_tests!(every_subcommand_works, bad_input_exits_2_naming_the_value);
+/// Four processes warming one timeline at once on one cache directory download each frame
+/// once between them: the others wait for its disk entry.
+async fn four_processes_download_each_frame_once(env: &Env) {
+    const FRAMES: u64 = 40;
+    let tl = unique("four");
+    let writer = framecache::FrameCache::new(&env.config(&env.disk_dir("four-writer"))).unwrap();
+    let frames: Vec<_> = (0..FRAMES)
+        .map(|s| framecache::synthetic_frame(s, 160, 90))
+        .collect();
+    writer.cache_frames(&tl, &frames, 85).await.unwrap();
+    let cli = Cli::new(env, "four");
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_framecache"))
+                .env_remove("FRAMECACHE_BACKEND")
+                .env_remove("FRAMECACHE_LOG")
+                .args(&cli.args)
+                .args(["--json", "warm", &tl])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut from_origin = 0;
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["frames"], FRAMES, "{report}");
+        from_origin += report["served_by"]["origin"].as_u64().unwrap_or(0);
+    }
+    assert_eq!(
+        from_origin, FRAMES,
+        "each frame downloaded once for the machine"
+    );
+}
+
+backend_tests!(
+    every_subcommand_works,
+    bad_input_exits_2_naming_the_value,
+    four_processes_download_each_frame_once,
+);
 
 #[test]
 fn an_uncreatable_fs_root_is_an_operational_error() {

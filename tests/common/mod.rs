@@ -102,6 +102,8 @@ pub struct Instrumented {
     gated: std::sync::atomic::AtomicBool,
     /// Hold reads after they have read, so they return bytes older than a later write.
     gated_after_read: std::sync::atomic::AtomicBool,
+    /// The next read panics, as a bug in a backend would.
+    pub panic_next: std::sync::atomic::AtomicBool,
 }
 
 impl Instrumented {
@@ -113,6 +115,7 @@ impl Instrumented {
             gate: Semaphore::new(0),
             gated: std::sync::atomic::AtomicBool::new(false),
             gated_after_read: std::sync::atomic::AtomicBool::new(false),
+            panic_next: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -141,6 +144,9 @@ impl Origin for Instrumented {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
         async move {
             self.reads.fetch_add(1, SeqCst);
+            if self.panic_next.swap(false, SeqCst) {
+                panic!("origin read of {key} panicked on purpose");
+            }
             if self.gated.load(SeqCst) {
                 self.waiting.fetch_add(1, SeqCst);
                 let _permit = self.gate.acquire().await.unwrap();
