@@ -32,6 +32,32 @@ scripts/garage.sh start "$state" >&2
 # shellcheck disable=SC1091
 source "$state/env"
 
+# One download per machine: 4 processes warming one timeline together on one cache directory,
+# GetObject requests counted by Garage itself, against one process alone.
+now() { python3 -c 'import time; print(time.time())'; }
+since() { python3 -c "import sys, time; print(round(time.time() - float(sys.argv[1]), 3))" "$1"; }
+get_objects() {
+  curl -sf "$GARAGE_METRICS_URL" | awk '/^api_s3_request_counter\{.*api_endpoint="GetObject"/ {n += $NF} END {print n + 0}'
+}
+cargo build --release --locked --bin framecache >&2
+fleet_tl="fleet-$$"
+target/release/framecache --backend s3 --cache-dir "$state/fleet-writer" demo --timeline "$fleet_tl" \
+  --frames "$frames" --width "$width" --height "$height" >/dev/null
+before=$(get_objects)
+start=$(now)
+target/release/framecache --backend s3 --cache-dir "$state/fleet-one" warm "$fleet_tl" >/dev/null
+one_s=$(since "$start")
+one_gets=$(( $(get_objects) - before ))
+before=$(get_objects)
+start=$(now)
+for _ in 1 2 3 4; do
+  target/release/framecache --backend s3 --cache-dir "$state/fleet-four" warm "$fleet_tl" >/dev/null &
+done
+wait
+four_s=$(since "$start")
+four_gets=$(( $(get_objects) - before ))
+echo "{\"fleet_frames\": $frames, \"one_process_get_objects\": $one_gets, \"one_process_s\": $one_s, \"four_processes_get_objects\": $four_gets, \"four_processes_s\": $four_s}"
+
 cargo build --release --locked --example bench_timeline >&2
 ours=$(target/release/examples/bench_timeline --frames "$frames" --width "$width" \
   --height "$height" --runs "$runs" --long "$long")

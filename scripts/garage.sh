@@ -4,7 +4,8 @@
 #
 #   scripts/garage.sh install        install Garage (once; reused while its version matches)
 #   scripts/garage.sh start DIR      start a single-node server with its state in DIR; writes
-#                                    DIR/env (source it for AWS_* and FRAMECACHE_TEST_S3)
+#                                    DIR/env (source it for AWS_* and FRAMECACHE_TEST_S3;
+#                                    GARAGE_METRICS_URL counts the requests that reached it)
 #   scripts/garage.sh stop DIR       stop the server started in DIR (and only that one)
 set -euo pipefail
 
@@ -39,6 +40,7 @@ start() {
   local port rpc_port key secret
   port=$(free_port)
   rpc_port=$(free_port)
+  admin_port=$(free_port)
   key="GK$(rand_hex 12)"
   secret="$(rand_hex 32)"
   cat > "$dir/garage.toml" <<TOML
@@ -54,6 +56,9 @@ rpc_secret = "$(rand_hex 32)"
 s3_region = "$REGION"
 api_bind_addr = "127.0.0.1:$port"
 root_domain = ".s3.garage.localhost"
+
+[admin]
+api_bind_addr = "127.0.0.1:$admin_port"
 TOML
   GARAGE_DEFAULT_ACCESS_KEY="$key" GARAGE_DEFAULT_SECRET_KEY="$secret" \
     GARAGE_DEFAULT_BUCKET="$BUCKET" RUST_LOG="${GARAGE_LOG:-warn}" \
@@ -71,6 +76,7 @@ export AWS_ACCESS_KEY_ID=$key
 export AWS_SECRET_ACCESS_KEY=$secret
 export S3_BUCKET=$BUCKET
 export FRAMECACHE_TEST_S3=1
+export GARAGE_METRICS_URL=http://127.0.0.1:$admin_port/metrics
 ENV
       log "ready at $endpoint (bucket $BUCKET, state in $dir)"
       return 0

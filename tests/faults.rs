@@ -206,7 +206,8 @@ async fn origin_down_serves_local_hits_and_recovers() {
     }
     assert!(gpu_box.stats().offline_loads >= 2);
     let key = framecache::layout::frame_key(&cached, 2).unwrap();
-    assert!(gpu_box.chain().disk().unwrap().path_of(&key).is_file());
+    let local = framecache::TieredCache::local_key(&key, version_of_2.as_ref());
+    assert!(gpu_box.chain().disk().unwrap().path_of(&local).is_file());
 
     proxy.set(ProxyMode::Up);
     let recovered = gpu_box.load_frames(&uncached).await.unwrap();

@@ -96,8 +96,8 @@ impl DiskTier {
         let ledger = &self.inner.ledger;
         let mut dead_temps = false;
         if ledger.counted().load(Ordering::Acquire) != 0 {
-            for_each_file(&self.inner.dir, |_, meta, temp| {
-                dead_temps |= temp.is_some_and(|t| self.is_dead(&t, meta));
+            for_each_file(&self.inner.dir, |path, meta, temp| {
+                dead_temps |= temp.is_some_and(|t| self.is_dead(path, &t, meta));
             });
         }
         if ledger.counted().load(Ordering::Acquire) == 0
@@ -132,7 +132,7 @@ impl DiskTier {
             None => entries.push(Scanned::new(path, meta)),
             // Writers link and remove their temp files under the shared lock, so a linked
             // temp file seen here is a dead writer's leftover, like an old unlinked one.
-            Some(t) if links(meta) > 1 || self.is_dead(&t, meta) => {
+            Some(t) if links(meta) > 1 || self.is_dead(path, &t, meta) => {
                 if fs::remove_file(path).is_ok() {
                     report.temp_files_removed += 1;
                 }

@@ -1,7 +1,6 @@
 //! Reading, writing and removing one entry: map and verify, reserve, temp file, link.
 
 use super::DiskTier;
-use super::temp::TEMP_PREFIX;
 use crate::entry::{self, Corruption, FIXED_HEADER_LEN};
 use crate::error::{Error, Result};
 use crate::metrics::TierCounters;
@@ -10,7 +9,6 @@ use memmap2::Mmap;
 use std::fs::{self, File};
 use std::io::{self, ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 /// A hit refreshes the entry's recency only when it is older than this, to keep reads cheap.
@@ -95,19 +93,30 @@ impl DiskTier {
     /// Unlinks an entry and releases its bytes; `Ok(false)` when it was already gone.
     pub(super) fn unlink_entry(&self, path: &Path) -> io::Result<bool> {
         let _shared = self.lock(false);
-        let len = match fs::symlink_metadata(path) {
-            Ok(meta) => meta.len(),
+        self.release(path)
+    }
+
+    /// Unlinks the entry at `path` and releases exactly its bytes from the ledger.
+    ///
+    /// The entry is first renamed to a name of this process's own: of several processes
+    /// replacing or removing one key at once, exactly one moves a given file away, and the
+    /// size it then reads is that file's, so the ledger never drifts. A process killed in
+    /// between leaves a temp file, which the next recount sweeps. The caller holds the
+    /// directory lock (shared).
+    fn release(&self, path: &Path) -> io::Result<bool> {
+        let Some(shard) = path.parent() else {
+            return Ok(false);
+        };
+        let tomb = shard.join(self.temp_name(0));
+        match fs::rename(path, &tomb) {
+            Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(e),
-        };
-        match fs::remove_file(path) {
-            Ok(()) => {
-                self.inner.ledger.sub(len);
-                Ok(true)
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e),
         }
+        let len = fs::symlink_metadata(&tomb).map(|m| m.len()).unwrap_or(0);
+        fs::remove_file(&tomb)?;
+        self.inner.ledger.sub(len);
+        Ok(true)
     }
 
     /// Writes `key`'s entry on the calling thread: reserve, write a temp file, link it in.
@@ -125,13 +134,12 @@ impl DiskTier {
         if used > self.inner.capacity {
             self.make_room();
         }
+        // The temp file stays open (and locked, marking its writer alive) until committed.
         let written = file
             .write_all(&header)
             .and_then(|()| file.write_all(payload))
-            .and_then(|()| {
-                drop(file);
-                self.commit(&tmp, &path)
-            });
+            .and_then(|()| self.commit(&tmp, &path));
+        drop(file);
         if let Err(e) = written {
             let _shared = self.lock(false);
             if fs::remove_file(&tmp).is_ok() {
@@ -146,13 +154,7 @@ impl DiskTier {
     /// Creates the temp file and reserves `len` bytes in the ledger, under the shared lock
     /// so that a recount sees either both or neither. Returns the ledger's new total.
     pub(super) fn reserve(&self, shard: &Path, len: u64) -> io::Result<(PathBuf, File, u64)> {
-        let n = self.inner.temp_seq.fetch_add(1, Ordering::Relaxed);
-        let name = format!(
-            "{TEMP_PREFIX}{}-{}-{n}-{len}",
-            std::process::id(),
-            self.inner.nonce
-        );
-        let tmp = shard.join(name);
+        let tmp = shard.join(self.temp_name(len));
         let _shared = self.lock(false);
         let file = match File::create_new(&tmp) {
             Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -161,6 +163,9 @@ impl DiskTier {
             }
             other => other?,
         };
+        // Held until the file is closed: a recount that can take this lock knows the
+        // writer is gone, whatever PID namespace either of them runs in.
+        let _ = file.try_lock();
         Ok((tmp, file, self.inner.ledger.add(len)))
     }
 
@@ -175,19 +180,13 @@ impl DiskTier {
                     return Ok(());
                 }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                    if let Ok(old) = fs::symlink_metadata(path)
-                        && fs::remove_file(path).is_ok()
-                    {
-                        self.inner.ledger.sub(old.len());
-                    }
+                    self.release(path)?;
                 }
                 Err(_) => {
-                    // No hard links on this filesystem: rename over the old entry.
-                    let old = fs::symlink_metadata(path).ok();
+                    // No hard links on this filesystem: move the old entry away, then
+                    // rename the new one into place.
+                    self.release(path)?;
                     fs::rename(tmp, path)?;
-                    if let Some(old) = old {
-                        self.inner.ledger.sub(old.len());
-                    }
                     return Ok(());
                 }
             }

@@ -3,6 +3,8 @@
 use super::DiskTier;
 use std::fs;
 use std::io;
+use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 /// Prefix of in-progress writes; never a valid entry name (entry names are 64 hex chars).
@@ -69,8 +71,30 @@ pub(super) fn links(_meta: &fs::Metadata) -> u64 {
 }
 
 impl DiskTier {
+    /// A fresh temp file name for a write of `len` bytes (0 for a file being removed).
+    pub(super) fn temp_name(&self, len: u64) -> String {
+        let n = self.inner.temp_seq.fetch_add(1, Ordering::Relaxed);
+        format!(
+            "{TEMP_PREFIX}{}-{}-{n}-{len}",
+            std::process::id(),
+            self.inner.nonce
+        )
+    }
+
     /// Whether a temp file was left by a writer that is gone.
-    pub(super) fn is_dead(&self, temp: &TempName, meta: &fs::Metadata) -> bool {
+    ///
+    /// A writer holds a `flock` on its temp file until it is done, so a temp file whose
+    /// lock can be taken has no writer. This holds across PID namespaces (containers sharing
+    /// one cache volume, where every main process may be PID 1), unlike a PID check, which
+    /// remains only for filesystems where locks do not work.
+    pub(super) fn is_dead(&self, path: &Path, temp: &TempName, meta: &fs::Metadata) -> bool {
+        if let Ok(file) = fs::File::open(path) {
+            match file.try_lock() {
+                Ok(()) => return true,
+                Err(fs::TryLockError::WouldBlock) => return false,
+                Err(fs::TryLockError::Error(_)) => {}
+            }
+        }
         if temp.pid == std::process::id() {
             return temp.nonce != self.inner.nonce;
         }

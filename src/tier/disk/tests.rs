@@ -115,21 +115,61 @@ fn recount_removes_dead_writers_temp_files_only() {
     disk.write_blocking("k", b"payload").unwrap();
     let shard = disk.path_of("k").parent().unwrap().to_path_buf();
     let me = std::process::id();
+    // A live writer holds a lock on its temp file; PIDs say nothing (in containers sharing
+    // a volume, another container's dead writer can carry a PID alive here, such as 1).
     let live = shard.join(format!("{TEMP_PREFIX}{me}-{}-1-40", disk.inner.nonce));
     let earlier_process = shard.join(format!("{TEMP_PREFIX}{me}-{}-1-50", disk.inner.nonce ^ 1));
     let no_such_pid = shard.join(format!("{TEMP_PREFIX}{}-7-1-60", i32::MAX as u32 - 3));
+    let other_container = shard.join(format!("{TEMP_PREFIX}1-9-1-70"));
     let foreign = shard.join(".tmp-not-ours");
-    for path in [&live, &earlier_process, &no_such_pid, &foreign] {
+    for path in [
+        &live,
+        &earlier_process,
+        &no_such_pid,
+        &other_container,
+        &foreign,
+    ] {
         fs::write(path, b"partial").unwrap();
     }
+    let writer_lock = File::open(&live).unwrap();
+    writer_lock.lock().unwrap();
     let report = disk.recount();
-    assert_eq!(report.temp_files_removed, 2);
+    assert_eq!(report.temp_files_removed, 3);
     assert!(live.exists() && foreign.exists());
-    assert!(!earlier_process.exists() && !no_such_pid.exists());
+    assert!(!earlier_process.exists() && !no_such_pid.exists() && !other_container.exists());
     // The live write's reservation stays counted, by the length in its name.
     let entry_len = fs::metadata(disk.path_of("k")).unwrap().len();
     assert_eq!(report.bytes, entry_len + 40);
     assert_eq!(disk.accounted(), entry_len + 40);
+    drop(writer_lock);
+    assert_eq!(
+        disk.recount().temp_files_removed,
+        1,
+        "its writer is gone now"
+    );
+}
+
+#[test]
+fn replacing_one_key_with_other_lengths_keeps_the_ledger_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (disk, _) = tier(tmp.path(), 1 << 30);
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let disk = disk.clone();
+            scope.spawn(move || {
+                for i in 0..200 {
+                    let len = 100 + (t * 997 + i * 131) % 5000;
+                    disk.write_blocking("one-key", &vec![t as u8; len]).unwrap();
+                    if i % 7 == 0 {
+                        disk.remove_blocking("one-key").unwrap();
+                    }
+                }
+            });
+        }
+    });
+    let counted = disk.accounted();
+    let recounted = disk.recount().bytes;
+    assert_eq!(counted, recounted, "the ledger drifted from the directory");
 }
 
 #[test]
