@@ -251,9 +251,10 @@ fn array_to_image(seq: u64, image: &Bound<'_, PyAny>) -> PyResult<image::RgbImag
     let readonly = array
         .try_readonly()
         .map_err(|e| invalid("image of frame", describe(), format!("cannot be read: {e}")))?;
+    // `as_slice` also accepts Fortran order, whose memory order is not row-major.
     let pixels: Vec<u8> = match readonly.as_slice() {
-        Ok(contiguous) => contiguous.to_vec(),
-        Err(_) => readonly.as_array().iter().copied().collect(),
+        Ok(contiguous) if untyped.is_c_contiguous() => contiguous.to_vec(),
+        _ => readonly.as_array().iter().copied().collect(),
     };
     Ok(image::RgbImage::from_raw(width, height, pixels)
         .expect("an (H, W, 3) array holds H * W * 3 bytes"))

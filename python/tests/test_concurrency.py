@@ -242,5 +242,9 @@ def test_incomplete_is_raised_from_async_too(backend, timeline):
     fc = backend.cache()
     fc.cache_frames(timeline, seed_frames(2))
     backend.raw.delete(f"cache/timelines/{timeline}/frames/0.jpg")
+
+    async def main():
+        return await fc.load_frames_async(timeline)
+
     with pytest.raises(IncompleteTimelineError):
-        asyncio.run(fc.load_frames_async(timeline))
+        asyncio.run(main())

@@ -52,7 +52,11 @@ def write_seed_timeline(raw, timeline: str, n: int) -> list[np.ndarray]:
 def test_signatures_match_the_module():
     for name, params in SEED_SIGNATURES.items():
         sig = inspect.signature(getattr(dropin_module, name))
-        assert [str(p) for p in sig.parameters.values()] == params, name
+        shown = [
+            p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}"
+            for p in sig.parameters.values()
+        ]
+        assert shown == params, name
     assert dropin_module.BUCKET == __import__("os").environ.get("S3_BUCKET", "mpr")
 
 

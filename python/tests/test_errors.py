@@ -39,7 +39,7 @@ def test_invalid_timeline_id_names_the_value(dropin, bad):
 
 @pytest.mark.parametrize("quality", [0, 101, -5, 1000])
 def test_invalid_quality(dropin, timeline, quality):
-    with pytest.raises(ValueError, match=f"quality {quality}") as caught:
+    with pytest.raises(ValueError, match=f"quality \"{quality}\"") as caught:
         dropin.cache_frames(timeline, seed_frames(1), quality=quality)
     assert isinstance(caught.value, InvalidInputError)
     with pytest.raises(InvalidInputError):
