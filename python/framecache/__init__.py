@@ -22,6 +22,7 @@ from framecache._native import (
     FrameIterator,
     __version__,
     frames_to_b64,
+    synthetic_frame,
 )
 
 __all__ = [
@@ -37,4 +38,5 @@ __all__ = [
     "StorageError",
     "__version__",
     "frames_to_b64",
+    "synthetic_frame",
 ]

@@ -8,7 +8,7 @@
 use crate::config::{Overrides, describe};
 use crate::convert::{Entries, Jpegs, Json, MaybeJpeg, Overlays};
 use crate::errors::{invalid, other, to_py};
-use crate::frame::{B64Frames, Frames, MaybeFrame, frame_from_py};
+use crate::frame::{B64Frames, Frames, MaybeFrame, PyFrame, frame_from_py, frame_to_py};
 use crate::iter::FrameIterator;
 use crate::runtime::{self, awaitable, block_on};
 use bytes::Bytes;
@@ -688,4 +688,25 @@ pub fn frames_to_b64<'py>(
         .detach(|| framecache::frames_to_b64(&frames, quality))
         .map_err(to_py)?;
     Ok(B64Frames(encoded).into_pyobject(py)?.into_any())
+}
+
+/// Frame ``seq`` of framecache's deterministic synthetic video (a panning gradient with
+/// blocks and mild noise, about 117 KB per 1280×720 frame at q85), for demos and benchmarks.
+#[pyfunction]
+#[pyo3(signature = (seq, width=1280, height=720))]
+pub fn synthetic_frame(
+    py: Python<'_>,
+    seq: u64,
+    width: u32,
+    height: u32,
+) -> PyResult<Bound<'_, PyFrame>> {
+    if width == 0 || height == 0 {
+        return Err(invalid(
+            "synthetic frame size",
+            format!("{width}x{height}"),
+            "must not be empty",
+        ));
+    }
+    let frame = py.detach(|| framecache::synthetic_frame(seq, width, height));
+    frame_to_py(py, frame)
 }

@@ -21,6 +21,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cache::PyFrameCache>()?;
     m.add_class::<iter::FrameIterator>()?;
     m.add_function(wrap_pyfunction!(cache::frames_to_b64, m)?)?;
+    m.add_function(wrap_pyfunction!(cache::synthetic_frame, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("JPEG_ENCODER", framecache::codec::encoder_name())?;
     Ok(())
