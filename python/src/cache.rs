@@ -112,6 +112,61 @@ pub fn frames_from_py(frames: &Bound<'_, PyAny>) -> PyResult<Vec<framecache::Fra
     Ok(out)
 }
 
+/// Encoded frames from dicts or objects with `seq`, `jpeg` and optional metadata.
+fn encoded_from_py(frames: &Bound<'_, PyAny>) -> PyResult<Vec<framecache::EncodedFrame>> {
+    let mut out = Vec::new();
+    for item in frames.try_iter()? {
+        let item = item?;
+        let field = |name: &str| -> PyResult<Option<Bound<'_, PyAny>>> {
+            let value = match item.cast::<PyDict>() {
+                Ok(dict) => dict.get_item(name)?,
+                Err(_) => item.getattr(name).ok(),
+            };
+            Ok(value.filter(|v| !v.is_none()))
+        };
+        let seq: u64 = field("seq")?
+            .ok_or_else(|| invalid("encoded frame", item.to_string(), "has no seq"))?
+            .extract()
+            .map_err(|_| {
+                invalid(
+                    "encoded frame",
+                    item.to_string(),
+                    "seq must be a non-negative integer",
+                )
+            })?;
+        let jpeg: Vec<u8> = field("jpeg")?
+            .ok_or_else(|| invalid("encoded frame", seq, "has no jpeg"))?
+            .extract()
+            .map_err(|_| invalid("encoded frame", seq, "jpeg must be bytes"))?;
+        let chunk_id: u64 = match field("chunk_id")? {
+            Some(v) => v
+                .extract()
+                .map_err(|_| invalid("chunk_id of frame", seq, "must be a non-negative integer"))?,
+            None => 0,
+        };
+        let timestamp: f64 = match field("timestamp")? {
+            Some(v) => v
+                .extract()
+                .map_err(|_| invalid("timestamp of frame", seq, "must be a number"))?,
+            None => 0.0,
+        };
+        let perceptual_hash: String = match field("perceptual_hash")? {
+            Some(v) => v
+                .extract()
+                .map_err(|_| invalid("perceptual_hash of frame", seq, "must be a string"))?,
+            None => String::new(),
+        };
+        out.push(framecache::EncodedFrame {
+            seq,
+            chunk_id,
+            timestamp,
+            perceptual_hash,
+            jpeg: Bytes::from(jpeg),
+        });
+    }
+    Ok(out)
+}
+
 fn overlay_bytes(overlays: &Bound<'_, PyDict>) -> PyResult<BTreeMap<String, Bytes>> {
     overlays
         .iter()
@@ -646,6 +701,54 @@ impl PyFrameCache {
         let scope = self::scope(scope)?;
         let fc = self.core()?;
         block_on(py, async move { fc.clear_local(&timeline, scope).await })
+    }
+
+    /// Awaitable :meth:`clear_local`.
+    #[pyo3(signature = (timeline, scope="all"))]
+    fn clear_local_async<'py>(
+        &self,
+        py: Python<'py>,
+        timeline: String,
+        scope: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let scope = self::scope(scope)?;
+        let fc = self.core()?;
+        awaitable(
+            py,
+            py_result(async move { fc.clear_local(&timeline, scope).await }),
+        )
+    }
+
+    /// Writes already encoded JPEGs as the timeline's frames, byte for byte, replacing the
+    /// timeline as :meth:`cache_frames` does. Each item is a dict (or object) with ``seq``
+    /// and ``jpeg`` (bytes) and optionally ``chunk_id``, ``timestamp``, ``perceptual_hash``.
+    /// Returns the count.
+    fn cache_jpegs(
+        &self,
+        py: Python<'_>,
+        timeline: String,
+        frames: &Bound<'_, PyAny>,
+    ) -> PyResult<usize> {
+        let frames = encoded_from_py(frames)?;
+        let fc = self.core()?;
+        block_on(py, async move {
+            fc.cache_jpegs(&timeline, frames, &|_| {}).await
+        })
+    }
+
+    /// Awaitable :meth:`cache_jpegs`.
+    fn cache_jpegs_async<'py>(
+        &self,
+        py: Python<'py>,
+        timeline: String,
+        frames: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let frames = encoded_from_py(frames)?;
+        let fc = self.core()?;
+        awaitable(
+            py,
+            py_result(async move { fc.cache_jpegs(&timeline, frames, &|_| {}).await }),
+        )
     }
 
     /// Ids of every timeline in blob storage, sorted.

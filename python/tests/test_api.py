@@ -8,7 +8,7 @@ import pickle
 
 import numpy as np
 import pytest
-from conftest import SeedFrame, close, frame_key, png_bytes, seed_frames, synthetic_image
+from conftest import SeedFrame, close, frame_key, pillow_jpeg, png_bytes, seed_frames, synthetic_image
 
 import framecache
 from framecache import FrameCache
@@ -184,3 +184,25 @@ def test_signatures_and_docs_are_introspectable():
     for name in dir(FrameCache):
         if not name.startswith("_"):
             assert getattr(FrameCache, name).__doc__, name
+
+
+def test_cache_jpegs_stores_bytes_as_given(backend, timeline):
+    fc = backend.cache()
+    jpegs = [pillow_jpeg(synthetic_image(i), 70) for i in range(3)]
+    items = [
+        {"seq": 0, "jpeg": jpegs[0], "timestamp": 0.5, "chunk_id": 3, "perceptual_hash": "h0"},
+        {"seq": 1, "jpeg": jpegs[1]},
+        SeedJpeg(2, jpegs[2]),
+    ]
+    assert fc.cache_jpegs(timeline, items) == 3
+    assert [backend.raw.get(frame_key(timeline, i)) for i in range(3)] == jpegs
+    loaded = fc.load_frames(timeline)
+    assert (loaded[0].chunk_id, loaded[0].timestamp, loaded[0].perceptual_hash) == (3, 0.5, "h0")
+    assert (loaded[1].chunk_id, loaded[1].timestamp) == (0, 0.0)
+    with pytest.raises(framecache.InvalidInputError, match="JPEG"):
+        fc.cache_jpegs(timeline, [{"seq": 0, "jpeg": b"PNG?"}])
+
+
+class SeedJpeg:
+    def __init__(self, seq, jpeg):
+        self.seq, self.jpeg = seq, jpeg

@@ -127,6 +127,8 @@ def test_asyncio_twins(backend, timeline):
         assert timeline in await fc.timelines_async()
         with pytest.raises(InvalidInputError):
             await fc.load_frames_async("bad/id")
+        assert await fc.clear_local_async(timeline) >= 4
+        assert len(await fc.load_frames_async(timeline)) == 4  # from the origin again
         await fc.clear_async(timeline)
         assert await fc.load_frames_async(timeline) == []
 
