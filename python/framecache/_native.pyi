@@ -1,6 +1,6 @@
 """Type stubs of framecache's native module (the Rust half of the package)."""
 
-from collections.abc import Awaitable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
 from os import PathLike
 from typing import Any, Literal, Protocol, TypedDict, final
 
@@ -92,9 +92,11 @@ class Frame:
     ) -> None: ...
 
 @final
-class FrameIterator(Iterator[Frame]):
+class FrameIterator(Iterator[Frame], AsyncIterator[Frame]):
     def __iter__(self) -> FrameIterator: ...
     def __next__(self) -> Frame: ...
+    def __aiter__(self) -> FrameIterator: ...
+    def __anext__(self) -> Awaitable[Frame]: ...
 
 @final
 class FrameCache:

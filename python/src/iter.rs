@@ -1,11 +1,13 @@
-//! `FrameCache.iter_frames`: a Python iterator fed by a task that streams the timeline.
+//! `FrameCache.iter_frames`: a Python iterator (and async iterator) fed by a task that
+//! streams the timeline.
 
 use crate::errors::{other, to_py};
-use crate::frame::{PyFrame, frame_to_py};
+use crate::frame::{MaybeFrame, PyFrame, frame_to_py};
 use crate::runtime;
 use futures::StreamExt;
+use pyo3::exceptions::PyStopAsyncIteration;
 use pyo3::prelude::*;
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
@@ -17,12 +19,13 @@ const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
 type Item = framecache::Result<framecache::Frame>;
 
-/// Iterator over a timeline's frames in sequence order (from ``FrameCache.iter_frames``).
-/// Frames are fetched and decoded ahead of the consumer, a few at a time.
+/// Iterator over a timeline's frames in sequence order (from ``FrameCache.iter_frames``),
+/// with ``for`` or ``async for``. Frames are fetched and decoded ahead of the consumer, a
+/// few at a time.
 #[pyclass(module = "framecache", name = "FrameIterator", frozen)]
 pub struct FrameIterator {
     pid: u32,
-    receiver: Mutex<mpsc::Receiver<Item>>,
+    receiver: Arc<tokio::sync::Mutex<mpsc::Receiver<Item>>>,
     task: AbortHandle,
 }
 
@@ -41,7 +44,7 @@ impl FrameIterator {
         });
         Ok(FrameIterator {
             pid: std::process::id(),
-            receiver: Mutex::new(receiver),
+            receiver: Arc::new(tokio::sync::Mutex::new(receiver)),
             task: task.abort_handle(),
         })
     }
@@ -62,22 +65,16 @@ impl FrameIterator {
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyFrame>>> {
-        if self.pid != std::process::id() {
-            return Err(other(
-                py,
-                "this iterator was started in another process (before a fork); start a new one"
-                    .to_owned(),
-            ));
-        }
+        self.same_process(py)?;
         let handle = runtime::handle()?;
         loop {
             let received = py.detach(|| {
-                let mut receiver = self
-                    .receiver
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
                 handle.block_on(async {
-                    tokio::time::timeout(SIGNAL_CHECK_INTERVAL, receiver.recv()).await
+                    // Dropping a `recv` that timed out loses nothing: it is cancel safe.
+                    tokio::time::timeout(SIGNAL_CHECK_INTERVAL, async {
+                        self.receiver.lock().await.recv().await
+                    })
+                    .await
                 })
             });
             match received {
@@ -87,5 +84,34 @@ impl FrameIterator {
                 Err(_elapsed) => py.check_signals()?,
             }
         }
+    }
+
+    fn __aiter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.same_process(py)?;
+        let receiver = self.receiver.clone();
+        runtime::awaitable(py, async move {
+            match receiver.lock().await.recv().await {
+                Some(Ok(frame)) => Ok(MaybeFrame(Some(frame))),
+                Some(Err(e)) => Err(to_py(e)),
+                None => Err(PyStopAsyncIteration::new_err(())),
+            }
+        })
+    }
+}
+
+impl FrameIterator {
+    fn same_process(&self, py: Python<'_>) -> PyResult<()> {
+        if self.pid == std::process::id() {
+            return Ok(());
+        }
+        Err(other(
+            py,
+            "this iterator was started in another process (before a fork); start a new one"
+                .to_owned(),
+        ))
     }
 }

@@ -120,6 +120,7 @@ def test_asyncio_twins(backend, timeline):
         assert one.sequence == 1 and await fc.load_frame_async(timeline, 9) is None
         assert await fc.frame_jpeg_async(timeline, 0) == fc.frame_jpeg(timeline, 0)
         assert len(await fc.load_jpegs_async(timeline)) == 4
+        assert [f.sequence async for f in fc.iter_frames(timeline)] == [0, 1, 2, 3]
         assert await fc.save_overlays_async(timeline, "j", "s", 1, {"o": png_bytes(0)}) == 1
         assert await fc.list_overlay_frames_async(timeline, "j", "s") == [1]
         assert (await fc.load_overlays_async(timeline, "j", "s", 1)).keys() == {"o"}
