@@ -25,7 +25,8 @@ pub struct PyFrame {
 #[pymethods]
 impl PyFrame {
     #[new]
-    #[pyo3(signature = (sequence, chunk_id, timestamp, image, perceptual_hash = String::new()))]
+    #[pyo3(signature = (sequence, chunk_id, timestamp, image, perceptual_hash = String::new()),
+        text_signature = "(sequence, chunk_id, timestamp, image, perceptual_hash='')")]
     fn new(
         sequence: u64,
         chunk_id: u64,

@@ -174,6 +174,7 @@ def test_signatures_and_docs_are_introspectable():
     assert params["quality"].default == 85
     assert inspect.signature(framecache.frames_to_b64).parameters["quality"].default == 75
     assert "backend" in inspect.signature(FrameCache).parameters
+    assert inspect.signature(framecache.Frame).parameters["perceptual_hash"].default == ""
     assert list(inspect.signature(framecache.Frame).parameters) == [
         "sequence",
         "chunk_id",
