@@ -13,7 +13,8 @@ their ``chunk_id``, ``timestamp`` and ``perceptual_hash``; frames written withou
 with the module's defaults (``0``, ``0.0``, ``""``).
 
 Configuration comes from the environment, as for the ``framecache`` command, read when
-first used: ``FRAMECACHE_BACKEND`` (``fs`` by default, or ``s3``), ``FRAMECACHE_ROOT``,
+first used: ``FRAMECACHE_BACKEND`` (``s3`` by default here, as the module always used S3;
+``fs`` for a local directory), ``FRAMECACHE_ROOT``,
 ``S3_BUCKET``, ``AWS_ENDPOINT_URL``, ``AWS_REGION``, ``AWS_ACCESS_KEY_ID``,
 ``AWS_SECRET_ACCESS_KEY``, ``FRAMECACHE_CACHE_DIR``, ``FRAMECACHE_MEMORY_CAPACITY``,
 ``FRAMECACHE_DISK_CAPACITY``. One cache serves the whole process (and is rebuilt in a
@@ -56,13 +57,19 @@ os.register_at_fork(after_in_child=_reset_lock_in_child)
 
 
 def _fc() -> FrameCache:
-    """The process's cache, configured from the environment on first use."""
+    """The process's cache, configured from the environment on first use.
+
+    The module this replaces always used S3, so S3 is the backend here unless
+    ``FRAMECACHE_BACKEND`` says otherwise: a worker that only changes its import keeps
+    reading and writing the same bucket.
+    """
     global _cache
     cache = _cache
     if cache is None:
         with _lock:
             if _cache is None:
-                _cache = FrameCache()
+                backend = os.environ.get("FRAMECACHE_BACKEND", "").strip() or "s3"
+                _cache = FrameCache(backend=backend)
             cache = _cache
     return cache
 

@@ -88,7 +88,8 @@ class Backend:
             env["FRAMECACHE_BACKEND"] = "fs"
             env["FRAMECACHE_ROOT"] = self.root or ""
         else:
-            env["FRAMECACHE_BACKEND"] = "s3"
+            # The drop-in's default backend is S3, as the module's was.
+            env.pop("FRAMECACHE_BACKEND", None)
         return env
 
 

@@ -238,3 +238,28 @@ def test_configuration_comes_from_the_environment(backend, timeline):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == env["S3_BUCKET"]
     assert backend.raw.get(overlay_key(timeline, "j", "s", 1, "x")) == png_bytes(9)
+
+
+def test_default_backend_is_s3(tmp_path):
+    """Without FRAMECACHE_BACKEND the drop-in talks to S3, as the module did: here to an
+    endpoint where nothing listens, which fails naming the key rather than reading an empty
+    local store."""
+    env = {k: v for k, v in __import__("os").environ.items() if k != "FRAMECACHE_BACKEND"}
+    env.update(
+        AWS_ENDPOINT_URL="http://127.0.0.1:1",
+        AWS_ACCESS_KEY_ID="GKx",
+        AWS_SECRET_ACCESS_KEY="x",
+        FRAMECACHE_CACHE_DIR=str(tmp_path / "disk"),
+    )
+    script = (
+        "from framecache import frames, OriginError\n"
+        "try:\n"
+        "    frames.cache_exists('tl')\n"
+        "except OriginError as e:\n"
+        "    print('origin error', e.key)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("origin error cache/timelines/tl/"), result.stdout
