@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every check of framecache: formatting, clippy, and all tests, the S3 ones against a
-# Garage server this script installs (once) and starts on loopback, and stops at the end.
+# Runs every check of framecache: formatting, clippy, and all tests (Rust, then the Python
+# package's pytest suite in a virtualenv it creates once), the S3 ones against a Garage
+# server this script installs (once) and starts on loopback, and stops at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,7 @@ scripts/garage.sh start "$state"
 source "$state/env"
 
 cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked
 cargo test --all-targets --locked
+scripts/test-python.sh

@@ -148,6 +148,90 @@ impl Default for CacheConfig {
     }
 }
 
+impl CacheConfig {
+    /// The configuration the environment describes, as the command line reads it:
+    /// `FRAMECACHE_BACKEND` (`fs`, the default, or `s3`), `FRAMECACHE_ROOT` (fs root),
+    /// [`S3Config::from_env`]'s variables, `FRAMECACHE_CACHE_DIR`,
+    /// `FRAMECACHE_MEMORY_CAPACITY` and `FRAMECACHE_DISK_CAPACITY` (sizes such as `512MiB`);
+    /// anything unset or empty keeps its default.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the variable when a value cannot be used.
+    pub fn from_env() -> Result<CacheConfig> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let backend = match var("FRAMECACHE_BACKEND").as_deref().map(str::trim) {
+            None | Some("fs") => Backend::Fs {
+                root: var("FRAMECACHE_ROOT")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(default_fs_root),
+            },
+            Some("s3") => Backend::S3(S3Config::from_env()),
+            Some(other) => {
+                return Err(Error::Invalid {
+                    what: "FRAMECACHE_BACKEND",
+                    value: other.to_owned(),
+                    rule: "must be fs or s3".into(),
+                });
+            }
+        };
+        let size = |name: &'static str| -> Result<Option<u64>> {
+            var(name)
+                .map(|v| {
+                    parse_size(&v).map_err(|rule| Error::Invalid {
+                        what: name,
+                        value: v.clone(),
+                        rule,
+                    })
+                })
+                .transpose()
+        };
+        let defaults = CacheConfig::default();
+        let memory_capacity =
+            size("FRAMECACHE_MEMORY_CAPACITY")?.unwrap_or(defaults.memory_capacity);
+        let mut disk = DiskConfig::default();
+        if let Some(dir) = var("FRAMECACHE_CACHE_DIR") {
+            disk.dir = PathBuf::from(dir);
+        }
+        if let Some(bytes) = size("FRAMECACHE_DISK_CAPACITY")? {
+            disk.capacity = bytes;
+        }
+        Ok(CacheConfig {
+            backend,
+            memory_capacity,
+            disk: Some(disk),
+            ..defaults
+        })
+    }
+}
+
+/// Parses a byte size: `4096`, `512MiB`, `10GiB`, `1.5GB` (decimal and binary units).
+///
+/// # Errors
+/// A message saying what is wrong with the text.
+fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| "expected a number with an optional unit (512MiB, 10GiB)".to_owned())?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        "t" | "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
+        other => return Err(format!("unknown unit {other:?}")),
+    };
+    Ok((value * mult as f64) as u64)
+}
+
 /// `$XDG_CACHE_HOME/framecache`, else `~/.cache/framecache`, else a temp directory.
 pub fn default_cache_dir() -> PathBuf {
     base_dir("XDG_CACHE_HOME", ".cache").join("framecache")
@@ -267,5 +351,20 @@ impl CacheConfig {
             .as_ref()
             .map(|d| DiskTier::open(&d.dir, d.capacity, metrics.clone()));
         TieredCache::new(memory, disk, origin, metrics)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_parse_with_decimal_and_binary_units() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size(" 10GiB "), Ok(10 << 30));
+        assert_eq!(parse_size("1.5GB"), Ok(1_500_000_000));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5 parsecs").is_err());
     }
 }

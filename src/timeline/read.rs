@@ -217,6 +217,16 @@ impl FrameCache {
         Ok((entries.len(), self.jpegs_of(entries)))
     }
 
+    /// Every frame's JPEG bytes as stored, in seq order, as [`FrameCache::stream_jpegs`]
+    /// yields them.
+    ///
+    /// # Errors
+    /// As [`FrameCache::load_frames`], without decoding.
+    pub async fn load_jpegs(&self, timeline: &str) -> Result<Vec<FrameJpeg>> {
+        let (_, jpegs) = self.stream_jpegs(timeline).await?;
+        jpegs.try_collect().await
+    }
+
     pub(super) fn jpegs_of(
         &self,
         entries: Vec<FrameEntry>,

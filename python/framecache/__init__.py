@@ -1,0 +1,42 @@
+"""framecache: a tiered read-through cache (memory, a disk cache shared by the machine's
+processes, blob storage) for video-frame JPEGs and debug-overlay PNGs.
+
+``from framecache import frames`` is a drop-in for the Python frame cache module (same
+functions, same object layout in the same bucket). :class:`FrameCache` is the full API.
+"""
+
+from __future__ import annotations
+
+from framecache._errors import (
+    CodecError,
+    FrameCacheError,
+    IncompleteTimelineError,
+    InvalidInputError,
+    OriginError,
+    StorageError,
+)
+from framecache._native import (
+    JPEG_ENCODER,
+    Frame,
+    FrameCache,
+    FrameIterator,
+    __version__,
+    frames_to_b64,
+    synthetic_frame,
+)
+
+__all__ = [
+    "JPEG_ENCODER",
+    "CodecError",
+    "Frame",
+    "FrameCache",
+    "FrameCacheError",
+    "FrameIterator",
+    "IncompleteTimelineError",
+    "InvalidInputError",
+    "OriginError",
+    "StorageError",
+    "__version__",
+    "frames_to_b64",
+    "synthetic_frame",
+]

@@ -1,0 +1,182 @@
+"""Type stubs of framecache's native module (the Rust half of the package)."""
+
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
+from os import PathLike
+from typing import Any, Literal, Protocol, TypedDict, final
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+JPEG_ENCODER: str
+
+class FrameLike(Protocol):
+    """Anything with the seed module's ``Frame`` attributes."""
+
+    sequence: int
+    chunk_id: int
+    timestamp: float
+    image: npt.NDArray[np.uint8]
+    perceptual_hash: str
+
+class EncodedFrame(TypedDict, total=False):
+    seq: int  # required
+    jpeg: bytes  # required
+    chunk_id: int
+    timestamp: float
+    perceptual_hash: str
+
+class FrameB64(TypedDict):
+    seq: int
+    timestamp: float
+    jpeg_b64: str
+
+class FrameJpeg(TypedDict):
+    seq: int
+    timestamp: float
+    jpeg: bytes
+    source: Literal["memory", "disk", "origin"]
+
+class FrameMeta(TypedDict):
+    seq: int
+    chunk_id: int
+    timestamp: float
+    perceptual_hash: str
+    size: int
+    blake3: str
+
+class FrameEntry(TypedDict):
+    seq: int
+    key: str
+    size: int
+    meta: FrameMeta | None
+
+class TierStats(TypedDict):
+    hits: int
+    misses: int
+    bytes_read: int
+    bytes_written: int
+    writes: int
+    corrupt: int
+    evictions: int
+    errors: int
+    retries: int
+
+class Stats(TypedDict):
+    memory: TierStats
+    disk: TierStats
+    origin: TierStats
+    coalesced: int
+    skipped_names: int
+    offline_loads: int
+
+Scope = Literal["all", "frames", "overlays"]
+StrPath = str | PathLike[str]
+
+@final
+class Frame:
+    """One video frame; ``image`` is an H×W×3 ``uint8`` RGB array owned by this frame."""
+
+    sequence: int
+    chunk_id: int
+    timestamp: float
+    image: npt.NDArray[np.uint8]
+    perceptual_hash: str
+    def __init__(
+        self,
+        sequence: int,
+        chunk_id: int,
+        timestamp: float,
+        image: npt.NDArray[np.uint8],
+        perceptual_hash: str = "",
+    ) -> None: ...
+
+@final
+class FrameIterator(Iterator[Frame], AsyncIterator[Frame]):
+    def __iter__(self) -> FrameIterator: ...
+    def __next__(self) -> Frame: ...
+    def __aiter__(self) -> FrameIterator: ...
+    def __anext__(self) -> Awaitable[Frame]: ...
+
+@final
+class FrameCache:
+    """Tiered read-through cache: memory, a machine-wide disk cache, blob storage.
+
+    Keywords default to the environment (as the ``framecache`` command reads it)."""
+
+    def __init__(
+        self,
+        *,
+        backend: Literal["fs", "s3", "memory"] | None = None,
+        root: StrPath | None = None,
+        bucket: str | None = None,
+        endpoint: str | None = None,
+        region: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        cache_dir: StrPath | None = None,
+        memory_capacity: int | None = None,
+        disk_capacity: int | None = None,
+        disk: bool | None = None,
+        concurrency: int | None = None,
+        origin_timeout: float | None = None,
+        origin_io_timeout: float | None = None,
+        retries: int | None = None,
+    ) -> None: ...
+    @property
+    def origin(self) -> str: ...
+    def stats(self) -> Stats: ...
+    def exists(self, timeline: str) -> bool: ...
+    def exists_async(self, timeline: str) -> Awaitable[bool]: ...
+    def status(self, timeline: str) -> dict[str, Any]: ...
+    def status_async(self, timeline: str) -> Awaitable[dict[str, Any]]: ...
+    def list_frames(self, timeline: str) -> list[FrameEntry]: ...
+    def list_frames_async(self, timeline: str) -> Awaitable[list[FrameEntry]]: ...
+    def load_frames(self, timeline: str) -> list[Frame]: ...
+    def load_frames_async(self, timeline: str) -> Awaitable[list[Frame]]: ...
+    def load_frame(self, timeline: str, seq: int) -> Frame | None: ...
+    def load_frame_async(self, timeline: str, seq: int) -> Awaitable[Frame | None]: ...
+    def iter_frames(self, timeline: str) -> FrameIterator: ...
+    def frame_jpeg(self, timeline: str, seq: int) -> bytes | None: ...
+    def frame_jpeg_async(self, timeline: str, seq: int) -> Awaitable[bytes | None]: ...
+    def load_jpegs(self, timeline: str) -> list[FrameJpeg]: ...
+    def load_jpegs_async(self, timeline: str) -> Awaitable[list[FrameJpeg]]: ...
+    def load_frames_b64(self, timeline: str) -> list[FrameB64]: ...
+    def load_frames_b64_async(self, timeline: str) -> Awaitable[list[FrameB64]]: ...
+    def cache_frames(self, timeline: str, frames: Iterable[FrameLike], quality: int = 85) -> int: ...
+    def cache_frames_async(
+        self, timeline: str, frames: Iterable[FrameLike], quality: int = 85
+    ) -> Awaitable[int]: ...
+    def save_overlays(
+        self, timeline: str, job: str, stage: str, seq: int, overlays: dict[str, bytes]
+    ) -> int: ...
+    def save_overlays_async(
+        self, timeline: str, job: str, stage: str, seq: int, overlays: dict[str, bytes]
+    ) -> Awaitable[int]: ...
+    def save_overlays_b64(
+        self, timeline: str, job: str, stage: str, seq: int, overlays: dict[str, str]
+    ) -> int: ...
+    def save_overlays_b64_async(
+        self, timeline: str, job: str, stage: str, seq: int, overlays: dict[str, str]
+    ) -> Awaitable[int]: ...
+    def load_overlays(self, timeline: str, job: str, stage: str, seq: int) -> dict[str, bytes] | None: ...
+    def load_overlays_async(
+        self, timeline: str, job: str, stage: str, seq: int
+    ) -> Awaitable[dict[str, bytes] | None]: ...
+    def load_overlays_b64(self, timeline: str, job: str, stage: str, seq: int) -> dict[str, str] | None: ...
+    def load_overlays_b64_async(
+        self, timeline: str, job: str, stage: str, seq: int
+    ) -> Awaitable[dict[str, str] | None]: ...
+    def list_overlay_frames(self, timeline: str, job: str, stage: str) -> list[int]: ...
+    def list_overlay_frames_async(self, timeline: str, job: str, stage: str) -> Awaitable[list[int]]: ...
+    def clear(self, timeline: str, scope: Scope = "all") -> None: ...
+    def clear_async(self, timeline: str, scope: Scope = "all") -> Awaitable[None]: ...
+    def clear_local(self, timeline: str, scope: Scope = "all") -> int: ...
+    def clear_local_async(self, timeline: str, scope: Scope = "all") -> Awaitable[int]: ...
+    def cache_jpegs(self, timeline: str, frames: Iterable[EncodedFrame | Any]) -> int: ...
+    def cache_jpegs_async(self, timeline: str, frames: Iterable[EncodedFrame | Any]) -> Awaitable[int]: ...
+    def timelines(self) -> list[str]: ...
+    def timelines_async(self) -> Awaitable[list[str]]: ...
+
+def frames_to_b64(frames: Iterable[FrameLike], quality: int = 75) -> list[FrameB64]: ...
+def synthetic_frame(seq: int, width: int = 1280, height: int = 720) -> Frame: ...

@@ -1,0 +1,153 @@
+//! Keyword arguments of `FrameCache(...)` on top of the configuration the environment
+//! describes ([`CacheConfig::from_env`], as the command line reads it).
+
+use crate::errors::{invalid, to_py};
+use framecache::{Backend, CacheConfig, S3Config};
+use pyo3::prelude::*;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Every keyword of `FrameCache(...)`; `None` keeps the environment's (or default) value.
+#[derive(Default)]
+pub struct Overrides {
+    pub backend: Option<String>,
+    pub root: Option<PathBuf>,
+    pub bucket: Option<String>,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub cache_dir: Option<PathBuf>,
+    pub memory_capacity: Option<u64>,
+    pub disk_capacity: Option<u64>,
+    pub disk: Option<bool>,
+    pub concurrency: Option<usize>,
+    pub origin_timeout: Option<f64>,
+    pub origin_io_timeout: Option<f64>,
+    pub retries: Option<usize>,
+}
+
+impl Overrides {
+    /// The environment's configuration with these overrides applied.
+    ///
+    /// # Errors
+    /// `InvalidInputError` naming the keyword or variable whose value cannot be used.
+    pub fn apply(self) -> PyResult<CacheConfig> {
+        let mut config = CacheConfig::from_env().map_err(to_py)?;
+        let s3_keywords = self.bucket.is_some()
+            || self.endpoint.is_some()
+            || self.region.is_some()
+            || self.access_key_id.is_some()
+            || self.secret_access_key.is_some();
+        match self.backend.as_deref() {
+            None => {}
+            Some("fs") if !matches!(config.backend, Backend::Fs { .. }) => {
+                config.backend = Backend::Fs {
+                    root: framecache::default_fs_root(),
+                };
+            }
+            Some("s3") if !matches!(config.backend, Backend::S3(_)) => {
+                config.backend = Backend::S3(S3Config::from_env());
+            }
+            Some("memory") => config.backend = Backend::Memory,
+            Some("fs" | "s3") => {}
+            Some(other) => {
+                return Err(invalid(
+                    "backend",
+                    other,
+                    "must be \"fs\", \"s3\" or \"memory\"",
+                ));
+            }
+        }
+        match &mut config.backend {
+            Backend::Fs { root } => {
+                if s3_keywords {
+                    return Err(invalid(
+                        "keyword for the fs backend",
+                        "bucket/endpoint/region/keys",
+                        "S3 settings need backend=\"s3\" (or FRAMECACHE_BACKEND=s3)",
+                    ));
+                }
+                if let Some(given) = self.root {
+                    *root = given;
+                }
+            }
+            Backend::S3(s3) => {
+                if self.root.is_some() {
+                    return Err(invalid(
+                        "keyword for the s3 backend",
+                        "root",
+                        "root is the fs backend's directory",
+                    ));
+                }
+                s3.bucket = self.bucket.unwrap_or(std::mem::take(&mut s3.bucket));
+                if self.endpoint.is_some() {
+                    s3.endpoint = self.endpoint;
+                }
+                if let Some(region) = self.region {
+                    s3.region = region;
+                }
+                if self.access_key_id.is_some() {
+                    s3.access_key_id = self.access_key_id;
+                }
+                if self.secret_access_key.is_some() {
+                    s3.secret_access_key = self.secret_access_key;
+                }
+            }
+            Backend::Memory => {}
+        }
+        if let Some(bytes) = self.memory_capacity {
+            config.memory_capacity = bytes;
+        }
+        if self.disk == Some(false) {
+            config.disk = None;
+        } else if let Some(disk) = config.disk.as_mut() {
+            if let Some(dir) = self.cache_dir {
+                disk.dir = dir;
+            }
+            if let Some(bytes) = self.disk_capacity {
+                disk.capacity = bytes;
+            }
+        }
+        if let Some(n) = self.concurrency {
+            if n == 0 {
+                return Err(invalid("concurrency", n, "must be at least 1"));
+            }
+            config.concurrency = n;
+        }
+        if let Some(secs) = self.origin_timeout {
+            config.origin_timeout = seconds("origin_timeout", secs)?;
+        }
+        if let Some(secs) = self.origin_io_timeout {
+            config.origin_io_timeout = seconds("origin_io_timeout", secs)?;
+        }
+        if let Some(n) = self.retries {
+            config.retries = n;
+        }
+        Ok(config)
+    }
+}
+
+fn seconds(what: &'static str, secs: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| invalid(what, secs, "must be a positive number of seconds"))
+}
+
+/// Where a configuration's origin is, without credentials.
+pub fn describe(config: &CacheConfig) -> String {
+    let origin = match &config.backend {
+        Backend::Fs { root } => format!("fs:{}", root.display()),
+        Backend::S3(s3) => format!(
+            "s3://{} at {}",
+            s3.bucket,
+            s3.endpoint.as_deref().unwrap_or("AWS")
+        ),
+        Backend::Memory => "memory".to_owned(),
+    };
+    match &config.disk {
+        Some(disk) => format!("{origin}, disk cache {}", disk.dir.display()),
+        None => format!("{origin}, no disk cache"),
+    }
+}

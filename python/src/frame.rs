@@ -1,0 +1,275 @@
+//! `framecache.Frame` and the conversions of frames and pixels between numpy and the core.
+
+use crate::errors::invalid;
+use numpy::ndarray::Array3;
+use numpy::{PyArray3, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+
+/// One video frame: the seed module's ``Frame`` fields, with ``image`` an H×W×3 ``uint8``
+/// numpy array (RGB) that belongs to this frame alone.
+#[pyclass(module = "framecache", name = "Frame", get_all, set_all)]
+pub struct PyFrame {
+    /// Sequence number within the timeline.
+    pub sequence: u64,
+    /// The video chunk the frame was extracted from.
+    pub chunk_id: u64,
+    /// Presentation time in seconds.
+    pub timestamp: f64,
+    /// H×W×3 ``uint8`` RGB pixels.
+    pub image: Py<PyAny>,
+    /// Perceptual hash, as computed by the extractor.
+    pub perceptual_hash: String,
+}
+
+#[pymethods]
+impl PyFrame {
+    #[new]
+    #[pyo3(signature = (sequence, chunk_id, timestamp, image, perceptual_hash = String::new()),
+        text_signature = "(sequence, chunk_id, timestamp, image, perceptual_hash='')")]
+    fn new(
+        sequence: u64,
+        chunk_id: u64,
+        timestamp: f64,
+        image: Py<PyAny>,
+        perceptual_hash: String,
+    ) -> Self {
+        PyFrame {
+            sequence,
+            chunk_id,
+            timestamp,
+            image,
+            perceptual_hash,
+        }
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let shape = self
+            .image
+            .bind(py)
+            .getattr("shape")
+            .and_then(|s| s.repr())
+            .map(|r| r.to_string())
+            .unwrap_or_else(|_| "?".to_owned());
+        format!(
+            "Frame(sequence={}, chunk_id={}, timestamp={:?}, image=<{shape}>, perceptual_hash={:?})",
+            self.sequence, self.chunk_id, self.timestamp, self.perceptual_hash
+        )
+    }
+
+    /// Pickles as its constructor call, so frames cross process boundaries
+    /// (``multiprocessing``, ``DataLoader`` workers).
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, FrameArgs)> {
+        let py = slf.py();
+        let this = slf.borrow();
+        Ok((
+            slf.get_type().into_any(),
+            (
+                this.sequence,
+                this.chunk_id,
+                this.timestamp,
+                this.image.clone_ref(py),
+                this.perceptual_hash.clone(),
+            ),
+        ))
+    }
+}
+
+/// `Frame(...)`'s arguments, as `__reduce__` returns them.
+type FrameArgs = (u64, u64, f64, Py<PyAny>, String);
+
+/// Hands decoded pixels to numpy without copying them: the array takes ownership of the
+/// pixel buffer and is writable. The one place where decoded frames become arrays.
+pub fn image_to_array(py: Python<'_>, image: image::RgbImage) -> Bound<'_, PyAny> {
+    let (width, height) = (image.width() as usize, image.height() as usize);
+    let pixels = Array3::from_shape_vec((height, width, 3), image.into_raw())
+        .expect("an RgbImage holds height * width * 3 bytes");
+    PyArray3::from_owned_array(py, pixels).into_any()
+}
+
+/// A core frame as a `framecache.Frame`.
+pub fn frame_to_py(py: Python<'_>, frame: framecache::Frame) -> PyResult<Bound<'_, PyFrame>> {
+    let image = image_to_array(py, frame.image).unbind();
+    Bound::new(
+        py,
+        PyFrame {
+            sequence: frame.seq,
+            chunk_id: frame.chunk_id,
+            timestamp: frame.timestamp,
+            image,
+            perceptual_hash: frame.perceptual_hash,
+        },
+    )
+}
+
+/// Core frames as a Python list of `framecache.Frame`, handed back by value (for
+/// `IntoPyObject` from async tasks).
+pub struct Frames(pub Vec<framecache::Frame>);
+
+impl<'py> IntoPyObject<'py> for Frames {
+    type Target = PyList;
+    type Output = Bound<'py, PyList>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let list = PyList::empty(py);
+        for frame in self.0 {
+            list.append(frame_to_py(py, frame)?)?;
+        }
+        Ok(list)
+    }
+}
+
+/// An optional frame, converted like [`Frames`].
+pub struct MaybeFrame(pub Option<framecache::Frame>);
+
+impl<'py> IntoPyObject<'py> for MaybeFrame {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match self.0 {
+            Some(frame) => Ok(frame_to_py(py, frame)?.into_any()),
+            None => Ok(py.None().into_bound(py)),
+        }
+    }
+}
+
+/// `{seq, timestamp, jpeg_b64}` dicts, as the seed module returns them.
+pub struct B64Frames(pub Vec<framecache::FrameB64>);
+
+impl<'py> IntoPyObject<'py> for B64Frames {
+    type Target = PyList;
+    type Output = Bound<'py, PyList>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let list = PyList::empty(py);
+        for frame in self.0 {
+            let dict = PyDict::new(py);
+            dict.set_item("seq", frame.seq)?;
+            dict.set_item("timestamp", frame.timestamp)?;
+            dict.set_item("jpeg_b64", frame.jpeg_b64)?;
+            list.append(dict)?;
+        }
+        Ok(list)
+    }
+}
+
+/// Reads a frame-like object (`sequence`, `chunk_id`, `timestamp`, `image`,
+/// `perceptual_hash`) into a core frame, copying its pixels into one contiguous buffer
+/// while the interpreter is held (the caller's array may change once it is released).
+///
+/// # Errors
+/// `InvalidInputError` naming the attribute or the image's shape or dtype.
+pub fn frame_from_py(obj: &Bound<'_, PyAny>) -> PyResult<framecache::Frame> {
+    let attr = |name: &'static str| {
+        obj.getattr(name).map_err(|_| {
+            invalid(
+                "frame",
+                type_name(obj),
+                format!("has no attribute {name:?} (frames need sequence, chunk_id, timestamp, image, perceptual_hash)"),
+            )
+        })
+    };
+    let sequence = attr("sequence")?;
+    let seq: u64 = sequence.extract().map_err(|_| {
+        invalid(
+            "frame sequence",
+            repr(&sequence),
+            "must be a non-negative integer",
+        )
+    })?;
+    let chunk = attr("chunk_id")?;
+    let chunk_id: u64 = if chunk.is_none() {
+        0
+    } else {
+        chunk.extract().map_err(|_| {
+            invalid(
+                "chunk_id of frame",
+                format!("{seq}: {}", repr(&chunk)),
+                "must be a non-negative integer",
+            )
+        })?
+    };
+    let ts = attr("timestamp")?;
+    let timestamp: f64 = if ts.is_none() {
+        0.0
+    } else {
+        ts.extract().map_err(|_| {
+            invalid(
+                "timestamp of frame",
+                format!("{seq}: {}", repr(&ts)),
+                "must be a number",
+            )
+        })?
+    };
+    // Optional, as in the seed's dataclass (default "").
+    let perceptual_hash: String = match obj.getattr("perceptual_hash") {
+        Ok(h) if !h.is_none() => h.extract().map_err(|_| {
+            invalid(
+                "perceptual_hash of frame",
+                format!("{seq}: {}", repr(&h)),
+                "must be a string",
+            )
+        })?,
+        _ => String::new(),
+    };
+    let image = array_to_image(seq, &attr("image")?)?;
+    Ok(framecache::Frame {
+        seq,
+        chunk_id,
+        timestamp,
+        image,
+        perceptual_hash,
+    })
+}
+
+/// Copies an H×W×3 `uint8` array (C-contiguous or not) into an `RgbImage`.
+fn array_to_image(seq: u64, image: &Bound<'_, PyAny>) -> PyResult<image::RgbImage> {
+    let untyped = image.cast::<PyUntypedArray>().map_err(|_| {
+        invalid(
+            "image of frame",
+            format!("{seq}: {}", type_name(image)),
+            "must be a numpy array of shape (H, W, 3) and dtype uint8",
+        )
+    })?;
+    let shape = untyped.shape().to_vec();
+    let dtype = untyped.dtype().to_string();
+    let describe = || format!("{seq}: shape {shape:?}, dtype {dtype}");
+    let rule = "must be a numpy array of shape (H, W, 3) and dtype uint8";
+    let array = image
+        .cast::<PyArray3<u8>>()
+        .map_err(|_| invalid("image of frame", describe(), rule))?;
+    let (height, width) = match shape.as_slice() {
+        [h, w, 3] if *h > 0 && *w > 0 => (*h, *w),
+        _ => return Err(invalid("image of frame", describe(), rule)),
+    };
+    let (Ok(width), Ok(height)) = (u32::try_from(width), u32::try_from(height)) else {
+        return Err(invalid("image of frame", describe(), "is too large"));
+    };
+    let readonly = array
+        .try_readonly()
+        .map_err(|e| invalid("image of frame", describe(), format!("cannot be read: {e}")))?;
+    // `as_slice` also accepts Fortran order, whose memory order is not row-major.
+    let pixels: Vec<u8> = match readonly.as_slice() {
+        Ok(contiguous) if untyped.is_c_contiguous() => contiguous.to_vec(),
+        _ => readonly.as_array().iter().copied().collect(),
+    };
+    Ok(image::RgbImage::from_raw(width, height, pixels)
+        .expect("an (H, W, 3) array holds H * W * 3 bytes"))
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "object".to_owned())
+}
+
+fn repr(obj: &Bound<'_, PyAny>) -> String {
+    obj.repr()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|_| "?".to_owned())
+}

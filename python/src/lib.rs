@@ -1,0 +1,28 @@
+//! framecache for Python: the native half of the `framecache` package (`framecache._native`).
+//!
+//! A thin binding over the core crate's public API: configuration from keywords and the
+//! environment, frames as numpy arrays, the GIL released for all I/O and codec work, one
+//! runtime per process (rebuilt after a fork), errors as Python exceptions.
+
+mod cache;
+mod config;
+mod convert;
+mod errors;
+mod frame;
+mod iter;
+mod runtime;
+
+use pyo3::prelude::*;
+
+/// The native module; `framecache/__init__.py` re-exports what users need.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<frame::PyFrame>()?;
+    m.add_class::<cache::PyFrameCache>()?;
+    m.add_class::<iter::FrameIterator>()?;
+    m.add_function(wrap_pyfunction!(cache::frames_to_b64, m)?)?;
+    m.add_function(wrap_pyfunction!(cache::synthetic_frame, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("JPEG_ENCODER", framecache::codec::encoder_name())?;
+    Ok(())
+}
