@@ -12,6 +12,7 @@ pub mod entry;
 mod error;
 pub mod layout;
 mod metrics;
+mod overlay_index;
 mod synth;
 pub mod tier;
 mod timeline;
@@ -23,6 +24,7 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use metrics::{Metrics, Stats, TierCounters, TierStats};
+pub use overlay_index::OverlayRef;
 pub use synth::synthetic_frame;
 pub use tier::Source;
 pub use timeline::{
