@@ -13,6 +13,8 @@ mod error;
 pub mod layout;
 mod metrics;
 mod overlay_index;
+#[cfg(feature = "server")]
+pub mod server;
 mod synth;
 pub mod tier;
 mod timeline;
