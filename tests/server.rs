@@ -1,6 +1,7 @@
 //! `framecache serve` over real HTTP on loopback, against the filesystem backend and Garage:
 //! status codes, ETags and 304s, caching headers, bad input, the token, an origin that is
 //! down, and the command line's safety checks and shutdown.
+#![cfg(feature = "server")]
 
 mod common;
 

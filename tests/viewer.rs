@@ -6,6 +6,7 @@
 //! Chromium comes from `scripts/setup.sh` (`/usr/bin/chromium`, or `FRAMECACHE_CHROMIUM`).
 //! Without it the test is skipped, and with `CI=true` it fails. Every wait is on a condition
 //! in the page, bounded, and fails naming what it waited for.
+#![cfg(feature = "server")]
 
 use bytes::Bytes;
 use framecache::server::{ServeOptions, Server};

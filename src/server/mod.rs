@@ -1,7 +1,7 @@
 //! `framecache serve`: frames, overlays and counters over HTTP, and a scrubbing viewer at `/`.
 //!
-//! Request flow: `connection cap => trace => metrics => token => in-flight cap => timeout =>
-//! route`, every route a thin call into [`FrameCache`]. Stored bytes are sent as they are,
+//! Request flow: `connection cap => trace => metrics => JSON errors => token => in-flight cap
+//! and timeout => panic guard => route`, every route a thin call into [`FrameCache`]. Stored bytes are sent as they are,
 //! with a strong ETag from their blake3; URLs that carry the content version (`?v=`) are
 //! cached by browsers for a year (`immutable`), the others revalidate (`no-cache`).
 //!
@@ -146,6 +146,7 @@ fn build(
         limits::InFlight::new(opts.max_in_flight, opts.request_timeout, opts.retry_after);
     let mut app = routes::routes()
         .with_state(state.clone())
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .layer(from_fn_with_state(in_flight.clone(), limits::bound_request));
     if let Some(token) = &opts.token {
         app = app.layer(from_fn_with_state(
@@ -154,9 +155,8 @@ fn build(
         ));
     }
     let app = app
-        .layer(from_fn_with_state(state.clone(), metrics::record))
         .layer(from_fn(error::json_for_bare_errors))
-        .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        .layer(from_fn_with_state(state.clone(), metrics::record))
         .layer(tower_http::trace::TraceLayer::new_for_http());
     state.metrics.set_in_flight(in_flight);
     Ok((app, state))
