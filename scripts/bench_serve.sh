@@ -7,8 +7,10 @@
 #   scripts/bench_serve.sh [--frames 64] [--connections 64] [--threads 2] [--duration 10]
 #                          [--rounds 3]
 #
-# Prints one line per run and a JSON summary: requests per second and p99 latency of each
-# server (medians over the rounds, which alternate between the two servers) and the ratios.
+# Prints one line per run and a JSON summary: requests per second, p99 latency and the
+# server's CPU time per request (user + system, from /proc; steadier than the rates on a
+# shared machine) of each server, medians over the rounds, which alternate between the two
+# servers; and the ratios.
 # Needs wrk and nginx (Debian packages; installed when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,6 +62,7 @@ echo "[bench] $frames frames, $((avg / frames)) bytes on average" >&2
 FRAMECACHE_BACKEND=fs FRAMECACHE_ROOT="$work/origin" FRAMECACHE_CACHE_DIR="$work/cache" \
   target/release/framecache serve --bind 127.0.0.1:0 > "$work/serve.out" 2> "$work/serve.err" &
 pids+=($!)
+fc_pids=$!
 for _ in $(seq 100); do
   grep -q "serving on" "$work/serve.out" 2>/dev/null && break
   sleep 0.1
@@ -96,6 +99,7 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 nginx_base="http://127.0.0.1:$nginx_port"
+nginx_pids=$(pgrep -P "$(cat "$work/nginx/nginx.pid")" | tr '\n' ' ')
 
 # URL lists: framecache's versioned URLs from its index (as the viewer uses them), and the
 # files for nginx. Each wrk request takes the next URL in turn.
@@ -119,29 +123,44 @@ while read -r p; do curl -sf -o "$work/check.jpg" "$fc_base$p"; done < "$work/fc
 cmp "$work/check.jpg" "$work/www/$((frames - 1)).jpg"
 while read -r p; do curl -sf -o /dev/null "$nginx_base$p"; done < "$work/nginx.paths"
 
-run() { # name base -> "rps p99_ms"
-  local out
-  out=$(wrk -t "$threads" -c "$connections" -d "${duration}s" --latency -s "$work/$1.lua" "$2")
-  echo "$out" > "$work/$1.last"
-  python3 - "$work/$1.last" <<'PY'
+cpu_ticks() { # pids... -> user + system clock ticks so far
+  local total=0 pid f
+  for pid in "$@"; do read -r -a f < "/proc/$pid/stat"; total=$((total + f[13] + f[14])); done
+  echo "$total"
+}
+
+run() { # name base pids... -> "rps p99_ms cpu_us_per_request"
+  local name=$1 base=$2 before after
+  shift 2
+  before=$(cpu_ticks "$@")
+  wrk -t "$threads" -c "$connections" -d "${duration}s" --latency -s "$work/$name.lua" "$base" \
+    > "$work/$name.last"
+  after=$(cpu_ticks "$@")
+  python3 - "$work/$name.last" "$((after - before))" "$(getconf CLK_TCK)" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
+ticks, hz = int(sys.argv[2]), int(sys.argv[3])
+requests = int(re.search(r"(\d+) requests in", text).group(1))
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
 m = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
 p99 = float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
 errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 if errors:
     sys.exit(f"{errors.group(1)} error responses")
-print(f"{rps} {p99}")
+print(f"{rps} {p99} {ticks / hz / requests * 1e6:.1f}")
 PY
 }
 
 results=()
 for round in $(seq "$rounds"); do
   for name in fc nginx; do
-    base=$fc_base; [ "$name" = nginx ] && base=$nginx_base
-    r=$(run "$name" "$base")
-    echo "[bench] round $round $name: $(echo "$r" | awk '{printf "%.0f req/s, p99 %.2f ms", $1, $2}')" >&2
+    if [ "$name" = fc ]; then
+      r=$(run fc "$fc_base" $fc_pids)
+    else
+      # shellcheck disable=SC2086
+      r=$(run nginx "$nginx_base" $nginx_pids)
+    fi
+    echo "[bench] round $round $name: $(echo "$r" | awk '{printf "%.0f req/s, p99 %.2f ms, server CPU %.0f us/request", $1, $2, $3}')" >&2
     results+=("$name $r")
   done
 done
@@ -154,14 +173,16 @@ import json, statistics, sys
 frames, total, conns, threads, duration = (int(a) for a in sys.argv[2:])
 runs = {}
 for line in open(sys.argv[1]):
-    name, rps, p99 = line.split()
-    runs.setdefault(name, []).append((float(rps), float(p99)))
-med = {n: (statistics.median(r for r, _ in v), statistics.median(p for _, p in v)) for n, v in runs.items()}
+    name, rps, p99, cpu = line.split()
+    runs.setdefault(name, []).append((float(rps), float(p99), float(cpu)))
+med = {n: tuple(statistics.median(r[i] for r in v) for i in range(3)) for n, v in runs.items()}
 print(json.dumps({
     "frames": frames, "avg_bytes": total // frames, "connections": conns, "threads": threads,
     "duration_s": duration, "rounds": len(runs["fc"]),
-    "framecache": {"rps": round(med["fc"][0]), "p99_ms": round(med["fc"][1], 2)},
-    "nginx": {"rps": round(med["nginx"][0]), "p99_ms": round(med["nginx"][1], 2)},
+    "framecache": {"rps": round(med["fc"][0]), "p99_ms": round(med["fc"][1], 2),
+                   "cpu_us_per_request": round(med["fc"][2], 1)},
+    "nginx": {"rps": round(med["nginx"][0]), "p99_ms": round(med["nginx"][1], 2),
+              "cpu_us_per_request": round(med["nginx"][2], 1)},
     "rps_ratio": round(med["fc"][0] / med["nginx"][0], 2),
     "p99_ratio": round(med["fc"][1] / med["nginx"][1], 2),
 }))
