@@ -332,13 +332,12 @@ fn overlay_png() -> Bytes {
 }
 
 /// Requests that reached the frame route, from the server's own counters.
-async fn frame_requests(base: &str) -> u64 {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+async fn frame_requests(base: &str, token: Option<&str>) -> u64 {
+    let mut request = reqwest::Client::new().get(format!("{base}/metrics"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let text = request.send().await.unwrap().text().await.unwrap();
     text.lines()
         .filter(|l| {
             l.starts_with(
@@ -349,17 +348,23 @@ async fn frame_requests(base: &str) -> u64 {
         .sum()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_viewer_scrubs_plays_and_draws_overlays_in_chromium() {
-    let Some(binary) = chromium() else { return };
-    let scratch = tempfile::tempdir().unwrap();
+/// A server on a free loopback port over two timelines (`street-cam`, 120 frames with
+/// overlays on frames 3 to 5; `lobby`, 10 frames), stopped through the returned sender.
+async fn serve_timelines(
+    scratch: &std::path::Path,
+    token: Option<&str>,
+) -> (
+    String,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<framecache::Result<()>>,
+) {
     let fc = FrameCache::new(&CacheConfig {
         backend: framecache::Backend::Fs {
-            root: scratch.path().join("origin"),
+            root: scratch.join("origin"),
         },
         memory_capacity: 64 << 20,
         disk: Some(DiskConfig {
-            dir: scratch.path().join("disk"),
+            dir: scratch.join("disk"),
             capacity: 1 << 30,
         }),
         ..CacheConfig::default()
@@ -378,6 +383,7 @@ async fn the_viewer_scrubs_plays_and_draws_overlays_in_chromium() {
         fc,
         &ServeOptions {
             bind: "127.0.0.1:0".parse().unwrap(),
+            token: token.map(str::to_owned),
             ..ServeOptions::default()
         },
     )
@@ -388,6 +394,14 @@ async fn the_viewer_scrubs_plays_and_draws_overlays_in_chromium() {
     let serving = tokio::spawn(server.run(async move {
         let _ = stopped.await;
     }));
+    (base, stop, serving)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_viewer_scrubs_plays_and_draws_overlays_in_chromium() {
+    let Some(binary) = chromium() else { return };
+    let scratch = tempfile::tempdir().unwrap();
+    let (base, stop, serving) = serve_timelines(scratch.path(), None).await;
 
     let browser = Browser::launch(&binary);
     let page = browser.page().await;
@@ -481,7 +495,7 @@ async fn the_viewer_scrubs_plays_and_draws_overlays_in_chromium() {
         "prefetches to finish",
     )
     .await;
-    let requests_before = frame_requests(&base).await;
+    let requests_before = frame_requests(&base, None).await;
     assert_eq!(requests_before, FRAMES, "each frame fetched exactly once");
 
     // Back to the start over frames already seen: the browser cache answers, the server
@@ -507,7 +521,7 @@ async fn the_viewer_scrubs_plays_and_draws_overlays_in_chromium() {
         fetches_after > fetches_before,
         "the page fetched frames again"
     );
-    assert_eq!(frame_requests(&base).await, requests_before);
+    assert_eq!(frame_requests(&base, None).await, requests_before);
 
     // Play runs through the frames at their timestamps (25 per second) to the end.
     page.key("End", 35).await;
@@ -543,4 +557,65 @@ fn base64_decode(text: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode(text)
         .unwrap()
+}
+
+/// Off loopback the server wants a token: the page asks for it, sends it with every call,
+/// and the browser still caches the frames it fetched with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_viewer_signs_in_with_a_token_in_chromium() {
+    let Some(binary) = chromium() else { return };
+    let scratch = tempfile::tempdir().unwrap();
+    let token = "viewer-tok-3f9d1c";
+    let (base, stop, serving) = serve_timelines(scratch.path(), Some(token)).await;
+    let browser = Browser::launch(&binary);
+    let page = browser.page().await;
+    page.call("Page.navigate", json!({"url": format!("{base}/#tl=lobby")}))
+        .await;
+    page.wait_for("!document.getElementById('login').hidden", "the token form")
+        .await;
+    assert_eq!(
+        page.eval("document.getElementById('frame').dataset.seq ?? null")
+            .await,
+        Value::Null
+    );
+    page.eval(&format!(
+        "document.getElementById('token').value = '{token}'; document.getElementById('login').requestSubmit()"
+    ))
+    .await;
+    page.wait_for(
+        "document.getElementById('frame').dataset.seq === '0'",
+        "frame 0 after signing in",
+    )
+    .await;
+    page.wait_for(
+        "document.body.dataset.pending === '0'",
+        "prefetches to finish",
+    )
+    .await;
+    // All ten frames were fetched once (the window covers them); a reload starts with an
+    // empty page but the same browser cache, and the token from the session.
+    assert_eq!(frame_requests(&base, Some(token)).await, 10);
+    page.call("Page.reload", json!({})).await;
+    page.wait_for(
+        "document.getElementById('frame').dataset.seq === '0'",
+        "frame 0 after reloading",
+    )
+    .await;
+    page.key("End", 35).await;
+    page.wait_for(
+        "document.getElementById('frame').dataset.seq === '9'",
+        "frame 9",
+    )
+    .await;
+    page.wait_for(
+        "document.body.dataset.pending === '0'",
+        "prefetches to finish",
+    )
+    .await;
+    assert_eq!(frame_requests(&base, Some(token)).await, 10);
+
+    drop(page);
+    drop(browser);
+    let _ = stop.send(());
+    serving.await.unwrap().unwrap();
 }
