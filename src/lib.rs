@@ -12,6 +12,8 @@ pub mod entry;
 mod error;
 pub mod layout;
 mod metrics;
+#[cfg(feature = "server")]
+pub mod server;
 mod synth;
 pub mod tier;
 mod timeline;
@@ -27,5 +29,5 @@ pub use synth::synthetic_frame;
 pub use tier::{BadEntry, DiskUsage, Recount, Source, VerifyReport};
 pub use timeline::{
     ClearScope, DEFAULT_B64_QUALITY, DEFAULT_QUALITY, EncodedFrame, Frame, FrameB64, FrameCache,
-    FrameEntry, FrameJpeg, FrameMeta, TimelineStatus, frames_to_b64,
+    FrameEntry, FrameJpeg, FrameMeta, OverlayRef, TimelineStatus, frames_to_b64,
 };

@@ -19,6 +19,7 @@ mod b64;
 mod index;
 mod kept;
 mod manifest;
+mod overlay_index;
 mod overlays;
 mod read;
 mod write;
@@ -26,6 +27,7 @@ mod write;
 pub use b64::{DEFAULT_B64_QUALITY, FrameB64, frames_to_b64};
 pub use index::{FrameEntry, TimelineStatus};
 pub use manifest::FrameMeta;
+pub use overlay_index::OverlayRef;
 pub use read::{Frame, FrameJpeg};
 pub use write::EncodedFrame;
 

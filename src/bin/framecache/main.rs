@@ -106,6 +106,25 @@ enum Command {
     Stats,
     /// Check every disk-cache entry's checksum; remove and report the bad ones.
     Verify,
+    /// Serve frames, overlays and counters over HTTP, with a scrubbing viewer at `/`.
+    #[cfg(feature = "server")]
+    Serve {
+        /// Address to listen on; anything but loopback requires a token.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: std::net::SocketAddr,
+        /// Bearer token required on every route but /healthz and the viewer's page.
+        #[arg(long, env = framecache::server::TOKEN_ENV, hide_env_values = true)]
+        token: Option<String>,
+        /// Connections open at once.
+        #[arg(long, default_value_t = 1024)]
+        max_connections: usize,
+        /// Requests handled at once; more are answered 503 at once.
+        #[arg(long, default_value_t = 256)]
+        max_in_flight: usize,
+        /// Seconds a request may take before it is answered 503.
+        #[arg(long, default_value_t = 30)]
+        request_timeout: u64,
+    },
 }
 
 fn main() {
@@ -184,5 +203,26 @@ async fn run(cli: Cli) -> Result<()> {
         } => admin::clear(&fc, &timeline, local_only, json).await,
         Command::Stats => admin::stats(&fc, json),
         Command::Verify => admin::verify(&fc, json).await,
+        #[cfg(feature = "server")]
+        Command::Serve {
+            bind,
+            token,
+            max_connections,
+            max_in_flight,
+            request_timeout,
+        } => {
+            let opts = framecache::server::ServeOptions {
+                bind,
+                token,
+                max_connections,
+                max_in_flight,
+                request_timeout: std::time::Duration::from_secs(request_timeout),
+                ..Default::default()
+            };
+            let server = framecache::server::Server::bind(fc, &opts).await?;
+            println!("serving on http://{}", server.local_addr());
+            server.run(framecache::server::shutdown_signal()).await?;
+            Ok(())
+        }
     }
 }

@@ -10,6 +10,7 @@ pub fn redact(text: &str) -> String {
         "AWS_SECRET_ACCESS_KEY",
         "AWS_ACCESS_KEY_ID",
         "AWS_SESSION_TOKEN",
+        "FRAMECACHE_TOKEN",
     ] {
         if let Ok(secret) = std::env::var(name)
             && secret.len() >= 4

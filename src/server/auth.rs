@@ -1,0 +1,87 @@
+//! Bearer-token check for every route but `/healthz` and the viewer's static files.
+
+use super::error::json_error;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use std::sync::Arc;
+
+/// Paths served without a token: the health probe, and the viewer's page and script, which
+/// hold no data (the page asks for the token and sends it with every API call; a browser
+/// cannot attach a bearer header to the navigation that loads the page itself).
+pub(super) const OPEN_PATHS: &[&str] = &["/healthz", "/", "/viewer.js"];
+
+/// The expected token, kept only as its blake3 so comparisons take the same time whatever
+/// the guess (`blake3::Hash` compares in constant time).
+pub(super) struct Token {
+    digest: blake3::Hash,
+}
+
+impl Token {
+    pub fn new(token: &str) -> Self {
+        Token {
+            digest: blake3::hash(token.as_bytes()),
+        }
+    }
+
+    fn accepts(&self, presented: &[u8]) -> bool {
+        blake3::hash(presented) == self.digest
+    }
+}
+
+/// Lets a request through when it carries `Authorization: Bearer <token>`; otherwise `401`
+/// with `WWW-Authenticate`. Neither the expected nor the presented token is ever echoed.
+pub(super) async fn require_token(
+    State(token): State<Arc<Token>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if OPEN_PATHS.contains(&request.uri().path()) {
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| bearer(v.as_bytes()));
+    match presented {
+        Some(t) if token.accepts(t) => next.run(request).await,
+        _ => {
+            let mut response = json_error(
+                StatusCode::UNAUTHORIZED,
+                "this server requires `Authorization: Bearer <token>`",
+            );
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"framecache\""),
+            );
+            response
+        }
+    }
+}
+
+/// The credentials of a `Bearer` authorization value (scheme case-insensitive).
+fn bearer(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(7)?;
+    scheme
+        .eq_ignore_ascii_case(b"bearer ")
+        .then(|| rest.trim_ascii())
+        .filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_values_parse() {
+        assert_eq!(bearer(b"Bearer abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"bearer  abc "), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"Basic abc"), None);
+        assert_eq!(bearer(b"Bearer "), None);
+        assert_eq!(bearer(b"Bear"), None);
+        let token = Token::new("t0ken");
+        assert!(token.accepts(b"t0ken"));
+        assert!(!token.accepts(b"t0ke"));
+    }
+}

@@ -1,0 +1,285 @@
+//! `/metrics` in the Prometheus text format: the cache's counters per tier, and requests
+//! per route and status with a latency histogram per route.
+
+use super::AppState;
+use super::limits::{ConnectionGauge, InFlight};
+use crate::metrics::{Stats, TierStats};
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 16] = [
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// Route label of requests no route matched.
+const UNMATCHED: &str = "unmatched";
+
+/// Counters of one route: lock-free, one slot per possible status code.
+struct RouteStats {
+    statuses: Box<[AtomicU64]>,
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl RouteStats {
+    fn new() -> Self {
+        RouteStats {
+            statuses: (0..600).map(|_| AtomicU64::new(0)).collect(),
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            count: AtomicU64::new(0),
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+
+    fn observe(&self, status: u16, seconds: f64, nanos: u64) {
+        if let Some(slot) = self.statuses.get(usize::from(status)) {
+            slot.fetch_add(1, Relaxed);
+        }
+        if let Some(i) = BUCKETS.iter().position(|&le| seconds <= le) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_nanos.fetch_add(nanos, Relaxed);
+    }
+}
+
+/// The server's own counters.
+pub(super) struct HttpMetrics {
+    routes: HashMap<&'static str, RouteStats>,
+    connections: Option<ConnectionGauge>,
+    in_flight: OnceLock<InFlight>,
+}
+
+impl HttpMetrics {
+    pub fn new(routes: &[&'static str], connections: Option<ConnectionGauge>) -> Self {
+        let routes = routes
+            .iter()
+            .chain(std::iter::once(&UNMATCHED))
+            .map(|r| (*r, RouteStats::new()))
+            .collect();
+        HttpMetrics {
+            routes,
+            connections,
+            in_flight: OnceLock::new(),
+        }
+    }
+
+    pub fn set_in_flight(&self, in_flight: InFlight) {
+        let _ = self.in_flight.set(in_flight);
+    }
+
+    fn observe(&self, route: &str, status: u16, started: Instant) {
+        let elapsed = started.elapsed();
+        let stats = self
+            .routes
+            .get(route)
+            .unwrap_or_else(|| &self.routes[UNMATCHED]);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        stats.observe(status, elapsed.as_secs_f64(), nanos);
+    }
+
+    /// Everything in the Prometheus text exposition format (version 0.0.4).
+    pub fn render(&self, stats: &Stats, memory_bytes: Option<u64>) -> String {
+        let mut out = String::with_capacity(8 << 10);
+        render_tiers(&mut out, stats);
+        if let Some(bytes) = memory_bytes {
+            gauge(
+                &mut out,
+                "framecache_memory_bytes",
+                "Bytes held by the memory tier.",
+            );
+            let _ = writeln!(out, "framecache_memory_bytes {bytes}");
+        }
+        if let Some(c) = &self.connections {
+            gauge(
+                &mut out,
+                "framecache_http_connections",
+                "HTTP connections open.",
+            );
+            let _ = writeln!(out, "framecache_http_connections {}", c.open());
+        }
+        if let Some(f) = self.in_flight.get() {
+            gauge(
+                &mut out,
+                "framecache_http_in_flight",
+                "HTTP requests being handled.",
+            );
+            let _ = writeln!(out, "framecache_http_in_flight {}", f.busy());
+        }
+        let mut routes: Vec<_> = self.routes.iter().collect();
+        routes.sort_by_key(|(r, _)| *r);
+
+        counter(
+            &mut out,
+            "framecache_http_requests_total",
+            "HTTP requests answered, by route and status.",
+        );
+        for (route, s) in &routes {
+            for (status, n) in s.statuses.iter().enumerate() {
+                let n = n.load(Relaxed);
+                if n > 0 {
+                    let _ = writeln!(
+                        out,
+                        "framecache_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
+                        escape(route)
+                    );
+                }
+            }
+        }
+
+        let name = "framecache_http_request_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time from request to response head, by route.\n# TYPE {name} histogram"
+        );
+        for (route, s) in &routes {
+            let route = escape(route);
+            let mut cumulative = 0;
+            for (le, n) in BUCKETS.iter().zip(&s.buckets) {
+                cumulative += n.load(Relaxed);
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{route=\"{route}\",le=\"{le}\"}} {cumulative}"
+                );
+            }
+            let count = s.count.load(Relaxed);
+            let sum = s.sum_nanos.load(Relaxed) as f64 / 1e9;
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}"
+            );
+            let _ = writeln!(out, "{name}_sum{{route=\"{route}\"}} {sum}");
+            let _ = writeln!(out, "{name}_count{{route=\"{route}\"}} {count}");
+        }
+        out
+    }
+}
+
+fn render_tiers(out: &mut String, stats: &Stats) {
+    type Field = (&'static str, &'static str, fn(&TierStats) -> u64);
+    const FIELDS: [Field; 9] = [
+        ("hits", "Reads answered by the tier.", |t| t.hits),
+        ("misses", "Reads the tier could not answer.", |t| t.misses),
+        ("bytes_read", "Payload bytes returned by hits.", |t| {
+            t.bytes_read
+        }),
+        ("bytes_written", "Payload bytes stored.", |t| {
+            t.bytes_written
+        }),
+        ("writes", "Entries stored.", |t| t.writes),
+        ("corrupt", "Entries found corrupt and removed.", |t| {
+            t.corrupt
+        }),
+        (
+            "evictions",
+            "Entries removed to stay within capacity.",
+            |t| t.evictions,
+        ),
+        ("errors", "Operations that failed.", |t| t.errors),
+        ("retries", "Retried origin requests.", |t| t.retries),
+    ];
+    let tiers = [
+        ("memory", &stats.memory),
+        ("disk", &stats.disk),
+        ("origin", &stats.origin),
+    ];
+    for (field, help, get) in FIELDS {
+        let name = format!("framecache_tier_{field}_total");
+        counter(out, &name, help);
+        for (tier, t) in tiers {
+            let _ = writeln!(out, "{name}{{tier=\"{tier}\"}} {}", get(t));
+        }
+    }
+    for (name, help, value) in [
+        (
+            "framecache_coalesced_total",
+            "Gets that joined a fetch already in flight.",
+            stats.coalesced,
+        ),
+        (
+            "framecache_skipped_names_total",
+            "Listed object names that were not canonical and were skipped.",
+            stats.skipped_names,
+        ),
+        (
+            "framecache_offline_loads_total",
+            "Timeline loads served from a local manifest while the origin failed.",
+            stats.offline_loads,
+        ),
+    ] {
+        counter(out, name, help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+}
+
+fn counter(out: &mut String, name: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+}
+
+fn gauge(out: &mut String, name: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+}
+
+/// Escapes a label value (`\`, `"` and newlines).
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Counts every request by the route it matched and its status, and times it.
+pub(super) async fn record(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let response = next.run(request).await;
+    state.metrics.observe(
+        route.as_ref().map_or(UNMATCHED, MatchedPath::as_str),
+        response.status().as_u16(),
+        started,
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_a_cumulative_histogram() {
+        let m = HttpMetrics::new(&["/a"], None);
+        m.observe("/a", 200, Instant::now());
+        m.observe("/a", 404, Instant::now());
+        m.observe("/nowhere", 200, Instant::now());
+        let text = m.render(&Stats::default(), Some(7));
+        assert!(text.contains("framecache_http_requests_total{route=\"/a\",status=\"200\"} 1"));
+        assert!(text.contains("framecache_http_requests_total{route=\"/a\",status=\"404\"} 1"));
+        assert!(
+            text.contains("framecache_http_requests_total{route=\"unmatched\",status=\"200\"} 1")
+        );
+        assert!(text.contains(
+            "framecache_http_request_duration_seconds_bucket{route=\"/a\",le=\"+Inf\"} 2"
+        ));
+        assert!(text.contains("framecache_http_request_duration_seconds_count{route=\"/a\"} 2"));
+        assert!(text.contains("framecache_tier_hits_total{tier=\"memory\"} 0"));
+        assert!(text.contains("framecache_memory_bytes 7"));
+        // Every sample line is `name{labels} value` or `name value`.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let value = line.rsplit(' ').next().unwrap();
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+        }
+    }
+}

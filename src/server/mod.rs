@@ -1,0 +1,242 @@
+//! `framecache serve`: frames, overlays and counters over HTTP, and a scrubbing viewer at `/`.
+//!
+//! Request flow: `connection cap => trace => metrics => JSON errors => token => in-flight cap
+//! and timeout => panic guard => route`, every route a thin call into [`FrameCache`]. Stored bytes are sent as they are,
+//! with a strong ETag from their blake3; URLs that carry the content version (`?v=`) are
+//! cached by browsers for a year (`immutable`), the others revalidate (`no-cache`).
+//!
+//! Safe by default: the default bind is loopback, any other bind needs a bearer token, ids
+//! are checked by [`crate::layout::validate_id`], HTTP/1.1 only (one request at a time per
+//! connection), bounded connections, requests in flight and request time, and credentials
+//! are redacted from every response and log line.
+
+mod auth;
+mod error;
+mod limits;
+mod metrics;
+mod routes;
+mod versions;
+
+use crate::error::{Error, Result};
+use crate::timeline::FrameCache;
+use axum::Router;
+use axum::middleware::{from_fn, from_fn_with_state};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Environment variable the command line reads the bearer token from.
+pub const TOKEN_ENV: &str = "FRAMECACHE_TOKEN";
+
+/// How the server listens and what it bounds. Plain data; [`ServeOptions::default`] is the
+/// safe configuration: loopback only, no token.
+#[derive(Clone)]
+pub struct ServeOptions {
+    /// Address to listen on (default `127.0.0.1:8080`).
+    pub bind: SocketAddr,
+    /// Bearer token every route but `/healthz` and the viewer's static page requires.
+    /// Mandatory when `bind` is not a loopback address.
+    pub token: Option<String>,
+    /// Connections open at once; further clients wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Requests being handled at once; beyond that, `503` with `Retry-After` at once.
+    pub max_in_flight: usize,
+    /// Longest a request may take before it is answered `503`.
+    pub request_timeout: Duration,
+    /// A connection that neither reads nor writes for this long is closed (keep-alive idle,
+    /// or a client that stopped sending or reading).
+    pub idle_timeout: Duration,
+    /// `Retry-After` sent with `503` answers.
+    pub retry_after: Duration,
+    /// Bytes of frames whose content version is remembered, so a memory hit is not
+    /// hashed again. The entries share their buffers with the memory tier.
+    pub version_memo_bytes: u64,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
+            token: None,
+            max_connections: 1024,
+            max_in_flight: 256,
+            request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            retry_after: Duration::from_secs(5),
+            version_memo_bytes: 64 << 20,
+        }
+    }
+}
+
+impl std::fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeOptions")
+            .field("bind", &self.bind)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("max_connections", &self.max_connections)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("request_timeout", &self.request_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("retry_after", &self.retry_after)
+            .field("version_memo_bytes", &self.version_memo_bytes)
+            .finish()
+    }
+}
+
+impl ServeOptions {
+    /// Checks the options: a non-loopback bind needs a token, a token must not be blank, and
+    /// every bound must be at least 1.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the problem (never the token itself).
+    pub fn validate(&self) -> Result<()> {
+        if let Some(token) = &self.token
+            && token.trim().is_empty()
+        {
+            return Err(Error::Config("the bearer token must not be blank".into()));
+        }
+        if !self.bind.ip().is_loopback() && self.token.is_none() {
+            return Err(Error::Config(format!(
+                "binding to {} (not loopback) requires a bearer token: pass --token or set {TOKEN_ENV}",
+                self.bind
+            )));
+        }
+        if self.max_connections == 0 || self.max_in_flight == 0 {
+            return Err(Error::Config(
+                "max connections and max requests in flight must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Everything the handlers share.
+struct Shared {
+    cache: FrameCache,
+    versions: versions::Versions,
+    metrics: metrics::HttpMetrics,
+    redactor: error::Redactor,
+    retry_after: Duration,
+}
+
+type AppState = Arc<Shared>;
+
+/// The whole application as a [`Router`]: routes, viewer and middleware (no listener).
+///
+/// # Errors
+/// Invalid options (see [`ServeOptions::validate`]).
+pub fn router(cache: FrameCache, opts: &ServeOptions) -> Result<Router> {
+    Ok(build(cache, opts, None)?.0)
+}
+
+fn build(
+    cache: FrameCache,
+    opts: &ServeOptions,
+    connections: Option<limits::ConnectionGauge>,
+) -> Result<(Router, AppState)> {
+    opts.validate()?;
+    let state: AppState = Arc::new(Shared {
+        cache,
+        versions: versions::Versions::new(opts.version_memo_bytes),
+        metrics: metrics::HttpMetrics::new(routes::ROUTES, connections),
+        redactor: error::Redactor::from_env(opts.token.as_deref()),
+        retry_after: opts.retry_after,
+    });
+    let in_flight =
+        limits::InFlight::new(opts.max_in_flight, opts.request_timeout, opts.retry_after);
+    let mut app = routes::routes()
+        .with_state(state.clone())
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        .layer(from_fn_with_state(in_flight.clone(), limits::bound_request));
+    if let Some(token) = &opts.token {
+        app = app.layer(from_fn_with_state(
+            Arc::new(auth::Token::new(token)),
+            auth::require_token,
+        ));
+    }
+    let app = app
+        .layer(from_fn(error::json_for_bare_errors))
+        .layer(from_fn_with_state(state.clone(), metrics::record))
+        .layer(tower_http::trace::TraceLayer::new_for_http());
+    state.metrics.set_in_flight(in_flight);
+    Ok((app, state))
+}
+
+/// A bound server, ready to run: bind first to learn the address (port 0 picks one).
+pub struct Server {
+    listener: limits::CappedListener,
+    app: Router,
+}
+
+impl Server {
+    /// Validates the options and binds the listening socket.
+    ///
+    /// # Errors
+    /// Invalid options, or the address cannot be bound.
+    pub async fn bind(cache: FrameCache, opts: &ServeOptions) -> Result<Server> {
+        opts.validate()?;
+        let tcp = tokio::net::TcpListener::bind(opts.bind)
+            .await
+            .map_err(|e| Error::io("bind", opts.bind.to_string(), e))?;
+        let listener = limits::CappedListener::new(tcp, opts.max_connections, opts.idle_timeout);
+        let (app, _) = build(cache, opts, Some(listener.gauge()))?;
+        Ok(Server { listener, app })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.addr()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets requests in flight
+    /// finish and returns once every connection is closed.
+    ///
+    /// # Errors
+    /// Never in practice: accept errors are logged and retried.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+        let addr = self.local_addr();
+        axum::serve(self.listener, self.app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|e| Error::io("serve", addr.to_string(), e))
+    }
+}
+
+/// Binds and serves `cache` until `shutdown` completes (see [`shutdown_signal`]).
+///
+/// # Errors
+/// Invalid options or an address that cannot be bound.
+pub async fn serve(
+    cache: FrameCache,
+    opts: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let server = Server::bind(cache, &opts).await?;
+    tracing::info!("serving on http://{}", server.local_addr());
+    server.run(shutdown).await
+}
+
+/// Completes on Ctrl-C (SIGINT) or, on Unix, SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

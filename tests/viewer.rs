@@ -1,0 +1,621 @@
+//! The viewer in a real browser: Debian's headless Chromium, driven over the DevTools
+//! protocol. It opens the page, scrubs with the arrow keys and the slider, turns an overlay
+//! stage on, checks the frame shown changes and the overlay is drawn, checks that scrubbing
+//! back over frames already seen sends no request, and saves a screenshot.
+//!
+//! Chromium comes from `scripts/setup.sh` (`/usr/bin/chromium`, or `FRAMECACHE_CHROMIUM`).
+//! Without it the test is skipped, and with `CI=true` it fails. Every wait is on a condition
+//! in the page, bounded, and fails naming what it waited for.
+#![cfg(feature = "server")]
+
+use bytes::Bytes;
+use framecache::server::{ServeOptions, Server};
+use framecache::{CacheConfig, DiskConfig, Frame, FrameCache};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Longest wait for any one condition.
+const WAIT_MS: u64 = 20_000;
+const FRAMES: u64 = 120;
+const WIDTH: u32 = 640;
+const HEIGHT: u32 = 360;
+
+fn chromium() -> Option<PathBuf> {
+    let path = std::env::var_os("FRAMECACHE_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    if path.exists() {
+        return Some(path);
+    }
+    if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+        panic!(
+            "CI is set but {} is missing: run scripts/setup.sh",
+            path.display()
+        );
+    }
+    eprintln!(
+        "{} not found (scripts/setup.sh installs it); skipping",
+        path.display()
+    );
+    None
+}
+
+/// Headless Chromium with a fresh profile, killed when dropped.
+struct Browser {
+    child: Child,
+    _profile: tempfile::TempDir,
+    devtools: String,
+}
+
+impl Browser {
+    fn launch(binary: &std::path::Path) -> Browser {
+        let profile = tempfile::tempdir().unwrap();
+        let mut child = Command::new(binary)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-extensions",
+                "--hide-scrollbars",
+                "--remote-debugging-port=0",
+                "--window-size=1280,800",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Chromium prints `DevTools listening on ws://127.0.0.1:PORT/devtools/browser/ID`.
+        let stderr = child.stderr.take().unwrap();
+        let (found, listening) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut found = Some(found);
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(url) = line.strip_prefix("DevTools listening on ")
+                    && let Some(found) = found.take()
+                {
+                    let _ = found.send(url.trim().to_owned());
+                }
+            }
+        });
+        let url = listening
+            .recv_timeout(Duration::from_millis(WAIT_MS * 3))
+            .expect("Chromium did not print its DevTools address");
+        let devtools = url
+            .strip_prefix("ws://")
+            .and_then(|rest| rest.split('/').next())
+            .unwrap()
+            .to_owned();
+        Browser {
+            child,
+            _profile: profile,
+            devtools,
+        }
+    }
+
+    /// Opens a page target and connects to it.
+    async fn page(&self) -> Page {
+        let http = reqwest::Client::new();
+        let created: Value = serde_json::from_slice(
+            &http
+                .put(format!("http://{}/json/new?about:blank", self.devtools))
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        let ws = created["webSocketDebuggerUrl"].as_str().unwrap();
+        Page::connect(ws).await
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+type Replies = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
+
+/// A DevTools protocol connection to one page: commands and their replies (events are
+/// not needed: every wait is a condition evaluated in the page).
+struct Page {
+    send: tokio::sync::mpsc::UnboundedSender<String>,
+    replies: Replies,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Page {
+    async fn connect(url: &str) -> Page {
+        let (socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let (mut sink, mut stream) = socket.split();
+        let replies: Replies = Arc::default();
+        let (send, mut outgoing) = tokio::sync::mpsc::unbounded_channel::<String>();
+        tokio::spawn(async move {
+            while let Some(text) = outgoing.recv().await {
+                if sink.send(Message::Text(text.into())).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let pending = replies.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(message)) = stream.next().await {
+                let Message::Text(text) = message else {
+                    continue;
+                };
+                let Ok(value) = serde_json::from_str::<Value>(&text) else {
+                    continue;
+                };
+                if let Some(id) = value["id"].as_u64()
+                    && let Some(reply) = pending.lock().unwrap().remove(&id)
+                {
+                    let _ = reply.send(value);
+                }
+            }
+        });
+        Page {
+            send,
+            replies,
+            next: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+
+    async fn call(&self, method: &str, params: Value) -> Value {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let (reply, answer) = oneshot::channel();
+        self.replies.lock().unwrap().insert(id, reply);
+        let command = json!({"id": id, "method": method, "params": params});
+        self.send.send(command.to_string()).unwrap();
+        let answer = tokio::time::timeout(Duration::from_millis(WAIT_MS * 2), answer)
+            .await
+            .unwrap_or_else(|_| panic!("no reply to {method}"))
+            .unwrap();
+        if let Some(error) = answer.get("error") {
+            panic!("{method} failed: {error}");
+        }
+        answer["result"].clone()
+    }
+
+    /// Evaluates `expression` (awaiting a promise) and returns its value.
+    async fn eval(&self, expression: &str) -> Value {
+        let result = self
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": expression, "awaitPromise": true, "returnByValue": true}),
+            )
+            .await;
+        if let Some(exception) = result.get("exceptionDetails") {
+            panic!("{expression}: {exception}");
+        }
+        result["result"]["value"].clone()
+    }
+
+    /// Waits until `condition` (a JavaScript expression) is truthy in the page, checking
+    /// after every change of the DOM and at least every 50 ms; fails after `WAIT_MS`,
+    /// naming `what`.
+    async fn wait_for(&self, condition: &str, what: &str) -> Value {
+        let script = format!(
+            r#"new Promise((resolve, reject) => {{
+                const check = () => {{ try {{ return ({condition}); }} catch (_) {{ return false; }} }};
+                const done = (value) => {{ observer.disconnect(); clearInterval(timer); clearTimeout(limit); resolve(value); }};
+                const observer = new MutationObserver(() => {{ const v = check(); if (v) done(v); }});
+                observer.observe(document, {{ subtree: true, attributes: true, childList: true }});
+                const timer = setInterval(() => {{ const v = check(); if (v) done(v); }}, 50);
+                const limit = setTimeout(() => {{ observer.disconnect(); clearInterval(timer);
+                    reject(new Error("timed out after {WAIT_MS} ms waiting for {what}")); }}, {WAIT_MS});
+                const v = check(); if (v) done(v);
+            }})"#
+        );
+        self.eval(&script).await
+    }
+
+    async fn key(&self, key: &str, code: u32) {
+        for kind in ["keyDown", "keyUp"] {
+            self.call(
+                "Input.dispatchKeyEvent",
+                json!({"type": kind, "key": key, "code": key, "windowsVirtualKeyCode": code}),
+            )
+            .await;
+        }
+    }
+
+    async fn mouse(&self, kind: &str, x: f64, y: f64) {
+        self.call(
+            "Input.dispatchMouseEvent",
+            json!({"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1}),
+        )
+        .await;
+    }
+
+    /// Drags the slider's thumb from fraction `from` to `to` of its width in `steps` moves,
+    /// as a user would, waiting after each move until the frame under the thumb is shown.
+    async fn drag_slider(&self, from: f64, to: f64, steps: u32) {
+        let rect = self
+            .eval("(() => { const r = document.getElementById('slider').getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })()")
+            .await;
+        let r: Vec<f64> = rect
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        // The thumb's centre travels between about half a thumb from each end; the last
+        // move overshoots the end so that the drag ends exactly on the first or last frame.
+        let x = |f: f64| r[0] + 8.0 + f * (r[2] - 16.0);
+        let y = r[1] + r[3] / 2.0;
+        self.mouse("mousePressed", x(from), y).await;
+        for i in 1..=steps {
+            let f = from + (to - from) * f64::from(i) / f64::from(steps);
+            let at = match (i == steps, to) {
+                (true, 0.0) => r[0] - 20.0,
+                (true, 1.0) => r[0] + r[2] + 20.0,
+                _ => x(f),
+            };
+            self.mouse("mouseMoved", at, y).await;
+            self.wait_for(
+                "document.getElementById('frame').dataset.seq === document.getElementById('slider').value",
+                "the frame under the slider's thumb to be shown",
+            )
+            .await;
+        }
+        self.mouse("mouseReleased", x(to), y).await;
+    }
+
+    async fn shown_seq(&self) -> u64 {
+        self.eval("Number(document.getElementById('frame').dataset.seq)")
+            .await
+            .as_u64()
+            .unwrap()
+    }
+}
+
+/// A frame that looks like a frame: a gradient that pans, with a bar at the frame's number.
+fn frame(seq: u64) -> Frame {
+    let image = image::RgbImage::from_fn(WIDTH, HEIGHT, |x, y| {
+        let bar = (x / 8) as u64 == seq % 80;
+        let xs = (x + 3 * seq as u32) % WIDTH;
+        image::Rgb(if bar {
+            [250, 250, 250]
+        } else {
+            [
+                (40 + xs * 120 / WIDTH) as u8,
+                (60 + y * 100 / HEIGHT) as u8,
+                (120 + ((xs / 40 + y / 40) % 2) * 60) as u8,
+            ]
+        })
+    });
+    Frame {
+        seq,
+        chunk_id: seq / 50,
+        timestamp: seq as f64 / 25.0,
+        image,
+        perceptual_hash: format!("{seq:016x}"),
+    }
+}
+
+/// A detection-style overlay: a transparent PNG with a box outline.
+fn overlay_png() -> Bytes {
+    let (x0, y0, x1, y1) = (200, 90, 420, 260);
+    let img = image::RgbaImage::from_fn(WIDTH, HEIGHT, |x, y| {
+        let inside = x >= x0 && x <= x1 && y >= y0 && y <= y1;
+        let edge = inside && (x < x0 + 4 || x > x1 - 4 || y < y0 + 4 || y > y1 - 4);
+        image::Rgba(if edge {
+            [255, 64, 64, 255]
+        } else {
+            [0, 0, 0, 0]
+        })
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    Bytes::from(out.into_inner())
+}
+
+/// Requests that reached the frame route, from the server's own counters.
+async fn frame_requests(base: &str, token: Option<&str>) -> u64 {
+    let mut request = reqwest::Client::new().get(format!("{base}/metrics"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let text = request.send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|l| {
+            l.starts_with(
+                "framecache_http_requests_total{route=\"/v1/timelines/{id}/frames/{file}\"",
+            )
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// A server on a free loopback port over two timelines (`street-cam`, 120 frames with
+/// overlays on frames 3 to 5; `lobby`, 10 frames), stopped through the returned sender.
+async fn serve_timelines(
+    scratch: &std::path::Path,
+    token: Option<&str>,
+) -> (
+    String,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<framecache::Result<()>>,
+) {
+    let fc = FrameCache::new(&CacheConfig {
+        backend: framecache::Backend::Fs {
+            root: scratch.join("origin"),
+        },
+        memory_capacity: 64 << 20,
+        disk: Some(DiskConfig {
+            dir: scratch.join("disk"),
+            capacity: 1 << 30,
+        }),
+        ..CacheConfig::default()
+    })
+    .unwrap();
+    let frames: Vec<Frame> = (0..FRAMES).map(frame).collect();
+    fc.cache_frames("street-cam", &frames, 85).await.unwrap();
+    fc.cache_frames("lobby", &frames[..10], 85).await.unwrap();
+    let boxes = BTreeMap::from([("boxes".to_owned(), overlay_png())]);
+    for seq in [3, 4, 5] {
+        fc.save_overlays("street-cam", "job-7", "detect", seq, &boxes)
+            .await
+            .unwrap();
+    }
+    let server = Server::bind(
+        fc,
+        &ServeOptions {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            token: token.map(str::to_owned),
+            ..ServeOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", server.local_addr());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let serving = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    (base, stop, serving)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_viewer_scrubs_plays_and_draws_overlays_in_chromium() {
+    let Some(binary) = chromium() else { return };
+    let scratch = tempfile::tempdir().unwrap();
+    let (base, stop, serving) = serve_timelines(scratch.path(), None).await;
+
+    let browser = Browser::launch(&binary);
+    let page = browser.page().await;
+    page.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": false}),
+    )
+    .await;
+    page.call(
+        "Page.navigate",
+        json!({"url": format!("{base}/#tl=street-cam")}),
+    )
+    .await;
+
+    // The page lists both timelines and shows the first frame with its metadata.
+    page.wait_for(
+        "document.getElementById('frame').dataset.seq === '0'",
+        "frame 0",
+    )
+    .await;
+    let listed = page
+        .eval("[...document.querySelectorAll('#timeline option')].map(o => o.value)")
+        .await;
+    assert_eq!(listed, json!(["lobby", "street-cam"]));
+    assert_eq!(
+        page.eval("document.getElementById('chunk').textContent")
+            .await,
+        "0"
+    );
+
+    // Arrow keys move one frame at a time; the metadata follows.
+    for expected in 1..=3u64 {
+        page.key("ArrowRight", 39).await;
+        page.wait_for(
+            &format!("document.getElementById('frame').dataset.seq === '{expected}'"),
+            &format!("frame {expected} after ArrowRight"),
+        )
+        .await;
+    }
+    assert_eq!(
+        page.eval("document.getElementById('time').textContent")
+            .await,
+        "0.120"
+    );
+
+    // Turning the stage on draws its overlay on frames that have one, and only there.
+    page.eval("document.querySelector('input[data-stage=\"job-7/detect\"]').click()")
+        .await;
+    page.wait_for(
+        "document.getElementById('stage').dataset.overlays === '1' && document.querySelector('#stage img.overlay').complete",
+        "the overlay of frame 3",
+    )
+    .await;
+    let overlay = page
+        .eval("(() => { const o = document.querySelector('#stage img.overlay'); return [o.dataset.stage, o.dataset.name, o.naturalWidth]; })()")
+        .await;
+    assert_eq!(overlay, json!(["job-7/detect", "boxes", WIDTH]));
+    page.key("ArrowRight", 39).await;
+    page.wait_for(
+        "document.getElementById('frame').dataset.seq === '4' && document.getElementById('stage').dataset.overlays === '1'",
+        "frame 4 with its overlay",
+    )
+    .await;
+    let shot = page
+        .call("Page.captureScreenshot", json!({"format": "png"}))
+        .await;
+    let png = base64_decode(shot["data"].as_str().unwrap());
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("viewer.png");
+    std::fs::write(&out, &png).unwrap();
+    if std::env::var_os("FRAMECACHE_UPDATE_SCREENSHOT").is_some() {
+        std::fs::write(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/docs/viewer.png"),
+            &png,
+        )
+        .unwrap();
+    }
+    eprintln!("screenshot: {}", out.display());
+    page.key("ArrowRight", 39).await;
+    page.key("ArrowRight", 39).await;
+    page.wait_for(
+        "document.getElementById('frame').dataset.seq === '6' && document.getElementById('stage').dataset.overlays === '0'",
+        "frame 6, which has no overlay",
+    )
+    .await;
+
+    // Scrub with the slider to the end: frames are fetched once each.
+    page.drag_slider(6.0 / (FRAMES - 1) as f64, 1.0, 40).await;
+    assert_eq!(page.shown_seq().await, FRAMES - 1);
+    page.wait_for(
+        "document.body.dataset.pending === '0'",
+        "prefetches to finish",
+    )
+    .await;
+    let requests_before = frame_requests(&base, None).await;
+    assert_eq!(requests_before, FRAMES, "each frame fetched exactly once");
+
+    // Back to the start over frames already seen: the browser cache answers, the server
+    // sees no request, although the page fetched them again (they had left its memory).
+    let fetches_before: u64 = page
+        .eval("Number(document.body.dataset.requests)")
+        .await
+        .as_u64()
+        .unwrap();
+    page.drag_slider(1.0, 0.0, 40).await;
+    assert_eq!(page.shown_seq().await, 0);
+    page.wait_for(
+        "document.body.dataset.pending === '0'",
+        "prefetches to finish",
+    )
+    .await;
+    let fetches_after: u64 = page
+        .eval("Number(document.body.dataset.requests)")
+        .await
+        .as_u64()
+        .unwrap();
+    assert!(
+        fetches_after > fetches_before,
+        "the page fetched frames again"
+    );
+    assert_eq!(frame_requests(&base, None).await, requests_before);
+
+    // Play runs through the frames at their timestamps (25 per second) to the end.
+    page.key("End", 35).await;
+    page.key("ArrowLeft", 37).await;
+    page.key("ArrowLeft", 37).await;
+    page.key("ArrowLeft", 37).await;
+    page.wait_for(
+        &format!(
+            "document.getElementById('frame').dataset.seq === '{}'",
+            FRAMES - 4
+        ),
+        "the fourth frame from the end",
+    )
+    .await;
+    page.eval("document.getElementById('play').click()").await;
+    page.wait_for(
+        &format!(
+            "document.getElementById('frame').dataset.seq === '{}' && document.getElementById('play').textContent === 'play'",
+            FRAMES - 1
+        ),
+        "playback to reach the last frame and stop",
+    )
+    .await;
+
+    drop(page);
+    drop(browser);
+    let _ = stop.send(());
+    serving.await.unwrap().unwrap();
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
+}
+
+/// Off loopback the server wants a token: the page asks for it, sends it with every call,
+/// and the browser still caches the frames it fetched with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_viewer_signs_in_with_a_token_in_chromium() {
+    let Some(binary) = chromium() else { return };
+    let scratch = tempfile::tempdir().unwrap();
+    let token = "viewer-tok-3f9d1c";
+    let (base, stop, serving) = serve_timelines(scratch.path(), Some(token)).await;
+    let browser = Browser::launch(&binary);
+    let page = browser.page().await;
+    page.call("Page.navigate", json!({"url": format!("{base}/#tl=lobby")}))
+        .await;
+    page.wait_for("!document.getElementById('login').hidden", "the token form")
+        .await;
+    assert_eq!(
+        page.eval("document.getElementById('frame').dataset.seq ?? null")
+            .await,
+        Value::Null
+    );
+    page.eval(&format!(
+        "document.getElementById('token').value = '{token}'; document.getElementById('login').requestSubmit()"
+    ))
+    .await;
+    page.wait_for(
+        "document.getElementById('frame').dataset.seq === '0'",
+        "frame 0 after signing in",
+    )
+    .await;
+    page.wait_for(
+        "document.body.dataset.pending === '0'",
+        "prefetches to finish",
+    )
+    .await;
+    // All ten frames were fetched once (the window covers them); a reload starts with an
+    // empty page but the same browser cache, and the token from the session.
+    assert_eq!(frame_requests(&base, Some(token)).await, 10);
+    page.call("Page.reload", json!({})).await;
+    page.wait_for(
+        "document.getElementById('frame').dataset.seq === '0'",
+        "frame 0 after reloading",
+    )
+    .await;
+    page.key("End", 35).await;
+    page.wait_for(
+        "document.getElementById('frame').dataset.seq === '9'",
+        "frame 9",
+    )
+    .await;
+    page.wait_for(
+        "document.body.dataset.pending === '0'",
+        "prefetches to finish",
+    )
+    .await;
+    assert_eq!(frame_requests(&base, Some(token)).await, 10);
+
+    drop(page);
+    drop(browser);
+    let _ = stop.send(());
+    serving.await.unwrap().unwrap();
+}
