@@ -16,5 +16,5 @@ source "$state/env"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked
-cargo test --all-targets --locked
+cargo test --all-targets --locked --no-fail-fast
 scripts/test-python.sh

@@ -1,0 +1,207 @@
+//! One fetch of the chain: disk, then (once per machine) the origin, filling the tiers
+//! above; and the cross-process turn-taking that makes it once per machine.
+
+use super::{FETCH_LOCK_WAIT, Hit, Inner, Want};
+use crate::error::{Error, Result};
+use crate::metrics::TierCounters;
+use crate::tier::{FetchLock, Source};
+use bytes::Bytes;
+use std::time::{Duration, Instant};
+
+/// How often a waiting miss checks whether the other process is done.
+const FETCH_LOCK_POLL: Duration = Duration::from_millis(2);
+
+/// A miss's place among the processes of the machine.
+enum BoxTurn {
+    /// Another process fetched it meanwhile: its disk entry.
+    Served(Bytes),
+    /// Fetch it; holding the lock (if any) until the entry is on disk.
+    Fetch(Option<std::fs::File>),
+}
+
+impl Inner {
+    /// Fetch `id` of `want`: disk, then (once per machine) origin, filling the tiers above.
+    ///
+    /// A write or invalidation of the key while the fetch runs ends the flight early; the
+    /// bytes fetched may then be older than the write's, so they are served to the
+    /// waiters but withdrawn from the local tiers.
+    pub(super) async fn fetch(&self, want: &Want, id: u64) -> Result<Option<Hit>> {
+        let local = want.local.as_str();
+        if let Some(bytes) = self.disk_hit(local).await {
+            self.promote(local, &bytes, id).await;
+            return Ok(Some(Hit {
+                bytes,
+                source: Source::Disk,
+            }));
+        }
+        let _lock = match self.box_turn(local).await {
+            BoxTurn::Served(bytes) => {
+                self.promote(local, &bytes, id).await;
+                return Ok(Some(Hit {
+                    bytes,
+                    source: Source::Disk,
+                }));
+            }
+            BoxTurn::Fetch(lock) => lock,
+        };
+        let read = match &want.version {
+            Some(version) => self.origin.get_at(&want.key, version).await,
+            None => self.origin.get(&want.key).await,
+        };
+        let bytes = match read {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(None),
+            Err(e) if e.is_stale_version() => {
+                // Rewritten since it was listed: serve what is there now, keep nothing.
+                tracing::debug!("{}: changed since listed; read unconditionally", want.key);
+                return Ok(self.origin.get(&want.key).await?.map(|bytes| Hit {
+                    bytes,
+                    source: Source::Origin,
+                }));
+            }
+            Err(e) => return Err(e),
+        };
+        if self.is_current(local, id) {
+            self.fill_local(local, bytes.clone()).await;
+            if !self.is_current(local, id) {
+                self.drop_local(local).await;
+            }
+        }
+        Ok(Some(Hit {
+            bytes,
+            source: Source::Origin,
+        }))
+    }
+
+    pub(super) async fn disk_hit(&self, local: &str) -> Option<Bytes> {
+        match self.disk.as_ref()?.get(local).await {
+            Ok(hit) => hit,
+            Err(e) => {
+                self.local_failed(Source::Disk, &e);
+                None
+            }
+        }
+    }
+
+    /// A second look at the disk for a key just missed: a miss here is not counted again.
+    async fn disk_hit_quiet(&self, local: &str) -> Option<Bytes> {
+        let disk = self.disk.as_ref()?;
+        if !disk.path_of(local).is_file() {
+            return None;
+        }
+        self.disk_hit(local).await
+    }
+
+    /// Copies a disk hit into memory, unless a write replaced the flight meanwhile.
+    async fn promote(&self, local: &str, bytes: &Bytes, id: u64) {
+        if let Some(memory) = &self.memory {
+            // The disk hit borrows a memory map; the memory tier gets its own copy so an
+            // evicted entry's file space is not pinned by the map.
+            memory.insert(local, Bytes::copy_from_slice(bytes)).await;
+            if !self.is_current(local, id) {
+                memory.invalidate(local).await;
+            }
+        }
+    }
+
+    /// Waits for this process's turn to fetch `local` for the machine: the key's fetch lock,
+    /// or the disk entry another process wrote while holding it.
+    async fn box_turn(&self, local: &str) -> BoxTurn {
+        let Some(disk) = &self.disk else {
+            return BoxTurn::Fetch(None);
+        };
+        let deadline = Instant::now() + FETCH_LOCK_WAIT;
+        loop {
+            match disk.try_fetch_lock(local) {
+                FetchLock::Held(lock) => {
+                    // Another process may have fetched the key between this one's disk miss
+                    // and now (waiting or not): look again before downloading it.
+                    if let Some(bytes) = self.disk_hit_quiet(local).await {
+                        TierCounters::bump(&self.metrics.fetched_by_other_process);
+                        return BoxTurn::Served(bytes);
+                    }
+                    return BoxTurn::Fetch(Some(lock));
+                }
+                FetchLock::Unsupported => return BoxTurn::Fetch(None),
+                FetchLock::Busy if Instant::now() >= deadline => {
+                    tracing::warn!(
+                        "{local:?}: another fetch held its lock for {FETCH_LOCK_WAIT:?}; \
+                         fetching without it"
+                    );
+                    TierCounters::bump(&self.metrics.fetch_lock_timeouts);
+                    return BoxTurn::Fetch(None);
+                }
+                FetchLock::Busy => tokio::time::sleep(FETCH_LOCK_POLL).await,
+            }
+        }
+    }
+
+    /// Stores `value` in the local tiers (the origin has it); a disk failure is counted.
+    pub(super) async fn fill_local(&self, key: &str, value: Bytes) {
+        if let Some(disk) = &self.disk
+            && let Err(e) = disk.put(key, value.clone()).await
+        {
+            self.local_failed(Source::Disk, &e);
+        }
+        if let Some(memory) = &self.memory {
+            memory.insert(key, value).await;
+        }
+    }
+
+    /// Whether flight `id` is still the one for `key` (no write or invalidation since).
+    pub(super) fn is_current(&self, key: &str, id: u64) -> bool {
+        self.inflight
+            .lock()
+            .expect("inflight lock")
+            .get(key)
+            .is_some_and(|f| f.id == id)
+    }
+
+    /// Drops `key` from memory and disk; the next get asks the origin again.
+    pub(super) async fn drop_local(&self, key: &str) {
+        if let Some(memory) = &self.memory {
+            memory.invalidate(key).await;
+        }
+        if let Some(disk) = &self.disk
+            && let Err(e) = disk.remove(key).await
+        {
+            self.local_failed(Source::Disk, &e);
+        }
+    }
+
+    /// Ends flight `id` unless a write already replaced it.
+    ///
+    /// Called from [`FinishFlight`]'s drop, so it must not panic.
+    pub(super) fn finish(&self, key: &str, id: u64) {
+        let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        if inflight.get(key).is_some_and(|f| f.id == id) {
+            inflight.remove(key);
+        }
+    }
+
+    pub(super) fn local_failed(&self, tier: Source, err: &Error) {
+        match tier {
+            Source::Disk => {
+                TierCounters::bump(&self.metrics.disk.errors);
+                if let Some(disk) = &self.disk {
+                    disk.warn_once(err);
+                }
+            }
+            Source::Memory => TierCounters::bump(&self.metrics.memory.errors),
+            Source::Origin => TierCounters::bump(&self.metrics.origin.errors),
+        }
+    }
+}
+
+/// Ends a flight when its fetch task ends, by return, error or panic.
+pub(super) struct FinishFlight<'a> {
+    pub(super) inner: &'a Inner,
+    pub(super) local: &'a str,
+    pub(super) id: u64,
+}
+
+impl Drop for FinishFlight<'_> {
+    fn drop(&mut self) {
+        self.inner.finish(self.local, self.id);
+    }
+}
