@@ -6,6 +6,7 @@
 #     hot (second call in one process); the module has no cache, its best call is used;
 #   - framecache.FrameCache against the Rust API (examples/bench_timeline) for the same
 #     cold, warm and hot loads: the overhead of Python.
+# Each of --runs rounds runs every contender once, interleaved.
 # Prints each run's JSON line, then one JSON line of results.
 #
 #   scripts/bench-python.sh --seed PATH/TO/baseline [--frames 300] [--width 1280]
@@ -54,14 +55,15 @@ bench() { "$venv/bin/python" python/bench/bench_load.py "$@"; }
 timeline="pybench-$$"
 log="$state/results.jsonl"
 bench prepare "$timeline" "$frames" "$width" "$height" | tee -a "$log"
+# Rounds interleave every contender, so a busy machine slows them alike.
 for run in $(seq 1 "$runs"); do
   "$seed_venv/bin/python" python/bench/bench_load.py seed "$seed" "$timeline" | tee -a "$log"
   bench dropin "$timeline" "$state/disk-$run" | tee -a "$log"   # cold, then hot
   bench dropin "$timeline" "$state/disk-$run" | tee -a "$log"   # warm, then hot
+  bench api "$frames" "$width" "$height" 3 | tee -a "$log"
+  target/release/examples/bench_timeline --frames "$frames" --width "$width" --height "$height" \
+    --runs 3 --long 0 | tee -a "$log"
 done
-bench api "$frames" "$width" "$height" "$runs" | tee -a "$log"
-target/release/examples/bench_timeline --frames "$frames" --width "$width" --height "$height" \
-  --runs "$runs" --long 0 | tee -a "$log"
 
 "$venv/bin/python" - "$log" <<'PY'
 import json, statistics, sys
@@ -69,8 +71,8 @@ rows = [json.loads(line) for line in open(sys.argv[1])]
 med = statistics.median
 seed = [r for r in rows if r.get("phase") == "seed"]
 drop = [r for r in rows if r.get("phase") == "dropin"]
-api = next(r for r in rows if r.get("phase") == "api")
-rust = next(r for r in rows if r.get("tool") == "framecache")
+api = [r for r in rows if r.get("phase") == "api"]
+rust = [r for r in rows if r.get("tool") == "framecache"]
 # Two JPEG decoders (libjpeg-turbo in Pillow, zune-jpeg) may differ by a unit here and there.
 sums = [r["checksum"] for r in seed + drop]
 assert len({r["frames"] for r in seed + drop}) == 1, "the module and the drop-in loaded different frames"
@@ -80,16 +82,21 @@ cold = med([r["first_s"] for r in drop if r["first"] == "cold"])
 warm = med([r["first_s"] for r in drop if r["first"] == "warm"])
 hot = med([r["hot_s"] for r in drop])
 out = {
-    "frames": api["frames"],
+    "frames": api[0]["frames"],
+    "rounds": len(seed),
     "seed_load_s": round(seed_best, 3),
     "dropin_cold_s": round(cold, 3), "dropin_warm_s": round(warm, 3), "dropin_hot_s": round(hot, 3),
     "ratio_cold": round(seed_best / cold, 2), "ratio_warm": round(seed_best / warm, 2),
     "ratio_hot": round(seed_best / hot, 2),
 }
+# Python over Rust: the medians of each round's medians, and the best rounds (the least
+# disturbed by other work on the machine).
 for kind in ("cold", "warm", "hot"):
-    py, rs = api[f"load_{kind}_s"], rust[f"load_{kind}_s"]
-    out[f"api_{kind}_s"] = round(py, 3)
-    out[f"rust_{kind}_s"] = round(rs, 3)
-    out[f"python_overhead_{kind}_pct"] = round(100 * (py / rs - 1), 1)
+    py = [r[f"load_{kind}_s"] for r in api]
+    rs = [r[f"load_{kind}_s"] for r in rust]
+    out[f"api_{kind}_s"] = round(med(py), 3)
+    out[f"rust_{kind}_s"] = round(med(rs), 3)
+    out[f"python_overhead_{kind}_pct"] = round(100 * (med(py) / med(rs) - 1), 1)
+    out[f"python_overhead_{kind}_best_pct"] = round(100 * (min(py) / min(rs) - 1), 1)
 print(json.dumps(out))
 PY

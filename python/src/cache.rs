@@ -17,7 +17,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The core cache of one process.
 struct Handles {
@@ -57,13 +57,36 @@ impl PyFrameCache {
         }
         let runtime = runtime::handle()?;
         let _inside = runtime.enter();
-        let cache = framecache::FrameCache::new(&self.config).map_err(to_py)?;
+        let cache = build(&self.config).map_err(to_py)?;
         *slot = Some(Handles {
             pid,
             cache: cache.clone(),
         });
         Ok(cache)
     }
+}
+
+/// The core cache `config` describes, as `framecache::FrameCache::new` builds it, except that
+/// its origin gets an HTTP client of its own. OpenDAL's default is one client per process,
+/// whose pooled connections a forked child inherits: they belong to the parent's runtime,
+/// whose threads the child does not have, so a request on one waits until it times out.
+fn build(config: &CacheConfig) -> framecache::Result<framecache::FrameCache> {
+    let metrics = Arc::new(framecache::Metrics::default());
+    let (op, description) = framecache::build_operator(config, &metrics)?;
+    let client = opendal_http_transport_reqwest::ReqwestTransport::new(reqwest::Client::new());
+    let op = op.with_context(
+        opendal::OperationContext::new().with_http_transport(opendal::HttpTransporter::new(client)),
+    );
+    let origin = Arc::new(framecache::tier::BlobTier::new(
+        op,
+        description,
+        metrics.clone(),
+    ));
+    let chain = config.build_with_origin(origin, metrics);
+    Ok(framecache::FrameCache::from_chain(
+        chain,
+        config.concurrency,
+    ))
 }
 
 impl Drop for PyFrameCache {

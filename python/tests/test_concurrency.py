@@ -178,7 +178,9 @@ def run_in_child(fn) -> int:
 
 
 def test_forked_child_builds_its_own_cache(backend, timeline):
-    fc = backend.cache("fork")
+    # No retries: a child that reused its parent's pooled connections (bound to the parent's
+    # runtime) would wait out the deadline and fail, instead of passing slowly.
+    fc = backend.cache("fork", retries=0, origin_timeout=20.0)
     fc.cache_frames(timeline, seed_frames(8))
     expected = digest(fc.load_frames(timeline))  # the parent's runtime and tiers are live
     saved = frames._cache

@@ -1,11 +1,9 @@
 //! Bearer-token check for every route but `/healthz` and the viewer's static files.
 
 use super::error::json_error;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::Response;
-use std::sync::Arc;
 
 /// Paths served without a token: the health probe, and the viewer's page and script, which
 /// hold no data (the page asks for the token and sends it with every API call; a browser
@@ -30,34 +28,29 @@ impl Token {
     }
 }
 
-/// Lets a request through when it carries `Authorization: Bearer <token>`; otherwise `401`
-/// with `WWW-Authenticate`. Neither the expected nor the presented token is ever echoed.
-pub(super) async fn require_token(
-    State(token): State<Arc<Token>>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// The `401` answer (with `WWW-Authenticate`) for a request that may not go on; `None`
+/// when its path is open or it carries `Authorization: Bearer <token>`. Neither the
+/// expected nor the presented token is ever echoed.
+pub(super) fn deny(token: &Token, request: &Request) -> Option<Response> {
     if OPEN_PATHS.contains(&request.uri().path()) {
-        return next.run(request).await;
+        return None;
     }
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| bearer(v.as_bytes()));
-    match presented {
-        Some(t) if token.accepts(t) => next.run(request).await,
-        _ => {
-            let mut response = json_error(
-                StatusCode::UNAUTHORIZED,
-                "this server requires `Authorization: Bearer <token>`",
-            );
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"framecache\""),
-            );
-            response
-        }
+    if presented.is_some_and(|t| token.accepts(t)) {
+        return None;
     }
+    let mut response = json_error(
+        StatusCode::UNAUTHORIZED,
+        "this server requires `Authorization: Bearer <token>`",
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"framecache\""),
+    );
+    Some(response)
 }
 
 /// The credentials of a `Bearer` authorization value (scheme case-insensitive).

@@ -1,9 +1,7 @@
 //! Errors as JSON: `{"error": {"status": 404, "message": "..."}}`, credentials redacted.
 
 use crate::error::Error;
-use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::time::Duration;
 
@@ -101,8 +99,7 @@ pub(super) fn json_error(status: StatusCode, message: &str) -> Response {
 
 /// Gives error answers made outside the handlers (axum's `405`, a caught panic's `500`, an
 /// extractor's rejection) the same JSON shape as the rest; their headers (`Allow`) stay.
-pub(super) async fn json_for_bare_errors(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+pub(super) fn json_for_bare_errors(response: Response) -> Response {
     let status = response.status();
     let is_json = response
         .headers()

@@ -1,8 +1,6 @@
 //! Bounds: connections open at once, idle connections, requests in flight, request time.
 
 use super::error::ApiError;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::io;
 use std::net::SocketAddr;
@@ -230,14 +228,10 @@ impl InFlight {
     }
 }
 
-/// Takes a slot or answers `503` at once (shedding load rather than queueing it), and
-/// answers `503` when the handler runs past the deadline (the handler is dropped; a fetch
-/// from the origin it started goes on for the other readers of that key).
-pub(super) async fn bound_request(
-    State(limits): State<InFlight>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// Runs `handle` in a slot, or answers `503` at once when none is free (shedding load
+/// rather than queueing it); answers `503` when it runs past the deadline (the handler is
+/// dropped; an origin fetch it started goes on for the other readers of that key).
+pub(super) async fn bounded(limits: &InFlight, handle: impl Future<Output = Response>) -> Response {
     let Ok(_slot) = limits.slots.try_acquire() else {
         return ApiError::unavailable(
             format!("busy: {} requests in flight", limits.max),
@@ -245,7 +239,7 @@ pub(super) async fn bound_request(
         )
         .into_response();
     };
-    match tokio::time::timeout(limits.timeout, next.run(request)).await {
+    match tokio::time::timeout(limits.timeout, handle).await {
         Ok(response) => response,
         Err(_) => ApiError::unavailable(
             format!("request timed out after {:?}", limits.timeout),

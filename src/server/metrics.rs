@@ -1,12 +1,8 @@
 //! `/metrics` in the Prometheus text format: the cache's counters per tier, and requests
 //! per route and status with a latency histogram per route.
 
-use super::AppState;
 use super::limits::{ConnectionGauge, InFlight};
 use crate::metrics::{Stats, TierStats};
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::OnceLock;
@@ -20,7 +16,7 @@ const BUCKETS: [f64; 16] = [
 ];
 
 /// Route label of requests no route matched.
-const UNMATCHED: &str = "unmatched";
+pub(super) const UNMATCHED: &str = "unmatched";
 
 /// Counters of one route: lock-free, one slot per possible status code.
 struct RouteStats {
@@ -77,7 +73,8 @@ impl HttpMetrics {
         let _ = self.in_flight.set(in_flight);
     }
 
-    fn observe(&self, route: &str, status: u16, started: Instant) {
+    /// Counts a request answered with `status` by `route`, timed from `started`.
+    pub fn observe(&self, route: &str, status: u16, started: Instant) {
         let elapsed = started.elapsed();
         let stats = self
             .routes
@@ -235,23 +232,6 @@ fn escape(value: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
-}
-
-/// Counts every request by the route it matched and its status, and times it.
-pub(super) async fn record(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let started = Instant::now();
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let response = next.run(request).await;
-    state.metrics.observe(
-        route.as_ref().map_or(UNMATCHED, MatchedPath::as_str),
-        response.status().as_u16(),
-        started,
-    );
-    response
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! `framecache serve`: frames, overlays and counters over HTTP, and a scrubbing viewer at `/`.
 //!
-//! Request flow: `connection cap => trace => metrics => JSON errors => token => in-flight cap
-//! and timeout => panic guard => route`, every route a thin call into [`FrameCache`]. Stored bytes are sent as they are,
+//! Request flow: `connection cap => guard (metrics, token, in-flight cap and deadline, JSON
+//! errors) => panic guard => route`, every route a thin call into [`FrameCache`]. Stored bytes are sent as they are,
 //! with a strong ETag from their blake3; URLs that carry the content version (`?v=`) are
 //! cached by browsers for a year (`immutable`), the others revalidate (`no-cache`).
 //!
@@ -20,10 +20,12 @@ mod versions;
 use crate::error::{Error, Result};
 use crate::timeline::FrameCache;
 use axum::Router;
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::Response;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Environment variable the command line reads the bearer token from.
 pub const TOKEN_ENV: &str = "FRAMECACHE_TOKEN";
@@ -144,22 +146,46 @@ fn build(
     });
     let in_flight =
         limits::InFlight::new(opts.max_in_flight, opts.request_timeout, opts.retry_after);
-    let mut app = routes::routes()
+    state.metrics.set_in_flight(in_flight.clone());
+    let guard = Arc::new(Guard {
+        state: state.clone(),
+        token: opts.token.as_deref().map(auth::Token::new),
+        in_flight,
+    });
+    let app = routes::routes()
         .with_state(state.clone())
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
-        .layer(from_fn_with_state(in_flight.clone(), limits::bound_request));
-    if let Some(token) = &opts.token {
-        app = app.layer(from_fn_with_state(
-            Arc::new(auth::Token::new(token)),
-            auth::require_token,
-        ));
-    }
-    let app = app
-        .layer(from_fn(error::json_for_bare_errors))
-        .layer(from_fn_with_state(state.clone(), metrics::record))
-        .layer(tower_http::trace::TraceLayer::new_for_http());
-    state.metrics.set_in_flight(in_flight);
+        .layer(from_fn_with_state(guard, guard_request));
     Ok((app, state))
+}
+
+/// What every request goes through, in one layer: each axum layer costs a boxed future
+/// and a service clone per request, which shows at thousands of frames a second.
+struct Guard {
+    state: AppState,
+    token: Option<auth::Token>,
+    in_flight: limits::InFlight,
+}
+
+/// Times and counts the request by route and status, checks the token, bounds it (slot and
+/// deadline), and gives error answers made outside the handlers the JSON shape.
+async fn guard_request(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let denied = guard.token.as_ref().and_then(|t| auth::deny(t, &request));
+    let response = match denied {
+        Some(denied) => denied,
+        None => limits::bounded(&guard.in_flight, next.run(request)).await,
+    };
+    let response = error::json_for_bare_errors(response);
+    guard.state.metrics.observe(
+        route
+            .as_ref()
+            .map_or(metrics::UNMATCHED, MatchedPath::as_str),
+        response.status().as_u16(),
+        started,
+    );
+    response
 }
 
 /// A bound server, ready to run: bind first to learn the address (port 0 picks one).

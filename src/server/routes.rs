@@ -202,15 +202,7 @@ fn none_match(request: &HeaderMap, etag: &str) -> bool {
 fn json_response(request: &HeaderMap, value: &impl Serialize) -> Response {
     let body = Bytes::from(serde_json::to_vec(value).expect("listings always serialize"));
     let version = versions::version_of(&body);
-    let mut response = Served::new(body, version, false).respond(request, "application/json");
-    if response.status() == StatusCode::NOT_MODIFIED {
-        return response;
-    }
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    Served::new(body, version, false).respond(request, "application/json")
 }
 
 /// Percent-encodes one path segment: everything but RFC 3986's unreserved characters.
