@@ -22,6 +22,9 @@ pub struct Hit {
     pub bytes: Bytes,
     /// The tier that held it.
     pub source: Source,
+    /// The payload's blake3 when the read already computed or verified it (disk hits and
+    /// origin reads), so that no caller hashes the same bytes twice.
+    pub blake3: Option<blake3::Hash>,
 }
 
 type FlightResult = std::result::Result<Option<Hit>, Arc<Error>>;
@@ -102,6 +105,7 @@ impl TieredCache {
             return Ok(Some(Hit {
                 bytes,
                 source: Source::Memory,
+                blake3: None,
             }));
         }
         let flight = self.join_or_start(key);
@@ -148,7 +152,7 @@ impl TieredCache {
             self.invalidate_local(key).await;
             return Err(e);
         }
-        self.inner.fill_local(key, value).await;
+        self.inner.fill_local(key, value, None).await;
         Ok(())
     }
 
@@ -171,17 +175,19 @@ impl TieredCache {
             return Some(Hit {
                 bytes,
                 source: Source::Memory,
+                blake3: None,
             });
         }
         let disk = self.inner.disk.as_ref()?;
-        match disk.get(key).await {
-            Ok(Some(bytes)) => {
+        match disk.get_verified(key).await {
+            Ok(Some((bytes, hash))) => {
                 if let Some(memory) = &self.inner.memory {
                     memory.insert(key, Bytes::copy_from_slice(&bytes)).await;
                 }
                 Some(Hit {
                     bytes,
                     source: Source::Disk,
+                    blake3: Some(hash),
                 })
             }
             Ok(None) => None,
@@ -195,7 +201,7 @@ impl TieredCache {
     /// Stores a copy of what the origin holds under `key` in the local tiers only.
     pub async fn put_local(&self, key: &str, value: Bytes) {
         self.forget_flight(key);
-        self.inner.fill_local(key, value).await;
+        self.inner.fill_local(key, value, None).await;
     }
 
     /// Drops `key` from memory and disk; the origin keeps it.
@@ -260,8 +266,8 @@ impl Inner {
     /// waiters but withdrawn from the local tiers.
     async fn fetch(&self, key: &str, id: u64) -> Result<Option<Hit>> {
         if let Some(disk) = &self.disk {
-            match disk.get(key).await {
-                Ok(Some(bytes)) => {
+            match disk.get_verified(key).await {
+                Ok(Some((bytes, hash))) => {
                     if let Some(memory) = &self.memory {
                         // The disk hit borrows a memory map; the memory tier gets its own
                         // copy so an evicted entry's file space is not pinned by the map.
@@ -273,6 +279,7 @@ impl Inner {
                     return Ok(Some(Hit {
                         bytes,
                         source: Source::Disk,
+                        blake3: Some(hash),
                     }));
                 }
                 Ok(None) => {}
@@ -282,8 +289,10 @@ impl Inner {
         let Some(bytes) = self.origin.get(key).await? else {
             return Ok(None);
         };
+        // Hashed once here for the disk entry's header and for the caller's checks.
+        let hash = blake3::hash(&bytes);
         if self.is_current(key, id) {
-            self.fill_local(key, bytes.clone()).await;
+            self.fill_local(key, bytes.clone(), Some(hash)).await;
             if !self.is_current(key, id) {
                 self.drop_local(key).await;
             }
@@ -291,13 +300,18 @@ impl Inner {
         Ok(Some(Hit {
             bytes,
             source: Source::Origin,
+            blake3: Some(hash),
         }))
     }
 
     /// Stores `value` in the local tiers (the origin has it); a disk failure is counted.
-    async fn fill_local(&self, key: &str, value: Bytes) {
+    /// `hash` is its blake3 when the caller has it.
+    async fn fill_local(&self, key: &str, value: Bytes, hash: Option<blake3::Hash>) {
         if let Some(disk) = &self.disk
-            && let Err(e) = disk.put(key, value.clone()).await
+            && let Err(e) = match hash {
+                Some(hash) => disk.put_hashed(key, value.clone(), hash).await,
+                None => disk.put(key, value.clone()).await,
+            }
         {
             self.local_failed(Source::Disk, &e);
         }

@@ -90,6 +90,14 @@ pub struct Metrics {
     pub(crate) skipped_names: AtomicU64,
     /// Loads that used the local copy of a manifest because the origin failed.
     pub(crate) offline_loads: AtomicU64,
+    /// The decoded-frame memory tier.
+    pub decoded_memory: TierCounters,
+    /// The decoded-frame disk tier.
+    pub decoded_disk: TierCounters,
+    /// JPEG decodes this process ran for loads.
+    pub(crate) decodes: AtomicU64,
+    /// Frames another process (or thread) was decoding, waited for and then mapped.
+    pub(crate) decode_waits: AtomicU64,
 }
 
 /// A point-in-time copy of every counter.
@@ -107,6 +115,14 @@ pub struct Stats {
     pub skipped_names: u64,
     /// Timeline loads served from the local copy of their manifest while the origin failed.
     pub offline_loads: u64,
+    /// The decoded-frame memory tier.
+    pub decoded_memory: TierStats,
+    /// The decoded-frame disk tier.
+    pub decoded_disk: TierStats,
+    /// JPEG decodes this process ran for loads.
+    pub decodes: u64,
+    /// Frames another process (or thread) was decoding, waited for and then mapped.
+    pub decode_waits: u64,
 }
 
 impl Metrics {
@@ -119,6 +135,10 @@ impl Metrics {
             coalesced: self.coalesced.load(Relaxed),
             skipped_names: self.skipped_names.load(Relaxed),
             offline_loads: self.offline_loads.load(Relaxed),
+            decoded_memory: self.decoded_memory.snapshot(),
+            decoded_disk: self.decoded_disk.snapshot(),
+            decodes: self.decodes.load(Relaxed),
+            decode_waits: self.decode_waits.load(Relaxed),
         }
     }
 }

@@ -6,6 +6,7 @@ mod disk;
 mod memory;
 
 pub use blob::{BlobTier, ObjectInfo, Origin};
+pub(crate) use disk::touch;
 pub use disk::{BadEntry, DiskTier, DiskUsage, Recount, VerifyReport};
 pub use memory::MemoryTier;
 

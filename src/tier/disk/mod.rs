@@ -24,6 +24,7 @@ mod tests;
 mod verify;
 
 pub use evict::Recount;
+pub(crate) use rw::touch;
 pub use verify::{BadEntry, VerifyReport};
 
 use crate::error::{Error, Result};
@@ -71,6 +72,8 @@ struct Inner {
     /// Set once the directory has failed, so the condition is logged once.
     warned: AtomicBool,
     metrics: Arc<Metrics>,
+    /// Which of the metrics' tiers this directory counts into.
+    counters: fn(&Metrics) -> &TierCounters,
 }
 
 /// Runs a blocking disk operation off the async workers.
@@ -87,6 +90,17 @@ impl DiskTier {
     /// and a background thread recounts the directory when the ledger is new or writers
     /// have died, removing their temp files.
     pub fn open(dir: impl Into<PathBuf>, capacity: u64, metrics: Arc<Metrics>) -> Self {
+        Self::open_counted(dir, capacity, metrics, |m| &m.disk)
+    }
+
+    /// As [`DiskTier::open`], counting into the tier `counters` picks: the decoded-frame
+    /// disk tier runs on this same machinery in a directory of its own.
+    pub(crate) fn open_counted(
+        dir: impl Into<PathBuf>,
+        capacity: u64,
+        metrics: Arc<Metrics>,
+        counters: fn(&Metrics) -> &TierCounters,
+    ) -> Self {
         let dir = dir.into().join(FORMAT_DIR);
         let tier = DiskTier {
             inner: Arc::new(Inner {
@@ -97,6 +111,7 @@ impl DiskTier {
                 temp_seq: AtomicU64::new(0),
                 warned: AtomicBool::new(false),
                 metrics,
+                counters,
             }),
         };
         let background = tier.clone();
@@ -127,8 +142,8 @@ impl DiskTier {
         self.inner.dir.join(&hex[..2]).join(hex.as_str())
     }
 
-    pub(super) fn counters(&self) -> &TierCounters {
-        &self.inner.metrics.disk
+    pub(crate) fn counters(&self) -> &TierCounters {
+        (self.inner.counters)(&self.inner.metrics)
     }
 
     /// Logs a failing directory once; the chain counts every occurrence.
@@ -167,6 +182,26 @@ impl DiskTier {
         let tier = self.clone();
         let key = key.to_owned();
         blocking(move || tier.read_blocking(&key)).await
+    }
+
+    /// As [`DiskTier::get`], with the blake3 the read verified.
+    ///
+    /// # Errors
+    /// As [`DiskTier::get`].
+    pub async fn get_verified(&self, key: &str) -> Result<Option<(Bytes, blake3::Hash)>> {
+        let tier = self.clone();
+        let key = key.to_owned();
+        blocking(move || tier.read_verified_blocking(&key)).await
+    }
+
+    /// As [`DiskTier::put`], for a payload whose blake3 the caller already has.
+    ///
+    /// # Errors
+    /// As [`DiskTier::put`].
+    pub async fn put_hashed(&self, key: &str, value: Bytes, blake3: blake3::Hash) -> Result<()> {
+        let tier = self.clone();
+        let key = key.to_owned();
+        blocking(move || tier.write_hashed_blocking(&key, &value, &blake3)).await
     }
 
     /// Writes `key`'s entry off the async workers; see [`DiskTier::write_blocking`].
