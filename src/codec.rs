@@ -2,12 +2,27 @@
 //!
 //! Encoding uses the system's libjpeg-turbo (SIMD, 4:2:0, byte-compatible with Pillow's
 //! output) when the build found its headers, else the pure-Rust `jpeg-encoder` (also
-//! 4:2:0, about 3x slower). Decoding uses the `image` crate (zune-jpeg).
+//! 4:2:0, about 3x slower). Decoding uses libjpeg-turbo too when built with it (faster than
+//! zune-jpeg on these frames, and it scales through the DCT), falling back to the `image`
+//! crate (zune-jpeg) for files libjpeg rejects and in builds without it.
 
+use crate::pixels::Pixels;
 use image::RgbImage;
+
+#[cfg(framecache_libjpeg)]
+mod turbo;
 
 /// Largest width or height a JPEG can hold.
 pub const MAX_DIMENSION: u32 = 65_500;
+
+/// Which decoder this build tries first.
+pub fn decoder_name() -> &'static str {
+    if cfg!(framecache_libjpeg) {
+        "libjpeg-turbo"
+    } else {
+        "zune-jpeg (pure Rust)"
+    }
+}
 
 /// Which encoder this build uses.
 pub fn encoder_name() -> &'static str {
@@ -22,7 +37,7 @@ pub fn encoder_name() -> &'static str {
 ///
 /// # Errors
 /// A message when the quality or dimensions are out of range or the encoder fails.
-pub fn encode_jpeg(image: &RgbImage, quality: u8) -> Result<Vec<u8>, String> {
+pub fn encode_jpeg(image: &Pixels, quality: u8) -> Result<Vec<u8>, String> {
     if !(1..=100).contains(&quality) {
         return Err(format!("quality {quality} is outside 1..=100"));
     }
@@ -99,27 +114,152 @@ fn encode_impl(rgb: &[u8], width: u32, height: u32, quality: u8) -> Result<Vec<u
     Ok(out)
 }
 
+/// Output size of a decode: full, or scaled down through the DCT, which costs much less
+/// than a full decode and a resize. Scaled sizes round up (`ceil(width / n)`), as libjpeg's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scale {
+    /// Every pixel.
+    #[default]
+    Full,
+    /// 1/2 of the width and height.
+    Half,
+    /// 1/4.
+    Quarter,
+    /// 1/8.
+    Eighth,
+}
+
+impl Scale {
+    /// The divisor: 1, 2, 4 or 8.
+    pub fn denominator(self) -> u32 {
+        match self {
+            Scale::Full => 1,
+            Scale::Half => 2,
+            Scale::Quarter => 4,
+            Scale::Eighth => 8,
+        }
+    }
+
+    /// The scale with divisor `n` (1, 2, 4 or 8).
+    pub fn from_denominator(n: u32) -> Option<Scale> {
+        match n {
+            1 => Some(Scale::Full),
+            2 => Some(Scale::Half),
+            4 => Some(Scale::Quarter),
+            8 => Some(Scale::Eighth),
+            _ => None,
+        }
+    }
+
+    /// `(width, height)` scaled, rounded up.
+    pub fn apply(self, (width, height): (u32, u32)) -> (u32, u32) {
+        let n = self.denominator();
+        (width.div_ceil(n), height.div_ceil(n))
+    }
+}
+
 /// Decodes JPEG bytes to RGB8 (grayscale and CMYK sources are converted).
 ///
 /// # Errors
 /// The decoder's message for empty, truncated or non-JPEG input.
-pub fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, String> {
+pub fn decode_jpeg(bytes: &[u8]) -> Result<Pixels, String> {
+    decode_jpeg_scaled(bytes, Scale::Full)
+}
+
+/// Decodes JPEG bytes to RGB8 at `scale`, into a buffer of its own.
+///
+/// # Errors
+/// As [`decode_jpeg`].
+pub fn decode_jpeg_scaled(bytes: &[u8], scale: Scale) -> Result<Pixels, String> {
+    let (width, height) = decoded_dimensions(bytes, scale)?;
+    let mut rgb = vec![0u8; width as usize * height as usize * 3];
+    decode_into(bytes, scale, &mut rgb)?;
+    Ok(Pixels::from_vec(width, height, rgb).expect("sized from the dimensions"))
+}
+
+/// The dimensions [`decode_into`] produces, from the headers only.
+///
+/// # Errors
+/// As [`decode_jpeg`], for headers that do not parse.
+pub fn decoded_dimensions(bytes: &[u8], scale: Scale) -> Result<(u32, u32), String> {
     if bytes.is_empty() {
         return Err("empty file".into());
     }
-    image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg)
+    #[cfg(framecache_libjpeg)]
+    if let Ok(dims) = turbo::dims(bytes, scale.denominator()) {
+        return Ok(dims);
+    }
+    let reader =
+        image::ImageReader::with_format(std::io::Cursor::new(bytes), image::ImageFormat::Jpeg);
+    let dims = reader.into_dimensions().map_err(|e| e.to_string())?;
+    Ok(scale.apply(dims))
+}
+
+/// Decodes into `out`, which must hold exactly [`decoded_dimensions`]`(bytes, scale)` pixels:
+/// the way to decode straight into memory the caller chose (a mapped cache file).
+///
+/// # Errors
+/// As [`decode_jpeg`], or when `out` has the wrong length.
+pub fn decode_into(bytes: &[u8], scale: Scale, out: &mut [u8]) -> Result<(), String> {
+    if bytes.is_empty() {
+        return Err("empty file".into());
+    }
+    #[cfg(framecache_libjpeg)]
+    let turbo_err = match turbo::decode_into(bytes, scale.denominator(), out) {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    let image = decode_with_image_crate(bytes, scale);
+    #[cfg(framecache_libjpeg)]
+    // libjpeg's message names the problem better when both fail.
+    let image = image.map_err(|_| turbo_err);
+    let image = image?;
+    if image.as_raw().len() != out.len() {
+        return Err(format!(
+            "decoded {}x{} does not fit a buffer of {} bytes",
+            image.width(),
+            image.height(),
+            out.len()
+        ));
+    }
+    out.copy_from_slice(image.as_raw());
+    Ok(())
+}
+
+/// zune-jpeg through the `image` crate, resized when scaled (no DCT scaling there).
+fn decode_with_image_crate(bytes: &[u8], scale: Scale) -> Result<RgbImage, String> {
+    let full = image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg)
         .map(|img| img.into_rgb8())
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    if scale == Scale::Full {
+        return Ok(full);
+    }
+    let (w, h) = scale.apply(full.dimensions());
+    Ok(image::imageops::resize(
+        &full,
+        w,
+        h,
+        image::imageops::FilterType::Triangle,
+    ))
+}
+
+/// Decodes with zune-jpeg (the `image` crate) whatever the build: for comparing decoders.
+///
+/// # Errors
+/// As [`decode_jpeg`].
+pub fn decode_jpeg_zune(bytes: &[u8]) -> Result<Pixels, String> {
+    decode_with_image_crate(bytes, Scale::Full).map(Pixels::from)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn gradient(w: u32, h: u32) -> RgbImage {
+    fn gradient(w: u32, h: u32) -> Pixels {
         RgbImage::from_fn(w, h, |x, y| {
             image::Rgb([(x % 256) as u8, (y % 256) as u8, 128])
         })
+        .into()
     }
 
     #[test]
@@ -146,10 +286,65 @@ mod tests {
     fn bad_input_is_an_error() {
         assert!(encode_jpeg(&gradient(8, 8), 0).is_err());
         assert!(encode_jpeg(&gradient(8, 8), 101).is_err());
-        assert!(encode_jpeg(&RgbImage::new(0, 8), 85).is_err());
+        assert!(encode_jpeg(&RgbImage::new(0, 8).into(), 85).is_err());
         assert!(decode_jpeg(b"").is_err());
         assert!(decode_jpeg(b"not a jpeg").is_err());
         let jpeg = encode_jpeg(&gradient(64, 64), 85).unwrap();
         assert!(decode_jpeg(&jpeg[..jpeg.len() / 3]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod decode_tests {
+    use super::*;
+
+    fn photo(w: u32, h: u32) -> Vec<u8> {
+        encode_jpeg(&crate::synthetic_frame(3, w, h).image, 90).unwrap()
+    }
+
+    fn mean_abs_error(a: &[u8], b: &[u8]) -> f64 {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (*x as f64 - *y as f64).abs())
+            .sum::<f64>()
+            / a.len() as f64
+    }
+
+    #[test]
+    fn decoders_agree() {
+        let jpeg = photo(160, 96);
+        let ours = decode_jpeg(&jpeg).unwrap();
+        let zune = decode_jpeg_zune(&jpeg).unwrap();
+        assert_eq!(ours.dimensions(), (160, 96));
+        assert!(mean_abs_error(ours.as_raw(), zune.as_raw()) < 1.5);
+    }
+
+    #[test]
+    fn scaled_decodes_round_up_and_resemble_a_resize() {
+        let jpeg = photo(161, 97);
+        let full = decode_jpeg(&jpeg).unwrap().into_rgb_image();
+        for scale in [Scale::Half, Scale::Quarter, Scale::Eighth] {
+            let small = decode_jpeg_scaled(&jpeg, scale).unwrap();
+            let (w, h) = scale.apply((161, 97));
+            assert_eq!(small.dimensions(), (w, h), "{scale:?}");
+            assert_eq!(decoded_dimensions(&jpeg, scale).unwrap(), (w, h));
+            let resized =
+                image::imageops::resize(&full, w, h, image::imageops::FilterType::Triangle);
+            let mae = mean_abs_error(small.as_raw(), resized.as_raw());
+            assert!(mae < 12.0, "{scale:?}: {mae}");
+        }
+    }
+
+    #[test]
+    fn wrong_buffer_and_damaged_input_are_errors() {
+        let jpeg = photo(64, 32);
+        assert!(decode_into(&jpeg, Scale::Full, &mut [0u8; 10]).is_err());
+        let mut flipped = jpeg.clone();
+        let mid = flipped.len() / 2;
+        flipped.truncate(mid);
+        assert!(decode_jpeg(&flipped).is_err());
+        assert_eq!(Scale::from_denominator(4), Some(Scale::Quarter));
+        assert_eq!(Scale::from_denominator(3), None);
     }
 }

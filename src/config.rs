@@ -105,6 +105,30 @@ impl Default for DiskConfig {
     }
 }
 
+/// Budgets of the decoded-frame tiers (see [`crate::decoded`]).
+///
+/// The defaults are for a GPU box running several workers over the same timelines: 2 GiB of
+/// decoded frames per process in memory (about 770 frames of 1280x720; when the disk tier is
+/// on these are views of the shared page cache, not private heap), and 64 GiB of raw frames
+/// on disk (about 23,000 frames, 78 timelines of 300), 24x the JPEGs' size.
+#[derive(Debug, Clone)]
+pub struct DecodedConfig {
+    /// Memory tier capacity in pixel bytes; 0 disables it.
+    pub memory_capacity: u64,
+    /// Disk tier capacity in bytes, under `{disk.dir}/decoded`; 0 disables it (so does
+    /// having no disk tier).
+    pub disk_capacity: u64,
+}
+
+impl Default for DecodedConfig {
+    fn default() -> Self {
+        DecodedConfig {
+            memory_capacity: 2 << 30,
+            disk_capacity: 64 << 30,
+        }
+    }
+}
+
 /// Everything needed to build a cache. Every field has a working default.
 #[derive(Debug, Clone)]
 pub struct CacheConfig {
@@ -114,6 +138,8 @@ pub struct CacheConfig {
     pub memory_capacity: u64,
     /// The disk tier; `None` disables it.
     pub disk: Option<DiskConfig>,
+    /// The decoded-frame tiers' budgets.
+    pub decoded: DecodedConfig,
     /// Most origin requests (and codec jobs) in flight for one bulk call.
     pub concurrency: usize,
     /// Deadline of one origin call, per attempt.
@@ -136,6 +162,7 @@ impl Default for CacheConfig {
         CacheConfig {
             backend: Backend::default(),
             memory_capacity: 512 << 20,
+            decoded: DecodedConfig::default(),
             disk: Some(DiskConfig::default()),
             concurrency: 32,
             origin_timeout: Duration::from_secs(30),
@@ -340,6 +367,18 @@ impl CacheConfig {
         let (op, description) = build_operator(self, &metrics)?;
         let origin: Arc<dyn Origin> = Arc::new(BlobTier::new(op, description, metrics.clone()));
         Ok(self.build_with_origin(origin, metrics))
+    }
+
+    /// Assembles the decoded-frame tiers, counting into `metrics`; `None` when both are off.
+    pub(crate) fn build_decoded(
+        &self,
+        metrics: Arc<Metrics>,
+    ) -> Option<crate::decoded::DecodedTiers> {
+        let disk = self
+            .disk
+            .as_ref()
+            .map(|d| (d.dir.as_path(), self.decoded.disk_capacity));
+        crate::decoded::DecodedTiers::new(self.decoded.memory_capacity, disk, metrics)
     }
 
     /// Assembles the local tiers in front of a given origin (a wrapped or instrumented one).

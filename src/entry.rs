@@ -53,12 +53,17 @@ impl std::fmt::Display for Corruption {
 
 /// Builds the header for `key` and `payload`; the entry is the header followed by the payload.
 pub fn encode_header(key: &str, payload: &[u8]) -> Vec<u8> {
+    encode_header_hashed(key, payload.len(), &blake3::hash(payload))
+}
+
+/// As [`encode_header`], for a payload of `len` bytes whose blake3 the caller already has.
+pub fn encode_header_hashed(key: &str, len: usize, blake3: &blake3::Hash) -> Vec<u8> {
     let mut header = Vec::with_capacity(FIXED_HEADER_LEN + key.len());
     header.extend_from_slice(&MAGIC);
     header.extend_from_slice(&ENTRY_VERSION.to_le_bytes());
     header.extend_from_slice(&(key.len() as u32).to_le_bytes());
-    header.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    header.extend_from_slice(blake3::hash(payload).as_bytes());
+    header.extend_from_slice(&(len as u64).to_le_bytes());
+    header.extend_from_slice(blake3.as_bytes());
     header.extend_from_slice(key.as_bytes());
     header
 }

@@ -8,10 +8,12 @@
 mod chain;
 pub mod codec;
 mod config;
+pub mod decoded;
 pub mod entry;
 mod error;
 pub mod layout;
 mod metrics;
+mod pixels;
 #[cfg(feature = "server")]
 pub mod server;
 mod synth;
@@ -19,15 +21,18 @@ pub mod tier;
 mod timeline;
 
 pub use chain::{Hit, TieredCache};
+pub use codec::Scale;
 pub use config::{
-    Backend, CacheConfig, DEFAULT_BUCKET, DEFAULT_REGION, DiskConfig, S3Config, build_operator,
-    default_cache_dir, default_fs_root,
+    Backend, CacheConfig, DEFAULT_BUCKET, DEFAULT_REGION, DecodedConfig, DiskConfig, S3Config,
+    build_operator, default_cache_dir, default_fs_root,
 };
+pub use decoded::{Access, LoadOptions};
 pub use error::{Error, Result};
 pub use metrics::{Metrics, Stats, TierCounters, TierStats};
+pub use pixels::{Backing, Pixels};
 pub use synth::synthetic_frame;
 pub use tier::{BadEntry, DiskUsage, Recount, Source, VerifyReport};
 pub use timeline::{
-    ClearScope, DEFAULT_B64_QUALITY, DEFAULT_QUALITY, EncodedFrame, Frame, FrameB64, FrameCache,
-    FrameEntry, FrameJpeg, FrameMeta, OverlayRef, TimelineStatus, frames_to_b64,
+    ClearScope, DEFAULT_B64_QUALITY, DEFAULT_QUALITY, DecodedUsage, EncodedFrame, Frame, FrameB64,
+    FrameCache, FrameEntry, FrameJpeg, FrameMeta, OverlayRef, TimelineStatus, frames_to_b64,
 };

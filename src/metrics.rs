@@ -94,6 +94,14 @@ pub struct Metrics {
     pub(crate) fetched_by_other_process: AtomicU64,
     /// Waits for another process's fetch that ran out of time (this one then fetched).
     pub(crate) fetch_lock_timeouts: AtomicU64,
+    /// The decoded-frame memory tier.
+    pub decoded_memory: TierCounters,
+    /// The decoded-frame disk tier.
+    pub decoded_disk: TierCounters,
+    /// JPEG decodes this process ran for loads.
+    pub(crate) decodes: AtomicU64,
+    /// Frames another process (or thread) was decoding, waited for and then mapped.
+    pub(crate) decode_waits: AtomicU64,
 }
 
 /// A point-in-time copy of every counter.
@@ -116,6 +124,14 @@ pub struct Stats {
     pub fetched_by_other_process: u64,
     /// Waits for another process's fetch that ran out of time, after which this one fetched.
     pub fetch_lock_timeouts: u64,
+    /// The decoded-frame memory tier.
+    pub decoded_memory: TierStats,
+    /// The decoded-frame disk tier.
+    pub decoded_disk: TierStats,
+    /// JPEG decodes this process ran for loads.
+    pub decodes: u64,
+    /// Frames another process (or thread) was decoding, waited for and then mapped.
+    pub decode_waits: u64,
 }
 
 impl Metrics {
@@ -130,6 +146,10 @@ impl Metrics {
             offline_loads: self.offline_loads.load(Relaxed),
             fetched_by_other_process: self.fetched_by_other_process.load(Relaxed),
             fetch_lock_timeouts: self.fetch_lock_timeouts.load(Relaxed),
+            decoded_memory: self.decoded_memory.snapshot(),
+            decoded_disk: self.decoded_disk.snapshot(),
+            decodes: self.decodes.load(Relaxed),
+            decode_waits: self.decode_waits.load(Relaxed),
         }
     }
 }

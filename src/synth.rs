@@ -24,7 +24,7 @@ pub fn synthetic_frame(seq: u64, width: u32, height: u32) -> Frame {
         seq,
         chunk_id: seq / 100,
         timestamp: seq as f64 / 30.0,
-        image,
+        image: image.into(),
         perceptual_hash: format!("{seq:016x}"),
     }
 }

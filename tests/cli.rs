@@ -82,6 +82,7 @@ fn inputs(dir: &Path) -> (PathBuf, PathBuf) {
     std::fs::write(images.join("frame_0002.jpg"), jpeg_of(2)).unwrap();
     framecache::synthetic_frame(4, 96, 64)
         .image
+        .to_rgb_image()
         .save(images.join("frame_0004.png"))
         .unwrap();
     std::fs::write(images.join("notes.txt"), "not an image").unwrap();

@@ -12,9 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 fn jpeg(seq: u64, variant: u8) -> Bytes {
-    let mut frame = framecache::synthetic_frame(seq, 64, 48);
-    frame.image.pixels_mut().for_each(|p| p.0[2] = variant);
-    Bytes::from(framecache::codec::encode_jpeg(&frame.image, 85).unwrap())
+    let mut image = framecache::synthetic_frame(seq, 64, 48)
+        .image
+        .into_rgb_image();
+    image.pixels_mut().for_each(|p| p.0[2] = variant);
+    Bytes::from(framecache::codec::encode_jpeg(&image.into(), 85).unwrap())
 }
 
 /// Writes `bytes` at `key` as the Python module does: straight to the origin.
@@ -213,7 +215,7 @@ async fn an_invalid_frame_leaves_the_timeline_untouched(env: &Env) {
     let before = fc.status(&tl).await.unwrap();
     assert!(matches!(before, TimelineStatus::Complete { frames: 3, .. }));
     let mut bad = good.clone();
-    bad[1].image = image::RgbImage::new(0, 0);
+    bad[1].image = image::RgbImage::new(0, 0).into();
     let err = fc.cache_frames(&tl, &bad, 85).await.unwrap_err();
     assert!(err.is_invalid_input(), "{err}");
     assert!(err.to_string().contains("seq 1"), "{err}");

@@ -4,7 +4,9 @@
 //! role; it prints one `RESULT {json}` line.
 
 use framecache::tier::DiskTier;
-use framecache::{Backend, CacheConfig, DiskConfig, FrameCache, Metrics, synthetic_frame};
+use framecache::{
+    Backend, CacheConfig, DecodedConfig, DiskConfig, FrameCache, Metrics, synthetic_frame,
+};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
@@ -145,6 +147,12 @@ fn config(origin_root: &Path, cache_dir: &Path) -> CacheConfig {
             dir: cache_dir.to_path_buf(),
             capacity: 1 << 30,
         }),
+        // Nor decoded tiers: these cases are about the JPEG tiers (tests/decoded.rs covers
+        // the decoded ones across processes).
+        decoded: DecodedConfig {
+            memory_capacity: 0,
+            disk_capacity: 0,
+        },
         ..CacheConfig::default()
     }
 }

@@ -7,7 +7,8 @@ use base64::Engine;
 use bytes::Bytes;
 use common::{Env, unique};
 use framecache::{
-    ClearScope, Error, Frame, FrameCache, Source, TimelineStatus, codec, frames_to_b64, layout,
+    ClearScope, Error, Frame, FrameCache, Pixels, Source, TimelineStatus, codec, frames_to_b64,
+    layout,
 };
 use futures::StreamExt;
 use image::RgbImage;
@@ -27,7 +28,7 @@ fn frame(seq: u64, w: u32, h: u32) -> Frame {
         seq,
         chunk_id: seq / 10,
         timestamp: seq as f64 / 30.0 + 0.000_123,
-        image,
+        image: image.into(),
         perceptual_hash: format!("{seq:016x}"),
     }
 }
@@ -36,7 +37,7 @@ fn frames(n: u64) -> Vec<Frame> {
     (0..n).map(|s| frame(s, 64, 48)).collect()
 }
 
-fn mean_abs_error(a: &RgbImage, b: &RgbImage) -> f64 {
+fn mean_abs_error(a: &Pixels, b: &Pixels) -> f64 {
     let sum: f64 = a
         .as_raw()
         .iter()

@@ -309,7 +309,7 @@ fn frame(seq: u64) -> Frame {
         seq,
         chunk_id: seq / 50,
         timestamp: seq as f64 / 25.0,
-        image,
+        image: image.into(),
         perceptual_hash: format!("{seq:016x}"),
     }
 }

@@ -1,7 +1,7 @@
 //! `framecache.Frame` and the conversions of frames and pixels between numpy and the core.
 
 use crate::errors::invalid;
-use numpy::ndarray::Array3;
+use numpy::ndarray::{Array3, ArrayViewMut3};
 use numpy::{PyArray3, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -78,13 +78,32 @@ impl PyFrame {
 /// `Frame(...)`'s arguments, as `__reduce__` returns them.
 type FrameArgs = (u64, u64, f64, Py<PyAny>, String);
 
-/// Hands decoded pixels to numpy without copying them: the array takes ownership of the
-/// pixel buffer and is writable. The one place where decoded frames become arrays.
-pub fn image_to_array(py: Python<'_>, image: image::RgbImage) -> Bound<'_, PyAny> {
-    let (width, height) = (image.width() as usize, image.height() as usize);
-    let pixels = Array3::from_shape_vec((height, width, 3), image.into_raw())
-        .expect("an RgbImage holds height * width * 3 bytes");
-    PyArray3::from_owned_array(py, pixels).into_any()
+/// Hands decoded pixels to numpy as a writable array: an owned buffer moves into the array,
+/// a private map is viewed in place, a buffer shared with the cache is copied once. The one
+/// place where decoded frames become arrays.
+pub fn image_to_array(py: Python<'_>, mut pixels: framecache::Pixels) -> Bound<'_, PyAny> {
+    let (width, height) = (pixels.width() as usize, pixels.height() as usize);
+    if pixels.backing() == framecache::Backing::Owned {
+        let owned = Array3::from_shape_vec((height, width, 3), pixels.into_vec())
+            .expect("pixels hold height * width * 3 bytes");
+        return PyArray3::from_owned_array(py, owned).into_any();
+    }
+    // Shared with the cache: copied once here, so writes never reach it. Privately mapped:
+    // not copied; the kernel copies only the pages a caller writes.
+    let ptr = pixels.make_mut().as_mut_ptr();
+    let owner = Bound::new(py, PixelOwner { _pixels: pixels })
+        .expect("a plain Rust object can always be allocated");
+    // SAFETY: `ptr` addresses the height * width * 3 bytes of the buffer `owner` now holds
+    // (moving `Pixels` into it moves no heap block or mapping), nothing else refers to that
+    // buffer (a fresh copy or a private map), and the array keeps `owner` alive.
+    let view = unsafe { ArrayViewMut3::from_shape_ptr((height, width, 3), ptr) };
+    unsafe { PyArray3::borrow_from_array(&view, owner.into_any()) }.into_any()
+}
+
+/// Keeps a frame's pixels alive for the numpy array that views them.
+#[pyclass(frozen)]
+struct PixelOwner {
+    _pixels: framecache::Pixels,
 }
 
 /// A core frame as a `framecache.Frame`.
@@ -216,7 +235,7 @@ pub fn frame_from_py(obj: &Bound<'_, PyAny>) -> PyResult<framecache::Frame> {
         })?,
         _ => String::new(),
     };
-    let image = array_to_image(seq, &attr("image")?)?;
+    let image = array_to_image(seq, &attr("image")?)?.into();
     Ok(framecache::Frame {
         seq,
         chunk_id,

@@ -14,7 +14,7 @@ const FETCH_LOCK_POLL: Duration = Duration::from_millis(2);
 /// A miss's place among the processes of the machine.
 enum BoxTurn {
     /// Another process fetched it meanwhile: its disk entry.
-    Served(Bytes),
+    Served((Bytes, blake3::Hash)),
     /// Fetch it; holding the lock (if any) until the entry is on disk.
     Fetch(Option<std::fs::File>),
 }
@@ -27,19 +27,21 @@ impl Inner {
     /// waiters but withdrawn from the local tiers.
     pub(super) async fn fetch(&self, want: &Want, id: u64) -> Result<Option<Hit>> {
         let local = want.local.as_str();
-        if let Some(bytes) = self.disk_hit(local).await {
+        if let Some((bytes, hash)) = self.disk_hit(local).await {
             self.promote(local, &bytes, id).await;
             return Ok(Some(Hit {
                 bytes,
                 source: Source::Disk,
+                blake3: Some(hash),
             }));
         }
         let _lock = match self.box_turn(local).await {
-            BoxTurn::Served(bytes) => {
+            BoxTurn::Served((bytes, hash)) => {
                 self.promote(local, &bytes, id).await;
                 return Ok(Some(Hit {
                     bytes,
                     source: Source::Disk,
+                    blake3: Some(hash),
                 }));
             }
             BoxTurn::Fetch(lock) => lock,
@@ -55,14 +57,17 @@ impl Inner {
                 // Rewritten since it was listed: serve what is there now, keep nothing.
                 tracing::debug!("{}: changed since listed; read unconditionally", want.key);
                 return Ok(self.origin.get(&want.key).await?.map(|bytes| Hit {
+                    blake3: Some(blake3::hash(&bytes)),
                     bytes,
                     source: Source::Origin,
                 }));
             }
             Err(e) => return Err(e),
         };
+        // Hashed once here for the disk entry's header and for the caller's checks.
+        let hash = blake3::hash(&bytes);
         if self.is_current(local, id) {
-            self.fill_local(local, bytes.clone()).await;
+            self.fill_local(local, bytes.clone(), Some(hash)).await;
             if !self.is_current(local, id) {
                 self.drop_local(local).await;
             }
@@ -70,11 +75,13 @@ impl Inner {
         Ok(Some(Hit {
             bytes,
             source: Source::Origin,
+            blake3: Some(hash),
         }))
     }
 
-    pub(super) async fn disk_hit(&self, local: &str) -> Option<Bytes> {
-        match self.disk.as_ref()?.get(local).await {
+    /// A verified disk hit with its payload's blake3.
+    pub(super) async fn disk_hit(&self, local: &str) -> Option<(Bytes, blake3::Hash)> {
+        match self.disk.as_ref()?.get_verified(local).await {
             Ok(hit) => hit,
             Err(e) => {
                 self.local_failed(Source::Disk, &e);
@@ -84,7 +91,7 @@ impl Inner {
     }
 
     /// A second look at the disk for a key just missed: a miss here is not counted again.
-    async fn disk_hit_quiet(&self, local: &str) -> Option<Bytes> {
+    async fn disk_hit_quiet(&self, local: &str) -> Option<(Bytes, blake3::Hash)> {
         let disk = self.disk.as_ref()?;
         if !disk.path_of(local).is_file() {
             return None;
@@ -137,9 +144,13 @@ impl Inner {
     }
 
     /// Stores `value` in the local tiers (the origin has it); a disk failure is counted.
-    pub(super) async fn fill_local(&self, key: &str, value: Bytes) {
+    /// `hash` is its blake3 when the caller has it.
+    pub(super) async fn fill_local(&self, key: &str, value: Bytes, hash: Option<blake3::Hash>) {
         if let Some(disk) = &self.disk
-            && let Err(e) = disk.put(key, value.clone()).await
+            && let Err(e) = match hash {
+                Some(hash) => disk.put_hashed(key, value.clone(), hash).await,
+                None => disk.put(key, value.clone()).await,
+            }
         {
             self.local_failed(Source::Disk, &e);
         }

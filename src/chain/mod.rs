@@ -33,6 +33,9 @@ pub struct Hit {
     pub bytes: Bytes,
     /// The tier that held it.
     pub source: Source,
+    /// The payload's blake3 when the read already computed or verified it (disk hits and
+    /// origin reads), so that no caller hashes the same bytes twice.
+    pub blake3: Option<blake3::Hash>,
 }
 
 /// Longest a miss waits for another process's fetch of the same key before fetching itself.
@@ -148,6 +151,7 @@ impl TieredCache {
             return Ok(Some(Hit {
                 bytes,
                 source: Source::Memory,
+                blake3: None,
             }));
         }
         let flight = self.join_or_start(Want {
@@ -211,7 +215,7 @@ impl TieredCache {
         match self.inner.origin.put(key, value.clone()).await {
             Ok(version) => {
                 let local = Self::local_key(key, version.as_ref());
-                self.inner.fill_local(&local, value).await;
+                self.inner.fill_local(&local, value, None).await;
                 Ok(version)
             }
             Err(e) => {
@@ -240,17 +244,19 @@ impl TieredCache {
             return Some(Hit {
                 bytes,
                 source: Source::Memory,
+                blake3: None,
             });
         }
         let disk = self.inner.disk.as_ref()?;
-        match disk.get(key).await {
-            Ok(Some(bytes)) => {
+        match disk.get_verified(key).await {
+            Ok(Some((bytes, hash))) => {
                 if let Some(memory) = &self.inner.memory {
                     memory.insert(key, Bytes::copy_from_slice(&bytes)).await;
                 }
                 Some(Hit {
                     bytes,
                     source: Source::Disk,
+                    blake3: Some(hash),
                 })
             }
             Ok(None) => None,
@@ -264,7 +270,7 @@ impl TieredCache {
     /// Stores a copy of what the origin holds under `key` in the local tiers only.
     pub async fn put_local(&self, key: &str, value: Bytes) {
         self.forget_flight(key);
-        self.inner.fill_local(key, value).await;
+        self.inner.fill_local(key, value, None).await;
     }
 
     /// Marks `key`'s disk entry as just used, so eviction (least recently used first) keeps

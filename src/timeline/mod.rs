@@ -16,6 +16,7 @@
 //! An origin error is never taken for a missing timeline or frame.
 
 mod b64;
+mod decode;
 mod index;
 mod kept;
 mod manifest;
@@ -33,6 +34,7 @@ pub use write::EncodedFrame;
 
 use crate::chain::TieredCache;
 use crate::config::CacheConfig;
+use crate::decoded::DecodedTiers;
 use crate::error::Result;
 use crate::layout;
 use crate::metrics::Stats;
@@ -64,6 +66,8 @@ pub struct FrameCache {
     /// while more would only add threads and scratch buffers (RSS); fetches, which wait on
     /// I/O, still go `concurrency` wide.
     codec_slots: Arc<tokio::sync::Semaphore>,
+    /// Decoded frames in memory and on disk; `None` when both budgets are 0.
+    decoded: Option<Arc<DecodedTiers>>,
 }
 
 pub(super) fn clear_prefixes(timeline: &str, scope: ClearScope) -> Result<Vec<String>> {
@@ -80,10 +84,19 @@ impl FrameCache {
     /// # Errors
     /// When the origin cannot be set up.
     pub fn new(config: &CacheConfig) -> Result<Self> {
-        Ok(Self::from_chain(config.build()?, config.concurrency))
+        Ok(Self::from_chain(config.build()?, config.concurrency).with_decoded_tiers(config))
+    }
+
+    /// Adds the decoded-frame tiers `config` describes (counted in this chain's metrics).
+    pub fn with_decoded_tiers(mut self, config: &CacheConfig) -> Self {
+        self.decoded = config
+            .build_decoded(self.cache.metrics().clone())
+            .map(Arc::new);
+        self
     }
 
     /// Wraps an assembled chain; `concurrency` bounds the fetches and codec jobs in flight.
+    /// It has no decoded-frame tiers until [`FrameCache::with_decoded_tiers`].
     pub fn from_chain(cache: TieredCache, concurrency: usize) -> Self {
         FrameCache {
             cache,
@@ -92,6 +105,7 @@ impl FrameCache {
             codec_slots: Arc::new(tokio::sync::Semaphore::new(
                 4 * std::thread::available_parallelism().map_or(1, |n| n.get()),
             )),
+            decoded: None,
         }
     }
 
@@ -136,6 +150,7 @@ impl FrameCache {
                 result = Err(e);
             }
             self.cache.invalidate_local_prefix(prefix).await;
+            self.drop_decoded(prefix).await;
         }
         result
     }
@@ -149,7 +164,59 @@ impl FrameCache {
         self.forget_kept(timeline)?;
         for prefix in clear_prefixes(timeline, scope)? {
             removed += self.cache.invalidate_local_prefix(&prefix).await;
+            removed += self.drop_decoded(&prefix).await;
         }
         Ok(removed)
     }
+
+    /// Drops the decoded frames under `prefix` from memory and disk; returns the disk
+    /// entries removed.
+    async fn drop_decoded(&self, prefix: &str) -> u64 {
+        let Some(tiers) = self.decoded.clone() else {
+            return 0;
+        };
+        let prefix = prefix.to_owned();
+        tokio::task::spawn_blocking(move || tiers.remove_prefix_blocking(&prefix))
+            .await
+            .unwrap_or(0)
+    }
+
+    /// The decoded-frame tiers' usage: memory held and capacity, and the disk directory's.
+    pub fn decoded_usage(&self) -> DecodedUsage {
+        let tiers = self.decoded.as_deref();
+        let memory = tiers.and_then(|t| t.memory_usage());
+        DecodedUsage {
+            memory_bytes: memory.map_or(0, |m| m.0),
+            memory_capacity: memory.map_or(0, |m| m.1),
+            disk: tiers.and_then(|t| t.disk_usage()),
+        }
+    }
+
+    /// Checks every raw decoded entry on disk, removing and reporting the bad ones; `None`
+    /// without a decoded disk tier. Blocking: scans and reads the whole directory.
+    pub fn verify_decoded_blocking(
+        &self,
+        progress: impl FnMut(u64, u64),
+    ) -> Option<crate::tier::VerifyReport> {
+        self.decoded.as_ref()?.verify_blocking(progress)
+    }
+
+    /// Drops this handle's decoded frames from memory (the disk tier keeps them): the next
+    /// load is what a new process on this machine would see.
+    pub fn clear_decoded_memory(&self) {
+        if let Some(tiers) = &self.decoded {
+            tiers.clear_memory();
+        }
+    }
+}
+
+/// The decoded-frame tiers' usage, from [`FrameCache::decoded_usage`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DecodedUsage {
+    /// Pixel bytes the memory tier holds.
+    pub memory_bytes: u64,
+    /// Its capacity (0 when off).
+    pub memory_capacity: u64,
+    /// The raw entries on disk, when the disk tier is on.
+    pub disk: Option<crate::tier::DiskUsage>,
 }

@@ -3,14 +3,14 @@
 use super::FrameCache;
 use super::index::FrameEntry;
 use crate::chain::Hit;
-use crate::codec;
+use crate::decoded::LoadOptions;
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::metrics::TierCounters;
+use crate::pixels::Pixels;
 use crate::tier::Source;
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt, stream};
-use image::RgbImage;
 
 /// One video frame with its metadata.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,8 +21,8 @@ pub struct Frame {
     pub chunk_id: u64,
     /// Presentation time in seconds.
     pub timestamp: f64,
-    /// The pixels, RGB8.
-    pub image: RgbImage,
+    /// The pixels, RGB8; possibly shared with the decoded-frame cache (see [`Pixels`]).
+    pub image: Pixels,
     /// Perceptual hash, as computed by the extractor.
     pub perceptual_hash: String,
 }
@@ -40,33 +40,58 @@ pub struct FrameJpeg {
     pub source: Source,
 }
 
+/// One frame's JPEG as [`FrameCache::fetch`] read it.
+pub(super) struct Fetched {
+    pub(super) bytes: Bytes,
+    pub(super) source: Source,
+    /// Whether the manifest's metadata belongs to these bytes.
+    pub(super) current: bool,
+    /// The bytes' blake3, when this read needed it (a manifest to compare with) or a tier
+    /// had verified it: each read hashes a frame at most once.
+    pub(super) blake3: Option<blake3::Hash>,
+}
+
+impl Fetched {
+    /// The bytes' blake3, computed now if this read has not needed it yet.
+    pub(super) fn blake3(&self) -> blake3::Hash {
+        self.blake3.unwrap_or_else(|| blake3::hash(&self.bytes))
+    }
+}
+
 impl FrameCache {
     /// Reads one frame's JPEG at the version its listing reported and checks it against
-    /// the manifest. Returns the bytes, the tier that answered and whether the manifest's
-    /// metadata belongs to these bytes.
+    /// the manifest.
     ///
     /// With a version, the bytes are the origin's by construction: a mismatch with the
     /// manifest means another writer rewrote the frame and left the manifest behind, so the
     /// bytes are served with their metadata unknown (and stay cached: nothing is refetched
     /// on later loads). Without one (a backend that reports no validator), a local copy that
     /// does not match is dropped and the origin asked again.
-    pub(super) async fn fetch(&self, entry: &FrameEntry) -> Result<(Bytes, Source, bool)> {
+    pub(super) async fn fetch(&self, entry: &FrameEntry) -> Result<Fetched> {
+        let fetched = |hit: Hit, current, blake3| Fetched {
+            bytes: hit.bytes,
+            source: hit.source,
+            current,
+            blake3,
+        };
         let hit = self.get_listed(entry).await?;
         let Some(expected) = entry.meta.as_ref().map(|m| m.blake3.as_str()) else {
-            return Ok((hit.bytes, hit.source, false));
+            let known = hit.blake3;
+            return Ok(fetched(hit, false, known));
         };
-        let current = |bytes: &[u8]| blake3::hash(bytes).to_hex().as_str() == expected;
-        if current(&hit.bytes) {
-            return Ok((hit.bytes, hit.source, true));
+        let hash = hit.blake3.unwrap_or_else(|| blake3::hash(&hit.bytes));
+        if hash.to_hex().as_str() == expected {
+            return Ok(fetched(hit, true, Some(hash)));
         }
         if entry.version.is_none() && hit.source != Source::Origin {
             tracing::debug!("{}: local copy is stale, refetching", entry.key);
             self.cache.invalidate_local(&entry.key).await;
             let fresh = self.get_listed(entry).await?;
-            let matches = current(&fresh.bytes);
-            return Ok((fresh.bytes, fresh.source, matches));
+            let hash = fresh.blake3.unwrap_or_else(|| blake3::hash(&fresh.bytes));
+            let current = hash.to_hex().as_str() == expected;
+            return Ok(fetched(fresh, current, Some(hash)));
         }
-        Ok((hit.bytes, hit.source, false))
+        Ok(fetched(hit, false, Some(hash)))
     }
 
     /// Reads a frame that a listing just named; its absence means a concurrent delete.
@@ -119,27 +144,6 @@ impl FrameCache {
         }
     }
 
-    pub(super) async fn fetch_decoded(&self, entry: FrameEntry) -> Result<(Frame, Source)> {
-        let (bytes, source, current) = self.fetch(&entry).await?;
-        let key = entry.key.clone();
-        let _slot = self.codec_slot().await;
-        let image = tokio::task::spawn_blocking(move || codec::decode_jpeg(&bytes))
-            .await
-            .map_err(|join| Error::task(format!("decode of {key:?}"), join))?
-            .map_err(|reason| Error::Decode { key, reason })?;
-        let meta = entry.meta.filter(|_| current);
-        Ok((
-            Frame {
-                seq: entry.seq,
-                chunk_id: meta.as_ref().map_or(0, |m| m.chunk_id),
-                timestamp: meta.as_ref().map_or(0.0, |m| m.timestamp),
-                perceptual_hash: meta.map(|m| m.perceptual_hash).unwrap_or_default(),
-                image,
-            },
-            source,
-        ))
-    }
-
     /// Streams a timeline's frames in seq order, each as soon as it and those before it
     /// are ready, with at most `concurrency` fetches and decodes in flight.
     ///
@@ -149,10 +153,22 @@ impl FrameCache {
         &'a self,
         timeline: &'a str,
     ) -> impl Stream<Item = Result<(Frame, Source)>> + Send + 'a {
+        self.stream_frames_with(timeline, LoadOptions::default())
+    }
+
+    /// As [`FrameCache::stream_frames`], scaled and shared as `options` say.
+    ///
+    /// # Errors
+    /// As [`FrameCache::stream_frames`].
+    pub fn stream_frames_with<'a>(
+        &'a self,
+        timeline: &'a str,
+        options: LoadOptions,
+    ) -> impl Stream<Item = Result<(Frame, Source)>> + Send + 'a {
         stream::once(self.loadable(timeline))
             .map_ok(move |entries| {
                 stream::iter(entries)
-                    .map(move |entry| self.fetch_decoded(entry))
+                    .map(move |entry| self.fetch_decoded(entry, options))
                     .buffered(self.concurrency)
             })
             .try_flatten()
@@ -165,7 +181,20 @@ impl FrameCache {
     /// frame that does not decode ([`Error::Decode`] naming its key). Stray object names are
     /// skipped and counted in [`Stats::skipped_names`](crate::Stats::skipped_names), never an error.
     pub async fn load_frames(&self, timeline: &str) -> Result<Vec<Frame>> {
-        self.stream_frames(timeline)
+        self.load_frames_with(timeline, LoadOptions::default())
+            .await
+    }
+
+    /// As [`FrameCache::load_frames`], scaled and shared as `options` say.
+    ///
+    /// # Errors
+    /// As [`FrameCache::load_frames`].
+    pub async fn load_frames_with(
+        &self,
+        timeline: &str,
+        options: LoadOptions,
+    ) -> Result<Vec<Frame>> {
+        self.stream_frames_with(timeline, options)
             .map_ok(|(frame, _)| frame)
             .try_collect()
             .await
@@ -179,7 +208,7 @@ impl FrameCache {
         let Some(entry) = self.frame_entry(timeline, seq, true).await? else {
             return Ok(None);
         };
-        match self.fetch_decoded(entry).await {
+        match self.fetch_decoded(entry, LoadOptions::default()).await {
             Ok((frame, _)) => Ok(Some(frame)),
             Err(Error::Vanished { .. }) => Ok(None),
             Err(e) => Err(e),
@@ -233,12 +262,15 @@ impl FrameCache {
     ) -> impl Stream<Item = Result<FrameJpeg>> + Send + '_ {
         stream::iter(entries)
             .map(move |entry| async move {
-                let (jpeg, source, current) = self.fetch(&entry).await?;
+                let fetched = self.fetch(&entry).await?;
                 Ok(FrameJpeg {
                     seq: entry.seq,
-                    timestamp: entry.meta.filter(|_| current).map_or(0.0, |m| m.timestamp),
-                    jpeg,
-                    source,
+                    timestamp: entry
+                        .meta
+                        .filter(|_| fetched.current)
+                        .map_or(0.0, |m| m.timestamp),
+                    jpeg: fetched.bytes,
+                    source: fetched.source,
                 })
             })
             .buffered(self.concurrency)

@@ -223,7 +223,7 @@ fn to_jpeg(path: &Path, quality: u8) -> Result<Bytes> {
             )
         })?
         .to_rgb8();
-    let jpeg = codec::encode_jpeg(&image, quality).map_err(|e| {
+    let jpeg = codec::encode_jpeg(&image.into(), quality).map_err(|e| {
         invalid(
             "image file",
             path.display(),

@@ -26,9 +26,10 @@ pub struct Recount {
     pub temp_files_removed: u64,
 }
 
-pub(super) struct Scanned {
-    pub(super) path: PathBuf,
-    pub(super) len: u64,
+/// An entry file found by a scan.
+pub(crate) struct Scanned {
+    pub(crate) path: PathBuf,
+    pub(crate) len: u64,
     modified: SystemTime,
 }
 
@@ -81,7 +82,7 @@ pub(super) fn for_each_file(dir: &Path, mut f: impl FnMut(&Path, &fs::Metadata, 
 
 impl DiskTier {
     /// Every entry file with its size and recency.
-    pub(super) fn scan(&self) -> Vec<Scanned> {
+    pub(crate) fn scan(&self) -> Vec<Scanned> {
         let mut found = Vec::new();
         for_each_file(&self.inner.dir, |path, meta, temp| {
             if temp.is_none() {

@@ -25,6 +25,7 @@ mod verify;
 
 pub use evict::Recount;
 pub use lock::FetchLock;
+pub(crate) use rw::touch;
 pub use verify::{BadEntry, VerifyReport};
 
 use crate::error::{Error, Result};
@@ -74,6 +75,8 @@ struct Inner {
     /// Set once fetch locks have failed, so the condition is logged once.
     locks_warned: AtomicBool,
     metrics: Arc<Metrics>,
+    /// Which of the metrics' tiers this directory counts into.
+    counters: fn(&Metrics) -> &TierCounters,
 }
 
 /// Runs a blocking disk operation off the async workers.
@@ -90,6 +93,17 @@ impl DiskTier {
     /// and a background thread recounts the directory when the ledger is new or writers
     /// have died, removing their temp files.
     pub fn open(dir: impl Into<PathBuf>, capacity: u64, metrics: Arc<Metrics>) -> Self {
+        Self::open_counted(dir, capacity, metrics, |m| &m.disk)
+    }
+
+    /// As [`DiskTier::open`], counting into the tier `counters` picks: the decoded-frame
+    /// disk tier runs on this same machinery in a directory of its own.
+    pub(crate) fn open_counted(
+        dir: impl Into<PathBuf>,
+        capacity: u64,
+        metrics: Arc<Metrics>,
+        counters: fn(&Metrics) -> &TierCounters,
+    ) -> Self {
         let dir = dir.into().join(FORMAT_DIR);
         let tier = DiskTier {
             inner: Arc::new(Inner {
@@ -101,6 +115,7 @@ impl DiskTier {
                 warned: AtomicBool::new(false),
                 locks_warned: AtomicBool::new(false),
                 metrics,
+                counters,
             }),
         };
         let background = tier.clone();
@@ -147,8 +162,8 @@ impl DiskTier {
         }
     }
 
-    pub(super) fn counters(&self) -> &TierCounters {
-        &self.inner.metrics.disk
+    pub(crate) fn counters(&self) -> &TierCounters {
+        (self.inner.counters)(&self.inner.metrics)
     }
 
     /// Logs a failing directory once; the chain counts every occurrence.
@@ -187,6 +202,26 @@ impl DiskTier {
         let tier = self.clone();
         let key = key.to_owned();
         blocking(move || tier.read_blocking(&key)).await
+    }
+
+    /// As [`DiskTier::get`], with the blake3 the read verified.
+    ///
+    /// # Errors
+    /// As [`DiskTier::get`].
+    pub async fn get_verified(&self, key: &str) -> Result<Option<(Bytes, blake3::Hash)>> {
+        let tier = self.clone();
+        let key = key.to_owned();
+        blocking(move || tier.read_verified_blocking(&key)).await
+    }
+
+    /// As [`DiskTier::put`], for a payload whose blake3 the caller already has.
+    ///
+    /// # Errors
+    /// As [`DiskTier::put`].
+    pub async fn put_hashed(&self, key: &str, value: Bytes, blake3: blake3::Hash) -> Result<()> {
+        let tier = self.clone();
+        let key = key.to_owned();
+        blocking(move || tier.write_hashed_blocking(&key, &value, &blake3)).await
     }
 
     /// Writes `key`'s entry off the async workers; see [`DiskTier::write_blocking`].

@@ -28,6 +28,19 @@ pub(super) fn read_key(path: &Path) -> Option<String> {
     String::from_utf8(key).ok()
 }
 
+/// Refreshes a hit entry's recency when it is older than [`TOUCH_AFTER`] (best effort:
+/// recency only steers eviction).
+pub(crate) fn touch(file: &File, meta: &fs::Metadata) {
+    if meta
+        .modified()
+        .ok()
+        .and_then(|m| m.elapsed().ok())
+        .is_some_and(|age| age > TOUCH_AFTER)
+    {
+        let _ = file.set_modified(SystemTime::now());
+    }
+}
+
 impl DiskTier {
     /// Reads and verifies `key`'s entry on the calling thread.
     ///
@@ -36,6 +49,15 @@ impl DiskTier {
     /// # Errors
     /// Only when the file exists but cannot be opened or mapped.
     pub fn read_blocking(&self, key: &str) -> Result<Option<Bytes>> {
+        Ok(self.read_verified_blocking(key)?.map(|(bytes, _)| bytes))
+    }
+
+    /// As [`DiskTier::read_blocking`], with the payload's blake3 that the read verified, so
+    /// that callers comparing it with a manifest need not hash the payload again.
+    ///
+    /// # Errors
+    /// As [`DiskTier::read_blocking`].
+    pub fn read_verified_blocking(&self, key: &str) -> Result<Option<(Bytes, blake3::Hash)>> {
         let path = self.path_of(key);
         let file = match File::open(&path) {
             Ok(file) => file,
@@ -61,17 +83,13 @@ impl DiskTier {
             unsafe { Mmap::map(&file) }.map_err(|e| Error::io("map cache entry", &path, e))?;
         match entry::validate(key, &map) {
             Ok(range) => {
-                if meta
-                    .modified()
-                    .ok()
-                    .and_then(|m| m.elapsed().ok())
-                    .is_some_and(|age| age > TOUCH_AFTER)
-                {
-                    // Best effort: recency only steers eviction.
-                    let _ = file.set_modified(SystemTime::now());
-                }
+                touch(&file, &meta);
                 self.counters().hit(range.len());
-                Ok(Some(Bytes::from_owner(map).slice(range)))
+                let hash: [u8; 32] = map[24..56].try_into().expect("32 bytes");
+                Ok(Some((
+                    Bytes::from_owner(map).slice(range),
+                    blake3::Hash::from_bytes(hash),
+                )))
             }
             Err(corruption) => {
                 self.discard(&path, key, corruption);
@@ -91,7 +109,7 @@ impl DiskTier {
     }
 
     /// Unlinks an entry and releases its bytes; `Ok(false)` when it was already gone.
-    pub(super) fn unlink_entry(&self, path: &Path) -> io::Result<bool> {
+    pub(crate) fn unlink_entry(&self, path: &Path) -> io::Result<bool> {
         let _shared = self.lock(false);
         self.release(path)
     }
@@ -124,22 +142,52 @@ impl DiskTier {
     /// # Errors
     /// When the directory cannot be created or written (read-only, full, missing).
     pub fn write_blocking(&self, key: &str, payload: &[u8]) -> Result<()> {
-        let path = self.path_of(key);
-        let header = entry::encode_header(key, payload);
+        self.write_hashed_blocking(key, payload, &blake3::hash(payload))
+    }
+
+    /// As [`DiskTier::write_blocking`], for a payload whose blake3 the caller already has.
+    ///
+    /// # Errors
+    /// As [`DiskTier::write_blocking`].
+    pub fn write_hashed_blocking(
+        &self,
+        key: &str,
+        payload: &[u8],
+        blake3: &blake3::Hash,
+    ) -> Result<()> {
+        let header = entry::encode_header_hashed(key, payload.len(), blake3);
         let len = (header.len() + payload.len()) as u64;
+        self.write_file_blocking(key, len, |mut file| {
+            file.write_all(&header)?;
+            file.write_all(payload)
+        })?;
+        self.counters().wrote(payload.len());
+        Ok(())
+    }
+
+    /// Writes a file of exactly `len` bytes as `key`'s entry: reserves the bytes (evicting
+    /// first if that crosses the capacity), lets `fill` write the temp file, links it into
+    /// place. Returns the file, now the entry. `fill` defines the format; readers validate it.
+    /// The caller counts the write.
+    ///
+    /// # Errors
+    /// When the directory cannot be written, or `fill` fails (nothing is left behind).
+    pub(crate) fn write_file_blocking(
+        &self,
+        key: &str,
+        len: u64,
+        fill: impl FnOnce(&File) -> io::Result<()>,
+    ) -> Result<File> {
+        let path = self.path_of(key);
         let shard = path.parent().expect("entry paths have a shard directory");
-        let (tmp, mut file, used) = self
+        let (tmp, file, used) = self
             .reserve(shard, len)
             .map_err(|e| Error::io("write cache entry", &path, e))?;
         if used > self.inner.capacity {
             self.make_room();
         }
         // The temp file stays open (and locked, marking its writer alive) until committed.
-        let written = file
-            .write_all(&header)
-            .and_then(|()| file.write_all(payload))
-            .and_then(|()| self.commit(&tmp, &path));
-        drop(file);
+        let written = fill(&file).and_then(|()| self.commit(&tmp, &path));
         if let Err(e) = written {
             let _shared = self.lock(false);
             if fs::remove_file(&tmp).is_ok() {
@@ -147,8 +195,7 @@ impl DiskTier {
             }
             return Err(Error::io("write cache entry", path, e));
         }
-        self.counters().wrote(payload.len());
-        Ok(())
+        Ok(file)
     }
 
     /// Creates the temp file and reserves `len` bytes in the ledger, under the shared lock

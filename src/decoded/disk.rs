@@ -1,0 +1,303 @@
+//! The decoded-frame disk tier: raw frames shared by the machine's processes through the
+//! page cache, on the disk tier's machinery (ledger, lock, temp-and-link, LRU eviction) in a
+//! directory and budget of its own.
+//!
+//! Layout under `{cache dir}/decoded/`: `v1/` holds the entries exactly as the JPEG disk
+//! tier holds its own (named by the blake3 of the entry's name, see [`super::format`] for
+//! the file), and `locks/` the per-frame lock files with which processes decode a frame
+//! once per machine: the first takes the lock and decodes straight into the mapped temp
+//! file, the others wait on the lock and then map the entry it wrote.
+
+use super::Decoded;
+use super::format::{self, HEADER_LEN, RawCorruption};
+use crate::codec::{self, Scale};
+use crate::error::{Error, Result};
+use crate::metrics::{Metrics, TierCounters};
+use crate::tier::{BadEntry, DiskTier, DiskUsage, VerifyReport};
+use memmap2::{Mmap, MmapMut};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, ErrorKind, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Sub-directory of the cache directory holding decoded frames.
+pub const DECODED_DIR: &str = "decoded";
+const LOCKS_DIR: &str = "locks";
+
+/// Raw decoded frames in a cache directory.
+#[derive(Clone)]
+pub(crate) struct DecodedDisk {
+    tier: DiskTier,
+    locks: PathBuf,
+}
+
+/// Holds a frame's decode lock; dropping it removes the lock file, then unlocks.
+struct FrameLock {
+    path: PathBuf,
+    _file: File,
+}
+
+impl Drop for FrameLock {
+    fn drop(&mut self) {
+        // Removed while still locked, so a waiter that then locks this inode sees it is
+        // gone from the path and starts over instead of believing it holds the lock.
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// What [`DecodedDisk::decode_once`] did.
+pub(crate) enum Outcome {
+    /// Decoded here and stored.
+    Decoded(Decoded),
+    /// Another process decoded it while this one waited.
+    Waited(Decoded),
+}
+
+impl DecodedDisk {
+    /// Opens (lazily creating) `{cache_dir}/decoded` bounded to `capacity` bytes.
+    pub(crate) fn open(cache_dir: &Path, capacity: u64, metrics: Arc<Metrics>) -> Self {
+        let root = cache_dir.join(DECODED_DIR);
+        DecodedDisk {
+            tier: DiskTier::open_counted(&root, capacity, metrics, |m| &m.decoded_disk),
+            locks: root.join(LOCKS_DIR),
+        }
+    }
+
+    fn counters(&self) -> &TierCounters {
+        self.tier.counters()
+    }
+
+    /// The JPEG disk tier's machinery underneath (usage, recount).
+    pub(crate) fn tier(&self) -> &DiskTier {
+        &self.tier
+    }
+
+    /// Maps and verifies `name`'s entry. A corrupt entry is removed, counted and a miss.
+    ///
+    /// # Errors
+    /// Only when the file exists but cannot be opened or mapped.
+    pub(crate) fn read(&self, name: &str) -> Result<Option<Decoded>> {
+        let found = self.read_quiet(name)?;
+        match &found {
+            Some(d) => self.counters().hit(d.pixel_bytes()),
+            None => self.counters().miss(),
+        }
+        Ok(found)
+    }
+
+    fn read_quiet(&self, name: &str) -> Result<Option<Decoded>> {
+        let path = self.tier.path_of(name);
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("open decoded entry", path, e)),
+        };
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::io("stat decoded entry", &path, e))?;
+        if meta.len() < HEADER_LEN as u64 {
+            self.discard(&path, name, RawCorruption::Truncated);
+            return Ok(None);
+        }
+        // SAFETY: entry files are never written, truncated or extended after being linked
+        // into place (writers link whole new files, eviction unlinks), so the mapped bytes
+        // stay as they are for the life of the map even if the path is unlinked meanwhile.
+        // A foreign program editing the file in place breaks this; the checksum below
+        // catches edits made before it runs.
+        let map =
+            unsafe { Mmap::map(&file) }.map_err(|e| Error::io("map decoded entry", &path, e))?;
+        match format::validate(name, &map) {
+            Ok((width, height)) => {
+                crate::tier::touch(&file, &meta);
+                Ok(Some(Decoded::mapped(width, height, file, map)))
+            }
+            Err(corruption) => {
+                self.discard(&path, name, corruption);
+                Ok(None)
+            }
+        }
+    }
+
+    fn discard(&self, path: &Path, name: &str, corruption: RawCorruption) {
+        tracing::warn!(
+            "decoded entry {} for {name:?} is corrupt ({corruption}); removed",
+            path.display()
+        );
+        TierCounters::bump(&self.counters().corrupt);
+        let _ = self.tier.unlink_entry(path);
+    }
+
+    /// Takes `name`'s decode lock, waiting for another process (or thread) holding it.
+    fn lock(&self, name: &str) -> io::Result<FrameLock> {
+        let entry = self.tier.path_of(name);
+        let path = self
+            .locks
+            .join(entry.file_name().expect("entry paths have a name"));
+        loop {
+            let file = match OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+            {
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    fs::create_dir_all(&self.locks)?;
+                    continue;
+                }
+                other => other?,
+            };
+            file.lock()?;
+            if same_file(&file, &path) {
+                return Ok(FrameLock { path, _file: file });
+            }
+            // The holder finished and removed this lock file after we opened it: retry.
+        }
+    }
+
+    /// Returns `name`'s entry, decoding `jpeg` into it unless some process on this machine
+    /// did: one decode per frame per machine.
+    ///
+    /// # Errors
+    /// `Ok(Err(reason))` when the JPEG does not decode; `Err` when the directory fails (the
+    /// caller then decodes into memory).
+    pub(crate) fn decode_once(
+        &self,
+        name: &str,
+        jpeg: &[u8],
+        scale: Scale,
+    ) -> Result<std::result::Result<Outcome, String>> {
+        if let Some(found) = self.read(name)? {
+            return Ok(Ok(Outcome::Waited(found)));
+        }
+        let lock = self
+            .lock(name)
+            .map_err(|e| Error::io("lock decoded entry", &self.locks, e))?;
+        if let Some(found) = self.read_quiet(name)? {
+            return Ok(Ok(Outcome::Waited(found)));
+        }
+        let decoded = self.write(name, jpeg, scale);
+        drop(lock);
+        Ok(decoded?.map(Outcome::Decoded))
+    }
+
+    /// Decodes `jpeg` straight into a mapped temp file and links it in as `name`'s entry.
+    fn write(
+        &self,
+        name: &str,
+        jpeg: &[u8],
+        scale: Scale,
+    ) -> Result<std::result::Result<Decoded, String>> {
+        let (width, height) = match codec::decoded_dimensions(jpeg, scale) {
+            Ok(dims) => dims,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        let len = format::entry_len(width, height);
+        let mut failed = None;
+        let mut sealed = None;
+        let written = self.tier.write_file_blocking(name, len as u64, |file| {
+            file.set_len(len as u64)?;
+            // SAFETY: the temp file was just created by this process under a unique name and
+            // is linked into place only after this map is sealed and made read-only; nobody
+            // else writes it, and its length was set above and never changes.
+            let mut map = unsafe { MmapMut::map_mut(file) }?;
+            format::write_header(&mut map[..HEADER_LEN], name, width, height);
+            if let Err(reason) = codec::decode_into(jpeg, scale, &mut map[HEADER_LEN..]) {
+                failed = Some(reason);
+                return Err(io::Error::other("decode failed"));
+            }
+            format::seal(&mut map);
+            sealed = Some(map.make_read_only()?);
+            Ok(())
+        });
+        if let Some(reason) = failed {
+            return Ok(Err(reason));
+        }
+        let file = written?;
+        self.counters().wrote(len - HEADER_LEN);
+        let map = sealed.expect("sealed when the write succeeded");
+        Ok(Ok(Decoded::mapped(width, height, file, map)))
+    }
+
+    /// Checks every entry's header and checksum, removes the bad ones and reports them.
+    pub(crate) fn verify_blocking(&self, mut progress: impl FnMut(u64, u64)) -> VerifyReport {
+        let entries = self.tier.scan();
+        let total = entries.len() as u64;
+        let mut report = VerifyReport::default();
+        for (i, found) in entries.iter().enumerate() {
+            let name = read_name(&found.path);
+            let verdict = match &name {
+                None => Err("unreadable header".to_owned()),
+                Some(n) if self.tier.path_of(n) != found.path => {
+                    Err(format!("misplaced: holds {n:?}"))
+                }
+                Some(n) => match fs::read(&found.path) {
+                    Ok(bytes) => format::validate(n, &bytes)
+                        .map(|_| true)
+                        .map_err(|c| c.to_string()),
+                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+                    Err(e) => Err(format!("unreadable: {e}")),
+                },
+            };
+            match verdict {
+                Ok(true) => {
+                    report.checked += 1;
+                    report.bytes += found.len;
+                }
+                Ok(false) => {}
+                Err(reason) => {
+                    report.checked += 1;
+                    if self.tier.unlink_entry(&found.path).is_ok() {
+                        TierCounters::bump(&self.counters().corrupt);
+                    }
+                    report.bad.push(BadEntry {
+                        path: found.path.clone(),
+                        key: name,
+                        reason,
+                    });
+                }
+            }
+            progress(i as u64 + 1, total);
+        }
+        report
+    }
+
+    /// Removes every entry whose frame key starts with `prefix`; returns how many.
+    pub(crate) fn remove_prefix_blocking(&self, prefix: &str) -> u64 {
+        let mut removed = 0;
+        for found in self.tier.scan() {
+            if read_name(&found.path).is_some_and(|n| n.starts_with(prefix))
+                && self.tier.unlink_entry(&found.path).unwrap_or(false)
+            {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Scans the directory and reports its usage.
+    pub(crate) fn usage(&self) -> DiskUsage {
+        self.tier.usage()
+    }
+}
+
+/// The name in an entry's header page.
+fn read_name(path: &Path) -> Option<String> {
+    let mut header = vec![0u8; HEADER_LEN];
+    File::open(path).ok()?.read_exact(&mut header).ok()?;
+    format::read_name(&header)
+}
+
+#[cfg(unix)]
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(_file: &File, path: &Path) -> bool {
+    path.exists()
+}

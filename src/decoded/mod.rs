@@ -1,0 +1,265 @@
+//! Decoded frames: `decoded memory => decoded disk => decode once per machine`.
+//!
+//! A load wants pixels, and decoding a 1280x720 JPEG costs about 2 ms of CPU; these tiers
+//! keep the result. Entries are keyed by the frame's key, the blake3 of the JPEG they were
+//! decoded from and the scale, so a changed JPEG can never return old pixels: its hash names
+//! another entry. The memory tier hands out the buffers it holds without copying; the disk
+//! tier holds raw frames that every process maps, so N workers loading one timeline decode
+//! it once per machine and share the page cache. Like the JPEG tiers, a failing decoded
+//! tier is counted and treated as a miss, never a failed load.
+
+mod disk;
+mod format;
+mod memory;
+
+pub use disk::DECODED_DIR;
+pub use format::{HEADER_LEN as RAW_HEADER_LEN, RAW_VERSION};
+
+use crate::codec::{self, Scale};
+use crate::metrics::{Metrics, TierCounters};
+use crate::pixels::Pixels;
+use crate::tier::{DiskUsage, Source, VerifyReport};
+use bytes::Bytes;
+use disk::{DecodedDisk, Outcome};
+use memmap2::{Mmap, MmapOptions};
+use memory::DecodedMemory;
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+/// How loaded frames share their pixels with the cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Access {
+    /// Frames the caller may write without copying: a private copy-on-write map of the
+    /// decoded disk entry when there is one (see [`crate::Backing::Private`]), else the
+    /// shared buffer, which [`Pixels::make_mut`] copies on the first write.
+    #[default]
+    Writable,
+    /// Read-only views of the cached buffers ([`crate::Backing::Shared`]): the cheapest, no
+    /// mapping per load.
+    ReadOnly,
+}
+
+/// How a load decodes and hands out frames.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Full size, or 1/2, 1/4, 1/8 through the DCT.
+    pub scale: Scale,
+    /// Writable or read-only frames.
+    pub access: Access,
+}
+
+/// What a decoded entry is about: a frame's key, its JPEG's blake3 and the scale.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct DecodedKey {
+    pub(crate) key: String,
+    pub(crate) jpeg: [u8; 32],
+    pub(crate) scale: Scale,
+}
+
+impl DecodedKey {
+    pub(crate) fn new(key: &str, jpeg: blake3::Hash, scale: Scale) -> Self {
+        DecodedKey {
+            key: key.to_owned(),
+            jpeg: *jpeg.as_bytes(),
+            scale,
+        }
+    }
+
+    /// The entry's name on disk, echoed in its header; starts with the frame key, so a
+    /// prefix clear finds it.
+    pub(crate) fn name(&self) -> String {
+        format!(
+            "{}#{}@{}",
+            self.key,
+            blake3::Hash::from_bytes(self.jpeg).to_hex(),
+            self.scale.denominator()
+        )
+    }
+}
+
+/// One decoded frame as the tiers hold it.
+pub(crate) struct Decoded {
+    width: u32,
+    height: u32,
+    store: Store,
+}
+
+enum Store {
+    /// A heap buffer (a decode with no disk tier to hold it).
+    Heap(Bytes),
+    /// A verified raw entry: the open file, for private maps, and a read-only map of it.
+    Mapped { file: File, pixels: Bytes },
+}
+
+impl Decoded {
+    fn heap(pixels: Pixels) -> Self {
+        let (width, height) = pixels.dimensions();
+        Decoded {
+            width,
+            height,
+            store: Store::Heap(Bytes::from(pixels.into_vec())),
+        }
+    }
+
+    fn mapped(width: u32, height: u32, file: File, map: Mmap) -> Self {
+        Decoded {
+            width,
+            height,
+            store: Store::Mapped {
+                file,
+                pixels: Bytes::from_owner(map).slice(format::HEADER_LEN..),
+            },
+        }
+    }
+
+    pub(crate) fn pixel_bytes(&self) -> usize {
+        self.width as usize * self.height as usize * 3
+    }
+
+    /// The pixels for one caller: shared, or privately mapped when writable.
+    pub(crate) fn pixels(&self, access: Access) -> Pixels {
+        let (w, h) = (self.width, self.height);
+        let shared = |b: &Bytes| Pixels::from_shared(w, h, b.clone()).expect("sized at build");
+        match (&self.store, access) {
+            (Store::Heap(b), _) | (Store::Mapped { pixels: b, .. }, Access::ReadOnly) => shared(b),
+            (Store::Mapped { file, pixels }, Access::Writable) => {
+                // SAFETY: a private mapping: writes go to this process's own copies of the
+                // pages and never reach the file. The entry file is never modified after
+                // being linked (see `DecodedDisk::read`), so unwritten pages keep reading the
+                // bytes verified when this entry was loaded.
+                match unsafe { MmapOptions::new().map_copy(file) } {
+                    Ok(map) => Pixels::from_private(w, h, map, format::HEADER_LEN)
+                        .unwrap_or_else(|| shared(pixels)),
+                    Err(_) => shared(pixels),
+                }
+            }
+        }
+    }
+}
+
+/// The decoded-frame tiers of one cache handle.
+pub(crate) struct DecodedTiers {
+    memory: Option<DecodedMemory>,
+    disk: Option<DecodedDisk>,
+    metrics: Arc<Metrics>,
+}
+
+/// Budgets of the decoded tiers (see [`crate::DecodedConfig`]).
+impl DecodedTiers {
+    pub(crate) fn new(
+        memory_capacity: u64,
+        disk: Option<(&Path, u64)>,
+        metrics: Arc<Metrics>,
+    ) -> Option<Self> {
+        let memory =
+            (memory_capacity > 0).then(|| DecodedMemory::new(memory_capacity, metrics.clone()));
+        let disk = disk
+            .filter(|(_, capacity)| *capacity > 0)
+            .map(|(dir, capacity)| DecodedDisk::open(dir, capacity, metrics.clone()));
+        (memory.is_some() || disk.is_some()).then_some(DecodedTiers {
+            memory,
+            disk,
+            metrics,
+        })
+    }
+
+    /// The memory tier only: no I/O, cheap enough for the async workers.
+    pub(crate) fn memory_get(&self, key: &DecodedKey) -> Option<Arc<Decoded>> {
+        self.memory.as_ref()?.get(key)
+    }
+
+    /// The disk tier (blocking): a verified entry is promoted to memory.
+    pub(crate) fn disk_get_blocking(&self, key: &DecodedKey) -> Option<Arc<Decoded>> {
+        let disk = self.disk.as_ref()?;
+        match disk.read(&key.name()) {
+            Ok(Some(found)) => Some(self.promote(key, found)),
+            Ok(None) => None,
+            Err(e) => {
+                self.disk_failed(&e);
+                None
+            }
+        }
+    }
+
+    fn promote(&self, key: &DecodedKey, found: Decoded) -> Arc<Decoded> {
+        let found = Arc::new(found);
+        if let Some(memory) = &self.memory {
+            memory.insert(key.clone(), found.clone());
+        }
+        found
+    }
+
+    fn disk_failed(&self, err: &crate::Error) {
+        TierCounters::bump(&self.metrics.decoded_disk.errors);
+        if let Some(disk) = &self.disk {
+            disk.tier().warn_once(err);
+        }
+    }
+
+    /// Memory, then disk, then a decode of `jpeg` (once per machine when the disk tier is
+    /// on: concurrent loads of the frame, in this process or others, wait for one decode).
+    /// Returns the tier that answered, `None` for a decode done here.
+    ///
+    /// # Errors
+    /// The decoder's message when `jpeg` does not decode.
+    pub(crate) fn get_or_decode_blocking(
+        &self,
+        key: &DecodedKey,
+        jpeg: &[u8],
+    ) -> std::result::Result<(Arc<Decoded>, Option<Source>), String> {
+        if let Some(found) = self.memory_get(key) {
+            return Ok((found, Some(Source::Memory)));
+        }
+        if let Some(disk) = &self.disk {
+            match disk.decode_once(&key.name(), jpeg, key.scale) {
+                Ok(Ok(Outcome::Waited(found))) => {
+                    TierCounters::bump(&self.metrics.decode_waits);
+                    return Ok((self.promote(key, found), Some(Source::Disk)));
+                }
+                Ok(Ok(Outcome::Decoded(fresh))) => {
+                    TierCounters::bump(&self.metrics.decodes);
+                    return Ok((self.promote(key, fresh), None));
+                }
+                Ok(Err(reason)) => return Err(reason),
+                Err(e) => self.disk_failed(&e),
+            }
+        }
+        let pixels = codec::decode_jpeg_scaled(jpeg, key.scale)?;
+        TierCounters::bump(&self.metrics.decodes);
+        Ok((self.promote(key, Decoded::heap(pixels)), None))
+    }
+
+    /// Drops every decoded frame whose frame key starts with `prefix`, from memory and disk;
+    /// returns the disk entries removed.
+    pub(crate) fn remove_prefix_blocking(&self, prefix: &str) -> u64 {
+        if let Some(memory) = &self.memory {
+            memory.invalidate_prefix(prefix);
+        }
+        self.disk
+            .as_ref()
+            .map_or(0, |d| d.remove_prefix_blocking(prefix))
+    }
+
+    /// Checks every raw entry on disk; see [`crate::tier::DiskTier::verify_blocking`].
+    pub(crate) fn verify_blocking(&self, progress: impl FnMut(u64, u64)) -> Option<VerifyReport> {
+        self.disk.as_ref().map(|d| d.verify_blocking(progress))
+    }
+
+    /// Disk usage of the raw entries, if the disk tier is on.
+    pub(crate) fn disk_usage(&self) -> Option<DiskUsage> {
+        self.disk.as_ref().map(|d| d.usage())
+    }
+
+    /// Bytes the memory tier holds and its capacity, if it is on.
+    pub(crate) fn memory_usage(&self) -> Option<(u64, u64)> {
+        self.memory.as_ref().map(|m| (m.held_bytes(), m.capacity()))
+    }
+
+    /// Drops the memory tier's frames (the disk keeps its own).
+    pub(crate) fn clear_memory(&self) {
+        if let Some(memory) = &self.memory {
+            memory.clear();
+        }
+    }
+}
