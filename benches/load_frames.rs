@@ -1,12 +1,17 @@
 //! End-to-end `load_frames` of a synthetic 300-frame 1280x720 timeline: cold (from the
-//! origin), warm (a new handle with an empty memory tier on a warm disk cache) and hot
-//! (memory). Runs on the fs backend, and on S3 too when the
-//! environment names a server (`source DIR/env` after `scripts/garage.sh start DIR`).
+//! origin, decoded and kept), warm (a new handle with empty memory tiers: raw frames mapped
+//! from the decoded disk tier; and with the decoded tiers off, JPEGs from disk decoded again)
+//! and hot (decoded memory tier, writable and read-only). Runs on the fs backend, and on S3
+//! too when the environment names a server (`source DIR/env` after `scripts/garage.sh start
+//! DIR`).
 
 mod common;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use framecache::{Backend, CacheConfig, DiskConfig, Frame, FrameCache, synthetic_frame};
+use framecache::{
+    Access, Backend, CacheConfig, DecodedConfig, DiskConfig, Frame, FrameCache, LoadOptions,
+    synthetic_frame,
+};
 use std::time::{Duration, Instant};
 
 fn config(backend: &Backend, disk: &std::path::Path) -> CacheConfig {
@@ -61,7 +66,7 @@ fn bench_backend(c: &mut Criterion, name: &str, backend: Backend) {
             .load_frames(&timeline),
     )
     .unwrap();
-    group.bench_function("load_frames/warm_disk", |b| {
+    group.bench_function("load_frames/warm_decoded_disk", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
@@ -70,11 +75,28 @@ fn bench_backend(c: &mut Criterion, name: &str, backend: Backend) {
                 let loaded = rt.block_on(fc.load_frames(&timeline)).unwrap();
                 total += start.elapsed();
                 assert_eq!(loaded.len(), n as usize);
-                assert_eq!(
-                    fc.stats().origin.hits,
-                    0,
-                    "a warm load reads nothing from the origin"
-                );
+                assert_eq!((fc.stats().decoded_disk.hits, fc.stats().decodes), (n, 0));
+            }
+            total
+        })
+    });
+    let jpeg_only = CacheConfig {
+        decoded: DecodedConfig {
+            memory_capacity: 0,
+            disk_capacity: 0,
+        },
+        ..config(&backend, &warm_dir)
+    };
+    group.bench_function("load_frames/warm_jpeg_disk_decoded_again", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let fc = FrameCache::new(&jpeg_only).unwrap();
+                let start = Instant::now();
+                let loaded = rt.block_on(fc.load_frames(&timeline)).unwrap();
+                total += start.elapsed();
+                assert_eq!(loaded.len(), n as usize);
+                assert_eq!(fc.stats().disk.hits, n);
             }
             total
         })
@@ -83,6 +105,16 @@ fn bench_backend(c: &mut Criterion, name: &str, backend: Backend) {
     rt.block_on(hot.load_frames(&timeline)).unwrap();
     group.bench_function("load_frames/hot_memory", |b| {
         b.iter(|| rt.block_on(hot.load_frames(&timeline)).unwrap())
+    });
+    let read_only = LoadOptions {
+        access: Access::ReadOnly,
+        ..LoadOptions::default()
+    };
+    group.bench_function("load_frames/hot_memory_read_only", |b| {
+        b.iter(|| {
+            rt.block_on(hot.load_frames_with(&timeline, read_only))
+                .unwrap()
+        })
     });
     group.finish();
     rt.block_on(writer.clear(&timeline, framecache::ClearScope::All))

@@ -1,6 +1,9 @@
 //! End-to-end timeline benchmark printing one JSON line: `cache_frames`, `load_frames` cold
-//! (origin), warm (new handle, empty memory, warm disk) and hot (memory), base64 loads,
-//! peak RSS of the cold load beyond its output, and the per-frame cost of a long timeline.
+//! (origin, decoded and kept), warm (new handle: raw frames decoded earlier on this machine,
+//! mapped; and with the decoded tiers off, JPEGs from disk decoded again) and hot (memory),
+//! decoding the same JPEGs from memory on all cores (what a cold load is compared with),
+//! 4 processes loading one timeline at once on an empty machine, base64 loads, peak RSS of
+//! the cold load beyond its output, and the per-frame cost of a long timeline.
 //!
 //! The origin is S3 when `AWS_ENDPOINT_URL` is set (see `scripts/bench.sh`), else a
 //! temporary fs directory. Each figure is the median of `--runs` runs.
@@ -10,7 +13,8 @@
 //! ```
 
 use framecache::{
-    Backend, CacheConfig, ClearScope, DiskConfig, Frame, FrameCache, S3Config, synthetic_frame,
+    Backend, CacheConfig, ClearScope, DecodedConfig, DiskConfig, Frame, FrameCache, S3Config,
+    codec, synthetic_frame,
 };
 use futures::TryStreamExt;
 use serde_json::json;
@@ -67,6 +71,70 @@ fn config(backend: &Backend, disk: &Path, memory_capacity: u64) -> CacheConfig {
     }
 }
 
+/// As `config`, with the decoded-frame tiers off: every load decodes the JPEGs.
+fn jpeg_only(config: CacheConfig) -> CacheConfig {
+    CacheConfig {
+        decoded: DecodedConfig {
+            memory_capacity: 0,
+            disk_capacity: 0,
+        },
+        ..config
+    }
+}
+
+fn backend() -> Backend {
+    if std::env::var_os("AWS_ENDPOINT_URL").is_some() {
+        Backend::S3(S3Config::from_env())
+    } else {
+        Backend::Fs {
+            root: std::env::temp_dir().join(format!("bench-origin-{}", std::process::id())),
+        }
+    }
+}
+
+/// Child mode (`--child-load TIMELINE CACHE_DIR [ORIGIN_ROOT]`): one load in a new process,
+/// printing its time and how many frames it decoded.
+fn child_load(mut args: impl Iterator<Item = String>) {
+    let timeline = args.next().expect("timeline");
+    let cache = std::path::PathBuf::from(args.next().expect("cache dir"));
+    let backend = match args.next() {
+        Some(root) => Backend::Fs { root: root.into() },
+        None => backend(),
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let fc = FrameCache::new(&config(&backend, &cache, 256 << 20)).unwrap();
+    let start = Instant::now();
+    let frames = rt.block_on(fc.load_frames(&timeline)).unwrap();
+    let took = start.elapsed().as_secs_f64();
+    let stats = fc.stats();
+    println!(
+        "{}",
+        json!({"frames": frames.len(), "s": took, "decodes": stats.decodes,
+               "waits": stats.decode_waits, "decoded_disk_hits": stats.decoded_disk.hits})
+    );
+}
+
+/// Decodes `jpegs` on every core, each into a fresh buffer: the cost a cold load is held to.
+fn decode_all_cores(jpegs: &[bytes::Bytes]) -> Duration {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..cores {
+            scope.spawn(|| {
+                let mut out = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(jpeg) = jpegs.get(i) else { break };
+                    out.push(codec::decode_jpeg(jpeg).unwrap());
+                }
+                out
+            });
+        }
+    });
+    start.elapsed()
+}
+
 fn median(mut v: Vec<Duration>) -> f64 {
     v.sort();
     v[v.len() / 2].as_secs_f64()
@@ -94,15 +162,19 @@ fn rss() -> Option<(u64, u64)> {
 }
 
 fn main() {
+    let mut raw_args = std::env::args().skip(1);
+    if std::env::args().nth(1).as_deref() == Some("--child-load") {
+        raw_args.next();
+        return child_load(raw_args);
+    }
     let args = parse_args();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let scratch = tempfile::tempdir().unwrap();
-    let backend = if std::env::var_os("AWS_ENDPOINT_URL").is_some() {
-        Backend::S3(S3Config::from_env())
-    } else {
-        Backend::Fs {
+    let backend = match backend() {
+        Backend::Fs { .. } => Backend::Fs {
             root: scratch.path().join("origin"),
-        }
+        },
+        s3 => s3,
     };
     let mem = args.memory_capacity;
     let tag = format!("bench-{}", std::process::id());
@@ -166,17 +238,29 @@ fn main() {
             });
         }
         assert_eq!(loaded.len() as u64, args.frames);
+        drop(loaded);
+        if run + 1 < args.runs {
+            // Raw frames take 24x the JPEGs' space: keep only the last cold run's.
+            let _ = std::fs::remove_dir_all(scratch.path().join(format!("c{run}")));
+        }
     }
 
     // Warm: new handles (empty memory) on the last cold run's disk cache; hot: one handle.
     let warm_dir = scratch.path().join(format!("c{}", args.runs - 1));
     let mut warm_runs = Vec::new();
+    let mut warm_jpeg_runs = Vec::new();
     let mut warm_b64_runs = Vec::new();
     for _ in 0..args.runs {
         let fc = FrameCache::new(&config(&backend, &warm_dir, mem)).unwrap();
         let start = Instant::now();
         rt.block_on(fc.load_frames(&timeline)).unwrap();
         warm_runs.push(start.elapsed());
+        let stats = fc.stats();
+        assert_eq!((stats.decoded_disk.hits, stats.decodes), (args.frames, 0));
+        let fc = FrameCache::new(&jpeg_only(config(&backend, &warm_dir, mem))).unwrap();
+        let start = Instant::now();
+        rt.block_on(fc.load_frames(&timeline)).unwrap();
+        warm_jpeg_runs.push(start.elapsed());
         assert_eq!(fc.stats().disk.hits, args.frames);
         let fc = FrameCache::new(&config(&backend, &warm_dir, mem)).unwrap();
         let start = Instant::now();
@@ -186,11 +270,67 @@ fn main() {
     let hot = FrameCache::new(&config(&backend, &warm_dir, mem.max(1 << 30))).unwrap();
     rt.block_on(hot.load_frames(&timeline)).unwrap();
     let mut hot_runs = Vec::new();
+    let mut hot_read_only_runs = Vec::new();
+    let read_only = framecache::LoadOptions {
+        access: framecache::Access::ReadOnly,
+        ..Default::default()
+    };
     for _ in 0..args.runs {
         let start = Instant::now();
-        rt.block_on(hot.load_frames(&timeline)).unwrap();
+        let frames = rt.block_on(hot.load_frames(&timeline)).unwrap();
         hot_runs.push(start.elapsed());
+        drop(frames);
+        let start = Instant::now();
+        rt.block_on(hot.load_frames_with(&timeline, read_only))
+            .unwrap();
+        hot_read_only_runs.push(start.elapsed());
     }
+    assert_eq!(
+        hot.stats().decoded_memory.hits,
+        2 * args.runs as u64 * args.frames
+    );
+
+    // The same JPEGs decoded from memory on every core: what a cold load is held to.
+    let jpegs: Vec<bytes::Bytes> = rt
+        .block_on(async {
+            let (_, stream) = hot.stream_jpegs(&timeline).await?;
+            futures::TryStreamExt::try_collect::<Vec<_>>(stream).await
+        })
+        .unwrap()
+        .into_iter()
+        .map(|f| f.jpeg)
+        .collect();
+    drop(hot);
+    let decode_runs: Vec<Duration> = (0..args.runs).map(|_| decode_all_cores(&jpegs)).collect();
+
+    // Four processes load the timeline at once on an empty machine.
+    let shared_dir = scratch.path().join("four");
+    let origin_root = match &backend {
+        Backend::Fs { root } => Some(root.display().to_string()),
+        _ => None,
+    };
+    let start = Instant::now();
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+            cmd.arg("--child-load").arg(&timeline).arg(&shared_dir);
+            if let Some(root) = &origin_root {
+                cmd.arg(root);
+            }
+            cmd.stdout(std::process::Stdio::piped()).spawn().unwrap()
+        })
+        .collect();
+    let four: Vec<serde_json::Value> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success());
+            serde_json::from_slice(&out.stdout).unwrap()
+        })
+        .collect();
+    let four_wall = start.elapsed().as_secs_f64();
+    let four_decodes: u64 = four.iter().map(|r| r["decodes"].as_u64().unwrap()).sum();
+    let _ = std::fs::remove_dir_all(&shared_dir);
 
     // Scaling: per-frame cost of a long timeline against a short one, small frames, cold.
     let scaling = (args.long > 0).then(|| {
@@ -251,7 +391,13 @@ fn main() {
             "cache_frames_s": median(cache_runs),
             "load_cold_s": median(cold_runs),
             "load_warm_s": median(warm_runs),
+            "load_warm_jpeg_only_s": median(warm_jpeg_runs),
             "load_hot_s": median(hot_runs),
+            "load_hot_read_only_s": median(hot_read_only_runs),
+            "decode_all_cores_s": median(decode_runs),
+            "decoder": codec::decoder_name(),
+            "four_processes": {"wall_s": four_wall, "decodes_total": four_decodes,
+                               "per_process": four},
             "load_b64_warm_s": median(warm_b64_runs),
             "cold_rss": rss_report,
             "scaling": scaling,

@@ -3,20 +3,21 @@
 //! or full. Each child is this test binary run again with `FRAMECACHE_CHILD` naming its
 //! role; it prints one `RESULT {json}` line.
 
+mod common;
+
+use common::child::{CHILD_ENV, result_of, run_child, spawn_child, var};
 use framecache::tier::DiskTier;
 use framecache::{
     Backend, CacheConfig, DecodedConfig, DiskConfig, FrameCache, Metrics, synthetic_frame,
 };
 use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
-
-const CHILD_ENV: &str = "FRAMECACHE_CHILD";
 
 // ---------------------------------------------------------------------------------------
 // Shared helpers
@@ -48,49 +49,6 @@ fn payload(key: &str, min: usize, spread: usize) -> Vec<u8> {
         .finalize_xof()
         .fill(&mut out);
     out
-}
-
-fn var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("child needs {name}"))
-}
-
-fn spawn_child(role: &str, envs: &[(&str, String)]) -> Command {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "child",
-        "--exact",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env(CHILD_ENV, role)
-    .env_remove("RUST_LOG")
-    .stdin(Stdio::null());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    cmd
-}
-
-/// Runs a child to completion and returns its result line and its stderr.
-fn run_child(role: &str, envs: &[(&str, String)]) -> (Value, String) {
-    let out = spawn_child(role, envs).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "child {role} failed: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
-    );
-    (result_of(&stdout), stderr)
-}
-
-fn result_of(stdout: &str) -> Value {
-    let line = stdout
-        .lines()
-        .find_map(|l| l.split_once("RESULT ").map(|(_, json)| json))
-        .unwrap_or_else(|| panic!("no RESULT line in:\n{stdout}"));
-    serde_json::from_str(line).unwrap()
 }
 
 /// Bytes of the entry files, counted while holding the directory's exclusive lock, so no

@@ -7,6 +7,7 @@ use super::read::Frame;
 use crate::codec;
 use crate::decoded::{DecodedKey, LoadOptions};
 use crate::error::{Error, Result};
+use crate::metrics::TierCounters;
 use crate::pixels::Pixels;
 use crate::tier::Source;
 
@@ -58,6 +59,7 @@ impl FrameCache {
         let current = fetched.current;
         let key = entry.key.clone();
         let tiers = self.decoded.clone();
+        let metrics = self.cache.metrics().clone();
         let _slot = self.codec_slot().await;
         let decoded = tokio::task::spawn_blocking(move || match tiers {
             Some(tiers) => {
@@ -68,8 +70,11 @@ impl FrameCache {
                     answered.unwrap_or(fetched.source),
                 ))
             }
-            None => codec::decode_jpeg_scaled(&fetched.bytes, options.scale)
-                .map(|image| (image, fetched.source)),
+            None => {
+                TierCounters::bump(&metrics.decodes);
+                codec::decode_jpeg_scaled(&fetched.bytes, options.scale)
+                    .map(|image| (image, fetched.source))
+            }
         })
         .await
         .map_err(|join| Error::task(format!("decode of {:?}", entry.key), join))?;

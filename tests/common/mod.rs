@@ -2,6 +2,8 @@
 //! the Garage S3 server that `scripts/test.sh` starts.
 #![allow(dead_code)]
 
+pub mod child;
+
 use bytes::Bytes;
 use framecache::tier::{BlobTier, ObjectInfo, Origin, Version};
 use framecache::{Backend, CacheConfig, DiskConfig, Metrics, Result, S3Config, TieredCache};

@@ -26,11 +26,12 @@ pub async fn clear(fc: &FrameCache, timeline: &str, local_only: bool, json: bool
 /// `stats`: disk usage against the cap, and the counters.
 pub fn stats(fc: &FrameCache, json: bool) -> Result<()> {
     let usage = fc.chain().disk().map(|d| d.usage());
+    let decoded = fc.decoded_usage();
     let stats = fc.stats();
     if json {
         println!(
             "{}",
-            serde_json::json!({"disk_usage": usage, "counters": stats})
+            serde_json::json!({"disk_usage": usage, "decoded_usage": decoded, "counters": stats})
         );
     } else {
         if let Some(u) = usage {
@@ -39,31 +40,47 @@ pub fn stats(fc: &FrameCache, json: bool) -> Result<()> {
                 u.entries, u.bytes, u.capacity, u.temp_files
             );
         }
+        if let Some(u) = decoded.disk {
+            println!(
+                "decoded frames on disk: {} entries, {} bytes of {} ({} temp files)",
+                u.entries, u.bytes, u.capacity, u.temp_files
+            );
+        }
         println!("origin: {}", fc.chain().origin().describe());
     }
     Ok(())
 }
 
-/// `verify`: every disk entry's checksum; bad entries are removed and listed.
+/// `verify`: every disk entry's checksum, JPEGs and decoded frames; bad entries are removed
+/// and listed.
 pub async fn verify(fc: &FrameCache, json: bool) -> Result<()> {
     let Some(disk) = fc.chain().disk().cloned() else {
         bail!("no disk cache configured");
     };
     let bar = progress(0, "verify", json);
     let task_bar = bar.clone();
-    let report = tokio::task::spawn_blocking(move || {
-        disk.verify_blocking(|done, total| {
+    let task_fc = fc.clone();
+    let (mut report, decoded) = tokio::task::spawn_blocking(move || {
+        let mut show = |done, total| {
             task_bar.set_length(total);
             task_bar.set_position(done);
-        })
+        };
+        let jpegs = disk.verify_blocking(&mut show);
+        (jpegs, task_fc.verify_decoded_blocking(&mut show))
     })
     .await?;
     bar.finish_and_clear();
+    let decoded_checked = decoded.as_ref().map_or(0, |d| d.checked);
+    if let Some(decoded) = decoded {
+        report.checked += decoded.checked;
+        report.bytes += decoded.bytes;
+        report.bad.extend(decoded.bad);
+    }
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
-            "checked {} entries ({} bytes), {} bad and removed",
+            "checked {} entries ({} bytes, {decoded_checked} of them decoded frames), {} bad and removed",
             report.checked,
             report.bytes,
             report.bad.len()

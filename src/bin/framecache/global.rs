@@ -1,7 +1,9 @@
 //! Global flags: each read from the environment too, turned into a [`CacheConfig`].
 
 use clap::{Args, ValueEnum};
-use framecache::{Backend, CacheConfig, DiskConfig, S3Config, default_cache_dir, default_fs_root};
+use framecache::{
+    Backend, CacheConfig, DecodedConfig, DiskConfig, S3Config, default_cache_dir, default_fs_root,
+};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -30,6 +32,13 @@ pub struct Global {
     /// Disk tier capacity (e.g. 10GiB).
     #[arg(long, env = "FRAMECACHE_DISK_CAPACITY", default_value = "10GiB", value_parser = parse_size, global = true)]
     disk_capacity: u64,
+    /// Decoded-frame memory tier capacity, per process (e.g. 2GiB; 0 turns it off).
+    #[arg(long, env = "FRAMECACHE_DECODED_MEMORY_CAPACITY", default_value = "2GiB", value_parser = parse_size, global = true)]
+    decoded_memory_capacity: u64,
+    /// Decoded-frame disk tier capacity, shared by the machine's processes (e.g. 64GiB; 0
+    /// turns it off).
+    #[arg(long, env = "FRAMECACHE_DECODED_DISK_CAPACITY", default_value = "64GiB", value_parser = parse_size, global = true)]
+    decoded_disk_capacity: u64,
     /// Print machine-readable JSON.
     #[arg(long, global = true)]
     pub json: bool,
@@ -102,6 +111,10 @@ impl Global {
                 dir: self.cache_dir.clone().unwrap_or_else(default_cache_dir),
                 capacity: self.disk_capacity,
             }),
+            decoded: DecodedConfig {
+                memory_capacity: self.decoded_memory_capacity,
+                disk_capacity: self.decoded_disk_capacity,
+            },
             ..CacheConfig::default()
         }
     }

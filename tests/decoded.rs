@@ -1,0 +1,440 @@
+//! The decoded-frame tiers against real backends: pixels equal a fresh decode at every tier
+//! and scale, a changed JPEG never returns old pixels, corrupt raw entries are dropped and
+//! decoded again, writes to returned frames stay with their caller, and across real
+//! processes a timeline is decoded once per machine and the raw budget holds.
+
+mod common;
+
+use common::Env;
+use common::child::{CHILD_ENV, result_of, spawn_child, var};
+use framecache::tier::DiskTier;
+use framecache::{
+    Access, Backend, Backing, CacheConfig, ClearScope, DecodedConfig, DiskConfig, Frame,
+    FrameCache, LoadOptions, Metrics, Pixels, Scale, codec, layout, synthetic_frame,
+};
+use serde_json::json;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const W: u32 = 160;
+const H: u32 = 96;
+
+fn frames(n: u64, salt: u64) -> Vec<Frame> {
+    (0..n)
+        .map(|seq| Frame {
+            seq,
+            ..synthetic_frame(seq + salt, W, H)
+        })
+        .collect()
+}
+
+/// What a fresh decode of the stored JPEG gives, for every frame of `timeline`.
+async fn fresh(fc: &FrameCache, timeline: &str, n: u64, scale: Scale) -> Vec<Pixels> {
+    let mut out = Vec::new();
+    for seq in 0..n {
+        let (jpeg, _) = fc.frame_jpeg(timeline, seq).await.unwrap().unwrap();
+        out.push(codec::decode_jpeg_scaled(&jpeg, scale).unwrap());
+    }
+    out
+}
+
+fn images(frames: &[Frame]) -> Vec<&Pixels> {
+    frames.iter().map(|f| &f.image).collect()
+}
+
+/// The raw decoded entry files under a cache directory.
+fn raw_entries(cache_dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for shard in fs::read_dir(cache_dir.join("decoded/v1"))
+        .unwrap()
+        .flatten()
+    {
+        if shard.file_type().unwrap().is_dir() {
+            for file in fs::read_dir(shard.path()).unwrap().flatten() {
+                if file.file_name().len() == 64 {
+                    found.push(file.path());
+                }
+            }
+        }
+    }
+    found
+}
+
+async fn pixels_equal_a_fresh_decode_at_every_tier(env: &Env) {
+    let timeline = common::unique("dec-tiers");
+    let dir = env.disk_dir("tiers");
+    let writer = FrameCache::new(&env.config(&env.disk_dir("tiers-writer"))).unwrap();
+    writer
+        .cache_frames(&timeline, &frames(5, 0), 85)
+        .await
+        .unwrap();
+    let fc = FrameCache::new(&env.config(&dir)).unwrap();
+    let want = fresh(&writer, &timeline, 5, Scale::Full).await;
+
+    let cold = fc.load_frames(&timeline).await.unwrap();
+    assert_eq!(images(&cold), want.iter().collect::<Vec<_>>());
+    let stats = fc.stats();
+    assert_eq!(stats.decodes, 5, "{stats:?}");
+    assert_eq!(stats.decoded_disk.writes, 5, "{stats:?}");
+
+    // Hot: the memory tier's buffers, no decode, no JPEG read.
+    let hot = fc.load_frames(&timeline).await.unwrap();
+    assert_eq!(images(&hot), want.iter().collect::<Vec<_>>());
+    assert!(hot.iter().all(|f| f.image.backing() == Backing::Private));
+    let stats = fc.stats();
+    assert_eq!(
+        (stats.decodes, stats.decoded_memory.hits),
+        (5, 5),
+        "{stats:?}"
+    );
+    let read_only = LoadOptions {
+        access: Access::ReadOnly,
+        ..LoadOptions::default()
+    };
+    let shared = fc.load_frames_with(&timeline, read_only).await.unwrap();
+    assert!(shared.iter().all(|f| f.image.backing() == Backing::Shared));
+    assert_eq!(images(&shared), want.iter().collect::<Vec<_>>());
+
+    // Warm: a new handle (as a new process) maps the raw entries: no decode, no JPEG read.
+    let warm = FrameCache::new(&env.config(&dir)).unwrap();
+    let frames = warm.load_frames(&timeline).await.unwrap();
+    assert_eq!(images(&frames), want.iter().collect::<Vec<_>>());
+    let stats = warm.stats();
+    assert_eq!(
+        (stats.decodes, stats.decoded_disk.hits),
+        (0, 5),
+        "{stats:?}"
+    );
+    // The only read is the manifest's, from the origin, as on every load.
+    assert_eq!(stats.disk.hits + stats.memory.hits, 0, "{stats:?}");
+    assert_eq!(stats.origin.hits, 1, "{stats:?}");
+    // Metadata comes with the pixels.
+    assert_eq!(frames[3].timestamp, synthetic_frame(3, 1, 1).timestamp);
+
+    // Scaled loads decode through the DCT and are kept apart from full ones.
+    for scale in [Scale::Half, Scale::Eighth] {
+        let options = LoadOptions {
+            scale,
+            ..LoadOptions::default()
+        };
+        let small = warm.load_frames_with(&timeline, options).await.unwrap();
+        let want_small = fresh(&writer, &timeline, 5, scale).await;
+        assert_eq!(images(&small), want_small.iter().collect::<Vec<_>>());
+        assert_eq!(small[0].image.dimensions(), scale.apply((W, H)));
+    }
+    assert_eq!(warm.stats().decodes, 10);
+    writer.clear(&timeline, ClearScope::All).await.unwrap();
+}
+
+async fn a_changed_jpeg_never_returns_old_pixels(env: &Env) {
+    let timeline = common::unique("dec-changed");
+    let dir = env.disk_dir("changed");
+    let fc = FrameCache::new(&env.config(&dir)).unwrap();
+    fc.cache_frames(&timeline, &frames(3, 0), 85).await.unwrap();
+    fc.load_frames(&timeline).await.unwrap();
+    // Rebuilt elsewhere: another machine writes other pictures under the same seqs.
+    let other = FrameCache::new(&env.config(&env.disk_dir("changed-other"))).unwrap();
+    other
+        .cache_frames(&timeline, &frames(3, 50), 85)
+        .await
+        .unwrap();
+    let want = fresh(&other, &timeline, 3, Scale::Full).await;
+    for _ in 0..2 {
+        let got = fc.load_frames(&timeline).await.unwrap();
+        assert_eq!(images(&got), want.iter().collect::<Vec<_>>());
+    }
+    let again = FrameCache::new(&env.config(&dir)).unwrap();
+    let got = again.load_frames(&timeline).await.unwrap();
+    assert_eq!(images(&got), want.iter().collect::<Vec<_>>());
+
+    // A timeline without a manifest (as the Python module writes) whose JPEG is replaced
+    // through this cache: the decoded entry follows the bytes, not the key.
+    let bare = common::unique("dec-bare");
+    let key = layout::frame_key(&bare, 0).unwrap();
+    let first = codec::encode_jpeg(&synthetic_frame(1, W, H).image, 85).unwrap();
+    fc.chain().put(&key, first.clone().into()).await.unwrap();
+    let got = fc.load_frames(&bare).await.unwrap();
+    assert_eq!(got[0].image, codec::decode_jpeg(&first).unwrap());
+    let second = codec::encode_jpeg(&synthetic_frame(77, W, H).image, 85).unwrap();
+    fc.chain().put(&key, second.clone().into()).await.unwrap();
+    let got = fc.load_frames(&bare).await.unwrap();
+    assert_eq!(got[0].image, codec::decode_jpeg(&second).unwrap());
+    fc.clear(&timeline, ClearScope::All).await.unwrap();
+    fc.clear(&bare, ClearScope::All).await.unwrap();
+}
+
+async fn corrupt_raw_entries_are_decoded_again(env: &Env) {
+    let timeline = common::unique("dec-corrupt");
+    let dir = env.disk_dir("corrupt");
+    let fc = FrameCache::new(&env.config(&dir)).unwrap();
+    fc.cache_frames(&timeline, &frames(4, 0), 85).await.unwrap();
+    let want = fresh(&fc, &timeline, 4, Scale::Full).await;
+    fc.load_frames(&timeline).await.unwrap();
+    let entries = raw_entries(&dir);
+    assert_eq!(entries.len(), 4);
+    // A flipped pixel, a flipped header byte, a truncated file, an emptied file.
+    type Damage<'a> = &'a dyn Fn(&mut Vec<u8>);
+    let damage: [Damage; 4] = [
+        &|b| *b.last_mut().unwrap() ^= 1,
+        &|b| b[20] ^= 1,
+        &|b| b.truncate(b.len() / 2),
+        &|b| b.clear(),
+    ];
+    for (path, damage) in entries.iter().zip(damage) {
+        let mut bytes = fs::read(path).unwrap();
+        damage(&mut bytes);
+        // Replaced, not edited in place: mapped readers never see a file change under them.
+        let tmp = path.with_extension("damaged");
+        fs::write(&tmp, &bytes).unwrap();
+        fs::rename(&tmp, path).unwrap();
+    }
+    let fresh_handle = FrameCache::new(&env.config(&dir)).unwrap();
+    let got = fresh_handle.load_frames(&timeline).await.unwrap();
+    assert_eq!(images(&got), want.iter().collect::<Vec<_>>());
+    let stats = fresh_handle.stats();
+    assert_eq!(stats.decoded_disk.corrupt, 4, "{stats:?}");
+    assert_eq!(stats.decodes, 4, "{stats:?}");
+    // The replacements are good: verify finds nothing wrong.
+    let report = fresh_handle.verify_decoded_blocking(|_, _| {}).unwrap();
+    assert_eq!((report.checked, report.bad.len()), (4, 0), "{report:?}");
+    fc.clear(&timeline, ClearScope::All).await.unwrap();
+}
+
+async fn writes_to_returned_frames_stay_with_their_caller(env: &Env) {
+    let timeline = common::unique("dec-writes");
+    let dir = env.disk_dir("writes");
+    let fc = FrameCache::new(&env.config(&dir)).unwrap();
+    fc.cache_frames(&timeline, &frames(3, 0), 85).await.unwrap();
+    let want = fresh(&fc, &timeline, 3, Scale::Full).await;
+    // The cold load's frames, a hot load's (private maps) and read-only views, all written.
+    let mut loads = vec![fc.load_frames(&timeline).await.unwrap()];
+    loads.push(fc.load_frames(&timeline).await.unwrap());
+    let read_only = LoadOptions {
+        access: Access::ReadOnly,
+        ..LoadOptions::default()
+    };
+    loads.push(fc.load_frames_with(&timeline, read_only).await.unwrap());
+    for frames in &mut loads {
+        for f in frames.iter_mut() {
+            f.image.make_mut().fill(0xEE);
+        }
+    }
+    assert!(loads.iter().flatten().all(|f| f.image.as_raw()[0] == 0xEE));
+    let hot = fc.load_frames(&timeline).await.unwrap();
+    assert_eq!(images(&hot), want.iter().collect::<Vec<_>>());
+    let other_process = FrameCache::new(&env.config(&dir)).unwrap();
+    let warm = other_process.load_frames(&timeline).await.unwrap();
+    assert_eq!(images(&warm), want.iter().collect::<Vec<_>>());
+    let report = other_process.verify_decoded_blocking(|_, _| {}).unwrap();
+    assert!(report.bad.is_empty(), "{report:?}");
+    fc.clear(&timeline, ClearScope::All).await.unwrap();
+}
+
+async fn clear_drops_decoded_frames(env: &Env) {
+    let timeline = common::unique("dec-clear");
+    let dir = env.disk_dir("clear");
+    let fc = FrameCache::new(&env.config(&dir)).unwrap();
+    fc.cache_frames(&timeline, &frames(2, 0), 85).await.unwrap();
+    fc.load_frames(&timeline).await.unwrap();
+    assert_eq!(fc.decoded_usage().disk.unwrap().entries, 2);
+    // Two JPEGs, the manifest's copy and two raw frames.
+    assert_eq!(fc.clear_local(&timeline, ClearScope::All).await.unwrap(), 5);
+    assert_eq!(fc.decoded_usage().disk.unwrap().entries, 0);
+    fc.load_frames(&timeline).await.unwrap();
+    assert_eq!(fc.stats().decodes, 4, "decoded again after the clear");
+    fc.clear(&timeline, ClearScope::All).await.unwrap();
+    assert_eq!(fc.decoded_usage().disk.unwrap().entries, 0);
+}
+
+backend_tests!(
+    pixels_equal_a_fresh_decode_at_every_tier,
+    a_changed_jpeg_never_returns_old_pixels,
+    corrupt_raw_entries_are_decoded_again,
+    writes_to_returned_frames_stay_with_their_caller,
+    clear_drops_decoded_frames,
+);
+
+#[tokio::test]
+async fn without_decoded_tiers_every_load_decodes() {
+    let env = Env::fs();
+    let timeline = common::unique("dec-off");
+    let config = CacheConfig {
+        decoded: DecodedConfig {
+            memory_capacity: 0,
+            disk_capacity: 0,
+        },
+        ..env.config(&env.disk_dir("off"))
+    };
+    let fc = FrameCache::new(&config).unwrap();
+    fc.cache_frames(&timeline, &frames(2, 0), 85).await.unwrap();
+    let want = fresh(&fc, &timeline, 2, Scale::Full).await;
+    for _ in 0..2 {
+        let got = fc.load_frames(&timeline).await.unwrap();
+        assert_eq!(images(&got), want.iter().collect::<Vec<_>>());
+        assert!(got.iter().all(|f| f.image.backing() == Backing::Owned));
+    }
+    assert_eq!(fc.stats().decodes, 4);
+    assert!(!env.disk_dir("off").join("decoded").exists());
+}
+
+// ---------------------------------------------------------------------------------------
+// Several processes on one machine
+
+const PROCESS_FRAMES: u64 = 12;
+
+fn process_config(origin: &Path, cache: &Path, decoded_disk: u64) -> CacheConfig {
+    CacheConfig {
+        backend: Backend::Fs {
+            root: origin.to_path_buf(),
+        },
+        memory_capacity: 0,
+        disk: Some(DiskConfig {
+            dir: cache.to_path_buf(),
+            capacity: 1 << 30,
+        }),
+        decoded: DecodedConfig {
+            memory_capacity: 0,
+            disk_capacity: decoded_disk,
+        },
+        ..CacheConfig::default()
+    }
+}
+
+fn seed(origin: &Path, timeline: &str, salt: u64) {
+    let config = CacheConfig {
+        disk: None,
+        ..process_config(origin, Path::new("/nonexistent"), 0)
+    };
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        FrameCache::new(&config)
+            .unwrap()
+            .cache_frames(timeline, &frames(PROCESS_FRAMES, salt), 85)
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+#[ignore = "a child process of the other tests in this file"]
+fn child() {
+    assert_eq!(var(CHILD_ENV), "load-decoded");
+    let config = process_config(
+        Path::new(&var("FC_ROOT")),
+        Path::new(&var("FC_CACHE")),
+        var("FC_DECODED_CAP").parse().unwrap(),
+    );
+    let scale = Scale::from_denominator(var("FC_SCALE").parse().unwrap()).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let result = rt.block_on(async {
+        let fc = FrameCache::new(&config).unwrap();
+        let options = LoadOptions {
+            scale,
+            ..LoadOptions::default()
+        };
+        let frames = fc
+            .load_frames_with(&var("FC_TIMELINE"), options)
+            .await
+            .unwrap();
+        let mut digest = blake3::Hasher::new();
+        for f in &frames {
+            digest.update(f.image.as_raw());
+        }
+        let stats = fc.stats();
+        json!({"frames": frames.len(), "pixels": digest.finalize().to_hex().to_string(),
+               "decodes": stats.decodes, "waits": stats.decode_waits,
+               "disk_hits": stats.decoded_disk.hits})
+    });
+    println!("RESULT {result}");
+}
+
+fn start_loads(
+    origin: &Path,
+    cache: &Path,
+    loads: &[(&str, u32)],
+    cap: u64,
+) -> Vec<serde_json::Value> {
+    let children: Vec<_> = loads
+        .iter()
+        .map(|(timeline, scale)| {
+            spawn_child(
+                "load-decoded",
+                &[
+                    ("FC_ROOT", origin.display().to_string()),
+                    ("FC_CACHE", cache.display().to_string()),
+                    ("FC_TIMELINE", (*timeline).to_owned()),
+                    ("FC_SCALE", scale.to_string()),
+                    ("FC_DECODED_CAP", cap.to_string()),
+                ],
+            )
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|child| {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            result_of(&String::from_utf8_lossy(&out.stdout))
+        })
+        .collect()
+}
+
+/// Four processes load one timeline at once on an empty machine: one decode per frame in
+/// all, and the same pixels everywhere.
+#[test]
+fn four_processes_decode_a_timeline_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let origin = tmp.path().join("origin");
+    seed(&origin, "shared", 0);
+    let results = start_loads(
+        &origin,
+        &tmp.path().join("cache"),
+        &[("shared", 1); 4],
+        1 << 30,
+    );
+    let decodes: u64 = results.iter().map(|r| r["decodes"].as_u64().unwrap()).sum();
+    assert_eq!(decodes, PROCESS_FRAMES, "{results:?}");
+    for r in &results {
+        assert_eq!(r["frames"], PROCESS_FRAMES, "{r}");
+        assert_eq!(r["pixels"], results[0]["pixels"], "{results:?}");
+        let answered = r["decodes"].as_u64().unwrap()
+            + r["waits"].as_u64().unwrap()
+            + r["disk_hits"].as_u64().unwrap();
+        assert!(answered >= PROCESS_FRAMES, "{r}");
+    }
+}
+
+/// Processes loading different timelines and scales through a raw budget of a few frames
+/// keep the directory within it.
+#[test]
+fn the_raw_budget_holds_across_processes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let origin = tmp.path().join("origin");
+    seed(&origin, "a", 0);
+    seed(&origin, "b", 100);
+    let cache = tmp.path().join("cache");
+    let one = codec::Scale::Full.apply((W, H));
+    let cap = 5 * (4096 + one.0 as u64 * one.1 as u64 * 3);
+    let results = start_loads(
+        &origin,
+        &cache,
+        &[("a", 1), ("b", 1), ("a", 2), ("b", 1)],
+        cap,
+    );
+    for r in &results {
+        assert_eq!(r["frames"], PROCESS_FRAMES, "{r}");
+    }
+    assert_eq!(results[1]["pixels"], results[3]["pixels"]);
+    let decoded = DiskTier::open(cache.join("decoded"), cap, Arc::new(Metrics::default()));
+    let usage = decoded.usage();
+    assert!(usage.bytes <= cap, "{usage:?} over {cap}");
+    assert_eq!(usage.temp_files, 0, "{usage:?}");
+    assert!(usage.entries > 0, "{usage:?}");
+}
