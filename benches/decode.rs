@@ -29,6 +29,37 @@ fn decode(c: &mut Criterion) {
     }
     group.finish();
 
+    // Two ways to store a decoded frame as a raw entry file (4 KiB header, then pixels):
+    // decoding straight into a mapped file (what the decoded disk tier does), or decoding
+    // into a heap buffer and writing it out.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("entry");
+    let len = 4096 + 1280 * 720 * 3;
+    let mut group = c.benchmark_group("raw_entry_1280x720");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("decode_into_mapped_file", |b| {
+        b.iter(|| {
+            let file = std::fs::File::create_new(&path).unwrap();
+            file.set_len(len as u64).unwrap();
+            // SAFETY: the file was just created here and nothing else maps or writes it.
+            let mut map = unsafe { memmap2::MmapMut::map_mut(&file) }.unwrap();
+            codec::decode_into(&jpeg, Scale::Full, &mut map[4096..]).unwrap();
+            drop(map);
+            std::fs::remove_file(&path).unwrap();
+        })
+    });
+    group.bench_function("decode_to_heap_then_write", |b| {
+        b.iter(|| {
+            let pixels = codec::decode_jpeg(&jpeg).unwrap();
+            let mut file = std::fs::File::create_new(&path).unwrap();
+            std::io::Write::write_all(&mut file, &[0u8; 4096]).unwrap();
+            std::io::Write::write_all(&mut file, pixels.as_raw()).unwrap();
+            drop(file);
+            std::fs::remove_file(&path).unwrap();
+        })
+    });
+    group.finish();
+
     let raw = frame.image.as_raw();
     let mut group = c.benchmark_group("checksum_2.76MB");
     group.throughput(Throughput::Bytes(raw.len() as u64));
