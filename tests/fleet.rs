@@ -170,6 +170,13 @@ async fn a_manifest_left_behind_does_not_win(env: &Env) {
         assert_eq!(bytes, jpeg(f.seq, 99));
         assert_eq!(f.timestamp, 0.0, "metadata of other bytes is not reported");
     }
+    // Decoded frames too: the pixels are the rewritten JPEG's, not the manifest's.
+    let loaded = fc.load_frames(&tl).await.unwrap();
+    let fresh = handle(env, "left-behind-decode")
+        .load_frames(&tl)
+        .await
+        .unwrap();
+    assert_eq!(loaded, fresh);
     let reads = probe.reads();
     let again = fc.load_frames_b64(&tl).await.unwrap();
     assert_eq!(again, first);

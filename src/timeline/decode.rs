@@ -12,6 +12,10 @@ use crate::pixels::Pixels;
 use crate::tier::Source;
 
 /// The frame of `entry` with `image`; the manifest's metadata only when `current`.
+/// Frame versions whose blake3 a process remembers; past this it starts over (each entry is
+/// about a hundred bytes, and a forgotten one costs one JPEG read from the local tiers).
+const VERIFIED_LIMIT: usize = 1 << 20;
+
 fn frame(entry: FrameEntry, current: bool, image: Pixels) -> Frame {
     let meta = entry.meta.filter(|_| current);
     Frame {
@@ -33,15 +37,30 @@ impl FrameCache {
     ) -> Result<(Frame, Source)> {
         // The manifest names the JPEG's blake3, so the pixels can be found before the JPEG
         // is read: the manifest (read from the origin on each load) is what revalidates.
-        let listed = entry
-            .meta
-            .as_ref()
-            .and_then(|m| blake3::Hash::from_hex(&m.blake3).ok());
+        let local = crate::TieredCache::local_key(&entry.key, entry.version.as_ref());
+        let listed = match &entry.version {
+            // Known only once this process has read this version of the frame.
+            Some(_) => self
+                .verified
+                .lock()
+                .expect("verified hashes lock")
+                .get(&local)
+                .copied(),
+            // No validator from this backend: the manifest is all there is.
+            None => entry
+                .meta
+                .as_ref()
+                .and_then(|m| blake3::Hash::from_hex(&m.blake3).ok()),
+        };
         if let (Some(tiers), Some(hash)) = (&self.decoded, listed) {
+            let current = entry
+                .meta
+                .as_ref()
+                .is_some_and(|m| m.blake3 == hash.to_hex().as_str());
             let key = DecodedKey::new(&entry.key, hash, options.scale);
             if let Some(found) = tiers.memory_get(&key) {
                 let image = found.pixels(options.access);
-                return Ok((frame(entry, true, image), Source::Memory));
+                return Ok((frame(entry, current, image), Source::Memory));
             }
             let tiers = tiers.clone();
             let on_disk = tokio::task::spawn_blocking(move || {
@@ -52,10 +71,17 @@ impl FrameCache {
             .await
             .map_err(|join| Error::task(format!("decoded read of {:?}", entry.key), join))?;
             if let Some(image) = on_disk {
-                return Ok((frame(entry, true, image), Source::Disk));
+                return Ok((frame(entry, current, image), Source::Disk));
             }
         }
         let fetched = self.fetch(&entry).await?;
+        if entry.version.is_some() {
+            let mut verified = self.verified.lock().expect("verified hashes lock");
+            if verified.len() >= VERIFIED_LIMIT {
+                verified.clear();
+            }
+            verified.insert(local, fetched.blake3());
+        }
         let current = fetched.current;
         let key = entry.key.clone();
         let tiers = self.decoded.clone();

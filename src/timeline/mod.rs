@@ -68,6 +68,10 @@ pub struct FrameCache {
     codec_slots: Arc<tokio::sync::Semaphore>,
     /// Decoded frames in memory and on disk; `None` when both budgets are 0.
     decoded: Option<Arc<DecodedTiers>>,
+    /// The blake3 of each frame version this process has read (by local key): what finds
+    /// its decoded pixels without reading the JPEG. A manifest's blake3 cannot: another
+    /// writer may have rewritten the frame and left the manifest behind.
+    verified: Arc<Mutex<HashMap<String, blake3::Hash>>>,
 }
 
 pub(super) fn clear_prefixes(timeline: &str, scope: ClearScope) -> Result<Vec<String>> {
@@ -102,6 +106,7 @@ impl FrameCache {
             cache,
             concurrency: concurrency.max(1),
             kept: Arc::default(),
+            verified: Arc::default(),
             codec_slots: Arc::new(tokio::sync::Semaphore::new(
                 4 * std::thread::available_parallelism().map_or(1, |n| n.get()),
             )),
