@@ -235,7 +235,7 @@ impl CacheConfig {
 ///
 /// # Errors
 /// A message saying what is wrong with the text.
-fn parse_size(text: &str) -> std::result::Result<u64, String> {
+pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
     let t = text.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

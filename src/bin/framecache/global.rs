@@ -50,29 +50,9 @@ enum BackendKind {
     S3,
 }
 
-/// Parses `512MiB`, `10GiB`, `1.5GB`, `4096`.
+/// Parses `512MiB`, `10GiB`, `1.5GB`, `4096`, naming the value when it cannot.
 fn parse_size(s: &str) -> std::result::Result<u64, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid size {s:?}: expected a number with an optional unit"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1_000,
-        "kib" => 1 << 10,
-        "m" | "mb" => 1_000_000,
-        "mib" => 1 << 20,
-        "g" | "gb" => 1_000_000_000,
-        "gib" => 1 << 30,
-        "t" | "tb" => 1_000_000_000_000,
-        "tib" => 1 << 40,
-        other => return Err(format!("invalid size {s:?}: unknown unit {other:?}")),
-    };
-    Ok((value * mult as f64) as u64)
+    framecache::parse_size(s).map_err(|rule| format!("invalid size {s:?}: {rule}"))
 }
 
 impl Global {
