@@ -13,7 +13,7 @@ use super::format::{self, HEADER_LEN, RawCorruption};
 use crate::codec::{self, Scale};
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, TierCounters};
-use crate::tier::{BadEntry, DiskTier, DiskUsage, VerifyReport};
+use crate::tier::{DiskTier, DiskUsage, VerifyReport};
 use memmap2::Mmap;
 use std::cell::RefCell;
 use std::fs::{self, File, OpenOptions};
@@ -231,46 +231,15 @@ impl DecodedDisk {
     }
 
     /// Checks every entry's header and checksum, removes the bad ones and reports them.
-    pub(crate) fn verify_blocking(&self, mut progress: impl FnMut(u64, u64)) -> VerifyReport {
-        let entries = self.tier.scan();
-        let total = entries.len() as u64;
-        let mut report = VerifyReport::default();
-        for (i, found) in entries.iter().enumerate() {
-            let name = read_name(&found.path);
-            let verdict = match &name {
-                None => Err("unreadable header".to_owned()),
-                Some(n) if self.tier.path_of(n) != found.path => {
-                    Err(format!("misplaced: holds {n:?}"))
-                }
-                Some(n) => match fs::read(&found.path) {
-                    Ok(bytes) => format::validate(n, &bytes)
-                        .map(|_| true)
-                        .map_err(|c| c.to_string()),
-                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
-                    Err(e) => Err(format!("unreadable: {e}")),
-                },
-            };
-            match verdict {
-                Ok(true) => {
-                    report.checked += 1;
-                    report.bytes += found.len;
-                }
-                Ok(false) => {}
-                Err(reason) => {
-                    report.checked += 1;
-                    if self.tier.unlink_entry(&found.path).is_ok() {
-                        TierCounters::bump(&self.counters().corrupt);
-                    }
-                    report.bad.push(BadEntry {
-                        path: found.path.clone(),
-                        key: name,
-                        reason,
-                    });
-                }
-            }
-            progress(i as u64 + 1, total);
-        }
-        report
+    pub(crate) fn verify_blocking(&self, progress: impl FnMut(u64, u64)) -> VerifyReport {
+        let check = |path: &Path, name: &str| match fs::read(path) {
+            Ok(bytes) => format::validate(name, &bytes)
+                .map(|_| true)
+                .map_err(|c| c.to_string()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(format!("unreadable: {e}")),
+        };
+        self.tier.verify_with(read_name, check, progress)
     }
 
     /// Removes every entry whose frame key starts with `prefix`; returns how many.
