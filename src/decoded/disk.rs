@@ -4,7 +4,7 @@
 //!
 //! Layout under `{cache dir}/decoded/`: `v1/` holds the entries exactly as the JPEG disk
 //! tier holds its own (named by the blake3 of the entry's name, see [`super::format`] for
-//! the file), and `locks/` the per-frame lock files with which processes decode a frame
+//! the file), and `locks/` the lock files with which processes decode a frame
 //! once per machine: the first takes the lock, decodes and writes the entry, the others wait
 //! on the lock and then map the entry it wrote.
 
@@ -37,19 +37,12 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Holds a frame's decode lock; dropping it removes the lock file, then unlocks.
-struct FrameLock {
-    path: PathBuf,
-    _file: File,
-}
-
-impl Drop for FrameLock {
-    fn drop(&mut self) {
-        // Removed while still locked, so a waiter that then locks this inode sees it is
-        // gone from the path and starts over instead of believing it holds the lock.
-        let _ = fs::remove_file(&self.path);
-    }
-}
+/// Lock files that frames share by the hash of their name: a fixed set, created once and
+/// never removed, so taking a decode lock creates no file (on a filesystem churned by
+/// deletes, creating and unlinking a lock file per frame showed in cold-load profiles as
+/// inode allocation). Two frames of one stripe decode one after the other; with a few
+/// dozen decodes in flight on a machine, that is rare and costs one decode's wait.
+const LOCK_STRIPES: u64 = 1024;
 
 /// What [`DecodedDisk::decode_once`] did.
 pub(crate) enum Outcome {
@@ -133,32 +126,31 @@ impl DecodedDisk {
         let _ = self.tier.unlink_entry(path);
     }
 
-    /// Takes `name`'s decode lock, waiting for another process (or thread) holding it.
-    fn lock(&self, name: &str) -> io::Result<FrameLock> {
-        let entry = self.tier.path_of(name);
-        let path = self
-            .locks
-            .join(entry.file_name().expect("entry paths have a name"));
-        loop {
-            let file = match OpenOptions::new()
+    /// Takes `name`'s decode lock, waiting for another process (or thread) holding it; the
+    /// lock is released when the returned file is closed.
+    fn lock(&self, name: &str) -> io::Result<File> {
+        let hash = blake3::hash(name.as_bytes());
+        let stripe = u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"));
+        let path = self.locks.join(format!("{:03x}", stripe % LOCK_STRIPES));
+        let open = || {
+            OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
                 .truncate(false)
                 .open(&path)
-            {
-                Err(e) if e.kind() == ErrorKind::NotFound => {
-                    fs::create_dir_all(&self.locks)?;
-                    continue;
-                }
-                other => other?,
-            };
-            file.lock()?;
-            if same_file(&file, &path) {
-                return Ok(FrameLock { path, _file: file });
+        };
+        let file = match open() {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                fs::create_dir_all(&self.locks)?;
+                open()?
             }
-            // The holder finished and removed this lock file after we opened it: retry.
-        }
+            other => other?,
+        };
+        // flock locks belong to the open file, so threads of this process exclude each
+        // other as processes do.
+        file.lock()?;
+        Ok(file)
     }
 
     /// Returns `name`'s entry, decoding `jpeg` into it unless some process on this machine
@@ -266,18 +258,4 @@ fn read_name(path: &Path) -> Option<String> {
     let mut header = vec![0u8; HEADER_LEN];
     File::open(path).ok()?.read_exact(&mut header).ok()?;
     format::read_name(&header)
-}
-
-#[cfg(unix)]
-fn same_file(file: &File, path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (file.metadata(), fs::metadata(path)) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    }
-}
-
-#[cfg(not(unix))]
-fn same_file(_file: &File, path: &Path) -> bool {
-    path.exists()
 }
