@@ -13,6 +13,7 @@ use super::format::{self, HEADER_LEN, RawCorruption};
 use crate::codec::{self, Scale};
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, TierCounters};
+use crate::pixels::Pixels;
 use crate::tier::{DiskTier, DiskUsage, VerifyReport};
 use memmap2::Mmap;
 use std::cell::RefCell;
@@ -201,17 +202,23 @@ impl DecodedDisk {
         let written = SCRATCH.with_borrow_mut(|entry| {
             entry.resize(len, 0);
             format::write_header(&mut entry[..HEADER_LEN], name, width, height);
-            if let Err(reason) = codec::decode_into(jpeg, scale, &mut entry[HEADER_LEN..]) {
-                return Ok(Err(reason));
-            }
+            codec::decode_into(jpeg, scale, &mut entry[HEADER_LEN..])?;
             format::seal(entry);
             let entry: &[u8] = entry;
-            self.tier
-                .write_file_blocking(name, len as u64, |mut file| file.write_all(entry))
-                .map(Ok)
+            let stored = self
+                .tier
+                .write_file_blocking(name, len as u64, |mut file| file.write_all(entry));
+            Ok(stored.map_err(|e| {
+                // Full or read-only: the decode is not lost, the caller keeps it in memory.
+                TierCounters::bump(&self.counters().errors);
+                self.tier.warn_once(&e);
+                let pixels = entry[HEADER_LEN..].to_vec();
+                Decoded::heap(Pixels::from_vec(width, height, pixels).expect("sized above"))
+            }))
         });
-        let file = match written? {
-            Ok(file) => file,
+        let file = match written {
+            Ok(Ok(file)) => file,
+            Ok(Err(in_memory)) => return Ok(Ok(in_memory)),
             Err(reason) => return Ok(Err(reason)),
         };
         self.counters().wrote(len - HEADER_LEN);
