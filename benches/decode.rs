@@ -22,6 +22,9 @@ fn decode(c: &mut Criterion) {
     group.bench_function("decode_into_reused_buffer", |b| {
         b.iter(|| codec::decode_into(black_box(&jpeg), Scale::Full, &mut out).unwrap())
     });
+    group.bench_function("decode_into_reused_buffer/zune-jpeg", |b| {
+        b.iter(|| codec::decode_into_zune(black_box(&jpeg), &mut out).unwrap())
+    });
     for scale in [Scale::Half, Scale::Quarter, Scale::Eighth] {
         group.bench_function(format!("decode_scaled/1_{}", scale.denominator()), |b| {
             b.iter(|| codec::decode_jpeg_scaled(black_box(&jpeg), scale).unwrap())

@@ -56,9 +56,12 @@ static void fc_dsetup(struct fc_dstate *st, const unsigned char *jpeg, unsigned 
     jpeg_calc_output_dimensions(&st->cinfo);
 }
 
-/* Output dimensions of `jpeg` decoded at 1/scale_denom. Returns 0, or -1 with a message. */
-int fc_jpeg_decode_dims(const unsigned char *jpeg, unsigned long len, unsigned scale_denom,
-                        unsigned *width, unsigned *height, char *err, size_t err_len) {
+/* Decodes `jpeg` at 1/scale_denom. Sets *width and *height of the output; with `out` NULL
+ * stops there (headers only), else decodes into `out`, which must hold exactly
+ * width * height * 3 bytes (`out_len`). Returns 0, or -1 with a message in `err`. */
+int fc_jpeg_decode_rgb(const unsigned char *jpeg, unsigned long len, unsigned scale_denom,
+                       unsigned char *out, size_t out_len, unsigned *width, unsigned *height,
+                       char *err, size_t err_len) {
     struct fc_dstate *st = fc_dopen();
     if (st == NULL) {
         snprintf(err, err_len, "out of memory");
@@ -73,28 +76,12 @@ int fc_jpeg_decode_dims(const unsigned char *jpeg, unsigned long len, unsigned s
     fc_dsetup(st, jpeg, len, scale_denom);
     *width = st->cinfo.output_width;
     *height = st->cinfo.output_height;
-    jpeg_destroy_decompress(&st->cinfo);
-    free(st);
-    return 0;
-}
-
-/* Decodes into `out`, which holds `out_len` bytes and must be exactly width * height * 3 of
- * the scaled output (from fc_jpeg_decode_dims). Returns 0, or -1 with a message. */
-int fc_jpeg_decode_rgb(const unsigned char *jpeg, unsigned long len, unsigned scale_denom,
-                       unsigned char *out, size_t out_len, char *err, size_t err_len) {
-    struct fc_dstate *st = fc_dopen();
-    if (st == NULL) {
-        snprintf(err, err_len, "out of memory");
-        return -1;
-    }
-    if (setjmp(st->error.jump)) {
-        snprintf(err, err_len, "%s", st->error.message);
+    size_t stride = (size_t)st->cinfo.output_width * 3;
+    if (out == NULL) {
         jpeg_destroy_decompress(&st->cinfo);
         free(st);
-        return -1;
+        return 0;
     }
-    fc_dsetup(st, jpeg, len, scale_denom);
-    size_t stride = (size_t)st->cinfo.output_width * 3;
     if (st->cinfo.output_components != 3 || stride * st->cinfo.output_height != out_len) {
         snprintf(err, err_len, "output buffer does not match the decoded size");
         jpeg_destroy_decompress(&st->cinfo);

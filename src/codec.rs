@@ -243,6 +243,32 @@ fn decode_with_image_crate(bytes: &[u8], scale: Scale) -> Result<RgbImage, Strin
     ))
 }
 
+/// Decodes a full-size frame with zune-jpeg straight into `out`, which must hold exactly its
+/// RGB8 pixels.
+///
+/// # Errors
+/// As [`decode_jpeg`], or when `out` has the wrong length.
+pub fn decode_into_zune(bytes: &[u8], out: &mut [u8]) -> Result<(), String> {
+    use zune_core::bytestream::ZCursor;
+    use zune_core::colorspace::ColorSpace;
+    use zune_core::options::DecoderOptions;
+    let options = DecoderOptions::default()
+        .jpeg_set_out_colorspace(ColorSpace::RGB)
+        .set_max_width(MAX_DIMENSION as usize)
+        .set_max_height(MAX_DIMENSION as usize)
+        .set_strict_mode(true);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    decoder.decode_headers().map_err(|e| e.to_string())?;
+    if decoder.output_buffer_size() != Some(out.len()) {
+        return Err(format!(
+            "decoded size {:?} does not fit a buffer of {} bytes",
+            decoder.output_buffer_size(),
+            out.len()
+        ));
+    }
+    decoder.decode_into(out).map_err(|e| e.to_string())
+}
+
 /// Decodes with zune-jpeg (the `image` crate) whatever the build: for comparing decoders.
 ///
 /// # Errors
@@ -334,6 +360,16 @@ mod decode_tests {
             let mae = mean_abs_error(small.as_raw(), resized.as_raw());
             assert!(mae < 12.0, "{scale:?}: {mae}");
         }
+    }
+
+    #[test]
+    fn zune_into_a_buffer_matches_the_image_crate() {
+        let jpeg = photo(160, 96);
+        let mut out = vec![0u8; 160 * 96 * 3];
+        decode_into_zune(&jpeg, &mut out).unwrap();
+        assert_eq!(out, decode_jpeg_zune(&jpeg).unwrap().into_vec());
+        assert!(decode_into_zune(&jpeg, &mut out[1..]).is_err());
+        assert!(decode_into_zune(&jpeg[..jpeg.len() / 3], &mut out).is_err());
     }
 
     #[test]

@@ -15,8 +15,9 @@
 //! # Handing the pixels to another runtime without a copy
 //! The buffer's owner is the `Pixels` value itself (it is `Send + Sync` and moves freely), so
 //! a binding keeps it alive in an object of its own and builds a view over
-//! [`Pixels::as_raw`] (read-only) or [`Pixels::make_mut`] (writable, after which the pointer
-//! stays valid and exclusive for as long as the value is not moved out of that object).
+//! [`Pixels::as_raw`] (read-only) or [`Pixels::make_mut`] (writable; after the first call the
+//! buffer is this value's alone, and its pointer stays valid for as long as the value lives:
+//! moving a `Pixels` never moves its buffer).
 //! In PyO3 + numpy: wrap it in a `#[pyclass]`, call `make_mut` for a writable array, and make
 //! the array with `PyArray::borrow_from_array(&view, owner)` where `view` is an
 //! `ArrayViewMut3::from_shape_ptr((h, w, 3), ptr)`; for a read-only array use `as_raw` and

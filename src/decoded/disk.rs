@@ -4,7 +4,7 @@
 //!
 //! Layout under `{cache dir}/decoded/`: `v1/` holds the entries exactly as the JPEG disk
 //! tier holds its own (named by the blake3 of the entry's name, see [`super::format`] for
-//! the file), and `locks/` the per-frame lock files with which processes decode a frame
+//! the file), and `locks/` the lock files with which processes decode a frame
 //! once per machine: the first takes the lock, decodes and writes the entry, the others wait
 //! on the lock and then map the entry it wrote.
 
@@ -13,7 +13,8 @@ use super::format::{self, HEADER_LEN, RawCorruption};
 use crate::codec::{self, Scale};
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, TierCounters};
-use crate::tier::{BadEntry, DiskTier, DiskUsage, VerifyReport};
+use crate::pixels::Pixels;
+use crate::tier::{DiskTier, DiskUsage, VerifyReport};
 use memmap2::Mmap;
 use std::cell::RefCell;
 use std::fs::{self, File, OpenOptions};
@@ -37,19 +38,12 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Holds a frame's decode lock; dropping it removes the lock file, then unlocks.
-struct FrameLock {
-    path: PathBuf,
-    _file: File,
-}
-
-impl Drop for FrameLock {
-    fn drop(&mut self) {
-        // Removed while still locked, so a waiter that then locks this inode sees it is
-        // gone from the path and starts over instead of believing it holds the lock.
-        let _ = fs::remove_file(&self.path);
-    }
-}
+/// Lock files that frames share by the hash of their name: a fixed set, created once and
+/// never removed, so taking a decode lock creates no file (on a filesystem churned by
+/// deletes, creating and unlinking a lock file per frame showed in cold-load profiles as
+/// inode allocation). Two frames of one stripe decode one after the other; with a few
+/// dozen decodes in flight on a machine, that is rare and costs one decode's wait.
+const LOCK_STRIPES: u64 = 1024;
 
 /// What [`DecodedDisk::decode_once`] did.
 pub(crate) enum Outcome {
@@ -133,32 +127,31 @@ impl DecodedDisk {
         let _ = self.tier.unlink_entry(path);
     }
 
-    /// Takes `name`'s decode lock, waiting for another process (or thread) holding it.
-    fn lock(&self, name: &str) -> io::Result<FrameLock> {
-        let entry = self.tier.path_of(name);
-        let path = self
-            .locks
-            .join(entry.file_name().expect("entry paths have a name"));
-        loop {
-            let file = match OpenOptions::new()
+    /// Takes `name`'s decode lock, waiting for another process (or thread) holding it; the
+    /// lock is released when the returned file is closed.
+    fn lock(&self, name: &str) -> io::Result<File> {
+        let hash = blake3::hash(name.as_bytes());
+        let stripe = u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"));
+        let path = self.locks.join(format!("{:03x}", stripe % LOCK_STRIPES));
+        let open = || {
+            OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
                 .truncate(false)
                 .open(&path)
-            {
-                Err(e) if e.kind() == ErrorKind::NotFound => {
-                    fs::create_dir_all(&self.locks)?;
-                    continue;
-                }
-                other => other?,
-            };
-            file.lock()?;
-            if same_file(&file, &path) {
-                return Ok(FrameLock { path, _file: file });
+        };
+        let file = match open() {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                fs::create_dir_all(&self.locks)?;
+                open()?
             }
-            // The holder finished and removed this lock file after we opened it: retry.
-        }
+            other => other?,
+        };
+        // flock locks belong to the open file, so threads of this process exclude each
+        // other as processes do.
+        file.lock()?;
+        Ok(file)
     }
 
     /// Returns `name`'s entry, decoding `jpeg` into it unless some process on this machine
@@ -209,17 +202,23 @@ impl DecodedDisk {
         let written = SCRATCH.with_borrow_mut(|entry| {
             entry.resize(len, 0);
             format::write_header(&mut entry[..HEADER_LEN], name, width, height);
-            if let Err(reason) = codec::decode_into(jpeg, scale, &mut entry[HEADER_LEN..]) {
-                return Ok(Err(reason));
-            }
+            codec::decode_into(jpeg, scale, &mut entry[HEADER_LEN..])?;
             format::seal(entry);
             let entry: &[u8] = entry;
-            self.tier
-                .write_file_blocking(name, len as u64, |mut file| file.write_all(entry))
-                .map(Ok)
+            let stored = self
+                .tier
+                .write_file_blocking(name, len as u64, |mut file| file.write_all(entry));
+            Ok(stored.map_err(|e| {
+                // Full or read-only: the decode is not lost, the caller keeps it in memory.
+                TierCounters::bump(&self.counters().errors);
+                self.tier.warn_once(&e);
+                let pixels = entry[HEADER_LEN..].to_vec();
+                Decoded::heap(Pixels::from_vec(width, height, pixels).expect("sized above"))
+            }))
         });
-        let file = match written? {
-            Ok(file) => file,
+        let file = match written {
+            Ok(Ok(file)) => file,
+            Ok(Err(in_memory)) => return Ok(Ok(in_memory)),
             Err(reason) => return Ok(Err(reason)),
         };
         self.counters().wrote(len - HEADER_LEN);
@@ -231,46 +230,15 @@ impl DecodedDisk {
     }
 
     /// Checks every entry's header and checksum, removes the bad ones and reports them.
-    pub(crate) fn verify_blocking(&self, mut progress: impl FnMut(u64, u64)) -> VerifyReport {
-        let entries = self.tier.scan();
-        let total = entries.len() as u64;
-        let mut report = VerifyReport::default();
-        for (i, found) in entries.iter().enumerate() {
-            let name = read_name(&found.path);
-            let verdict = match &name {
-                None => Err("unreadable header".to_owned()),
-                Some(n) if self.tier.path_of(n) != found.path => {
-                    Err(format!("misplaced: holds {n:?}"))
-                }
-                Some(n) => match fs::read(&found.path) {
-                    Ok(bytes) => format::validate(n, &bytes)
-                        .map(|_| true)
-                        .map_err(|c| c.to_string()),
-                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
-                    Err(e) => Err(format!("unreadable: {e}")),
-                },
-            };
-            match verdict {
-                Ok(true) => {
-                    report.checked += 1;
-                    report.bytes += found.len;
-                }
-                Ok(false) => {}
-                Err(reason) => {
-                    report.checked += 1;
-                    if self.tier.unlink_entry(&found.path).is_ok() {
-                        TierCounters::bump(&self.counters().corrupt);
-                    }
-                    report.bad.push(BadEntry {
-                        path: found.path.clone(),
-                        key: name,
-                        reason,
-                    });
-                }
-            }
-            progress(i as u64 + 1, total);
-        }
-        report
+    pub(crate) fn verify_blocking(&self, progress: impl FnMut(u64, u64)) -> VerifyReport {
+        let check = |path: &Path, name: &str| match fs::read(path) {
+            Ok(bytes) => format::validate(name, &bytes)
+                .map(|_| true)
+                .map_err(|c| c.to_string()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(format!("unreadable: {e}")),
+        };
+        self.tier.verify_with(read_name, check, progress)
     }
 
     /// Removes every entry whose frame key starts with `prefix`; returns how many.
@@ -297,18 +265,4 @@ fn read_name(path: &Path) -> Option<String> {
     let mut header = vec![0u8; HEADER_LEN];
     File::open(path).ok()?.read_exact(&mut header).ok()?;
     format::read_name(&header)
-}
-
-#[cfg(unix)]
-fn same_file(file: &File, path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (file.metadata(), fs::metadata(path)) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    }
-}
-
-#[cfg(not(unix))]
-fn same_file(_file: &File, path: &Path) -> bool {
-    path.exists()
 }

@@ -45,7 +45,19 @@ pub(super) fn check_file(path: &Path, key: &str) -> std::result::Result<bool, St
 impl DiskTier {
     /// Checks every entry's header and checksum, removes the bad ones and reports them.
     /// `progress(done, total)` is called after each entry.
-    pub fn verify_blocking(&self, mut progress: impl FnMut(u64, u64)) -> VerifyReport {
+    pub fn verify_blocking(&self, progress: impl FnMut(u64, u64)) -> VerifyReport {
+        self.verify_with(read_key, check_file, progress)
+    }
+
+    /// [`DiskTier::verify_blocking`] for entries of another format: `read_key` reads the key
+    /// an entry file names, `check(path, key)` validates the whole file (`Ok(false)` when it
+    /// vanished).
+    pub(crate) fn verify_with(
+        &self,
+        read_key: impl Fn(&Path) -> Option<String>,
+        check: impl Fn(&Path, &str) -> std::result::Result<bool, String>,
+        mut progress: impl FnMut(u64, u64),
+    ) -> VerifyReport {
         let entries = self.scan();
         let total = entries.len() as u64;
         let mut report = VerifyReport::default();
@@ -54,7 +66,7 @@ impl DiskTier {
             let verdict = match &key {
                 None => Err("unreadable header".to_owned()),
                 Some(k) if self.path_of(k) != found.path => Err(format!("misplaced: holds {k:?}")),
-                Some(k) => check_file(&found.path, k),
+                Some(k) => check(&found.path, k),
             };
             match verdict {
                 Ok(true) => {
