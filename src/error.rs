@@ -71,6 +71,18 @@ pub enum Error {
         /// Frames found.
         present: usize,
     },
+    /// Another writer started re-caching the timeline after this one and had not finished when
+    /// this one did: the later writer's frames win, and this write removed none of them.
+    #[error(
+        "timeline {timeline:?} was not replaced: another writer (generation {other}) started \
+         re-caching it before this write finished, and its version wins"
+    )]
+    Superseded {
+        /// The timeline id.
+        timeline: String,
+        /// The generation of the writer that won.
+        other: String,
+    },
     /// An object that was listed a moment ago is gone (deleted concurrently).
     #[error("{key:?} vanished while being read")]
     Vanished {

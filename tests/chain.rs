@@ -128,6 +128,10 @@ async fn corrupt_disk_entries_are_never_served(env: &Env) {
     for (k, v) in keys.iter().zip(&values) {
         versions.push(writer.put_version(k, v.clone()).await.unwrap());
     }
+    assert!(
+        versions.iter().all(Option::is_some),
+        "both backends report the version a write stored: {versions:?}"
+    );
     let disk = writer.disk().unwrap();
     let local = |i: usize| TieredCache::local_key(&keys[i], versions[i].as_ref());
     let path = |i: usize| disk.path_of(&local(i));

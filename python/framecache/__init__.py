@@ -14,6 +14,7 @@ from framecache._errors import (
     InvalidInputError,
     OriginError,
     StorageError,
+    SupersededError,
 )
 from framecache._native import (
     JPEG_ENCODER,
@@ -36,6 +37,7 @@ __all__ = [
     "InvalidInputError",
     "OriginError",
     "StorageError",
+    "SupersededError",
     "__version__",
     "frames_to_b64",
     "synthetic_frame",

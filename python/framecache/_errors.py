@@ -46,6 +46,15 @@ class IncompleteTimelineError(FrameCacheError):
     present: int = 0
 
 
+class SupersededError(FrameCacheError):
+    """Another writer started re-caching ``timeline`` after this write began and had not
+    finished when this one did: its version (generation ``other``) wins, and this write
+    removed none of its frames. Writing again replaces it."""
+
+    timeline: str = ""
+    other: str = ""
+
+
 class CodecError(FrameCacheError):
     """Stored bytes did not decode (``key``), or a frame did not encode (``seq``)."""
 
@@ -57,4 +66,5 @@ __all__ = [
     "InvalidInputError",
     "OriginError",
     "StorageError",
+    "SupersededError",
 ]

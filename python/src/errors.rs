@@ -11,6 +11,7 @@ static INVALID_INPUT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static ORIGIN: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static STORAGE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static INCOMPLETE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static SUPERSEDED: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static CODEC: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static BASE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
@@ -74,6 +75,13 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
                 ("timeline", timeline.into_pyobject(py)?.into_any().unbind()),
                 ("expected", expected.into_pyobject(py)?.into_any().unbind()),
                 ("present", present.into_pyobject(py)?.into_any().unbind()),
+            ],
+        ),
+        Error::Superseded { timeline, other } => (
+            SUPERSEDED.import(py, MODULE, "SupersededError")?,
+            vec![
+                ("timeline", timeline.into_pyobject(py)?.into_any().unbind()),
+                ("other", other.into_pyobject(py)?.into_any().unbind()),
             ],
         ),
         Error::Decode { key, .. } => (

@@ -15,6 +15,7 @@ from framecache import (
     InvalidInputError,
     OriginError,
     StorageError,
+    SupersededError,
     frames,
 )
 
@@ -26,6 +27,8 @@ def test_hierarchy():
     assert issubclass(IncompleteTimelineError, FrameCacheError)
     assert not issubclass(IncompleteTimelineError, (ValueError, OSError))
     assert issubclass(CodecError, FrameCacheError)
+    assert issubclass(SupersededError, FrameCacheError)
+    assert not issubclass(SupersededError, (ValueError, OSError))
 
 
 @pytest.mark.parametrize("bad", ["../escape", "a/b", "", "x" * 300])

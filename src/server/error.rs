@@ -40,7 +40,7 @@ impl ApiError {
     }
 
     /// Maps a library error: bad input is `400`, an origin that fails (down, timing out,
-    /// refusing) is `503`, a timeline whose writer has not finished is `409`, an object
+    /// refusing) is `503`, a timeline whose writer has not finished (or a write another writer superseded) is `409`, an object
     /// deleted while being read is `404`, anything else `500`. Messages are redacted.
     pub fn from_core(err: &Error, redactor: &Redactor, retry_after: Duration) -> Self {
         let message = redactor.redact(&err.to_string());
@@ -53,7 +53,7 @@ impl ApiError {
                     retry_after,
                 );
             }
-            Error::Incomplete { .. } => StatusCode::CONFLICT,
+            Error::Incomplete { .. } | Error::Superseded { .. } => StatusCode::CONFLICT,
             Error::Vanished { .. } => StatusCode::NOT_FOUND,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };

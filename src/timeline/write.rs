@@ -6,9 +6,11 @@ use super::read::Frame;
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::layout;
+use crate::tier::{ObjectInfo, Version};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// A frame already encoded as JPEG, for [`FrameCache::cache_jpegs`].
 #[derive(Debug, Clone, PartialEq)]
@@ -122,7 +124,7 @@ impl FrameCache {
     }
 
     /// Replaces a timeline's frames: incomplete manifest, frames (made by `jpeg_of(index)`)
-    /// written through in parallel, extra old frames removed, complete manifest.
+    /// written through in parallel, then [`FrameCache::finish_timeline`].
     pub(super) async fn write_timeline<F, Fut>(
         &self,
         timeline: &str,
@@ -143,66 +145,170 @@ impl FrameCache {
                 rule: "appears more than once".into(),
             });
         }
+        let keys = metas
+            .iter()
+            .map(|f| layout::frame_key(timeline, f.seq))
+            .collect::<Result<Vec<_>>>()?;
         let manifest_key = layout::manifest_key(timeline)?;
-        let origin = self.cache.origin();
-        let old = origin.list(&prefix).await?;
         let mut manifest = Manifest {
             format: MANIFEST_FORMAT,
             generation: new_generation(),
             complete: false,
             frames: metas,
         };
-        origin.put(&manifest_key, manifest_bytes(&manifest)).await?;
+        self.cache
+            .origin()
+            .put(&manifest_key, manifest_bytes(&manifest))
+            .await?;
 
-        let done = std::sync::atomic::AtomicU64::new(0);
-        let written: Vec<(u64, u64, String)> = stream::iter(0..manifest.frames.len())
+        let done = AtomicU64::new(0);
+        let written: Vec<Written> = stream::iter(0..manifest.frames.len())
             .map(|i| {
                 let seq = manifest.frames[i].seq;
-                let key = layout::frame_key(timeline, seq);
+                let key = keys[i].clone();
                 let jpeg = jpeg_of(i);
                 let done = &done;
                 async move {
-                    let key = key?;
                     let jpeg = jpeg.await?;
-                    let hash = blake3::hash(&jpeg).to_hex().to_string();
-                    let size = jpeg.len() as u64;
-                    self.cache.put(&key, jpeg).await?;
-                    progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
-                    Ok::<_, Error>((seq, size, hash))
+                    let version = self.cache.put_version(&key, jpeg.clone()).await?;
+                    progress(done.fetch_add(1, Relaxed) + 1);
+                    Ok::<_, Error>(Written {
+                        seq,
+                        key,
+                        jpeg,
+                        version,
+                    })
                 }
             })
             .buffer_unordered(self.concurrency)
             .try_collect()
             .await?;
 
-        // Frames of an earlier, longer version of this timeline must not stay visible.
-        let keep: HashSet<u64> = manifest.frames.iter().map(|f| f.seq).collect();
-        let stale: Vec<String> = old
-            .into_iter()
-            .filter(|o| {
-                layout::frame_seq_under(&prefix, &o.key).is_some_and(|seq| !keep.contains(&seq))
-            })
-            .map(|o| o.key)
-            .collect();
-        stream::iter(stale)
-            .map(|key| async move { self.cache.remove(&key).await })
-            .buffer_unordered(self.concurrency)
-            .try_collect::<Vec<()>>()
-            .await?;
-
-        let by_seq: HashMap<u64, (u64, String)> =
-            written.into_iter().map(|(s, n, h)| (s, (n, h))).collect();
         for meta in &mut manifest.frames {
-            if let Some((size, hash)) = by_seq.get(&meta.seq) {
-                meta.size = *size;
-                meta.blake3 = hash.clone();
-            }
+            let frame = written
+                .iter()
+                .find(|w| w.seq == meta.seq)
+                .expect("every listed frame was written");
+            meta.size = frame.jpeg.len() as u64;
+            meta.blake3 = blake3::hash(&frame.jpeg).to_hex().to_string();
         }
         manifest.frames.sort_by_key(|f| f.seq);
         manifest.complete = true;
-        origin.put(&manifest_key, manifest_bytes(&manifest)).await?;
         let count = manifest.frames.len();
+        self.finish_timeline(timeline, &prefix, &manifest_key, &manifest, written)
+            .await?;
         tracing::info!("cached {count} frames for timeline {timeline}");
         Ok(count)
+    }
+
+    /// Makes the timeline exactly `written` and publishes `manifest` (complete), unless a
+    /// writer that started later is still writing.
+    ///
+    /// Blob storage has no transactions, so concurrent writers of one timeline agree through
+    /// the manifest, which each writer replaces with its own incomplete one when it starts:
+    /// - the manifest is another writer's *incomplete* one: that writer started after this
+    ///   one and finishes after it, so it wins; this one fails with [`Error::Superseded`]
+    ///   and removes nothing;
+    /// - otherwise (ours, or another writer's complete one: it finished while this one was
+    ///   writing) this writer finishes last and wins: frames another writer replaced or
+    ///   removed are written again, frames it does not list are removed, then the complete
+    ///   manifest is published; the listing is checked once more after publishing, so
+    ///   frames a losing writer put before it gave up are repaired too.
+    async fn finish_timeline(
+        &self,
+        timeline: &str,
+        prefix: &str,
+        manifest_key: &str,
+        manifest: &Manifest,
+        mut written: Vec<Written>,
+    ) -> Result<()> {
+        let origin = self.cache.origin();
+        let mut published = false;
+        for _ in 0..FINISH_ROUNDS {
+            match self.read_manifest(timeline).await? {
+                Some(m) if m.generation != manifest.generation => {
+                    if published {
+                        // A later writer has started since this one completed: it owns the
+                        // timeline now.
+                        return Ok(());
+                    }
+                    if !m.complete {
+                        return Err(Error::Superseded {
+                            timeline: timeline.to_owned(),
+                            other: m.generation,
+                        });
+                    }
+                }
+                None if published => return Ok(()),
+                _ => {}
+            }
+            let listed: HashMap<u64, ObjectInfo> = origin
+                .list(prefix)
+                .await?
+                .into_iter()
+                .filter_map(|o| layout::frame_seq_under(prefix, &o.key).map(|seq| (seq, o)))
+                .collect();
+            let mut changed = false;
+            for frame in &mut written {
+                if !listed.get(&frame.seq).is_some_and(|o| frame.is_at(o)) {
+                    tracing::warn!(
+                        "{}: replaced or removed by another writer; writing it again",
+                        frame.key
+                    );
+                    frame.version = self
+                        .cache
+                        .put_version(&frame.key, frame.jpeg.clone())
+                        .await?;
+                    changed = true;
+                }
+            }
+            // Frames of an earlier, longer version (or of a losing writer) must not stay.
+            let ours: HashSet<u64> = written.iter().map(|w| w.seq).collect();
+            let extra: Vec<String> = listed
+                .into_iter()
+                .filter(|(seq, _)| !ours.contains(seq))
+                .map(|(_, o)| o.key)
+                .collect();
+            changed |= !extra.is_empty();
+            stream::iter(extra)
+                .map(|key| async move { self.cache.remove(&key).await })
+                .buffer_unordered(self.concurrency)
+                .try_collect::<Vec<()>>()
+                .await?;
+            if published && !changed {
+                return Ok(());
+            }
+            if !published {
+                origin.put(manifest_key, manifest_bytes(manifest)).await?;
+                published = true;
+            }
+        }
+        Err(Error::Superseded {
+            timeline: timeline.to_owned(),
+            other: format!("unknown: its frames kept changing for {FINISH_ROUNDS} rounds"),
+        })
+    }
+}
+
+/// Rounds of checking a timeline's listing before a writer gives up on a timeline that other
+/// writers keep changing.
+const FINISH_ROUNDS: usize = 4;
+
+/// A frame this writer stored, kept until the timeline is published in case another writer
+/// replaces it meanwhile.
+struct Written {
+    seq: u64,
+    key: String,
+    jpeg: Bytes,
+    version: Option<Version>,
+}
+
+impl Written {
+    /// Whether the listed object is still the one this writer stored.
+    fn is_at(&self, listed: &ObjectInfo) -> bool {
+        match (&self.version, &listed.version) {
+            (Some(ours), Some(now)) => ours.tag == now.tag,
+            _ => listed.size == self.jpeg.len() as u64,
+        }
     }
 }

@@ -50,6 +50,26 @@ impl Env {
         }
     }
 
+    /// The variables a child process needs to rebuild this backend with [`Env::in_child`].
+    pub fn child_vars(&self) -> Vec<(&'static str, String)> {
+        match &self.backend {
+            Backend::Fs { root } => vec![("FC_ROOT", root.display().to_string())],
+            _ => vec![("FRAMECACHE_TEST_S3", "1".to_owned())],
+        }
+    }
+
+    /// The backend a parent described with [`Env::child_vars`], in a child process.
+    pub fn in_child() -> Env {
+        match std::env::var_os("FC_ROOT") {
+            Some(root) => Env {
+                name: "fs",
+                backend: Backend::Fs { root: root.into() },
+                scratch: tempfile::tempdir().unwrap(),
+            },
+            None => Env::s3(),
+        }
+    }
+
     /// A fresh disk-cache directory.
     pub fn disk_dir(&self, name: &str) -> PathBuf {
         self.scratch.path().join(format!("disk-{name}"))
