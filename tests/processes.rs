@@ -141,6 +141,7 @@ fn child() {
         "share" => child_share(),
         "write-forever" => child_write_forever(),
         "load" => child_load(),
+        "replace" => child_replace(),
         other => panic!("unknown child role {other}"),
     }
 }
@@ -217,6 +218,24 @@ fn child_write_forever() {
         let (key, bytes) = &payloads[rng.below(KILL_KEYS) as usize];
         disk.write_blocking(key, bytes).unwrap();
     }
+}
+
+/// Replaces two keys again and again with payloads of varying lengths, removing them now
+/// and then, as several processes re-caching the same frames do.
+fn child_replace() {
+    let disk = DiskTier::open(var("FC_DIR"), 1 << 30, Arc::new(Metrics::default()));
+    let mut rng = Rng::seeded(u64::from(std::process::id()));
+    for i in 0..var("FC_ITER").parse::<u64>().unwrap() {
+        let key = if rng.below(2) == 0 { "k0" } else { "k1" };
+        if rng.below(8) == 0 {
+            disk.remove_blocking(key).unwrap();
+        } else {
+            let len = 100 + rng.below(20_000) as usize;
+            disk.write_blocking(key, &vec![i as u8; len]).unwrap();
+        }
+    }
+    disk.write_blocking("k0", b"last").unwrap();
+    println!("RESULT {}", json!({"done": true}));
 }
 
 /// Loads a timeline twice through a fresh cache (no memory tier) and reports the sources.
@@ -337,6 +356,51 @@ fn processes_share_one_directory_within_its_capacity() {
     assert!(usage.bytes <= CAP, "{usage:?}");
     assert_eq!(usage.temp_files, 0, "{usage:?}");
     assert_eq!(disk.recount().bytes, usage.bytes);
+}
+
+/// Entries replaced by other lengths and removed by 4 processes at once: the shared ledger
+/// ends exactly equal to a recount of the directory.
+#[test]
+fn replacements_by_several_processes_keep_the_ledger_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cache");
+    let envs = [
+        ("FC_DIR", dir.display().to_string()),
+        ("FC_ITER", "300".to_owned()),
+    ];
+    // Creates the directory, its ledger and lock file before the children race for them.
+    let disk = DiskTier::open(&dir, 1 << 30, Arc::new(Metrics::default()));
+    let children: Vec<Child> = (0..4)
+        .map(|_| {
+            spawn_child("replace", &envs)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "replacing child failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(result_of(&stdout)["done"], true);
+    }
+    let counted = disk.accounted();
+    let on_disk = entry_bytes_locked(&dir);
+    assert!(on_disk > 0, "the children left entries");
+    assert_eq!(
+        counted,
+        disk.recount().bytes,
+        "the ledger drifted from the directory"
+    );
+    assert_eq!(
+        counted, on_disk,
+        "the ledger counts exactly the entry files"
+    );
 }
 
 #[test]
