@@ -277,14 +277,8 @@ impl TieredCache {
     /// it; for entries that are read rarely but must stay, like kept listings.
     pub async fn touch_local(&self, key: &str) {
         if let Some(disk) = &self.inner.disk {
-            let path = disk.path_of(key);
-            let _ = tokio::task::spawn_blocking(move || {
-                std::fs::File::options()
-                    .write(true)
-                    .open(path)
-                    .and_then(|f| f.set_modified(std::time::SystemTime::now()))
-            })
-            .await;
+            let (disk, key) = (disk.clone(), key.to_owned());
+            let _ = tokio::task::spawn_blocking(move || disk.touch_blocking(&key)).await;
         }
     }
 

@@ -243,6 +243,17 @@ impl DiskTier {
         ))
     }
 
+    /// Marks `key`'s entry as used (throttled as a hit is), for entries that are read rarely
+    /// but must stay as long as what they describe. Best effort: a missing entry is a no-op.
+    pub fn touch_blocking(&self, key: &str) {
+        let path = self.path_of(key);
+        if let Ok(file) = File::options().write(true).open(&path)
+            && let Ok(meta) = file.metadata()
+        {
+            touch(&file, &meta);
+        }
+    }
+
     /// Removes `key`'s entry on the calling thread.
     ///
     /// # Errors
