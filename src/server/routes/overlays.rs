@@ -1,0 +1,211 @@
+//! A timeline's overlay stages, a stage's overlays per frame, one frame's, and one PNG.
+
+use super::super::AppState;
+use super::super::error::ApiError;
+use super::super::versions;
+use super::respond::{json_response, overlay_url, stage_url};
+use super::timelines::StageInfo;
+use super::{ApiResult, VersionQuery, parse_seq};
+use crate::layout;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use futures::{StreamExt, TryStreamExt, stream};
+use serde::{Deserialize, Serialize};
+
+/// Overlays whose versions one stage listing reads at once.
+const LISTING_READS: usize = 16;
+
+pub(super) async fn overlay_stages(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let Path(id) = path?;
+    state.validate("timeline id", &id)?;
+    let stages = state
+        .cache
+        .overlay_stages(&id)
+        .await
+        .map_err(|e| state.core_error(&e))?;
+    let stages: Vec<StageInfo> = stages
+        .into_iter()
+        .map(|(job, stage)| StageInfo {
+            url: stage_url(&id, &job, &stage),
+            job,
+            stage,
+        })
+        .collect();
+    Ok(json_response(
+        &headers,
+        &serde_json::json!({ "timeline": id, "overlays": stages }),
+    ))
+}
+
+#[derive(Serialize)]
+struct OverlayInfo {
+    name: String,
+    size: usize,
+    version: String,
+    url: String,
+}
+
+#[derive(Serialize)]
+struct FrameOverlays {
+    seq: u64,
+    overlays: Vec<OverlayInfo>,
+}
+
+/// Reads one overlay through the cache and describes it with its versioned URL.
+async fn describe_overlay(
+    state: &AppState,
+    (id, job, stage): (&str, &str, &str),
+    seq: u64,
+    name: String,
+) -> Result<Option<(u64, OverlayInfo)>, ApiError> {
+    let key = layout::overlay_key(id, job, stage, seq, &name).map_err(|e| state.core_error(&e))?;
+    let hit = state
+        .cache
+        .chain()
+        .get_hit(&key)
+        .await
+        .map_err(|e| state.core_error(&e))?;
+    let Some(hit) = hit else {
+        return Ok(None); // deleted since the listing
+    };
+    let version = state.versions.of(&key, &hit.bytes, hit.source).await;
+    Ok(Some((
+        seq,
+        OverlayInfo {
+            url: overlay_url(id, job, stage, seq, &name, &version),
+            size: hit.bytes.len(),
+            version: version.to_string(),
+            name,
+        },
+    )))
+}
+
+/// Every overlay of a stage, grouped by frame, each with its versioned URL. The versions
+/// come from the bytes, so listing a stage reads its overlays through the cache once.
+pub(super) async fn stage_overlays(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let Path((id, job, stage)) = path?;
+    state.validate("timeline id", &id)?;
+    state.validate("job id", &job)?;
+    state.validate("stage", &stage)?;
+    let refs = state
+        .cache
+        .list_overlays(&id, &job, &stage)
+        .await
+        .map_err(|e| state.core_error(&e))?;
+    let described: Vec<Option<(u64, OverlayInfo)>> = stream::iter(refs)
+        .map(|r| describe_overlay(&state, (&id, &job, &stage), r.seq, r.name))
+        .buffered(LISTING_READS)
+        .try_collect()
+        .await?;
+    let mut frames: Vec<FrameOverlays> = Vec::new();
+    for (seq, info) in described.into_iter().flatten() {
+        match frames.last_mut() {
+            Some(last) if last.seq == seq => last.overlays.push(info),
+            _ => frames.push(FrameOverlays {
+                seq,
+                overlays: vec![info],
+            }),
+        }
+    }
+    Ok(json_response(
+        &headers,
+        &serde_json::json!({ "timeline": id, "job": job, "stage": stage, "frames": frames }),
+    ))
+}
+
+/// The overlays of one frame of a stage (an empty list when it has none).
+pub(super) async fn frame_overlays(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String, String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let Path((id, job, stage, seq)) = path?;
+    state.validate("timeline id", &id)?;
+    state.validate("job id", &job)?;
+    state.validate("stage", &stage)?;
+    let seq = parse_seq(&seq)?;
+    let loaded = state
+        .cache
+        .load_overlays(&id, &job, &stage, seq)
+        .await
+        .map_err(|e| state.core_error(&e))?
+        .unwrap_or_default();
+    let mut overlays = Vec::with_capacity(loaded.len());
+    for (name, bytes) in loaded {
+        let version = versions::version_of(&bytes);
+        overlays.push(OverlayInfo {
+            url: overlay_url(&id, &job, &stage, seq, &name, &version),
+            size: bytes.len(),
+            version: version.to_string(),
+            name,
+        });
+    }
+    Ok(json_response(
+        &headers,
+        &serde_json::json!({
+            "timeline": id, "job": job, "stage": stage, "seq": seq, "overlays": overlays,
+        }),
+    ))
+}
+
+/// `/v1/timelines/{id}/overlays/{job}/{stage}/{seq}/{file}`.
+#[derive(Deserialize)]
+pub(super) struct OverlayFile {
+    id: String,
+    job: String,
+    stage: String,
+    seq: String,
+    file: String,
+}
+
+pub(super) async fn overlay_png(
+    State(state): State<AppState>,
+    path: Result<Path<OverlayFile>, PathRejection>,
+    query: Result<Query<VersionQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let Path(OverlayFile {
+        id,
+        job,
+        stage,
+        seq,
+        file,
+    }) = path?;
+    state.validate("timeline id", &id)?;
+    state.validate("job id", &job)?;
+    state.validate("stage", &stage)?;
+    let seq = parse_seq(&seq)?;
+    let Some(name) = file.strip_suffix(".png") else {
+        return Err(ApiError::bad_request(format!(
+            "invalid overlay {file:?}: expected `{{name}}.png`"
+        )));
+    };
+    state.validate("overlay name", name)?;
+    let wanted = query?.0.checked()?;
+    let key =
+        layout::overlay_key(&id, &job, &stage, seq, name).map_err(|e| state.core_error(&e))?;
+    let hit = state
+        .cache
+        .chain()
+        .get_hit(&key)
+        .await
+        .map_err(|e| state.core_error(&e))?;
+    let Some(hit) = hit else {
+        return Err(ApiError::not_found(format!(
+            "timeline {id:?} has no overlay {name:?} for frame {seq} in {job}/{stage}"
+        )));
+    };
+    let served = state
+        .resolve(&key, hit.bytes, hit.source, wanted.as_deref())
+        .await?;
+    Ok(served.respond(&headers, "image/png"))
+}

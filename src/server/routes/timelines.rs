@@ -1,0 +1,145 @@
+//! `/v1/timelines`, one timeline's frames and overlay stages, and one frame's JPEG.
+
+use super::super::AppState;
+use super::super::error::ApiError;
+use super::super::versions;
+use super::respond::{frame_url, json_response, stage_url};
+use super::{ApiResult, VersionQuery, parse_seq};
+use crate::layout;
+use crate::tier::Source;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use serde::Serialize;
+
+pub(super) async fn timelines(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
+    let ids = state
+        .cache
+        .timelines()
+        .await
+        .map_err(|e| state.core_error(&e))?;
+    Ok(json_response(
+        &headers,
+        &serde_json::json!({ "timelines": ids }),
+    ))
+}
+
+#[derive(Serialize)]
+struct FrameInfo {
+    seq: u64,
+    timestamp: f64,
+    chunk_id: u64,
+    perceptual_hash: String,
+    size: u64,
+    /// Content version (from the manifest's blake3), `null` for timelines without one.
+    version: Option<String>,
+    /// Versioned when the version is known, so browsers keep it for good.
+    url: String,
+    /// The local tier holding the frame now, if any.
+    cached: Option<Source>,
+}
+
+#[derive(Serialize)]
+pub(super) struct StageInfo {
+    pub(super) job: String,
+    pub(super) stage: String,
+    pub(super) url: String,
+}
+
+pub(super) async fn timeline(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let Path(id) = path?;
+    state.validate("timeline id", &id)?;
+    let (frames, stages) = futures::join!(
+        state.cache.list_frames(&id),
+        state.cache.overlay_stages(&id)
+    );
+    let frames = frames.map_err(|e| state.core_error(&e))?;
+    if frames.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "timeline {id:?} has no frames"
+        )));
+    }
+    let mut warnings = Vec::new();
+    let stages = stages.unwrap_or_else(|e| {
+        warnings.push(format!(
+            "overlays not listed: {}",
+            state.redactor.redact(&e.to_string())
+        ));
+        Vec::new()
+    });
+    let frames: Vec<FrameInfo> = frames
+        .into_iter()
+        .map(|entry| {
+            let meta = entry.meta.as_ref();
+            let version = meta
+                .and_then(|m| versions::version_from_blake3(&m.blake3))
+                .map(str::to_owned);
+            FrameInfo {
+                seq: entry.seq,
+                timestamp: meta.map_or(0.0, |m| m.timestamp),
+                chunk_id: meta.map_or(0, |m| m.chunk_id),
+                perceptual_hash: meta.map(|m| m.perceptual_hash.clone()).unwrap_or_default(),
+                size: meta.map_or(entry.size, |m| if m.size > 0 { m.size } else { entry.size }),
+                url: frame_url(&id, entry.seq, version.as_deref()),
+                version,
+                cached: state
+                    .cache
+                    .chain()
+                    .local_source(&entry.key, entry.version.as_ref()),
+            }
+        })
+        .collect();
+    let overlays: Vec<StageInfo> = stages
+        .into_iter()
+        .map(|(job, stage)| StageInfo {
+            url: stage_url(&id, &job, &stage),
+            job,
+            stage,
+        })
+        .collect();
+    Ok(json_response(
+        &headers,
+        &serde_json::json!({
+            "timeline": id,
+            "frames": frames,
+            "overlays": overlays,
+            "warnings": warnings,
+        }),
+    ))
+}
+
+pub(super) async fn frame(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<VersionQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let Path((id, file)) = path?;
+    state.validate("timeline id", &id)?;
+    let Some(digits) = file.strip_suffix(".jpg") else {
+        return Err(ApiError::bad_request(format!(
+            "invalid frame {file:?}: expected `{{seq}}.jpg`"
+        )));
+    };
+    let seq = parse_seq(digits)?;
+    let wanted = query?.0.checked()?;
+    let key = layout::frame_key(&id, seq).map_err(|e| state.core_error(&e))?;
+    let hit = state
+        .cache
+        .frame_jpeg(&id, seq)
+        .await
+        .map_err(|e| state.core_error(&e))?;
+    let Some((bytes, source)) = hit else {
+        return Err(ApiError::not_found(format!(
+            "timeline {id:?} has no frame {seq}"
+        )));
+    };
+    let served = state
+        .resolve(&key, bytes, source, wanted.as_deref())
+        .await?;
+    Ok(served.respond(&headers, "image/jpeg"))
+}
