@@ -169,6 +169,10 @@ async fn a_manifest_left_behind_does_not_win(env: &Env) {
         assert_eq!(bytes, jpeg(f.seq, 99));
         assert_eq!(f.timestamp, 0.0, "metadata of other bytes is not reported");
     }
+    for f in fc.load_jpegs(&tl).await.unwrap() {
+        assert_eq!(f.jpeg, jpeg(f.seq, 99));
+        assert_eq!((f.chunk_id, f.perceptual_hash.as_str()), (0, ""));
+    }
     // Decoded frames too: the pixels are the rewritten JPEG's, not the manifest's.
     let loaded = fc.load_frames(&tl).await.unwrap();
     let fresh = handle(env, "left-behind-decode")

@@ -87,6 +87,22 @@ async fn round_trip_keeps_metadata_and_order(env: &Env) {
         assert_eq!(f.image.dimensions(), (64, 48));
         assert!(mean_abs_error(&f.image, &original.image) < 6.0);
     }
+    // The JPEGs as stored carry the same metadata.
+    let jpegs = cache(env, "round-trip-jpegs")
+        .load_jpegs(&tl)
+        .await
+        .unwrap();
+    for (f, decoded) in jpegs.iter().zip(&loaded) {
+        assert_eq!(
+            (f.seq, f.chunk_id, f.timestamp, &f.perceptual_hash),
+            (
+                decoded.seq,
+                decoded.chunk_id,
+                decoded.timestamp,
+                &decoded.perceptual_hash
+            )
+        );
+    }
     let one = fc.load_frame(&tl, 5).await.unwrap().unwrap();
     assert_eq!((one.seq, one.timestamp), (5, loaded[5].timestamp));
     assert_eq!(fc.load_frame(&tl, 99).await.unwrap(), None);

@@ -34,6 +34,10 @@ pub struct FrameJpeg {
     pub seq: u64,
     /// Presentation time in seconds (0.0 when unknown).
     pub timestamp: f64,
+    /// The video chunk it was extracted from (0 when unknown).
+    pub chunk_id: u64,
+    /// Perceptual hash (empty when unknown).
+    pub perceptual_hash: String,
     /// The JPEG bytes.
     pub jpeg: Bytes,
     /// The tier that answered.
@@ -263,12 +267,13 @@ impl FrameCache {
         stream::iter(entries)
             .map(move |entry| async move {
                 let fetched = self.fetch(&entry).await?;
+                // The manifest describes these bytes only when its blake3 matches them.
+                let meta = entry.meta.filter(|_| fetched.current);
                 Ok(FrameJpeg {
                     seq: entry.seq,
-                    timestamp: entry
-                        .meta
-                        .filter(|_| fetched.current)
-                        .map_or(0.0, |m| m.timestamp),
+                    timestamp: meta.as_ref().map_or(0.0, |m| m.timestamp),
+                    chunk_id: meta.as_ref().map_or(0, |m| m.chunk_id),
+                    perceptual_hash: meta.map(|m| m.perceptual_hash).unwrap_or_default(),
                     jpeg: fetched.bytes,
                     source: fetched.source,
                 })
