@@ -5,19 +5,11 @@
 mod common;
 
 use bytes::Bytes;
-use common::{Env, unique};
+use common::{Env, jpeg_variant as jpeg, unique};
 use framecache::tier::Origin;
 use framecache::{Backend, FrameCache, TimelineStatus, layout};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-fn jpeg(seq: u64, variant: u8) -> Bytes {
-    let mut image = framecache::synthetic_frame(seq, 64, 48)
-        .image
-        .into_rgb_image();
-    image.pixels_mut().for_each(|p| p.0[2] = variant);
-    Bytes::from(framecache::codec::encode_jpeg(&image.into(), 85).unwrap())
-}
 
 /// Writes `bytes` at `key` as the Python module does: straight to the origin.
 ///

@@ -9,27 +9,13 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::child::{CHILD_ENV, result_of, spawn_child, var};
-use common::{Env, unique};
-use framecache::tier::{ObjectInfo, Origin, Version};
-use framecache::{EncodedFrame, Error, FrameCache, Metrics, Result, TimelineStatus, layout};
-use futures::FutureExt;
-use futures::future::BoxFuture;
+use common::{Env, Instrumented, jpeg_variant as jpeg, unique};
+use framecache::{EncodedFrame, Error, FrameCache, Metrics, TimelineStatus, layout};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-
-/// The JPEG writer `variant` stores for `seq`: every writer's frames differ from the other's.
-fn jpeg(seq: u64, variant: u8) -> Bytes {
-    let mut image = framecache::synthetic_frame(seq, 64, 48)
-        .image
-        .into_rgb_image();
-    image.pixels_mut().for_each(|p| p.0[2] = variant);
-    Bytes::from(framecache::codec::encode_jpeg(&image.into(), 85).unwrap())
-}
 
 /// A writer process, held before it finishes when `gate` is given.
 struct Writer {
@@ -182,8 +168,9 @@ fn child_write() {
     let metrics = Arc::new(Metrics::default());
     let mut origin = env.origin(&metrics);
     if let Ok(gate) = std::env::var("FC_GATE") {
+        // A writer reads the manifest only to finish, after storing every frame.
         let manifest = layout::manifest_key(&timeline).unwrap();
-        origin = Arc::new(HeldBeforeFinish::new(origin, manifest, gate.into()));
+        origin = Arc::new(Instrumented::new(origin).hold_first_read_of(&manifest, gate.into()));
     }
     let config = env.config(Path::new(&var("FC_CACHE")));
     let fc = FrameCache::from_chain(config.build_with_origin(origin, metrics), 4);
@@ -207,62 +194,4 @@ fn child_write() {
         }),
     };
     println!("RESULT {line}");
-}
-
-/// The origin of a held writer: its first read of the manifest (a writer reads it only to
-/// finish, after storing every frame) creates `{gate}/ready` and waits for `{gate}/go`.
-struct HeldBeforeFinish {
-    inner: Arc<dyn Origin>,
-    manifest: String,
-    gate: PathBuf,
-    held: AtomicBool,
-}
-
-impl HeldBeforeFinish {
-    fn new(inner: Arc<dyn Origin>, manifest: String, gate: PathBuf) -> Self {
-        HeldBeforeFinish {
-            inner,
-            manifest,
-            gate,
-            held: AtomicBool::new(false),
-        }
-    }
-}
-
-impl Origin for HeldBeforeFinish {
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
-        async move {
-            if key == self.manifest && !self.held.swap(true, SeqCst) {
-                std::fs::write(self.gate.join("ready"), b"").unwrap();
-                let go = self.gate.join("go");
-                common::wait_until("the parent to release the writer", || go.exists()).await;
-            }
-            self.inner.get(key).await
-        }
-        .boxed()
-    }
-    fn put<'a>(&'a self, key: &'a str, value: Bytes) -> BoxFuture<'a, Result<Option<Version>>> {
-        self.inner.put(key, value)
-    }
-    fn stat<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<ObjectInfo>>> {
-        self.inner.stat(key)
-    }
-    fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
-        self.inner.remove(key)
-    }
-    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<ObjectInfo>>> {
-        self.inner.list(prefix)
-    }
-    fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
-        self.inner.exists(key)
-    }
-    fn has_any<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<bool>> {
-        self.inner.has_any(prefix)
-    }
-    fn remove_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<()>> {
-        self.inner.remove_prefix(prefix)
-    }
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
 }

@@ -106,6 +106,16 @@ impl Env {
     }
 }
 
+/// A small JPEG of frame `seq` in colour `variant`: writers with different variants store
+/// different bytes for the same frame.
+pub fn jpeg_variant(seq: u64, variant: u8) -> Bytes {
+    let mut image = framecache::synthetic_frame(seq, 64, 48)
+        .image
+        .into_rgb_image();
+    image.pixels_mut().for_each(|p| p.0[2] = variant);
+    Bytes::from(framecache::codec::encode_jpeg(&image.into(), 85).unwrap())
+}
+
 /// A unique key prefix per test run, so tests sharing a bucket never collide.
 pub fn unique(name: &str) -> String {
     let nanos = std::time::SystemTime::now()
@@ -126,6 +136,9 @@ pub struct Instrumented {
     gated_after_read: std::sync::atomic::AtomicBool,
     /// The next read panics, as a bug in a backend would.
     pub panic_next: std::sync::atomic::AtomicBool,
+    /// A key whose first read is held until another process releases it (see
+    /// [`Instrumented::hold_first_read_of`]).
+    held_key: std::sync::Mutex<Option<(String, PathBuf)>>,
 }
 
 impl Instrumented {
@@ -138,7 +151,15 @@ impl Instrumented {
             gated: std::sync::atomic::AtomicBool::new(false),
             gated_after_read: std::sync::atomic::AtomicBool::new(false),
             panic_next: std::sync::atomic::AtomicBool::new(false),
+            held_key: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Holds the first read of `key`: it creates `{gate}/ready` and waits for `{gate}/go`,
+    /// files another process (the test driving this one) can watch and create.
+    pub fn hold_first_read_of(self, key: &str, gate: PathBuf) -> Self {
+        *self.held_key.lock().unwrap() = Some((key.to_owned(), gate));
+        self
     }
 
     /// Holds every later read until [`Instrumented::open_gate`].
@@ -168,6 +189,15 @@ impl Origin for Instrumented {
             self.reads.fetch_add(1, SeqCst);
             if self.panic_next.swap(false, SeqCst) {
                 panic!("origin read of {key} panicked on purpose");
+            }
+            let held = {
+                let mut held = self.held_key.lock().unwrap();
+                held.take_if(|(k, _)| k.as_str() == key)
+            };
+            if let Some((_, gate)) = held {
+                std::fs::write(gate.join("ready"), b"").unwrap();
+                let go = gate.join("go");
+                wait_until("the test to release the held read", || go.exists()).await;
             }
             if self.gated.load(SeqCst) {
                 self.waiting.fetch_add(1, SeqCst);

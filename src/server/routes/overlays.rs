@@ -3,7 +3,7 @@
 use super::super::AppState;
 use super::super::error::ApiError;
 use super::super::versions;
-use super::respond::{json_response, overlay_url, stage_url};
+use super::respond::{json_response, overlay_url};
 use super::timelines::StageInfo;
 use super::{ApiResult, VersionQuery, parse_seq};
 use crate::layout;
@@ -28,14 +28,7 @@ pub(super) async fn overlay_stages(
         .overlay_stages(&id)
         .await
         .map_err(|e| state.core_error(&e))?;
-    let stages: Vec<StageInfo> = stages
-        .into_iter()
-        .map(|(job, stage)| StageInfo {
-            url: stage_url(&id, &job, &stage),
-            job,
-            stage,
-        })
-        .collect();
+    let stages = StageInfo::all(&id, stages);
     Ok(json_response(
         &headers,
         &serde_json::json!({ "timeline": id, "overlays": stages }),

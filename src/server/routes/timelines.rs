@@ -41,9 +41,23 @@ struct FrameInfo {
 
 #[derive(Serialize)]
 pub(super) struct StageInfo {
-    pub(super) job: String,
-    pub(super) stage: String,
-    pub(super) url: String,
+    job: String,
+    stage: String,
+    url: String,
+}
+
+impl StageInfo {
+    /// Each `(job, stage)` of a timeline with the URL of its overlays.
+    pub(super) fn all(timeline: &str, stages: Vec<(String, String)>) -> Vec<StageInfo> {
+        stages
+            .into_iter()
+            .map(|(job, stage)| StageInfo {
+                url: stage_url(timeline, &job, &stage),
+                job,
+                stage,
+            })
+            .collect()
+    }
 }
 
 pub(super) async fn timeline(
@@ -93,14 +107,7 @@ pub(super) async fn timeline(
             }
         })
         .collect();
-    let overlays: Vec<StageInfo> = stages
-        .into_iter()
-        .map(|(job, stage)| StageInfo {
-            url: stage_url(&id, &job, &stage),
-            job,
-            stage,
-        })
-        .collect();
+    let overlays = StageInfo::all(&id, stages);
     Ok(json_response(
         &headers,
         &serde_json::json!({
