@@ -71,17 +71,31 @@ pub enum Error {
         /// Frames found.
         present: usize,
     },
-    /// Another writer started re-caching the timeline after this one and had not finished when
-    /// this one did: the later writer's frames win, and this write removed none of them.
+    /// Another writer started re-caching the timeline after this one and had not finished
+    /// when this one did; this write removed none of its frames. Writing again replaces it.
     #[error(
         "timeline {timeline:?} was not replaced: another writer (generation {other}) started \
-         re-caching it before this write finished, and its version wins"
+         re-caching it after this one and had not finished when this one did; this write \
+         removed none of its frames (write again to replace them)"
     )]
     Superseded {
         /// The timeline id.
         timeline: String,
-        /// The generation of the writer that won.
+        /// The generation of the manifest the other writer stored.
         other: String,
+    },
+    /// Other writers kept replacing the timeline's frames while this write was finishing; it
+    /// is left marked incomplete rather than complete over frames that are not its own.
+    #[error(
+        "timeline {timeline:?} kept changing while this write finished ({rounds} rounds): \
+         other writers are at work on it, so it is left incomplete (write again once they \
+         are done)"
+    )]
+    Contended {
+        /// The timeline id.
+        timeline: String,
+        /// Rounds of checks the write made.
+        rounds: usize,
     },
     /// An object that was listed a moment ago is gone (deleted concurrently).
     #[error("{key:?} vanished while being read")]

@@ -1,11 +1,12 @@
 //! Two processes re-caching one timeline at once, on both backends. The rule: the writer
 //! that finishes last wins and the timeline is then exactly its frames; a writer that finds
-//! a later one still writing fails with `Error::Superseded` and removes nothing.
+//! a later one still writing fails with `Error::Superseded` and removes nothing; a writer
+//! that fails marks its manifest abandoned, so the other one goes on.
 //!
 //! Each writer is this test binary run again (`FRAMECACHE_CHILD=write`). Its origin holds
-//! the writer just before it finishes (its first read of the manifest, after every frame is
-//! stored) until the parent releases it, so each interleaving is produced exactly, whatever
-//! the machine's speed.
+//! one chosen access (the second access of the manifest is where a writer finishes, after
+//! storing every frame) until the parent releases it, so each interleaving is produced
+//! exactly, whatever the machine's speed.
 
 mod common;
 
@@ -24,8 +25,28 @@ struct Writer {
 }
 
 impl Writer {
-    fn start(env: &Env, timeline: &str, frames: u64, variant: u8, gate: Option<&Path>) -> Writer {
+    /// Starts writer `variant` of `frames` frames; `hold` is `(object, nth, gate)`: the
+    /// `nth` access of `manifest` or `frame0` waits at `gate`.
+    fn start(
+        env: &Env,
+        timeline: &str,
+        frames: u64,
+        variant: u8,
+        hold: Option<(&str, usize, &Path)>,
+    ) -> Writer {
+        Writer::start_with(env, timeline, frames, variant, hold, &[])
+    }
+
+    fn start_with(
+        env: &Env,
+        timeline: &str,
+        frames: u64,
+        variant: u8,
+        hold: Option<(&str, usize, &Path)>,
+        extra: &[(&'static str, String)],
+    ) -> Writer {
         let mut vars = env.child_vars();
+        vars.extend_from_slice(extra);
         vars.extend([
             ("FC_TIMELINE", timeline.to_owned()),
             ("FC_FRAMES", frames.to_string()),
@@ -37,8 +58,9 @@ impl Writer {
                     .to_string(),
             ),
         ]);
-        if let Some(gate) = gate {
+        if let Some((object, nth, gate)) = hold {
             std::fs::create_dir_all(gate).unwrap();
+            vars.push(("FC_HOLD", format!("{object}:{nth}")));
             vars.push(("FC_GATE", gate.display().to_string()));
         }
         let child = spawn_child("write", &vars)
@@ -48,14 +70,14 @@ impl Writer {
             .unwrap();
         Writer {
             child,
-            gate: gate.map(Path::to_path_buf),
+            gate: hold.map(|(_, _, gate)| gate.to_path_buf()),
         }
     }
 
-    /// Waits until the writer has stored every frame and is held before finishing.
+    /// Waits until the writer is held.
     async fn held(&self) {
         let ready = self.gate.as_ref().expect("a gated writer").join("ready");
-        common::wait_until("the writer to store its frames", || ready.exists()).await;
+        common::wait_until("the writer to be held", || ready.exists()).await;
     }
 
     fn release(&self) {
@@ -97,15 +119,30 @@ async fn assert_timeline_is(env: &Env, timeline: &str, frames: u64, variant: u8)
     }
 }
 
-/// A starts, stores 6 frames and is held; B starts, stores 3 and is held; A finishes first,
-/// so a later writer is still writing: A fails clearly and removes nothing; B then finishes
-/// and the timeline is B's 3 frames (A's extra frames are gone).
+/// Frame objects at the origin, whoever wrote them.
+async fn frames_at_origin(env: &Env, timeline: &str) -> usize {
+    let origin = env.origin(&Arc::new(Metrics::default()));
+    let prefix = layout::frames_prefix(timeline).unwrap();
+    let listed = origin.list(&prefix).await.unwrap();
+    listed
+        .iter()
+        .filter(|o| layout::frame_seq_under(&prefix, &o.key).is_some())
+        .count()
+}
+
+/// Where a writer finishes: the manifest's second access (the first stores it incomplete).
+const FINISH: (&str, usize) = ("manifest", 2);
+
+/// A stores 6 frames and is held before finishing; B stores 3 and is held likewise; A
+/// finishes first while a later writer is still at work: it fails clearly and removes
+/// nothing. B then finishes, and the timeline is B's 3 frames (A's extra ones are gone).
 async fn a_writer_overtaken_by_a_later_one_fails_clearly(env: &Env) {
     let tl = unique("overtaken");
     let gates = env.scratch.path().join(&tl);
-    let a = Writer::start(env, &tl, 6, 1, Some(&gates.join("a")));
+    let (a_gate, b_gate) = (gates.join("a"), gates.join("b"));
+    let a = Writer::start(env, &tl, 6, 1, Some((FINISH.0, FINISH.1, &a_gate)));
     a.held().await;
-    let b = Writer::start(env, &tl, 3, 2, Some(&gates.join("b")));
+    let b = Writer::start(env, &tl, 3, 2, Some((FINISH.0, FINISH.1, &b_gate)));
     b.held().await;
 
     a.release();
@@ -116,6 +153,11 @@ async fn a_writer_overtaken_by_a_later_one_fails_clearly(env: &Env) {
         message.contains(&tl) && message.contains("another writer"),
         "the error names the timeline and why: {message}"
     );
+    assert_eq!(
+        frames_at_origin(env, &tl).await,
+        6,
+        "the loser removed nothing"
+    );
 
     b.release();
     let won = b.result();
@@ -123,12 +165,13 @@ async fn a_writer_overtaken_by_a_later_one_fails_clearly(env: &Env) {
     assert_timeline_is(env, &tl, 3, 2).await;
 }
 
-/// A starts, stores 3 frames and is held; B writes 6 frames and completes; A then finishes
-/// last and wins: the frames B replaced are written again and B's extra ones removed.
+/// A stores 3 frames and is held before finishing; B writes 6 frames and completes; A then
+/// finishes last and wins: the frames B replaced are written again and B's extra ones
+/// removed.
 async fn the_writer_that_finishes_last_wins(env: &Env) {
     let tl = unique("last-wins");
-    let gates = env.scratch.path().join(&tl);
-    let a = Writer::start(env, &tl, 3, 1, Some(&gates.join("a")));
+    let gate = env.scratch.path().join(&tl);
+    let a = Writer::start(env, &tl, 3, 1, Some((FINISH.0, FINISH.1, &gate)));
     a.held().await;
     let b = Writer::start(env, &tl, 6, 2, None);
     let first = b.result();
@@ -141,9 +184,57 @@ async fn the_writer_that_finishes_last_wins(env: &Env) {
     assert_timeline_is(env, &tl, 3, 1).await;
 }
 
+/// A stores its manifest and is held storing frame 0; B stores 3 frames and is held before
+/// finishing; A stores frame 0 over B's, then fails as overtaken. B finishes: it finds
+/// frame 0 replaced and writes it again, and removes A's frames 3..5.
+async fn the_winner_repairs_frames_a_loser_replaced(env: &Env) {
+    let tl = unique("repair");
+    let gates = env.scratch.path().join(&tl);
+    let (a_gate, b_gate) = (gates.join("a"), gates.join("b"));
+    let a = Writer::start(env, &tl, 6, 1, Some(("frame0", 1, &a_gate)));
+    a.held().await;
+    let b = Writer::start(env, &tl, 3, 2, Some((FINISH.0, FINISH.1, &b_gate)));
+    b.held().await;
+
+    a.release();
+    let lost = a.result();
+    assert_eq!(lost["superseded"], true, "{lost}");
+
+    b.release();
+    let won = b.result();
+    assert_eq!(won["written"], 3, "{won}");
+    assert_timeline_is(env, &tl, 3, 2).await;
+}
+
+/// A stores 3 frames and is held before finishing; B stores its manifest, then fails (the
+/// origin refuses one of its frames). B marks its manifest abandoned, so A, finishing
+/// after it, does not give way to a write that is over: A wins.
+async fn a_failed_writer_does_not_block_the_other(env: &Env) {
+    let tl = unique("abandoned");
+    let gate = env.scratch.path().join(&tl);
+    let a = Writer::start(env, &tl, 3, 1, Some((FINISH.0, FINISH.1, &gate)));
+    a.held().await;
+    let refused = layout::frame_key(&tl, 4).unwrap();
+    let b = Writer::start_with(env, &tl, 6, 2, None, &[("FC_FAIL_PUT", refused.clone())]);
+    let failed = b.result();
+    let message = failed["error"].as_str().unwrap();
+    assert!(
+        message.contains(&refused),
+        "B names the key it could not write: {message}"
+    );
+    assert_eq!(failed["superseded"], false, "{failed}");
+
+    a.release();
+    let last = a.result();
+    assert_eq!(last["written"], 3, "{last}");
+    assert_timeline_is(env, &tl, 3, 1).await;
+}
+
 backend_tests!(
     a_writer_overtaken_by_a_later_one_fails_clearly,
     the_writer_that_finishes_last_wins,
+    the_winner_repairs_frames_a_loser_replaced,
+    a_failed_writer_does_not_block_the_other,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -158,20 +249,29 @@ fn child() {
     }
 }
 
-/// Writes `FC_FRAMES` frames of `FC_VARIANT` to `FC_TIMELINE` with `cache_jpegs`, held before
-/// finishing when `FC_GATE` names a gate directory.
+/// Writes `FC_FRAMES` frames of `FC_VARIANT` to `FC_TIMELINE` with `cache_jpegs`; `FC_HOLD`
+/// (`manifest:2`, `frame0:1`) holds one access at the gate `FC_GATE`, and writes of
+/// `FC_FAIL_PUT` fail.
 fn child_write() {
     let env = Env::in_child();
     let timeline = var("FC_TIMELINE");
     let frames: u64 = var("FC_FRAMES").parse().unwrap();
     let variant: u8 = var("FC_VARIANT").parse().unwrap();
     let metrics = Arc::new(Metrics::default());
-    let mut origin = env.origin(&metrics);
-    if let Ok(gate) = std::env::var("FC_GATE") {
-        // A writer reads the manifest only to finish, after storing every frame.
-        let manifest = layout::manifest_key(&timeline).unwrap();
-        origin = Arc::new(Instrumented::new(origin).hold_first_read_of(&manifest, gate.into()));
+    let mut probe = Instrumented::new(env.origin(&metrics));
+    if let Ok(hold) = std::env::var("FC_HOLD") {
+        let (object, nth) = hold.split_once(':').unwrap();
+        let key = match object {
+            "manifest" => layout::manifest_key(&timeline).unwrap(),
+            "frame0" => layout::frame_key(&timeline, 0).unwrap(),
+            other => panic!("unknown object to hold: {other}"),
+        };
+        probe = probe.hold_access(&key, nth.parse().unwrap(), var("FC_GATE").into());
     }
+    if let Ok(key) = std::env::var("FC_FAIL_PUT") {
+        probe = probe.fail_puts_of(&key);
+    }
+    let origin: Arc<dyn framecache::tier::Origin> = Arc::new(probe);
     let config = env.config(Path::new(&var("FC_CACHE")));
     let fc = FrameCache::from_chain(config.build_with_origin(origin, metrics), 4);
     let encoded = (0..frames)
@@ -190,6 +290,7 @@ fn child_write() {
         Ok(written) => json!({"written": written}),
         Err(e) => json!({
             "superseded": matches!(e, Error::Superseded { .. }),
+            "contended": matches!(e, Error::Contended { .. }),
             "error": e.to_string(),
         }),
     };

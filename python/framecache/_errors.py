@@ -47,12 +47,14 @@ class IncompleteTimelineError(FrameCacheError):
 
 
 class SupersededError(FrameCacheError):
-    """Another writer started re-caching ``timeline`` after this write began and had not
-    finished when this one did: its version (generation ``other``) wins, and this write
-    removed none of its frames. Writing again replaces it."""
+    """Another writer was re-caching ``timeline`` at the same time, and this write did not
+    finish it: either a writer that began later had not finished (its manifest generation is
+    ``other``, and this write removed none of its frames), or writers kept replacing frames
+    while this one finished (``other`` is None; the timeline is left incomplete). Writing
+    again replaces the timeline."""
 
     timeline: str = ""
-    other: str = ""
+    other: str | None = None
 
 
 class CodecError(FrameCacheError):

@@ -84,6 +84,10 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
                 ("other", other.into_pyobject(py)?.into_any().unbind()),
             ],
         ),
+        Error::Contended { timeline, .. } => (
+            SUPERSEDED.import(py, MODULE, "SupersededError")?,
+            vec![("timeline", timeline.into_pyobject(py)?.into_any().unbind())],
+        ),
         Error::Decode { key, .. } => (
             CODEC.import(py, MODULE, "CodecError")?,
             vec![("key", key.into_pyobject(py)?.into_any().unbind())],

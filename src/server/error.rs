@@ -53,7 +53,9 @@ impl ApiError {
                     retry_after,
                 );
             }
-            Error::Incomplete { .. } | Error::Superseded { .. } => StatusCode::CONFLICT,
+            Error::Incomplete { .. } | Error::Superseded { .. } | Error::Contended { .. } => {
+                StatusCode::CONFLICT
+            }
             Error::Vanished { .. } => StatusCode::NOT_FOUND,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -52,7 +52,20 @@ pub(super) struct Manifest {
     pub(super) format: u32,
     pub(super) generation: String,
     pub(super) complete: bool,
+    /// Set by a writer that failed after storing its incomplete manifest: other writers of
+    /// the timeline need not give way to it. Absent in manifests written before it existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(super) abandoned: bool,
     pub(super) frames: Vec<FrameMeta>,
+}
+
+/// What a writer needs of whichever manifest is at the origin, of any format.
+#[derive(Debug, Deserialize)]
+pub(super) struct ManifestHead {
+    pub(super) generation: String,
+    pub(super) complete: bool,
+    #[serde(default)]
+    pub(super) abandoned: bool,
 }
 
 /// A manifest of the known format; anything else is logged and ignored.

@@ -17,6 +17,7 @@
 
 mod b64;
 mod decode;
+mod finish;
 mod index;
 mod kept;
 mod manifest;

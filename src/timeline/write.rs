@@ -1,12 +1,12 @@
 //! Writing timelines: encode, write through every tier, replace the old version.
 
 use super::FrameCache;
+use super::finish::Written;
 use super::manifest::{FrameMeta, MANIFEST_FORMAT, Manifest, manifest_bytes, new_generation};
 use super::read::Frame;
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::layout;
-use crate::tier::{ObjectInfo, Version};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
 use std::collections::{HashMap, HashSet};
@@ -36,7 +36,8 @@ impl FrameCache {
     ///
     /// # Errors
     /// Invalid id, quality or duplicate seqs (nothing written), an encoder failure naming the
-    /// seq, or an origin failure.
+    /// seq, an origin failure, or another writer of the timeline at work at the same time
+    /// ([`Error::Superseded`], [`Error::Contended`]; see `finish.rs` for the rule).
     pub async fn cache_frames(
         &self,
         timeline: &str,
@@ -95,7 +96,8 @@ impl FrameCache {
     ///
     /// # Errors
     /// Invalid id, duplicate seqs or bytes that do not start like a JPEG (nothing written),
-    /// or an origin failure.
+    /// an origin failure, or another writer at work ([`Error::Superseded`],
+    /// [`Error::Contended`]).
     pub async fn cache_jpegs(
         &self,
         timeline: &str,
@@ -124,7 +126,8 @@ impl FrameCache {
     }
 
     /// Replaces a timeline's frames: incomplete manifest, frames (made by `jpeg_of(index)`)
-    /// written through in parallel, then [`FrameCache::finish_timeline`].
+    /// written through in parallel, then [`FrameCache::finish_timeline`]. A write that fails
+    /// after its manifest is stored marks it abandoned, so other writers go on.
     pub(super) async fn write_timeline<F, Fut>(
         &self,
         timeline: &str,
@@ -150,17 +153,63 @@ impl FrameCache {
             .map(|f| layout::frame_key(timeline, f.seq))
             .collect::<Result<Vec<_>>>()?;
         let manifest_key = layout::manifest_key(timeline)?;
-        let mut manifest = Manifest {
+        let manifest = Manifest {
             format: MANIFEST_FORMAT,
             generation: new_generation(),
             complete: false,
+            abandoned: false,
             frames: metas,
         };
         self.cache
             .origin()
             .put(&manifest_key, manifest_bytes(&manifest))
             .await?;
+        let generation = manifest.generation.clone();
 
+        match self
+            .store_frames(
+                timeline,
+                &prefix,
+                &manifest_key,
+                manifest,
+                &keys,
+                jpeg_of,
+                progress,
+            )
+            .await
+        {
+            Ok(count) => {
+                tracing::info!("cached {count} frames for timeline {timeline}");
+                Ok(count)
+            }
+            Err(e) => {
+                // Whatever failed, the incomplete manifest must not make other writers of
+                // this timeline give way to a write that is over.
+                if !matches!(e, Error::Superseded { .. } | Error::Contended { .. }) {
+                    self.abandon(&manifest_key, &generation).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Stores every frame, then finishes the write among other writers
+    /// ([`FrameCache::finish_timeline`]). Returns the frames written.
+    #[allow(clippy::too_many_arguments)]
+    async fn store_frames<F, Fut>(
+        &self,
+        timeline: &str,
+        prefix: &str,
+        manifest_key: &str,
+        mut manifest: Manifest,
+        keys: &[String],
+        jpeg_of: F,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<usize>
+    where
+        F: Fn(usize) -> Fut,
+        Fut: Future<Output = Result<Bytes>>,
+    {
         let done = AtomicU64::new(0);
         let written: Vec<Written> = stream::iter(0..manifest.frames.len())
             .map(|i| {
@@ -184,131 +233,17 @@ impl FrameCache {
             .try_collect()
             .await?;
 
+        let by_seq: HashMap<u64, &Written> = written.iter().map(|w| (w.seq, w)).collect();
         for meta in &mut manifest.frames {
-            let frame = written
-                .iter()
-                .find(|w| w.seq == meta.seq)
-                .expect("every listed frame was written");
+            let frame = by_seq[&meta.seq];
             meta.size = frame.jpeg.len() as u64;
             meta.blake3 = blake3::hash(&frame.jpeg).to_hex().to_string();
         }
         manifest.frames.sort_by_key(|f| f.seq);
         manifest.complete = true;
         let count = manifest.frames.len();
-        self.finish_timeline(timeline, &prefix, &manifest_key, &manifest, written)
+        self.finish_timeline(timeline, prefix, manifest_key, &manifest, written)
             .await?;
-        tracing::info!("cached {count} frames for timeline {timeline}");
         Ok(count)
-    }
-
-    /// Makes the timeline exactly `written` and publishes `manifest` (complete), unless a
-    /// writer that started later is still writing.
-    ///
-    /// Blob storage has no transactions, so concurrent writers of one timeline agree through
-    /// the manifest, which each writer replaces with its own incomplete one when it starts:
-    /// - the manifest is another writer's *incomplete* one: that writer started after this
-    ///   one and finishes after it, so it wins; this one fails with [`Error::Superseded`]
-    ///   and removes nothing;
-    /// - otherwise (ours, or another writer's complete one: it finished while this one was
-    ///   writing) this writer finishes last and wins: frames another writer replaced or
-    ///   removed are written again, frames it does not list are removed, then the complete
-    ///   manifest is published; the listing is checked once more after publishing, so
-    ///   frames a losing writer put before it gave up are repaired too.
-    async fn finish_timeline(
-        &self,
-        timeline: &str,
-        prefix: &str,
-        manifest_key: &str,
-        manifest: &Manifest,
-        mut written: Vec<Written>,
-    ) -> Result<()> {
-        let origin = self.cache.origin();
-        let mut published = false;
-        for _ in 0..FINISH_ROUNDS {
-            match self.read_manifest(timeline).await? {
-                Some(m) if m.generation != manifest.generation => {
-                    if published {
-                        // A later writer has started since this one completed: it owns the
-                        // timeline now.
-                        return Ok(());
-                    }
-                    if !m.complete {
-                        return Err(Error::Superseded {
-                            timeline: timeline.to_owned(),
-                            other: m.generation,
-                        });
-                    }
-                }
-                None if published => return Ok(()),
-                _ => {}
-            }
-            let listed: HashMap<u64, ObjectInfo> = origin
-                .list(prefix)
-                .await?
-                .into_iter()
-                .filter_map(|o| layout::frame_seq_under(prefix, &o.key).map(|seq| (seq, o)))
-                .collect();
-            let mut changed = false;
-            for frame in &mut written {
-                if !listed.get(&frame.seq).is_some_and(|o| frame.is_at(o)) {
-                    tracing::warn!(
-                        "{}: replaced or removed by another writer; writing it again",
-                        frame.key
-                    );
-                    frame.version = self
-                        .cache
-                        .put_version(&frame.key, frame.jpeg.clone())
-                        .await?;
-                    changed = true;
-                }
-            }
-            // Frames of an earlier, longer version (or of a losing writer) must not stay.
-            let ours: HashSet<u64> = written.iter().map(|w| w.seq).collect();
-            let extra: Vec<String> = listed
-                .into_iter()
-                .filter(|(seq, _)| !ours.contains(seq))
-                .map(|(_, o)| o.key)
-                .collect();
-            changed |= !extra.is_empty();
-            stream::iter(extra)
-                .map(|key| async move { self.cache.remove(&key).await })
-                .buffer_unordered(self.concurrency)
-                .try_collect::<Vec<()>>()
-                .await?;
-            if published && !changed {
-                return Ok(());
-            }
-            if !published {
-                origin.put(manifest_key, manifest_bytes(manifest)).await?;
-                published = true;
-            }
-        }
-        Err(Error::Superseded {
-            timeline: timeline.to_owned(),
-            other: format!("unknown: its frames kept changing for {FINISH_ROUNDS} rounds"),
-        })
-    }
-}
-
-/// Rounds of checking a timeline's listing before a writer gives up on a timeline that other
-/// writers keep changing.
-const FINISH_ROUNDS: usize = 4;
-
-/// A frame this writer stored, kept until the timeline is published in case another writer
-/// replaces it meanwhile.
-struct Written {
-    seq: u64,
-    key: String,
-    jpeg: Bytes,
-    version: Option<Version>,
-}
-
-impl Written {
-    /// Whether the listed object is still the one this writer stored.
-    fn is_at(&self, listed: &ObjectInfo) -> bool {
-        match (&self.version, &listed.version) {
-            (Some(ours), Some(now)) => ours.tag == now.tag,
-            _ => listed.size == self.jpeg.len() as u64,
-        }
     }
 }

@@ -136,9 +136,11 @@ pub struct Instrumented {
     gated_after_read: std::sync::atomic::AtomicBool,
     /// The next read panics, as a bug in a backend would.
     pub panic_next: std::sync::atomic::AtomicBool,
-    /// A key whose first read is held until another process releases it (see
-    /// [`Instrumented::hold_first_read_of`]).
-    held_key: std::sync::Mutex<Option<(String, PathBuf)>>,
+    /// A key, the number of its reads and writes left before one is held, and the gate
+    /// directory (see [`Instrumented::hold_access`]).
+    held_key: std::sync::Mutex<Option<(String, usize, PathBuf)>>,
+    /// A key whose writes fail, as an origin refusing them would.
+    failing_put: std::sync::Mutex<Option<String>>,
 }
 
 impl Instrumented {
@@ -152,14 +154,45 @@ impl Instrumented {
             gated_after_read: std::sync::atomic::AtomicBool::new(false),
             panic_next: std::sync::atomic::AtomicBool::new(false),
             held_key: std::sync::Mutex::new(None),
+            failing_put: std::sync::Mutex::new(None),
         }
     }
 
-    /// Holds the first read of `key`: it creates `{gate}/ready` and waits for `{gate}/go`,
-    /// files another process (the test driving this one) can watch and create.
-    pub fn hold_first_read_of(self, key: &str, gate: PathBuf) -> Self {
-        *self.held_key.lock().unwrap() = Some((key.to_owned(), gate));
+    /// Holds the `nth` access (read or write, from 1) of `key` before it reaches the origin:
+    /// it creates `{gate}/ready` and waits for `{gate}/go`, files another process (the test
+    /// driving this one) can watch and create.
+    pub fn hold_access(self, key: &str, nth: usize, gate: PathBuf) -> Self {
+        *self.held_key.lock().unwrap() = Some((key.to_owned(), nth, gate));
         self
+    }
+
+    /// Every write of `key` fails with a storage error.
+    pub fn fail_puts_of(self, key: &str) -> Self {
+        *self.failing_put.lock().unwrap() = Some(key.to_owned());
+        self
+    }
+
+    /// Waits at the gate if this is the held access of `key`.
+    async fn maybe_hold(&self, key: &str) {
+        let gate = {
+            let mut held = self.held_key.lock().unwrap();
+            match held.as_mut() {
+                Some((k, left, _)) if k.as_str() == key => {
+                    *left -= 1;
+                    if *left == 0 {
+                        held.take().map(|(_, _, gate)| gate)
+                    } else {
+                        None
+                    }
+                }
+                _ => None,
+            }
+        };
+        if let Some(gate) = gate {
+            std::fs::write(gate.join("ready"), b"").unwrap();
+            let go = gate.join("go");
+            wait_until("the test to release the held access", || go.exists()).await;
+        }
     }
 
     /// Holds every later read until [`Instrumented::open_gate`].
@@ -190,15 +223,7 @@ impl Origin for Instrumented {
             if self.panic_next.swap(false, SeqCst) {
                 panic!("origin read of {key} panicked on purpose");
             }
-            let held = {
-                let mut held = self.held_key.lock().unwrap();
-                held.take_if(|(k, _)| k.as_str() == key)
-            };
-            if let Some((_, gate)) = held {
-                std::fs::write(gate.join("ready"), b"").unwrap();
-                let go = gate.join("go");
-                wait_until("the test to release the held read", || go.exists()).await;
-            }
+            self.maybe_hold(key).await;
             if self.gated.load(SeqCst) {
                 self.waiting.fetch_add(1, SeqCst);
                 let _permit = self.gate.acquire().await.unwrap();
@@ -215,7 +240,21 @@ impl Origin for Instrumented {
         .boxed()
     }
     fn put<'a>(&'a self, key: &'a str, value: Bytes) -> BoxFuture<'a, Result<Option<Version>>> {
-        self.inner.put(key, value)
+        async move {
+            self.maybe_hold(key).await;
+            if self.failing_put.lock().unwrap().as_deref() == Some(key) {
+                return Err(framecache::Error::Storage {
+                    op: "write",
+                    key: key.to_owned(),
+                    source: Box::new(opendal::Error::new(
+                        opendal::ErrorKind::Unexpected,
+                        "write refused on purpose",
+                    )),
+                });
+            }
+            self.inner.put(key, value).await
+        }
+        .boxed()
     }
     fn stat<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<ObjectInfo>>> {
         self.inner.stat(key)
