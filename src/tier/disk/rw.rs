@@ -171,7 +171,9 @@ impl DiskTier {
     /// The caller counts the write.
     ///
     /// # Errors
-    /// When the directory cannot be written, or `fill` fails (nothing is left behind).
+    /// When the directory cannot be written, when `fill` fails (nothing is left behind), or
+    /// when the entry does not fit even after eviction ([`ErrorKind::QuotaExceeded`]: the
+    /// writes in progress, this one included, exceed the capacity).
     pub(crate) fn write_file_blocking(
         &self,
         key: &str,
@@ -179,12 +181,24 @@ impl DiskTier {
         fill: impl FnOnce(&File) -> io::Result<()>,
     ) -> Result<File> {
         let path = self.path_of(key);
+        let full = |why: &str| {
+            let capacity = self.inner.capacity;
+            let e = io::Error::new(
+                ErrorKind::QuotaExceeded,
+                format!("{len} bytes do not fit in the capacity of {capacity} bytes{why}"),
+            );
+            Err(Error::io("write cache entry", &path, e))
+        };
+        if len > self.inner.capacity {
+            // Refused before reserving, so it evicts nothing.
+            return full("");
+        }
         let shard = path.parent().expect("entry paths have a shard directory");
         let (tmp, file, used) = self
             .reserve(shard, len)
             .map_err(|e| Error::io("write cache entry", &path, e))?;
-        if used > self.inner.capacity {
-            self.make_room();
+        if used > self.inner.capacity && !self.make_room(&tmp, len) {
+            return full(" beside the writes in progress");
         }
         // The temp file stays open (and locked, marking its writer alive) until committed.
         let written = fill(&file).and_then(|()| self.commit(&tmp, &path));
@@ -211,8 +225,11 @@ impl DiskTier {
             other => other?,
         };
         // Held until the file is closed: a recount that can take this lock knows the
-        // writer is gone, whatever PID namespace either of them runs in.
-        let _ = file.try_lock();
+        // writer is gone, whatever PID namespace either of them runs in. Waited for, not
+        // tried: the check at open probes temp files without the directory lock, holding
+        // a probed file's lock for a moment, and a writer that gave up its lock then would
+        // look dead to the next recount, which would delete the write in progress.
+        let _ = file.lock();
         Ok((tmp, file, self.inner.ledger.add(len)))
     }
 
