@@ -95,6 +95,10 @@ async fn pixels_equal_a_fresh_decode_at_every_tier(env: &Env) {
     let shared = fc.load_frames_with(&timeline, read_only).await.unwrap();
     assert!(shared.iter().all(|f| f.image.backing() == Backing::Shared));
     assert_eq!(images(&shared), want.iter().collect::<Vec<_>>());
+    let one = fc.load_frame_with(&timeline, 3, read_only).await.unwrap();
+    let one = one.unwrap().image;
+    assert_eq!(one.backing(), Backing::Shared);
+    assert_eq!(one.as_raw().as_ptr(), shared[3].image.as_raw().as_ptr());
 
     // Warm: a new handle (as a new process) maps the raw entries: no decode. It reads each
     // JPEG once from the disk tier (verified there) to learn the blake3 of the listed
