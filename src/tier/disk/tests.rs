@@ -3,6 +3,7 @@ use super::*;
 use crate::entry::FIXED_HEADER_LEN;
 use std::fs::{self, File};
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 fn tier(dir: &Path, capacity: u64) -> (DiskTier, Arc<Metrics>) {
@@ -272,4 +273,70 @@ fn writes_in_progress_never_take_the_directory_over_its_capacity() {
     );
     assert_eq!(disk.read_blocking("huge").unwrap(), None);
     assert_eq!(disk.usage(), before);
+}
+
+/// An entry as format version 1 wrote it (the blake3 verified on read, no checksum).
+fn write_v1_entry(disk: &DiskTier, key: &str, payload: &[u8]) -> PathBuf {
+    let mut v1 = Vec::new();
+    v1.extend_from_slice(&crate::entry::MAGIC);
+    v1.extend_from_slice(&1u32.to_le_bytes());
+    v1.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    v1.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    v1.extend_from_slice(blake3::hash(payload).as_bytes());
+    v1.extend_from_slice(key.as_bytes());
+    v1.extend_from_slice(payload);
+    let path = disk.path_of(key);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(&path, v1).unwrap();
+    path
+}
+
+#[test]
+fn entries_of_the_previous_format_are_misses_removed_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (disk, metrics) = tier(tmp.path(), 1 << 30);
+    let read = write_v1_entry(&disk, "t/a/1", &[5u8; 300]);
+    let verified = write_v1_entry(&disk, "t/a/2", &[6u8; 300]);
+    let cleared = write_v1_entry(&disk, "t/b/1", &[7u8; 300]);
+    disk.recount();
+
+    assert_eq!(disk.read_blocking("t/a/1").unwrap(), None);
+    assert!(!read.exists());
+    assert_eq!(metrics.snapshot().disk.corrupt, 1);
+    let report = disk.verify_blocking(|_, _| {});
+    assert_eq!(report.bad.len(), 2, "{report:?}");
+    let bad = report.bad.iter().find(|b| b.path == verified).unwrap();
+    assert_eq!(bad.key.as_deref(), Some("t/a/2"));
+    assert!(bad.reason.contains("version 1"), "{bad:?}");
+    assert!(!verified.exists() && !cleared.exists());
+
+    // `clear` finds them by the key where that format put it.
+    let cleared = write_v1_entry(&disk, "t/b/1", &[7u8; 300]);
+    disk.recount();
+    assert_eq!(disk.remove_prefix_blocking("t/b/"), 1);
+    assert!(!cleared.exists());
+    // Rewritten in the current format, the key is served again.
+    disk.write_blocking("t/a/1", &[5u8; 300]).unwrap();
+    assert_eq!(
+        disk.read_blocking("t/a/1").unwrap().unwrap(),
+        vec![5u8; 300]
+    );
+    assert_eq!(disk.usage().accounted, disk.usage().bytes);
+}
+
+#[test]
+fn a_hit_hands_out_the_blake3_recorded_at_write_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (disk, metrics) = tier(tmp.path(), 1 << 30);
+    let payload = vec![9u8; 5_000];
+    disk.write_blocking("k", &payload).unwrap();
+    let (bytes, hash) = disk.read_verified_blocking("k").unwrap().unwrap();
+    assert_eq!((&bytes[..], hash), (&payload[..], blake3::hash(&payload)));
+    // A damaged recorded hash fails the checksum: the entry is never served.
+    let path = disk.path_of("k");
+    let mut raw = fs::read(&path).unwrap();
+    raw[30] ^= 1;
+    fs::write(&path, raw).unwrap();
+    assert_eq!(disk.read_verified_blocking("k").unwrap(), None);
+    assert_eq!(metrics.snapshot().disk.corrupt, 1);
 }
