@@ -1,6 +1,11 @@
-//! A disk-tier hit (open, map, verify the blake3, no copy) against reading the same entry
+//! A disk-tier hit (open, map, verify the checksum, no copy) against reading the same entry
 //! files with `std::fs::read`, over 64 entries of a 1280x720 frame's size in the page cache.
 //! Target: the verified read costs at most 2x the plain one.
+//!
+//! Beside them, in the same run: what a hit cost with entry format 1, which verified the
+//! payload's blake3 instead of an xxh3 checksum (open, map, blake3 of the payload, compare);
+//! a read into a buffer then checksummed, against mapping; the two hashes alone over one
+//! payload (in cache).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use framecache::tier::DiskTier;
@@ -36,6 +41,32 @@ fn disk_hit(c: &mut Criterion) {
             i = (i + 1) % ENTRIES;
             std::fs::read(black_box(&paths[i])).unwrap()
         })
+    });
+    group.bench_function("format_1_read_blake3_verified", |b| {
+        b.iter(|| {
+            i = (i + 1) % ENTRIES;
+            let file = std::fs::File::open(black_box(&paths[i])).unwrap();
+            // SAFETY: the bench's own entry files, which nothing modifies while it runs.
+            let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+            let payload_at = framecache::entry::FIXED_HEADER_LEN + keys[i].len();
+            let hash = blake3::hash(&map[payload_at..]);
+            assert_eq!(hash.as_bytes(), &map[24..56]);
+            map
+        })
+    });
+    group.bench_function("std_fs_read_then_xxh3", |b| {
+        b.iter(|| {
+            i = (i + 1) % ENTRIES;
+            let bytes = std::fs::read(black_box(&paths[i])).unwrap();
+            black_box(xxhash_rust::xxh3::xxh3_64(&bytes));
+            bytes
+        })
+    });
+    group.bench_function("xxh3_64_alone", |b| {
+        b.iter(|| xxhash_rust::xxh3::xxh3_64(black_box(&jpeg)))
+    });
+    group.bench_function("blake3_alone", |b| {
+        b.iter(|| blake3::hash(black_box(&jpeg)))
     });
     group.finish();
 }

@@ -5,7 +5,7 @@
 #     timeline: cold (new process, empty disk cache), warm (new process, filled disk cache),
 #     hot (second call in one process); the module has no cache, its best call is used;
 #   - framecache.FrameCache against the Rust API (examples/bench_timeline) for the same
-#     cold, warm and hot loads: the overhead of Python.
+#     cold, warm, hot and hot read-only loads: the overhead of Python.
 # Each of --runs rounds runs every contender once, interleaved.
 # Prints each run's JSON line, then one JSON line of results.
 #
@@ -63,6 +63,7 @@ for run in $(seq 1 "$runs"); do
   bench api "$frames" "$width" "$height" 3 | tee -a "$log"
   target/release/examples/bench_timeline --frames "$frames" --width "$width" --height "$height" \
     --runs 3 --long 0 | tee -a "$log"
+  rm -rf "$state/disk-$run"   # its raw frames take 24x the JPEGs' space
 done
 
 "$venv/bin/python" - "$log" <<'PY'
@@ -91,7 +92,7 @@ out = {
 }
 # Python over Rust: the medians of each round's medians, and the best rounds (the least
 # disturbed by other work on the machine).
-for kind in ("cold", "warm", "hot"):
+for kind in ("cold", "warm", "hot", "hot_read_only"):
     py = [r[f"load_{kind}_s"] for r in api]
     rs = [r[f"load_{kind}_s"] for r in rust]
     out[f"api_{kind}_s"] = round(med(py), 3)

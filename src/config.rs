@@ -179,8 +179,9 @@ impl CacheConfig {
     /// The configuration the environment describes, as the command line reads it:
     /// `FRAMECACHE_BACKEND` (`fs`, the default, or `s3`), `FRAMECACHE_ROOT` (fs root),
     /// [`S3Config::from_env`]'s variables, `FRAMECACHE_CACHE_DIR`,
-    /// `FRAMECACHE_MEMORY_CAPACITY` and `FRAMECACHE_DISK_CAPACITY` (sizes such as `512MiB`);
-    /// anything unset or empty keeps its default.
+    /// `FRAMECACHE_MEMORY_CAPACITY`, `FRAMECACHE_DISK_CAPACITY`,
+    /// `FRAMECACHE_DECODED_MEMORY_CAPACITY` and `FRAMECACHE_DECODED_DISK_CAPACITY` (sizes such
+    /// as `512MiB`); anything unset or empty keeps its default.
     ///
     /// # Errors
     /// [`Error::Invalid`] naming the variable when a value cannot be used.
@@ -222,10 +223,17 @@ impl CacheConfig {
         if let Some(bytes) = size("FRAMECACHE_DISK_CAPACITY")? {
             disk.capacity = bytes;
         }
+        let decoded = DecodedConfig {
+            memory_capacity: size("FRAMECACHE_DECODED_MEMORY_CAPACITY")?
+                .unwrap_or(defaults.decoded.memory_capacity),
+            disk_capacity: size("FRAMECACHE_DECODED_DISK_CAPACITY")?
+                .unwrap_or(defaults.decoded.disk_capacity),
+        };
         Ok(CacheConfig {
             backend,
             memory_capacity,
             disk: Some(disk),
+            decoded,
             ..defaults
         })
     }

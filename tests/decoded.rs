@@ -95,6 +95,10 @@ async fn pixels_equal_a_fresh_decode_at_every_tier(env: &Env) {
     let shared = fc.load_frames_with(&timeline, read_only).await.unwrap();
     assert!(shared.iter().all(|f| f.image.backing() == Backing::Shared));
     assert_eq!(images(&shared), want.iter().collect::<Vec<_>>());
+    let one = fc.load_frame_with(&timeline, 3, read_only).await.unwrap();
+    let one = one.unwrap().image;
+    assert_eq!(one.backing(), Backing::Shared);
+    assert_eq!(one.as_raw().as_ptr(), shared[3].image.as_raw().as_ptr());
 
     // Warm: a new handle (as a new process) maps the raw entries: no decode. It reads each
     // JPEG once from the disk tier (verified there) to learn the blake3 of the listed
@@ -416,7 +420,10 @@ fn four_processes_decode_a_timeline_once() {
 }
 
 /// Processes loading different timelines and scales through a raw budget of a few frames
-/// keep the directory within it.
+/// keep the directory within it, exactly: more writes can be in progress at once (each
+/// process decodes on several threads) than the budget holds, and a write that does not fit
+/// beside them even after eviction is refused (its frame is served from memory) rather
+/// than committed over the cap.
 #[test]
 fn the_raw_budget_holds_across_processes() {
     let tmp = tempfile::tempdir().unwrap();
@@ -441,4 +448,8 @@ fn the_raw_budget_holds_across_processes() {
     assert!(usage.bytes <= cap, "{usage:?} over {cap}");
     assert_eq!(usage.temp_files, 0, "{usage:?}");
     assert!(usage.entries > 0, "{usage:?}");
+    assert_eq!(
+        usage.accounted, usage.bytes,
+        "the shared ledger drifted: {usage:?}"
+    );
 }

@@ -10,7 +10,8 @@ them in order and computes the ratios:
                                CACHE_DIR is empty and warm when it is filled, the second is hot
     seed SEED_DIR TIMELINE     the same two loads through the module (run with its interpreter)
     api N W H RUNS             framecache.FrameCache measured as examples/bench_timeline.rs
-                               measures the Rust API: cold, warm and hot load_frames, medians
+                               measures the Rust API: cold, warm, hot and hot read-only
+                               (``writeable=False``) load_frames, medians
 
 S3 settings come from the environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...).
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -99,16 +101,20 @@ def api(n: int, width: int, height: int, runs: int) -> dict:
     made = [framecache.synthetic_frame(seq, width, height) for seq in range(n)]
     cache("w").cache_frames(timeline, made, 85)
     del made
-    def load_count(fc: framecache.FrameCache) -> int:
+    def load_count(fc: framecache.FrameCache, writeable: bool = True) -> int:
         # The frames are freed inside the timing, as the Rust benchmark's are.
-        return len(fc.load_frames(timeline))
+        return len(fc.load_frames(timeline, writeable=writeable))
 
-    cold, warm, hot = [], [], []
+    cold, warm, hot, hot_read_only = [], [], [], []
     for run in range(runs):
         fc = cache(f"c{run}")
         took, count = timed(load_count, fc)
         assert count == n
         cold.append(took)
+        del fc
+        if run + 1 < runs:
+            # Raw frames take 24x the JPEGs' space: keep only the last cold run's.
+            shutil.rmtree(os.path.join(scratch, f"c{run}"))
     warm_dir = f"c{runs - 1}"
     for _ in range(runs):
         fc = cache(warm_dir)
@@ -120,7 +126,11 @@ def api(n: int, width: int, height: int, runs: int) -> dict:
     for _ in range(runs):
         took, _ = timed(load_count, hot_cache)
         hot.append(took)
+        took, _ = timed(load_count, hot_cache, False)
+        hot_read_only.append(took)
     cache("cleanup", 0).clear(timeline)
+    del fc, hot_cache
+    shutil.rmtree(scratch)
 
     def median(v):
         return sorted(v)[len(v) // 2]
@@ -132,6 +142,7 @@ def api(n: int, width: int, height: int, runs: int) -> dict:
         "load_cold_s": median(cold),
         "load_warm_s": median(warm),
         "load_hot_s": median(hot),
+        "load_hot_read_only_s": median(hot_read_only),
     }
 
 

@@ -69,13 +69,20 @@ class Stats(TypedDict):
     coalesced: int
     skipped_names: int
     offline_loads: int
+    fetched_by_other_process: int
+    fetch_lock_timeouts: int
+    decoded_memory: TierStats
+    decoded_disk: TierStats
+    decodes: int
+    decode_waits: int
 
 Scope = Literal["all", "frames", "overlays"]
 StrPath = str | PathLike[str]
 
 @final
 class Frame:
-    """One video frame; ``image`` is an H×W×3 ``uint8`` RGB array owned by this frame."""
+    """One video frame; ``image`` is an H×W×3 ``uint8`` RGB array owned by this frame (or,
+    loaded with ``writeable=False``, a read-only view of the cache's pixels)."""
 
     sequence: int
     chunk_id: int
@@ -118,6 +125,8 @@ class FrameCache:
         memory_capacity: int | None = None,
         disk_capacity: int | None = None,
         disk: bool | None = None,
+        decoded_memory_capacity: int | None = None,
+        decoded_disk_capacity: int | None = None,
         concurrency: int | None = None,
         origin_timeout: float | None = None,
         origin_io_timeout: float | None = None,
@@ -132,11 +141,17 @@ class FrameCache:
     def status_async(self, timeline: str) -> Awaitable[dict[str, Any]]: ...
     def list_frames(self, timeline: str) -> list[FrameEntry]: ...
     def list_frames_async(self, timeline: str) -> Awaitable[list[FrameEntry]]: ...
-    def load_frames(self, timeline: str) -> list[Frame]: ...
-    def load_frames_async(self, timeline: str) -> Awaitable[list[Frame]]: ...
-    def load_frame(self, timeline: str, seq: int) -> Frame | None: ...
-    def load_frame_async(self, timeline: str, seq: int) -> Awaitable[Frame | None]: ...
-    def iter_frames(self, timeline: str) -> FrameIterator: ...
+    # ``writeable=False``: each ``image`` is a read-only view of the cache's decoded pixels
+    # (``image.flags.writeable`` is False; assigning raises ValueError), never copied: the
+    # cheapest for frames already in the cache. By default each ``image`` is writable and
+    # private to its frame: writes never reach the cache or other loads.
+    def load_frames(self, timeline: str, *, writeable: bool = True) -> list[Frame]: ...
+    def load_frames_async(self, timeline: str, *, writeable: bool = True) -> Awaitable[list[Frame]]: ...
+    def load_frame(self, timeline: str, seq: int, *, writeable: bool = True) -> Frame | None: ...
+    def load_frame_async(
+        self, timeline: str, seq: int, *, writeable: bool = True
+    ) -> Awaitable[Frame | None]: ...
+    def iter_frames(self, timeline: str, *, writeable: bool = True) -> FrameIterator: ...
     def frame_jpeg(self, timeline: str, seq: int) -> bytes | None: ...
     def frame_jpeg_async(self, timeline: str, seq: int) -> Awaitable[bytes | None]: ...
     def load_jpegs(self, timeline: str) -> list[FrameJpeg]: ...

@@ -12,7 +12,7 @@ use crate::frame::{B64Frames, Frames, MaybeFrame, PyFrame, frame_from_py, frame_
 use crate::iter::FrameIterator;
 use crate::runtime::{self, awaitable, block_on};
 use bytes::Bytes;
-use framecache::{CacheConfig, ClearScope};
+use framecache::{Access, CacheConfig, ClearScope, LoadOptions};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::collections::BTreeMap;
@@ -31,7 +31,10 @@ struct Handles {
 /// Every keyword defaults to the environment, as the ``framecache`` command reads it
 /// (``FRAMECACHE_BACKEND``, ``FRAMECACHE_ROOT``, ``S3_BUCKET``, ``AWS_ENDPOINT_URL``,
 /// ``AWS_REGION``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
-/// ``FRAMECACHE_CACHE_DIR``, ``FRAMECACHE_MEMORY_CAPACITY``, ``FRAMECACHE_DISK_CAPACITY``).
+/// ``FRAMECACHE_CACHE_DIR``, ``FRAMECACHE_MEMORY_CAPACITY``, ``FRAMECACHE_DISK_CAPACITY``,
+/// ``FRAMECACHE_DECODED_MEMORY_CAPACITY``, ``FRAMECACHE_DECODED_DISK_CAPACITY``). Decoded
+/// frames are kept too: in this process's memory, and as raw frames under the disk cache
+/// that the machine's processes share (decoded once per machine); 0 turns either off.
 /// Methods release the GIL while they work; each has an ``_async`` twin returning an
 /// awaitable. Safe to share between threads and to use again after ``os.fork()``.
 #[pyclass(module = "framecache", name = "FrameCache", frozen)]
@@ -83,10 +86,7 @@ fn build(config: &CacheConfig) -> framecache::Result<framecache::FrameCache> {
         metrics.clone(),
     ));
     let chain = config.build_with_origin(origin, metrics);
-    Ok(framecache::FrameCache::from_chain(
-        chain,
-        config.concurrency,
-    ))
+    Ok(framecache::FrameCache::from_chain(chain, config.concurrency).with_decoded_tiers(config))
 }
 
 impl Drop for PyFrameCache {
@@ -223,6 +223,19 @@ fn overlay_strings(overlays: &Bound<'_, PyDict>) -> PyResult<BTreeMap<String, St
         .collect()
 }
 
+/// How loads hand out frames: `writeable=False` asks for read-only views of the cache's
+/// buffers.
+fn load_options(writeable: bool) -> LoadOptions {
+    LoadOptions {
+        access: if writeable {
+            Access::Writable
+        } else {
+            Access::ReadOnly
+        },
+        ..LoadOptions::default()
+    }
+}
+
 /// Maps a core result for an awaitable.
 async fn py_result<T>(future: impl Future<Output = framecache::Result<T>>) -> PyResult<T> {
     future.await.map_err(to_py)
@@ -233,8 +246,8 @@ impl PyFrameCache {
     #[new]
     #[pyo3(signature = (*, backend=None, root=None, bucket=None, endpoint=None, region=None,
         access_key_id=None, secret_access_key=None, cache_dir=None, memory_capacity=None,
-        disk_capacity=None, disk=None, concurrency=None, origin_timeout=None,
-        origin_io_timeout=None, retries=None))]
+        disk_capacity=None, disk=None, decoded_memory_capacity=None, decoded_disk_capacity=None,
+        concurrency=None, origin_timeout=None, origin_io_timeout=None, retries=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         backend: Option<String>,
@@ -248,6 +261,8 @@ impl PyFrameCache {
         memory_capacity: Option<u64>,
         disk_capacity: Option<u64>,
         disk: Option<bool>,
+        decoded_memory_capacity: Option<u64>,
+        decoded_disk_capacity: Option<u64>,
         concurrency: Option<usize>,
         origin_timeout: Option<f64>,
         origin_io_timeout: Option<f64>,
@@ -265,6 +280,8 @@ impl PyFrameCache {
             memory_capacity,
             disk_capacity,
             disk,
+            decoded_memory_capacity,
+            decoded_disk_capacity,
             concurrency,
             origin_timeout,
             origin_io_timeout,
@@ -290,9 +307,11 @@ impl PyFrameCache {
         describe(&self.config)
     }
 
-    /// Every counter of this process's cache: per tier (``memory``, ``disk``, ``origin``)
-    /// hits, misses, bytes read and written, writes, corrupt entries, evictions, errors,
-    /// retries; and ``coalesced``, ``skipped_names``, ``offline_loads``.
+    /// Every counter of this process's cache: per tier (``memory``, ``disk``, ``origin``,
+    /// ``decoded_memory``, ``decoded_disk``) hits, misses, bytes read and written, writes,
+    /// corrupt entries, evictions, errors, retries; and ``coalesced``, ``skipped_names``,
+    /// ``offline_loads``, ``fetched_by_other_process``, ``fetch_lock_timeouts``,
+    /// ``decodes``, ``decode_waits``.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         Json::of(&self.core()?.stats()).into_pyobject(py)
     }
@@ -349,55 +368,90 @@ impl PyFrameCache {
 
     /// Every frame, decoded, sorted by sequence; ``[]`` when the timeline has none.
     /// Raises ``IncompleteTimelineError`` while a writer has not finished.
-    fn load_frames<'py>(&self, py: Python<'py>, timeline: String) -> PyResult<Bound<'py, PyAny>> {
+    ///
+    /// Each ``image`` is writable and belongs to its frame alone (a copy-on-write map of the
+    /// machine's decoded frame, or a private buffer). With ``writeable=False`` the arrays are
+    /// read-only views of the cache's own buffers: never copied, the cheapest for frames
+    /// found in the cache; assigning to one raises ``ValueError``.
+    #[pyo3(signature = (timeline, *, writeable=true))]
+    fn load_frames<'py>(
+        &self,
+        py: Python<'py>,
+        timeline: String,
+        writeable: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let fc = self.core()?;
-        let frames = block_on(py, async move { fc.load_frames(&timeline).await })?;
-        Ok(Frames(frames).into_pyobject(py)?.into_any())
+        let options = load_options(writeable);
+        let frames = block_on(
+            py,
+            async move { fc.load_frames_with(&timeline, options).await },
+        )?;
+        Ok(Frames(frames, options.access).into_pyobject(py)?.into_any())
     }
 
     /// Awaitable :meth:`load_frames`.
+    #[pyo3(signature = (timeline, *, writeable=true))]
     fn load_frames_async<'py>(
         &self,
         py: Python<'py>,
         timeline: String,
+        writeable: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let fc = self.core()?;
+        let options = load_options(writeable);
         awaitable(
             py,
-            py_result(async move { fc.load_frames(&timeline).await.map(Frames) }),
+            py_result(async move {
+                let frames = fc.load_frames_with(&timeline, options).await?;
+                Ok(Frames(frames, options.access))
+            }),
         )
     }
 
-    /// One frame, decoded, or None when the timeline has no such frame.
+    /// One frame, decoded, or None when the timeline has no such frame; ``writeable`` as
+    /// for :meth:`load_frames`.
+    #[pyo3(signature = (timeline, seq, *, writeable=true))]
     fn load_frame<'py>(
         &self,
         py: Python<'py>,
         timeline: String,
         seq: u64,
+        writeable: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let fc = self.core()?;
-        let frame = block_on(py, async move { fc.load_frame(&timeline, seq).await })?;
-        MaybeFrame(frame).into_pyobject(py)
+        let options = load_options(writeable);
+        let frame = block_on(py, async move {
+            fc.load_frame_with(&timeline, seq, options).await
+        })?;
+        MaybeFrame(frame, options.access).into_pyobject(py)
     }
 
     /// Awaitable :meth:`load_frame`.
+    #[pyo3(signature = (timeline, seq, *, writeable=true))]
     fn load_frame_async<'py>(
         &self,
         py: Python<'py>,
         timeline: String,
         seq: u64,
+        writeable: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let fc = self.core()?;
+        let options = load_options(writeable);
         awaitable(
             py,
-            py_result(async move { fc.load_frame(&timeline, seq).await.map(MaybeFrame) }),
+            py_result(async move {
+                let frame = fc.load_frame_with(&timeline, seq, options).await?;
+                Ok(MaybeFrame(frame, options.access))
+            }),
         )
     }
 
     /// An iterator over the timeline's frames in sequence order, each yielded as soon as
-    /// it (and those before it) is decoded, with fetches and decodes running ahead.
-    fn iter_frames(&self, timeline: String) -> PyResult<FrameIterator> {
-        FrameIterator::start(self.core()?, timeline)
+    /// it (and those before it) is decoded, with fetches and decodes running ahead;
+    /// ``writeable`` as for :meth:`load_frames`.
+    #[pyo3(signature = (timeline, *, writeable=true))]
+    fn iter_frames(&self, timeline: String, writeable: bool) -> PyResult<FrameIterator> {
+        FrameIterator::start(self.core()?, timeline, load_options(writeable))
     }
 
     /// One frame's JPEG bytes as stored, or None.
@@ -826,5 +880,5 @@ pub fn synthetic_frame(
         ));
     }
     let frame = py.detach(|| framecache::synthetic_frame(seq, width, height));
-    frame_to_py(py, frame)
+    frame_to_py(py, frame, Access::Writable)
 }

@@ -21,6 +21,8 @@ pub struct Overrides {
     pub memory_capacity: Option<u64>,
     pub disk_capacity: Option<u64>,
     pub disk: Option<bool>,
+    pub decoded_memory_capacity: Option<u64>,
+    pub decoded_disk_capacity: Option<u64>,
     pub concurrency: Option<usize>,
     pub origin_timeout: Option<f64>,
     pub origin_io_timeout: Option<f64>,
@@ -108,6 +110,12 @@ impl Overrides {
             if let Some(bytes) = self.disk_capacity {
                 disk.capacity = bytes;
             }
+        }
+        if let Some(bytes) = self.decoded_memory_capacity {
+            config.decoded.memory_capacity = bytes;
+        }
+        if let Some(bytes) = self.decoded_disk_capacity {
+            config.decoded.disk_capacity = bytes;
         }
         if let Some(n) = self.concurrency {
             if n == 0 {

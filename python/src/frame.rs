@@ -1,13 +1,15 @@
 //! `framecache.Frame` and the conversions of frames and pixels between numpy and the core.
 
 use crate::errors::invalid;
-use numpy::ndarray::{Array3, ArrayViewMut3};
+use framecache::Access;
+use numpy::ndarray::{Array3, ArrayView3, ArrayViewMut3};
 use numpy::{PyArray3, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 /// One video frame: the seed module's ``Frame`` fields, with ``image`` an H×W×3 ``uint8``
-/// numpy array (RGB) that belongs to this frame alone.
+/// numpy array (RGB) that belongs to this frame alone (or, loaded with ``writeable=False``,
+/// a read-only view of the cache's pixels).
 #[pyclass(module = "framecache", name = "Frame", get_all, set_all)]
 pub struct PyFrame {
     /// Sequence number within the timeline.
@@ -78,26 +80,56 @@ impl PyFrame {
 /// `Frame(...)`'s arguments, as `__reduce__` returns them.
 type FrameArgs = (u64, u64, f64, Py<PyAny>, String);
 
-/// Hands decoded pixels to numpy as a writable array: an owned buffer moves into the array,
-/// a private map is viewed in place, a buffer shared with the cache is copied once. The one
-/// place where decoded frames become arrays.
-pub fn image_to_array(py: Python<'_>, mut pixels: framecache::Pixels) -> Bound<'_, PyAny> {
+/// Hands decoded pixels to numpy. The one place where decoded frames become arrays.
+///
+/// Writable (the default): an owned buffer moves into the array, a private map is viewed in
+/// place, a buffer shared with the cache is copied once. Read-only: the array views the
+/// pixels where they are (the cache's own buffer or map for a hit), with numpy's
+/// `WRITEABLE` flag cleared, never copied.
+pub fn image_to_array(
+    py: Python<'_>,
+    mut pixels: framecache::Pixels,
+    access: Access,
+) -> Bound<'_, PyAny> {
     let (width, height) = (pixels.width() as usize, pixels.height() as usize);
     if pixels.backing() == framecache::Backing::Owned {
         let owned = Array3::from_shape_vec((height, width, 3), pixels.into_vec())
             .expect("pixels hold height * width * 3 bytes");
-        return PyArray3::from_owned_array(py, owned).into_any();
+        let array = PyArray3::from_owned_array(py, owned);
+        if access == Access::ReadOnly {
+            array.readwrite().make_nonwriteable();
+        }
+        return array.into_any();
+    }
+    if access == Access::ReadOnly {
+        let ptr = pixels.as_raw().as_ptr();
+        let owner = pixel_owner(py, pixels);
+        // SAFETY: `ptr` addresses the height * width * 3 bytes of the buffer or map `owner`
+        // now holds (moving `Pixels` into it moves no heap block or mapping), which stays
+        // unchanged while it is shared (the cache never writes a buffer it has handed out),
+        // and the array keeps `owner` alive. The array is made read-only before Python sees
+        // it, and numpy cannot make it writable again: its memory belongs to a base object
+        // that exposes no writable buffer.
+        let view = unsafe { ArrayView3::from_shape_ptr((height, width, 3), ptr) };
+        let array = unsafe { PyArray3::borrow_from_array(&view, owner) };
+        array.readwrite().make_nonwriteable();
+        return array.into_any();
     }
     // Shared with the cache: copied once here, so writes never reach it. Privately mapped:
     // not copied; the kernel copies only the pages a caller writes.
     let ptr = pixels.make_mut().as_mut_ptr();
-    let owner = Bound::new(py, PixelOwner { _pixels: pixels })
-        .expect("a plain Rust object can always be allocated");
+    let owner = pixel_owner(py, pixels);
     // SAFETY: `ptr` addresses the height * width * 3 bytes of the buffer `owner` now holds
     // (moving `Pixels` into it moves no heap block or mapping), nothing else refers to that
     // buffer (a fresh copy or a private map), and the array keeps `owner` alive.
     let view = unsafe { ArrayViewMut3::from_shape_ptr((height, width, 3), ptr) };
-    unsafe { PyArray3::borrow_from_array(&view, owner.into_any()) }.into_any()
+    unsafe { PyArray3::borrow_from_array(&view, owner) }.into_any()
+}
+
+fn pixel_owner(py: Python<'_>, pixels: framecache::Pixels) -> Bound<'_, PyAny> {
+    Bound::new(py, PixelOwner { _pixels: pixels })
+        .expect("a plain Rust object can always be allocated")
+        .into_any()
 }
 
 /// Keeps a frame's pixels alive for the numpy array that views them.
@@ -106,9 +138,13 @@ struct PixelOwner {
     _pixels: framecache::Pixels,
 }
 
-/// A core frame as a `framecache.Frame`.
-pub fn frame_to_py(py: Python<'_>, frame: framecache::Frame) -> PyResult<Bound<'_, PyFrame>> {
-    let image = image_to_array(py, frame.image).unbind();
+/// A core frame as a `framecache.Frame`, its image writable or read-only as `access` says.
+pub fn frame_to_py(
+    py: Python<'_>,
+    frame: framecache::Frame,
+    access: Access,
+) -> PyResult<Bound<'_, PyFrame>> {
+    let image = image_to_array(py, frame.image, access).unbind();
     Bound::new(
         py,
         PyFrame {
@@ -122,8 +158,8 @@ pub fn frame_to_py(py: Python<'_>, frame: framecache::Frame) -> PyResult<Bound<'
 }
 
 /// Core frames as a Python list of `framecache.Frame`, handed back by value (for
-/// `IntoPyObject` from async tasks).
-pub struct Frames(pub Vec<framecache::Frame>);
+/// `IntoPyObject` from async tasks), with the access they were loaded with.
+pub struct Frames(pub Vec<framecache::Frame>, pub Access);
 
 impl<'py> IntoPyObject<'py> for Frames {
     type Target = PyList;
@@ -133,14 +169,14 @@ impl<'py> IntoPyObject<'py> for Frames {
     fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let list = PyList::empty(py);
         for frame in self.0 {
-            list.append(frame_to_py(py, frame)?)?;
+            list.append(frame_to_py(py, frame, self.1)?)?;
         }
         Ok(list)
     }
 }
 
 /// An optional frame, converted like [`Frames`].
-pub struct MaybeFrame(pub Option<framecache::Frame>);
+pub struct MaybeFrame(pub Option<framecache::Frame>, pub Access);
 
 impl<'py> IntoPyObject<'py> for MaybeFrame {
     type Target = PyAny;
@@ -149,7 +185,7 @@ impl<'py> IntoPyObject<'py> for MaybeFrame {
 
     fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         match self.0 {
-            Some(frame) => Ok(frame_to_py(py, frame)?.into_any()),
+            Some(frame) => Ok(frame_to_py(py, frame, self.1)?.into_any()),
             None => Ok(py.None().into_bound(py)),
         }
     }

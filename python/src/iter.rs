@@ -25,16 +25,21 @@ type Item = framecache::Result<framecache::Frame>;
 #[pyclass(module = "framecache", name = "FrameIterator", frozen)]
 pub struct FrameIterator {
     pid: u32,
+    access: framecache::Access,
     receiver: Arc<tokio::sync::Mutex<mpsc::Receiver<Item>>>,
     task: AbortHandle,
 }
 
 impl FrameIterator {
     /// Starts streaming `timeline` on the package runtime.
-    pub fn start(cache: framecache::FrameCache, timeline: String) -> PyResult<Self> {
+    pub fn start(
+        cache: framecache::FrameCache,
+        timeline: String,
+        options: framecache::LoadOptions,
+    ) -> PyResult<Self> {
         let (sender, receiver) = mpsc::channel(AHEAD);
         let task = runtime::handle()?.spawn(async move {
-            let mut frames = std::pin::pin!(cache.stream_frames(&timeline));
+            let mut frames = std::pin::pin!(cache.stream_frames_with(&timeline, options));
             while let Some(item) = frames.next().await {
                 let failed = item.is_err();
                 if sender.send(item.map(|(frame, _)| frame)).await.is_err() || failed {
@@ -44,6 +49,7 @@ impl FrameIterator {
         });
         Ok(FrameIterator {
             pid: std::process::id(),
+            access: options.access,
             receiver: Arc::new(tokio::sync::Mutex::new(receiver)),
             task: task.abort_handle(),
         })
@@ -78,7 +84,7 @@ impl FrameIterator {
                 })
             });
             match received {
-                Ok(Some(Ok(frame))) => return frame_to_py(py, frame).map(Some),
+                Ok(Some(Ok(frame))) => return frame_to_py(py, frame, self.access).map(Some),
                 Ok(Some(Err(e))) => return Err(to_py(e)),
                 Ok(None) => return Ok(None),
                 Err(_elapsed) => py.check_signals()?,
@@ -93,9 +99,10 @@ impl FrameIterator {
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         self.same_process(py)?;
         let receiver = self.receiver.clone();
+        let access = self.access;
         runtime::awaitable(py, async move {
             match receiver.lock().await.recv().await {
-                Some(Ok(frame)) => Ok(MaybeFrame(Some(frame))),
+                Some(Ok(frame)) => Ok(MaybeFrame(Some(frame), access)),
                 Some(Err(e)) => Err(to_py(e)),
                 None => Err(PyStopAsyncIteration::new_err(())),
             }

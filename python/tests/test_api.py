@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import inspect
+import os
 import pickle
 
 import numpy as np
@@ -111,7 +113,11 @@ def test_stats_count_tiers(backend, timeline):
     assert set(stats) >= {"memory", "disk", "origin", "coalesced", "skipped_names", "offline_loads"}
     assert stats["origin"]["hits"] >= 4
     fresh.load_frames(timeline)
-    assert fresh.stats()["memory"]["hits"] >= stats["memory"]["hits"] + 4
+    # The second load finds the decoded frames in memory: no JPEG read, no decode.
+    later = fresh.stats()
+    assert later["decoded_memory"]["hits"] == stats["decoded_memory"]["hits"] + 4
+    assert later["decodes"] == stats["decodes"] == 4
+    assert later["memory"]["hits"] == stats["memory"]["hits"]
 
 
 def test_arrays_are_writable_and_private(backend, timeline):
@@ -130,6 +136,104 @@ def test_arrays_are_writable_and_private(backend, timeline):
     assert np.array_equal(second[0].image, kept)
     assert np.array_equal(fc.load_frames(timeline)[0].image, kept)
     assert np.array_equal(fc.load_frame(timeline, 0).image, kept)
+
+
+def test_decoded_frames_are_kept(backend, timeline):
+    fc = backend.cache("decoded")
+    fc.cache_frames(timeline, seed_frames(3))
+    first = fc.load_frames(timeline)
+    fc.load_frames(timeline)
+    stats = fc.stats()
+    assert stats["decodes"] == 3 and stats["decoded_memory"]["hits"] == 3, stats
+    # Another process on the machine (a new handle on the same disk cache) maps the raw frames.
+    other = backend.cache("decoded")
+    again = other.load_frames(timeline)
+    stats = other.stats()
+    assert stats["decodes"] == 0 and stats["decoded_disk"]["hits"] == 3, stats
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(first, again, strict=True))
+
+    off = backend.cache("off", decoded_memory_capacity=0, decoded_disk_capacity=0)
+    off.load_frames(timeline)
+    off.load_frames(timeline)
+    assert off.stats()["decodes"] == 6
+    assert not os.path.exists(os.path.join(backend.tmp, "disk-off", "decoded"))
+
+
+def data_pointer(image: np.ndarray) -> int:
+    return image.__array_interface__["data"][0]
+
+
+# With a disk cache, decoded frames are raw entries every process maps; without, heap
+# buffers in this process's decoded-frame memory tier. Read-only arrays view either in place.
+DECODED_STORES = pytest.mark.parametrize("disk", [True, False], ids=["mapped", "heap"])
+
+
+@DECODED_STORES
+def test_read_only_arrays_are_views_of_the_cache(backend, timeline, disk):
+    fc = backend.cache(disk=disk)
+    fc.cache_frames(timeline, seed_frames(3))
+    cold = fc.load_frames(timeline, writeable=False)
+    hot = fc.load_frames(timeline, writeable=False)
+    one = fc.load_frame(timeline, 1, writeable=False)
+    iterated = list(fc.iter_frames(timeline, writeable=False))
+
+    async def twins():
+        return await fc.load_frames_async(timeline, writeable=False), await fc.load_frame_async(
+            timeline, 2, writeable=False
+        )
+
+    from_async, one_async = asyncio.run(twins())
+    expected = [f.image.copy() for f in fc.load_frames(timeline)]
+
+    for loaded in (cold, hot, iterated, from_async):
+        assert [f.sequence for f in loaded] == [0, 1, 2]
+        for frame, want, first in zip(loaded, expected, cold, strict=True):
+            image = frame.image
+            assert not image.flags.writeable
+            assert image.dtype == np.uint8 and image.shape == (48, 64, 3) and image.flags.c_contiguous
+            assert np.array_equal(image, want)
+            # No copy: every load hands out the same cached pixels.
+            assert data_pointer(image) == data_pointer(first.image)
+            assert np.shares_memory(image, first.image)
+    assert data_pointer(one.image) == data_pointer(cold[1].image) and not one.image.flags.writeable
+    assert data_pointer(one_async.image) == data_pointer(cold[2].image)
+
+    image = hot[0].image
+    with pytest.raises(ValueError):
+        image[0, 0] = (1, 2, 3)
+    with pytest.raises(ValueError):
+        image[...] = 0
+    with pytest.raises(ValueError):
+        image.setflags(write=True)  # the memory belongs to the cache
+    view = image[:, :, 0]
+    with pytest.raises(ValueError):
+        view[0, 0] = 9
+    assert np.array_equal(image, expected[0])
+
+    # The arrays keep their pixels alive when the cache drops its copies and goes away.
+    fc.clear_local(timeline)
+    del fc
+    assert all(np.array_equal(f.image, want) for f, want in zip(hot, expected, strict=True))
+
+
+@DECODED_STORES
+def test_writes_to_writable_arrays_never_reach_the_cache(backend, timeline, disk):
+    fc = backend.cache(disk=disk)
+    fc.cache_frames(timeline, seed_frames(2))
+    shared = fc.load_frames(timeline, writeable=False)
+    kept = [f.image.copy() for f in shared]
+    writable = fc.load_frames(timeline)
+    assert all(f.image.flags.writeable for f in writable)
+    assert data_pointer(writable[0].image) != data_pointer(shared[0].image)
+    writable[0].image[...] = 0
+    writable[1].image[0, 0] = (1, 2, 3)
+    frame = fc.load_frame(timeline, 1)
+    frame.image[...] = 255
+
+    assert all(np.array_equal(f.image, want) for f, want in zip(shared, kept, strict=True))
+    for later in (fc.load_frames(timeline), fc.load_frames(timeline, writeable=False)):
+        assert all(np.array_equal(f.image, want) for f, want in zip(later, kept, strict=True))
+    assert np.array_equal(fc.load_frame(timeline, 1, writeable=False).image, kept[1])
 
 
 def test_decoded_pixels_are_not_copied_into_numpy():

@@ -209,10 +209,24 @@ impl FrameCache {
     /// # Errors
     /// Invalid id, origin failure, or undecodable bytes.
     pub async fn load_frame(&self, timeline: &str, seq: u64) -> Result<Option<Frame>> {
+        self.load_frame_with(timeline, seq, LoadOptions::default())
+            .await
+    }
+
+    /// As [`FrameCache::load_frame`], scaled and shared as `options` say.
+    ///
+    /// # Errors
+    /// As [`FrameCache::load_frame`].
+    pub async fn load_frame_with(
+        &self,
+        timeline: &str,
+        seq: u64,
+        options: LoadOptions,
+    ) -> Result<Option<Frame>> {
         let Some(entry) = self.frame_entry(timeline, seq, true).await? else {
             return Ok(None);
         };
-        match self.fetch_decoded(entry, LoadOptions::default()).await {
+        match self.fetch_decoded(entry, options).await {
             Ok((frame, _)) => Ok(Some(frame)),
             Err(Error::Vanished { .. }) => Ok(None),
             Err(e) => Err(e),

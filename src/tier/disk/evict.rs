@@ -116,13 +116,27 @@ impl DiskTier {
         self.recount_locked()
     }
 
-    /// Makes room for a reservation that crossed the capacity.
-    pub(super) fn make_room(&self) {
+    /// Makes room for the reservation of `len` bytes (temp file `tmp`) that crossed the
+    /// capacity: recounts and evicts least recently used entries.
+    ///
+    /// Returns `false` when even that leaves the ledger over the capacity, which happens
+    /// when the writes in progress alone exceed it (eviction only removes entries): the
+    /// reservation is then withdrawn (its temp file removed, its bytes released), so the
+    /// entries and the writes that go ahead never exceed the capacity together.
+    pub(super) fn make_room(&self, tmp: &Path, len: u64) -> bool {
         let _exclusive = self.lock(true);
         // Another writer may have evicted while this one waited for the lock.
         if self.accounted() > self.inner.capacity {
             self.recount_locked();
         }
+        if self.accounted() <= self.inner.capacity {
+            return true;
+        }
+        // The recount counted this reservation by the length in the temp file's name.
+        if fs::remove_file(tmp).is_ok() {
+            self.inner.ledger.sub(len);
+        }
+        false
     }
 
     pub(super) fn recount_locked(&self) -> Recount {

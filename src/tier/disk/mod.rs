@@ -10,7 +10,8 @@
 //! supported), so a reader sees the old entry, the new one or none, never a partial one.
 //! Nothing is rewritten or truncated in place, which is what makes memory-mapping safe.
 //! A writer reserves its bytes in the ledger before writing and evicts first when that
-//! crosses the capacity, so the directory exceeds its cap only by the entries being written.
+//! crosses the capacity; a write that still does not fit (the writes in progress alone fill
+//! the capacity) is refused, so entries and writes in progress never exceed the cap together.
 //! Eviction unlinks the least recently used entries (by mtime, refreshed on hits) after a
 //! recount, which also removes the temp files of writers that died.
 

@@ -7,23 +7,27 @@ use crate::metrics::TierCounters;
 use bytes::Bytes;
 use memmap2::Mmap;
 use std::fs::{self, File};
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 /// A hit refreshes the entry's recency only when it is older than this, to keep reads cheap.
 pub(super) const TOUCH_AFTER: Duration = Duration::from_secs(60);
 
-/// Reads the key echoed in an entry's header, if the header is well formed.
+/// Reads the key echoed in an entry's header, if the header is well formed (also in an
+/// entry of the previous format, so that `clear` and `verify` find those by key).
 pub(super) fn read_key(path: &Path) -> Option<String> {
     let mut file = File::open(path).ok()?;
-    let mut fixed = [0u8; FIXED_HEADER_LEN];
+    let mut fixed = [0u8; 16];
     file.read_exact(&mut fixed).ok()?;
     if fixed[..8] != entry::MAGIC {
         return None;
     }
+    let version = u32::from_le_bytes(fixed[8..12].try_into().ok()?);
+    let offset = entry::key_offset(version)?;
     let key_len = u32::from_le_bytes(fixed[12..16].try_into().ok()?) as usize;
     let mut key = vec![0u8; key_len.min(4096)];
+    file.seek(SeekFrom::Start(offset as u64)).ok()?;
     file.read_exact(&mut key).ok()?;
     String::from_utf8(key).ok()
 }
@@ -52,8 +56,9 @@ impl DiskTier {
         Ok(self.read_verified_blocking(key)?.map(|(bytes, _)| bytes))
     }
 
-    /// As [`DiskTier::read_blocking`], with the payload's blake3 that the read verified, so
-    /// that callers comparing it with a manifest need not hash the payload again.
+    /// As [`DiskTier::read_blocking`], with the payload's blake3 as the entry records it
+    /// (covered by the checksum the read verified), so that callers comparing it with a
+    /// manifest need not hash the payload.
     ///
     /// # Errors
     /// As [`DiskTier::read_blocking`].
@@ -85,11 +90,8 @@ impl DiskTier {
             Ok(range) => {
                 touch(&file, &meta);
                 self.counters().hit(range.len());
-                let hash: [u8; 32] = map[24..56].try_into().expect("32 bytes");
-                Ok(Some((
-                    Bytes::from_owner(map).slice(range),
-                    blake3::Hash::from_bytes(hash),
-                )))
+                let hash = entry::blake3_of(&map);
+                Ok(Some((Bytes::from_owner(map).slice(range), hash)))
             }
             Err(corruption) => {
                 self.discard(&path, key, corruption);
@@ -145,7 +147,8 @@ impl DiskTier {
         self.write_hashed_blocking(key, payload, &blake3::hash(payload))
     }
 
-    /// As [`DiskTier::write_blocking`], for a payload whose blake3 the caller already has.
+    /// As [`DiskTier::write_blocking`], for a payload whose blake3 the caller already has
+    /// (computed from these bytes: reads hand it out as the payload's without hashing it).
     ///
     /// # Errors
     /// As [`DiskTier::write_blocking`].
@@ -155,7 +158,7 @@ impl DiskTier {
         payload: &[u8],
         blake3: &blake3::Hash,
     ) -> Result<()> {
-        let header = entry::encode_header_hashed(key, payload.len(), blake3);
+        let header = entry::encode_header_hashed(key, payload, blake3);
         let len = (header.len() + payload.len()) as u64;
         self.write_file_blocking(key, len, |mut file| {
             file.write_all(&header)?;
@@ -171,7 +174,9 @@ impl DiskTier {
     /// The caller counts the write.
     ///
     /// # Errors
-    /// When the directory cannot be written, or `fill` fails (nothing is left behind).
+    /// When the directory cannot be written, when `fill` fails (nothing is left behind), or
+    /// when the entry does not fit even after eviction ([`ErrorKind::QuotaExceeded`]: the
+    /// writes in progress, this one included, exceed the capacity).
     pub(crate) fn write_file_blocking(
         &self,
         key: &str,
@@ -179,12 +184,24 @@ impl DiskTier {
         fill: impl FnOnce(&File) -> io::Result<()>,
     ) -> Result<File> {
         let path = self.path_of(key);
+        let full = |why: &str| {
+            let capacity = self.inner.capacity;
+            let e = io::Error::new(
+                ErrorKind::QuotaExceeded,
+                format!("{len} bytes do not fit in the capacity of {capacity} bytes{why}"),
+            );
+            Err(Error::io("write cache entry", &path, e))
+        };
+        if len > self.inner.capacity {
+            // Refused before reserving, so it evicts nothing.
+            return full("");
+        }
         let shard = path.parent().expect("entry paths have a shard directory");
         let (tmp, file, used) = self
             .reserve(shard, len)
             .map_err(|e| Error::io("write cache entry", &path, e))?;
-        if used > self.inner.capacity {
-            self.make_room();
+        if used > self.inner.capacity && !self.make_room(&tmp, len) {
+            return full(" beside the writes in progress");
         }
         // The temp file stays open (and locked, marking its writer alive) until committed.
         let written = fill(&file).and_then(|()| self.commit(&tmp, &path));
@@ -211,8 +228,11 @@ impl DiskTier {
             other => other?,
         };
         // Held until the file is closed: a recount that can take this lock knows the
-        // writer is gone, whatever PID namespace either of them runs in.
-        let _ = file.try_lock();
+        // writer is gone, whatever PID namespace either of them runs in. Waited for, not
+        // tried: the check at open probes temp files without the directory lock, holding
+        // a probed file's lock for a moment, and a writer that gave up its lock then would
+        // look dead to the next recount, which would delete the write in progress.
+        let _ = file.lock();
         Ok((tmp, file, self.inner.ledger.add(len)))
     }
 

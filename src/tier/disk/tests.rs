@@ -2,6 +2,8 @@ use super::temp::TEMP_PREFIX;
 use super::*;
 use crate::entry::FIXED_HEADER_LEN;
 use std::fs::{self, File};
+use std::io::Write;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 fn tier(dir: &Path, capacity: u64) -> (DiskTier, Arc<Metrics>) {
@@ -209,4 +211,132 @@ fn verify_removes_and_reports_bad_entries() {
     assert!(disk.read_blocking("good").unwrap().is_some());
     assert_eq!(metrics.snapshot().disk.corrupt, 2);
     assert_eq!(disk.usage().accounted, disk.usage().bytes);
+}
+
+/// Starts a write of `lens[0]` bytes whose fill, before writing, starts the write of
+/// `lens[1]`, and so on: every write is in progress while the next one reserves, as when
+/// that many writers of several processes are between reserving and committing at once.
+/// Returns each write's result, the innermost last.
+fn nested_writes(disk: &DiskTier, lens: &[u64]) -> Vec<Result<File>> {
+    let Some((&len, rest)) = lens.split_first() else {
+        return Vec::new();
+    };
+    let mut inner = Vec::new();
+    let outer = disk.write_file_blocking(&format!("w{}", lens.len()), len, |mut file| {
+        inner = nested_writes(disk, rest);
+        file.write_all(&vec![1u8; len as usize])
+    });
+    let mut results = vec![outer];
+    results.extend(inner);
+    results
+}
+
+#[test]
+fn writes_in_progress_never_take_the_directory_over_its_capacity() {
+    const LEN: u64 = 10_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let (disk, _) = tier(tmp.path(), 3 * LEN);
+    disk.recount();
+    // Four writes in progress at once where three fit: eviction cannot help (there is no
+    // entry yet), so the one whose reservation crosses the cap is refused; before, all four
+    // went ahead and left the directory a whole entry over its cap.
+    let results = nested_writes(&disk, &[LEN; 4]);
+    let refused: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert_eq!(refused.len(), 1, "{results:?}");
+    assert!(
+        refused[0].to_string().contains("do not fit"),
+        "{}",
+        refused[0]
+    );
+    assert!(results[3].is_err(), "the innermost write crossed the cap");
+    let usage = disk.usage();
+    assert_eq!((usage.entries, usage.bytes), (3, 3 * LEN), "{usage:?}");
+    assert_eq!(usage.temp_files, 0, "{usage:?}");
+    assert_eq!(
+        usage.accounted, usage.bytes,
+        "the refusal released its bytes"
+    );
+
+    // With entries to evict, the same writes all go ahead: the first to cross the cap
+    // evicts the old entries down to 90 % of it, counting the writes in progress.
+    let results = nested_writes(&disk, &[LEN, LEN, LEN / 2]);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let usage = disk.usage();
+    assert!(usage.bytes <= 3 * LEN, "{usage:?}");
+    assert_eq!(usage.accounted, usage.bytes);
+
+    // An entry larger than the whole capacity is refused without evicting anything.
+    let before = disk.usage();
+    assert!(
+        disk.write_blocking("huge", &vec![0u8; 4 * LEN as usize])
+            .is_err()
+    );
+    assert_eq!(disk.read_blocking("huge").unwrap(), None);
+    assert_eq!(disk.usage(), before);
+}
+
+/// An entry as format version 1 wrote it (the blake3 verified on read, no checksum).
+fn write_v1_entry(disk: &DiskTier, key: &str, payload: &[u8]) -> PathBuf {
+    let mut v1 = Vec::new();
+    v1.extend_from_slice(&crate::entry::MAGIC);
+    v1.extend_from_slice(&1u32.to_le_bytes());
+    v1.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    v1.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    v1.extend_from_slice(blake3::hash(payload).as_bytes());
+    v1.extend_from_slice(key.as_bytes());
+    v1.extend_from_slice(payload);
+    let path = disk.path_of(key);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(&path, v1).unwrap();
+    path
+}
+
+#[test]
+fn entries_of_the_previous_format_are_misses_removed_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (disk, metrics) = tier(tmp.path(), 1 << 30);
+    let read = write_v1_entry(&disk, "t/a/1", &[5u8; 300]);
+    let verified = write_v1_entry(&disk, "t/a/2", &[6u8; 300]);
+    let cleared = write_v1_entry(&disk, "t/b/1", &[7u8; 300]);
+    disk.recount();
+
+    assert_eq!(disk.read_blocking("t/a/1").unwrap(), None);
+    assert!(!read.exists());
+    assert_eq!(metrics.snapshot().disk.corrupt, 1);
+    let report = disk.verify_blocking(|_, _| {});
+    assert_eq!(report.bad.len(), 2, "{report:?}");
+    let bad = report.bad.iter().find(|b| b.path == verified).unwrap();
+    assert_eq!(bad.key.as_deref(), Some("t/a/2"));
+    assert!(bad.reason.contains("version 1"), "{bad:?}");
+    assert!(!verified.exists() && !cleared.exists());
+
+    // `clear` finds them by the key where that format put it.
+    let cleared = write_v1_entry(&disk, "t/b/1", &[7u8; 300]);
+    disk.recount();
+    assert_eq!(disk.remove_prefix_blocking("t/b/"), 1);
+    assert!(!cleared.exists());
+    // Rewritten in the current format, the key is served again.
+    disk.write_blocking("t/a/1", &[5u8; 300]).unwrap();
+    assert_eq!(
+        disk.read_blocking("t/a/1").unwrap().unwrap(),
+        vec![5u8; 300]
+    );
+    assert_eq!(disk.usage().accounted, disk.usage().bytes);
+}
+
+#[test]
+fn a_hit_hands_out_the_blake3_recorded_at_write_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (disk, metrics) = tier(tmp.path(), 1 << 30);
+    let payload = vec![9u8; 5_000];
+    disk.write_blocking("k", &payload).unwrap();
+    let (bytes, hash) = disk.read_verified_blocking("k").unwrap().unwrap();
+    assert_eq!((&bytes[..], hash), (&payload[..], blake3::hash(&payload)));
+    // A damaged recorded hash fails the checksum: the entry is never served.
+    let path = disk.path_of("k");
+    let mut raw = fs::read(&path).unwrap();
+    raw[30] ^= 1;
+    fs::write(&path, raw).unwrap();
+    assert_eq!(disk.read_verified_blocking("k").unwrap(), None);
+    assert_eq!(metrics.snapshot().disk.corrupt, 1);
 }
