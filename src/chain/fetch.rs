@@ -102,9 +102,8 @@ impl Inner {
     /// Copies a disk hit into memory, unless a write replaced the flight meanwhile.
     async fn promote(&self, local: &str, bytes: &Bytes, id: u64) {
         if let Some(memory) = &self.memory {
-            // The disk hit borrows a memory map; the memory tier gets its own copy so an
-            // evicted entry's file space is not pinned by the map.
-            memory.insert(local, Bytes::copy_from_slice(bytes)).await;
+            // A disk hit is an owned buffer (the tier reads, it does not map): shared as is.
+            memory.insert(local, bytes.clone()).await;
             if !self.is_current(local, id) {
                 memory.invalidate(local).await;
             }

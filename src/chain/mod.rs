@@ -251,7 +251,7 @@ impl TieredCache {
         match disk.get_verified(key).await {
             Ok(Some((bytes, hash))) => {
                 if let Some(memory) = &self.inner.memory {
-                    memory.insert(key, Bytes::copy_from_slice(&bytes)).await;
+                    memory.insert(key, bytes.clone()).await;
                 }
                 Some(Hit {
                     bytes,

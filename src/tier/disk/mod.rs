@@ -198,7 +198,7 @@ impl DiskTier {
     /// Reads and verifies `key`'s entry off the async workers; see [`DiskTier::read_blocking`].
     ///
     /// # Errors
-    /// Only when the file exists but cannot be opened or mapped.
+    /// Only when the file exists but cannot be opened or read.
     pub async fn get(&self, key: &str) -> Result<Option<Bytes>> {
         let tier = self.clone();
         let key = key.to_owned();

@@ -1,11 +1,10 @@
-//! Reading, writing and removing one entry: map and verify, reserve, temp file, link.
+//! Reading, writing and removing one entry: read and verify, reserve, temp file, link.
 
 use super::DiskTier;
 use crate::entry::{self, Corruption, FIXED_HEADER_LEN};
 use crate::error::{Error, Result};
 use crate::metrics::TierCounters;
 use bytes::Bytes;
-use memmap2::Mmap;
 use std::fs::{self, File};
 use std::io::{self, ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -51,7 +50,7 @@ impl DiskTier {
     /// A corrupt entry is removed, counted and reported as a miss.
     ///
     /// # Errors
-    /// Only when the file exists but cannot be opened or mapped.
+    /// Only when the file exists but cannot be opened or read.
     pub fn read_blocking(&self, key: &str) -> Result<Option<Bytes>> {
         Ok(self.read_verified_blocking(key)?.map(|(bytes, _)| bytes))
     }
@@ -79,19 +78,20 @@ impl DiskTier {
             self.discard(&path, key, Corruption::Truncated);
             return Ok(None);
         }
-        // SAFETY: framecache never writes to, truncates or extends an entry file after it has
-        // been linked into place (writers replace whole files, eviction unlinks), so the
-        // mapped bytes stay valid and unchanged for the life of the map, even if the path is
-        // unlinked or replaced meanwhile. A foreign program editing the file in place breaks
-        // this contract; the checksum below catches edits made before it runs.
-        let map =
-            unsafe { Mmap::map(&file) }.map_err(|e| Error::io("map cache entry", &path, e))?;
-        match entry::validate(key, &map) {
+        // Read, not mapped: for entries of this tier's size (JPEGs, PNGs, listings: KBs to a
+        // few MBs) a read into one buffer costs less than mapping and unmapping (see the
+        // README's disk-hit profile), and the buffer is owned, so the memory tier can keep
+        // it as it is. Writers replace whole files, so this descriptor's bytes never change.
+        let mut buf = Vec::with_capacity(meta.len() as usize);
+        (&file)
+            .read_to_end(&mut buf)
+            .map_err(|e| Error::io("read cache entry", &path, e))?;
+        match entry::validate(key, &buf) {
             Ok(range) => {
                 touch(&file, &meta);
                 self.counters().hit(range.len());
-                let hash = entry::blake3_of(&map);
-                Ok(Some((Bytes::from_owner(map).slice(range), hash)))
+                let hash = entry::blake3_of(&buf);
+                Ok(Some((Bytes::from(buf).slice(range), hash)))
             }
             Err(corruption) => {
                 self.discard(&path, key, corruption);
