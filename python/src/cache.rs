@@ -12,7 +12,7 @@ use crate::frame::{B64Frames, Frames, MaybeFrame, PyFrame, frame_from_py, frame_
 use crate::iter::FrameIterator;
 use crate::runtime::{self, awaitable, block_on};
 use bytes::Bytes;
-use framecache::{Access, CacheConfig, ClearScope, LoadOptions};
+use framecache::{Access, CacheConfig, ClearScope, LoadOptions, Scale};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::collections::BTreeMap;
@@ -224,16 +224,18 @@ fn overlay_strings(overlays: &Bound<'_, PyDict>) -> PyResult<BTreeMap<String, St
 }
 
 /// How loads hand out frames: `writeable=False` asks for read-only views of the cache's
-/// buffers.
-fn load_options(writeable: bool) -> LoadOptions {
-    LoadOptions {
+/// buffers; `scale` (1, 2, 4 or 8) decodes at 1/scale of the size through the DCT.
+fn load_options(writeable: bool, scale: u32) -> PyResult<LoadOptions> {
+    let scale = Scale::from_denominator(scale)
+        .ok_or_else(|| invalid("scale", scale, "must be 1, 2, 4 or 8"))?;
+    Ok(LoadOptions {
         access: if writeable {
             Access::Writable
         } else {
             Access::ReadOnly
         },
-        ..LoadOptions::default()
-    }
+        scale,
+    })
 }
 
 /// Maps a core result for an awaitable.
@@ -372,16 +374,19 @@ impl PyFrameCache {
     /// Each ``image`` is writable and belongs to its frame alone (a copy-on-write map of the
     /// machine's decoded frame, or a private buffer). With ``writeable=False`` the arrays are
     /// read-only views of the cache's own buffers: never copied, the cheapest for frames
-    /// found in the cache; assigning to one raises ``ValueError``.
-    #[pyo3(signature = (timeline, *, writeable=true))]
+    /// found in the cache; assigning to one raises ``ValueError``. ``scale`` 2, 4 or 8
+    /// decodes at 1/2, 1/4 or 1/8 of the size (rounded up) through the JPEG's DCT, much
+    /// cheaper than a full decode and a resize; scaled frames are cached apart.
+    #[pyo3(signature = (timeline, *, writeable=true, scale=1))]
     fn load_frames<'py>(
         &self,
         py: Python<'py>,
         timeline: String,
         writeable: bool,
+        scale: u32,
     ) -> PyResult<Bound<'py, PyAny>> {
         let fc = self.core()?;
-        let options = load_options(writeable);
+        let options = load_options(writeable, scale)?;
         let frames = block_on(
             py,
             async move { fc.load_frames_with(&timeline, options).await },
@@ -390,15 +395,16 @@ impl PyFrameCache {
     }
 
     /// Awaitable :meth:`load_frames`.
-    #[pyo3(signature = (timeline, *, writeable=true))]
+    #[pyo3(signature = (timeline, *, writeable=true, scale=1))]
     fn load_frames_async<'py>(
         &self,
         py: Python<'py>,
         timeline: String,
         writeable: bool,
+        scale: u32,
     ) -> PyResult<Bound<'py, PyAny>> {
         let fc = self.core()?;
-        let options = load_options(writeable);
+        let options = load_options(writeable, scale)?;
         awaitable(
             py,
             py_result(async move {
@@ -408,18 +414,19 @@ impl PyFrameCache {
         )
     }
 
-    /// One frame, decoded, or None when the timeline has no such frame; ``writeable`` as
-    /// for :meth:`load_frames`.
-    #[pyo3(signature = (timeline, seq, *, writeable=true))]
+    /// One frame, decoded, or None when the timeline has no such frame; ``writeable`` and
+    /// ``scale`` as for :meth:`load_frames`.
+    #[pyo3(signature = (timeline, seq, *, writeable=true, scale=1))]
     fn load_frame<'py>(
         &self,
         py: Python<'py>,
         timeline: String,
         seq: u64,
         writeable: bool,
+        scale: u32,
     ) -> PyResult<Bound<'py, PyAny>> {
         let fc = self.core()?;
-        let options = load_options(writeable);
+        let options = load_options(writeable, scale)?;
         let frame = block_on(py, async move {
             fc.load_frame_with(&timeline, seq, options).await
         })?;
@@ -427,16 +434,17 @@ impl PyFrameCache {
     }
 
     /// Awaitable :meth:`load_frame`.
-    #[pyo3(signature = (timeline, seq, *, writeable=true))]
+    #[pyo3(signature = (timeline, seq, *, writeable=true, scale=1))]
     fn load_frame_async<'py>(
         &self,
         py: Python<'py>,
         timeline: String,
         seq: u64,
         writeable: bool,
+        scale: u32,
     ) -> PyResult<Bound<'py, PyAny>> {
         let fc = self.core()?;
-        let options = load_options(writeable);
+        let options = load_options(writeable, scale)?;
         awaitable(
             py,
             py_result(async move {
@@ -448,10 +456,15 @@ impl PyFrameCache {
 
     /// An iterator over the timeline's frames in sequence order, each yielded as soon as
     /// it (and those before it) is decoded, with fetches and decodes running ahead;
-    /// ``writeable`` as for :meth:`load_frames`.
-    #[pyo3(signature = (timeline, *, writeable=true))]
-    fn iter_frames(&self, timeline: String, writeable: bool) -> PyResult<FrameIterator> {
-        FrameIterator::start(self.core()?, timeline, load_options(writeable))
+    /// ``writeable`` and ``scale`` as for :meth:`load_frames`.
+    #[pyo3(signature = (timeline, *, writeable=true, scale=1))]
+    fn iter_frames(
+        &self,
+        timeline: String,
+        writeable: bool,
+        scale: u32,
+    ) -> PyResult<FrameIterator> {
+        FrameIterator::start(self.core()?, timeline, load_options(writeable, scale)?)
     }
 
     /// One frame's JPEG bytes as stored, or None.

@@ -311,3 +311,33 @@ def test_cache_jpegs_stores_bytes_as_given(backend, timeline):
 class SeedJpeg:
     def __init__(self, seq, jpeg):
         self.seq, self.jpeg = seq, jpeg
+
+
+def test_scaled_loads_decode_smaller_frames_through_the_dct(backend, timeline):
+    fc = backend.cache()
+    fc.cache_frames(timeline, seed_frames(2, width=161, height=90))
+    full = fc.load_frames(timeline)
+    for scale in (2, 4, 8):
+        scaled = fc.load_frames(timeline, scale=scale)
+        expected = (-(-90 // scale), -(-161 // scale), 3)
+        assert [f.image.shape for f in scaled] == [expected, expected]
+        # Each scaled pixel is close to the mean of the full-size block it stands for.
+        for small, big in zip(scaled, full):
+            h, w = (90 // scale) * scale, (161 // scale) * scale
+            blocks = big.image[:h, :w].astype(np.float64)
+            blocks = blocks.reshape(h // scale, scale, w // scale, scale, 3).mean(axis=(1, 3))
+            error = np.abs(small.image[: h // scale, : w // scale] - blocks).mean()
+            assert error < 12.0, (scale, error)
+        # Scaled frames are cached apart from full ones: the full load is unchanged.
+        assert fc.load_frame(timeline, 1, scale=scale).image.shape == expected
+    assert fc.load_frames(timeline)[0].image.shape == (90, 161, 3)
+
+
+@pytest.mark.parametrize("bad", [0, 3, 16])
+def test_a_scale_other_than_1_2_4_8_is_refused_naming_it(backend, timeline, bad):
+    fc = backend.cache()
+    with pytest.raises(framecache.InvalidInputError) as caught:
+        fc.load_frames(timeline, scale=bad)
+    assert caught.value.what == "scale" and caught.value.value == str(bad)
+    with pytest.raises(framecache.InvalidInputError):
+        fc.iter_frames(timeline, scale=bad)
