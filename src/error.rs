@@ -84,8 +84,9 @@ pub enum Error {
         /// The generation of the manifest the other writer stored.
         other: String,
     },
-    /// Other writers kept replacing the timeline's frames while this write was finishing; it
-    /// is left marked incomplete rather than complete over frames that are not its own.
+    /// Other writers kept replacing the timeline's frames while this write was finishing; its
+    /// manifest is marked incomplete again (best effort) rather than left complete over
+    /// frames that are not its own.
     #[error(
         "timeline {timeline:?} kept changing while this write finished ({rounds} rounds): \
          other writers are at work on it, so it is left incomplete (write again once they \

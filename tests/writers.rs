@@ -130,6 +130,19 @@ async fn frames_at_origin(env: &Env, timeline: &str) -> usize {
         .count()
 }
 
+/// Asserts the origin holds writer `variant`'s bytes for each of `seqs`.
+async fn assert_frames_are(env: &Env, timeline: &str, seqs: std::ops::Range<u64>, variant: u8) {
+    let origin = env.origin(&Arc::new(Metrics::default()));
+    for seq in seqs {
+        let key = layout::frame_key(timeline, seq).unwrap();
+        let bytes = origin.get(&key).await.unwrap();
+        assert!(
+            bytes.as_ref() == Some(&jpeg(seq, variant)),
+            "{key} is not writer {variant}'s"
+        );
+    }
+}
+
 /// Where a writer finishes: the manifest's second access (the first stores it incomplete).
 const FINISH: (&str, usize) = ("manifest", 2);
 
@@ -158,6 +171,7 @@ async fn a_writer_overtaken_by_a_later_one_fails_clearly(env: &Env) {
         6,
         "the loser removed nothing"
     );
+    assert_frames_are(env, &tl, 0..3, 2).await;
 
     b.release();
     let won = b.result();
@@ -223,6 +237,14 @@ async fn a_failed_writer_does_not_block_the_other(env: &Env) {
         "B names the key it could not write: {message}"
     );
     assert_eq!(failed["superseded"], false, "{failed}");
+    let reader = FrameCache::new(&env.config(&env.disk_dir(&unique("between")))).unwrap();
+    assert!(
+        matches!(
+            reader.status(&tl).await.unwrap(),
+            TimelineStatus::Partial { .. }
+        ),
+        "a failed write leaves the timeline incomplete"
+    );
 
     a.release();
     let last = a.result();
@@ -230,7 +252,38 @@ async fn a_failed_writer_does_not_block_the_other(env: &Env) {
     assert_timeline_is(env, &tl, 3, 1).await;
 }
 
+/// A publishes its 3 frames and is held before the listing that checks them; B stores 6
+/// frames over them and is held before finishing. A, finding its frames changed, reads the
+/// manifest first: a writer is at work after it, so A returns Ok without touching B's
+/// frames. B then finishes, and the timeline is B's.
+async fn a_published_writer_leaves_a_later_one_alone(env: &Env) {
+    let tl = unique("published");
+    let gates = env.scratch.path().join(&tl);
+    let (a_gate, b_gate) = (gates.join("a"), gates.join("b"));
+    let a = Writer::start(env, &tl, 3, 1, Some(("list", 2, &a_gate)));
+    a.held().await;
+    assert_timeline_is(env, &tl, 3, 1).await;
+    let b = Writer::start(env, &tl, 6, 2, Some((FINISH.0, FINISH.1, &b_gate)));
+    b.held().await;
+
+    a.release();
+    let done = a.result();
+    assert_eq!(done["written"], 3, "{done}");
+    assert_eq!(
+        frames_at_origin(env, &tl).await,
+        6,
+        "A removed none of B's frames"
+    );
+    assert_frames_are(env, &tl, 0..6, 2).await;
+
+    b.release();
+    let won = b.result();
+    assert_eq!(won["written"], 6, "{won}");
+    assert_timeline_is(env, &tl, 6, 2).await;
+}
+
 backend_tests!(
+    a_published_writer_leaves_a_later_one_alone,
     a_writer_overtaken_by_a_later_one_fails_clearly,
     the_writer_that_finishes_last_wins,
     the_winner_repairs_frames_a_loser_replaced,
@@ -250,7 +303,7 @@ fn child() {
 }
 
 /// Writes `FC_FRAMES` frames of `FC_VARIANT` to `FC_TIMELINE` with `cache_jpegs`; `FC_HOLD`
-/// (`manifest:2`, `frame0:1`) holds one access at the gate `FC_GATE`, and writes of
+/// (`manifest:2`, `frame0:1`, `list:2`) holds one access at the gate `FC_GATE`, and writes of
 /// `FC_FAIL_PUT` fail.
 fn child_write() {
     let env = Env::in_child();
@@ -264,6 +317,7 @@ fn child_write() {
         let key = match object {
             "manifest" => layout::manifest_key(&timeline).unwrap(),
             "frame0" => layout::frame_key(&timeline, 0).unwrap(),
+            "list" => layout::frames_prefix(&timeline).unwrap(),
             other => panic!("unknown object to hold: {other}"),
         };
         probe = probe.hold_access(&key, nth.parse().unwrap(), var("FC_GATE").into());

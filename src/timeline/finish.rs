@@ -53,20 +53,22 @@ enum Owner {
 
 impl FrameCache {
     /// Makes the timeline `written` and publishes `manifest` (complete) unless another writer
-    /// is ahead of this one. In rounds, each starting from the manifest at the origin:
+    /// is ahead of this one. In rounds, each listing the timeline, then (unless this writer
+    /// has published and nothing changed: done) reading the manifest at the origin:
     /// - another writer's *incomplete* manifest, before this one published: that writer
     ///   stored it after this one began and has not finished, so this write fails with
     ///   [`Error::Superseded`] and changes nothing more;
-    /// - another writer's manifest after this one published: the timeline is theirs now,
-    ///   and this write has succeeded;
+    /// - another writer's manifest (or none) after this one published: another writer, or
+    ///   a `clear`, has the timeline now, and this write has succeeded;
     /// - otherwise (its own, or another writer's complete or abandoned one) this writer is
     ///   the last at work: it lists the timeline, writes again any of its frames another
     ///   writer replaced or removed, removes every frame it did not write, and publishes.
     ///
     /// The round after publishing lists once more and repairs what a losing writer stored
-    /// meanwhile; a write that finds changes for [`FINISH_ROUNDS`] rounds un-publishes its
-    /// manifest and fails with [`Error::Contended`]. The manifest is read again before each
-    /// batch of changes, so a writer that has lost stops within one batch.
+    /// meanwhile; a write that still finds changes after [`FINISH_ROUNDS`] rounds (the
+    /// first included) un-publishes its manifest, best effort, and fails with
+    /// [`Error::Contended`]. The manifest is read again before each batch of changes and
+    /// before publishing, so a writer that has lost stops within one batch.
     pub(super) async fn finish_timeline(
         &self,
         timeline: &str,
@@ -79,12 +81,6 @@ impl FrameCache {
         let ours: HashSet<u64> = written.iter().map(|w| w.seq).collect();
         let mut published = false;
         for _ in 0..FINISH_ROUNDS {
-            if let Some(end) = self
-                .check_owner(timeline, manifest_key, generation, published)
-                .await?
-            {
-                return end;
-            }
             let listed: HashMap<u64, ObjectInfo> = self
                 .cache
                 .origin()
@@ -105,9 +101,17 @@ impl FrameCache {
                 .filter(|(seq, _)| !ours.contains(seq))
                 .map(|(_, o)| o.key)
                 .collect();
-            let changed = !replaced.is_empty() || !extra.is_empty();
+            let repairing = !replaced.is_empty();
+            let changed = repairing || !extra.is_empty();
             if published && !changed {
                 return Ok(());
+            }
+            // After the listing, so nothing the listing missed is overwritten unseen.
+            if let Some(end) = self
+                .check_owner(timeline, manifest_key, generation, published)
+                .await?
+            {
+                return end;
             }
             if !replaced.is_empty() {
                 tracing::warn!(
@@ -135,9 +139,10 @@ impl FrameCache {
             }
             if !extra.is_empty() {
                 // Frames of an earlier, longer version, or of another writer.
-                if let Some(end) = self
-                    .check_owner(timeline, manifest_key, generation, published)
-                    .await?
+                if repairing
+                    && let Some(end) = self
+                        .check_owner(timeline, manifest_key, generation, published)
+                        .await?
                 {
                     return end;
                 }
@@ -183,7 +188,8 @@ impl FrameCache {
                 published,
             ) {
                 (Owner::Ours, _) => None,
-                // Another writer began after this one published: the timeline is theirs now.
+                // Another writer stored its manifest after this one published (or the timeline
+                // was cleared): the timeline is no longer this write's to repair.
                 (_, true) => Some(Ok(())),
                 (Owner::Writing(other), false) => Some(Err(Error::Superseded {
                     timeline: timeline.to_owned(),

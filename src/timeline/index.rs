@@ -23,7 +23,8 @@ pub enum TimelineStatus {
         /// The generation written by the last `cache_frames`.
         generation: String,
     },
-    /// Written by framecache, but its writer has not finished (or died).
+    /// Written by framecache, but its writer has not finished (or died, failed, or gave way
+    /// to other writers).
     Partial {
         /// Frames the manifest lists.
         expected: usize,

@@ -31,8 +31,9 @@ impl FrameCache {
     /// Encodes `frames` to JPEG at `quality` and writes them through every tier, replacing the
     /// timeline: frames of an earlier, longer version are removed. Returns the frames written.
     ///
-    /// The manifest is written first as incomplete and last as complete, so a writer that
-    /// dies halfway leaves a timeline that loads as [`Error::Incomplete`], not a short one.
+    /// The manifest is written first as incomplete and complete only once every frame is
+    /// stored, so a writer that dies halfway leaves a timeline that loads as
+    /// [`Error::Incomplete`], not a short one. Concurrent writers: see `finish.rs`.
     ///
     /// # Errors
     /// Invalid id, quality or duplicate seqs (nothing written), an encoder failure naming the

@@ -158,7 +158,8 @@ impl Instrumented {
         }
     }
 
-    /// Holds the `nth` access (read or write, from 1) of `key` before it reaches the origin:
+    /// Holds the `nth` access (read, write or listing, from 1) of `key` (or prefix) before it
+    /// reaches the origin:
     /// it creates `{gate}/ready` and waits for `{gate}/go`, files another process (the test
     /// driving this one) can watch and create.
     pub fn hold_access(self, key: &str, nth: usize, gate: PathBuf) -> Self {
@@ -263,7 +264,11 @@ impl Origin for Instrumented {
         self.inner.remove(key)
     }
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<ObjectInfo>>> {
-        self.inner.list(prefix)
+        async move {
+            self.maybe_hold(prefix).await;
+            self.inner.list(prefix).await
+        }
+        .boxed()
     }
     fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
         self.inner.exists(key)
