@@ -10,20 +10,14 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::child::{CHILD_ENV, result_of, spawn_child, var};
 use common::{Env, Instrumented, jpeg_variant as jpeg, unique};
-use framecache::tier::{ObjectInfo, Origin, Version};
-use framecache::{
-    EncodedFrame, Error, FrameCache, Metrics, Result as FcResult, TimelineStatus, layout,
-};
-use futures::FutureExt;
-use futures::future::BoxFuture;
+use framecache::tier::Origin;
+use framecache::{EncodedFrame, Error, FrameCache, Metrics, TimelineStatus, layout};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
 /// A writer process, held before it finishes when `gate` is given.
 struct Writer {
@@ -295,11 +289,9 @@ async fn a_published_writer_leaves_a_later_one_alone(env: &Env) {
 async fn a_write_that_keeps_being_overtaken_gives_up_incomplete(env: &Env) {
     let tl = unique("contended");
     let metrics = Arc::new(Metrics::default());
-    let origin: Arc<dyn Origin> = Arc::new(Rewriting {
-        inner: env.origin(&metrics),
-        key: layout::frame_key(&tl, 0).unwrap(),
-        rewrites: AtomicUsize::new(0),
-    });
+    let frame0 = layout::frame_key(&tl, 0).unwrap();
+    let origin: Arc<dyn Origin> =
+        Arc::new(Instrumented::new(env.origin(&metrics)).rewrite_before_each_list(&frame0));
     let config = env.config(&env.disk_dir("contended"));
     let fc = FrameCache::from_chain(config.build_with_origin(origin, metrics), 4);
     let frames = (0..3)
@@ -390,49 +382,4 @@ fn child_write() {
         }),
     };
     println!("RESULT {line}");
-}
-
-/// An origin on which another writer rewrites frame 0 before every listing.
-struct Rewriting {
-    inner: Arc<dyn Origin>,
-    key: String,
-    rewrites: AtomicUsize,
-}
-
-impl Origin for Rewriting {
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, FcResult<Option<Bytes>>> {
-        self.inner.get(key)
-    }
-    fn put<'a>(&'a self, key: &'a str, value: Bytes) -> BoxFuture<'a, FcResult<Option<Version>>> {
-        self.inner.put(key, value)
-    }
-    fn stat<'a>(&'a self, key: &'a str) -> BoxFuture<'a, FcResult<Option<ObjectInfo>>> {
-        self.inner.stat(key)
-    }
-    fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, FcResult<()>> {
-        self.inner.remove(key)
-    }
-    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, FcResult<Vec<ObjectInfo>>> {
-        async move {
-            // Each rewrite is another size, so even a filesystem clock tick cannot hide it.
-            let n = self.rewrites.fetch_add(1, SeqCst);
-            self.inner
-                .put(&self.key, Bytes::from(vec![7u8; 1000 + n]))
-                .await?;
-            self.inner.list(prefix).await
-        }
-        .boxed()
-    }
-    fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, FcResult<bool>> {
-        self.inner.exists(key)
-    }
-    fn has_any<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, FcResult<bool>> {
-        self.inner.has_any(prefix)
-    }
-    fn remove_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, FcResult<()>> {
-        self.inner.remove_prefix(prefix)
-    }
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
 }

@@ -30,7 +30,9 @@ impl Written {
     /// Whether the listed object is still the one this writer stored: same version where
     /// both sides report one of the same kind, else the same size.
     fn is_at(&self, listed: &ObjectInfo) -> bool {
-        let kind = |v: &Version| v.tag.split_once(':').map(|(k, _)| k.to_owned());
+        fn kind(v: &Version) -> Option<&str> {
+            v.tag.split_once(':').map(|(k, _)| k)
+        }
         match (&self.version, &listed.version) {
             (Some(ours), Some(now)) if kind(ours) == kind(now) => ours.tag == now.tag,
             _ => listed.size == self.jpeg.len() as u64,

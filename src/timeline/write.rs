@@ -154,7 +154,7 @@ impl FrameCache {
             .map(|f| layout::frame_key(timeline, f.seq))
             .collect::<Result<Vec<_>>>()?;
         let manifest_key = layout::manifest_key(timeline)?;
-        let manifest = Manifest {
+        let mut manifest = Manifest {
             format: MANIFEST_FORMAT,
             generation: new_generation(),
             complete: false,
@@ -165,21 +165,45 @@ impl FrameCache {
             .origin()
             .put(&manifest_key, manifest_bytes(&manifest))
             .await?;
-        let generation = manifest.generation.clone();
 
-        match self
-            .store_frames(
-                timeline,
-                &prefix,
-                &manifest_key,
-                manifest,
-                &keys,
-                jpeg_of,
-                progress,
-            )
-            .await
-        {
-            Ok(count) => {
+        let written = async {
+            let done = AtomicU64::new(0);
+            let written: Vec<Written> = stream::iter(0..manifest.frames.len())
+                .map(|i| {
+                    let seq = manifest.frames[i].seq;
+                    let key = keys[i].clone();
+                    let jpeg = jpeg_of(i);
+                    let done = &done;
+                    async move {
+                        let jpeg = jpeg.await?;
+                        let version = self.cache.put_version(&key, jpeg.clone()).await?;
+                        progress(done.fetch_add(1, Relaxed) + 1);
+                        Ok::<_, Error>(Written {
+                            seq,
+                            key,
+                            jpeg,
+                            version,
+                        })
+                    }
+                })
+                .buffer_unordered(self.concurrency)
+                .try_collect()
+                .await?;
+            let by_seq: HashMap<u64, &Written> = written.iter().map(|w| (w.seq, w)).collect();
+            for meta in &mut manifest.frames {
+                let frame = by_seq[&meta.seq];
+                meta.size = frame.jpeg.len() as u64;
+                meta.blake3 = blake3::hash(&frame.jpeg).to_hex().to_string();
+            }
+            manifest.frames.sort_by_key(|f| f.seq);
+            manifest.complete = true;
+            self.finish_timeline(timeline, &prefix, &manifest_key, &manifest, written)
+                .await
+        }
+        .await;
+        match written {
+            Ok(()) => {
+                let count = manifest.frames.len();
                 tracing::info!("cached {count} frames for timeline {timeline}");
                 Ok(count)
             }
@@ -187,64 +211,10 @@ impl FrameCache {
                 // Whatever failed, the incomplete manifest must not make other writers of
                 // this timeline give way to a write that is over.
                 if !matches!(e, Error::Superseded { .. } | Error::Contended { .. }) {
-                    self.abandon(&manifest_key, &generation).await;
+                    self.abandon(&manifest_key, &manifest.generation).await;
                 }
                 Err(e)
             }
         }
-    }
-
-    /// Stores every frame, then finishes the write among other writers
-    /// ([`FrameCache::finish_timeline`]). Returns the frames written.
-    #[allow(clippy::too_many_arguments)]
-    async fn store_frames<F, Fut>(
-        &self,
-        timeline: &str,
-        prefix: &str,
-        manifest_key: &str,
-        mut manifest: Manifest,
-        keys: &[String],
-        jpeg_of: F,
-        progress: &(dyn Fn(u64) + Sync),
-    ) -> Result<usize>
-    where
-        F: Fn(usize) -> Fut,
-        Fut: Future<Output = Result<Bytes>>,
-    {
-        let done = AtomicU64::new(0);
-        let written: Vec<Written> = stream::iter(0..manifest.frames.len())
-            .map(|i| {
-                let seq = manifest.frames[i].seq;
-                let key = keys[i].clone();
-                let jpeg = jpeg_of(i);
-                let done = &done;
-                async move {
-                    let jpeg = jpeg.await?;
-                    let version = self.cache.put_version(&key, jpeg.clone()).await?;
-                    progress(done.fetch_add(1, Relaxed) + 1);
-                    Ok::<_, Error>(Written {
-                        seq,
-                        key,
-                        jpeg,
-                        version,
-                    })
-                }
-            })
-            .buffer_unordered(self.concurrency)
-            .try_collect()
-            .await?;
-
-        let by_seq: HashMap<u64, &Written> = written.iter().map(|w| (w.seq, w)).collect();
-        for meta in &mut manifest.frames {
-            let frame = by_seq[&meta.seq];
-            meta.size = frame.jpeg.len() as u64;
-            meta.blake3 = blake3::hash(&frame.jpeg).to_hex().to_string();
-        }
-        manifest.frames.sort_by_key(|f| f.seq);
-        manifest.complete = true;
-        let count = manifest.frames.len();
-        self.finish_timeline(timeline, prefix, manifest_key, &manifest, written)
-            .await?;
-        Ok(count)
     }
 }

@@ -141,6 +141,10 @@ pub struct Instrumented {
     held_key: std::sync::Mutex<Option<(String, usize, PathBuf)>>,
     /// A key whose writes fail, as an origin refusing them would.
     failing_put: std::sync::Mutex<Option<String>>,
+    /// A key another writer rewrites (with bytes of a new length each time) before every
+    /// listing, and how many times it has.
+    rewritten_before_list: std::sync::Mutex<Option<String>>,
+    pub rewrites: AtomicUsize,
 }
 
 impl Instrumented {
@@ -155,6 +159,8 @@ impl Instrumented {
             panic_next: std::sync::atomic::AtomicBool::new(false),
             held_key: std::sync::Mutex::new(None),
             failing_put: std::sync::Mutex::new(None),
+            rewritten_before_list: std::sync::Mutex::new(None),
+            rewrites: AtomicUsize::new(0),
         }
     }
 
@@ -170,6 +176,13 @@ impl Instrumented {
     /// Every write of `key` fails with a storage error.
     pub fn fail_puts_of(self, key: &str) -> Self {
         *self.failing_put.lock().unwrap() = Some(key.to_owned());
+        self
+    }
+
+    /// Before every listing, `key` is rewritten as another writer would, each time with a
+    /// new length, so not even a filesystem clock tick can hide the change.
+    pub fn rewrite_before_each_list(self, key: &str) -> Self {
+        *self.rewritten_before_list.lock().unwrap() = Some(key.to_owned());
         self
     }
 
@@ -266,6 +279,13 @@ impl Origin for Instrumented {
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<ObjectInfo>>> {
         async move {
             self.maybe_hold(prefix).await;
+            let rewritten = self.rewritten_before_list.lock().unwrap().clone();
+            if let Some(key) = rewritten {
+                let n = self.rewrites.fetch_add(1, SeqCst);
+                self.inner
+                    .put(&key, Bytes::from(vec![7u8; 1000 + n]))
+                    .await?;
+            }
             self.inner.list(prefix).await
         }
         .boxed()
