@@ -132,6 +132,11 @@ pub struct Stats {
     pub decodes: u64,
     /// Frames another process (or thread) was decoding, waited for and then mapped.
     pub decode_waits: u64,
+    /// How eviction stands on the disk tier's directory (machine-wide), when there is one;
+    /// filled in by [`crate::FrameCache::stats`].
+    pub disk_eviction: Option<crate::tier::EvictionStatus>,
+    /// The same for the decoded-frame disk tier.
+    pub decoded_disk_eviction: Option<crate::tier::EvictionStatus>,
 }
 
 impl Metrics {
@@ -150,6 +155,8 @@ impl Metrics {
             decoded_disk: self.decoded_disk.snapshot(),
             decodes: self.decodes.load(Relaxed),
             decode_waits: self.decode_waits.load(Relaxed),
+            disk_eviction: None,
+            decoded_disk_eviction: None,
         }
     }
 }

@@ -255,7 +255,51 @@ async fn clear_drops_decoded_frames(env: &Env) {
     assert_eq!(fc.decoded_usage().disk.unwrap().entries, 0);
 }
 
+/// A raw budget of four frames under loads of twelve: entries are evicted (by the loading
+/// writers and the evictor) while the frames of earlier loads still map them, and those
+/// frames keep their pixels; the budget holds.
+async fn eviction_runs_while_frames_map_raw_entries(env: &Env) {
+    let a = common::unique("dec-evict-a");
+    let b = common::unique("dec-evict-b");
+    let dir = env.disk_dir("evict");
+    let one = 4096 + u64::from(W) * u64::from(H) * 3;
+    let cap = 4 * one;
+    let config = CacheConfig {
+        decoded: DecodedConfig {
+            memory_capacity: 0,
+            disk_capacity: cap,
+        },
+        ..env.config(&dir)
+    };
+    let fc = FrameCache::new(&config).unwrap();
+    fc.cache_frames(&a, &frames(12, 0), 85).await.unwrap();
+    fc.cache_frames(&b, &frames(12, 50), 85).await.unwrap();
+    let want_a = fresh(&fc, &a, 12, Scale::Full).await;
+    let want_b = fresh(&fc, &b, 12, Scale::Full).await;
+    let held = fc.load_frames(&a).await.unwrap();
+    let mapped = held
+        .iter()
+        .filter(|f| f.image.backing() == Backing::Private)
+        .count();
+    assert!(mapped > 0, "no frame maps a raw entry");
+    for _ in 0..3 {
+        let loaded = fc.load_frames(&b).await.unwrap();
+        assert_eq!(images(&loaded), want_b.iter().collect::<Vec<_>>());
+    }
+    let stats = fc.stats();
+    assert!(stats.decoded_disk.evictions > 0, "{stats:?}");
+    let eviction = stats.decoded_disk_eviction.unwrap();
+    assert_eq!(eviction.hard_limit, cap, "{eviction:?}");
+    assert!(eviction.used_bytes <= cap, "{eviction:?}");
+    // The first load's frames still hold their pixels, their entries long gone.
+    assert_eq!(images(&held), want_a.iter().collect::<Vec<_>>());
+    assert!(raw_entries(&dir).len() <= 4);
+    fc.clear(&a, ClearScope::All).await.unwrap();
+    fc.clear(&b, ClearScope::All).await.unwrap();
+}
+
 backend_tests!(
+    eviction_runs_while_frames_map_raw_entries,
     pixels_equal_a_fresh_decode_at_every_tier,
     a_changed_jpeg_never_returns_old_pixels,
     corrupt_raw_entries_are_decoded_again,
@@ -443,7 +487,8 @@ fn the_raw_budget_holds_across_processes() {
         assert_eq!(r["frames"], PROCESS_FRAMES, "{r}");
     }
     assert_eq!(results[1]["pixels"], results[3]["pixels"]);
-    let decoded = DiskTier::open(cache.join("decoded"), cap, Arc::new(Metrics::default()));
+    let decoded =
+        DiskTier::open_inspector(cache.join("decoded"), cap, Arc::new(Metrics::default()));
     let usage = decoded.usage();
     assert!(usage.bytes <= cap, "{usage:?} over {cap}");
     assert_eq!(usage.temp_files, 0, "{usage:?}");

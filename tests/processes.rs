@@ -54,6 +54,11 @@ fn payload(key: &str, min: usize, spread: usize) -> Vec<u8> {
 /// Bytes of the entry files, counted while holding the directory's exclusive lock, so no
 /// entry is committed, evicted or removed during the count.
 fn entry_bytes_locked(dir: &Path) -> u64 {
+    entry_bytes_locked_with(dir, || ()).1
+}
+
+/// [`entry_bytes_locked`], with what `also` reads under the same lock.
+fn entry_bytes_locked_with<T>(dir: &Path, also: impl FnOnce() -> T) -> (T, u64) {
     let v1 = dir.join("v1");
     let lock = File::options()
         .read(true)
@@ -77,8 +82,9 @@ fn entry_bytes_locked(dir: &Path) -> u64 {
             }
         }
     }
+    let also = also();
     drop(lock);
-    total
+    (also, total)
 }
 
 fn set_tree_mode(path: &Path, dir_mode: u32, file_mode: u32) {
@@ -142,6 +148,7 @@ fn child() {
         "write-forever" => child_write_forever(),
         "load" => child_load(),
         "replace" => child_replace(),
+        "evict" => child_evict(),
         other => panic!("unknown child role {other}"),
     }
 }
@@ -238,6 +245,25 @@ fn child_replace() {
     println!("RESULT {}", json!({"done": true}));
 }
 
+/// Opens the directory with `FC_CAP`, tells the parent once it is the evictor, then lets
+/// its evictor work until killed.
+fn child_evict() {
+    let disk = DiskTier::open(
+        var("FC_DIR"),
+        var("FC_CAP").parse().unwrap(),
+        Arc::new(Metrics::default()),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !disk.eviction_status().evictor_here {
+        assert!(std::time::Instant::now() < deadline, "never elected");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    println!("READY");
+    loop {
+        std::thread::park();
+    }
+}
+
 /// Loads a timeline twice through a fresh cache (no memory tier) and reports the sources.
 fn child_load() {
     if std::env::var_os("FC_UNPRIVILEGED").is_some() {
@@ -302,8 +328,9 @@ fn processes_share_one_directory_within_its_capacity() {
     const CAP: u64 = 512 << 10;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("cache");
-    // Creates the directory, its ledger and lock file.
-    let disk = DiskTier::open(&dir, CAP, Arc::new(Metrics::default()));
+    // Creates the directory, its ledger and lock file; stays out of the evictor's election,
+    // so the children's evictor and writers alone keep the cap.
+    let disk = DiskTier::open_inspector(&dir, CAP, Arc::new(Metrics::default()));
     disk.recount();
     let envs = [
         ("FC_DIR", dir.display().to_string()),
@@ -369,7 +396,7 @@ fn replacements_by_several_processes_keep_the_ledger_exact() {
         ("FC_ITER", "300".to_owned()),
     ];
     // Creates the directory, its ledger and lock file before the children race for them.
-    let disk = DiskTier::open(&dir, 1 << 30, Arc::new(Metrics::default()));
+    let disk = DiskTier::open_inspector(&dir, 1 << 30, Arc::new(Metrics::default()));
     let children: Vec<Child> = (0..4)
         .map(|_| {
             spawn_child("replace", &envs)
@@ -447,7 +474,7 @@ fn sigkilled_writers_never_leave_a_served_partial_entry() {
         corrupt += metrics.snapshot().disk.corrupt;
         leftovers = leftovers.max(disk.usage().temp_files);
     }
-    let disk = DiskTier::open(&dir, 1 << 30, Arc::new(Metrics::default()));
+    let disk = DiskTier::open_inspector(&dir, 1 << 30, Arc::new(Metrics::default()));
     let recount = disk.recount();
     let usage = disk.usage();
     eprintln!(
@@ -601,4 +628,67 @@ fn a_restart_serves_at_once_with_100k_entries() {
     }
     drop(lock);
     assert_eq!(disk.usage().entries, ENTRIES);
+}
+
+/// Polls `done` until it holds; fails after two minutes (only a guard against a hang).
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// An evictor SIGKILLed at a random point of its round (between moving an entry away and
+/// releasing its bytes, say) is replaced by a process that opens the directory, which
+/// repairs the shard it died in: the ledger then equals a recount, every time.
+#[test]
+fn a_killed_evictor_is_replaced_and_leaves_a_consistent_ledger() {
+    const KILLS: u64 = 8;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cache");
+    let inspector = DiskTier::open_inspector(&dir, 1 << 30, Arc::new(Metrics::default()));
+    for i in 0..6_000u64 {
+        inspector
+            .write_blocking(&format!("k{i}"), &payload(&format!("k{i}"), 600, 400))
+            .unwrap();
+    }
+    inspector.recount();
+    let mut rng = Rng::seeded(11);
+    let mut takeovers = inspector.eviction_status().takeovers;
+    for _ in 0..KILLS {
+        // A capacity a fifth under the usage: a round of several hundred evictions.
+        let cap = inspector.accounted() / 5 * 4;
+        let envs = [
+            ("FC_DIR", dir.display().to_string()),
+            ("FC_CAP", cap.to_string()),
+        ];
+        let mut evictor = spawn_child("evict", &envs)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(evictor.stdout.take().unwrap()).lines();
+        assert!(
+            lines.any(|l| l.is_ok_and(|l| l.ends_with("READY"))),
+            "the evictor never started"
+        );
+        std::thread::sleep(std::time::Duration::from_micros(rng.below(30_000)));
+        evictor.kill().unwrap();
+        evictor.wait().unwrap();
+        takeovers += 1;
+
+        let successor = DiskTier::open(&dir, cap, Arc::new(Metrics::default()));
+        wait_for("the successor's election", || {
+            successor.eviction_status().evictor_here
+        });
+        let status = successor.eviction_status();
+        assert_eq!(status.takeovers, takeovers + 1, "{status:?}");
+        takeovers += 1;
+        // Under the exclusive lock no eviction is half done: the ledger must equal the
+        // entries, whatever the successor's own round is doing meanwhile.
+        let (counted, on_disk) = entry_bytes_locked_with(&dir, || inspector.accounted());
+        assert_eq!(counted, on_disk, "the ledger drifted from the directory");
+        drop(successor);
+    }
 }

@@ -108,7 +108,7 @@ impl DecodedDisk {
             unsafe { Mmap::map(&file) }.map_err(|e| Error::io("map decoded entry", &path, e))?;
         match format::validate(name, &map) {
             Ok((width, height)) => {
-                crate::tier::touch(&file, &meta);
+                self.tier.mark_used(&path);
                 Ok(Some(Decoded::mapped(width, height, file, map)))
             }
             Err(corruption) => {

@@ -251,6 +251,11 @@ impl DecodedTiers {
         self.disk.as_ref().map(|d| d.usage())
     }
 
+    /// How eviction of the raw entries stands, if the disk tier is on (no scan).
+    pub(crate) fn disk_eviction(&self) -> Option<crate::tier::EvictionStatus> {
+        self.disk.as_ref().map(|d| d.tier().eviction_status())
+    }
+
     /// Bytes the memory tier holds and its capacity, if it is on.
     pub(crate) fn memory_usage(&self) -> Option<(u64, u64)> {
         self.memory.as_ref().map(|m| (m.held_bytes(), m.capacity()))

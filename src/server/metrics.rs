@@ -3,6 +3,7 @@
 
 use super::limits::{ConnectionGauge, InFlight};
 use crate::metrics::{Stats, TierStats};
+use crate::tier::EvictionStatus;
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::OnceLock;
@@ -216,6 +217,46 @@ fn render_tiers(out: &mut String, stats: &Stats) {
         counter(out, name, help);
         let _ = writeln!(out, "{name} {value}");
     }
+    render_eviction(out, stats);
+}
+
+/// The disk tiers' eviction state, labelled `tier="disk"` and `tier="decoded_disk"`.
+fn render_eviction(out: &mut String, stats: &Stats) {
+    type Field = (&'static str, &'static str, bool, fn(&EvictionStatus) -> f64);
+    const FIELDS: [Field; 12] = [
+        ("used_bytes", "Bytes in use: entries plus writes in progress.", false, |e| e.used_bytes as f64),
+        ("low_watermark_bytes", "Eviction stops at this usage.", false, |e| e.low_watermark as f64),
+        ("high_watermark_bytes", "Eviction starts above this usage.", false, |e| e.high_watermark as f64),
+        ("hard_limit_bytes", "Above this usage a writer evicts one batch itself.", false, |e| e.hard_limit as f64),
+        ("evictor_running", "1 when an evictor is running on this machine.", false, |e| f64::from(u8::from(e.evictor_running))),
+        ("evictor_here", "1 when this process is the evictor.", false, |e| f64::from(u8::from(e.evictor_here))),
+        ("last_eviction_seconds", "Duration of the last eviction round.", false, |e| e.last_round_us as f64 / 1e6),
+        ("last_eviction_entries", "Entries the last eviction round removed.", false, |e| e.last_round_entries as f64),
+        ("eviction_rounds_total", "Eviction rounds completed on the directory.", true, |e| e.rounds as f64),
+        ("writer_batches_total", "Writes that found usage above the hard limit and evicted a batch.", true, |e| e.writer_batches as f64),
+        ("repaired_shards_total", "Shards recounted after a process died while changing them.", true, |e| e.repaired_shards as f64),
+        ("evictor_takeovers_total", "Times the evictor's lock changed hands.", true, |e| e.takeovers as f64),
+    ];
+    let tiers = [
+        ("disk", stats.disk_eviction),
+        ("decoded_disk", stats.decoded_disk_eviction),
+    ];
+    if tiers.iter().all(|(_, e)| e.is_none()) {
+        return;
+    }
+    for (field, help, is_counter, get) in FIELDS {
+        let name = format!("framecache_disk_{field}");
+        if is_counter {
+            counter(out, &name, help);
+        } else {
+            gauge(out, &name, help);
+        }
+        for (tier, e) in &tiers {
+            if let Some(e) = e {
+                let _ = writeln!(out, "{name}{{tier=\"{tier}\"}} {}", get(e));
+            }
+        }
+    }
 }
 
 fn counter(out: &mut String, name: &str, help: &str) {
@@ -244,7 +285,15 @@ mod tests {
         m.observe("/a", 200, Instant::now());
         m.observe("/a", 404, Instant::now());
         m.observe("/nowhere", 200, Instant::now());
-        let text = m.render(&Stats::default(), Some(7));
+        let stats = Stats {
+            disk_eviction: Some(EvictionStatus {
+                evictor_running: true,
+                last_round_us: 1_500,
+                ..EvictionStatus::default()
+            }),
+            ..Stats::default()
+        };
+        let text = m.render(&stats, Some(7));
         assert!(text.contains("framecache_http_requests_total{route=\"/a\",status=\"200\"} 1"));
         assert!(text.contains("framecache_http_requests_total{route=\"/a\",status=\"404\"} 1"));
         assert!(
@@ -256,6 +305,9 @@ mod tests {
         assert!(text.contains("framecache_http_request_duration_seconds_count{route=\"/a\"} 2"));
         assert!(text.contains("framecache_tier_hits_total{tier=\"memory\"} 0"));
         assert!(text.contains("framecache_memory_bytes 7"));
+        assert!(text.contains("framecache_disk_evictor_running{tier=\"disk\"} 1"));
+        assert!(text.contains("framecache_disk_last_eviction_seconds{tier=\"disk\"} 0.0015"));
+        assert!(!text.contains("tier=\"decoded_disk\""));
         // Every sample line is `name{labels} value` or `name value`.
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let value = line.rsplit(' ').next().unwrap();

@@ -6,8 +6,7 @@ mod disk;
 mod memory;
 
 pub use blob::{BlobTier, ObjectInfo, Origin, Version};
-pub(crate) use disk::touch;
-pub use disk::{BadEntry, DiskTier, DiskUsage, FetchLock, Recount, VerifyReport};
+pub use disk::{BadEntry, DiskTier, DiskUsage, EvictionStatus, FetchLock, Recount, VerifyReport};
 pub use memory::MemoryTier;
 
 use serde::Serialize;

@@ -120,9 +120,13 @@ impl FrameCache {
         &self.cache
     }
 
-    /// Every counter.
+    /// Every counter, and how eviction stands on the disk tiers (read from their shared
+    /// ledgers: no scan).
     pub fn stats(&self) -> Stats {
-        self.cache.metrics().snapshot()
+        let mut stats = self.cache.metrics().snapshot();
+        stats.disk_eviction = self.cache.disk().map(|d| d.eviction_status());
+        stats.decoded_disk_eviction = self.decoded.as_ref().and_then(|t| t.disk_eviction());
+        stats
     }
 
     pub(super) async fn codec_slot(&self) -> tokio::sync::SemaphorePermit<'_> {

@@ -1,4 +1,5 @@
-//! The ledger: bytes in use by the cache directory, one mapped page every process shares.
+//! The ledger: bytes in use per shard directory and the evictor's state, one mapped page
+//! every process shares.
 
 use memmap2::{MmapOptions, MmapRaw};
 use std::fs::{self, OpenOptions};
@@ -12,17 +13,67 @@ pub(super) const LEDGER_FILE: &str = ".usage";
 /// The ledger's mapped size: one page.
 pub(super) const LEDGER_LEN: u64 = 4096;
 
-/// Bytes in use, shared by every process through a mapped page; a private counter when
+/// Shard directories (`00` to `ff`), each with its own byte counter.
+pub(super) const SHARDS: usize = 256;
+
+/// The page's layout, in 8-byte words; every layout change happens here.
+///
+/// Words 0 and 1 held the total and a "counted" flag in the first layout: they are left
+/// unused, so that a process of that version still running on the box cannot scribble over
+/// this one's state (it would only make this one rebuild the counters again).
+pub(super) mod word {
+    /// [`super::LAYOUT`] once a full recount has set every shard's counter; anything else
+    /// means the counters are not to be trusted and the evictor rebuilds them.
+    pub const LAYOUT: usize = 2;
+    /// The shard the CLOCK hand visits next (taken with `fetch_add`, modulo the shards).
+    pub const HAND: usize = 3;
+    /// `shard + 1` while the evictor evicts or recounts that shard, 0 otherwise: an evictor
+    /// taking over finds the shard its predecessor died in and recounts it first.
+    pub const BUSY_SHARD: usize = 4;
+    /// The evictor's pid (0 when none has run yet).
+    pub const EVICTOR_PID: usize = 5;
+    /// When the evictor last looked at the ledger, in milliseconds since the Unix epoch.
+    pub const HEARTBEAT_MS: usize = 6;
+    /// Eviction rounds completed (a round takes usage from above the high watermark to
+    /// below the low one).
+    pub const ROUNDS: usize = 7;
+    /// The last round's duration in microseconds.
+    pub const LAST_ROUND_US: usize = 8;
+    /// Entries the last round removed.
+    pub const LAST_ROUND_ENTRIES: usize = 9;
+    /// Bytes the last round freed.
+    pub const LAST_ROUND_BYTES: usize = 10;
+    /// Writes that found usage above the hard limit and evicted one batch themselves.
+    pub const WRITER_BATCHES: usize = 11;
+    /// Shards recounted because a process died in the middle of changing them.
+    pub const REPAIRED_SHARDS: usize = 12;
+    /// Full rebuilds of the counters (a new or foreign ledger).
+    pub const REBUILDS: usize = 13;
+    /// Evictor takeovers (the lock changed hands).
+    pub const TAKEOVERS: usize = 14;
+    /// The duration of the last full rebuild in microseconds.
+    pub const LAST_REBUILD_US: usize = 15;
+    /// Shard `s`'s bytes (entries plus reserved writes) are at `SHARD_BYTES + s`.
+    pub const SHARD_BYTES: usize = 64;
+}
+
+/// The value of [`word::LAYOUT`] for this layout ("fcledgr" and the version 2).
+pub(super) const LAYOUT: u64 = 0x6663_6c65_6467_7202;
+
+const WORDS: usize = word::SHARD_BYTES + SHARDS;
+const _: () = assert!(WORDS * 8 <= LEDGER_LEN as usize);
+
+/// Bytes in use, shared by every process through a mapped page; private counters when
 /// the page cannot be mapped (read-only or missing directory).
 pub(super) enum Ledger {
     Shared(MmapRaw),
-    Private([AtomicU64; 2]),
+    Private(Box<[AtomicU64]>),
 }
 
 impl Ledger {
     pub(super) fn open(dir: &Path) -> Ledger {
         Self::map(dir).map_or_else(
-            |_| Ledger::Private([AtomicU64::new(0), AtomicU64::new(0)]),
+            |_| Ledger::Private((0..WORDS).map(|_| AtomicU64::new(0)).collect()),
             Ledger::Shared,
         )
     }
@@ -42,38 +93,72 @@ impl Ledger {
         MmapOptions::new().len(LEDGER_LEN as usize).map_raw(&file)
     }
 
+    /// Whether the counters live in a page other processes share.
+    pub(super) fn is_shared(&self) -> bool {
+        matches!(self, Ledger::Shared(_))
+    }
+
     pub(super) fn word(&self, index: usize) -> &AtomicU64 {
         match self {
             Ledger::Shared(map) => {
-                debug_assert!((index + 1) * 8 <= map.len());
+                assert!(index < WORDS);
                 // SAFETY: the mapping is page-aligned and LEDGER_LEN bytes long, so the word
-                // is aligned and in bounds; it lives as long as `self`; the file is never
-                // truncated; every process touches these bytes only through atomics.
+                // is aligned and in bounds (checked above); it lives as long as `self`; the
+                // file is never truncated; every process touches these bytes only through
+                // atomics.
                 unsafe { &*map.as_mut_ptr().cast::<AtomicU64>().add(index) }
             }
             Ledger::Private(words) => &words[index],
         }
     }
 
-    /// Bytes in use: entries plus reserved writes.
-    pub(super) fn used(&self) -> &AtomicU64 {
-        self.word(0)
+    pub(super) fn get(&self, index: usize) -> u64 {
+        self.word(index).load(Ordering::Acquire)
     }
 
-    /// Non-zero once a full recount has set [`Ledger::used`].
-    pub(super) fn counted(&self) -> &AtomicU64 {
-        self.word(1)
+    pub(super) fn set(&self, index: usize, value: u64) {
+        self.word(index).store(value, Ordering::Release);
     }
 
-    pub(super) fn add(&self, n: u64) -> u64 {
-        self.used().fetch_add(n, Ordering::AcqRel) + n
+    pub(super) fn bump(&self, index: usize) {
+        self.word(index).fetch_add(1, Ordering::AcqRel);
     }
 
-    pub(super) fn sub(&self, n: u64) {
+    fn shard(&self, shard: u8) -> &AtomicU64 {
+        self.word(word::SHARD_BYTES + usize::from(shard))
+    }
+
+    /// Bytes in use: entries plus reserved writes, the sum of the shards' counters (so the
+    /// total can never disagree with them, whatever a killed process left half done).
+    pub(super) fn used(&self) -> u64 {
+        (0..=u8::MAX).map(|s| self.shard_used(s)).sum()
+    }
+
+    pub(super) fn shard_used(&self, shard: u8) -> u64 {
+        self.shard(shard).load(Ordering::Acquire)
+    }
+
+    /// Sets a shard's counter after recounting it (under the directory's exclusive lock).
+    pub(super) fn set_shard(&self, shard: u8, bytes: u64) {
+        self.shard(shard).store(bytes, Ordering::Release);
+    }
+
+    /// Adds `n` bytes to `shard`; returns the new total.
+    pub(super) fn add(&self, shard: u8, n: u64) -> u64 {
+        self.shard(shard).fetch_add(n, Ordering::AcqRel);
+        self.used()
+    }
+
+    pub(super) fn sub(&self, shard: u8, n: u64) {
         let _ = self
-            .used()
+            .shard(shard)
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
                 Some(v.saturating_sub(n))
             });
+    }
+
+    /// Whether every shard's counter has been set by a recount.
+    pub(super) fn counted(&self) -> bool {
+        self.get(word::LAYOUT) == LAYOUT
     }
 }

@@ -3,19 +3,26 @@
 //! Layout under `{dir}/v1/`:
 //! - `{h[0..2]}/{h}`: the entry of the key whose hex blake3 is `h`;
 //! - `{h[0..2]}/.tmp-{pid}-{nonce}-{n}-{len}`: a write in progress, `len` bytes when done;
-//! - `.usage`: the ledger, a page every process maps, holding the bytes in use;
-//! - `.lock`: `flock`ed shared to reserve, commit or remove, exclusively to recount and evict.
+//! - `.usage`: the ledger, a page every process maps: bytes in use per shard directory,
+//!   the eviction hand and the evictor's state;
+//! - `.recent`: the referenced bits (CLOCK), a mapped bitmap set by hits and writes;
+//! - `.lock`: `flock`ed shared to reserve, commit, remove or evict, exclusively to recount;
+//! - `.evictor`: `flock`ed (tried, never waited for) by the one evictor of the machine.
 //!
 //! A write goes to a temp file that is hard-linked into place (renamed where links are not
 //! supported), so a reader sees the old entry, the new one or none, never a partial one.
 //! Nothing is rewritten or truncated in place, which is what makes memory-mapping safe.
-//! A writer reserves its bytes in the ledger before writing and evicts first when that
-//! crosses the capacity; a write that still does not fit (the writes in progress alone fill
-//! the capacity) is refused, so entries and writes in progress never exceed the cap together.
-//! Eviction unlinks the least recently used entries (by mtime, refreshed on hits) after a
-//! recount, which also removes the temp files of writers that died.
+//! A writer reserves its bytes in the ledger before writing. The evictor (one process per
+//! machine, in the background) keeps usage between the low and the high watermark,
+//! visiting one shard directory at a time with a CLOCK hand; a writer whose reservation
+//! crosses the capacity evicts one bounded batch itself, and a write that still does not
+//! fit (the writes in progress alone fill the capacity) is refused, so entries and writes
+//! in progress never exceed the cap together. Nothing scans the whole directory on open,
+//! read or write; see `docs/design.md` for the design and its trade-offs.
 
+mod clock;
 mod evict;
+mod evictor;
 mod ledger;
 mod lock;
 mod rw;
@@ -25,19 +32,21 @@ mod tests;
 mod verify;
 
 pub use evict::Recount;
+pub use evictor::EvictionStatus;
 pub use lock::FetchLock;
-pub(crate) use rw::touch;
 pub use verify::{BadEntry, VerifyReport};
 
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, TierCounters};
 use bytes::Bytes;
 use evict::for_each_file;
+use clock::Clock;
 use ledger::Ledger;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
 use temp::process_nonce;
 
 /// Sub-directory of the cache directory holding entries of the current format.
@@ -68,6 +77,16 @@ struct Inner {
     dir: PathBuf,
     capacity: u64,
     ledger: Ledger,
+    /// The referenced bits.
+    clock: Clock,
+    /// Whether this process is the directory's evictor.
+    elected: AtomicBool,
+    /// The slow sweep's next shard.
+    sweep: AtomicU64,
+    /// Dropped with the tier, which ends the evictor candidate thread.
+    _stop: mpsc::Sender<()>,
+    /// The other end, until the candidate thread takes it.
+    stopped: std::sync::Mutex<Option<mpsc::Receiver<()>>>,
     /// Tells this process's temp files from those of an earlier process with the same pid.
     nonce: u32,
     temp_seq: AtomicU64,
@@ -90,9 +109,10 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 impl DiskTier {
     /// Opens (lazily creating) a cache directory bounded to `capacity` bytes.
     ///
-    /// Never fails and never blocks on the directory: existing entries are served at once,
-    /// and a background thread recounts the directory when the ledger is new or writers
-    /// have died, removing their temp files.
+    /// Never fails, never blocks on the directory and never scans it: existing entries are
+    /// served at once. A background thread stands for election as the machine's evictor
+    /// for this directory (trying a lock now and then); the process elected rebuilds
+    /// counters that were never set, evicts, and finds dead writers' leftovers.
     pub fn open(dir: impl Into<PathBuf>, capacity: u64, metrics: Arc<Metrics>) -> Self {
         Self::open_counted(dir, capacity, metrics, |m| &m.disk)
     }
@@ -105,10 +125,35 @@ impl DiskTier {
         metrics: Arc<Metrics>,
         counters: fn(&Metrics) -> &TierCounters,
     ) -> Self {
+        let tier = Self::open_passive(dir, capacity, metrics, counters);
+        tier.start_candidate();
+        tier
+    }
+
+    /// As [`DiskTier::open`], without standing for election as the evictor: for tools and
+    /// tests that look at a directory while other processes use it. Its writers still
+    /// evict a batch when usage crosses the capacity, so the cap holds.
+    pub fn open_inspector(dir: impl Into<PathBuf>, capacity: u64, metrics: Arc<Metrics>) -> Self {
+        Self::open_passive(dir, capacity, metrics, |m| &m.disk)
+    }
+
+    fn open_passive(
+        dir: impl Into<PathBuf>,
+        capacity: u64,
+        metrics: Arc<Metrics>,
+        counters: fn(&Metrics) -> &TierCounters,
+    ) -> Self {
         let dir = dir.into().join(FORMAT_DIR);
-        let tier = DiskTier {
+        let ledger = Ledger::open(&dir);
+        let (stop, stopped) = mpsc::channel();
+        DiskTier {
             inner: Arc::new(Inner {
-                ledger: Ledger::open(&dir),
+                clock: Clock::open(&dir),
+                ledger,
+                elected: AtomicBool::new(false),
+                sweep: AtomicU64::new(128),
+                _stop: stop,
+                stopped: std::sync::Mutex::new(Some(stopped)),
                 dir,
                 capacity,
                 nonce: process_nonce(),
@@ -118,12 +163,7 @@ impl DiskTier {
                 metrics,
                 counters,
             }),
-        };
-        let background = tier.clone();
-        let _ = std::thread::Builder::new()
-            .name("framecache-disk-scan".into())
-            .spawn(move || background.check_on_open());
-        tier
+        }
     }
 
     /// The directory holding this format's entries.
@@ -138,7 +178,7 @@ impl DiskTier {
 
     /// Bytes the shared ledger counts now: entries plus writes in progress.
     pub fn accounted(&self) -> u64 {
-        self.inner.ledger.used().load(Ordering::Acquire)
+        self.inner.ledger.used()
     }
 
     /// Where `key`'s entry lives.

@@ -1,6 +1,7 @@
 //! Reading, writing and removing one entry: read and verify, reserve, temp file, link.
 
 use super::DiskTier;
+use super::evict::shard_of;
 use crate::entry::{self, Corruption, FIXED_HEADER_LEN};
 use crate::error::{Error, Result};
 use crate::metrics::TierCounters;
@@ -8,10 +9,6 @@ use bytes::Bytes;
 use std::fs::{self, File};
 use std::io::{self, ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
-
-/// A hit refreshes the entry's recency only when it is older than this, to keep reads cheap.
-pub(super) const TOUCH_AFTER: Duration = Duration::from_secs(60);
 
 /// Reads the key echoed in an entry's header, if the header is well formed (also in an
 /// entry of the previous format, so that `clear` and `verify` find those by key).
@@ -29,19 +26,6 @@ pub(super) fn read_key(path: &Path) -> Option<String> {
     file.seek(SeekFrom::Start(offset as u64)).ok()?;
     file.read_exact(&mut key).ok()?;
     String::from_utf8(key).ok()
-}
-
-/// Refreshes a hit entry's recency when it is older than [`TOUCH_AFTER`] (best effort:
-/// recency only steers eviction).
-pub(crate) fn touch(file: &File, meta: &fs::Metadata) {
-    if meta
-        .modified()
-        .ok()
-        .and_then(|m| m.elapsed().ok())
-        .is_some_and(|age| age > TOUCH_AFTER)
-    {
-        let _ = file.set_modified(SystemTime::now());
-    }
 }
 
 impl DiskTier {
@@ -88,7 +72,7 @@ impl DiskTier {
             .map_err(|e| Error::io("read cache entry", &path, e))?;
         match entry::validate(key, &buf) {
             Ok(range) => {
-                touch(&file, &meta);
+                self.mark_used(&path);
                 self.counters().hit(range.len());
                 let hash = entry::blake3_of(&buf);
                 Ok(Some((Bytes::from(buf).slice(range), hash)))
@@ -110,10 +94,18 @@ impl DiskTier {
         let _ = self.unlink_entry(path);
     }
 
+    /// Records that the entry at `path` was used: sets its referenced bit, which the
+    /// eviction hand takes instead of evicting it. No syscall, no metadata write.
+    pub(crate) fn mark_used(&self, path: &Path) {
+        if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+            self.inner.clock.mark(name);
+        }
+    }
+
     /// Unlinks an entry and releases its bytes; `Ok(false)` when it was already gone.
     pub(crate) fn unlink_entry(&self, path: &Path) -> io::Result<bool> {
         let _shared = self.lock(false);
-        self.release(path)
+        self.release(path).map(|len| len.is_some())
     }
 
     /// Unlinks the entry at `path` and releases exactly its bytes from the ledger.
@@ -121,22 +113,24 @@ impl DiskTier {
     /// The entry is first renamed to a name of this process's own: of several processes
     /// replacing or removing one key at once, exactly one moves a given file away, and the
     /// size it then reads is that file's, so the ledger never drifts. A process killed in
-    /// between leaves a temp file, which the next recount sweeps. The caller holds the
-    /// directory lock (shared).
-    fn release(&self, path: &Path) -> io::Result<bool> {
+    /// between leaves a temp file whose writer is dead, which gets the shard recounted
+    /// (the bytes are released before the file is removed for that reason: every crash
+    /// window leaves such a trace). The caller holds the directory lock (shared). Returns
+    /// the bytes released, `None` when the entry was already gone.
+    pub(super) fn release(&self, path: &Path) -> io::Result<Option<u64>> {
         let Some(shard) = path.parent() else {
-            return Ok(false);
+            return Ok(None);
         };
         let tomb = shard.join(self.temp_name(0));
         match fs::rename(path, &tomb) {
             Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         }
         let len = fs::symlink_metadata(&tomb).map(|m| m.len()).unwrap_or(0);
+        self.inner.ledger.sub(shard_of(path), len);
         fs::remove_file(&tomb)?;
-        self.inner.ledger.sub(len);
-        Ok(true)
+        Ok(Some(len))
     }
 
     /// Writes `key`'s entry on the calling thread: reserve, write a temp file, link it in.
@@ -169,7 +163,7 @@ impl DiskTier {
     }
 
     /// Writes a file of exactly `len` bytes as `key`'s entry: reserves the bytes (evicting
-    /// first if that crosses the capacity), lets `fill` write the temp file, links it into
+    /// one batch first if that crosses the capacity), lets `fill` write the temp file, links it into
     /// place. Returns the file, now the entry. `fill` defines the format; readers validate it.
     /// The caller counts the write.
     ///
@@ -200,6 +194,8 @@ impl DiskTier {
         let (tmp, file, used) = self
             .reserve(shard, len)
             .map_err(|e| Error::io("write cache entry", &path, e))?;
+        // Between the watermarks the evictor is at work; above the capacity this writer
+        // evicts one bounded batch itself.
         if used > self.inner.capacity && !self.make_room(&tmp, len) {
             return full(" beside the writes in progress");
         }
@@ -207,11 +203,16 @@ impl DiskTier {
         let written = fill(&file).and_then(|()| self.commit(&tmp, &path));
         if let Err(e) = written {
             let _shared = self.lock(false);
-            if fs::remove_file(&tmp).is_ok() {
-                self.inner.ledger.sub(len);
+            if tmp.exists() {
+                // Released first: a crash before the removal leaves a dead writer's temp
+                // file, which gets the shard recounted.
+                self.inner.ledger.sub(shard_of(&tmp), len);
+                let _ = fs::remove_file(&tmp);
             }
             return Err(Error::io("write cache entry", path, e));
         }
+        // Written is used: the hand passes it once before it can be evicted.
+        self.mark_used(&path);
         Ok(file)
     }
 
@@ -233,7 +234,7 @@ impl DiskTier {
         // a probed file's lock for a moment, and a writer that gave up its lock then would
         // look dead to the next recount, which would delete the write in progress.
         let _ = file.lock();
-        Ok((tmp, file, self.inner.ledger.add(len)))
+        Ok((tmp, file, self.inner.ledger.add(shard_of(&tmp), len)))
     }
 
     /// Links the finished temp file into place, replacing (and releasing) an older entry.
@@ -263,15 +264,11 @@ impl DiskTier {
         ))
     }
 
-    /// Marks `key`'s entry as used (throttled as a hit is), for entries that are read rarely
-    /// but must stay as long as what they describe. Best effort: a missing entry is a no-op.
+    /// Marks `key`'s entry as used, as a hit does, for entries that are read rarely but
+    /// must stay as long as what they describe. Sets one shared bit, whether or not the
+    /// entry exists.
     pub fn touch_blocking(&self, key: &str) {
-        let path = self.path_of(key);
-        if let Ok(file) = File::options().write(true).open(&path)
-            && let Ok(meta) = file.metadata()
-        {
-            touch(&file, &meta);
-        }
+        self.mark_used(&self.path_of(key));
     }
 
     /// Removes `key`'s entry on the calling thread.

@@ -6,9 +6,24 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+/// A tier that does not stand for election as the evictor: nothing happens in the
+/// background, so every count a test makes is exact.
 fn tier(dir: &Path, capacity: u64) -> (DiskTier, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::default());
-    (DiskTier::open(dir, capacity, metrics.clone()), metrics)
+    (
+        DiskTier::open_passive(dir, capacity, metrics.clone(), |m| &m.disk),
+        metrics,
+    )
+}
+
+/// Polls `done` until it holds; fails after a minute (a generous bound: it only guards
+/// against a hang, the conditions themselves are not about time).
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 #[test]
@@ -51,25 +66,115 @@ fn corrupt_entries_are_removed_and_counted() {
 }
 
 #[test]
-fn eviction_keeps_usage_under_capacity_and_prefers_old_entries() {
+fn eviction_spares_entries_used_since_the_hand_last_passed() {
     let tmp = tempfile::tempdir().unwrap();
-    let (disk, metrics) = tier(tmp.path(), 20_000);
+    let (big, _) = tier(tmp.path(), 1 << 20);
     let payload = vec![7u8; 1_000];
-    disk.write_blocking("old", &payload).unwrap();
-    let old = File::options()
-        .write(true)
-        .open(disk.path_of("old"))
-        .unwrap();
-    old.set_modified(SystemTime::now() - Duration::from_secs(3600))
-        .unwrap();
     for i in 0..40 {
-        disk.write_blocking(&format!("k{i}"), &payload).unwrap();
+        big.write_blocking(&format!("k{i}"), &payload).unwrap();
     }
+    // As if the hand had passed every entry once: none is marked.
+    for found in big.scan() {
+        big.inner
+            .clock
+            .take(found.path.file_name().unwrap().to_str().unwrap());
+    }
+    for i in 0..20 {
+        assert!(big.read_blocking(&format!("k{i}")).unwrap().is_some());
+    }
+    let entry_len = fs::metadata(big.path_of("k0")).unwrap().len();
+    // The same directory with room for 30 entries: a recount finds it over capacity and
+    // evicts down to the low watermark, taking only entries nobody read.
+    let (small, metrics) = tier(tmp.path(), 30 * entry_len);
+    let report = small.recount();
+    assert!(report.evicted >= 10, "{report:?}");
+    assert_eq!(metrics.snapshot().disk.evictions, report.evicted);
+    for i in 0..20 {
+        assert!(small.read_blocking(&format!("k{i}")).unwrap().is_some(), "k{i} was read");
+    }
+    let usage = small.usage();
+    assert!(usage.bytes <= 30 * entry_len / 100 * 90, "{usage:?}");
+    assert_eq!(usage.accounted, usage.bytes);
+    assert_eq!(usage.entries, 40 - report.evicted);
+    // No entry was touched on disk to record those reads.
+    let written = fs::metadata(small.path_of("k0")).unwrap().modified().unwrap();
+    assert!(written <= SystemTime::now());
+}
+
+#[test]
+fn the_evictor_keeps_usage_between_the_watermarks_in_the_background() {
+    let tmp = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let disk = DiskTier::open(tmp.path(), 100_000, metrics.clone());
+    wait_for("the election", || disk.eviction_status().evictor_here);
+    wait_for("the first rebuild", || disk.eviction_status().counted);
+    let payload = vec![3u8; 900];
+    let high = disk.eviction_status().high_watermark;
+    // Just over the high watermark, far under the hard limit: no write makes room itself.
+    let mut i = 0;
+    while disk.accounted() <= high {
+        disk.write_blocking(&format!("k{i}"), &payload).unwrap();
+        i += 1;
+    }
+    wait_for("a round", || disk.eviction_status().rounds >= 1);
+    let status = disk.eviction_status();
+    assert!(status.used_bytes <= status.low_watermark, "{status:?}");
+    assert!(status.last_round_entries > 0, "{status:?}");
+    assert_eq!(status.writer_batches, 0, "{status:?}");
+    assert!(status.evictor_running && status.evictor_pid == u64::from(std::process::id()));
+    assert_eq!(metrics.snapshot().disk.evictions, status.last_round_entries);
     let usage = disk.usage();
-    assert!(usage.bytes <= 20_000, "{usage:?}");
-    assert!(metrics.snapshot().disk.evictions > 0);
-    assert_eq!(disk.read_blocking("old").unwrap(), None);
-    assert!(disk.read_blocking("k39").unwrap().is_some());
+    assert_eq!(usage.accounted, usage.bytes, "{usage:?}");
+}
+
+#[test]
+fn one_evictor_per_directory_and_a_successor_when_it_goes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = DiskTier::open(tmp.path(), 1 << 20, Arc::new(Metrics::default()));
+    wait_for("the first election", || first.eviction_status().evictor_here);
+    let second = DiskTier::open(tmp.path(), 1 << 20, Arc::new(Metrics::default()));
+    // The first holds the lock: the second cannot be elected while it lives.
+    assert!(!second.eviction_status().evictor_here);
+    let takeovers = second.eviction_status().takeovers;
+    drop(first);
+    wait_for("the successor", || second.eviction_status().evictor_here);
+    assert_eq!(second.eviction_status().takeovers, takeovers + 1);
+}
+
+#[test]
+fn a_crash_in_the_middle_of_an_eviction_is_repaired_by_the_next_evictor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (disk, _) = tier(tmp.path(), 1 << 20);
+    for i in 0..50 {
+        disk.write_blocking(&format!("k{i}"), &[1u8; 500]).unwrap();
+    }
+    disk.recount();
+    // What an evictor killed between moving an entry away and releasing its bytes leaves:
+    // the entry renamed to a temp name of its own, still counted, and its shard marked.
+    let victim = disk.path_of("k7");
+    let shard = evict::shard_of(&victim);
+    let len = fs::metadata(&victim).unwrap().len();
+    let tomb = victim
+        .parent()
+        .unwrap()
+        .join(format!("{TEMP_PREFIX}{}-7-1-0", i32::MAX as u32 - 3));
+    fs::rename(&victim, &tomb).unwrap();
+    disk.inner
+        .ledger
+        .set(ledger::word::BUSY_SHARD, u64::from(shard) + 1);
+    let before = disk.usage();
+    assert_eq!(before.accounted, before.bytes + len, "{before:?}");
+    let repairs = disk.eviction_status().repaired_shards;
+
+    let next = DiskTier::open(tmp.path(), 1 << 20, Arc::new(Metrics::default()));
+    wait_for("the repair", || {
+        next.eviction_status().repaired_shards > repairs
+    });
+    let after = next.usage();
+    assert_eq!(after.accounted, after.bytes, "{after:?}");
+    assert_eq!((after.entries, after.temp_files), (49, 0), "{after:?}");
+    assert!(!tomb.exists());
+    assert_eq!(next.inner.ledger.get(ledger::word::BUSY_SHARD), 0);
 }
 
 #[test]
@@ -125,7 +230,7 @@ fn recount_removes_dead_writers_temp_files_only() {
     let other_container = shard.join(format!("{TEMP_PREFIX}1-9-1-70"));
     let foreign = shard.join(".tmp-not-ours");
     // The live writer creates and locks its file before any recount can look (a recount
-    // needs the directory's exclusive lock; the background check at open may run any time).
+    // needs the directory's exclusive lock).
     let writer_lock = {
         let _dir = disk.lock(true);
         let file = File::create_new(&live).unwrap();
@@ -257,8 +362,9 @@ fn writes_in_progress_never_take_the_directory_over_its_capacity() {
         "the refusal released its bytes"
     );
 
-    // With entries to evict, the same writes all go ahead: the first to cross the cap
-    // evicts the old entries down to 90 % of it, counting the writes in progress.
+    // With entries to evict, the same writes all go ahead: each that crosses the cap
+    // evicts a batch (the entries were just written, so marked: the batch's first turn of
+    // the hand takes the marks, its second evicts).
     let results = nested_writes(&disk, &[LEN, LEN, LEN / 2]);
     assert!(results.iter().all(Result::is_ok), "{results:?}");
     let usage = disk.usage();

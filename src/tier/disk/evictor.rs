@@ -1,0 +1,251 @@
+//! The evictor: one per cache directory per machine, elected through a kernel lock that
+//! dies with its holder, keeps usage between the low and the high watermark in the
+//! background, repairs the shard a dead process left half changed, and sweeps shards at a
+//! slow pace for dead writers' leftovers. Every process opening the directory runs a
+//! candidate thread that tries the lock now and then, never waiting on it.
+
+use super::DiskTier;
+use super::ledger::{LAYOUT, word};
+use serde::Serialize;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+/// The election lock file.
+pub(super) const EVICTOR_LOCK_FILE: &str = ".evictor";
+/// How often a candidate tries the election lock.
+const CANDIDATE_EVERY: Duration = Duration::from_millis(500);
+/// How often the evictor compares usage with the high watermark.
+const POLL_EVERY: Duration = Duration::from_millis(20);
+/// How often the evictor sweeps one shard for dead writers' leftovers: the whole
+/// directory every 256 × this (about 4 minutes).
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// A pause between two shards of a round, so that a round never takes a core from the
+/// writers for long.
+pub(super) const PACE: Duration = Duration::from_micros(200);
+/// An evictor whose heartbeat is older than this is reported as not running.
+const STALE_AFTER: Duration = Duration::from_secs(5);
+
+/// How eviction stands on a cache directory, from the ledger every process shares.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct EvictionStatus {
+    /// Whether an evictor is running on this machine (its heartbeat is recent).
+    pub evictor_running: bool,
+    /// Whether this process is the evictor.
+    pub evictor_here: bool,
+    /// The evictor's pid (0 before any evictor ran).
+    pub evictor_pid: u64,
+    /// Bytes in use: entries plus writes in progress.
+    pub used_bytes: u64,
+    /// Eviction stops at this usage.
+    pub low_watermark: u64,
+    /// Eviction starts above this usage.
+    pub high_watermark: u64,
+    /// The capacity: above it a writer evicts one batch itself, or is refused.
+    pub hard_limit: u64,
+    /// Whether every shard's counter has been set by a recount (false until the first
+    /// rebuild of a new or foreign ledger ends).
+    pub counted: bool,
+    /// Eviction rounds completed on this directory.
+    pub rounds: u64,
+    /// The last round's duration, in microseconds.
+    pub last_round_us: u64,
+    /// Entries the last round removed.
+    pub last_round_entries: u64,
+    /// Bytes the last round freed.
+    pub last_round_bytes: u64,
+    /// Writes that found usage above the hard limit and evicted a batch themselves.
+    pub writer_batches: u64,
+    /// Shards recounted after a process died while changing them.
+    pub repaired_shards: u64,
+    /// Full rebuilds of the counters.
+    pub rebuilds: u64,
+    /// The last rebuild's duration, in microseconds.
+    pub last_rebuild_us: u64,
+    /// Times the evictor's lock changed hands.
+    pub takeovers: u64,
+}
+
+pub(super) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What the candidate thread holds while it is the evictor.
+struct Elected {
+    /// The election lock, held until this process exits or drops the tier.
+    _lock: File,
+}
+
+impl DiskTier {
+    /// Starts this process's candidate thread; it ends when the tier is dropped (the
+    /// sender in `Inner` goes away).
+    pub(super) fn start_candidate(&self) {
+        let Some(stop) = self.inner.stopped.lock().ok().and_then(|mut s| s.take()) else {
+            return;
+        };
+        let weak = Arc::downgrade(&self.inner);
+        let _ = std::thread::Builder::new()
+            .name("framecache-evictor".into())
+            .spawn(move || candidate(&weak, &stop));
+    }
+
+    /// Tries, without waiting, to take the election lock.
+    fn try_elect(&self) -> Option<Elected> {
+        let path = self.inner.dir.join(EVICTOR_LOCK_FILE);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .ok()?;
+        match file.try_lock() {
+            Ok(()) => Some(Elected { _lock: file }),
+            Err(TryLockError::WouldBlock | TryLockError::Error(_)) => None,
+        }
+    }
+
+    /// Takes office: records this process, repairs what a predecessor left half done and
+    /// rebuilds counters that were never set.
+    fn take_office(&self) {
+        let ledger = &self.inner.ledger;
+        ledger.set(word::EVICTOR_PID, u64::from(std::process::id()));
+        ledger.set(word::HEARTBEAT_MS, now_ms());
+        ledger.bump(word::TAKEOVERS);
+        let busy = ledger.word(word::BUSY_SHARD).swap(0, Ordering::AcqRel);
+        if !ledger.counted() {
+            self.rebuild();
+        } else if busy != 0 {
+            // The previous evictor died in the middle of this shard.
+            self.recount_shard((busy - 1) as u8);
+            ledger.bump(word::REPAIRED_SHARDS);
+        }
+    }
+
+    /// Recounts every shard, each under the exclusive lock for its own scan only, so
+    /// writers wait at most one shard's scan; then marks the counters trustworthy.
+    fn rebuild(&self) {
+        let started = Instant::now();
+        let ledger = &self.inner.ledger;
+        for shard in 0..=u8::MAX {
+            ledger.set(word::BUSY_SHARD, u64::from(shard) + 1);
+            self.recount_shard(shard);
+            ledger.set(word::BUSY_SHARD, 0);
+        }
+        ledger.set(word::LAYOUT, LAYOUT);
+        ledger.set(word::LAST_REBUILD_US, started.elapsed().as_micros() as u64);
+        ledger.bump(word::REBUILDS);
+    }
+
+    /// One turn of the evictor's loop: a round if usage is above the high watermark, else
+    /// maybe one shard of the slow sweep.
+    fn duty(&self, last_sweep: &mut Instant) {
+        let ledger = &self.inner.ledger;
+        ledger.set(word::HEARTBEAT_MS, now_ms());
+        let (low, high, _) = self.watermarks();
+        if ledger.used() > high {
+            self.round(low);
+        } else if last_sweep.elapsed() >= SWEEP_EVERY {
+            *last_sweep = Instant::now();
+            self.sweep_one();
+        }
+    }
+
+    /// Evicts shard after shard from the hand on until usage is at most `low`.
+    fn round(&self, low: u64) {
+        let ledger = &self.inner.ledger;
+        let started = Instant::now();
+        let pass = self.evict_to(low, u64::MAX, true);
+        ledger.set(word::LAST_ROUND_US, started.elapsed().as_micros() as u64);
+        ledger.set(word::LAST_ROUND_ENTRIES, pass.removed);
+        ledger.set(word::LAST_ROUND_BYTES, pass.freed);
+        ledger.bump(word::ROUNDS);
+    }
+
+    /// Looks at one shard for dead writers' temp files (names only) and recounts it if
+    /// it holds any; the sweep's own cursor is the hand's opposite side, so it does not
+    /// depend on evictions.
+    fn sweep_one(&self) {
+        let ledger = &self.inner.ledger;
+        let shard = (self.inner.sweep.fetch_add(1, Ordering::Relaxed) % 256) as u8;
+        let mut dead = false;
+        super::evict::for_each_temp(&self.inner.dir, shard, |path, temp, meta| {
+            dead |= super::temp::links(meta) > 1 || self.is_dead(path, temp, meta);
+        });
+        if dead {
+            ledger.set(word::BUSY_SHARD, u64::from(shard) + 1);
+            if self.recount_shard(shard).temp_files_removed > 0 {
+                ledger.bump(word::REPAIRED_SHARDS);
+            }
+            ledger.set(word::BUSY_SHARD, 0);
+        }
+    }
+
+    /// How eviction stands, from the shared ledger: no scan.
+    pub fn eviction_status(&self) -> EvictionStatus {
+        let ledger = &self.inner.ledger;
+        let (low, high, hard) = self.watermarks();
+        let heartbeat = ledger.get(word::HEARTBEAT_MS);
+        let pid = ledger.get(word::EVICTOR_PID);
+        let running = heartbeat != 0
+            && now_ms().saturating_sub(heartbeat) <= STALE_AFTER.as_millis() as u64;
+        EvictionStatus {
+            evictor_running: running,
+            evictor_here: self.inner.elected.load(Ordering::Acquire),
+            evictor_pid: pid,
+            used_bytes: ledger.used(),
+            low_watermark: low,
+            high_watermark: high,
+            hard_limit: hard,
+            counted: ledger.counted(),
+            rounds: ledger.get(word::ROUNDS),
+            last_round_us: ledger.get(word::LAST_ROUND_US),
+            last_round_entries: ledger.get(word::LAST_ROUND_ENTRIES),
+            last_round_bytes: ledger.get(word::LAST_ROUND_BYTES),
+            writer_batches: ledger.get(word::WRITER_BATCHES),
+            repaired_shards: ledger.get(word::REPAIRED_SHARDS),
+            rebuilds: ledger.get(word::REBUILDS),
+            last_rebuild_us: ledger.get(word::LAST_REBUILD_US),
+            takeovers: ledger.get(word::TAKEOVERS),
+        }
+    }
+}
+
+/// The candidate thread: tries the election lock every [`CANDIDATE_EVERY`]; once elected,
+/// evicts until the tier is dropped. Holds the tier only for the length of one turn.
+fn candidate(weak: &Weak<super::Inner>, stop: &Receiver<()>) {
+    let mut office = None;
+    let mut last_sweep = Instant::now();
+    loop {
+        let wait = if office.is_some() {
+            POLL_EVERY
+        } else {
+            CANDIDATE_EVERY
+        };
+        {
+            let Some(inner) = weak.upgrade() else { return };
+            let tier = DiskTier { inner };
+            if !tier.inner.ledger.is_shared() {
+                return; // no directory to share: this process's own writers evict
+            }
+            if office.is_none() {
+                office = tier.try_elect();
+                if office.is_some() {
+                    tier.take_office();
+                    tier.inner.elected.store(true, Ordering::Release);
+                }
+            }
+            if office.is_some() {
+                tier.duty(&mut last_sweep);
+            }
+        }
+        match stop.recv_timeout(wait) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
