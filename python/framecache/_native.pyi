@@ -62,6 +62,25 @@ class TierStats(TypedDict):
     errors: int
     retries: int
 
+class EvictionStatus(TypedDict):
+    evictor_running: bool
+    evictor_here: bool
+    evictor_pid: int
+    used_bytes: int
+    low_watermark: int
+    high_watermark: int
+    hard_limit: int
+    counted: bool
+    rounds: int
+    last_round_us: int
+    last_round_entries: int
+    last_round_bytes: int
+    writer_batches: int
+    repaired_shards: int
+    rebuilds: int
+    last_rebuild_us: int
+    takeovers: int
+
 class Stats(TypedDict):
     memory: TierStats
     disk: TierStats
@@ -75,6 +94,8 @@ class Stats(TypedDict):
     decoded_disk: TierStats
     decodes: int
     decode_waits: int
+    disk_eviction: EvictionStatus | None
+    decoded_disk_eviction: EvictionStatus | None
 
 Scope = Literal["all", "frames", "overlays"]
 StrPath = str | PathLike[str]

@@ -135,6 +135,7 @@ impl DiskTier {
             ledger.set(word::BUSY_SHARD, u64::from(shard) + 1);
             self.recount_shard(shard);
             ledger.set(word::BUSY_SHARD, 0);
+            ledger.set(word::HEARTBEAT_MS, now_ms());
         }
         ledger.set(word::LAYOUT, LAYOUT);
         ledger.set(word::LAST_REBUILD_US, started.elapsed().as_micros() as u64);
@@ -183,6 +184,18 @@ impl DiskTier {
             }
             ledger.set(word::BUSY_SHARD, 0);
         }
+    }
+
+    /// Whether the lock is held but its holder has stopped evicting: a child `fork()`ed
+    /// from the evictor inherits the lock's descriptor, and keeps the lock after the
+    /// evictor's process is gone, with no evictor thread of its own. Candidates then do the
+    /// evictor's duty without the lock (its operations are safe to run twice at once)
+    /// until the lock is free again.
+    fn evictor_stalled(&self) -> bool {
+        let heartbeat = self.inner.ledger.get(word::HEARTBEAT_MS);
+        heartbeat != 0
+            && self.inner.ledger.counted()
+            && now_ms().saturating_sub(heartbeat) > 2 * STALE_AFTER.as_millis() as u64
     }
 
     /// How eviction stands, from the shared ledger: no scan.
@@ -239,7 +252,7 @@ fn candidate(weak: &Weak<super::Inner>, stop: &Receiver<()>) {
                     tier.inner.elected.store(true, Ordering::Release);
                 }
             }
-            if office.is_some() {
+            if office.is_some() || tier.evictor_stalled() {
                 tier.duty(&mut last_sweep);
             }
         }

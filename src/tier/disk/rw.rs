@@ -234,7 +234,8 @@ impl DiskTier {
         // a probed file's lock for a moment, and a writer that gave up its lock then would
         // look dead to the next recount, which would delete the write in progress.
         let _ = file.lock();
-        Ok((tmp, file, self.inner.ledger.add(shard_of(&tmp), len)))
+        let used = self.inner.ledger.add(shard_of(&tmp), len);
+        Ok((tmp, file, used))
     }
 
     /// Links the finished temp file into place, replacing (and releasing) an older entry.

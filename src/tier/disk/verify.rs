@@ -61,6 +61,7 @@ impl DiskTier {
         let entries = self.scan();
         let total = entries.len() as u64;
         let mut report = VerifyReport::default();
+        let mut touched = std::collections::BTreeSet::new();
         for (i, found) in entries.iter().enumerate() {
             let key = read_key(&found.path);
             let verdict = match &key {
@@ -76,6 +77,12 @@ impl DiskTier {
                 Ok(false) => {} // removed meanwhile
                 Err(reason) => {
                     report.checked += 1;
+                    // A misplaced file was moved between shards behind the ledger's back:
+                    // both shards' counters are recounted below.
+                    touched.insert(super::evict::shard_of(&found.path));
+                    if let Some(k) = &key {
+                        touched.insert(super::evict::shard_of(&self.path_of(k)));
+                    }
                     if self.unlink_entry(&found.path).is_ok() {
                         TierCounters::bump(&self.counters().corrupt);
                     }
@@ -87,6 +94,9 @@ impl DiskTier {
                 }
             }
             progress(i as u64 + 1, total);
+        }
+        for shard in touched {
+            self.recount_shard(shard);
         }
         report
     }
