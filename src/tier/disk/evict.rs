@@ -48,6 +48,8 @@ pub(super) struct Pass {
     pub(super) freed: u64,
     /// Temp files whose writer is gone: the shard's counter needs a recount.
     pub(super) dead_temps: bool,
+    /// Whether usage was seen at or under the target.
+    pub(super) reached: bool,
 }
 
 /// Calls `f(path, metadata, temp)` for every file in the shard directories; `temp` is
@@ -244,7 +246,11 @@ impl DiskTier {
         let mut total = Pass::default();
         let enough = || ledger.used() <= target;
         for step in 0..2 * SHARDS {
-            if enough() || total.examined >= budget {
+            if enough() {
+                total.reached = true;
+                break;
+            }
+            if total.examined >= budget {
                 break;
             }
             let shard = (ledger.word(word::HAND).fetch_add(1, Ordering::AcqRel) % 256) as u8;
@@ -267,6 +273,7 @@ impl DiskTier {
             total.removed += pass.removed;
             total.freed += pass.freed;
         }
+        total.reached |= enough();
         total
     }
 
@@ -280,8 +287,9 @@ impl DiskTier {
     pub(super) fn make_room(&self, tmp: &Path, len: u64) -> bool {
         let cap = self.inner.capacity;
         self.inner.ledger.bump(word::WRITER_BATCHES);
-        self.evict_to(cap, WRITER_BATCH_ENTRIES, false);
-        if self.accounted() <= cap {
+        // Usage seen at or under the capacity once is enough: a writer whose reservation
+        // took it over again since makes room itself.
+        if self.evict_to(cap, WRITER_BATCH_ENTRIES, false).reached {
             return true;
         }
         let _shared = self.lock(false);
