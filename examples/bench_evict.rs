@@ -303,8 +303,8 @@ fn main() {
     if sizes.is_empty() {
         sizes = vec![100_000, 400_000];
     }
-    let root = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| "/tmp".into()))
-        .unwrap();
+    let root =
+        tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| "/tmp".into())).unwrap();
     for entries in sizes {
         println!("{}", run(root.path(), entries));
     }

@@ -224,18 +224,78 @@ fn render_tiers(out: &mut String, stats: &Stats) {
 fn render_eviction(out: &mut String, stats: &Stats) {
     type Field = (&'static str, &'static str, bool, fn(&EvictionStatus) -> f64);
     const FIELDS: [Field; 12] = [
-        ("used_bytes", "Bytes in use: entries plus writes in progress.", false, |e| e.used_bytes as f64),
-        ("low_watermark_bytes", "Eviction stops at this usage.", false, |e| e.low_watermark as f64),
-        ("high_watermark_bytes", "Eviction starts above this usage.", false, |e| e.high_watermark as f64),
-        ("hard_limit_bytes", "Above this usage a writer evicts one batch itself.", false, |e| e.hard_limit as f64),
-        ("evictor_running", "1 when an evictor is running on this machine.", false, |e| f64::from(u8::from(e.evictor_running))),
-        ("evictor_here", "1 when this process is the evictor.", false, |e| f64::from(u8::from(e.evictor_here))),
-        ("last_eviction_seconds", "Duration of the last eviction round.", false, |e| e.last_round_us as f64 / 1e6),
-        ("last_eviction_entries", "Entries the last eviction round removed.", false, |e| e.last_round_entries as f64),
-        ("eviction_rounds_total", "Eviction rounds completed on the directory.", true, |e| e.rounds as f64),
-        ("writer_batches_total", "Writes that found usage above the hard limit and evicted a batch.", true, |e| e.writer_batches as f64),
-        ("repaired_shards_total", "Shards recounted after a process died while changing them.", true, |e| e.repaired_shards as f64),
-        ("evictor_takeovers_total", "Times the evictor's lock changed hands.", true, |e| e.takeovers as f64),
+        (
+            "used_bytes",
+            "Bytes in use: entries plus writes in progress.",
+            false,
+            |e| e.used_bytes as f64,
+        ),
+        (
+            "low_watermark_bytes",
+            "Eviction stops at this usage.",
+            false,
+            |e| e.low_watermark as f64,
+        ),
+        (
+            "high_watermark_bytes",
+            "Eviction starts above this usage.",
+            false,
+            |e| e.high_watermark as f64,
+        ),
+        (
+            "hard_limit_bytes",
+            "Above this usage a writer evicts one batch itself.",
+            false,
+            |e| e.hard_limit as f64,
+        ),
+        (
+            "evictor_running",
+            "1 when an evictor is running on this machine.",
+            false,
+            |e| f64::from(u8::from(e.evictor_running)),
+        ),
+        (
+            "evictor_here",
+            "1 when this process is the evictor.",
+            false,
+            |e| f64::from(u8::from(e.evictor_here)),
+        ),
+        (
+            "last_eviction_seconds",
+            "Duration of the last eviction round.",
+            false,
+            |e| e.last_round_us as f64 / 1e6,
+        ),
+        (
+            "last_eviction_entries",
+            "Entries the last eviction round removed.",
+            false,
+            |e| e.last_round_entries as f64,
+        ),
+        (
+            "eviction_rounds_total",
+            "Eviction rounds completed on the directory.",
+            true,
+            |e| e.rounds as f64,
+        ),
+        (
+            "writer_batches_total",
+            "Writes that found usage above the hard limit and evicted a batch.",
+            true,
+            |e| e.writer_batches as f64,
+        ),
+        (
+            "repaired_shards_total",
+            "Shards recounted after a process died while changing them.",
+            true,
+            |e| e.repaired_shards as f64,
+        ),
+        (
+            "evictor_takeovers_total",
+            "Times the evictor's lock changed hands.",
+            true,
+            |e| e.takeovers as f64,
+        ),
     ];
     let tiers = [
         ("disk", stats.disk_eviction),

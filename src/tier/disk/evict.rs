@@ -74,7 +74,11 @@ fn for_each_in_shard(shard: &Path, f: &mut impl FnMut(&Path, &fs::Metadata, Opti
 }
 
 /// Calls `f(path, temp, metadata)` for every temp file in one shard.
-pub(super) fn for_each_temp(dir: &Path, shard: u8, mut f: impl FnMut(&Path, &TempName, &fs::Metadata)) {
+pub(super) fn for_each_temp(
+    dir: &Path,
+    shard: u8,
+    mut f: impl FnMut(&Path, &TempName, &fs::Metadata),
+) {
     let dir = shard_dir(dir, shard);
     for (name, temp) in list_shard(&dir) {
         if let Some(t) = temp {

@@ -204,8 +204,8 @@ impl DiskTier {
         let (low, high, hard) = self.watermarks();
         let heartbeat = ledger.get(word::HEARTBEAT_MS);
         let pid = ledger.get(word::EVICTOR_PID);
-        let running = heartbeat != 0
-            && now_ms().saturating_sub(heartbeat) <= STALE_AFTER.as_millis() as u64;
+        let running =
+            heartbeat != 0 && now_ms().saturating_sub(heartbeat) <= STALE_AFTER.as_millis() as u64;
         EvictionStatus {
             evictor_running: running,
             evictor_here: self.inner.elected.load(Ordering::Acquire),

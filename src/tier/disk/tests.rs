@@ -21,7 +21,10 @@ fn tier(dir: &Path, capacity: u64) -> (DiskTier, Arc<Metrics>) {
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while !done() {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -90,14 +93,20 @@ fn eviction_spares_entries_used_since_the_hand_last_passed() {
     assert!(report.evicted >= 10, "{report:?}");
     assert_eq!(metrics.snapshot().disk.evictions, report.evicted);
     for i in 0..20 {
-        assert!(small.read_blocking(&format!("k{i}")).unwrap().is_some(), "k{i} was read");
+        assert!(
+            small.read_blocking(&format!("k{i}")).unwrap().is_some(),
+            "k{i} was read"
+        );
     }
     let usage = small.usage();
     assert!(usage.bytes <= 30 * entry_len / 100 * 90, "{usage:?}");
     assert_eq!(usage.accounted, usage.bytes);
     assert_eq!(usage.entries, 40 - report.evicted);
     // No entry was touched on disk to record those reads.
-    let written = fs::metadata(small.path_of("k0")).unwrap().modified().unwrap();
+    let written = fs::metadata(small.path_of("k0"))
+        .unwrap()
+        .modified()
+        .unwrap();
     assert!(written <= SystemTime::now());
 }
 
@@ -131,7 +140,9 @@ fn the_evictor_keeps_usage_between_the_watermarks_in_the_background() {
 fn one_evictor_per_directory_and_a_successor_when_it_goes() {
     let tmp = tempfile::tempdir().unwrap();
     let first = DiskTier::open(tmp.path(), 1 << 20, Arc::new(Metrics::default()));
-    wait_for("the first election", || first.eviction_status().evictor_here);
+    wait_for("the first election", || {
+        first.eviction_status().evictor_here
+    });
     let second = DiskTier::open(tmp.path(), 1 << 20, Arc::new(Metrics::default()));
     // The first holds the lock: the second cannot be elected while it lives.
     assert!(!second.eviction_status().evictor_here);
