@@ -41,7 +41,7 @@ macro_rules! as_pyo3_converts {
     )*};
 }
 
-as_pyo3_converts!(bool, u64, usize, String);
+as_pyo3_converts!(bool, u64, usize, f64, String);
 
 /// A method that returns nothing returns `None` (PyO3 would make `()` an empty tuple).
 impl ToPython for () {
@@ -127,39 +127,61 @@ impl ToPython for Json {
     }
 }
 
+/// A dict of `fields`, in order.
+fn dict<'py, const N: usize>(
+    py: Python<'py>,
+    fields: [(&str, Bound<'py, PyAny>); N],
+) -> PyResult<Bound<'py, PyAny>> {
+    let dict = PyDict::new(py);
+    for (name, value) in fields {
+        dict.set_item(name, value)?;
+    }
+    Ok(dict.into_any())
+}
+
 /// One entry of a timeline's listing: `{seq, key, size, meta}`, `meta` the manifest's entry
 /// or `None`.
 impl ToPython for FrameEntry {
     fn to_python(self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-        let dict = PyDict::new(py);
-        dict.set_item("seq", self.seq)?;
-        dict.set_item("key", self.key)?;
-        dict.set_item("size", self.size)?;
-        dict.set_item("meta", self.meta.as_ref().map(Json::of).to_python(py)?)?;
-        Ok(dict.into_any())
+        let meta = self.meta.as_ref().map(Json::of);
+        dict(
+            py,
+            [
+                ("seq", self.seq.to_python(py)?),
+                ("key", self.key.to_python(py)?),
+                ("size", self.size.to_python(py)?),
+                ("meta", meta.to_python(py)?),
+            ],
+        )
     }
 }
 
 /// One stored JPEG: `{seq, timestamp, jpeg, source}`, `jpeg` as `bytes`.
 impl ToPython for FrameJpeg {
     fn to_python(self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-        let dict = PyDict::new(py);
-        dict.set_item("seq", self.seq)?;
-        dict.set_item("timestamp", self.timestamp)?;
-        dict.set_item("jpeg", self.jpeg.to_python(py)?)?;
-        dict.set_item("source", self.source.to_string())?;
-        Ok(dict.into_any())
+        dict(
+            py,
+            [
+                ("seq", self.seq.to_python(py)?),
+                ("timestamp", self.timestamp.to_python(py)?),
+                ("jpeg", self.jpeg.to_python(py)?),
+                ("source", self.source.to_string().to_python(py)?),
+            ],
+        )
     }
 }
 
 /// One frame as `{seq, timestamp, jpeg_b64}`, as the seed module returns them.
 impl ToPython for FrameB64 {
     fn to_python(self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-        let dict = PyDict::new(py);
-        dict.set_item("seq", self.seq)?;
-        dict.set_item("timestamp", self.timestamp)?;
-        dict.set_item("jpeg_b64", self.jpeg_b64)?;
-        Ok(dict.into_any())
+        dict(
+            py,
+            [
+                ("seq", self.seq.to_python(py)?),
+                ("timestamp", self.timestamp.to_python(py)?),
+                ("jpeg_b64", self.jpeg_b64.to_python(py)?),
+            ],
+        )
     }
 }
 
