@@ -2,8 +2,9 @@
 # Checks the docs against the tree, so the map cannot drift from the code:
 #   - every repository path named in ARCHITECTURE.md (anywhere: tables, prose, diagrams),
 #     and every one in backticks in README.md and docs/*.md (`src/…`, `python/…`,
-#     `scripts/…`, `tests/…`, `benches/…`, `docs/…`, `examples/…`) exists; a trailing `/` names a directory, `{a,b}.rs` names each file, and a `::name`
-#     or `:line` suffix is ignored;
+#     `scripts/…`, `tests/…`, `benches/…`, `docs/…`, `examples/…`, `csrc/…`) exists; a
+#     trailing `/` names a directory, `{a,b}.rs` names each file, and a `::name` or
+#     `:line` suffix is ignored;
 #   - README.md stays a front door: at most 250 lines;
 #   - no doc names a work item or ticket number ("issue 12", "ticket #3").
 # Prints each problem with the file it is in and exits 1 if there is any. Needs only bash,
@@ -16,7 +17,7 @@ for page in docs/*.md; do
     [[ -e $page ]] && docs+=("$page")
 done
 
-roots='src|python|scripts|tests|benches|docs|examples'
+roots='src|python|scripts|tests|benches|docs|examples|csrc'
 failures=0
 fail() {
     echo "check-docs: $*" >&2
@@ -42,9 +43,9 @@ for doc in "${docs[@]}"; do
     # ARCHITECTURE.md is the map: every path-like word in it. Elsewhere, the leading word of
     # each backticked span.
     if [[ $doc == ARCHITECTURE.md ]]; then
-        spans() { grep -oE "(^|[^A-Za-z0-9_/.-])($roots)/[A-Za-z0-9_./{},*<>-]*" "$doc" | sed -E 's/^[^a-z]//'; }
+        spans() { grep -oE "(^|[^A-Za-z0-9_/.-])($roots)/[A-Za-z0-9_./{},*<>-]*" "$doc" | sed -E 's/^[^a-z]//' | sort -u; }
     else
-        spans() { grep -o '`[^`]*`' "$doc" | sed 's/^`//; s/`$//'; }
+        spans() { grep -o '`[^`]*`' "$doc" | sed 's/^`//; s/`$//' | sort -u; }
     fi
     while IFS= read -r span; do
         path=${span%% *}
