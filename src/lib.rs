@@ -33,7 +33,7 @@ pub use pixels::{Backing, Pixels};
 pub use synth::synthetic_frame;
 pub use tier::{BadEntry, DiskUsage, Recount, Source, VerifyReport};
 pub use timeline::{
-    CacheUsage, ClearScope, DEFAULT_B64_QUALITY, DEFAULT_QUALITY, DecodedUsage, EncodedFrame, Frame,
-    FrameB64, FrameCache, FrameEntry, FrameJpeg, FrameMeta, OverlayRef, THUMBNAIL_QUALITY,
+    CacheUsage, ClearScope, DEFAULT_B64_QUALITY, DEFAULT_QUALITY, DecodedUsage, EncodedFrame,
+    Frame, FrameB64, FrameCache, FrameEntry, FrameJpeg, FrameMeta, OverlayRef, THUMBNAIL_QUALITY,
     Thumbnail, TierUsage, TimelineStatus, frames_to_b64,
 };

@@ -557,7 +557,14 @@ async fn a_token_guards_every_route_but_healthz(env: &Env) {
         assert!(response.status() != StatusCode::INTERNAL_SERVER_ERROR);
     }
     // Open: the health probe and the pages' static files, which hold no data.
-    for path in ["/healthz", "/", "/viewer.js", "/stats", "/ui/stats.js", "/ui/filmstrip.js"] {
+    for path in [
+        "/healthz",
+        "/",
+        "/viewer.js",
+        "/stats",
+        "/ui/stats.js",
+        "/ui/filmstrip.js",
+    ] {
         assert_eq!(server.get(path).await.status(), StatusCode::OK, "{path}");
     }
     let page = server.get("/").await.text().await.unwrap();
@@ -822,18 +829,26 @@ async fn thumbnails_are_versioned_cached_apart_and_refuse_other_scales(env: &Env
     assert_eq!(server.get(&plain).await.bytes().await.unwrap(), jpegs[&1]);
     // Without the frame's version, or with another, it revalidates.
     let response = server.get(&format!("{plain}?scale=4")).await;
-    assert_eq!(header_of(response.headers(), header::CACHE_CONTROL), "no-cache");
+    assert_eq!(
+        header_of(response.headers(), header::CACHE_CONTROL),
+        "no-cache"
+    );
     assert_eq!(response.bytes().await.unwrap(), thumbs[1]);
     let other = version(b"other");
     let response = server.get(&format!("{plain}?scale=4&v={other}")).await;
-    assert_eq!(header_of(response.headers(), header::CACHE_CONTROL), "no-cache");
+    assert_eq!(
+        header_of(response.headers(), header::CACHE_CONTROL),
+        "no-cache"
+    );
 
     for bad in ["1", "3", "16", "0", "", "x", "04"] {
         let response = server.get(&format!("{plain}?scale={bad}")).await;
         let message = error_message(response, StatusCode::BAD_REQUEST).await;
         assert!(message.contains(&format!("{bad:?}")), "{message}");
     }
-    let response = server.get(&format!("/v1/timelines/{tl}/frames/9.jpg?scale=2")).await;
+    let response = server
+        .get(&format!("/v1/timelines/{tl}/frames/9.jpg?scale=2"))
+        .await;
     error_message(response, StatusCode::NOT_FOUND).await;
 
     let metrics = server.metrics().await;

@@ -422,7 +422,10 @@ async fn thumbnails_are_scaled_kept_apart_and_follow_their_frame(env: &Env) {
     let fc = cache(env, "thumbs");
     let err = fc.frame_thumbnail(&tl, 1, Scale::Full).await.unwrap_err();
     assert!(err.is_invalid_input(), "{err}");
-    assert_eq!(fc.frame_thumbnail(&tl, 7, Scale::Quarter).await.unwrap(), None);
+    assert_eq!(
+        fc.frame_thumbnail(&tl, 7, Scale::Quarter).await.unwrap(),
+        None
+    );
 
     // Made once: decoded at a quarter through the DCT (sizes round up), encoded again.
     let made = fc
@@ -484,7 +487,10 @@ async fn thumbnails_are_scaled_kept_apart_and_follow_their_frame(env: &Env) {
         .unwrap()
         .unwrap();
     assert_eq!(remade.source, None);
-    assert_eq!(remade.jpeg, made.jpeg, "the same bytes make the same thumbnail");
+    assert_eq!(
+        remade.jpeg, made.jpeg,
+        "the same bytes make the same thumbnail"
+    );
 
     // The frame rebuilt elsewhere: the thumbnail follows the new bytes.
     writer

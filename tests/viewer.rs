@@ -325,7 +325,9 @@ impl Page {
         let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
         std::fs::write(&out, &png).unwrap();
         if std::env::var_os("FRAMECACHE_UPDATE_SCREENSHOT").is_some() {
-            let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs").join(name);
+            let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("docs")
+                .join(name);
             std::fs::write(docs, &png).unwrap();
         }
         eprintln!("screenshot: {}", out.display());
@@ -373,11 +375,7 @@ fn box_png((x0, y0, x1, y1): (u32, u32, u32, u32), color: [u8; 4]) -> Bytes {
     let img = image::RgbaImage::from_fn(WIDTH, HEIGHT, |x, y| {
         let inside = x >= x0 && x <= x1 && y >= y0 && y <= y1;
         let edge = inside && (x < x0 + 4 || x > x1 - 4 || y < y0 + 4 || y > y1 - 4);
-        image::Rgba(if edge {
-            color
-        } else {
-            [0, 0, 0, 0]
-        })
+        image::Rgba(if edge { color } else { [0, 0, 0, 0] })
     });
     let mut out = std::io::Cursor::new(Vec::new());
     img.write_to(&mut out, image::ImageFormat::Png).unwrap();
@@ -557,7 +555,7 @@ async fn the_viewer_scrubs_plays_and_draws_overlays_in_chromium() {
     page.drag_slider(6.0 / (FRAMES - 1) as f64, 1.0, 40).await;
     assert_eq!(page.shown_seq().await, FRAMES - 1);
     page.wait_for(
-        "document.body.dataset.pending === '0'",
+        "document.body.dataset.pending === '0' && document.body.dataset.thumbPending === '0'",
         "prefetches to finish",
     )
     .await;
@@ -574,7 +572,7 @@ async fn the_viewer_scrubs_plays_and_draws_overlays_in_chromium() {
     page.drag_slider(1.0, 0.0, 40).await;
     assert_eq!(page.shown_seq().await, 0);
     page.wait_for(
-        "document.body.dataset.pending === '0'",
+        "document.body.dataset.pending === '0' && document.body.dataset.thumbPending === '0'",
         "prefetches to finish",
     )
     .await;
@@ -654,7 +652,7 @@ async fn the_viewer_signs_in_with_a_token_in_chromium() {
     )
     .await;
     page.wait_for(
-        "document.body.dataset.pending === '0'",
+        "document.body.dataset.pending === '0' && document.body.dataset.thumbPending === '0'",
         "prefetches to finish",
     )
     .await;
@@ -674,7 +672,7 @@ async fn the_viewer_signs_in_with_a_token_in_chromium() {
     )
     .await;
     page.wait_for(
-        "document.body.dataset.pending === '0'",
+        "document.body.dataset.pending === '0' && document.body.dataset.thumbPending === '0'",
         "prefetches to finish",
     )
     .await;
@@ -742,16 +740,18 @@ async fn the_filmstrip_shows_thumbnails_and_seeks_in_chromium() {
         near,
         json!([null, null, null, null, "0", "1", "2", "3", "4"])
     );
-    // Requested at scale 8 only, each thumbnail once.
-    let at_8 = thumbnail_requests(&base, 8).await;
-    assert!(at_8 >= coarse.len() as u64, "{at_8}");
-    assert_eq!(
-        at_8,
-        page.eval("Number(document.body.dataset.thumbRequests)")
-            .await
-            .as_u64()
-            .unwrap()
-    );
+    // Requested at scale 8 only, each thumbnail once: one request per frame in either strip.
+    page.wait_for(
+        "document.body.dataset.thumbPending === '0'",
+        "thumbnail fetches to finish",
+    )
+    .await;
+    let shown: std::collections::BTreeSet<u64> = coarse
+        .iter()
+        .map(|t| t[0].as_u64().unwrap())
+        .chain(0..5)
+        .collect();
+    assert_eq!(thumbnail_requests(&base, 8).await, shown.len() as u64);
     assert_eq!(thumbnail_requests(&base, 2).await, 0);
     assert_eq!(thumbnail_requests(&base, 4).await, 0);
 
@@ -883,9 +883,7 @@ async fn stages_side_by_side_blended_and_deep_linked_in_chromium() {
     page.wait_for(restored, "the view restored after a reload")
         .await;
     let fresh = browser.page().await;
-    fresh
-        .call("Page.navigate", json!({"url": link}))
-        .await;
+    fresh.call("Page.navigate", json!({"url": link})).await;
     fresh
         .wait_for(restored, "the view restored from the link in a new tab")
         .await;
@@ -908,7 +906,8 @@ async fn the_dashboard_plots_the_server_counters_in_chromium() {
         "two polls of /v1/stats",
     )
     .await;
-    let hits = "Number(document.querySelector('#numbers-hits [data-series=\"memory\"]').dataset.total)";
+    let hits =
+        "Number(document.querySelector('#numbers-hits [data-series=\"memory\"]').dataset.total)";
     let before = page.eval(hits).await.as_u64().unwrap();
     let quiet = page
         .eval("document.getElementById('plot-hits').toDataURL()")

@@ -1,8 +1,8 @@
 //! The viewer's and the dashboard's pages and scripts, health, metrics and `/v1/stats`.
 
 use super::super::AppState;
-use super::super::versions;
 use super::super::error::ApiError;
+use super::super::versions;
 use super::ApiResult;
 use super::respond::{Served, json_response};
 use axum::extract::rejection::PathRejection;
@@ -69,7 +69,7 @@ pub(super) async fn ui_file(
     headers: HeaderMap,
 ) -> ApiResult {
     let Path(name) = path?;
-    let Some((_, source)) = UI_FILES.iter().find(|(n, _)| *n == name) else {
+    let Some(&(_, source)) = UI_FILES.iter().find(|(n, _)| *n == name) else {
         return Err(ApiError::not_found(format!("no viewer file {name:?}")));
     };
     Ok(static_file(

@@ -205,7 +205,8 @@ async fn thumbnail(
         )));
     };
     let frame_version = thumb.frame_blake3.to_hex();
-    let immutable = wanted.is_some_and(|w| versions::version_from_blake3(&frame_version) == Some(w));
+    let immutable =
+        wanted.is_some_and(|w| versions::version_from_blake3(&frame_version) == Some(w));
     let version = versions::version_of(&thumb.jpeg);
     Ok(Served::new(thumb.jpeg, version, immutable).respond(headers, "image/jpeg"))
 }

@@ -13,7 +13,8 @@
 // For tests, the page reports its state on elements: #frame[data-seq] is the seq shown,
 // #stage[data-overlays] the overlays drawn on it (#stage-b likewise for the second pane),
 // body[data-pending] the frame fetches queued or running, body[data-requests] the frame
-// fetches started, body[data-thumb-requests] the thumbnail fetches started,
+// fetches started, body[data-thumb-requests] and body[data-thumb-pending] the thumbnail
+// fetches started and queued or running,
 // body[data-copied] the last link copied.
 
 import { api, auth, Pool } from "/ui/fetcher.js";
@@ -68,6 +69,7 @@ function report() {
   document.body.dataset.pending = String(frames.pending);
   document.body.dataset.requests = String(frames.requests);
   document.body.dataset.thumbRequests = String(thumbs.requests);
+  document.body.dataset.thumbPending = String(thumbs.pending);
 }
 
 auth.onUnauthorized = () => ($("login").hidden = false);
@@ -327,8 +329,8 @@ async function start() {
 
 async function copyLink() {
   const url = location.href;
-  const done = await copyText(url);
   document.body.dataset.copied = url;
+  const done = await copyText(url);
   setStatus(done ? "link copied" : `copy this link: ${url}`, !done);
 }
 

@@ -31,7 +31,8 @@ export function writeLink(view) {
   if (view.b) p.set("b", view.b);
   if (view.layout && view.layout !== "single") p.set("layout", view.layout);
   if (view.layout === "blend") p.set("opacity", String(view.opacity));
-  if (view.hidden && view.hidden.length) p.set("hide", [...view.hidden].sort().join(","));
+  const hidden = [...(view.hidden || [])].sort();
+  if (hidden.length) p.set("hide", hidden.join(","));
   return "#" + p.toString();
 }
 
@@ -39,7 +40,9 @@ export function writeLink(view) {
 // selected text field and the copy command. Resolves to whether either worked.
 export async function copyText(text) {
   try {
-    await navigator.clipboard.writeText(text);
+    // A browser may leave the request pending (a permission prompt nobody answers).
+    const refused = new Promise((_, reject) => setTimeout(() => reject(new Error("no answer")), 2000));
+    await Promise.race([navigator.clipboard.writeText(text), refused]);
     return true;
   } catch (_) {
     const field = document.createElement("textarea");

@@ -169,9 +169,10 @@ function draw(plot, now) {
   g.scale(ratio, ratio);
   const left = 44, right = 6, top = 6, bottom = 18;
   const series = plot.series.map(([, get]) => points(plot, get));
-  const peak = plot.kind === "usage" ? 100 : niceMax(Math.max(0, ...series.flat().map((p) => p[1])));
+  const highest = Math.max(plot.bytes ? 1000 : 0, ...series.flat().map((p) => p[1]));
+  const peak = plot.kind === "usage" ? 100 : niceMax(highest);
   // The time axis grows with the samples held, up to the whole window.
-  const span = Math.min(WINDOW_S * 1000, Math.max(30_000, now - samples[0].t));
+  const span = Math.min(WINDOW_S * 1000, Math.max(15_000, now - samples[0].t));
   const x = (t) => left + ((t - (now - span)) / span) * (width - left - right);
   const y = (v) => top + (1 - v / peak) * (height - top - bottom);
   g.font = "11px system-ui, sans-serif";
