@@ -318,8 +318,16 @@ impl Page {
     /// Saves a screenshot under the test's scratch directory, and as `docs/{name}` with
     /// `FRAMECACHE_UPDATE_SCREENSHOT` set.
     async fn screenshot(&self, name: &str) {
+        // Down to the end of the page's content, not the empty window below it.
+        let height = self
+            .eval("Math.min(innerHeight, Math.ceil(document.querySelector('main').getBoundingClientRect().bottom) + 12)")
+            .await;
+        let clip = json!({"x": 0, "y": 0, "width": 1280, "height": height, "scale": 1});
         let shot = self
-            .call("Page.captureScreenshot", json!({"format": "png"}))
+            .call(
+                "Page.captureScreenshot",
+                json!({"format": "png", "clip": clip}),
+            )
             .await;
         let png = base64_decode(shot["data"].as_str().unwrap());
         let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
