@@ -1,9 +1,11 @@
 //! The routes, one module per resource: `timelines` (timelines, frames and thumbnails),
 //! `overlays`, `site` (the viewer's and dashboard's files, health, metrics, stats);
+//! `params` checks the ids they share;
 //! `respond` labels what they send.
 //! Here: the route table and what every handler shares (input checks, version resolution).
 
 mod overlays;
+mod params;
 mod respond;
 mod site;
 mod timelines;

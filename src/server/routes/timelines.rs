@@ -3,6 +3,7 @@
 use super::super::AppState;
 use super::super::error::ApiError;
 use super::super::versions;
+use super::params::TimelineId;
 use super::respond::{Served, frame_url, json_response, stage_url};
 use super::{ApiResult, VersionQuery, parse_seq};
 use crate::codec::Scale;
@@ -63,11 +64,9 @@ impl StageInfo {
 
 pub(super) async fn timeline(
     State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
+    TimelineId(id): TimelineId,
     headers: HeaderMap,
 ) -> ApiResult {
-    let Path(id) = path?;
-    state.validate("timeline id", &id)?;
     let (frames, stages) = futures::join!(
         state.cache.list_frames(&id),
         state.cache.overlay_stages(&id)
@@ -147,14 +146,20 @@ impl FrameQuery {
     }
 }
 
+/// `{file}` of `/v1/timelines/{id}/frames/{file}`, as sent.
+#[derive(Deserialize)]
+pub(super) struct FrameFile {
+    file: String,
+}
+
 pub(super) async fn frame(
     State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
+    TimelineId(id): TimelineId,
+    file: Result<Path<FrameFile>, PathRejection>,
     query: Result<Query<FrameQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let Path((id, file)) = path?;
-    state.validate("timeline id", &id)?;
+    let Path(FrameFile { file }) = file?;
     let Some(digits) = file.strip_suffix(".jpg") else {
         return Err(ApiError::bad_request(format!(
             "invalid frame {file:?}: expected `{{seq}}.jpg`"
