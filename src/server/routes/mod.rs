@@ -1,5 +1,6 @@
-//! The routes, one module per resource: `timelines` (timelines and frames), `overlays`,
-//! `site` (the viewer's two files, health, metrics); `params` checks the ids they share;
+//! The routes, one module per resource: `timelines` (timelines, frames and thumbnails),
+//! `overlays`, `site` (the viewer's and dashboard's files, health, metrics, stats);
+//! `params` checks the ids they share;
 //! `respond` labels what they send.
 //! Here: the route table and what every handler shares (input checks, version resolution).
 
@@ -22,7 +23,7 @@ use bytes::Bytes;
 use overlays::{frame_overlays, overlay_png, overlay_stages, stage_overlays};
 use respond::Served;
 use serde::Deserialize;
-use site::{healthz, metrics, viewer_page, viewer_script};
+use site::{healthz, metrics, stats_json, stats_page, ui_file, viewer_page, viewer_script};
 use timelines::{frame, timeline, timelines};
 
 /// Every route, as matched (the `route` label of `/metrics`).
@@ -38,6 +39,9 @@ pub(super) const ROUTES: &[&str] = &[
     "/v1/timelines/{id}/overlays/{job}/{stage}",
     "/v1/timelines/{id}/overlays/{job}/{stage}/{seq}",
     "/v1/timelines/{id}/overlays/{job}/{stage}/{seq}/{file}",
+    "/stats",
+    "/ui/{file}",
+    "/v1/stats",
 ];
 
 pub(super) fn routes() -> Router<AppState> {
@@ -53,6 +57,9 @@ pub(super) fn routes() -> Router<AppState> {
         .route(ROUTES[8], get(stage_overlays))
         .route(ROUTES[9], get(frame_overlays))
         .route(ROUTES[10], get(overlay_png))
+        .route(ROUTES[11], get(stats_page))
+        .route(ROUTES[12], get(ui_file))
+        .route(ROUTES[13], get(stats_json))
         .fallback(not_found)
 }
 
