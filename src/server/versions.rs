@@ -44,6 +44,14 @@ impl Versions {
         Versions { memo }
     }
 
+    /// The bytes of `key` at `version`, when a memory-tier read of it is remembered: a URL
+    /// that names its version can be answered from them without reading through the tiers
+    /// or asking the origin, since the bytes are the version the URL names.
+    pub async fn held(&self, key: &str, version: &str) -> Option<(Bytes, Arc<str>)> {
+        let (bytes, held) = self.memo.as_ref()?.get(key).await?;
+        (*held == *version).then_some((bytes, held))
+    }
+
     /// The version of `bytes`, read under `key` from tier `source`.
     pub async fn of(&self, key: &str, bytes: &Bytes, source: Source) -> Arc<str> {
         let Some(memo) = &self.memo else {

@@ -187,9 +187,7 @@ pub(super) async fn overlay_png(
     let key =
         layout::overlay_key(&id, &job, &stage, seq, name).map_err(|e| state.core_error(&e))?;
     let hit = state
-        .cache
-        .chain()
-        .get_hit(&key)
+        .current(&key)
         .await
         .map_err(|e| state.core_error(&e))?;
     let Some(hit) = hit else {
@@ -197,8 +195,12 @@ pub(super) async fn overlay_png(
             "timeline {id:?} has no overlay {name:?} for frame {seq} in {job}/{stage}"
         )));
     };
-    let served = state
-        .resolve(&key, hit.bytes, hit.source, wanted.as_deref())
-        .await?;
-    Ok(served.respond(&headers, "image/png"))
+    let url_of = |v: &str| overlay_url(&id, &job, &stage, seq, name, v);
+    match state
+        .resolve(&key, hit.bytes, hit.source, wanted.as_deref(), url_of)
+        .await
+    {
+        Ok(served) => Ok(served.respond(&headers, "image/png")),
+        Err(moved) => Ok(moved),
+    }
 }

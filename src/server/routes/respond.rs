@@ -58,6 +58,23 @@ impl Served {
     }
 }
 
+/// `307` to `location`, the URL of the version the server has now. Not cached: the
+/// current version changes when the timeline is rebuilt.
+pub(super) fn redirect(location: &str) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(location) => (
+            StatusCode::TEMPORARY_REDIRECT,
+            [
+                (header::LOCATION, location),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            ],
+        )
+            .into_response(),
+        // Segments are percent-encoded, so this cannot happen; never a panic for it.
+        Err(_) => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
 /// Whether `If-None-Match` lists `etag` or `*` (weak comparison, as RFC 9110 asks for
 /// this header: `W/"x"` matches `"x"`).
 pub(super) fn none_match(request: &HeaderMap, etag: &str) -> bool {
