@@ -720,7 +720,10 @@ async fn origin_down_is_503_unless_the_frame_is_held_locally(env: &Env) {
         .get(&format!("/v1/timelines/{tl}/frames/1.jpg"))
         .await;
     assert_eq!(header_of(response.headers(), header::RETRY_AFTER), "7");
-    assert_eq!(header_of(response.headers(), "x-request-id".parse().unwrap()).len(), 16);
+    assert_eq!(
+        header_of(response.headers(), "x-request-id".parse().unwrap()).len(),
+        16
+    );
     let message = error_message(response, StatusCode::SERVICE_UNAVAILABLE).await;
     assert_eq!(message, "origin unavailable and not held locally");
     // The index comes from the local copy of the manifest; overlays cannot be listed.

@@ -1,7 +1,8 @@
 //! The accept loop: each connection within the caps is served by hyper's HTTP/1 with a
 //! header-read timeout, its stream bounded in idleness and per-request time.
 
-use super::limits::{CappedListener, ConnStream, ConnectionGauge, RequestClock};
+use super::Guard;
+use super::limits::{CappedListener, ConnState, ConnStream, ConnectionGauge};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
@@ -31,6 +32,7 @@ pub(super) struct Timeouts {
 pub(super) async fn serve(
     listener: CappedListener,
     app: Router,
+    guard: Arc<Guard>,
     timeouts: Timeouts,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
@@ -51,17 +53,12 @@ pub(super) async fn serve(
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
-        let clock = Arc::new(RequestClock::new());
-        let stream = ConnStream::new(
-            stream,
-            slots,
-            timeouts.idle,
-            timeouts.request,
-            clock.clone(),
-        );
+        let conn = Arc::new(ConnState::new());
+        let stream = ConnStream::new(stream, slots, timeouts.idle, timeouts.request, conn.clone());
         let service = ConnService {
             app: app.clone(),
-            clock,
+            guard: guard.clone(),
+            conn,
         };
         let (http, gauge, mut stopping, open) =
             (http.clone(), gauge.clone(), stopping.clone(), open.clone());
@@ -99,11 +96,13 @@ fn closed_with(gauge: &ConnectionGauge, e: &hyper::Error) {
     }
 }
 
-/// The router, for one connection: marks each response's end on the connection's clock.
+/// The hot path, else the router, for one connection; marks each response's end on the
+/// connection's clock.
 #[derive(Clone)]
 struct ConnService {
     app: Router,
-    clock: Arc<RequestClock>,
+    guard: Arc<Guard>,
+    conn: Arc<ConnState>,
 }
 
 impl hyper::service::Service<Request<Incoming>> for ConnService {
@@ -112,26 +111,46 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
     type Future = Respond;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
-        Respond {
-            inner: self.app.clone().call(request.map(Body::new)),
-            clock: Some(self.clock.clone()),
+        let conn = Some(self.conn.clone());
+        match super::fast::answer(&self.guard, &request, &self.conn) {
+            Some(response) => Respond::Ready {
+                response: Some(response),
+                conn,
+            },
+            None => Respond::Routed {
+                inner: self.app.clone().call(request.map(Body::new)),
+                conn,
+            },
         }
     }
 }
 
-/// The router's answer, its body wrapped in [`Tracked`].
-struct Respond {
-    inner: axum::routing::future::RouteFuture<Infallible>,
-    clock: Option<Arc<RequestClock>>,
+/// The answer, its body wrapped in [`Tracked`].
+enum Respond {
+    Ready {
+        response: Option<Response>,
+        conn: Option<Arc<ConnState>>,
+    },
+    Routed {
+        inner: axum::routing::future::RouteFuture<Infallible>,
+        conn: Option<Arc<ConnState>>,
+    },
 }
 
 impl Future for Respond {
     type Output = Result<Response<Tracked>, Infallible>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Ok(response) = std::task::ready!(Pin::new(&mut self.inner).poll(cx));
-        let clock = self.clock.take().expect("polled after completion");
-        Poll::Ready(Ok(response.map(|inner| Tracked { inner, clock })))
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let (response, conn) = match self.get_mut() {
+            Respond::Ready { response, conn } => (response.take(), conn),
+            Respond::Routed { inner, conn } => {
+                let Ok(response) = std::task::ready!(Pin::new(inner).poll(cx));
+                (Some(response), conn)
+            }
+        };
+        let response = response.expect("polled after completion");
+        let conn = conn.take().expect("polled after completion");
+        Poll::Ready(Ok(response.map(|inner| Tracked { inner, conn })))
     }
 }
 
@@ -139,12 +158,12 @@ impl Future for Respond {
 /// that is once it has all been handed to the connection.
 struct Tracked {
     inner: Body,
-    clock: Arc<RequestClock>,
+    conn: Arc<ConnState>,
 }
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        self.clock.finish();
+        self.conn.finish();
     }
 }
 

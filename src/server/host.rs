@@ -3,8 +3,7 @@
 //! machine (DNS rebinding) reads nothing.
 
 use super::error::json_error;
-use axum::extract::Request;
-use axum::http::{StatusCode, header};
+use axum::http::{Request, StatusCode, header};
 use axum::response::Response;
 use std::net::IpAddr;
 
@@ -28,7 +27,7 @@ impl HostPolicy {
     }
 
     /// The `421` answer for a request addressed to a host not served; `None` when it is.
-    pub fn deny(&self, request: &Request) -> Option<Response> {
+    pub fn deny<B>(&self, request: &Request<B>) -> Option<Response> {
         let HostPolicy::Loopback(names) = self else {
             return None;
         };
@@ -38,7 +37,10 @@ impl HostPolicy {
             .map(|a| a.as_str().as_bytes())
             .or_else(|| request.headers().get(header::HOST).map(|v| v.as_bytes()));
         if host.and_then(name_of).is_some_and(|name| {
-            is_loopback(name) || names.iter().any(|n| n.as_bytes().eq_ignore_ascii_case(name))
+            is_loopback(name)
+                || names
+                    .iter()
+                    .any(|n| n.as_bytes().eq_ignore_ascii_case(name))
         }) {
             return None;
         }

@@ -2,7 +2,9 @@
 //! whole-request deadline, requests in flight and handler time.
 
 use super::error::ApiError;
+use super::versions::SendFile;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -166,21 +168,39 @@ impl CappedListener {
     }
 }
 
-/// When the request being received or answered on a connection began: set by the first
-/// byte read while none is open, cleared when its response has been handed to the
-/// connection. Shared by the connection's stream and its service.
-pub(super) struct RequestClock {
+/// What a connection's stream and its service share: when the request being received or
+/// answered began (set by the first byte read while none is open, cleared when its
+/// response has been handed to the connection), and the body to send from a file.
+pub(super) struct ConnState {
     base: Instant,
     /// Nanoseconds from `base` to the request's first byte, plus one; 0 when none is open.
     started: AtomicU64,
+    /// A response body the stream sends with `sendfile` from a copy of it in a file.
+    send: Mutex<Option<SendHint>>,
 }
 
-impl RequestClock {
+/// Body bytes and the file holding the same bytes. Holding the bytes keeps their address
+/// from being reused by other bytes, so a write of that address range is these bytes.
+struct SendHint {
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    bytes: Bytes,
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    file: Arc<SendFile>,
+}
+
+impl ConnState {
     pub fn new() -> Self {
-        RequestClock {
+        ConnState {
             base: Instant::now(),
             started: AtomicU64::new(0),
+            send: Mutex::new(None),
         }
+    }
+
+    /// The next writes of `bytes` (or of a part of them) go out with `sendfile` from
+    /// `file`, which holds the same bytes.
+    pub fn send_from(&self, bytes: Bytes, file: Arc<SendFile>) {
+        *self.send.lock().unwrap_or_else(|e| e.into_inner()) = Some(SendHint { bytes, file });
     }
 
     fn start_if_idle(&self, now: Instant) {
@@ -211,7 +231,7 @@ pub(super) struct ConnStream {
     _slots: Slots,
     idle: Duration,
     deadline: Duration,
-    clock: Arc<RequestClock>,
+    conn: Arc<ConnState>,
     last_progress: Instant,
     timer: Pin<Box<Sleep>>,
 }
@@ -222,7 +242,7 @@ impl ConnStream {
         slots: Slots,
         idle: Duration,
         deadline: Duration,
-        clock: Arc<RequestClock>,
+        conn: Arc<ConnState>,
     ) -> Self {
         let now = Instant::now();
         ConnStream {
@@ -230,14 +250,14 @@ impl ConnStream {
             _slots: slots,
             idle,
             deadline,
-            clock,
+            conn,
             last_progress: now,
             timer: Box::pin(tokio::time::sleep_until(now + idle)),
         }
     }
 
     fn request_deadline(&self) -> Option<Instant> {
-        self.clock.started().map(|s| s + self.deadline)
+        self.conn.started().map(|s| s + self.deadline)
     }
 
     /// Called when the inner stream is not ready: errors once `idle` passed since the last
@@ -289,6 +309,72 @@ impl ConnStream {
     }
 }
 
+#[cfg(target_os = "linux")]
+impl ConnStream {
+    /// Writes `bufs` when their last one lies within the body to send from a file: the
+    /// slices before it with `writev`, then that part of the file with `sendfile` (the
+    /// kernel hands its pages to the socket, no copy from user memory). `None` when there
+    /// is no such body, for the plain write.
+    fn poll_send_file(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Option<Poll<io::Result<usize>>> {
+        use std::os::fd::AsRawFd;
+        let (last, head) = bufs.split_last()?;
+        let (file, at) = {
+            let hint = self.conn.send.lock().unwrap_or_else(|e| e.into_inner());
+            let hint = hint.as_ref()?;
+            let at = (last.as_ptr() as usize).checked_sub(hint.bytes.as_ptr() as usize)?;
+            if last.is_empty() || at + last.len() > hint.bytes.len() {
+                return None;
+            }
+            (hint.file.clone(), at)
+        };
+        let count = last.len();
+        let head_len: usize = head.iter().map(|b| b.len()).sum();
+        let socket = self.inner.as_raw_fd();
+        let write = || -> io::Result<usize> {
+            let mut written = 0;
+            if head_len > 0 {
+                let iovcnt = libc::c_int::try_from(head.len()).unwrap_or(libc::c_int::MAX);
+                // SAFETY: `IoSlice` is ABI-compatible with `iovec`; the slices are live for
+                // the call and at most `iovcnt` of them are read.
+                let n = unsafe { libc::writev(socket, head.as_ptr().cast(), iovcnt) };
+                if n < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                written = n as usize;
+                if written < head_len {
+                    return Ok(written);
+                }
+            }
+            let mut offset = libc::off_t::try_from(at).map_err(io::Error::other)?;
+            // SAFETY: both descriptors are open for the call (the file is held by `file`);
+            // the kernel reads at most `count` bytes from `offset` of a file of at least
+            // `at + count` bytes.
+            let n = unsafe { libc::sendfile(socket, file.fd().as_raw_fd(), &mut offset, count) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                // The head went out: report it, and the body is retried next time.
+                return if written > 0 { Ok(written) } else { Err(e) };
+            }
+            Ok(written + n as usize)
+        };
+        loop {
+            match self.inner.poll_write_ready(cx) {
+                Poll::Pending => return Some(Poll::Pending),
+                Poll::Ready(Err(e)) => return Some(Poll::Ready(Err(e))),
+                Poll::Ready(Ok(())) => {}
+            }
+            match self.inner.try_io(tokio::io::Interest::WRITABLE, write) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                result => return Some(Poll::Ready(result)),
+            }
+        }
+    }
+}
+
 impl AsyncRead for ConnStream {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -299,7 +385,7 @@ impl AsyncRead for ConnStream {
         let before = buf.filled().len();
         let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
         if matches!(poll, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            this.clock.start_if_idle(Instant::now());
+            this.conn.start_if_idle(Instant::now());
         }
         this.progressed(poll, cx)
     }
@@ -324,6 +410,10 @@ impl AsyncWrite for ConnStream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        #[cfg(target_os = "linux")]
+        if let Some(poll) = this.poll_send_file(cx, bufs) {
+            return this.progressed(poll, cx);
+        }
         let poll = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         this.progressed(poll, cx)
     }
@@ -414,7 +504,7 @@ mod tests {
 
     #[test]
     fn the_request_clock_starts_once_and_finishes() {
-        let clock = RequestClock::new();
+        let clock = ConnState::new();
         assert!(clock.started().is_none());
         let t = Instant::now();
         clock.start_if_idle(t);

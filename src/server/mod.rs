@@ -17,6 +17,7 @@
 mod auth;
 mod conn;
 mod error;
+mod fast;
 mod host;
 mod limits;
 mod metrics;
@@ -186,11 +187,23 @@ pub fn router(cache: FrameCache, opts: &ServeOptions) -> Result<Router> {
     Ok(build(cache, opts, None)?.0)
 }
 
+impl Shared {
+    /// Counts a payload answered from memory without going through the tiers.
+    fn count_memory_hit(&self, len: usize) {
+        let memory = &self.cache.chain().metrics().memory;
+        crate::TierCounters::bump(&memory.hits);
+        memory.bytes_read.fetch_add(
+            u64::try_from(len).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+}
+
 fn build(
     cache: FrameCache,
     opts: &ServeOptions,
     connections: Option<limits::ConnectionGauge>,
-) -> Result<(Router, AppState)> {
+) -> Result<(Router, Arc<Guard>)> {
     opts.validate()?;
     let state: AppState = Arc::new(Shared {
         cache,
@@ -209,10 +222,10 @@ fn build(
         in_flight,
     });
     let app = routes::routes()
-        .with_state(state.clone())
+        .with_state(state)
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
-        .layer(from_fn_with_state(guard, guard_request));
-    Ok((app, state))
+        .layer(from_fn_with_state(guard.clone(), guard_request));
+    Ok((app, guard))
 }
 
 /// What every request goes through, in one layer: each axum layer costs a boxed future
@@ -253,6 +266,7 @@ async fn guard_request(State(guard): State<Arc<Guard>>, request: Request, next: 
 pub struct Server {
     listener: limits::CappedListener,
     app: Router,
+    guard: Arc<Guard>,
     timeouts: conn::Timeouts,
 }
 
@@ -266,12 +280,9 @@ impl Server {
         let tcp = tokio::net::TcpListener::bind(opts.bind)
             .await
             .map_err(|e| Error::io("bind", opts.bind.to_string(), e))?;
-        let listener = limits::CappedListener::new(
-            tcp,
-            opts.max_connections,
-            opts.max_connections_per_client,
-        );
-        let (app, _) = build(cache, opts, Some(listener.gauge()))?;
+        let listener =
+            limits::CappedListener::new(tcp, opts.max_connections, opts.max_connections_per_client);
+        let (app, guard) = build(cache, opts, Some(listener.gauge()))?;
         let timeouts = conn::Timeouts {
             header: opts.header_timeout,
             idle: opts.idle_timeout,
@@ -280,6 +291,7 @@ impl Server {
         Ok(Server {
             listener,
             app,
+            guard,
             timeouts,
         })
     }
@@ -295,7 +307,7 @@ impl Server {
     /// # Errors
     /// Never in practice: accept errors are logged and retried.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
-        conn::serve(self.listener, self.app, self.timeouts, shutdown).await;
+        conn::serve(self.listener, self.app, self.guard, self.timeouts, shutdown).await;
         Ok(())
     }
 }

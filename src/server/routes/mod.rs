@@ -3,7 +3,7 @@
 //! Here: the route table and what every handler shares (input checks, version resolution).
 
 mod overlays;
-mod respond;
+pub(super) mod respond;
 mod site;
 mod timelines;
 
@@ -118,15 +118,10 @@ impl super::Shared {
     /// (see [`versions::Versions::held`]): served without a stat or a read, as a
     /// memory-tier hit. Content-addressed, so as current as the URL itself; the index hands
     /// out the URLs of what the origin has now.
-    async fn held(&self, key: &str, wanted: Option<&str>) -> Option<Served> {
-        let (bytes, version) = self.versions.held(key, wanted?).await?;
-        let memory = &self.cache.chain().metrics().memory;
-        crate::TierCounters::bump(&memory.hits);
-        memory.bytes_read.fetch_add(
-            u64::try_from(bytes.len()).unwrap_or(u64::MAX),
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        Some(Served::new(bytes, version, true))
+    fn held(&self, key: &str, wanted: Option<&str>) -> Option<Served> {
+        let held = self.versions.held(key, wanted?)?;
+        self.count_memory_hit(held.bytes.len());
+        Some(Served::new(held.bytes.clone(), held.version.clone(), true))
     }
 
     /// Decides what to send when the client asked for version `wanted` of `bytes`, read

@@ -16,14 +16,14 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const REVALIDATE: &str = "no-cache";
 
 /// A payload and how to label it.
-pub(super) struct Served {
+pub(in crate::server) struct Served {
     bytes: Bytes,
     version: Arc<str>,
     immutable: bool,
 }
 
 impl Served {
-    pub(super) fn new(bytes: Bytes, version: Arc<str>, immutable: bool) -> Self {
+    pub(in crate::server) fn new(bytes: Bytes, version: Arc<str>, immutable: bool) -> Self {
         Served {
             bytes,
             version,
@@ -33,7 +33,11 @@ impl Served {
 
     /// `200` with the bytes, or `304` when `If-None-Match` names its ETag. axum sends the
     /// same headers without a body for `HEAD`.
-    pub(super) fn respond(self, request: &HeaderMap, content_type: &'static str) -> Response {
+    pub(in crate::server) fn respond(
+        self,
+        request: &HeaderMap,
+        content_type: &'static str,
+    ) -> Response {
         let etag = format!("\"{}\"", self.version);
         let cache_control = if self.immutable {
             IMMUTABLE

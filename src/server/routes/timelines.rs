@@ -135,7 +135,7 @@ pub(super) async fn frame(
     let seq = parse_seq(digits)?;
     let wanted = query?.0.checked()?;
     let key = layout::frame_key(&id, seq).map_err(|e| state.core_error(&e))?;
-    if let Some(served) = state.held(&key, wanted.as_deref()).await {
+    if let Some(served) = state.held(&key, wanted.as_deref()) {
         return Ok(served.respond(&headers, "image/jpeg"));
     }
     let hit = state

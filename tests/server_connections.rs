@@ -1,7 +1,8 @@
-//! `framecache serve` against slow and hostile clients, over real sockets on loopback:
-//! clients trickling partial requests, one address opening every connection, a foreign
-//! `Host` (DNS rebinding), server errors that must not leak local paths or the origin's
-//! error text, and wrong `?v=` values that must not reach the origin.
+//! `framecache serve`'s connection layer over real sockets on loopback: clients trickling
+//! partial requests, one address opening every connection, a foreign `Host` (DNS
+//! rebinding), server errors that must not leak local paths or the origin's error text,
+//! wrong `?v=` values that must not reach the origin, and held frames sent whole through
+//! the hot path (`sendfile`) to clients that read slowly.
 #![cfg(feature = "server")]
 
 mod common;
@@ -111,7 +112,11 @@ async fn send(addr: SocketAddr, request: &str) -> Answer {
 }
 
 async fn get(addr: SocketAddr, path: &str) -> Answer {
-    send(addr, &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n")).await
+    send(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n"),
+    )
+    .await
 }
 
 /// Clients that each open a connection, send the start of a request and then one byte
@@ -364,8 +369,9 @@ async fn a_foreign_host_is_refused_without_a_token() {
         },
     )
     .await;
-    let with_token =
-        format!("GET /v1/timelines HTTP/1.1\r\nHost: attacker.example\r\nAuthorization: Bearer {token}\r\n\r\n");
+    let with_token = format!(
+        "GET /v1/timelines HTTP/1.1\r\nHost: attacker.example\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
     assert_eq!(send(guarded.addr, &with_token).await.status, 200);
     let listed = Running::start(
         fc,
@@ -462,7 +468,13 @@ async fn server_errors_carry_a_request_id_and_no_detail() {
         broken.local_failure.store(local, SeqCst);
         let answer = get(server.addr, &frame).await;
         assert_eq!(answer.status, status, "{}", answer.body);
-        for leak in [SECRET_PATH, "secret-dir", "disk on fire", ORIGIN_TEXT, "10.1.2.3"] {
+        for leak in [
+            SECRET_PATH,
+            "secret-dir",
+            "disk on fire",
+            ORIGIN_TEXT,
+            "10.1.2.3",
+        ] {
             assert!(!answer.body.contains(leak), "{leak} in {}", answer.body);
             assert!(!answer.head.contains(leak), "{leak} in {}", answer.head);
         }
@@ -511,4 +523,93 @@ async fn a_wrong_version_reads_nothing_from_the_origin() {
         Some("public, max-age=31536000, immutable")
     );
     assert_eq!(origin.reads(), before);
+}
+
+/// Full-size frames held in memory go out through the hot path (`sendfile` on Linux): on one
+/// keep-alive connection, frames in turn, each byte for byte the stored JPEG, also to a
+/// client whose small receive buffer makes the server's writes partial.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn held_frames_are_sent_whole() {
+    let env = Env::fs();
+    let tl = unique("srv-send");
+    let fc = cache(&env, "send");
+    let frames: Vec<_> = (0..3).map(|s| synthetic_frame(s, 1280, 720)).collect();
+    fc.cache_frames(&tl, &frames, 85).await.unwrap();
+    let mut jpegs = Vec::new();
+    for seq in 0..3 {
+        let (jpeg, _) = fc.frame_jpeg(&tl, seq).await.unwrap().unwrap();
+        assert!(jpeg.len() > 64 << 10, "{}", jpeg.len());
+        jpegs.push(jpeg);
+    }
+    let server = Running::start(fc, ServeOptions::default()).await;
+    let url = |seq: usize| {
+        let v = blake3::hash(&jpegs[seq]).to_hex()[..32].to_owned();
+        format!("/v1/timelines/{tl}/frames/{seq}.jpg?v={v}")
+    };
+    let http = reqwest::Client::new();
+    for round in 0..4 {
+        for seq in [0, 2, 1, 1] {
+            let response = http
+                .get(format!("http://{}{}", server.addr, url(seq)))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            assert_eq!(response.bytes().await.unwrap(), jpegs[seq], "{round} {seq}");
+        }
+    }
+    // A reader with a 4 KB receive buffer: the server's writes come out in pieces.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(server.addr).await.unwrap();
+    let request = format!("GET {} HTTP/1.1\r\nHost: {}\r\n\r\n", url(2), server.addr);
+    stream
+        .write_all(request.repeat(2).as_bytes())
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 1024];
+    let expected = 2 * jpegs[2].len();
+    let read_all = async {
+        while raw.len() < expected + 200 {
+            match stream.read(&mut chunk).await.unwrap() {
+                0 => break,
+                n => raw.extend_from_slice(&chunk[..n]),
+            }
+            let bodies = split_responses(&raw);
+            if bodies.len() == 2 {
+                return bodies;
+            }
+        }
+        split_responses(&raw)
+    };
+    let bodies = tokio::time::timeout(HANG_GUARD, read_all)
+        .await
+        .expect("the answers did not arrive within the hang guard");
+    assert_eq!(bodies.len(), 2);
+    for body in bodies {
+        assert!(body == jpegs[2], "a body differs from the stored JPEG");
+    }
+    let metrics = get(server.addr, "/metrics").await.body;
+    assert!(metric(&metrics, "framecache_tier_hits_total{tier=\"memory\"}") >= 16);
+}
+
+/// The bodies of the complete `200` answers at the start of `raw` (by `content-length`).
+fn split_responses(mut raw: &[u8]) -> Vec<Vec<u8>> {
+    let mut bodies = Vec::new();
+    while let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+        let head = String::from_utf8_lossy(&raw[..end]).to_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("a content-length");
+        let body = &raw[end + 4..];
+        if body.len() < len {
+            break;
+        }
+        bodies.push(body[..len].to_vec());
+        raw = &body[len..];
+    }
+    bodies
 }
