@@ -73,6 +73,10 @@ pub struct ServeOptions {
     /// Bytes of frames whose content version is remembered, so a memory hit is not
     /// hashed again. The entries share their buffers with the memory tier.
     pub version_memo_bytes: u64,
+    /// Send large remembered frames with `sendfile` from an in-memory file holding a
+    /// copy of them (Linux), instead of copying them into the socket each time. The copy
+    /// counts against `version_memo_bytes`.
+    pub sendfile: bool,
 }
 
 impl Default for ServeOptions {
@@ -90,6 +94,7 @@ impl Default for ServeOptions {
             idle_timeout: Duration::from_secs(60),
             retry_after: Duration::from_secs(5),
             version_memo_bytes: 64 << 20,
+            sendfile: true,
         }
     }
 }
@@ -112,6 +117,7 @@ impl std::fmt::Debug for ServeOptions {
             .field("idle_timeout", &self.idle_timeout)
             .field("retry_after", &self.retry_after)
             .field("version_memo_bytes", &self.version_memo_bytes)
+            .field("sendfile", &self.sendfile)
             .finish()
     }
 }
@@ -207,7 +213,7 @@ fn build(
     opts.validate()?;
     let state: AppState = Arc::new(Shared {
         cache,
-        versions: versions::Versions::new(opts.version_memo_bytes),
+        versions: versions::Versions::new(opts.version_memo_bytes, opts.sendfile),
         metrics: metrics::HttpMetrics::new(routes::ROUTES, connections),
         redactor: error::Redactor::from_env(opts.token.as_deref()),
         retry_after: opts.retry_after,

@@ -37,10 +37,11 @@ pub(super) struct Held {
 /// Versions of recently served memory-tier payloads, bounded in the bytes it keeps alive.
 pub(super) struct Versions {
     memo: Option<moka::sync::Cache<String, Arc<Held>>>,
+    sendfile: bool,
 }
 
 impl Versions {
-    pub fn new(capacity: u64) -> Self {
+    pub fn new(capacity: u64, sendfile: bool) -> Self {
         let memo = (capacity > 0).then(|| {
             moka::sync::Cache::builder()
                 .max_capacity(capacity)
@@ -51,7 +52,7 @@ impl Versions {
                 })
                 .build()
         });
-        Versions { memo }
+        Versions { memo, sendfile }
     }
 
     /// `key` at `version`, when a memory-tier read of it is remembered: a URL that names
@@ -80,7 +81,11 @@ impl Versions {
             let held = Held {
                 bytes: bytes.clone(),
                 version: version.clone(),
-                file: SendFile::of(bytes).map(Arc::new),
+                file: self
+                    .sendfile
+                    .then(|| SendFile::of(bytes))
+                    .flatten()
+                    .map(Arc::new),
             };
             memo.insert(key.to_owned(), Arc::new(held));
         }
@@ -151,7 +156,7 @@ mod tests {
 
     #[tokio::test]
     async fn held_payloads_answer_only_their_own_version() {
-        let versions = Versions::new(1 << 20);
+        let versions = Versions::new(1 << 20, true);
         let big = Bytes::from(vec![3u8; SEND_FILE_MIN + 1]);
         let v = versions.of("k", &big, Source::Memory).await;
         let held = versions.held("k", &v).unwrap();
@@ -167,7 +172,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_version_is_reused_only_for_the_same_buffer() {
-        let versions = Versions::new(1 << 20);
+        let versions = Versions::new(1 << 20, true);
         let a = Bytes::from(vec![1u8; 1000]);
         let va = versions.of("k", &a, Source::Memory).await;
         assert_eq!(va, version_of(&a));

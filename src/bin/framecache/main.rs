@@ -135,6 +135,9 @@ enum Command {
         /// Requests handled at once; more are answered 503 at once.
         #[arg(long, default_value_t = 256)]
         max_in_flight: usize,
+        /// Copy frames into the socket instead of sending them with sendfile.
+        #[arg(long)]
+        no_sendfile: bool,
         /// Seconds a request may take before it is answered 503.
         #[arg(long, default_value_t = 30)]
         request_timeout: u64,
@@ -227,6 +230,7 @@ async fn run(cli: Cli) -> Result<()> {
             header_timeout,
             request_deadline,
             max_in_flight,
+            no_sendfile,
             request_timeout,
         } => {
             let secs = std::time::Duration::from_secs;
@@ -240,6 +244,7 @@ async fn run(cli: Cli) -> Result<()> {
                 request_deadline: secs(request_deadline),
                 max_in_flight,
                 request_timeout: secs(request_timeout),
+                sendfile: !no_sendfile,
                 ..Default::default()
             };
             let server = framecache::server::Server::bind(fc, &opts).await?;
