@@ -87,7 +87,7 @@ mod tests {
             Some(("tl-1".to_owned(), 17, v.to_owned()))
         );
         for other in [
-            format!("/v1/timelines/tl-1/frames/17.jpg"),
+            "/v1/timelines/tl-1/frames/17.jpg".to_owned(),
             format!("/v1/timelines/tl-1/frames/017.jpg?v={v}"),
             format!("/v1/timelines/tl-1/frames/17.png?v={v}"),
             format!("/v1/timelines/t%2Fl/frames/1.jpg?v={v}"),

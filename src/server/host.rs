@@ -80,7 +80,8 @@ fn is_loopback(name: &[u8]) -> bool {
     std::str::from_utf8(literal)
         .ok()
         .and_then(|s| s.parse::<IpAddr>().ok())
-        .is_some_and(|ip| ip.is_loopback() && (ip.is_ipv4() == !name.starts_with(b"[")))
+        // IPv6 literals come in brackets, IPv4 ones without.
+        .is_some_and(|ip| ip.is_loopback() && ip.is_ipv6() == name.starts_with(b"["))
 }
 
 #[cfg(test)]
