@@ -1,7 +1,7 @@
 //! Bearer-token check for every route but `/healthz` and the pages' static files.
 
 use super::error::json_error;
-use axum::extract::Request;
+use axum::http::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 
@@ -35,7 +35,7 @@ impl Token {
 /// The `401` answer (with `WWW-Authenticate`) for a request that may not go on; `None`
 /// when its path is open or it carries `Authorization: Bearer <token>`. Neither the
 /// expected nor the presented token is ever echoed.
-pub(super) fn deny(token: &Token, request: &Request) -> Option<Response> {
+pub(super) fn deny<B>(token: &Token, request: &Request<B>) -> Option<Response> {
     let path = request.uri().path();
     if OPEN_PATHS.contains(&path) || path.starts_with(OPEN_PREFIX) {
         return None;

@@ -149,6 +149,22 @@ impl HttpMetrics {
                 "HTTP connections open.",
             );
             let _ = writeln!(out, "framecache_http_connections {}", c.open());
+            let counters = c.counters();
+            for (name, help, n) in [
+                (
+                    "framecache_http_connections_refused_total",
+                    "Connections closed at once: their client address held its share of connections.",
+                    &counters.refused_per_client,
+                ),
+                (
+                    "framecache_http_connections_timed_out_total",
+                    "Connections closed because a request head or a whole request took too long.",
+                    &counters.timed_out,
+                ),
+            ] {
+                counter(&mut out, name, help);
+                let _ = writeln!(out, "{name} {}", n.load(Relaxed));
+            }
         }
         if let Some(f) = self.in_flight.get() {
             gauge(

@@ -171,6 +171,9 @@ pub(super) async fn frame(
         return thumbnail(&state, &id, seq, scale, wanted.as_deref(), &headers).await;
     }
     let key = layout::frame_key(&id, seq).map_err(|e| state.core_error(&e))?;
+    if let Some(served) = state.held(&key, wanted.as_deref()) {
+        return Ok(served.respond(&headers, "image/jpeg"));
+    }
     let hit = state
         .cache
         .frame_jpeg(&id, seq)
@@ -181,10 +184,14 @@ pub(super) async fn frame(
             "timeline {id:?} has no frame {seq}"
         )));
     };
-    let served = state
-        .resolve(&key, bytes, source, wanted.as_deref())
-        .await?;
-    Ok(served.respond(&headers, "image/jpeg"))
+    let url_of = |v: &str| frame_url(&id, seq, Some(v));
+    match state
+        .resolve(&key, bytes, source, wanted.as_deref(), url_of)
+        .await
+    {
+        Ok(served) => Ok(served.respond(&headers, "image/jpeg")),
+        Err(moved) => Ok(moved),
+    }
 }
 
 /// A frame's thumbnail. Its URL carries the frame's own version (`?v=`): a thumbnail is a
