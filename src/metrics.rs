@@ -102,6 +102,8 @@ pub struct Metrics {
     pub(crate) decodes: AtomicU64,
     /// Frames another process (or thread) was decoding, waited for and then mapped.
     pub(crate) decode_waits: AtomicU64,
+    /// Thumbnails this process made (decoded at a scale and encoded again).
+    pub(crate) thumbnails: AtomicU64,
 }
 
 /// A point-in-time copy of every counter.
@@ -137,6 +139,9 @@ pub struct Stats {
     pub disk_eviction: Option<crate::tier::EvictionStatus>,
     /// The same for the decoded-frame disk tier.
     pub decoded_disk_eviction: Option<crate::tier::EvictionStatus>,
+    /// Thumbnails this process made (decoded at a scale and encoded again); their decodes
+    /// count in `decodes` too.
+    pub thumbnails: u64,
 }
 
 impl Metrics {
@@ -157,6 +162,7 @@ impl Metrics {
             decode_waits: self.decode_waits.load(Relaxed),
             disk_eviction: None,
             decoded_disk_eviction: None,
+            thumbnails: self.thumbnails.load(Relaxed),
         }
     }
 }

@@ -76,9 +76,10 @@ pymethods_with_twins! {
         /// ``decoded_memory``, ``decoded_disk``) hits, misses, bytes read and written, writes,
         /// corrupt entries, evictions, errors, retries; and ``coalesced``, ``skipped_names``,
         /// ``offline_loads``, ``fetched_by_other_process``, ``fetch_lock_timeouts``,
-        /// ``decodes``, ``decode_waits``; and ``disk_eviction``, ``decoded_disk_eviction``:
-        /// the machine's evictor, the last eviction round and usage against the watermarks
-        /// (from the shared ledger, no scan; ``None`` without that disk tier).
+        /// ``decodes``, ``decode_waits``, ``thumbnails`` (made for the HTTP server); and
+        /// ``disk_eviction``, ``decoded_disk_eviction``: the machine's evictor, the last
+        /// eviction round and usage against the watermarks (from the shared ledger, no scan;
+        /// ``None`` without that disk tier).
         fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
             Json::of(&self.core()?.stats()).to_python(py)
         }
