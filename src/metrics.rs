@@ -102,6 +102,12 @@ pub struct Metrics {
     pub(crate) decodes: AtomicU64,
     /// Frames another process (or thread) was decoding, waited for and then mapped.
     pub(crate) decode_waits: AtomicU64,
+    /// Manifests read from the origin that did not parse (their timeline loaded without
+    /// metadata).
+    pub(crate) unreadable_manifests: AtomicU64,
+    /// Disk tiers whose shared ledger page could not be allocated in the cache directory
+    /// (full or read-only), which count their bytes privately instead.
+    pub(crate) private_ledgers: AtomicU64,
 }
 
 /// A point-in-time copy of every counter.
@@ -132,6 +138,13 @@ pub struct Stats {
     pub decodes: u64,
     /// Frames another process (or thread) was decoding, waited for and then mapped.
     pub decode_waits: u64,
+    /// Manifests that did not parse: each time, a timeline loaded without its metadata
+    /// (chunk ids, timestamps, hashes); the log says why.
+    pub unreadable_manifests: u64,
+    /// Disk tiers that could not allocate the shared ledger page in their cache directory
+    /// (a full or read-only filesystem) and count their usage privately: the capacity then
+    /// holds per process, not per machine.
+    pub private_ledgers: u64,
 }
 
 impl Metrics {
@@ -150,6 +163,8 @@ impl Metrics {
             decoded_disk: self.decoded_disk.snapshot(),
             decodes: self.decodes.load(Relaxed),
             decode_waits: self.decode_waits.load(Relaxed),
+            unreadable_manifests: self.unreadable_manifests.load(Relaxed),
+            private_ledgers: self.private_ledgers.load(Relaxed),
         }
     }
 }

@@ -75,6 +75,8 @@ class Stats(TypedDict):
     decoded_disk: TierStats
     decodes: int
     decode_waits: int
+    unreadable_manifests: int
+    private_ledgers: int
 
 Scope = Literal["all", "frames", "overlays"]
 StrPath = str | PathLike[str]
@@ -131,6 +133,8 @@ class FrameCache:
         origin_timeout: float | None = None,
         origin_io_timeout: float | None = None,
         retries: int | None = None,
+        max_frame_pixels: int | None = None,
+        max_object_size: int | None = None,
     ) -> None: ...
     @property
     def origin(self) -> str: ...

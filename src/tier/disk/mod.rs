@@ -106,9 +106,13 @@ impl DiskTier {
         counters: fn(&Metrics) -> &TierCounters,
     ) -> Self {
         let dir = dir.into().join(FORMAT_DIR);
+        let ledger = Ledger::open(&dir);
+        if ledger.is_private() {
+            TierCounters::bump(&metrics.private_ledgers);
+        }
         let tier = DiskTier {
             inner: Arc::new(Inner {
-                ledger: Ledger::open(&dir),
+                ledger,
                 dir,
                 capacity,
                 nonce: process_nonce(),
