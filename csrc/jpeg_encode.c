@@ -11,6 +11,7 @@
 #include <string.h>
 #include <setjmp.h>
 #include <jpeglib.h>
+#include <jerror.h>
 
 struct fc_error {
     struct jpeg_error_mgr pub;

@@ -20,13 +20,16 @@ fn jpeg(seq: u64) -> Vec<u8> {
     codec::encode_jpeg(&synthetic_frame(seq, 320, 240).image, 90).unwrap()
 }
 
-/// A small JPEG whose frame header claims 65500x65500: 12.9 GB of pixels from 300 bytes.
+/// A small JPEG whose frame header claims 65500x65500: 12.9 GB of pixels from a few
+/// hundred bytes.
 fn bomb() -> Vec<u8> {
     let mut jpeg = codec::encode_jpeg(&synthetic_frame(1, 16, 16).image, 50).unwrap();
     let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
     jpeg[sof + 5..sof + 7].copy_from_slice(&65_500u16.to_be_bytes());
     jpeg[sof + 7..sof + 9].copy_from_slice(&65_500u16.to_be_bytes());
-    jpeg.truncate(300);
+    // Headers through the scan header and a little data: libjpeg needs its tables.
+        let sos = jpeg.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+        jpeg.truncate(sos + 32);
     jpeg
 }
 

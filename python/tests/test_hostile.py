@@ -20,11 +20,11 @@ PILLOW_BOMB_LIMIT = 178_956_970
 
 
 def bomb() -> bytes:
-    """300 bytes whose frame header claims 65500x65500 (what Pillow refuses as a bomb)."""
+    """A few hundred bytes whose frame header claims 65500x65500 (a bomb to Pillow)."""
     jpeg = bytearray(pillow_jpeg(synthetic_image(1, 16, 16), quality=50))
     sof = jpeg.index(b"\xff\xc0")
     jpeg[sof + 5 : sof + 9] = (65500).to_bytes(2, "big") * 2
-    return bytes(jpeg[:300])
+    return bytes(jpeg[: jpeg.index(b"\xff\xda") + 32])
 
 
 def store(backend, timeline: str, bad: bytes) -> None:
