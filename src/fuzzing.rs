@@ -185,8 +185,8 @@ mod seeds {
             write("listed_name", &format!("name{i:02}"), n.as_bytes());
         }
 
-        // JPEGs: baseline, grayscale-free progressive and damaged ones (shared by both
-        // decoder targets), and the header of a 65500x65500 bomb.
+        // JPEGs for both decoder targets: baseline, progressive, truncated, 190 scans, and
+        // the headers of a 65500x65500 bomb.
         let base = small_jpeg(24, 16);
         let mut bomb = small_jpeg(16, 16);
         let sof = bomb.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
