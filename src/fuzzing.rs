@@ -199,7 +199,11 @@ mod seeds {
             write(target, "truncated", &base[..base.len() / 2]);
             write(target, "bomb_65500", &bomb);
             for fixture in ["progressive.jpg", "many_scans.jpg"] {
-                write(target, fixture, &std::fs::read(fixtures.join(fixture)).unwrap());
+                write(
+                    target,
+                    fixture,
+                    &std::fs::read(fixtures.join(fixture)).unwrap(),
+                );
             }
         }
     }

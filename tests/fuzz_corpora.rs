@@ -39,9 +39,14 @@ fn every_corpus_input_runs_cleanly() {
 fn every_target_has_a_corpus_and_a_fuzz_target() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     for (name, _) in TARGETS {
-        assert!(root.join("corpus").join(name).is_dir(), "no corpus for {name}");
         assert!(
-            root.join("fuzz_targets").join(format!("{name}.rs")).is_file(),
+            root.join("corpus").join(name).is_dir(),
+            "no corpus for {name}"
+        );
+        assert!(
+            root.join("fuzz_targets")
+                .join(format!("{name}.rs"))
+                .is_file(),
             "no fuzz target for {name}"
         );
     }

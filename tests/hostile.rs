@@ -28,8 +28,8 @@ fn bomb() -> Vec<u8> {
     jpeg[sof + 5..sof + 7].copy_from_slice(&65_500u16.to_be_bytes());
     jpeg[sof + 7..sof + 9].copy_from_slice(&65_500u16.to_be_bytes());
     // Headers through the scan header and a little data: libjpeg needs its tables.
-        let sos = jpeg.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
-        jpeg.truncate(sos + 32);
+    let sos = jpeg.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+    jpeg.truncate(sos + 32);
     jpeg
 }
 
@@ -85,7 +85,10 @@ async fn assert_nothing_kept(fc: &FrameCache, cache_dir: &Path) {
     assert!(kept_in(fc, 0).await.is_some());
     let bad = format!("{}#", layout::frame_key(TL, 1).unwrap());
     let names = decoded_names(cache_dir);
-    assert!(!names.iter().any(|n| n.contains(&bad)), "a decoded entry of the bad frame");
+    assert!(
+        !names.iter().any(|n| n.contains(&bad)),
+        "a decoded entry of the bad frame"
+    );
 }
 
 async fn truncated_frames_fail(decoded_tiers: bool) {
@@ -156,7 +159,10 @@ async fn a_decompression_bomb_is_refused_from_its_header() {
         other => panic!("expected FrameTooLarge, got {other:?}"),
     }
     let text = err.to_string();
-    assert!(text.contains("65500x65500") && text.contains("max_frame_pixels"), "{text}");
+    assert!(
+        text.contains("65500x65500") && text.contains("max_frame_pixels"),
+        "{text}"
+    );
     assert_nothing_kept(&fc, &dir).await;
     // Without decoded tiers too.
     let plain = FrameCache::new(&CacheConfig {
@@ -231,7 +237,11 @@ async fn an_object_over_max_object_size_is_refused_before_it_is_read() {
     let fc = FrameCache::from_chain(chain, 4).with_decoded_tiers(&config);
     let err = fc.load_frame(TL, 1).await.unwrap_err();
     match &err {
-        Error::ObjectTooLarge { key, size: s, limit } => {
+        Error::ObjectTooLarge {
+            key,
+            size: s,
+            limit,
+        } => {
             assert_eq!(key, &layout::frame_key(TL, 1).unwrap());
             assert_eq!((*s, *limit), (size, size - 1));
         }

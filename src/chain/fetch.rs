@@ -87,7 +87,9 @@ impl Inner {
 
     /// `bytes` of `key` as read from the origin, unless over the object size limit.
     fn within_limit(&self, key: &str, bytes: Bytes) -> Result<Bytes> {
-        let limit = self.max_object_size.load(std::sync::atomic::Ordering::Relaxed);
+        let limit = self
+            .max_object_size
+            .load(std::sync::atomic::Ordering::Relaxed);
         if bytes.len() as u64 > limit {
             return Err(Error::ObjectTooLarge {
                 key: key.to_owned(),

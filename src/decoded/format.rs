@@ -130,7 +130,8 @@ pub fn check_header(name: &str, header: &[u8], file_len: u64) -> Result<(u32, u3
     }
     let name_len = word(40) as usize;
     let name_end = FIXED_LEN.checked_add(name_len);
-    if name_len != name.len() || name_end.and_then(|end| header.get(FIXED_LEN..end)) != Some(name.as_bytes())
+    if name_len != name.len()
+        || name_end.and_then(|end| header.get(FIXED_LEN..end)) != Some(name.as_bytes())
     {
         return Err(RawCorruption::WrongName);
     }
@@ -147,7 +148,9 @@ pub fn check_header(name: &str, header: &[u8], file_len: u64) -> Result<(u32, u3
     if Some(n) != expected {
         return Err(RawCorruption::BadLength);
     }
-    let total = n.checked_add(HEADER_LEN as u64).ok_or(RawCorruption::BadLength)?;
+    let total = n
+        .checked_add(HEADER_LEN as u64)
+        .ok_or(RawCorruption::BadLength)?;
     match file_len.cmp(&total) {
         std::cmp::Ordering::Less => Err(RawCorruption::Truncated),
         std::cmp::Ordering::Greater => Err(RawCorruption::BadLength),

@@ -27,10 +27,10 @@ mod read;
 mod write;
 
 pub use b64::{DEFAULT_B64_QUALITY, FrameB64, frames_to_b64};
-pub(crate) use kept::fuzz_kept_listing;
-pub(crate) use manifest::fuzz_manifest;
 pub use index::{FrameEntry, TimelineStatus};
+pub(crate) use kept::fuzz_kept_listing;
 pub use manifest::FrameMeta;
+pub(crate) use manifest::fuzz_manifest;
 pub use overlay_index::OverlayRef;
 pub use read::{Frame, FrameJpeg};
 pub use write::EncodedFrame;

@@ -158,7 +158,10 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(LEDGER_FILE);
-        fs::File::create(&path).unwrap().set_len(LEDGER_LEN).unwrap();
+        fs::File::create(&path)
+            .unwrap()
+            .set_len(LEDGER_LEN)
+            .unwrap();
         let _ledger = Ledger::open(dir.path());
         assert!(fs::metadata(&path).unwrap().blocks() * 512 >= LEDGER_LEN);
     }
