@@ -40,7 +40,7 @@ pub struct Global {
     #[arg(long, env = "FRAMECACHE_DECODED_DISK_CAPACITY", default_value = "64GiB", value_parser = parse_size, global = true)]
     decoded_disk_capacity: u64,
     /// Largest frame a load decodes, in pixels (a count, or WIDTHxHEIGHT); a JPEG whose
-    /// header claims more is refused before decoding [default: 178956970, Pillow's limit].
+    /// header claims more is refused before decoding (the default is Pillow's limit).
     #[arg(long, env = "FRAMECACHE_MAX_FRAME_PIXELS", default_value = "178956970", value_parser = parse_pixels, global = true)]
     max_frame_pixels: u64,
     /// Largest origin object read (e.g. 64MiB); larger ones are refused from their listed
