@@ -3,6 +3,7 @@
 use super::super::AppState;
 use super::super::error::ApiError;
 use super::super::versions;
+use super::params::TimelineId;
 use super::respond::{frame_url, json_response, stage_url};
 use super::{ApiResult, VersionQuery, parse_seq};
 use crate::layout;
@@ -10,7 +11,7 @@ use crate::tier::Source;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub(super) async fn timelines(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
     let ids = state
@@ -62,11 +63,9 @@ impl StageInfo {
 
 pub(super) async fn timeline(
     State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
+    TimelineId(id): TimelineId,
     headers: HeaderMap,
 ) -> ApiResult {
-    let Path(id) = path?;
-    state.validate("timeline id", &id)?;
     let (frames, stages) = futures::join!(
         state.cache.list_frames(&id),
         state.cache.overlay_stages(&id)
@@ -119,14 +118,20 @@ pub(super) async fn timeline(
     ))
 }
 
+/// `{file}` of `/v1/timelines/{id}/frames/{file}`, as sent.
+#[derive(Deserialize)]
+pub(super) struct FrameFile {
+    file: String,
+}
+
 pub(super) async fn frame(
     State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
+    TimelineId(id): TimelineId,
+    file: Result<Path<FrameFile>, PathRejection>,
     query: Result<Query<VersionQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let Path((id, file)) = path?;
-    state.validate("timeline id", &id)?;
+    let Path(FrameFile { file }) = file?;
     let Some(digits) = file.strip_suffix(".jpg") else {
         return Err(ApiError::bad_request(format!(
             "invalid frame {file:?}: expected `{{seq}}.jpg`"
