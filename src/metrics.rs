@@ -108,6 +108,8 @@ pub struct Metrics {
     /// Disk tiers whose shared ledger page could not be allocated in the cache directory
     /// (full or read-only), which count their bytes privately instead.
     pub(crate) private_ledgers: AtomicU64,
+    /// Thumbnails this process made (decoded at a scale and encoded again).
+    pub(crate) thumbnails: AtomicU64,
 }
 
 /// A point-in-time copy of every counter.
@@ -145,6 +147,9 @@ pub struct Stats {
     /// (a full or read-only filesystem) and count their usage privately: the capacity then
     /// holds per process, not per machine.
     pub private_ledgers: u64,
+    /// Thumbnails this process made (decoded at a scale and encoded again); their decodes
+    /// count in `decodes` too.
+    pub thumbnails: u64,
 }
 
 impl Metrics {
@@ -165,6 +170,7 @@ impl Metrics {
             decode_waits: self.decode_waits.load(Relaxed),
             unreadable_manifests: self.unreadable_manifests.load(Relaxed),
             private_ledgers: self.private_ledgers.load(Relaxed),
+            thumbnails: self.thumbnails.load(Relaxed),
         }
     }
 }
