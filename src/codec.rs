@@ -3,11 +3,14 @@
 //! Encoding uses the system's libjpeg-turbo (SIMD, 4:2:0, byte-compatible with Pillow's
 //! output) when the build found its headers, else the pure-Rust `jpeg-encoder` (also
 //! 4:2:0, about 3x slower). Decoding uses libjpeg-turbo too when built with it (faster than
-//! zune-jpeg on these frames, and it scales through the DCT), falling back to the `image`
-//! crate (zune-jpeg) for files libjpeg rejects and in builds without it.
+//! zune-jpeg on these frames, and it scales through the DCT), falling back to zune-jpeg for
+//! files libjpeg rejects and in builds without it. Both are strict (damaged data is an
+//! error, never a grey-filled frame), bounded in progressive scans ([`MAX_SCANS`]), and
+//! every decode checks the header's dimensions against a pixel limit before allocating.
 
 use crate::pixels::Pixels;
 use image::RgbImage;
+use zune_core::bytestream::ZCursor;
 
 #[cfg(framecache_libjpeg)]
 mod turbo;
@@ -47,11 +50,25 @@ pub fn encode_jpeg(image: &Pixels, quality: u8) -> Result<Vec<u8>, String> {
             "dimensions {width}x{height} are outside 1..={MAX_DIMENSION}"
         ));
     }
-    encode_impl(image.as_raw(), width, height, quality)
+    encode_impl(image.as_raw(), width, height, quality, 0)
+}
+
+/// As [`encode_jpeg`], but the libjpeg encoder fails once `row` rows are in (its buffer has
+/// grown by then): exercises the error path. Pure-Rust builds just encode.
+#[doc(hidden)]
+pub fn encode_jpeg_failing_at(image: &Pixels, quality: u8, row: u32) -> Result<Vec<u8>, String> {
+    let (width, height) = image.dimensions();
+    encode_impl(image.as_raw(), width, height, quality, row.max(1))
 }
 
 #[cfg(framecache_libjpeg)]
-fn encode_impl(rgb: &[u8], width: u32, height: u32, quality: u8) -> Result<Vec<u8>, String> {
+fn encode_impl(
+    rgb: &[u8],
+    width: u32,
+    height: u32,
+    quality: u8,
+    fail_at_row: u32,
+) -> Result<Vec<u8>, String> {
     use std::ffi::{c_char, c_int, c_uint, c_ulong};
     unsafe extern "C" {
         fn fc_jpeg_encode_rgb(
@@ -59,6 +76,7 @@ fn encode_impl(rgb: &[u8], width: u32, height: u32, quality: u8) -> Result<Vec<u
             width: c_uint,
             height: c_uint,
             quality: c_int,
+            fail_at_row: c_uint,
             out: *mut *mut u8,
             out_len: *mut c_ulong,
             err: *mut c_char,
@@ -79,6 +97,7 @@ fn encode_impl(rgb: &[u8], width: u32, height: u32, quality: u8) -> Result<Vec<u
             width,
             height,
             c_int::from(quality),
+            fail_at_row,
             &mut out,
             &mut out_len,
             err.as_mut_ptr(),
@@ -99,7 +118,13 @@ fn encode_impl(rgb: &[u8], width: u32, height: u32, quality: u8) -> Result<Vec<u
 }
 
 #[cfg(not(framecache_libjpeg))]
-fn encode_impl(rgb: &[u8], width: u32, height: u32, quality: u8) -> Result<Vec<u8>, String> {
+fn encode_impl(
+    rgb: &[u8],
+    width: u32,
+    height: u32,
+    quality: u8,
+    _fail_at_row: u32,
+) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(rgb.len() / 8);
     let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality);
     encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
@@ -158,123 +183,262 @@ impl Scale {
     }
 }
 
-/// Decodes JPEG bytes to RGB8 (grayscale and CMYK sources are converted).
-///
-/// # Errors
-/// The decoder's message for empty, truncated or non-JPEG input.
-pub fn decode_jpeg(bytes: &[u8]) -> Result<Pixels, String> {
-    decode_jpeg_scaled(bytes, Scale::Full)
+/// Default of [`crate::CacheConfig::max_frame_pixels`]: Pillow's decompression-bomb limit
+/// (twice `Image.MAX_IMAGE_PIXELS`), which the Python module's users already live with.
+pub const DEFAULT_MAX_FRAME_PIXELS: u64 = 178_956_970;
+
+/// Most scans a progressive JPEG may have: each scan passes over the whole image again, so
+/// a small file of thousands of scans costs minutes of CPU. libjpeg-turbo advises about 100
+/// (and zune-jpeg defaults to it); real encoders write about 10.
+pub const MAX_SCANS: u32 = 100;
+
+/// Why a JPEG was not decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The header claims more pixels than the limit; refused before any pixel buffer was
+    /// allocated.
+    TooManyPixels {
+        /// Width the header claims.
+        width: u32,
+        /// Height the header claims.
+        height: u32,
+        /// The limit in pixels (`max_frame_pixels`).
+        limit: u64,
+    },
+    /// A decoder limit refused the file (too many progressive scans, more working memory
+    /// than its dimensions justify).
+    Limit(String),
+    /// Empty, truncated, corrupt or not a JPEG.
+    Damaged(String),
 }
 
-/// Decodes JPEG bytes to RGB8 at `scale`, into a buffer of its own.
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::TooManyPixels {
+                width,
+                height,
+                limit,
+            } => write!(
+                f,
+                "{width}x{height} is {} pixels, over the limit of {limit} (max_frame_pixels)",
+                u64::from(*width) * u64::from(*height)
+            ),
+            DecodeError::Limit(reason) | DecodeError::Damaged(reason) => f.write_str(reason),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Decodes JPEG bytes to RGB8 (grayscale and CMYK sources are converted), refusing frames
+/// over [`DEFAULT_MAX_FRAME_PIXELS`].
+///
+/// # Errors
+/// [`DecodeError`] for empty, truncated, corrupt, non-JPEG or oversized input.
+pub fn decode_jpeg(bytes: &[u8]) -> Result<Pixels, DecodeError> {
+    decode_jpeg_limited(bytes, Scale::Full, DEFAULT_MAX_FRAME_PIXELS)
+}
+
+/// Decodes JPEG bytes to RGB8 at `scale`, into a buffer of its own, refusing frames over
+/// [`DEFAULT_MAX_FRAME_PIXELS`].
 ///
 /// # Errors
 /// As [`decode_jpeg`].
-pub fn decode_jpeg_scaled(bytes: &[u8], scale: Scale) -> Result<Pixels, String> {
-    let (width, height) = decoded_dimensions(bytes, scale)?;
+pub fn decode_jpeg_scaled(bytes: &[u8], scale: Scale) -> Result<Pixels, DecodeError> {
+    decode_jpeg_limited(bytes, scale, DEFAULT_MAX_FRAME_PIXELS)
+}
+
+/// Decodes JPEG bytes to RGB8 at `scale`, refusing a frame whose header claims more than
+/// `max_pixels` pixels (at full size) before allocating anything for it.
+///
+/// # Errors
+/// As [`decode_jpeg`]; [`DecodeError::TooManyPixels`] over the limit.
+pub fn decode_jpeg_limited(
+    bytes: &[u8],
+    scale: Scale,
+    max_pixels: u64,
+) -> Result<Pixels, DecodeError> {
+    let (width, height) = checked_dimensions(bytes, scale, max_pixels)?;
     let mut rgb = vec![0u8; width as usize * height as usize * 3];
     decode_into(bytes, scale, &mut rgb)?;
     Ok(Pixels::from_vec(width, height, rgb).expect("sized from the dimensions"))
 }
 
-/// The dimensions [`decode_into`] produces, from the headers only.
+/// The full-size dimensions the JPEG's headers claim.
 ///
 /// # Errors
-/// As [`decode_jpeg`], for headers that do not parse.
-pub fn decoded_dimensions(bytes: &[u8], scale: Scale) -> Result<(u32, u32), String> {
+/// [`DecodeError::Damaged`] for headers that do not parse.
+pub fn frame_dimensions(bytes: &[u8]) -> Result<(u32, u32), DecodeError> {
     if bytes.is_empty() {
-        return Err("empty file".into());
+        return Err(DecodeError::Damaged("empty file".into()));
     }
     #[cfg(framecache_libjpeg)]
-    if let Ok(dims) = turbo::dims(bytes, scale.denominator()) {
-        return Ok(dims);
+    let turbo_err = match turbo::dims(bytes, 1) {
+        Ok(dims) => return Ok(dims),
+        Err(turbo::Failure::Limit(reason)) => return Err(DecodeError::Limit(reason)),
+        Err(turbo::Failure::Rejected(reason)) => reason,
+    };
+    let zune = zune_header_dimensions(bytes);
+    #[cfg(framecache_libjpeg)]
+    // libjpeg's message names the problem better when both fail.
+    let zune = zune.map_err(|_| turbo_err);
+    zune.map_err(DecodeError::Damaged)
+}
+
+/// The frame header's dimensions as zune-jpeg reads them.
+fn zune_header_dimensions(bytes: &[u8]) -> Result<(u32, u32), String> {
+    let mut decoder = zune_decoder(bytes);
+    decoder.decode_headers().map_err(|e| e.to_string())?;
+    let (w, h) = decoder.dimensions().ok_or("no frame header")?;
+    Ok((w as u32, h as u32))
+}
+
+/// Refuses `(width, height)` over `max_pixels`.
+///
+/// # Errors
+/// [`DecodeError::TooManyPixels`].
+pub fn check_pixels((width, height): (u32, u32), max_pixels: u64) -> Result<(), DecodeError> {
+    if u64::from(width) * u64::from(height) > max_pixels {
+        return Err(DecodeError::TooManyPixels {
+            width,
+            height,
+            limit: max_pixels,
+        });
     }
-    let reader =
-        image::ImageReader::with_format(std::io::Cursor::new(bytes), image::ImageFormat::Jpeg);
-    let dims = reader.into_dimensions().map_err(|e| e.to_string())?;
-    Ok(scale.apply(dims))
+    Ok(())
+}
+
+/// The dimensions [`decode_into`] produces at `scale`, after checking the full-size ones
+/// against `max_pixels`: what to size a buffer from.
+///
+/// # Errors
+/// As [`frame_dimensions`] and [`check_pixels`].
+pub fn checked_dimensions(
+    bytes: &[u8],
+    scale: Scale,
+    max_pixels: u64,
+) -> Result<(u32, u32), DecodeError> {
+    let full = frame_dimensions(bytes)?;
+    check_pixels(full, max_pixels)?;
+    Ok(scale.apply(full))
+}
+
+/// The dimensions [`decode_into`] produces, from the headers only (no pixel limit: see
+/// [`checked_dimensions`]).
+///
+/// # Errors
+/// As [`frame_dimensions`].
+pub fn decoded_dimensions(bytes: &[u8], scale: Scale) -> Result<(u32, u32), DecodeError> {
+    frame_dimensions(bytes).map(|dims| scale.apply(dims))
 }
 
 /// Decodes into `out`, which must hold exactly [`decoded_dimensions`]`(bytes, scale)` pixels:
-/// the way to decode straight into memory the caller chose (a mapped cache file).
+/// the way to decode straight into memory the caller chose (a mapped cache file). The
+/// caller sized `out`, so checking the pixel limit is its part ([`checked_dimensions`]).
+///
+/// libjpeg-turbo first (strict: its warnings are errors); for a file it rejects, zune-jpeg
+/// in strict mode. A file a limit refused is not tried again.
 ///
 /// # Errors
 /// As [`decode_jpeg`], or when `out` has the wrong length.
-pub fn decode_into(bytes: &[u8], scale: Scale, out: &mut [u8]) -> Result<(), String> {
+pub fn decode_into(bytes: &[u8], scale: Scale, out: &mut [u8]) -> Result<(), DecodeError> {
     if bytes.is_empty() {
-        return Err("empty file".into());
+        return Err(DecodeError::Damaged("empty file".into()));
     }
     #[cfg(framecache_libjpeg)]
     let turbo_err = match turbo::decode_into(bytes, scale.denominator(), out) {
         Ok(()) => return Ok(()),
-        Err(e) => e,
+        Err(turbo::Failure::Limit(reason)) => return Err(DecodeError::Limit(reason)),
+        Err(turbo::Failure::Rejected(reason)) => reason,
     };
-    let image = decode_with_image_crate(bytes, scale);
+    let zune = decode_zune_scaled(bytes, scale, out);
     #[cfg(framecache_libjpeg)]
     // libjpeg's message names the problem better when both fail.
-    let image = image.map_err(|_| turbo_err);
-    let image = image?;
-    if image.as_raw().len() != out.len() {
-        return Err(format!(
-            "decoded {}x{} does not fit a buffer of {} bytes",
-            image.width(),
-            image.height(),
-            out.len()
-        ));
-    }
-    out.copy_from_slice(image.as_raw());
-    Ok(())
+    let zune = zune.map_err(|e| match e {
+        DecodeError::Damaged(_) => DecodeError::Damaged(turbo_err),
+        other => other,
+    });
+    zune
 }
 
-/// zune-jpeg through the `image` crate, resized when scaled (no DCT scaling there).
-fn decode_with_image_crate(bytes: &[u8], scale: Scale) -> Result<RgbImage, String> {
-    let full = image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg)
-        .map(|img| img.into_rgb8())
-        .map_err(|e| e.to_string())?;
-    if scale == Scale::Full {
-        return Ok(full);
-    }
-    let (w, h) = scale.apply(full.dimensions());
-    Ok(image::imageops::resize(
-        &full,
-        w,
-        h,
-        image::imageops::FilterType::Triangle,
-    ))
-}
-
-/// Decodes a full-size frame with zune-jpeg straight into `out`, which must hold exactly its
-/// RGB8 pixels.
-///
-/// # Errors
-/// As [`decode_jpeg`], or when `out` has the wrong length.
-pub fn decode_into_zune(bytes: &[u8], out: &mut [u8]) -> Result<(), String> {
-    use zune_core::bytestream::ZCursor;
+/// zune-jpeg set up strictly: damaged data is an error (the `image` crate's wrapper is
+/// lenient and fills what is missing with grey), scans and dimensions bounded.
+fn zune_decoder(bytes: &[u8]) -> zune_jpeg::JpegDecoder<ZCursor<&[u8]>> {
     use zune_core::colorspace::ColorSpace;
     use zune_core::options::DecoderOptions;
     let options = DecoderOptions::default()
         .jpeg_set_out_colorspace(ColorSpace::RGB)
         .set_max_width(MAX_DIMENSION as usize)
         .set_max_height(MAX_DIMENSION as usize)
+        .jpeg_set_max_scans(MAX_SCANS as usize)
         .set_strict_mode(true);
-    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
-    decoder.decode_headers().map_err(|e| e.to_string())?;
-    if decoder.output_buffer_size() != Some(out.len()) {
-        return Err(format!(
-            "decoded size {:?} does not fit a buffer of {} bytes",
-            decoder.output_buffer_size(),
-            out.len()
-        ));
-    }
-    decoder.decode_into(out).map_err(|e| e.to_string())
+    zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options)
 }
 
-/// Decodes with zune-jpeg (the `image` crate) whatever the build: for comparing decoders.
+/// zune-jpeg into `out` at `scale`: a full decode, resized when scaled (it has no DCT
+/// scaling). The full size is checked against `out` first, so a header claiming more than
+/// the caller sized for allocates nothing.
+fn decode_zune_scaled(bytes: &[u8], scale: Scale, out: &mut [u8]) -> Result<(), DecodeError> {
+    let damaged = |e: String| DecodeError::Damaged(e);
+    let mut decoder = zune_decoder(bytes);
+    decoder
+        .decode_headers()
+        .map_err(|e| damaged(e.to_string()))?;
+    let (w, h) = decoder
+        .dimensions()
+        .ok_or_else(|| damaged("no frame header".into()))?;
+    let (w, h) = (w as u32, h as u32);
+    let (sw, sh) = scale.apply((w, h));
+    let fits = sw as usize * sh as usize * 3 == out.len()
+        && decoder.output_buffer_size() == Some(w as usize * h as usize * 3);
+    if !fits {
+        return Err(damaged(format!(
+            "decoded {w}x{h} at 1/{} does not fit a buffer of {} bytes",
+            scale.denominator(),
+            out.len()
+        )));
+    }
+    if scale == Scale::Full {
+        return decoder.decode_into(out).map_err(|e| damaged(e.to_string()));
+    }
+    let mut full = vec![0u8; w as usize * h as usize * 3];
+    decoder
+        .decode_into(&mut full)
+        .map_err(|e| damaged(e.to_string()))?;
+    let full = RgbImage::from_raw(w, h, full).expect("sized from the dimensions");
+    let small = image::imageops::resize(&full, sw, sh, image::imageops::FilterType::Triangle);
+    out.copy_from_slice(small.as_raw());
+    Ok(())
+}
+
+/// Decodes a full-size frame with zune-jpeg (strict) straight into `out`, which must hold
+/// exactly its RGB8 pixels.
+///
+/// # Errors
+/// As [`decode_jpeg`], or when `out` has the wrong length.
+pub fn decode_into_zune(bytes: &[u8], out: &mut [u8]) -> Result<(), DecodeError> {
+    decode_zune_scaled(bytes, Scale::Full, out)
+}
+
+/// Decodes with zune-jpeg (strict) whatever the build, refusing frames over
+/// [`DEFAULT_MAX_FRAME_PIXELS`]: for comparing decoders, and the fallback's own tests.
 ///
 /// # Errors
 /// As [`decode_jpeg`].
-pub fn decode_jpeg_zune(bytes: &[u8]) -> Result<Pixels, String> {
-    decode_with_image_crate(bytes, Scale::Full).map(Pixels::from)
+pub fn decode_jpeg_zune(bytes: &[u8]) -> Result<Pixels, DecodeError> {
+    let mut decoder = zune_decoder(bytes);
+    decoder
+        .decode_headers()
+        .map_err(|e| DecodeError::Damaged(e.to_string()))?;
+    let (w, h) = decoder
+        .dimensions()
+        .ok_or_else(|| DecodeError::Damaged("no frame header".into()))?;
+    let (w, h) = (w as u32, h as u32);
+    check_pixels((w, h), DEFAULT_MAX_FRAME_PIXELS)?;
+    let mut rgb = vec![0u8; w as usize * h as usize * 3];
+    decode_zune_scaled(bytes, Scale::Full, &mut rgb)?;
+    Ok(Pixels::from_vec(w, h, rgb).expect("sized from the dimensions"))
 }
 
 #[cfg(test)]
@@ -382,5 +546,148 @@ mod decode_tests {
         assert!(decode_jpeg(&flipped).is_err());
         assert_eq!(Scale::from_denominator(4), Some(Scale::Quarter));
         assert_eq!(Scale::from_denominator(3), None);
+    }
+}
+
+#[cfg(test)]
+mod hostile_tests {
+    //! Damaged and hostile files: refused with an error, never a best-effort frame.
+
+    use super::*;
+
+    fn photo(w: u32, h: u32) -> Vec<u8> {
+        encode_jpeg(&crate::synthetic_frame(3, w, h).image, 90).unwrap()
+    }
+
+    /// A few hundred bytes whose frame header claims 65500x65500 (12.9 GB of RGB).
+    fn bomb() -> Vec<u8> {
+        let mut jpeg = photo(16, 16);
+        let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        jpeg[sof + 5..sof + 7].copy_from_slice(&65_500u16.to_be_bytes());
+        jpeg[sof + 7..sof + 9].copy_from_slice(&65_500u16.to_be_bytes());
+        // Headers through the scan header and a little data: libjpeg needs its tables.
+        let sos = jpeg.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+        jpeg.truncate(sos + 32);
+        jpeg
+    }
+
+    const MANY_SCANS: &[u8] = include_bytes!("../tests/data/many_scans.jpg");
+    const PROGRESSIVE: &[u8] = include_bytes!("../tests/data/progressive.jpg");
+
+    #[test]
+    fn a_bomb_is_refused_from_its_header() {
+        let bomb = bomb();
+        assert_eq!(frame_dimensions(&bomb), Ok((65_500, 65_500)));
+        let error = DecodeError::TooManyPixels {
+            width: 65_500,
+            height: 65_500,
+            limit: DEFAULT_MAX_FRAME_PIXELS,
+        };
+        let refused = Err(error.clone());
+        assert_eq!(decode_jpeg(&bomb).map(|_| ()), refused);
+        assert_eq!(
+            decode_jpeg_scaled(&bomb, Scale::Eighth).map(|_| ()),
+            refused
+        );
+        assert_eq!(decode_jpeg_zune(&bomb).map(|_| ()), refused);
+        let text = error.to_string();
+        assert!(text.contains("65500x65500") && text.contains("max_frame_pixels"));
+    }
+
+    #[test]
+    fn the_pixel_limit_counts_full_size_pixels() {
+        let jpeg = photo(64, 48);
+        assert!(decode_jpeg_limited(&jpeg, Scale::Full, 64 * 48).is_ok());
+        for scale in [Scale::Full, Scale::Eighth] {
+            assert!(matches!(
+                decode_jpeg_limited(&jpeg, scale, 64 * 48 - 1),
+                Err(DecodeError::TooManyPixels {
+                    width: 64,
+                    height: 48,
+                    ..
+                })
+            ));
+        }
+    }
+
+    #[test]
+    fn truncated_jpegs_are_errors_in_both_decoders() {
+        let jpeg = photo(320, 240);
+        let half = &jpeg[..jpeg.len() / 2];
+        let mut out = vec![0u8; 320 * 240 * 3];
+        assert!(decode_jpeg(half).is_err());
+        assert!(decode_jpeg_zune(half).is_err(), "zune-jpeg filled in grey");
+        assert!(decode_into_zune(half, &mut out).is_err());
+        assert!(decode_into(half, Scale::Full, &mut out).is_err());
+        for scale in [Scale::Half, Scale::Quarter, Scale::Eighth] {
+            assert!(decode_jpeg_scaled(half, scale).is_err(), "{scale:?}");
+        }
+        #[cfg(framecache_libjpeg)]
+        assert!(turbo::decode_into(half, 1, &mut out).is_err());
+        // Cut anywhere in the entropy-coded data: always an error, never a frame.
+        let sos = jpeg.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+        for cut in (sos + 20..jpeg.len() - 2).step_by(997) {
+            assert!(decode_jpeg(&jpeg[..cut]).is_err(), "cut at {cut}");
+            assert!(
+                decode_jpeg_zune(&jpeg[..cut]).is_err(),
+                "zune, cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn progressive_jpegs_of_too_many_scans_are_refused_by_both_decoders() {
+        // 190 scans, each valid (one AC coefficient of one component): libjpeg decodes it
+        // without complaint unless told a limit.
+        let mut out = vec![0u8; 32 * 24 * 3];
+        let err = decode_jpeg(MANY_SCANS).unwrap_err();
+        assert!(err.to_string().contains("scans"), "{err}");
+        assert!(decode_jpeg_zune(MANY_SCANS).is_err());
+        assert!(decode_into_zune(MANY_SCANS, &mut out).is_err());
+        #[cfg(framecache_libjpeg)]
+        assert!(matches!(
+            turbo::decode_into(MANY_SCANS, 1, &mut out),
+            Err(turbo::Failure::Limit(_))
+        ));
+        // An ordinary progressive file decodes, the same in both.
+        let ours = decode_jpeg(PROGRESSIVE).unwrap();
+        let zune = decode_jpeg_zune(PROGRESSIVE).unwrap();
+        assert_eq!(ours.dimensions(), (32, 24));
+        assert_eq!(zune.dimensions(), (32, 24));
+    }
+
+    #[cfg(framecache_libjpeg)]
+    #[test]
+    fn libjpeg_memory_is_capped() {
+        // A progressive decode keeps every coefficient of the frame in libjpeg's memory:
+        // 512x512 at 4:2:0 is 768 KB of them.
+        let jpeg: &[u8] = include_bytes!("../tests/data/progressive_512.jpg");
+        let mut out = vec![0u8; 512 * 512 * 3];
+        assert!(turbo::decode_into(jpeg, 1, &mut out).is_ok());
+        assert!(turbo::decode_into_capped(jpeg, &mut out, 2 << 20).is_ok());
+        assert!(matches!(
+            turbo::decode_into_capped(jpeg, &mut out, 256 << 10),
+            Err(turbo::Failure::Limit(_))
+        ));
+    }
+
+    /// The encoder's error path once its output buffer has grown: it used to free the
+    /// first buffer a second time (libjpeg had freed it when growing) and leak the live
+    /// one; glibc aborts the process on the double free.
+    #[cfg(framecache_libjpeg)]
+    #[test]
+    fn an_encoder_error_after_its_buffer_grew_frees_once() {
+        let noise: Vec<u8> = (0..512u32 * 512 * 3)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let image = Pixels::from_vec(512, 512, noise).unwrap();
+        for _ in 0..3 {
+            let err = encode_jpeg_failing_at(&image, 100, 400).unwrap_err();
+            assert!(!err.is_empty());
+        }
+        // Nothing was left behind that breaks the next encode.
+        let ok = encode_jpeg(&image, 100).unwrap();
+        assert!(ok.len() > 64 * 1024, "the buffer grew: {} bytes", ok.len());
+        assert_eq!(decode_jpeg(&ok).unwrap().dimensions(), (512, 512));
     }
 }

@@ -15,6 +15,9 @@ pub const DEFAULT_BUCKET: &str = "mpr";
 /// Default S3 region.
 pub const DEFAULT_REGION: &str = "us-east-1";
 
+/// Default of [`CacheConfig::max_object_size`]: 64 MiB.
+pub const DEFAULT_MAX_OBJECT_SIZE: u64 = 64 << 20;
+
 /// Where the origin lives.
 #[derive(Debug, Clone)]
 pub enum Backend {
@@ -152,6 +155,14 @@ pub struct CacheConfig {
     pub retry_min_delay: Duration,
     /// Longest retry delay.
     pub retry_max_delay: Duration,
+    /// Largest frame a load decodes, in pixels (width x height of the JPEG's header, at full
+    /// size); larger ones are refused with [`Error::FrameTooLarge`] before anything is
+    /// allocated. Default: Pillow's decompression-bomb limit, 178,956,970.
+    pub max_frame_pixels: u64,
+    /// Largest origin object read, in bytes; larger ones are refused with
+    /// [`Error::ObjectTooLarge`] from the size a listing or stat reported, before the
+    /// download. Default 64 MiB (a 4K frame at q100 is under 10 MiB).
+    pub max_object_size: u64,
     /// Fraction (0.0 to 1.0) of origin reads that fail with a transient error before
     /// reaching the origin: fault injection to exercise retries. 0 outside tests.
     pub injected_read_faults: f64,
@@ -170,6 +181,8 @@ impl Default for CacheConfig {
             retries: 4,
             retry_min_delay: Duration::from_millis(20),
             retry_max_delay: Duration::from_secs(2),
+            max_frame_pixels: crate::codec::DEFAULT_MAX_FRAME_PIXELS,
+            max_object_size: DEFAULT_MAX_OBJECT_SIZE,
             injected_read_faults: 0.0,
         }
     }
@@ -180,8 +193,9 @@ impl CacheConfig {
     /// `FRAMECACHE_BACKEND` (`fs`, the default, or `s3`), `FRAMECACHE_ROOT` (fs root),
     /// [`S3Config::from_env`]'s variables, `FRAMECACHE_CACHE_DIR`,
     /// `FRAMECACHE_MEMORY_CAPACITY`, `FRAMECACHE_DISK_CAPACITY`,
-    /// `FRAMECACHE_DECODED_MEMORY_CAPACITY` and `FRAMECACHE_DECODED_DISK_CAPACITY` (sizes such
-    /// as `512MiB`); anything unset or empty keeps its default.
+    /// `FRAMECACHE_DECODED_MEMORY_CAPACITY`, `FRAMECACHE_DECODED_DISK_CAPACITY` and
+    /// `FRAMECACHE_MAX_OBJECT_SIZE` (sizes such as `512MiB`), `FRAMECACHE_MAX_FRAME_PIXELS`
+    /// (a count of pixels); anything unset or empty keeps its default.
     ///
     /// # Errors
     /// [`Error::Invalid`] naming the variable when a value cannot be used.
@@ -229,11 +243,23 @@ impl CacheConfig {
             disk_capacity: size("FRAMECACHE_DECODED_DISK_CAPACITY")?
                 .unwrap_or(defaults.decoded.disk_capacity),
         };
+        let max_frame_pixels = match var("FRAMECACHE_MAX_FRAME_PIXELS") {
+            Some(v) => parse_pixels(&v).map_err(|rule| Error::Invalid {
+                what: "FRAMECACHE_MAX_FRAME_PIXELS",
+                value: v.clone(),
+                rule,
+            })?,
+            None => defaults.max_frame_pixels,
+        };
+        let max_object_size =
+            size("FRAMECACHE_MAX_OBJECT_SIZE")?.unwrap_or(defaults.max_object_size);
         Ok(CacheConfig {
             backend,
             memory_capacity,
             disk: Some(disk),
             decoded,
+            max_frame_pixels,
+            max_object_size,
             ..defaults
         })
     }
@@ -265,6 +291,27 @@ pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
         other => return Err(format!("unknown unit {other:?}")),
     };
     Ok((value * mult as f64) as u64)
+}
+
+/// Parses a pixel count: `178956970`, `178_956_970` or `8192x8192`; at least 1.
+///
+/// # Errors
+/// A message saying what is wrong with the text.
+pub fn parse_pixels(text: &str) -> std::result::Result<u64, String> {
+    let t = text.trim().replace('_', "");
+    let n = match t.split_once(['x', 'X']) {
+        Some((w, h)) => w
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .zip(h.trim().parse::<u64>().ok())
+            .and_then(|(w, h)| w.checked_mul(h)),
+        None => t.parse::<u64>().ok(),
+    };
+    match n {
+        Some(n) if n > 0 => Ok(n),
+        _ => Err("expected a positive pixel count (178956970) or WIDTHxHEIGHT (8192x8192)".into()),
+    }
 }
 
 /// `$XDG_CACHE_HOME/framecache`, else `~/.cache/framecache`, else a temp directory.
@@ -397,7 +444,7 @@ impl CacheConfig {
             .disk
             .as_ref()
             .map(|d| DiskTier::open(&d.dir, d.capacity, metrics.clone()));
-        TieredCache::new(memory, disk, origin, metrics)
+        TieredCache::new(memory, disk, origin, metrics).with_max_object_size(self.max_object_size)
     }
 }
 
@@ -413,5 +460,17 @@ mod tests {
         assert_eq!(parse_size("1.5GB"), Ok(1_500_000_000));
         assert!(parse_size("lots").is_err());
         assert!(parse_size("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn pixel_counts_parse_as_numbers_or_dimensions() {
+        use super::parse_pixels;
+        assert_eq!(parse_pixels("178956970"), Ok(178_956_970));
+        assert_eq!(parse_pixels(" 178_956_970 "), Ok(178_956_970));
+        assert_eq!(parse_pixels("8192x8192"), Ok(1 << 26));
+        assert!(parse_pixels("0").is_err());
+        assert!(parse_pixels("-5").is_err());
+        assert!(parse_pixels("lots").is_err());
+        assert!(parse_pixels("4294967296x4294967296").is_err());
     }
 }

@@ -122,14 +122,20 @@ pub fn validate(key: &str, entry: &[u8]) -> Result<Range<usize>, Corruption> {
     if key_len != key.len() {
         return Err(Corruption::WrongKey);
     }
+    // Checked arithmetic throughout: every length here comes from the file.
+    let start = FIXED_HEADER_LEN
+        .checked_add(key_len)
+        .ok_or(Corruption::WrongKey)?;
     let stored_key = entry
-        .get(FIXED_HEADER_LEN..FIXED_HEADER_LEN + key_len)
+        .get(FIXED_HEADER_LEN..start)
         .ok_or(Corruption::Truncated)?;
     if stored_key != key.as_bytes() {
         return Err(Corruption::WrongKey);
     }
-    let start = FIXED_HEADER_LEN + key_len;
-    let available = (entry.len() - start) as u64;
+    let available = entry
+        .len()
+        .checked_sub(start)
+        .ok_or(Corruption::Truncated)? as u64;
     if available < payload_len {
         return Err(Corruption::Truncated);
     }

@@ -52,6 +52,35 @@ pub enum Error {
         /// What the decoder said.
         reason: String,
     },
+    /// A frame's JPEG header claims more pixels than `max_frame_pixels` allows (a
+    /// decompression bomb, or a frame far larger than a video's); refused from the header,
+    /// before anything was allocated for its pixels.
+    #[error(
+        "frame {key:?} is {width}x{height} ({} pixels), over max_frame_pixels = {limit}",
+        u64::from(*width) * u64::from(*height)
+    )]
+    FrameTooLarge {
+        /// The object key of the frame.
+        key: String,
+        /// Width its header claims.
+        width: u32,
+        /// Height its header claims.
+        height: u32,
+        /// The limit in pixels.
+        limit: u64,
+    },
+    /// An origin object is larger than `max_object_size`; refused from the size its listing
+    /// or stat reported, before downloading it (or, for an object read without one, as soon
+    /// as the read shows it), and kept in no tier.
+    #[error("object {key:?} is {size} bytes, over max_object_size = {limit}")]
+    ObjectTooLarge {
+        /// The object key.
+        key: String,
+        /// Its size in bytes.
+        size: u64,
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// An image could not be encoded.
     #[error("cannot encode frame {seq}: {reason}")]
     Encode {
@@ -146,6 +175,26 @@ impl Error {
             Error::Invalid { .. } | Error::Config(_) => true,
             Error::Shared(inner) => inner.is_invalid_input(),
             _ => false,
+        }
+    }
+
+    /// The error for `key`'s JPEG that did not decode.
+    pub(crate) fn decode(key: &str, err: crate::codec::DecodeError) -> Self {
+        match err {
+            crate::codec::DecodeError::TooManyPixels {
+                width,
+                height,
+                limit,
+            } => Error::FrameTooLarge {
+                key: key.to_owned(),
+                width,
+                height,
+                limit,
+            },
+            other => Error::Decode {
+                key: key.to_owned(),
+                reason: other.to_string(),
+            },
         }
     }
 

@@ -11,6 +11,8 @@ mod config;
 pub mod decoded;
 pub mod entry;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod layout;
 mod metrics;
 mod pixels;
@@ -23,8 +25,9 @@ mod timeline;
 pub use chain::{Hit, TieredCache};
 pub use codec::Scale;
 pub use config::{
-    Backend, CacheConfig, DEFAULT_BUCKET, DEFAULT_REGION, DecodedConfig, DiskConfig, S3Config,
-    build_operator, default_cache_dir, default_fs_root, parse_size,
+    Backend, CacheConfig, DEFAULT_BUCKET, DEFAULT_MAX_OBJECT_SIZE, DEFAULT_REGION, DecodedConfig,
+    DiskConfig, S3Config, build_operator, default_cache_dir, default_fs_root, parse_pixels,
+    parse_size,
 };
 pub use decoded::{Access, LoadOptions};
 pub use error::{Error, Result};

@@ -102,6 +102,12 @@ pub struct Metrics {
     pub(crate) decodes: AtomicU64,
     /// Frames another process (or thread) was decoding, waited for and then mapped.
     pub(crate) decode_waits: AtomicU64,
+    /// Manifests read from the origin that did not parse (their timeline loaded without
+    /// metadata).
+    pub(crate) unreadable_manifests: AtomicU64,
+    /// Disk tiers whose shared ledger page could not be allocated in the cache directory
+    /// (full or read-only), which count their bytes privately instead.
+    pub(crate) private_ledgers: AtomicU64,
     /// Thumbnails this process made (decoded at a scale and encoded again).
     pub(crate) thumbnails: AtomicU64,
 }
@@ -139,6 +145,13 @@ pub struct Stats {
     pub disk_eviction: Option<crate::tier::EvictionStatus>,
     /// The same for the decoded-frame disk tier.
     pub decoded_disk_eviction: Option<crate::tier::EvictionStatus>,
+    /// Manifests that did not parse: each time, a timeline loaded without its metadata
+    /// (chunk ids, timestamps, hashes); the log says why.
+    pub unreadable_manifests: u64,
+    /// Disk tiers that could not allocate the shared ledger page in their cache directory
+    /// (a full or read-only filesystem) and count their usage privately: the capacity then
+    /// holds per process, not per machine.
+    pub private_ledgers: u64,
     /// Thumbnails this process made (decoded at a scale and encoded again); their decodes
     /// count in `decodes` too.
     pub thumbnails: u64,
@@ -162,6 +175,8 @@ impl Metrics {
             decode_waits: self.decode_waits.load(Relaxed),
             disk_eviction: None,
             decoded_disk_eviction: None,
+            unreadable_manifests: self.unreadable_manifests.load(Relaxed),
+            private_ledgers: self.private_ledgers.load(Relaxed),
             thumbnails: self.thumbnails.load(Relaxed),
         }
     }

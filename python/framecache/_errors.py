@@ -61,11 +61,35 @@ class CodecError(FrameCacheError):
     """Stored bytes did not decode (``key``), or a frame did not encode (``seq``)."""
 
 
+class FrameTooLargeError(CodecError):
+    """The JPEG of ``key`` claims ``width`` × ``height`` pixels, more than ``limit`` (the
+    ``max_frame_pixels`` setting; by default Pillow's decompression-bomb limit,
+    178,956,970). Refused from its header before anything was allocated; what Pillow
+    raises ``DecompressionBombError`` for."""
+
+    key: str = ""
+    width: int = 0
+    height: int = 0
+    limit: int = 0
+
+
+class ObjectTooLargeError(FrameCacheError):
+    """The origin object ``key`` is ``size`` bytes, more than ``limit`` (the
+    ``max_object_size`` setting, 64 MiB by default). Refused from the size its listing
+    reported, before the download; kept in no tier."""
+
+    key: str = ""
+    size: int = 0
+    limit: int = 0
+
+
 __all__ = [
     "CodecError",
     "FrameCacheError",
+    "FrameTooLargeError",
     "IncompleteTimelineError",
     "InvalidInputError",
+    "ObjectTooLargeError",
     "OriginError",
     "StorageError",
     "SupersededError",

@@ -96,6 +96,8 @@ class Stats(TypedDict):
     decode_waits: int
     disk_eviction: EvictionStatus | None
     decoded_disk_eviction: EvictionStatus | None
+    unreadable_manifests: int
+    private_ledgers: int
 
 Scope = Literal["all", "frames", "overlays"]
 StrPath = str | PathLike[str]
@@ -152,6 +154,8 @@ class FrameCache:
         origin_timeout: float | None = None,
         origin_io_timeout: float | None = None,
         retries: int | None = None,
+        max_frame_pixels: int | None = None,
+        max_object_size: int | None = None,
     ) -> None: ...
     @property
     def origin(self) -> str: ...

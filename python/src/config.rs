@@ -27,6 +27,8 @@ pub struct Overrides {
     pub origin_timeout: Option<f64>,
     pub origin_io_timeout: Option<f64>,
     pub retries: Option<usize>,
+    pub max_frame_pixels: Option<u64>,
+    pub max_object_size: Option<u64>,
 }
 
 impl Overrides {
@@ -131,6 +133,18 @@ impl Overrides {
         }
         if let Some(n) = self.retries {
             config.retries = n;
+        }
+        if let Some(n) = self.max_frame_pixels {
+            if n == 0 {
+                return Err(invalid("max_frame_pixels", n, "must be at least 1"));
+            }
+            config.max_frame_pixels = n;
+        }
+        if let Some(n) = self.max_object_size {
+            if n == 0 {
+                return Err(invalid("max_object_size", n, "must be at least 1 byte"));
+            }
+            config.max_object_size = n;
         }
         Ok(config)
     }

@@ -13,6 +13,8 @@ static STORAGE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static INCOMPLETE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static SUPERSEDED: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static CODEC: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static FRAME_TOO_LARGE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static OBJECT_TOO_LARGE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static BASE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 const MODULE: &str = "framecache._errors";
@@ -91,6 +93,28 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
         Error::Decode { key, .. } => (
             CODEC.import(py, MODULE, "CodecError")?,
             vec![("key", key.into_pyobject(py)?.into_any().unbind())],
+        ),
+        Error::FrameTooLarge {
+            key,
+            width,
+            height,
+            limit,
+        } => (
+            FRAME_TOO_LARGE.import(py, MODULE, "FrameTooLargeError")?,
+            vec![
+                ("key", key.into_pyobject(py)?.into_any().unbind()),
+                ("width", width.into_pyobject(py)?.into_any().unbind()),
+                ("height", height.into_pyobject(py)?.into_any().unbind()),
+                ("limit", limit.into_pyobject(py)?.into_any().unbind()),
+            ],
+        ),
+        Error::ObjectTooLarge { key, size, limit } => (
+            OBJECT_TOO_LARGE.import(py, MODULE, "ObjectTooLargeError")?,
+            vec![
+                ("key", key.into_pyobject(py)?.into_any().unbind()),
+                ("size", size.into_pyobject(py)?.into_any().unbind()),
+                ("limit", limit.into_pyobject(py)?.into_any().unbind()),
+            ],
         ),
         Error::Encode { seq, .. } => (
             CODEC.import(py, MODULE, "CodecError")?,

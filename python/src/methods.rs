@@ -20,7 +20,8 @@ pymethods_with_twins! {
         #[pyo3(signature = (*, backend=None, root=None, bucket=None, endpoint=None, region=None,
             access_key_id=None, secret_access_key=None, cache_dir=None, memory_capacity=None,
             disk_capacity=None, disk=None, decoded_memory_capacity=None, decoded_disk_capacity=None,
-            concurrency=None, origin_timeout=None, origin_io_timeout=None, retries=None))]
+            concurrency=None, origin_timeout=None, origin_io_timeout=None, retries=None,
+            max_frame_pixels=None, max_object_size=None))]
         #[allow(clippy::too_many_arguments)]
         fn new(
             backend: Option<String>,
@@ -40,6 +41,8 @@ pymethods_with_twins! {
             origin_timeout: Option<f64>,
             origin_io_timeout: Option<f64>,
             retries: Option<usize>,
+            max_frame_pixels: Option<u64>,
+            max_object_size: Option<u64>,
         ) -> PyResult<Self> {
             PyFrameCache::configured(Overrides {
                 backend,
@@ -59,6 +62,8 @@ pymethods_with_twins! {
                 origin_timeout,
                 origin_io_timeout,
                 retries,
+                max_frame_pixels,
+                max_object_size,
             })
         }
 

@@ -51,16 +51,22 @@ impl Inner {
             None => self.origin.get(&want.key).await,
         };
         let bytes = match read {
-            Ok(Some(bytes)) => bytes,
+            Ok(Some(bytes)) => self.within_limit(&want.key, bytes)?,
             Ok(None) => return Ok(None),
             Err(e) if e.is_stale_version() => {
                 // Rewritten since it was listed: serve what is there now, keep nothing.
                 tracing::debug!("{}: changed since listed; read unconditionally", want.key);
-                return Ok(self.origin.get(&want.key).await?.map(|bytes| Hit {
-                    blake3: Some(blake3::hash(&bytes)),
-                    bytes,
-                    source: Source::Origin,
-                }));
+                return match self.origin.get(&want.key).await? {
+                    Some(bytes) => {
+                        let bytes = self.within_limit(&want.key, bytes)?;
+                        Ok(Some(Hit {
+                            blake3: Some(blake3::hash(&bytes)),
+                            bytes,
+                            source: Source::Origin,
+                        }))
+                    }
+                    None => Ok(None),
+                };
             }
             Err(e) => return Err(e),
         };
@@ -77,6 +83,21 @@ impl Inner {
             source: Source::Origin,
             blake3: Some(hash),
         }))
+    }
+
+    /// `bytes` of `key` as read from the origin, unless over the object size limit.
+    fn within_limit(&self, key: &str, bytes: Bytes) -> Result<Bytes> {
+        let limit = self
+            .max_object_size
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if bytes.len() as u64 > limit {
+            return Err(Error::ObjectTooLarge {
+                key: key.to_owned(),
+                size: bytes.len() as u64,
+                limit,
+            });
+        }
+        Ok(bytes)
     }
 
     /// A verified disk hit with its payload's blake3.

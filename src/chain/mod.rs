@@ -70,6 +70,8 @@ pub(super) struct Inner {
     inflight: Mutex<HashMap<String, Flight>>,
     next_flight: AtomicU64,
     metrics: Arc<Metrics>,
+    /// Largest object an origin read keeps (see [`TieredCache::with_max_object_size`]).
+    max_object_size: AtomicU64,
 }
 
 impl TieredCache {
@@ -88,8 +90,23 @@ impl TieredCache {
                 inflight: Mutex::new(HashMap::new()),
                 next_flight: AtomicU64::new(0),
                 metrics,
+                max_object_size: AtomicU64::new(crate::config::DEFAULT_MAX_OBJECT_SIZE),
             }),
         }
+    }
+
+    /// Refuses origin objects over `limit` bytes with [`Error::ObjectTooLarge`]: a read
+    /// whose object turns out larger is neither returned nor kept in any tier. (Callers
+    /// that have the listed size refuse before reading; see
+    /// [`crate::CacheConfig::max_object_size`].)
+    pub fn with_max_object_size(self, limit: u64) -> Self {
+        self.inner.max_object_size.store(limit, Relaxed);
+        self
+    }
+
+    /// The largest origin object this cache reads, in bytes.
+    pub fn max_object_size(&self) -> u64 {
+        self.inner.max_object_size.load(Relaxed)
     }
 
     /// The memory tier, if configured.

@@ -10,7 +10,7 @@
 
 use super::Decoded;
 use super::format::{self, HEADER_LEN, RawCorruption};
-use crate::codec::{self, Scale};
+use crate::codec::{self, DecodeError, Scale};
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, TierCounters};
 use crate::pixels::Pixels;
@@ -158,14 +158,15 @@ impl DecodedDisk {
     /// did: one decode per frame per machine.
     ///
     /// # Errors
-    /// `Ok(Err(reason))` when the JPEG does not decode; `Err` when the directory fails (the
-    /// caller then decodes into memory).
+    /// `Ok(Err(reason))` when the JPEG does not decode or is over `max_pixels` (nothing is
+    /// stored then); `Err` when the directory fails (the caller then decodes into memory).
     pub(crate) fn decode_once(
         &self,
         name: &str,
         jpeg: &[u8],
         scale: Scale,
-    ) -> Result<std::result::Result<Outcome, String>> {
+        max_pixels: u64,
+    ) -> Result<std::result::Result<Outcome, DecodeError>> {
         if let Some(found) = self.read(name)? {
             return Ok(Ok(Outcome::Waited(found)));
         }
@@ -175,7 +176,7 @@ impl DecodedDisk {
         if let Some(found) = self.read_quiet(name)? {
             return Ok(Ok(Outcome::Waited(found)));
         }
-        let decoded = self.write(name, jpeg, scale);
+        let decoded = self.write(name, jpeg, scale, max_pixels);
         drop(lock);
         Ok(decoded?.map(Outcome::Decoded))
     }
@@ -193,8 +194,9 @@ impl DecodedDisk {
         name: &str,
         jpeg: &[u8],
         scale: Scale,
-    ) -> Result<std::result::Result<Decoded, String>> {
-        let (width, height) = match codec::decoded_dimensions(jpeg, scale) {
+        max_pixels: u64,
+    ) -> Result<std::result::Result<Decoded, DecodeError>> {
+        let (width, height) = match codec::checked_dimensions(jpeg, scale, max_pixels) {
             Ok(dims) => dims,
             Err(reason) => return Ok(Err(reason)),
         };

@@ -50,6 +50,9 @@ pub enum RawCorruption {
     WrongName,
     /// Dimensions and lengths disagree, or bytes trail the pixels.
     BadLength,
+    /// A width or height of 0 or over the JPEG limit ([`crate::codec::MAX_DIMENSION`]): no
+    /// decode writes one.
+    BadDimensions,
     /// The checksum does not match.
     Checksum,
 }
@@ -63,6 +66,7 @@ impl fmt::Display for RawCorruption {
             RawCorruption::PixelFormat(p) => write!(f, "unknown pixel format {p}"),
             RawCorruption::WrongName => f.write_str("holds another entry"),
             RawCorruption::BadLength => f.write_str("lengths disagree"),
+            RawCorruption::BadDimensions => f.write_str("dimensions out of range"),
             RawCorruption::Checksum => f.write_str("checksum mismatch"),
         }
     }
@@ -125,17 +129,29 @@ pub fn check_header(name: &str, header: &[u8], file_len: u64) -> Result<(u32, u3
         return Err(RawCorruption::PixelFormat(word(12)));
     }
     let name_len = word(40) as usize;
+    let name_end = FIXED_LEN.checked_add(name_len);
     if name_len != name.len()
-        || header.get(FIXED_LEN..FIXED_LEN + name_len) != Some(name.as_bytes())
+        || name_end.and_then(|end| header.get(FIXED_LEN..end)) != Some(name.as_bytes())
     {
         return Err(RawCorruption::WrongName);
     }
     let (width, height) = (word(16), word(20));
+    let limit = 1..=crate::codec::MAX_DIMENSION;
+    if !limit.contains(&width) || !limit.contains(&height) {
+        return Err(RawCorruption::BadDimensions);
+    }
+    // Checked, though in range the product cannot overflow: a header is hostile input.
     let n = u64::from_le_bytes(header[24..32].try_into().expect("8 bytes"));
-    if n != width as u64 * height as u64 * 3 {
+    let expected = u64::from(width)
+        .checked_mul(u64::from(height))
+        .and_then(|p| p.checked_mul(3));
+    if Some(n) != expected {
         return Err(RawCorruption::BadLength);
     }
-    match file_len.cmp(&(HEADER_LEN as u64 + n)) {
+    let total = n
+        .checked_add(HEADER_LEN as u64)
+        .ok_or(RawCorruption::BadLength)?;
+    match file_len.cmp(&total) {
         std::cmp::Ordering::Less => Err(RawCorruption::Truncated),
         std::cmp::Ordering::Greater => Err(RawCorruption::BadLength),
         std::cmp::Ordering::Equal => Ok((width, height)),
@@ -162,7 +178,7 @@ pub fn read_name(header: &[u8]) -> Option<String> {
         return None;
     }
     let len = u32::from_le_bytes(header.get(40..44)?.try_into().ok()?) as usize;
-    String::from_utf8(header.get(FIXED_LEN..FIXED_LEN + len)?.to_vec()).ok()
+    String::from_utf8(header.get(FIXED_LEN..FIXED_LEN.checked_add(len)?)?.to_vec()).ok()
 }
 
 #[cfg(test)]
@@ -202,6 +218,27 @@ mod tests {
     }
 
     const GOLDEN_CHECKSUM: u64 = 6_536_025_641_337_313_372;
+
+    /// A sealed entry whose width x height x 3 wraps around u64 to a small pixel length:
+    /// 4294760058 x 1431724848 x 3 = 2^64 + 11936, so 16 KB of file once passed every
+    /// check, and loading it then sized a 2^64-byte frame over 11936 bytes of pixels.
+    #[test]
+    fn a_header_whose_size_overflows_is_rejected() {
+        let name = "t/1.jpg#ab@1";
+        let (w, h) = (4_294_760_058u32, 1_431_724_848u32);
+        let mut e = vec![0u8; HEADER_LEN + 11_936];
+        write_header(&mut e[..HEADER_LEN], name, 1, 1);
+        e[16..20].copy_from_slice(&w.to_le_bytes());
+        e[20..24].copy_from_slice(&h.to_le_bytes());
+        e[24..32].copy_from_slice(&11_936u64.to_le_bytes());
+        seal(&mut e);
+        assert_eq!(validate(name, &e), Err(RawCorruption::BadDimensions));
+        // A zero width passed too, with no pixels at all.
+        let mut e = vec![0u8; HEADER_LEN];
+        write_header(&mut e, name, 0, 5);
+        seal(&mut e);
+        assert_eq!(validate(name, &e), Err(RawCorruption::BadDimensions));
+    }
 
     #[test]
     fn every_corruption_is_caught() {
@@ -243,6 +280,16 @@ mod tests {
             validate("t/1.jpg#ab@1", &dims),
             Err(RawCorruption::BadLength)
         );
+        for (w, h) in [(0, 3), (5, 0), (65_501, 1), (1, u32::MAX)] {
+            let mut dims = good.clone();
+            dims[16..20].copy_from_slice(&u32::to_le_bytes(w));
+            dims[20..24].copy_from_slice(&u32::to_le_bytes(h));
+            assert_eq!(
+                validate("t/1.jpg#ab@1", &dims),
+                Err(RawCorruption::BadDimensions),
+                "{w}x{h}"
+            );
+        }
         for i in (HEADER_LEN..good.len()).chain([32, 39, 100, HEADER_LEN - 1]) {
             let mut flipped = good.clone();
             flipped[i] ^= 0x10;

@@ -14,6 +14,11 @@ mod memory;
 
 pub use disk::DECODED_DIR;
 pub use format::{HEADER_LEN as RAW_HEADER_LEN, RAW_VERSION};
+pub(crate) use format::{
+    check_header as raw_check_header, read_name as raw_name, validate as raw_validate,
+};
+#[cfg(test)]
+pub(crate) use format::{seal as seal_raw, write_header as write_raw_header};
 
 use crate::codec::{self, Scale};
 use crate::metrics::{Metrics, TierCounters};
@@ -199,20 +204,22 @@ impl DecodedTiers {
 
     /// Memory, then disk, then a decode of `jpeg` (once per machine when the disk tier is
     /// on: concurrent loads of the frame, in this process or others, wait for one decode).
-    /// Returns the tier that answered, `None` for a decode done here.
+    /// Returns the tier that answered, `None` for a decode done here. A frame over
+    /// `max_pixels` is refused from its header, before anything is allocated for it.
     ///
     /// # Errors
-    /// The decoder's message when `jpeg` does not decode.
+    /// The decoder's error when `jpeg` does not decode; nothing is kept then.
     pub(crate) fn get_or_decode_blocking(
         &self,
         key: &DecodedKey,
         jpeg: &[u8],
-    ) -> std::result::Result<(Arc<Decoded>, Option<Source>), String> {
+        max_pixels: u64,
+    ) -> std::result::Result<(Arc<Decoded>, Option<Source>), codec::DecodeError> {
         if let Some(found) = self.memory_get(key) {
             return Ok((found, Some(Source::Memory)));
         }
         if let Some(disk) = &self.disk {
-            match disk.decode_once(&key.name(), jpeg, key.scale) {
+            match disk.decode_once(&key.name(), jpeg, key.scale, max_pixels) {
                 Ok(Ok(Outcome::Waited(found))) => {
                     TierCounters::bump(&self.metrics.decode_waits);
                     return Ok((self.promote(key, found), Some(Source::Disk)));
@@ -225,7 +232,7 @@ impl DecodedTiers {
                 Err(e) => self.disk_failed(&e),
             }
         }
-        let pixels = codec::decode_jpeg_scaled(jpeg, key.scale)?;
+        let pixels = codec::decode_jpeg_limited(jpeg, key.scale, max_pixels)?;
         TierCounters::bump(&self.metrics.decodes);
         Ok((self.promote(key, Decoded::heap(pixels)), None))
     }

@@ -95,11 +95,13 @@ impl FrameCache {
         let key = entry.key.clone();
         let tiers = self.decoded.clone();
         let metrics = self.cache.metrics().clone();
+        let max_pixels = self.max_frame_pixels;
         let _slot = self.codec_slot().await;
         let decoded = tokio::task::spawn_blocking(move || match tiers {
             Some(tiers) => {
                 let dkey = DecodedKey::new(&key, fetched.blake3(), options.scale);
-                let (found, answered) = tiers.get_or_decode_blocking(&dkey, &fetched.bytes)?;
+                let (found, answered) =
+                    tiers.get_or_decode_blocking(&dkey, &fetched.bytes, max_pixels)?;
                 Ok((
                     found.pixels(options.access),
                     answered.unwrap_or(fetched.source),
@@ -107,16 +109,20 @@ impl FrameCache {
             }
             None => {
                 TierCounters::bump(&metrics.decodes);
-                codec::decode_jpeg_scaled(&fetched.bytes, options.scale)
+                codec::decode_jpeg_limited(&fetched.bytes, options.scale, max_pixels)
                     .map(|image| (image, fetched.source))
             }
         })
         .await
         .map_err(|join| Error::task(format!("decode of {:?}", entry.key), join))?;
-        let (image, source) = decoded.map_err(|reason| Error::Decode {
-            key: entry.key.clone(),
-            reason,
-        })?;
-        Ok((frame(entry, current, image), source))
+        match decoded {
+            Ok((image, source)) => Ok((frame(entry, current, image), source)),
+            Err(err) => {
+                // The decoded tiers kept nothing; the JPEG goes too, so no tier holds a frame
+                // known to be bad and a repaired object is read again.
+                self.cache.invalidate_local(&entry.key).await;
+                Err(Error::decode(&entry.key, err))
+            }
+        }
     }
 }

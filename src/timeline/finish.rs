@@ -225,7 +225,7 @@ impl FrameCache {
     pub(super) async fn abandon(&self, manifest_key: &str, generation: &str) {
         let origin = self.cache.origin();
         let mut manifest = match origin.get(manifest_key).await {
-            Ok(Some(bytes)) => match parse_manifest(manifest_key, &bytes) {
+            Ok(Some(bytes)) => match parse_manifest(manifest_key, &bytes, self.cache.metrics()) {
                 Some(m) if m.generation == generation => m,
                 _ => return,
             },

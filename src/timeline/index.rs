@@ -120,7 +120,7 @@ impl FrameCache {
             futures::try_join!(origin.list(&prefix), origin.get(&manifest_key))?;
         let manifest = manifest_bytes
             .as_ref()
-            .and_then(|bytes| parse_manifest(&manifest_key, bytes));
+            .and_then(|bytes| parse_manifest(&manifest_key, bytes, self.cache.metrics()));
         let mut metas: HashMap<u64, FrameMeta> = manifest
             .as_ref()
             .map(|m| m.frames.iter().map(|f| (f.seq, f.clone())).collect())

@@ -52,12 +52,27 @@ impl FrameCache {
     pub(super) async fn kept_listing(&self, timeline: &str) -> Option<Index> {
         let key = kept_key(timeline).ok()?;
         let hit = self.cache.get_local(&key).await?;
-        match serde_json::from_slice(&hit.bytes) {
+        match parse_listing(&hit.bytes) {
             Ok(index) => Some(index),
             Err(e) => {
                 tracing::warn!("{key:?}: unreadable kept listing ignored: {e}");
                 None
             }
         }
+    }
+}
+
+fn parse_listing(bytes: &[u8]) -> serde_json::Result<Index> {
+    serde_json::from_slice(bytes)
+}
+
+/// Fuzz entry point ([`crate::fuzzing::kept_listing`]): a listing that parses comes back
+/// equal from the JSON written for it.
+pub(crate) fn fuzz_kept_listing(bytes: &[u8]) {
+    if let Ok(index) = parse_listing(bytes) {
+        let json = serde_json::to_vec(&index).expect("a listing serializes");
+        let again = parse_listing(&json).expect("a listing written from a parsed one parses");
+        assert_eq!(again.status, index.status);
+        assert_eq!(again.entries.len(), index.entries.len());
     }
 }

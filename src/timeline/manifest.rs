@@ -5,6 +5,7 @@
 use super::FrameCache;
 use crate::error::Result;
 use crate::layout;
+use crate::metrics::{Metrics, TierCounters};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -68,18 +69,35 @@ pub(super) struct ManifestHead {
     pub(super) abandoned: bool,
 }
 
-/// A manifest of the known format; anything else is logged and ignored.
-pub(super) fn parse_manifest(key: &str, bytes: &[u8]) -> Option<Manifest> {
+/// A manifest of the known format; anything else is logged, counted in
+/// [`crate::Stats::unreadable_manifests`] and ignored (the timeline then loads without its
+/// metadata, as one written by the Python module).
+pub(super) fn parse_manifest(key: &str, bytes: &[u8], metrics: &Metrics) -> Option<Manifest> {
+    let parsed = parse_manifest_quiet(bytes);
+    if let Err(reason) = &parsed {
+        tracing::warn!("{key}: manifest ignored, its frames load without metadata: {reason}");
+        TierCounters::bump(&metrics.unreadable_manifests);
+    }
+    parsed.ok()
+}
+
+/// Fuzz entry point ([`crate::fuzzing::manifest`]): a manifest that parses comes back
+/// equal from the JSON written for it.
+pub(crate) fn fuzz_manifest(bytes: &[u8]) {
+    if let Ok(parsed) = parse_manifest_quiet(bytes) {
+        let again = parse_manifest_quiet(&manifest_bytes(&parsed))
+            .expect("a manifest written from a parsed one parses");
+        assert_eq!(again.frames, parsed.frames);
+        assert_eq!(again.generation, parsed.generation);
+    }
+}
+
+/// A manifest of the known format, or why not.
+fn parse_manifest_quiet(bytes: &[u8]) -> std::result::Result<Manifest, String> {
     match serde_json::from_slice::<Manifest>(bytes) {
-        Ok(m) if m.format == MANIFEST_FORMAT => Some(m),
-        Ok(m) => {
-            tracing::warn!("{key}: unknown manifest format {}", m.format);
-            None
-        }
-        Err(e) => {
-            tracing::warn!("{key}: unreadable manifest ignored: {e}");
-            None
-        }
+        Ok(m) if m.format == MANIFEST_FORMAT => Ok(m),
+        Ok(m) => Err(format!("unknown manifest format {}", m.format)),
+        Err(e) => Err(format!("unreadable: {e}")),
     }
 }
 
@@ -106,6 +124,6 @@ impl FrameCache {
     pub(super) async fn read_manifest(&self, timeline: &str) -> Result<Option<Manifest>> {
         let key = layout::manifest_key(timeline)?;
         let bytes = self.cache.origin().get(&key).await?;
-        Ok(bytes.and_then(|b| parse_manifest(&key, &b)))
+        Ok(bytes.and_then(|b| parse_manifest(&key, &b, self.cache.metrics())))
     }
 }

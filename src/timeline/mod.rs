@@ -31,7 +31,9 @@ mod write;
 
 pub use b64::{DEFAULT_B64_QUALITY, FrameB64, frames_to_b64};
 pub use index::{FrameEntry, TimelineStatus};
+pub(crate) use kept::fuzz_kept_listing;
 pub use manifest::FrameMeta;
+pub(crate) use manifest::fuzz_manifest;
 pub use overlay_index::OverlayRef;
 pub use read::{Frame, FrameJpeg};
 pub use thumbnail::{THUMBNAIL_QUALITY, Thumbnail};
@@ -77,6 +79,8 @@ pub struct FrameCache {
     /// its decoded pixels without reading the JPEG. A manifest's blake3 cannot: another
     /// writer may have rewritten the frame and left the manifest behind.
     verified: Arc<Mutex<HashMap<String, blake3::Hash>>>,
+    /// Frames whose header claims more pixels are refused before decoding.
+    max_frame_pixels: u64,
 }
 
 pub(super) fn clear_prefixes(timeline: &str, scope: ClearScope) -> Result<Vec<String>> {
@@ -96,11 +100,13 @@ impl FrameCache {
         Ok(Self::from_chain(config.build()?, config.concurrency).with_decoded_tiers(config))
     }
 
-    /// Adds the decoded-frame tiers `config` describes (counted in this chain's metrics).
+    /// Adds the decoded-frame tiers `config` describes (counted in this chain's metrics)
+    /// and takes its decode limit ([`CacheConfig::max_frame_pixels`]).
     pub fn with_decoded_tiers(mut self, config: &CacheConfig) -> Self {
         self.decoded = config
             .build_decoded(self.cache.metrics().clone())
             .map(Arc::new);
+        self.max_frame_pixels = config.max_frame_pixels;
         self
     }
 
@@ -116,6 +122,7 @@ impl FrameCache {
                 4 * std::thread::available_parallelism().map_or(1, |n| n.get()),
             )),
             decoded: None,
+            max_frame_pixels: crate::codec::DEFAULT_MAX_FRAME_PIXELS,
         }
     }
 

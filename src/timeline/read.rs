@@ -98,8 +98,17 @@ impl FrameCache {
         Ok(fetched(hit, false, Some(hash)))
     }
 
-    /// Reads a frame that a listing just named; its absence means a concurrent delete.
+    /// Reads a frame that a listing just named; its absence means a concurrent delete. A
+    /// frame listed larger than the object size limit is refused before it is read.
     pub(super) async fn get_listed(&self, entry: &FrameEntry) -> Result<Hit> {
+        let limit = self.cache.max_object_size();
+        if entry.size > limit {
+            return Err(Error::ObjectTooLarge {
+                key: entry.key.clone(),
+                size: entry.size,
+                limit,
+            });
+        }
         self.cache
             .get_at(&entry.key, entry.version.as_ref())
             .await?

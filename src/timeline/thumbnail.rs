@@ -96,11 +96,13 @@ impl FrameCache {
             }));
         }
         let metrics = self.cache.metrics().clone();
+        let max_pixels = self.max_frame_pixels;
         let made = {
             let _slot = self.codec_slot().await;
             let bytes = frame.bytes;
             tokio::task::spawn_blocking(move || {
-                let pixels = codec::decode_jpeg_scaled(&bytes, scale).map_err(Made::Decode)?;
+                let pixels =
+                    codec::decode_jpeg_limited(&bytes, scale, max_pixels).map_err(Made::Decode)?;
                 TierCounters::bump(&metrics.decodes);
                 let jpeg = codec::encode_jpeg(&pixels, THUMBNAIL_QUALITY).map_err(Made::Encode)?;
                 TierCounters::bump(&metrics.thumbnails);
@@ -110,10 +112,7 @@ impl FrameCache {
             .map_err(|join| Error::task(format!("thumbnail of {:?}", entry.key), join))?
         };
         let jpeg = made.map_err(|failed| match failed {
-            Made::Decode(reason) => Error::Decode {
-                key: entry.key.clone(),
-                reason,
-            },
+            Made::Decode(err) => Error::decode(&entry.key, err),
             Made::Encode(reason) => Error::Encode { seq, reason },
         })?;
         self.cache.put_local(&key, jpeg.clone()).await;
@@ -127,7 +126,7 @@ impl FrameCache {
 
 /// Which half of making a thumbnail failed.
 enum Made {
-    Decode(String),
+    Decode(codec::DecodeError),
     Encode(String),
 }
 

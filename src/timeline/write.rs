@@ -149,6 +149,15 @@ impl FrameCache {
                 rule: "appears more than once".into(),
             });
         }
+        // JSON has no NaN or infinity (serde_json writes null), so such a timestamp would
+        // make the whole manifest unreadable and drop every frame's metadata.
+        if let Some(bad) = metas.iter().find(|f| !f.timestamp.is_finite()) {
+            return Err(Error::Invalid {
+                what: "frame timestamp",
+                value: format!("seq {}: {}", bad.seq, bad.timestamp),
+                rule: "must be a finite number of seconds".into(),
+            });
+        }
         let keys = metas
             .iter()
             .map(|f| layout::frame_key(timeline, f.seq))

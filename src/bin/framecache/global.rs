@@ -39,6 +39,14 @@ pub struct Global {
     /// turns it off).
     #[arg(long, env = "FRAMECACHE_DECODED_DISK_CAPACITY", default_value = "64GiB", value_parser = parse_size, global = true)]
     decoded_disk_capacity: u64,
+    /// Largest frame a load decodes, in pixels (a count, or WIDTHxHEIGHT); a JPEG whose
+    /// header claims more is refused before decoding (the default is Pillow's limit).
+    #[arg(long, env = "FRAMECACHE_MAX_FRAME_PIXELS", default_value = "178956970", value_parser = parse_pixels, global = true)]
+    max_frame_pixels: u64,
+    /// Largest origin object read (e.g. 64MiB); larger ones are refused from their listed
+    /// size, before the download.
+    #[arg(long, env = "FRAMECACHE_MAX_OBJECT_SIZE", default_value = "64MiB", value_parser = parse_size, global = true)]
+    max_object_size: u64,
     /// Print machine-readable JSON.
     #[arg(long, global = true)]
     pub json: bool,
@@ -48,6 +56,11 @@ pub struct Global {
 enum BackendKind {
     Fs,
     S3,
+}
+
+/// Parses `178956970` or `8192x8192`, naming the value when it cannot.
+fn parse_pixels(s: &str) -> std::result::Result<u64, String> {
+    framecache::parse_pixels(s).map_err(|rule| format!("invalid pixel count {s:?}: {rule}"))
 }
 
 /// Parses `512MiB`, `10GiB`, `1.5GB`, `4096`, naming the value when it cannot.
@@ -95,6 +108,8 @@ impl Global {
                 memory_capacity: self.decoded_memory_capacity,
                 disk_capacity: self.decoded_disk_capacity,
             },
+            max_frame_pixels: self.max_frame_pixels,
+            max_object_size: self.max_object_size,
             ..CacheConfig::default()
         }
     }

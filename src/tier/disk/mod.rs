@@ -145,6 +145,9 @@ impl DiskTier {
     ) -> Self {
         let dir = dir.into().join(FORMAT_DIR);
         let ledger = Ledger::open(&dir);
+        if ledger.is_private() {
+            TierCounters::bump(&metrics.private_ledgers);
+        }
         let (stop, stopped) = mpsc::channel();
         DiskTier {
             inner: Arc::new(Inner {
