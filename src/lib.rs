@@ -11,6 +11,7 @@ mod config;
 pub mod decoded;
 pub mod entry;
 mod error;
+pub mod flock;
 pub mod layout;
 mod metrics;
 mod pixels;

@@ -8,6 +8,7 @@ mod cache;
 mod config;
 mod convert;
 mod errors;
+mod fork;
 mod frame;
 mod iter;
 mod runtime;
@@ -22,6 +23,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<iter::FrameIterator>()?;
     m.add_function(wrap_pyfunction!(cache::frames_to_b64, m)?)?;
     m.add_function(wrap_pyfunction!(cache::synthetic_frame, m)?)?;
+    m.add_function(wrap_pyfunction!(fork::_lock_gate_arm, m)?)?;
+    m.add_function(wrap_pyfunction!(fork::_lock_gate_wait, m)?)?;
+    m.add_function(wrap_pyfunction!(fork::_lock_gate_release, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("JPEG_ENCODER", framecache::codec::encoder_name())?;
     Ok(())

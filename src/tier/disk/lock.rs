@@ -58,6 +58,7 @@ impl DiskTier {
         } else {
             file.lock_shared()
         };
+        crate::flock::gate::reached(crate::flock::gate::LockKind::Directory);
         locked.ok().map(|()| file)
     }
 
@@ -78,7 +79,10 @@ impl DiskTier {
             },
         };
         match file.try_lock() {
-            Ok(()) => FetchLock::Held(file),
+            Ok(()) => {
+                crate::flock::gate::reached(crate::flock::gate::LockKind::Fetch);
+                FetchLock::Held(file)
+            }
             Err(TryLockError::WouldBlock) => FetchLock::Busy,
             Err(TryLockError::Error(e)) => self.locks_unsupported(&e.to_string()),
         }

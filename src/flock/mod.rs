@@ -1,0 +1,4 @@
+//! Kernel file locks (`flock`) as the disk tiers use them.
+
+#[doc(hidden)]
+pub mod gate;

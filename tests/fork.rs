@@ -1,0 +1,172 @@
+//! Forking while another thread holds a lock: the child (a `libc::fork`, as a Python
+//! DataLoader or gunicorn worker is made) loads the whole timeline on the same disk cache
+//! and exits, and the parent's load completes. A test gate stops the parent's loading
+//! thread while it holds the lock, so the fork lands exactly there; a hang fails the test
+//! within a bound (the child is killed), it never hangs the suite.
+#![cfg(unix)]
+
+mod common;
+
+use common::Env;
+use framecache::flock::gate::{self, LockKind};
+use framecache::{CacheConfig, Frame, FrameCache, Pixels, Scale, codec, synthetic_frame};
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const W: u32 = 160;
+const H: u32 = 96;
+const FRAMES: u64 = 24;
+
+/// How long a child or the parent's load may take before the test calls it a hang. A
+/// child that waited out a lock bound (never reached here: the bound is set far above)
+/// or an inherited lock would be killed at this point.
+const HANG: Duration = Duration::from_secs(45);
+
+/// The gate is process-wide and a fork copies every thread's state: one scenario at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn config(env: &Env, dir: &Path) -> CacheConfig {
+    env.config(dir)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Writes a timeline and returns the pixels a fresh decode of each stored JPEG gives.
+fn timeline(env: &Env, rt: &tokio::runtime::Runtime) -> (String, Vec<Pixels>) {
+    let name = common::unique("fork");
+    let frames: Vec<Frame> = (0..FRAMES)
+        .map(|seq| Frame {
+            seq,
+            ..synthetic_frame(seq * 7 + 3, W, H)
+        })
+        .collect();
+    let writer = FrameCache::new(&config(env, &env.disk_dir("writer"))).unwrap();
+    rt.block_on(async {
+        writer.cache_frames(&name, &frames, 85).await.unwrap();
+        let mut want = Vec::new();
+        for seq in 0..FRAMES {
+            let (jpeg, _) = writer.frame_jpeg(&name, seq).await.unwrap().unwrap();
+            want.push(codec::decode_jpeg_scaled(&jpeg, Scale::Full).unwrap());
+        }
+        (name, want)
+    })
+}
+
+fn same(frames: &[Frame], want: &[Pixels]) -> bool {
+    frames.len() == want.len() && frames.iter().zip(want).all(|(f, w)| &f.image == w)
+}
+
+/// Runs `work` in the forked child and ends the child with its verdict, never returning
+/// into the test harness (no destructors, no atexit: `_exit`).
+fn child(work: impl FnOnce() -> bool) -> ! {
+    let ok = std::panic::catch_unwind(AssertUnwindSafe(work)).unwrap_or(false);
+    // SAFETY: ends this forked process at once, as a child of a threaded parent must.
+    unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+}
+
+/// The child's exit status, or `None` when it did not exit within `bound` (it is killed).
+fn wait_child(pid: libc::pid_t, bound: Duration) -> Option<i32> {
+    let deadline = Instant::now() + bound;
+    loop {
+        let mut status = 0;
+        // SAFETY: waits for our own child; `status` is a valid out pointer.
+        let done = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        assert!(done >= 0, "waitpid: {}", std::io::Error::last_os_error());
+        if done == pid {
+            return Some(if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                -1
+            });
+        }
+        if Instant::now() >= deadline {
+            // SAFETY: kills and reaps our own child, which hung.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One round: a parent thread starts a cold load and stops holding a lock of `kind`; the
+/// process forks; the child loads the whole timeline with a cache of its own on the same
+/// disk cache directory (and, for the directory lock, recounts it, which takes the lock
+/// exclusively); then the parent lets its thread go on. Both must finish.
+fn fork_while_held(kind: LockKind, rounds: usize) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    for round in 0..rounds {
+        let env = Env::fs();
+        let rt = runtime();
+        let (name, want) = timeline(&env, &rt);
+        let box_dir = env.disk_dir("box");
+        let parent = FrameCache::new(&config(&env, &box_dir)).unwrap();
+        gate::arm(kind);
+        let (tx, rx) = mpsc::channel();
+        let loader = {
+            let name = name.clone();
+            std::thread::spawn(move || {
+                let frames = rt.block_on(parent.load_frames(&name));
+                let _ = tx.send(frames.map_err(|e| e.to_string()));
+            })
+        };
+        assert!(
+            gate::wait_held(Duration::from_secs(30)),
+            "round {round}: no {kind:?} lock was taken by the cold load"
+        );
+        // SAFETY: the child only runs `child`, which ends it with `_exit`.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            child(|| {
+                let rt = runtime();
+                let fc = FrameCache::new(&config(&env, &box_dir)).unwrap();
+                let frames = rt.block_on(fc.load_frames(&name)).unwrap();
+                if kind == LockKind::Directory {
+                    fc.chain().disk().unwrap().recount();
+                }
+                same(&frames, &want)
+            });
+        }
+        gate::release();
+        let parent_frames = rx.recv_timeout(HANG);
+        let status = wait_child(pid, HANG);
+        assert_eq!(
+            status,
+            Some(0),
+            "round {round}: the child forked while a {kind:?} lock was held did not finish \
+             its load within {HANG:?} (None) or failed"
+        );
+        let frames = parent_frames
+            .unwrap_or_else(|_| panic!("round {round}: the parent's load hung"))
+            .unwrap();
+        assert!(same(&frames, &want), "round {round}: parent's frames");
+        loader.join().unwrap();
+    }
+}
+
+#[test]
+fn fork_while_a_decode_lock_is_held() {
+    fork_while_held(LockKind::Decode, 3);
+}
+
+#[test]
+fn fork_while_a_fetch_lock_is_held() {
+    fork_while_held(LockKind::Fetch, 3);
+}
+
+#[test]
+fn fork_while_the_directory_lock_is_held() {
+    fork_while_held(LockKind::Directory, 3);
+}
