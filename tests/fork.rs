@@ -65,6 +65,23 @@ fn same(frames: &[Frame], want: &[Pixels]) -> bool {
     frames.len() == want.len() && frames.iter().zip(want).all(|(f, w)| &f.image == w)
 }
 
+/// Takes (then releases) an exclusive lock on `path` from a descriptor of our own, trying
+/// until `bound`: the lock a parent's thread held at the fork must come free once the
+/// parent lets go, whatever this process inherited.
+fn lock_comes_free(path: &Path, bound: Duration) -> bool {
+    let deadline = Instant::now() + bound;
+    let file = std::fs::File::open(path).unwrap();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return true,
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(_) => return false,
+        }
+    }
+}
+
 /// Runs `work` in the forked child and ends the child with its verdict, never returning
 /// into the test harness (no destructors, no atexit: `_exit`).
 fn child(work: impl FnOnce() -> bool) -> ! {
@@ -101,9 +118,10 @@ fn wait_child(pid: libc::pid_t, bound: Duration) -> Option<i32> {
 }
 
 /// One round: a parent thread starts a cold load and stops holding a lock of `kind`; the
-/// process forks; the child loads the whole timeline with a cache of its own on the same
-/// disk cache directory (and, for the directory lock, recounts it, which takes the lock
-/// exclusively); then the parent lets its thread go on. Both must finish.
+/// process forks; the parent lets its thread go on. The child takes that very lock (the
+/// parent's thread released it), then loads the whole timeline with a cache of its own on
+/// the same disk cache directory (and, for the directory lock, recounts it, which takes the
+/// lock exclusively). Both must finish.
 fn fork_while_held(kind: LockKind, rounds: usize) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     for round in 0..rounds {
@@ -125,11 +143,16 @@ fn fork_while_held(kind: LockKind, rounds: usize) {
             gate::wait_held(Duration::from_secs(30)),
             "round {round}: no {kind:?} lock was taken by the cold load"
         );
+        let held = gate::held_path().expect("the lock file's path");
         // SAFETY: the child only runs `child`, which ends it with `_exit`.
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
         if pid == 0 {
             child(|| {
+                if !lock_comes_free(&held, HANG) {
+                    eprintln!("child: {} stayed locked", held.display());
+                    return false;
+                }
                 let rt = runtime();
                 let fc = FrameCache::new(&config(&env, &box_dir)).unwrap();
                 let frames = rt.block_on(fc.load_frames(&name)).unwrap();

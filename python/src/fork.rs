@@ -17,11 +17,18 @@ pub fn _lock_gate_arm(kind: &str) -> PyResult<()> {
 }
 
 /// Waits (the interpreter released) up to `timeout` seconds for a thread to stop at the
-/// gate; whether one did.
+/// gate. Returns the path of the lock file it holds (``""`` where the system does not
+/// tell), or None when no thread stopped in time.
 #[pyfunction]
-pub fn _lock_gate_wait(py: Python<'_>, timeout: f64) -> bool {
+pub fn _lock_gate_wait(py: Python<'_>, timeout: f64) -> Option<String> {
     let timeout = Duration::try_from_secs_f64(timeout).unwrap_or(Duration::ZERO);
-    py.detach(|| gate::wait_held(timeout))
+    py.detach(|| {
+        gate::wait_held(timeout).then(|| {
+            gate::held_path()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        })
+    })
 }
 
 /// Lets the stopped thread go on.

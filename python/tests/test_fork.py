@@ -2,12 +2,14 @@
 thread of the parent holds one of the disk cache's locks (a test gate stops it there, so the
 fork lands exactly while the lock is held, without sleeps), the process forks workers with
 ``os.fork`` or ``multiprocessing`` (fork context), and each worker opens its own cache on
-the same directory and loads the whole timeline. Every worker and the parent's load must
+the same directory and loads the whole timeline, after taking the very lock the parent's
+thread held at the fork (released by then). Every worker and the parent's load must
 finish; one that does not within ``HANG`` seconds fails the test (workers are killed, the
 parent's loading thread is a daemon), so a regression never hangs the suite."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import multiprocessing
 import os
@@ -53,19 +55,41 @@ def settings(root: str, cache_dir: str, kind: str) -> dict:
     return kwargs
 
 
-def work(kwargs: dict, timeline: str, expected: str) -> int:
-    """A worker: its own cache on the shared directory, the whole timeline, twice."""
+def lock_comes_free(path: str, deadline: float) -> bool:
+    """Takes (then releases) an exclusive lock on ``path`` from a descriptor of our own: the
+    lock the parent's thread held at the fork comes free once the parent lets go, whatever
+    this process inherited."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.01)
+    finally:
+        os.close(fd)
+
+
+def work(kwargs: dict, timeline: str, expected: str, held: str) -> int:
+    """A worker: the lock its parent's thread held, then its own cache on the shared
+    directory and the whole timeline, twice."""
+    if not lock_comes_free(held, time.monotonic() + HANG):
+        print(f"worker: {held} stayed locked", file=sys.stderr)
+        return 4
     fc = FrameCache(**kwargs)
     loaded = digest(fc.load_frames(timeline))
     iterated = digest(list(fc.iter_frames(timeline)))
     return 0 if loaded == iterated == expected else 3
 
 
-def mp_worker(kwargs: dict, timeline: str, expected: str) -> None:
-    sys.exit(work(kwargs, timeline, expected))
+def mp_worker(kwargs: dict, timeline: str, expected: str, held: str) -> None:
+    sys.exit(work(kwargs, timeline, expected, held))
 
 
-def fork_worker(kwargs: dict, timeline: str, expected: str) -> int:
+def fork_worker(kwargs: dict, timeline: str, expected: str, held: str) -> int:
     with warnings.catch_warnings():
         # Python >= 3.12 warns when a process with threads forks: that is the point here.
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -73,7 +97,7 @@ def fork_worker(kwargs: dict, timeline: str, expected: str) -> int:
     if pid == 0:
         code = 1
         try:
-            code = work(kwargs, timeline, expected)
+            code = work(kwargs, timeline, expected, held)
         except BaseException:  # noqa: BLE001 - the parent sees the status
             import traceback
 
@@ -133,14 +157,15 @@ def test_workers_forked_while_a_lock_is_held_finish(tmp_path, timeline, kind, ho
 
         loader = threading.Thread(target=load, daemon=True)
         loader.start()
-        assert _native._lock_gate_wait(HANG), f"round {round_}: no {kind} lock was taken"
+        held = _native._lock_gate_wait(HANG)
+        assert held, f"round {round_}: no {kind} lock was taken"
         try:
             if how == "os.fork":
-                workers = [fork_worker(kwargs, name, expected) for _ in range(WORKERS)]
+                workers = [fork_worker(kwargs, name, expected, held) for _ in range(WORKERS)]
             else:
                 ctx = multiprocessing.get_context("fork")
                 workers = [
-                    ctx.Process(target=mp_worker, args=(kwargs, name, expected))
+                    ctx.Process(target=mp_worker, args=(kwargs, name, expected, held))
                     for _ in range(WORKERS)
                 ]
                 with warnings.catch_warnings():

@@ -151,7 +151,7 @@ impl DecodedDisk {
         // flock locks belong to the open file, so threads of this process exclude each
         // other as processes do.
         file.lock()?;
-        crate::flock::gate::reached(crate::flock::gate::LockKind::Decode);
+        crate::flock::gate::reached(crate::flock::gate::LockKind::Decode, &file);
         Ok(file)
     }
 

@@ -4,6 +4,8 @@
 //!
 //! Disarmed it costs one relaxed atomic load per lock taken.
 
+use std::fs::File;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -42,12 +44,15 @@ static ARMED: AtomicU8 = AtomicU8::new(0);
 struct State {
     /// A thread stopped holding a lock of the armed kind.
     held: bool,
+    /// The lock file it holds, where the system tells (`/proc/self/fd`).
+    path: Option<PathBuf>,
     /// The test let it go.
     released: bool,
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
     held: false,
+    path: None,
     released: false,
 });
 static CHANGED: Condvar = Condvar::new();
@@ -84,6 +89,11 @@ pub fn wait_held(timeout: Duration) -> bool {
     true
 }
 
+/// The lock file the stopped thread holds, once one stopped (where the system tells).
+pub fn held_path() -> Option<PathBuf> {
+    state().path.clone()
+}
+
 /// Lets the stopped thread go on (and disarms the gate if nothing stopped at it).
 pub fn release() {
     ARMED.store(0, Ordering::SeqCst);
@@ -91,9 +101,9 @@ pub fn release() {
     CHANGED.notify_all();
 }
 
-/// Called by a thread that just took a lock of `kind`: stops here if the gate is armed
-/// for that kind and no other thread stopped first.
-pub(crate) fn reached(kind: LockKind) {
+/// Called by a thread that just took a lock of `kind` on `file`: stops here if the gate is
+/// armed for that kind and no other thread stopped first.
+pub(crate) fn reached(kind: LockKind, file: &File) {
     if ARMED.load(Ordering::Relaxed) != kind as u8
         || ARMED
             .compare_exchange(kind as u8, 0, Ordering::SeqCst, Ordering::SeqCst)
@@ -102,8 +112,10 @@ pub(crate) fn reached(kind: LockKind) {
         return;
     }
     let deadline = Instant::now() + STOP_BOUND;
+    let path = path_of(file);
     let mut state = state();
     state.held = true;
+    state.path = path;
     CHANGED.notify_all();
     while !state.released {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -116,4 +128,15 @@ pub(crate) fn reached(kind: LockKind) {
             .unwrap_or_else(|p| p.into_inner())
             .0;
     }
+}
+
+#[cfg(target_os = "linux")]
+fn path_of(file: &File) -> Option<PathBuf> {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(file);
+    std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn path_of(_file: &File) -> Option<PathBuf> {
+    None
 }

@@ -58,7 +58,7 @@ impl DiskTier {
         } else {
             file.lock_shared()
         };
-        crate::flock::gate::reached(crate::flock::gate::LockKind::Directory);
+        crate::flock::gate::reached(crate::flock::gate::LockKind::Directory, &file);
         locked.ok().map(|()| file)
     }
 
@@ -80,7 +80,7 @@ impl DiskTier {
         };
         match file.try_lock() {
             Ok(()) => {
-                crate::flock::gate::reached(crate::flock::gate::LockKind::Fetch);
+                crate::flock::gate::reached(crate::flock::gate::LockKind::Fetch, &file);
                 FetchLock::Held(file)
             }
             Err(TryLockError::WouldBlock) => FetchLock::Busy,

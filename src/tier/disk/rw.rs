@@ -233,7 +233,7 @@ impl DiskTier {
         // a probed file's lock for a moment, and a writer that gave up its lock then would
         // look dead to the next recount, which would delete the write in progress.
         let _ = file.lock();
-        crate::flock::gate::reached(crate::flock::gate::LockKind::Temp);
+        crate::flock::gate::reached(crate::flock::gate::LockKind::Temp, &file);
         Ok((tmp, file, self.inner.ledger.add(len)))
     }
 
