@@ -155,6 +155,12 @@ pub struct CacheConfig {
     /// Fraction (0.0 to 1.0) of origin reads that fail with a transient error before
     /// reaching the origin: fault injection to exercise retries. 0 outside tests.
     pub injected_read_faults: f64,
+    /// Longest wait for one of the disk cache's locks: a frame's decode lock, a key's fetch
+    /// lock, the directory's lock. Past it the waiter goes on alone (decodes, downloads or
+    /// writes itself; entries are linked into place whole, so that stays safe) and counts
+    /// it in [`crate::Stats`]. Processes take these locks to spare each other duplicate
+    /// work, so a wait this long means the holder is stuck. Default 60 s; 0 never waits.
+    pub lock_wait: Duration,
 }
 
 impl Default for CacheConfig {
@@ -171,6 +177,7 @@ impl Default for CacheConfig {
             retry_min_delay: Duration::from_millis(20),
             retry_max_delay: Duration::from_secs(2),
             injected_read_faults: 0.0,
+            lock_wait: crate::flock::DEFAULT_LOCK_WAIT,
         }
     }
 }
@@ -181,7 +188,8 @@ impl CacheConfig {
     /// [`S3Config::from_env`]'s variables, `FRAMECACHE_CACHE_DIR`,
     /// `FRAMECACHE_MEMORY_CAPACITY`, `FRAMECACHE_DISK_CAPACITY`,
     /// `FRAMECACHE_DECODED_MEMORY_CAPACITY` and `FRAMECACHE_DECODED_DISK_CAPACITY` (sizes such
-    /// as `512MiB`); anything unset or empty keeps its default.
+    /// as `512MiB`), `FRAMECACHE_LOCK_WAIT` (seconds, see [`CacheConfig::lock_wait`]);
+    /// anything unset or empty keeps its default.
     ///
     /// # Errors
     /// [`Error::Invalid`] naming the variable when a value cannot be used.
@@ -229,11 +237,20 @@ impl CacheConfig {
             disk_capacity: size("FRAMECACHE_DECODED_DISK_CAPACITY")?
                 .unwrap_or(defaults.decoded.disk_capacity),
         };
+        let lock_wait = match var("FRAMECACHE_LOCK_WAIT") {
+            Some(v) => parse_seconds(&v).map_err(|rule| Error::Invalid {
+                what: "FRAMECACHE_LOCK_WAIT",
+                value: v.clone(),
+                rule,
+            })?,
+            None => defaults.lock_wait,
+        };
         Ok(CacheConfig {
             backend,
             memory_capacity,
             disk: Some(disk),
             decoded,
+            lock_wait,
             ..defaults
         })
     }
@@ -265,6 +282,18 @@ pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
         other => return Err(format!("unknown unit {other:?}")),
     };
     Ok((value * mult as f64) as u64)
+}
+
+/// Parses a duration in seconds, `0` or more: `60`, `2.5`, `0`.
+///
+/// # Errors
+/// A message saying what is wrong with the text.
+pub fn parse_seconds(text: &str) -> std::result::Result<Duration, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| "expected a number of seconds, 0 or more (60, 2.5)".to_owned())
 }
 
 /// `$XDG_CACHE_HOME/framecache`, else `~/.cache/framecache`, else a temp directory.
@@ -386,7 +415,12 @@ impl CacheConfig {
             .disk
             .as_ref()
             .map(|d| (d.dir.as_path(), self.decoded.disk_capacity));
-        crate::decoded::DecodedTiers::new(self.decoded.memory_capacity, disk, metrics)
+        crate::decoded::DecodedTiers::new(
+            self.decoded.memory_capacity,
+            disk,
+            self.lock_wait,
+            metrics,
+        )
     }
 
     /// Assembles the local tiers in front of a given origin (a wrapped or instrumented one).
@@ -396,7 +430,7 @@ impl CacheConfig {
         let disk = self
             .disk
             .as_ref()
-            .map(|d| DiskTier::open(&d.dir, d.capacity, metrics.clone()));
+            .map(|d| DiskTier::open(&d.dir, d.capacity, metrics.clone()).with_lock_wait(self.lock_wait));
         TieredCache::new(memory, disk, origin, metrics)
     }
 }
@@ -413,5 +447,17 @@ mod tests {
         assert_eq!(parse_size("1.5GB"), Ok(1_500_000_000));
         assert!(parse_size("lots").is_err());
         assert!(parse_size("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn seconds_parse_as_non_negative_durations() {
+        use super::parse_seconds;
+        use std::time::Duration;
+        assert_eq!(parse_seconds("60"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_seconds(" 0.25 "), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_seconds("0"), Ok(Duration::ZERO));
+        for bad in ["-1", "soon", "NaN", "inf", ""] {
+            assert!(parse_seconds(bad).is_err(), "{bad}");
+        }
     }
 }

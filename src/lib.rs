@@ -25,7 +25,7 @@ pub use chain::{Hit, TieredCache};
 pub use codec::Scale;
 pub use config::{
     Backend, CacheConfig, DEFAULT_BUCKET, DEFAULT_REGION, DecodedConfig, DiskConfig, S3Config,
-    build_operator, default_cache_dir, default_fs_root, parse_size,
+    build_operator, default_cache_dir, default_fs_root, parse_seconds, parse_size,
 };
 pub use decoded::{Access, LoadOptions};
 pub use error::{Error, Result};

@@ -102,6 +102,11 @@ pub struct Metrics {
     pub(crate) decodes: AtomicU64,
     /// Frames another process (or thread) was decoding, waited for and then mapped.
     pub(crate) decode_waits: AtomicU64,
+    /// Waits for a frame's decode lock that ran out of time (this one then decoded).
+    pub(crate) decode_lock_timeouts: AtomicU64,
+    /// Waits for a disk cache directory's lock, or a write's temp-file lock, that ran out of
+    /// time (this one then went on without it).
+    pub(crate) dir_lock_timeouts: AtomicU64,
 }
 
 /// A point-in-time copy of every counter.
@@ -132,6 +137,15 @@ pub struct Stats {
     pub decodes: u64,
     /// Frames another process (or thread) was decoding, waited for and then mapped.
     pub decode_waits: u64,
+    /// Waits for a frame's decode lock that ran out of time
+    /// ([`crate::CacheConfig::lock_wait`]), after which this one decoded the frame itself.
+    pub decode_lock_timeouts: u64,
+    /// Waits for a disk cache directory's lock (or a write's temp-file lock) that ran out of
+    /// time, after which this one went on without it.
+    pub dir_lock_timeouts: u64,
+    /// Lock descriptors this process inherited through `fork` and closed at once (its
+    /// parent's threads held them open at the fork); process-wide.
+    pub inherited_locks_closed: u64,
 }
 
 impl Metrics {
@@ -150,6 +164,9 @@ impl Metrics {
             decoded_disk: self.decoded_disk.snapshot(),
             decodes: self.decodes.load(Relaxed),
             decode_waits: self.decode_waits.load(Relaxed),
+            decode_lock_timeouts: self.decode_lock_timeouts.load(Relaxed),
+            dir_lock_timeouts: self.dir_lock_timeouts.load(Relaxed),
+            inherited_locks_closed: crate::flock::inherited_locks_closed(),
         }
     }
 }

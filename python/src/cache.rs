@@ -32,7 +32,9 @@ struct Handles {
 /// (``FRAMECACHE_BACKEND``, ``FRAMECACHE_ROOT``, ``S3_BUCKET``, ``AWS_ENDPOINT_URL``,
 /// ``AWS_REGION``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
 /// ``FRAMECACHE_CACHE_DIR``, ``FRAMECACHE_MEMORY_CAPACITY``, ``FRAMECACHE_DISK_CAPACITY``,
-/// ``FRAMECACHE_DECODED_MEMORY_CAPACITY``, ``FRAMECACHE_DECODED_DISK_CAPACITY``). Decoded
+/// ``FRAMECACHE_DECODED_MEMORY_CAPACITY``, ``FRAMECACHE_DECODED_DISK_CAPACITY``,
+/// ``FRAMECACHE_LOCK_WAIT``: seconds a process waits for a disk-cache lock another one
+/// holds before it goes on alone, default 60). Decoded
 /// frames are kept too: in this process's memory, and as raw frames under the disk cache
 /// that the machine's processes share (decoded once per machine); 0 turns either off.
 /// Methods release the GIL while they work; each has an ``_async`` twin returning an
@@ -249,7 +251,8 @@ impl PyFrameCache {
     #[pyo3(signature = (*, backend=None, root=None, bucket=None, endpoint=None, region=None,
         access_key_id=None, secret_access_key=None, cache_dir=None, memory_capacity=None,
         disk_capacity=None, disk=None, decoded_memory_capacity=None, decoded_disk_capacity=None,
-        concurrency=None, origin_timeout=None, origin_io_timeout=None, retries=None))]
+        concurrency=None, origin_timeout=None, origin_io_timeout=None, retries=None,
+        lock_wait=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         backend: Option<String>,
@@ -269,6 +272,7 @@ impl PyFrameCache {
         origin_timeout: Option<f64>,
         origin_io_timeout: Option<f64>,
         retries: Option<usize>,
+        lock_wait: Option<f64>,
     ) -> PyResult<Self> {
         let config = Overrides {
             backend,
@@ -288,6 +292,7 @@ impl PyFrameCache {
             origin_timeout,
             origin_io_timeout,
             retries,
+            lock_wait,
         }
         .apply()?;
         let cache = PyFrameCache {
@@ -313,7 +318,8 @@ impl PyFrameCache {
     /// ``decoded_memory``, ``decoded_disk``) hits, misses, bytes read and written, writes,
     /// corrupt entries, evictions, errors, retries; and ``coalesced``, ``skipped_names``,
     /// ``offline_loads``, ``fetched_by_other_process``, ``fetch_lock_timeouts``,
-    /// ``decodes``, ``decode_waits``.
+    /// ``decodes``, ``decode_waits``, ``decode_lock_timeouts``, ``dir_lock_timeouts``,
+    /// ``inherited_locks_closed``.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         Json::of(&self.core()?.stats()).into_pyobject(py)
     }

@@ -27,6 +27,7 @@ pub struct Overrides {
     pub origin_timeout: Option<f64>,
     pub origin_io_timeout: Option<f64>,
     pub retries: Option<usize>,
+    pub lock_wait: Option<f64>,
 }
 
 impl Overrides {
@@ -131,6 +132,11 @@ impl Overrides {
         }
         if let Some(n) = self.retries {
             config.retries = n;
+        }
+        if let Some(secs) = self.lock_wait {
+            config.lock_wait = Duration::try_from_secs_f64(secs).map_err(|_| {
+                invalid("lock_wait", secs, "must be a number of seconds, 0 or more")
+            })?;
         }
         Ok(config)
     }

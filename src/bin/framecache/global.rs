@@ -39,6 +39,10 @@ pub struct Global {
     /// turns it off).
     #[arg(long, env = "FRAMECACHE_DECODED_DISK_CAPACITY", default_value = "64GiB", value_parser = parse_size, global = true)]
     decoded_disk_capacity: u64,
+    /// Longest wait, in seconds, for one of the disk cache's locks (a frame's decode, a
+    /// key's fetch, the directory); past it a process goes on alone, counted in `stats`.
+    #[arg(long, env = "FRAMECACHE_LOCK_WAIT", default_value = "60", value_parser = parse_seconds, global = true)]
+    lock_wait: std::time::Duration,
     /// Print machine-readable JSON.
     #[arg(long, global = true)]
     pub json: bool,
@@ -48,6 +52,11 @@ pub struct Global {
 enum BackendKind {
     Fs,
     S3,
+}
+
+/// Parses `60`, `2.5` or `0` seconds, naming the value when it cannot.
+fn parse_seconds(s: &str) -> std::result::Result<std::time::Duration, String> {
+    framecache::parse_seconds(s).map_err(|rule| format!("invalid duration {s:?}: {rule}"))
 }
 
 /// Parses `512MiB`, `10GiB`, `1.5GB`, `4096`, naming the value when it cannot.
@@ -95,6 +104,7 @@ impl Global {
                 memory_capacity: self.decoded_memory_capacity,
                 disk_capacity: self.decoded_disk_capacity,
             },
+            lock_wait: self.lock_wait,
             ..CacheConfig::default()
         }
     }

@@ -1,8 +1,13 @@
+//! The disk cache's locks under fork and past their bounds.
+//!
 //! Forking while another thread holds a lock: the child (a `libc::fork`, as a Python
 //! DataLoader or gunicorn worker is made) loads the whole timeline on the same disk cache
 //! and exits, and the parent's load completes. A test gate stops the parent's loading
 //! thread while it holds the lock, so the fork lands exactly there; a hang fails the test
 //! within a bound (the child is killed), it never hangs the suite.
+//!
+//! A lock held past `lock_wait`: the waiter goes on alone, gets the right bytes, and
+//! counts it.
 #![cfg(unix)]
 
 mod common;
@@ -28,8 +33,15 @@ const HANG: Duration = Duration::from_secs(45);
 /// The gate is process-wide and a fork copies every thread's state: one scenario at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
+/// Far above [`HANG`]: a fork test passes only if no process waited for a lock the
+/// child inherited, never because a wait gave up.
+const LOCK_WAIT: Duration = Duration::from_secs(600);
+
 fn config(env: &Env, dir: &Path) -> CacheConfig {
-    env.config(dir)
+    CacheConfig {
+        lock_wait: LOCK_WAIT,
+        ..env.config(dir)
+    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -136,7 +148,7 @@ fn fork_while_held(kind: LockKind, rounds: usize) {
             let name = name.clone();
             std::thread::spawn(move || {
                 let frames = rt.block_on(parent.load_frames(&name));
-                let _ = tx.send(frames.map_err(|e| e.to_string()));
+                let _ = tx.send(frames.map_err(|e| e.to_string()).map(|f| (f, parent.stats())));
             })
         };
         assert!(
@@ -159,7 +171,8 @@ fn fork_while_held(kind: LockKind, rounds: usize) {
                 if kind == LockKind::Directory {
                     fc.chain().disk().unwrap().recount();
                 }
-                same(&frames, &want)
+                let stats = fc.stats();
+                same(&frames, &want) && no_timeouts(&stats) && stats.inherited_locks_closed >= 1
             });
         }
         gate::release();
@@ -171,10 +184,11 @@ fn fork_while_held(kind: LockKind, rounds: usize) {
             "round {round}: the child forked while a {kind:?} lock was held did not finish \
              its load within {HANG:?} (None) or failed"
         );
-        let frames = parent_frames
+        let (frames, stats) = parent_frames
             .unwrap_or_else(|_| panic!("round {round}: the parent's load hung"))
             .unwrap();
         assert!(same(&frames, &want), "round {round}: parent's frames");
+        assert!(no_timeouts(&stats), "round {round}: {stats:?}");
         loader.join().unwrap();
     }
 }
@@ -192,4 +206,86 @@ fn fork_while_a_fetch_lock_is_held() {
 #[test]
 fn fork_while_the_directory_lock_is_held() {
     fork_while_held(LockKind::Directory, 3);
+}
+
+/// Stats of a fork test's process must show no lock wait given up.
+fn no_timeouts(stats: &framecache::Stats) -> bool {
+    stats.decode_lock_timeouts == 0 && stats.fetch_lock_timeouts == 0 && stats.dir_lock_timeouts == 0
+}
+
+#[test]
+fn a_decode_lock_held_past_the_bound_is_decoded_around() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let env = Env::fs();
+    let rt = runtime();
+    let (name, want) = timeline(&env, &rt);
+    let dir = env.disk_dir("box");
+    // The first handle's load stops while it holds a decode lock, and stays stopped.
+    let holder = FrameCache::new(&config(&env, &dir)).unwrap();
+    gate::arm(LockKind::Decode);
+    let stopped = {
+        let name = name.clone();
+        let rt = runtime();
+        std::thread::spawn(move || rt.block_on(holder.load_frames(&name)).map(|f| f.len()))
+    };
+    assert!(gate::wait_held(Duration::from_secs(30)));
+    // A second handle (another process, as far as flock knows) waits 50 ms for it, then
+    // decodes that frame itself.
+    let waiter = FrameCache::new(&CacheConfig {
+        lock_wait: Duration::from_millis(50),
+        ..env.config(&dir)
+    })
+    .unwrap();
+    let frames = rt.block_on(waiter.load_frames(&name)).unwrap();
+    gate::release();
+    assert!(same(&frames, &want));
+    let stats = waiter.stats();
+    assert_eq!(stats.decode_lock_timeouts, 1, "{stats:?}");
+    assert_eq!(stopped.join().unwrap().unwrap(), FRAMES as usize);
+}
+
+#[test]
+fn a_fetch_lock_held_past_the_bound_is_fetched_around() {
+    let env = Env::fs();
+    let rt = runtime();
+    let (name, _) = timeline(&env, &rt);
+    let key = framecache::layout::frame_key(&name, 3).unwrap();
+    let metrics = std::sync::Arc::new(framecache::Metrics::default());
+    let chain = CacheConfig {
+        lock_wait: Duration::from_millis(50),
+        ..env.config(&env.disk_dir("box"))
+    }
+    .build_with_origin(env.origin(&metrics), metrics);
+    let disk = chain.disk().unwrap();
+    let framecache::tier::FetchLock::Held(held) = disk.try_fetch_lock(&key) else {
+        panic!("the fetch lock of a fresh directory is free");
+    };
+    let hit = rt.block_on(chain.get_hit(&key)).unwrap().unwrap();
+    assert_eq!(hit.source, framecache::Source::Origin);
+    assert_eq!(chain.metrics().snapshot().fetch_lock_timeouts, 1);
+    // The entry is stored all the same, and the lock is still the holder's.
+    assert!(disk.path_of(&key).is_file());
+    assert!(matches!(
+        disk.try_fetch_lock(&key),
+        framecache::tier::FetchLock::Busy
+    ));
+    drop(held);
+}
+
+#[test]
+fn the_directory_lock_held_past_the_bound_is_written_around() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = std::sync::Arc::new(framecache::Metrics::default());
+    let disk = framecache::tier::DiskTier::open(dir.path(), 1 << 20, metrics.clone())
+        .with_lock_wait(Duration::from_millis(30));
+    // Another process holds the directory exclusively (as a recount does) and is stuck.
+    let lock_path = disk.dir().join(".lock");
+    std::fs::create_dir_all(disk.dir()).unwrap();
+    let stuck = std::fs::File::create(&lock_path).unwrap();
+    stuck.lock().unwrap();
+    disk.write_blocking("k", b"payload").unwrap();
+    assert_eq!(disk.read_blocking("k").unwrap().unwrap().as_ref(), b"payload");
+    // Reserving and linking each gave up on the lock once.
+    assert_eq!(metrics.snapshot().dir_lock_timeouts, 2);
+    drop(stuck);
 }
