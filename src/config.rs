@@ -427,10 +427,9 @@ impl CacheConfig {
     pub fn build_with_origin(&self, origin: Arc<dyn Origin>, metrics: Arc<Metrics>) -> TieredCache {
         let memory = (self.memory_capacity > 0)
             .then(|| MemoryTier::new(self.memory_capacity, metrics.clone()));
-        let disk = self
-            .disk
-            .as_ref()
-            .map(|d| DiskTier::open(&d.dir, d.capacity, metrics.clone()).with_lock_wait(self.lock_wait));
+        let disk = self.disk.as_ref().map(|d| {
+            DiskTier::open(&d.dir, d.capacity, metrics.clone()).with_lock_wait(self.lock_wait)
+        });
         TieredCache::new(memory, disk, origin, metrics)
     }
 }

@@ -148,7 +148,11 @@ fn fork_while_held(kind: LockKind, rounds: usize) {
             let name = name.clone();
             std::thread::spawn(move || {
                 let frames = rt.block_on(parent.load_frames(&name));
-                let _ = tx.send(frames.map_err(|e| e.to_string()).map(|f| (f, parent.stats())));
+                let _ = tx.send(
+                    frames
+                        .map_err(|e| e.to_string())
+                        .map(|f| (f, parent.stats())),
+                );
             })
         };
         assert!(
@@ -210,7 +214,9 @@ fn fork_while_the_directory_lock_is_held() {
 
 /// Stats of a fork test's process must show no lock wait given up.
 fn no_timeouts(stats: &framecache::Stats) -> bool {
-    stats.decode_lock_timeouts == 0 && stats.fetch_lock_timeouts == 0 && stats.dir_lock_timeouts == 0
+    stats.decode_lock_timeouts == 0
+        && stats.fetch_lock_timeouts == 0
+        && stats.dir_lock_timeouts == 0
 }
 
 #[test]
@@ -284,8 +290,13 @@ fn the_directory_lock_held_past_the_bound_is_written_around() {
     let stuck = std::fs::File::create(&lock_path).unwrap();
     stuck.lock().unwrap();
     disk.write_blocking("k", b"payload").unwrap();
-    assert_eq!(disk.read_blocking("k").unwrap().unwrap().as_ref(), b"payload");
-    // Reserving and linking each gave up on the lock once.
-    assert_eq!(metrics.snapshot().dir_lock_timeouts, 2);
+    assert_eq!(
+        disk.read_blocking("k").unwrap().unwrap().as_ref(),
+        b"payload"
+    );
+    // Reserving and linking each gave up on the lock once (the recount that opening a new
+    // directory starts in the background may have given up too).
+    let timeouts = metrics.snapshot().dir_lock_timeouts;
+    assert!((2..=3).contains(&timeouts), "{timeouts}");
     drop(stuck);
 }

@@ -140,15 +140,18 @@ fn drop_inherited(open_fds: &mut Vec<RawFd>) {
 ///
 /// # Safety
 /// Both must be open descriptors of this process.
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
 unsafe fn cover(null: RawFd, fd: RawFd) -> bool {
-    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
     // SAFETY: as the caller promises.
-    unsafe {
-        libc::dup3(null, fd, libc::O_CLOEXEC) == fd
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    unsafe { libc::dup3(null, fd, libc::O_CLOEXEC) == fd }
+}
+
+/// Makes `fd` a close-on-exec copy of `null`.
+///
+/// # Safety
+/// Both must be open descriptors of this process.
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+unsafe fn cover(null: RawFd, fd: RawFd) -> bool {
     // SAFETY: as the caller promises.
-    unsafe {
-        libc::dup2(null, fd) == fd && libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) == 0
-    }
+    unsafe { libc::dup2(null, fd) == fd && libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) == 0 }
 }

@@ -26,9 +26,7 @@ mod fork {
         0
     }
 
-    pub(super) fn register(
-        open: impl FnOnce() -> std::io::Result<File>,
-    ) -> std::io::Result<File> {
+    pub(super) fn register(open: impl FnOnce() -> std::io::Result<File>) -> std::io::Result<File> {
         open()
     }
 
@@ -105,7 +103,10 @@ impl LockFile {
     ///
     /// # Errors
     /// `open`'s.
-    pub(crate) fn open(kind: LockKind, open: impl FnOnce() -> io::Result<File>) -> io::Result<Self> {
+    pub(crate) fn open(
+        kind: LockKind,
+        open: impl FnOnce() -> io::Result<File>,
+    ) -> io::Result<Self> {
         let file = fork::register(open)?;
         Ok(LockFile {
             file: ManuallyDrop::new(file),

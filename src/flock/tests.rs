@@ -101,7 +101,10 @@ fn a_child_forked_while_a_thread_holds_a_lock_does_not_hold_it() {
         libc::close(pipe[1]);
     }
     let status = wait_child(pid, Duration::from_secs(30));
-    assert!(free, "the forked child kept the lock its parent's thread held");
+    assert!(
+        free,
+        "the forked child kept the lock its parent's thread held"
+    );
     assert_eq!(status, Some(0), "the child's view (None: it hung)");
     assert_eq!(fork_generation(), generation, "the parent is not a child");
 }
