@@ -64,9 +64,14 @@ fn a_child_forked_while_a_thread_holds_a_lock_does_not_hold_it() {
         })
     };
     held_rx.recv_timeout(Duration::from_secs(30)).unwrap();
-    let mut pipe = [0; 2];
-    // SAFETY: a valid two-descriptor array.
-    assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
+    // `to_child` tells the child the parent let go; `to_parent` tells the parent the child
+    // looked while the lock was still held.
+    let (mut to_child, mut to_parent) = ([0; 2], [0; 2]);
+    // SAFETY: valid two-descriptor arrays.
+    unsafe {
+        assert_eq!(libc::pipe(to_child.as_mut_ptr()), 0);
+        assert_eq!(libc::pipe(to_parent.as_mut_ptr()), 0);
+    }
     let generation = fork_generation();
     // SAFETY: the child only runs `exit_child`.
     let pid = unsafe { libc::fork() };
@@ -75,10 +80,13 @@ fn a_child_forked_while_a_thread_holds_a_lock_does_not_hold_it() {
         exit_child(|| {
             // The parent's lock stands: closing the child's copy released nothing.
             let still_held = !open(&path).try_lock(Mode::Exclusive).unwrap();
-            // Wait until the parent released its lock (or died: the read returns 0).
             let mut byte = [0u8; 1];
-            // SAFETY: reads into a one-byte buffer from our end of the pipe.
-            unsafe { libc::read(pipe[0], byte.as_mut_ptr().cast(), 1) };
+            // SAFETY: one-byte transfers on our ends of the pipes. The read returns 0 if
+            // the parent died.
+            unsafe {
+                libc::write(to_parent[1], [1u8].as_ptr().cast(), 1);
+                libc::read(to_child[0], byte.as_mut_ptr().cast(), 1);
+            }
             // Free now, although the child was forked while it was held: the child did
             // not keep it (an inherited copy would conflict with this new one).
             let free = open(&path).try_lock(Mode::Exclusive).unwrap();
@@ -88,17 +96,25 @@ fn a_child_forked_while_a_thread_holds_a_lock_does_not_hold_it() {
                 && inherited_locks_closed() >= 1
         });
     }
+    let mut byte = [0u8; 1];
+    // SAFETY: closes the parent's copy of the child's write end (so a dead child reads as
+    // end of file), then waits for the child's one byte.
+    unsafe {
+        libc::close(to_parent[1]);
+        libc::read(to_parent[0], byte.as_mut_ptr().cast(), 1);
+    }
     release_tx.send(()).unwrap();
     holder.join().unwrap();
     // The child is alive (it waits on the pipe) and must not hold the lock.
     let mine = open(&path);
     let free = mine.try_lock(Mode::Exclusive).unwrap();
     drop(mine);
-    // SAFETY: writes one byte to our end of the pipe, then closes both ends.
+    // SAFETY: writes one byte to the child, then closes the remaining ends.
     unsafe {
-        libc::write(pipe[1], [1u8].as_ptr().cast(), 1);
-        libc::close(pipe[0]);
-        libc::close(pipe[1]);
+        libc::write(to_child[1], [1u8].as_ptr().cast(), 1);
+        libc::close(to_child[0]);
+        libc::close(to_child[1]);
+        libc::close(to_parent[0]);
     }
     let status = wait_child(pid, Duration::from_secs(30));
     assert!(
