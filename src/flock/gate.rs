@@ -97,7 +97,10 @@ pub fn held_path() -> Option<PathBuf> {
 /// Lets the stopped thread go on (and disarms the gate if nothing stopped at it).
 pub fn release() {
     ARMED.store(0, Ordering::SeqCst);
-    state().released = true;
+    let mut state = state();
+    state.released = true;
+    // A later wait must see a later stop, never this one.
+    state.held = false;
     CHANGED.notify_all();
 }
 
