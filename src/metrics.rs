@@ -107,6 +107,8 @@ pub struct Metrics {
     /// Waits for a disk cache directory's lock, or a write's temp-file lock, that ran out of
     /// time (this one then went on without it).
     pub(crate) dir_lock_timeouts: AtomicU64,
+    /// Thumbnails this process made (decoded at a scale and encoded again).
+    pub(crate) thumbnails: AtomicU64,
 }
 
 /// A point-in-time copy of every counter.
@@ -146,6 +148,9 @@ pub struct Stats {
     /// Lock descriptors this process inherited through `fork` and closed at once (its
     /// parent's threads held them open at the fork); process-wide.
     pub inherited_locks_closed: u64,
+    /// Thumbnails this process made (decoded at a scale and encoded again); their decodes
+    /// count in `decodes` too.
+    pub thumbnails: u64,
 }
 
 impl Metrics {
@@ -167,6 +172,7 @@ impl Metrics {
             decode_lock_timeouts: self.decode_lock_timeouts.load(Relaxed),
             dir_lock_timeouts: self.dir_lock_timeouts.load(Relaxed),
             inherited_locks_closed: crate::flock::inherited_locks_closed(),
+            thumbnails: self.thumbnails.load(Relaxed),
         }
     }
 }

@@ -5,12 +5,14 @@
 //! frame's size and blake3, a generation and a completeness flag. The Python module skips
 //! it (it does not end in `.jpg`), and timelines without one load with the Python defaults.
 //!
-//! Revalidation: the manifest is read from the origin on every load, and every frame is
-//! checked against the blake3 it lists, so a timeline rebuilt elsewhere is never served
-//! from stale local copies: a mismatching local entry is dropped and refetched.
+//! Revalidation: every load lists the timeline, and the listing reports each frame's
+//! version (ETag, or size and mtime); local copies are kept under the version they were
+//! read at, so a frame rewritten elsewhere is read again and a timeline rebuilt elsewhere is
+//! never served from stale copies, at no extra request. The manifest's blake3 then only
+//! says whether its metadata describes the bytes.
 //!
-//! Origin failures: the last complete manifest a load saw is kept in the local tiers. When
-//! the origin fails (down, timing out, refusing credentials), a load falls back to that copy
+//! Origin failures: the last listing a load saw is kept in the local tiers (`kept`). When
+//! the origin fails (down, timing out, refusing credentials), a load falls back to it
 //! and serves what memory and disk hold, logging it and counting it in
 //! [`Stats::offline_loads`]; frames held nowhere locally then fail with the origin's error.
 //! An origin error is never taken for a missing timeline or frame.
@@ -24,6 +26,7 @@ mod manifest;
 mod overlay_index;
 mod overlays;
 mod read;
+mod thumbnail;
 mod write;
 
 pub use b64::{DEFAULT_B64_QUALITY, FrameB64, frames_to_b64};
@@ -31,6 +34,7 @@ pub use index::{FrameEntry, TimelineStatus};
 pub use manifest::FrameMeta;
 pub use overlay_index::OverlayRef;
 pub use read::{Frame, FrameJpeg};
+pub use thumbnail::{THUMBNAIL_QUALITY, Thumbnail};
 pub use write::EncodedFrame;
 
 use crate::chain::TieredCache;
@@ -187,6 +191,22 @@ impl FrameCache {
             .unwrap_or(0)
     }
 
+    /// Every local tier's bytes held and capacity, from counters the tiers keep (no scan of
+    /// a directory): cheap enough to poll every second.
+    pub fn usage(&self) -> CacheUsage {
+        let decoded = self.decoded.as_deref();
+        CacheUsage {
+            memory: TierUsage::of(
+                self.cache
+                    .memory()
+                    .map(|m| (m.weighted_size(), m.capacity())),
+            ),
+            disk: TierUsage::of(self.cache.disk().map(|d| (d.accounted(), d.capacity()))),
+            decoded_memory: TierUsage::of(decoded.and_then(|t| t.memory_usage())),
+            decoded_disk: TierUsage::of(decoded.and_then(|t| t.disk_accounted())),
+        }
+    }
+
     /// The decoded-frame tiers' usage: memory held and capacity, and the disk directory's.
     pub fn decoded_usage(&self) -> DecodedUsage {
         let tiers = self.decoded.as_deref();
@@ -214,6 +234,36 @@ impl FrameCache {
             tiers.clear_memory();
         }
     }
+}
+
+/// Bytes held against capacity in one tier; both 0 when the tier is off.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TierUsage {
+    /// Bytes held (the disk tiers: as their shared ledger counts them, writes in progress
+    /// included).
+    pub bytes: u64,
+    /// The configured capacity.
+    pub capacity: u64,
+}
+
+impl TierUsage {
+    fn of(pair: Option<(u64, u64)>) -> Self {
+        let (bytes, capacity) = pair.unwrap_or_default();
+        TierUsage { bytes, capacity }
+    }
+}
+
+/// Every local tier's usage, from [`FrameCache::usage`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CacheUsage {
+    /// The JPEG memory tier.
+    pub memory: TierUsage,
+    /// The JPEG disk tier.
+    pub disk: TierUsage,
+    /// The decoded-frame memory tier.
+    pub decoded_memory: TierUsage,
+    /// The decoded-frame disk tier.
+    pub decoded_disk: TierUsage,
 }
 
 /// The decoded-frame tiers' usage, from [`FrameCache::decoded_usage`].
