@@ -166,6 +166,12 @@ pub struct CacheConfig {
     /// Fraction (0.0 to 1.0) of origin reads that fail with a transient error before
     /// reaching the origin: fault injection to exercise retries. 0 outside tests.
     pub injected_read_faults: f64,
+    /// Longest wait for one of the disk cache's locks: a frame's decode lock, a key's fetch
+    /// lock, the directory's lock. Past it the waiter goes on alone (decodes, downloads or
+    /// writes itself; entries are linked into place whole, so that stays safe) and counts
+    /// it in [`crate::Stats`]. Processes take these locks to spare each other duplicate
+    /// work, so a wait this long means the holder is stuck. Default 60 s; 0 never waits.
+    pub lock_wait: Duration,
 }
 
 impl Default for CacheConfig {
@@ -184,6 +190,7 @@ impl Default for CacheConfig {
             max_frame_pixels: crate::codec::DEFAULT_MAX_FRAME_PIXELS,
             max_object_size: DEFAULT_MAX_OBJECT_SIZE,
             injected_read_faults: 0.0,
+            lock_wait: crate::flock::DEFAULT_LOCK_WAIT,
         }
     }
 }
@@ -196,6 +203,9 @@ impl CacheConfig {
     /// `FRAMECACHE_DECODED_MEMORY_CAPACITY`, `FRAMECACHE_DECODED_DISK_CAPACITY` and
     /// `FRAMECACHE_MAX_OBJECT_SIZE` (sizes such as `512MiB`), `FRAMECACHE_MAX_FRAME_PIXELS`
     /// (a count of pixels); anything unset or empty keeps its default.
+    /// `FRAMECACHE_DECODED_MEMORY_CAPACITY` and `FRAMECACHE_DECODED_DISK_CAPACITY` (sizes such
+    /// as `512MiB`), `FRAMECACHE_LOCK_WAIT` (seconds, see [`CacheConfig::lock_wait`]);
+    /// anything unset or empty keeps its default.
     ///
     /// # Errors
     /// [`Error::Invalid`] naming the variable when a value cannot be used.
@@ -253,6 +263,14 @@ impl CacheConfig {
         };
         let max_object_size =
             size("FRAMECACHE_MAX_OBJECT_SIZE")?.unwrap_or(defaults.max_object_size);
+        let lock_wait = match var("FRAMECACHE_LOCK_WAIT") {
+            Some(v) => parse_seconds(&v).map_err(|rule| Error::Invalid {
+                what: "FRAMECACHE_LOCK_WAIT",
+                value: v.clone(),
+                rule,
+            })?,
+            None => defaults.lock_wait,
+        };
         Ok(CacheConfig {
             backend,
             memory_capacity,
@@ -260,6 +278,7 @@ impl CacheConfig {
             decoded,
             max_frame_pixels,
             max_object_size,
+            lock_wait,
             ..defaults
         })
     }
@@ -312,6 +331,18 @@ pub fn parse_pixels(text: &str) -> std::result::Result<u64, String> {
         Some(n) if n > 0 => Ok(n),
         _ => Err("expected a positive pixel count (178956970) or WIDTHxHEIGHT (8192x8192)".into()),
     }
+}
+
+/// Parses a duration in seconds, `0` or more: `60`, `2.5`, `0`.
+///
+/// # Errors
+/// A message saying what is wrong with the text.
+pub fn parse_seconds(text: &str) -> std::result::Result<Duration, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| "expected a number of seconds, 0 or more (60, 2.5)".to_owned())
 }
 
 /// `$XDG_CACHE_HOME/framecache`, else `~/.cache/framecache`, else a temp directory.
@@ -433,17 +464,21 @@ impl CacheConfig {
             .disk
             .as_ref()
             .map(|d| (d.dir.as_path(), self.decoded.disk_capacity));
-        crate::decoded::DecodedTiers::new(self.decoded.memory_capacity, disk, metrics)
+        crate::decoded::DecodedTiers::new(
+            self.decoded.memory_capacity,
+            disk,
+            self.lock_wait,
+            metrics,
+        )
     }
 
     /// Assembles the local tiers in front of a given origin (a wrapped or instrumented one).
     pub fn build_with_origin(&self, origin: Arc<dyn Origin>, metrics: Arc<Metrics>) -> TieredCache {
         let memory = (self.memory_capacity > 0)
             .then(|| MemoryTier::new(self.memory_capacity, metrics.clone()));
-        let disk = self
-            .disk
-            .as_ref()
-            .map(|d| DiskTier::open(&d.dir, d.capacity, metrics.clone()));
+        let disk = self.disk.as_ref().map(|d| {
+            DiskTier::open(&d.dir, d.capacity, metrics.clone()).with_lock_wait(self.lock_wait)
+        });
         TieredCache::new(memory, disk, origin, metrics).with_max_object_size(self.max_object_size)
     }
 }
@@ -472,5 +507,17 @@ mod tests {
         assert!(parse_pixels("-5").is_err());
         assert!(parse_pixels("lots").is_err());
         assert!(parse_pixels("4294967296x4294967296").is_err());
+    }
+
+    #[test]
+    fn seconds_parse_as_non_negative_durations() {
+        use super::parse_seconds;
+        use std::time::Duration;
+        assert_eq!(parse_seconds("60"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_seconds(" 0.25 "), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_seconds("0"), Ok(Duration::ZERO));
+        for bad in ["-1", "soon", "NaN", "inf", ""] {
+            assert!(parse_seconds(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -11,6 +11,7 @@ mod config;
 pub mod decoded;
 pub mod entry;
 mod error;
+pub mod flock;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod layout;
@@ -27,7 +28,7 @@ pub use codec::Scale;
 pub use config::{
     Backend, CacheConfig, DEFAULT_BUCKET, DEFAULT_MAX_OBJECT_SIZE, DEFAULT_REGION, DecodedConfig,
     DiskConfig, S3Config, build_operator, default_cache_dir, default_fs_root, parse_pixels,
-    parse_size,
+    parse_seconds, parse_size,
 };
 pub use decoded::{Access, LoadOptions};
 pub use error::{Error, Result};

@@ -108,6 +108,11 @@ pub struct Metrics {
     /// Disk tiers whose shared ledger page could not be allocated in the cache directory
     /// (full or read-only), which count their bytes privately instead.
     pub(crate) private_ledgers: AtomicU64,
+    /// Waits for a frame's decode lock that ran out of time (this one then decoded).
+    pub(crate) decode_lock_timeouts: AtomicU64,
+    /// Waits for a disk cache directory's lock, or a write's temp-file lock, that ran out of
+    /// time (this one then went on without it).
+    pub(crate) dir_lock_timeouts: AtomicU64,
     /// Thumbnails this process made (decoded at a scale and encoded again).
     pub(crate) thumbnails: AtomicU64,
 }
@@ -152,6 +157,15 @@ pub struct Stats {
     /// (a full or read-only filesystem) and count their usage privately: the capacity then
     /// holds per process, not per machine.
     pub private_ledgers: u64,
+    /// Waits for a frame's decode lock that ran out of time
+    /// ([`crate::CacheConfig::lock_wait`]), after which this one decoded the frame itself.
+    pub decode_lock_timeouts: u64,
+    /// Waits for a disk cache directory's lock (or a write's temp-file lock) that ran out of
+    /// time, after which this one went on without it.
+    pub dir_lock_timeouts: u64,
+    /// Lock descriptors this process inherited through `fork` and closed at once (its
+    /// parent's threads held them open at the fork); process-wide.
+    pub inherited_locks_closed: u64,
     /// Thumbnails this process made (decoded at a scale and encoded again); their decodes
     /// count in `decodes` too.
     pub thumbnails: u64,
@@ -177,6 +191,9 @@ impl Metrics {
             decoded_disk_eviction: None,
             unreadable_manifests: self.unreadable_manifests.load(Relaxed),
             private_ledgers: self.private_ledgers.load(Relaxed),
+            decode_lock_timeouts: self.decode_lock_timeouts.load(Relaxed),
+            dir_lock_timeouts: self.dir_lock_timeouts.load(Relaxed),
+            inherited_locks_closed: crate::flock::inherited_locks_closed(),
             thumbnails: self.thumbnails.load(Relaxed),
         }
     }

@@ -238,6 +238,7 @@ async fn bad_input_exits_2_naming_the_value(env: &Env) {
     // Usage errors come from clap, with its own multi-line help: only the code is checked.
     for args in [
         vec!["--disk-capacity", "12XB", "stats"],
+        vec!["--lock-wait", "-1", "stats"],
         vec!["put", "tl", images, "--quality", "0"],
         vec!["get", "tl", "minus-one"],
         vec!["frobnicate"],

@@ -26,7 +26,9 @@ struct Handles {
 /// (``FRAMECACHE_BACKEND``, ``FRAMECACHE_ROOT``, ``S3_BUCKET``, ``AWS_ENDPOINT_URL``,
 /// ``AWS_REGION``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
 /// ``FRAMECACHE_CACHE_DIR``, ``FRAMECACHE_MEMORY_CAPACITY``, ``FRAMECACHE_DISK_CAPACITY``,
-/// ``FRAMECACHE_DECODED_MEMORY_CAPACITY``, ``FRAMECACHE_DECODED_DISK_CAPACITY``). Decoded
+/// ``FRAMECACHE_DECODED_MEMORY_CAPACITY``, ``FRAMECACHE_DECODED_DISK_CAPACITY``,
+/// ``FRAMECACHE_LOCK_WAIT``: seconds a process waits for a disk-cache lock another one
+/// holds before it goes on alone, default 60). Decoded
 /// frames are kept too: in this process's memory, and as raw frames under the disk cache
 /// that the machine's processes share (decoded once per machine); 0 turns either off.
 /// Methods release the GIL while they work; each has an ``_async`` twin returning an

@@ -29,6 +29,7 @@ pub struct Overrides {
     pub retries: Option<usize>,
     pub max_frame_pixels: Option<u64>,
     pub max_object_size: Option<u64>,
+    pub lock_wait: Option<f64>,
 }
 
 impl Overrides {
@@ -145,6 +146,11 @@ impl Overrides {
                 return Err(invalid("max_object_size", n, "must be at least 1 byte"));
             }
             config.max_object_size = n;
+        }
+        if let Some(secs) = self.lock_wait {
+            config.lock_wait = Duration::try_from_secs_f64(secs).map_err(|_| {
+                invalid("lock_wait", secs, "must be a number of seconds, 0 or more")
+            })?;
         }
         Ok(config)
     }

@@ -2,13 +2,14 @@
 //!
 //! A thin binding over the core crate's public API: configuration from keywords and the
 //! environment, frames as numpy arrays, the GIL released for all I/O and codec work, one
-//! runtime per process (rebuilt after a fork), errors as Python exceptions.
+//! runtime per process (rebuilt after a fork, see `runtime.rs`), errors as Python exceptions.
 
 mod args;
 mod cache;
 mod config;
 mod convert;
 mod errors;
+mod fork;
 mod frame;
 mod functions;
 mod iter;
@@ -24,6 +25,12 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<frame::PyFrame>()?;
     m.add_class::<cache::PyFrameCache>()?;
     m.add_class::<iter::FrameIterator>()?;
+    m.add_function(wrap_pyfunction!(runtime::_before_fork, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::_after_fork_in_parent, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::_after_fork_in_child, m)?)?;
+    m.add_function(wrap_pyfunction!(fork::_lock_gate_arm, m)?)?;
+    m.add_function(wrap_pyfunction!(fork::_lock_gate_wait, m)?)?;
+    m.add_function(wrap_pyfunction!(fork::_lock_gate_release, m)?)?;
     m.add_function(wrap_pyfunction!(functions::frames_to_b64, m)?)?;
     m.add_function(wrap_pyfunction!(functions::synthetic_frame, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -21,7 +21,7 @@ pymethods_with_twins! {
             access_key_id=None, secret_access_key=None, cache_dir=None, memory_capacity=None,
             disk_capacity=None, disk=None, decoded_memory_capacity=None, decoded_disk_capacity=None,
             concurrency=None, origin_timeout=None, origin_io_timeout=None, retries=None,
-            max_frame_pixels=None, max_object_size=None))]
+            max_frame_pixels=None, max_object_size=None, lock_wait=None))]
         #[allow(clippy::too_many_arguments)]
         fn new(
             backend: Option<String>,
@@ -43,6 +43,7 @@ pymethods_with_twins! {
             retries: Option<usize>,
             max_frame_pixels: Option<u64>,
             max_object_size: Option<u64>,
+            lock_wait: Option<f64>,
         ) -> PyResult<Self> {
             PyFrameCache::configured(Overrides {
                 backend,
@@ -64,6 +65,7 @@ pymethods_with_twins! {
                 retries,
                 max_frame_pixels,
                 max_object_size,
+                lock_wait,
             })
         }
 
@@ -81,9 +83,10 @@ pymethods_with_twins! {
         /// ``decoded_memory``, ``decoded_disk``) hits, misses, bytes read and written, writes,
         /// corrupt entries, evictions, errors, retries; and ``coalesced``, ``skipped_names``,
         /// ``offline_loads``, ``fetched_by_other_process``, ``fetch_lock_timeouts``,
-        /// ``decodes``, ``decode_waits``, ``thumbnails`` (made for the HTTP server); and
-        /// ``disk_eviction``, ``decoded_disk_eviction``: the machine's evictor, the last
-        /// eviction round and usage against the watermarks (from the shared ledger, no scan;
+        /// ``decodes``, ``decode_waits``, ``thumbnails`` (made for the HTTP server),
+        /// ``decode_lock_timeouts``, ``dir_lock_timeouts``, ``inherited_locks_closed``,
+        /// ``unreadable_manifests``, ``private_ledgers``; and ``disk_eviction``,
+        /// ``decoded_disk_eviction``: the machine's evictor, the last eviction round and usage against the watermarks (from the shared ledger, no scan;
         /// ``None`` without that disk tier).
         fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
             Json::of(&self.core()?.stats()).to_python(py)

@@ -1,13 +1,20 @@
 //! The package's own tokio runtime, one per process: a forked child builds a new one and
 //! never touches its parent's, whose worker threads did not survive the fork.
+//!
+//! Python's `os.register_at_fork` hooks (installed by `framecache/__init__.py`) hold the
+//! runtime's slot across a fork, so a fork never copies it half-built or half-swapped by
+//! another thread, and the child empties it at once; the pid check in [`handle`] still
+//! catches forks that bypass Python's hooks. Lock files are the core's business: its own
+//! `pthread_atfork` handler closes the child's copies.
 
 use crate::errors::to_py;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::runtime::{Handle, Runtime};
 
@@ -18,15 +25,59 @@ const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 /// The runtime of the process that built it.
 static RUNTIME: Mutex<Option<(u32, Arc<Runtime>)>> = Mutex::new(None);
 
+type Slot = MutexGuard<'static, Option<(u32, Arc<Runtime>)>>;
+
+thread_local! {
+    /// The slot, held by the forking thread from `_before_fork` to the matching `_after_fork_*`
+    /// (Python runs all three on the thread that forks, which is the child's only thread).
+    static HELD_ACROSS_FORK: RefCell<Option<Slot>> = const { RefCell::new(None) };
+}
+
+fn slot() -> Slot {
+    RUNTIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// `os.register_at_fork(before=...)`: takes the runtime's slot for the fork. No thread
+/// holds it while waiting for the interpreter, so taking it here cannot deadlock.
+#[pyfunction]
+pub fn _before_fork() {
+    let held = slot();
+    HELD_ACROSS_FORK.with_borrow_mut(|h| *h = Some(held));
+}
+
+/// `os.register_at_fork(after_in_parent=...)`: gives the slot back.
+#[pyfunction]
+pub fn _after_fork_in_parent() {
+    HELD_ACROSS_FORK.with_borrow_mut(|h| h.take());
+}
+
+/// `os.register_at_fork(after_in_child=...)`: forgets the parent's runtime (its threads
+/// are not in this process, and dropping it would wait for them forever); the next call
+/// builds this process's own.
+#[pyfunction]
+pub fn _after_fork_in_child() {
+    let held = HELD_ACROSS_FORK.with_borrow_mut(|h| h.take());
+    // Without the `before` hook (not expected), only a free slot can be emptied here: one
+    // a parent's thread held at the fork stays locked, and waiting for it would hang.
+    let held = held.or_else(|| match RUNTIME.try_lock() {
+        Ok(slot) => Some(slot),
+        Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    });
+    if let Some(inherited) = held.and_then(|mut slot| slot.take()) {
+        std::mem::forget(inherited);
+    }
+}
+
 /// The calling process's runtime, built on first use and again after a fork.
 ///
 /// # Errors
 /// When the OS refuses the runtime's threads.
 pub fn handle() -> PyResult<Handle> {
     let pid = std::process::id();
-    let mut slot = RUNTIME
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut slot = slot();
     if let Some((_, runtime)) = slot.as_ref().filter(|(owner, _)| *owner == pid) {
         return Ok(runtime.handle().clone());
     }

@@ -86,6 +86,15 @@ def test_bad_configuration():
         FrameCache(backend="ftp")
     with pytest.raises(InvalidInputError, match="origin_timeout"):
         FrameCache(backend="memory", origin_timeout=-1.0)
+    with pytest.raises(InvalidInputError, match="lock_wait"):
+        FrameCache(backend="memory", lock_wait=-1.0)
+    FrameCache(backend="memory", lock_wait=0.0)  # 0: never wait for another process
+
+
+def test_bad_lock_wait_in_the_environment(monkeypatch):
+    monkeypatch.setenv("FRAMECACHE_LOCK_WAIT", "soon")
+    with pytest.raises(InvalidInputError, match="FRAMECACHE_LOCK_WAIT"):
+        FrameCache(backend="memory")
 
 
 def test_origin_failure_names_the_key(tmp_path):

@@ -1,22 +1,19 @@
 //! One fetch of the chain: disk, then (once per machine) the origin, filling the tiers
 //! above; and the cross-process turn-taking that makes it once per machine.
 
-use super::{FETCH_LOCK_WAIT, Hit, Inner, Want};
+use super::{Hit, Inner, Want};
 use crate::error::{Error, Result};
+use crate::flock::{Backoff, LockFile};
 use crate::metrics::TierCounters;
 use crate::tier::{FetchLock, Source};
 use bytes::Bytes;
-use std::time::{Duration, Instant};
-
-/// How often a waiting miss checks whether the other process is done.
-const FETCH_LOCK_POLL: Duration = Duration::from_millis(2);
 
 /// A miss's place among the processes of the machine.
 enum BoxTurn {
     /// Another process fetched it meanwhile: its disk entry.
     Served((Bytes, blake3::Hash)),
     /// Fetch it; holding the lock (if any) until the entry is on disk.
-    Fetch(Option<std::fs::File>),
+    Fetch(Option<LockFile>),
 }
 
 impl Inner {
@@ -132,12 +129,13 @@ impl Inner {
     }
 
     /// Waits for this process's turn to fetch `local` for the machine: the key's fetch lock,
-    /// or the disk entry another process wrote while holding it.
+    /// or the disk entry another process wrote while holding it. The wait is bounded by the
+    /// disk tier's lock bound, past which this process fetches too.
     async fn box_turn(&self, local: &str) -> BoxTurn {
         let Some(disk) = &self.disk else {
             return BoxTurn::Fetch(None);
         };
-        let deadline = Instant::now() + FETCH_LOCK_WAIT;
+        let mut backoff = Backoff::new(disk.lock_wait());
         loop {
             match disk.try_fetch_lock(local) {
                 FetchLock::Held(lock) => {
@@ -150,15 +148,18 @@ impl Inner {
                     return BoxTurn::Fetch(Some(lock));
                 }
                 FetchLock::Unsupported => return BoxTurn::Fetch(None),
-                FetchLock::Busy if Instant::now() >= deadline => {
-                    tracing::warn!(
-                        "{local:?}: another fetch held its lock for {FETCH_LOCK_WAIT:?}; \
-                         fetching without it"
-                    );
-                    TierCounters::bump(&self.metrics.fetch_lock_timeouts);
-                    return BoxTurn::Fetch(None);
-                }
-                FetchLock::Busy => tokio::time::sleep(FETCH_LOCK_POLL).await,
+                FetchLock::Busy => match backoff.next_pause() {
+                    Some(pause) => tokio::time::sleep(pause).await,
+                    None => {
+                        tracing::warn!(
+                            "{local:?}: another fetch held its lock for {:?}; fetching \
+                             without it",
+                            disk.lock_wait()
+                        );
+                        TierCounters::bump(&self.metrics.fetch_lock_timeouts);
+                        return BoxTurn::Fetch(None);
+                    }
+                },
             }
         }
     }

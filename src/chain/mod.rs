@@ -9,7 +9,7 @@
 //! under it ([`TieredCache::local_key`]), so a copy of another version is never served.
 //! Misses are also single-flight across the processes sharing a disk tier: one takes the
 //! key's fetch lock and downloads, the others wait for its disk entry (bounded by
-//! [`FETCH_LOCK_WAIT`], past which a waiter fetches itself).
+//! [`crate::CacheConfig::lock_wait`], past which a waiter fetches itself).
 
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, TierCounters};
@@ -20,7 +20,6 @@ use futures::future::{BoxFuture, Shared};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 mod fetch;
 
@@ -38,9 +37,6 @@ pub struct Hit {
     pub blake3: Option<blake3::Hash>,
 }
 
-/// Longest a miss waits for another process's fetch of the same key before fetching itself.
-pub const FETCH_LOCK_WAIT: Duration = Duration::from_secs(60);
-
 type FlightResult = std::result::Result<Option<Hit>, Arc<Error>>;
 
 /// What a fetch reads: the object key at the origin, the version it must be (if known),
@@ -54,6 +50,9 @@ pub(super) struct Want {
 
 pub(super) struct Flight {
     pub(super) id: u64,
+    /// The fork generation that started it: a forked child never joins a flight whose
+    /// task ran on its parent's runtime (gone in the child); it starts its own.
+    generation: u64,
     result: Shared<BoxFuture<'static, FlightResult>>,
 }
 
@@ -181,7 +180,10 @@ impl TieredCache {
 
     fn join_or_start(&self, want: Want) -> Shared<BoxFuture<'static, FlightResult>> {
         let mut inflight = self.inner.inflight.lock().expect("inflight lock");
-        if let Some(flight) = inflight.get(&want.local) {
+        let generation = crate::flock::fork_generation();
+        if let Some(flight) = inflight.get(&want.local)
+            && flight.generation == generation
+        {
             TierCounters::bump(&self.inner.metrics.coalesced);
             return flight.result.clone();
         }
@@ -208,6 +210,7 @@ impl TieredCache {
             local,
             Flight {
                 id,
+                generation,
                 result: result.clone(),
             },
         );

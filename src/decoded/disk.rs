@@ -12,6 +12,8 @@ use super::Decoded;
 use super::format::{self, HEADER_LEN, RawCorruption};
 use crate::codec::{self, DecodeError, Scale};
 use crate::error::{Error, Result};
+use crate::flock::gate::LockKind;
+use crate::flock::{LockFile, Mode, Waited};
 use crate::metrics::{Metrics, TierCounters};
 use crate::pixels::Pixels;
 use crate::tier::{DiskTier, DiskUsage, VerifyReport};
@@ -21,6 +23,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Sub-directory of the cache directory holding decoded frames.
 pub const DECODED_DIR: &str = "decoded";
@@ -54,11 +57,18 @@ pub(crate) enum Outcome {
 }
 
 impl DecodedDisk {
-    /// Opens (lazily creating) `{cache_dir}/decoded` bounded to `capacity` bytes.
-    pub(crate) fn open(cache_dir: &Path, capacity: u64, metrics: Arc<Metrics>) -> Self {
+    /// Opens (lazily creating) `{cache_dir}/decoded` bounded to `capacity` bytes, waiting at
+    /// most `lock_wait` for any of its locks.
+    pub(crate) fn open(
+        cache_dir: &Path,
+        capacity: u64,
+        lock_wait: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let root = cache_dir.join(DECODED_DIR);
         DecodedDisk {
-            tier: DiskTier::open_counted(&root, capacity, metrics, |m| &m.decoded_disk),
+            tier: DiskTier::open_counted(&root, capacity, metrics, |m| &m.decoded_disk)
+                .with_lock_wait(lock_wait),
             locks: root.join(LOCKS_DIR),
         }
     }
@@ -127,19 +137,22 @@ impl DecodedDisk {
         let _ = self.tier.unlink_entry(path);
     }
 
-    /// Takes `name`'s decode lock, waiting for another process (or thread) holding it; the
-    /// lock is released when the returned file is closed.
-    fn lock(&self, name: &str) -> io::Result<File> {
+    /// Takes `name`'s decode lock, waiting for another process (or thread) holding it for
+    /// at most the tier's lock bound; the lock is released when the returned file is
+    /// closed. `None` when the bound passed: the caller decodes without the lock (counted).
+    fn lock(&self, name: &str) -> io::Result<Option<LockFile>> {
         let hash = blake3::hash(name.as_bytes());
         let stripe = u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"));
         let path = self.locks.join(format!("{:03x}", stripe % LOCK_STRIPES));
         let open = || {
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)
+            LockFile::open(LockKind::Decode, || {
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&path)
+            })
         };
         let file = match open() {
             Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -150,8 +163,17 @@ impl DecodedDisk {
         };
         // flock locks belong to the open file, so threads of this process exclude each
         // other as processes do.
-        file.lock()?;
-        Ok(file)
+        match file.lock_within(Mode::Exclusive, self.tier.lock_wait())? {
+            Waited::Locked => Ok(Some(file)),
+            Waited::TimedOut => {
+                TierCounters::bump(&self.tier.metrics().decode_lock_timeouts);
+                tracing::warn!(
+                    "decode lock of {name:?} stayed busy for {:?}; decoding without it",
+                    self.tier.lock_wait()
+                );
+                Ok(None)
+            }
+        }
     }
 
     /// Returns `name`'s entry, decoding `jpeg` into it unless some process on this machine
@@ -170,6 +192,9 @@ impl DecodedDisk {
         if let Some(found) = self.read(name)? {
             return Ok(Ok(Outcome::Waited(found)));
         }
+        // Past the lock's bound this decodes alone: the entry is written to a temp file and
+        // linked into place, so a concurrent decoder of the same frame costs CPU, never a
+        // torn entry.
         let lock = self
             .lock(name)
             .map_err(|e| Error::io("lock decoded entry", &self.locks, e))?;

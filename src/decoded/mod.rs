@@ -31,6 +31,7 @@ use memory::DecodedMemory;
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// How loaded frames share their pixels with the cache.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -155,13 +156,14 @@ impl DecodedTiers {
     pub(crate) fn new(
         memory_capacity: u64,
         disk: Option<(&Path, u64)>,
+        lock_wait: Duration,
         metrics: Arc<Metrics>,
     ) -> Option<Self> {
         let memory =
             (memory_capacity > 0).then(|| DecodedMemory::new(memory_capacity, metrics.clone()));
         let disk = disk
             .filter(|(_, capacity)| *capacity > 0)
-            .map(|(dir, capacity)| DecodedDisk::open(dir, capacity, metrics.clone()));
+            .map(|(dir, capacity)| DecodedDisk::open(dir, capacity, lock_wait, metrics.clone()));
         (memory.is_some() || disk.is_some()).then_some(DecodedTiers {
             memory,
             disk,

@@ -289,9 +289,27 @@ fn render_tiers(out: &mut String, stats: &Stats) {
             "Timeline loads served from a local manifest while the origin failed.",
             stats.offline_loads,
         ),
+        (
+            "framecache_inherited_locks_closed_total",
+            "Lock descriptors inherited through fork and closed in the child.",
+            stats.inherited_locks_closed,
+        ),
     ] {
         counter(out, name, help);
         let _ = writeln!(out, "{name} {value}");
+    }
+    let name = "framecache_lock_timeouts_total";
+    counter(
+        out,
+        name,
+        "Lock waits that reached their bound; the waiter went on without the lock.",
+    );
+    for (lock, value) in [
+        ("decode", stats.decode_lock_timeouts),
+        ("fetch", stats.fetch_lock_timeouts),
+        ("directory", stats.dir_lock_timeouts),
+    ] {
+        let _ = writeln!(out, "{name}{{lock=\"{lock}\"}} {value}");
     }
     render_eviction(out, stats);
 }
@@ -444,6 +462,15 @@ mod tests {
         assert!(text.contains("framecache_disk_evictor_running{tier=\"disk\"} 1"));
         assert!(text.contains("framecache_disk_last_eviction_seconds{tier=\"disk\"} 0.0015"));
         assert!(!text.contains("tier=\"decoded_disk\""));
+        let stats = Stats {
+            decode_lock_timeouts: 3,
+            dir_lock_timeouts: 2,
+            ..Stats::default()
+        };
+        let text = m.render(&stats, None);
+        assert!(text.contains("framecache_lock_timeouts_total{lock=\"decode\"} 3"));
+        assert!(text.contains("framecache_lock_timeouts_total{lock=\"directory\"} 2"));
+        assert!(text.contains("framecache_lock_timeouts_total{lock=\"fetch\"} 0"));
         // Every sample line is `name{labels} value` or `name value`.
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let value = line.rsplit(' ').next().unwrap();

@@ -47,6 +47,10 @@ pub struct Global {
     /// size, before the download.
     #[arg(long, env = "FRAMECACHE_MAX_OBJECT_SIZE", default_value = "64MiB", value_parser = parse_size, global = true)]
     max_object_size: u64,
+    /// Longest wait, in seconds, for one of the disk cache's locks (a frame's decode, a
+    /// key's fetch, the directory); past it a process goes on alone, counted in `stats`.
+    #[arg(long, env = "FRAMECACHE_LOCK_WAIT", default_value = "60", value_parser = parse_seconds, global = true)]
+    lock_wait: std::time::Duration,
     /// Print machine-readable JSON.
     #[arg(long, global = true)]
     pub json: bool,
@@ -61,6 +65,11 @@ enum BackendKind {
 /// Parses `178956970` or `8192x8192`, naming the value when it cannot.
 fn parse_pixels(s: &str) -> std::result::Result<u64, String> {
     framecache::parse_pixels(s).map_err(|rule| format!("invalid pixel count {s:?}: {rule}"))
+}
+
+/// Parses `60`, `2.5` or `0` seconds, naming the value when it cannot.
+fn parse_seconds(s: &str) -> std::result::Result<std::time::Duration, String> {
+    framecache::parse_seconds(s).map_err(|rule| format!("invalid duration {s:?}: {rule}"))
 }
 
 /// Parses `512MiB`, `10GiB`, `1.5GB`, `4096`, naming the value when it cannot.
@@ -110,6 +119,7 @@ impl Global {
             },
             max_frame_pixels: self.max_frame_pixels,
             max_object_size: self.max_object_size,
+            lock_wait: self.lock_wait,
             ..CacheConfig::default()
         }
     }

@@ -6,8 +6,10 @@
 
 use super::DiskTier;
 use super::ledger::{LAYOUT, word};
+use crate::flock::gate::LockKind;
+use crate::flock::{LockFile, Mode};
 use serde::Serialize;
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::OpenOptions;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Weak};
@@ -77,7 +79,7 @@ pub(super) fn now_ms() -> u64 {
 /// What the candidate thread holds while it is the evictor.
 struct Elected {
     /// The election lock, held until this process exits or drops the tier.
-    _lock: File,
+    _lock: LockFile,
 }
 
 impl DiskTier {
@@ -96,16 +98,20 @@ impl DiskTier {
     /// Tries, without waiting, to take the election lock.
     fn try_elect(&self) -> Option<Elected> {
         let path = self.inner.dir.join(EVICTOR_LOCK_FILE);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .ok()?;
-        match file.try_lock() {
-            Ok(()) => Some(Elected { _lock: file }),
-            Err(TryLockError::WouldBlock | TryLockError::Error(_)) => None,
+        // Through the fork registry: a child forked while this process evicts closes its
+        // copy at once instead of holding the election for as long as it lives.
+        let file = LockFile::open(LockKind::Evictor, || {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+        })
+        .ok()?;
+        match file.try_lock(Mode::Exclusive) {
+            Ok(true) => Some(Elected { _lock: file }),
+            Ok(false) | Err(_) => None,
         }
     }
 

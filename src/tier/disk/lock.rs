@@ -3,10 +3,14 @@
 //! machine download a missing key while the others wait for its entry.
 //!
 //! All are `flock` locks, which the kernel releases when their holder exits, however it
-//! exits: a killed process never leaves a stale lock behind.
+//! exits: a killed process never leaves a stale lock behind. They are [`LockFile`]s, so a
+//! forked child never keeps one, and every wait for them is bounded.
 
 use super::DiskTier;
-use std::fs::{self, File, OpenOptions, TryLockError};
+use crate::flock::gate::LockKind;
+use crate::flock::{LockFile, Mode, Waited};
+use crate::metrics::TierCounters;
+use std::fs::{self, File, OpenOptions};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
@@ -20,16 +24,17 @@ const FETCH_LOCK_DIR: &str = ".fetch";
 const FETCH_LOCK_STRIPES: u64 = 4096;
 
 /// The outcome of trying to become the process that fetches a key for the machine.
+#[derive(Debug)]
 pub enum FetchLock {
-    /// This process holds the key's fetch lock until the file is dropped.
-    Held(File),
+    /// This process holds the key's fetch lock until the lock file is dropped.
+    Held(LockFile),
     /// Another process (or another fetch of this one in the same stripe) holds it.
     Busy,
     /// Locks do not work on this directory: fetch without one.
     Unsupported,
 }
 
-fn open_lock_file(path: &Path) -> std::io::Result<File> {
+pub(super) fn open_lock_file(path: &Path) -> std::io::Result<File> {
     OpenOptions::new()
         .read(true)
         .write(true)
@@ -42,23 +47,32 @@ fn open_lock_file(path: &Path) -> std::io::Result<File> {
 impl DiskTier {
     /// Takes the directory's lock, shared or exclusive, on a descriptor of its own (flock
     /// locks belong to the open file, so threads of one process exclude each other too).
-    /// `None` when the lock file cannot be opened: the directory is failing anyway.
-    pub(super) fn lock(&self, exclusive: bool) -> Option<File> {
+    ///
+    /// `None` when the lock file cannot be opened (the directory is failing anyway) or when
+    /// the lock stayed busy for [`DiskTier::lock_wait`]: the caller goes on without it.
+    /// What it does stays safe (entries are linked into place whole); only the ledger may
+    /// drift until the next recount. Timeouts are counted in `dir_lock_timeouts`.
+    pub(super) fn lock(&self, exclusive: bool) -> Option<LockFile> {
         let path = self.inner.dir.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .or_else(|_| File::open(&path))
-            .ok()?;
-        let locked = if exclusive {
-            file.lock()
+        let file = LockFile::open(LockKind::Directory, || open_lock_file(&path)).ok()?;
+        let mode = if exclusive {
+            Mode::Exclusive
         } else {
-            file.lock_shared()
+            Mode::Shared
         };
-        locked.ok().map(|()| file)
+        match file.lock_within(mode, self.lock_wait()) {
+            Ok(Waited::Locked) => Some(file),
+            Ok(Waited::TimedOut) => {
+                TierCounters::bump(&self.metrics().dir_lock_timeouts);
+                tracing::warn!(
+                    "disk cache {}: its lock stayed busy for {:?}; going on without it",
+                    self.inner.dir.display(),
+                    self.lock_wait()
+                );
+                None
+            }
+            Err(_) => None,
+        }
     }
 
     /// Tries, without waiting, to take the fetch lock of `key`'s stripe.
@@ -70,17 +84,19 @@ impl DiskTier {
         ) % FETCH_LOCK_STRIPES;
         let dir = self.inner.dir.join(FETCH_LOCK_DIR);
         let path = dir.join(format!("{stripe:03x}"));
-        let file = match open_lock_file(&path) {
+        let file = match LockFile::open(LockKind::Fetch, || open_lock_file(&path)) {
             Ok(file) => file,
-            Err(_) => match fs::create_dir_all(&dir).and_then(|()| open_lock_file(&path)) {
+            Err(_) => match fs::create_dir_all(&dir)
+                .and_then(|()| LockFile::open(LockKind::Fetch, || open_lock_file(&path)))
+            {
                 Ok(file) => file,
                 Err(e) => return self.locks_unsupported(&e.to_string()),
             },
         };
-        match file.try_lock() {
-            Ok(()) => FetchLock::Held(file),
-            Err(TryLockError::WouldBlock) => FetchLock::Busy,
-            Err(TryLockError::Error(e)) => self.locks_unsupported(&e.to_string()),
+        match file.try_lock(Mode::Exclusive) {
+            Ok(true) => FetchLock::Held(file),
+            Ok(false) => FetchLock::Busy,
+            Err(e) => self.locks_unsupported(&e.to_string()),
         }
     }
 

@@ -47,6 +47,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::time::Duration;
 use temp::process_nonce;
 
 /// Sub-directory of the cache directory holding entries of the current format.
@@ -94,9 +95,16 @@ struct Inner {
     warned: AtomicBool,
     /// Set once fetch locks have failed, so the condition is logged once.
     locks_warned: AtomicBool,
+    /// Longest wait for any of this directory's locks, in nanoseconds (see
+    /// [`DiskTier::with_lock_wait`]).
+    lock_wait_nanos: AtomicU64,
     metrics: Arc<Metrics>,
     /// Which of the metrics' tiers this directory counts into.
     counters: fn(&Metrics) -> &TierCounters,
+}
+
+fn nanos(wait: Duration) -> u64 {
+    u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Runs a blocking disk operation off the async workers.
@@ -163,10 +171,31 @@ impl DiskTier {
                 temp_seq: AtomicU64::new(0),
                 warned: AtomicBool::new(false),
                 locks_warned: AtomicBool::new(false),
+                lock_wait_nanos: AtomicU64::new(nanos(crate::flock::DEFAULT_LOCK_WAIT)),
                 metrics,
                 counters,
             }),
         }
+    }
+
+    /// Bounds every wait for one of this directory's locks (the directory lock, fetch locks,
+    /// writers' temp-file locks) to `wait`; past it the waiter goes on without the lock,
+    /// counted in [`crate::Stats`]. The default is [`crate::flock::DEFAULT_LOCK_WAIT`].
+    pub fn with_lock_wait(self, wait: Duration) -> Self {
+        self.inner
+            .lock_wait_nanos
+            .store(nanos(wait), Ordering::Relaxed);
+        self
+    }
+
+    /// The bound of a wait for one of this directory's locks.
+    pub fn lock_wait(&self) -> Duration {
+        Duration::from_nanos(self.inner.lock_wait_nanos.load(Ordering::Relaxed))
+    }
+
+    /// The counters this directory reports into.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     /// The directory holding this format's entries.

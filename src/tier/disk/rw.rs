@@ -4,6 +4,8 @@ use super::DiskTier;
 use super::evict::shard_of;
 use crate::entry::{self, Corruption, FIXED_HEADER_LEN};
 use crate::error::{Error, Result};
+use crate::flock::gate::LockKind;
+use crate::flock::{LockFile, Mode, Waited};
 use crate::metrics::TierCounters;
 use bytes::Bytes;
 use std::fs::{self, File};
@@ -200,7 +202,7 @@ impl DiskTier {
             return full(" beside the writes in progress");
         }
         // The temp file stays open (and locked, marking its writer alive) until committed.
-        let written = fill(&file).and_then(|()| self.commit(&tmp, &path));
+        let written = fill(file.file()).and_then(|()| self.commit(&tmp, &path));
         if let Err(e) = written {
             let _shared = self.lock(false);
             if tmp.exists() {
@@ -213,27 +215,32 @@ impl DiskTier {
         }
         // Written is used: the hand passes it once before it can be evicted.
         self.mark_used(&path);
-        Ok(file)
+        // Now an entry: its lock marked a write in progress and goes.
+        Ok(file.into_file())
     }
 
     /// Creates the temp file and reserves `len` bytes in the ledger, under the shared lock
     /// so that a recount sees either both or neither. Returns the ledger's new total.
-    pub(super) fn reserve(&self, shard: &Path, len: u64) -> io::Result<(PathBuf, File, u64)> {
+    pub(super) fn reserve(&self, shard: &Path, len: u64) -> io::Result<(PathBuf, LockFile, u64)> {
         let tmp = shard.join(self.temp_name(len));
         let _shared = self.lock(false);
-        let file = match File::create_new(&tmp) {
+        let create = || LockFile::open(LockKind::Temp, || File::create_new(&tmp));
+        let file = match create() {
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 fs::create_dir_all(shard)?;
-                File::create_new(&tmp)?
+                create()?
             }
             other => other?,
         };
-        // Held until the file is closed: a recount that can take this lock knows the
+        // Held until the file is committed: a recount that can take this lock knows the
         // writer is gone, whatever PID namespace either of them runs in. Waited for, not
-        // tried: the check at open probes temp files without the directory lock, holding
-        // a probed file's lock for a moment, and a writer that gave up its lock then would
-        // look dead to the next recount, which would delete the write in progress.
-        let _ = file.lock();
+        // only tried: a probe of temp files holds a probed file's lock for a moment, and a
+        // writer that gave up its lock then would look dead to the next recount, which would
+        // delete the write in progress. Past the bound the write goes on unlocked: a recount
+        // may then delete it, which fails the write cleanly (its link finds no file).
+        if let Ok(Waited::TimedOut) = file.lock_within(Mode::Exclusive, self.lock_wait()) {
+            TierCounters::bump(&self.metrics().dir_lock_timeouts);
+        }
         let used = self.inner.ledger.add(shard_of(&tmp), len);
         Ok((tmp, file, used))
     }

@@ -1,6 +1,8 @@
 //! Temp files of writes in progress: their names, and whether their writer is gone.
 
 use super::DiskTier;
+use crate::flock::gate::LockKind;
+use crate::flock::{LockFile, Mode};
 use std::fs;
 use std::io;
 use std::path::Path;
@@ -88,11 +90,13 @@ impl DiskTier {
     /// one cache volume, where every main process may be PID 1), unlike a PID check, which
     /// remains only for filesystems where locks do not work.
     pub(super) fn is_dead(&self, path: &Path, temp: &TempName, meta: &fs::Metadata) -> bool {
-        if let Ok(file) = fs::File::open(path) {
-            match file.try_lock() {
-                Ok(()) => return true,
-                Err(fs::TryLockError::WouldBlock) => return false,
-                Err(fs::TryLockError::Error(_)) => {}
+        // A lock file for the moment of the probe: a fork meanwhile must not leave a child
+        // holding the writer's lock (the writer waits for it, see `reserve`).
+        if let Ok(file) = LockFile::open(LockKind::Temp, || fs::File::open(path)) {
+            match file.try_lock(Mode::Exclusive) {
+                Ok(true) => return true,
+                Ok(false) => return false,
+                Err(_) => {}
             }
         }
         if temp.pid == std::process::id() {

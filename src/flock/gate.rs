@@ -1,0 +1,148 @@
+//! A test gate: the next thread to take a lock of one kind stops while it holds it, so a
+//! test can fork (or look at the lock files) at that exact moment instead of guessing
+//! with sleeps.
+//!
+//! Disarmed it costs one relaxed atomic load per lock taken.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// The locks a test can stop at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum LockKind {
+    /// A decode stripe lock of the decoded-frame disk tier.
+    Decode = 1,
+    /// A fetch lock of the disk tier (one process per machine downloads a key).
+    Fetch = 2,
+    /// The disk tier directory's lock (shared or exclusive).
+    Directory = 3,
+    /// A writer's lock on its temp file.
+    Temp = 4,
+    /// The disk tier's evictor election lock, held for as long as a process evicts.
+    Evictor = 5,
+}
+
+impl LockKind {
+    /// The kind a test names: `decode`, `fetch`, `directory`, `temp` or `evictor`.
+    pub fn parse(name: &str) -> Option<LockKind> {
+        match name {
+            "decode" => Some(LockKind::Decode),
+            "fetch" => Some(LockKind::Fetch),
+            "directory" => Some(LockKind::Directory),
+            "temp" => Some(LockKind::Temp),
+            "evictor" => Some(LockKind::Evictor),
+            _ => None,
+        }
+    }
+}
+
+/// The armed kind, 0 when disarmed.
+static ARMED: AtomicU8 = AtomicU8::new(0);
+
+#[derive(Default)]
+struct State {
+    /// A thread stopped holding a lock of the armed kind.
+    held: bool,
+    /// The lock file it holds, where the system tells (`/proc/self/fd`).
+    path: Option<PathBuf>,
+    /// The test let it go.
+    released: bool,
+}
+
+static STATE: Mutex<State> = Mutex::new(State {
+    held: false,
+    path: None,
+    released: false,
+});
+static CHANGED: Condvar = Condvar::new();
+
+/// Longest a stopped thread waits for [`release`]: a test that forgets to release (or
+/// fails first) must not leave the process hanging.
+const STOP_BOUND: Duration = Duration::from_secs(120);
+
+fn state() -> std::sync::MutexGuard<'static, State> {
+    STATE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Arms the gate: the next thread to take a lock of `kind` stops holding it until
+/// [`release`].
+pub fn arm(kind: LockKind) {
+    *state() = State::default();
+    ARMED.store(kind as u8, Ordering::SeqCst);
+}
+
+/// Waits up to `timeout` for a thread to stop at the gate; whether one did.
+pub fn wait_held(timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut state = state();
+    while !state.held {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        state = CHANGED
+            .wait_timeout(state, left)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+    }
+    true
+}
+
+/// The lock file the stopped thread holds, once one stopped (where the system tells).
+pub fn held_path() -> Option<PathBuf> {
+    state().path.clone()
+}
+
+/// Lets the stopped thread go on (and disarms the gate if nothing stopped at it).
+pub fn release() {
+    ARMED.store(0, Ordering::SeqCst);
+    let mut state = state();
+    state.released = true;
+    // A later wait must see a later stop, never this one.
+    state.held = false;
+    CHANGED.notify_all();
+}
+
+/// Called by a thread that just took a lock of `kind` on `file`: stops here if the gate is
+/// armed for that kind and no other thread stopped first.
+pub(crate) fn reached(kind: LockKind, file: &File) {
+    if ARMED.load(Ordering::Relaxed) != kind as u8
+        || ARMED
+            .compare_exchange(kind as u8, 0, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+    {
+        return;
+    }
+    let deadline = Instant::now() + STOP_BOUND;
+    let path = path_of(file);
+    let mut state = state();
+    state.held = true;
+    state.path = path;
+    CHANGED.notify_all();
+    while !state.released {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            tracing::error!("lock gate: never released; going on");
+            return;
+        }
+        state = CHANGED
+            .wait_timeout(state, left)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn path_of(file: &File) -> Option<PathBuf> {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(file);
+    std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn path_of(_file: &File) -> Option<PathBuf> {
+    None
+}
