@@ -34,5 +34,6 @@ pub use synth::synthetic_frame;
 pub use tier::{BadEntry, DiskUsage, Recount, Source, VerifyReport};
 pub use timeline::{
     ClearScope, DEFAULT_B64_QUALITY, DEFAULT_QUALITY, DecodedUsage, EncodedFrame, Frame, FrameB64,
-    FrameCache, FrameEntry, FrameJpeg, FrameMeta, OverlayRef, TimelineStatus, frames_to_b64,
+    FrameCache, FrameEntry, FrameJpeg, FrameMeta, FramePage, OverlayRef, Seqs, TimelineStatus,
+    frames_to_b64,
 };

@@ -41,7 +41,7 @@ impl ApiError {
 
     /// Maps a library error: bad input is `400`, an origin that fails (down, timing out,
     /// refusing) is `503`, a timeline whose writer has not finished (or a write another writer superseded) is `409`, an object
-    /// deleted while being read is `404`, anything else `500`. Messages are redacted.
+    /// deleted while being read or a frame a range lacks is `404`, anything else `500`. Messages are redacted.
     pub fn from_core(err: &Error, redactor: &Redactor, retry_after: Duration) -> Self {
         let message = redactor.redact(&err.to_string());
         let status = match root(err) {
@@ -56,7 +56,7 @@ impl ApiError {
             Error::Incomplete { .. } | Error::Superseded { .. } | Error::Contended { .. } => {
                 StatusCode::CONFLICT
             }
-            Error::Vanished { .. } => StatusCode::NOT_FOUND,
+            Error::Vanished { .. } | Error::NoFrame { .. } => StatusCode::NOT_FOUND,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {

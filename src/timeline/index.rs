@@ -2,9 +2,9 @@
 //! timeline ids.
 
 use super::FrameCache;
-use super::manifest::{FrameMeta, parse_manifest};
+use super::manifest::FrameMeta;
 use crate::error::{Error, Result};
-use crate::layout::{self, MANIFEST_NAME};
+use crate::layout;
 use crate::metrics::TierCounters;
 use crate::tier::Version;
 use serde::{Deserialize, Serialize};
@@ -111,23 +111,20 @@ impl FrameCache {
         }
     }
 
-    /// Lists the timeline and reads its manifest from the origin.
+    /// Lists the timeline and reads its manifest from the origin (the head, then every
+    /// chunk: a listing is proportional to the timeline anyway).
     pub(super) async fn origin_index(&self, timeline: &str) -> Result<Index> {
         let prefix = layout::frames_prefix(timeline)?;
-        let manifest_key = layout::manifest_key(timeline)?;
         let origin = self.cache.origin();
-        let (listed, manifest_bytes) =
-            futures::try_join!(origin.list(&prefix), origin.get(&manifest_key))?;
-        let manifest = manifest_bytes
-            .as_ref()
-            .and_then(|bytes| parse_manifest(&manifest_key, bytes));
-        let mut metas: HashMap<u64, FrameMeta> = manifest
-            .as_ref()
-            .map(|m| m.frames.iter().map(|f| (f.seq, f.clone())).collect())
-            .unwrap_or_default();
+        let (listed, head) = futures::try_join!(origin.list(&prefix), self.read_head(timeline))?;
+        let metas = match &head {
+            Some(head) if head.complete => self.all_metas(timeline, head).await?,
+            _ => Vec::new(),
+        };
+        let mut metas: HashMap<u64, FrameMeta> = metas.into_iter().map(|f| (f.seq, f)).collect();
         let mut entries = Vec::with_capacity(listed.len());
         for object in listed {
-            if layout::name_under(&prefix, &object.key) == Some(MANIFEST_NAME) {
+            if layout::name_under(&prefix, &object.key).is_some_and(layout::is_metadata_name) {
                 continue;
             }
             let Some(seq) = layout::frame_seq_under(&prefix, &object.key) else {
@@ -145,16 +142,21 @@ impl FrameCache {
             });
         }
         entries.sort_by_key(|e| e.seq);
-        let status = match manifest {
-            Some(m) => {
-                let expected = m.frames.len();
-                let present = expected - metas.len();
-                if m.complete && metas.is_empty() {
+        let status = match head {
+            Some(head) => {
+                let expected = head.count;
+                if head.complete && metas.is_empty() {
                     TimelineStatus::Complete {
                         frames: entries.len(),
-                        generation: m.generation,
+                        generation: head.generation,
                     }
                 } else {
+                    // An incomplete manifest has no entries yet: every frame present counts.
+                    let present = if head.complete {
+                        expected.saturating_sub(metas.len())
+                    } else {
+                        entries.len().min(expected)
+                    };
                     TimelineStatus::Partial { expected, present }
                 }
             }

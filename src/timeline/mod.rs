@@ -24,6 +24,7 @@ mod manifest;
 mod overlay_index;
 mod overlays;
 mod read;
+mod select;
 mod write;
 
 pub use b64::{DEFAULT_B64_QUALITY, FrameB64, frames_to_b64};
@@ -31,6 +32,7 @@ pub use index::{FrameEntry, TimelineStatus};
 pub use manifest::FrameMeta;
 pub use overlay_index::OverlayRef;
 pub use read::{Frame, FrameJpeg};
+pub use select::{FramePage, Seqs};
 pub use write::EncodedFrame;
 
 use crate::chain::TieredCache;
@@ -63,6 +65,8 @@ pub struct FrameCache {
     concurrency: usize,
     /// Digest of the listing this process last kept locally, per kept key.
     kept: Arc<Mutex<HashMap<String, blake3::Hash>>>,
+    /// Manifest chunks this process parsed, by key (each generation's are immutable).
+    chunks: manifest::ChunkMemo,
     /// Slots for JPEG encodes and decodes, a few per core: enough to keep every core busy,
     /// while more would only add threads and scratch buffers (RSS); fetches, which wait on
     /// I/O, still go `concurrency` wide.
@@ -107,6 +111,7 @@ impl FrameCache {
             cache,
             concurrency: concurrency.max(1),
             kept: Arc::default(),
+            chunks: Arc::default(),
             verified: Arc::default(),
             codec_slots: Arc::new(tokio::sync::Semaphore::new(
                 4 * std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -2,7 +2,7 @@
 
 use super::FrameCache;
 use super::finish::Written;
-use super::manifest::{FrameMeta, MANIFEST_FORMAT, Manifest, manifest_bytes, new_generation};
+use super::manifest::{FrameMeta, Manifest, manifest_bytes, new_generation};
 use super::read::Frame;
 use crate::codec;
 use crate::error::{Error, Result};
@@ -155,11 +155,10 @@ impl FrameCache {
             .collect::<Result<Vec<_>>>()?;
         let manifest_key = layout::manifest_key(timeline)?;
         let mut manifest = Manifest {
-            format: MANIFEST_FORMAT,
             generation: new_generation(),
             complete: false,
-            abandoned: false,
             frames: metas,
+            chunks: Vec::new(),
         };
         self.cache
             .origin()
@@ -196,6 +195,8 @@ impl FrameCache {
                 meta.blake3 = blake3::hash(&frame.jpeg).to_hex().to_string();
             }
             manifest.frames.sort_by_key(|f| f.seq);
+            // Under this write's generation, so no reader of another manifest sees them.
+            self.put_chunks(timeline, &mut manifest).await?;
             manifest.complete = true;
             self.finish_timeline(timeline, &prefix, &manifest_key, &manifest, written)
                 .await
@@ -203,6 +204,7 @@ impl FrameCache {
         .await;
         match written {
             Ok(()) => {
+                self.drop_old_chunks(timeline).await;
                 let count = manifest.frames.len();
                 tracing::info!("cached {count} frames for timeline {timeline}");
                 Ok(count)
