@@ -6,7 +6,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{Env, Proxy, ProxyMode, unique};
+use common::{Env, cache_with_failing_origin, unique};
 use framecache::server::{ServeOptions, Server};
 use framecache::{Backend, Error, FrameCache, Metrics, Result, synthetic_frame};
 use reqwest::StatusCode;
@@ -562,124 +562,6 @@ async fn a_token_guards_every_route_but_healthz(env: &Env) {
     assert!(!page.contains(&tl));
 }
 
-/// An origin that can be switched off: every call fails as a refused connection would.
-struct Switch {
-    inner: Arc<dyn framecache::tier::Origin>,
-    down: std::sync::atomic::AtomicBool,
-}
-
-impl Switch {
-    fn check(&self, key: &str) -> Result<()> {
-        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(Error::Storage {
-                op: "read",
-                key: key.to_owned(),
-                source: Box::new(
-                    opendal::Error::new(opendal::ErrorKind::Unexpected, "connection refused")
-                        .set_temporary(),
-                ),
-            });
-        }
-        Ok(())
-    }
-}
-
-impl framecache::tier::Origin for Switch {
-    fn get<'a>(&'a self, key: &'a str) -> futures::future::BoxFuture<'a, Result<Option<Bytes>>> {
-        Box::pin(async move {
-            self.check(key)?;
-            self.inner.get(key).await
-        })
-    }
-    fn put<'a>(
-        &'a self,
-        key: &'a str,
-        value: Bytes,
-    ) -> futures::future::BoxFuture<'a, Result<Option<framecache::tier::Version>>> {
-        Box::pin(async move {
-            self.check(key)?;
-            self.inner.put(key, value).await
-        })
-    }
-    fn remove<'a>(&'a self, key: &'a str) -> futures::future::BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            self.check(key)?;
-            self.inner.remove(key).await
-        })
-    }
-    fn stat<'a>(
-        &'a self,
-        key: &'a str,
-    ) -> futures::future::BoxFuture<'a, Result<Option<framecache::tier::ObjectInfo>>> {
-        Box::pin(async move {
-            self.check(key)?;
-            self.inner.stat(key).await
-        })
-    }
-    fn list<'a>(
-        &'a self,
-        prefix: &'a str,
-    ) -> futures::future::BoxFuture<'a, Result<Vec<framecache::tier::ObjectInfo>>> {
-        Box::pin(async move {
-            self.check(prefix)?;
-            self.inner.list(prefix).await
-        })
-    }
-    fn exists<'a>(&'a self, key: &'a str) -> futures::future::BoxFuture<'a, Result<bool>> {
-        Box::pin(async move {
-            self.check(key)?;
-            self.inner.exists(key).await
-        })
-    }
-    fn has_any<'a>(&'a self, prefix: &'a str) -> futures::future::BoxFuture<'a, Result<bool>> {
-        Box::pin(async move {
-            self.check(prefix)?;
-            self.inner.has_any(prefix).await
-        })
-    }
-    fn remove_prefix<'a>(&'a self, prefix: &'a str) -> futures::future::BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            self.check(prefix)?;
-            self.inner.remove_prefix(prefix).await
-        })
-    }
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-}
-
-/// A cache whose origin can be taken down: on S3 a proxy that refuses connections (the
-/// real failure, through OpenDAL), on the filesystem a switch in front of the origin.
-async fn cache_with_failing_origin(
-    env: &Env,
-    name: &str,
-) -> (FrameCache, Box<dyn Fn(bool) + Send>) {
-    let mut config = env.config(&env.disk_dir(name));
-    config.retries = 1;
-    config.retry_min_delay = Duration::from_millis(1);
-    if let Backend::S3(s3) = &mut config.backend {
-        let proxy = Proxy::start(s3.endpoint.as_deref().unwrap()).await;
-        s3.endpoint = Some(proxy.endpoint.clone());
-        let fc = FrameCache::new(&config).unwrap();
-        let set = move |down: bool| {
-            proxy.set(if down {
-                ProxyMode::Refuse
-            } else {
-                ProxyMode::Up
-            })
-        };
-        return (fc, Box::new(set));
-    }
-    let metrics = Arc::new(Metrics::default());
-    let switch = Arc::new(Switch {
-        inner: env.origin(&metrics),
-        down: Default::default(),
-    });
-    let chain = config.build_with_origin(switch.clone(), metrics);
-    let fc = FrameCache::from_chain(chain, config.concurrency);
-    let set = move |down: bool| switch.down.store(down, std::sync::atomic::Ordering::SeqCst);
-    (fc, Box::new(set))
-}
 
 async fn origin_down_is_503_unless_the_frame_is_held_locally(env: &Env) {
     let tl = unique("srv-down");

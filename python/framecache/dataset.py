@@ -13,7 +13,6 @@ read of a selection does.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -44,23 +43,20 @@ class _Lazy:
         self.scale = scale
         self.writeable = writeable
         self._cache: Any = None
-        self._pid: int | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_cache"] = None
-        state["_pid"] = None
         return state
 
     @property
     def cache(self):
-        """This process's ``FrameCache``, opened on first use (and again in a forked child,
-        which must not use its parent's)."""
-        if self._cache is None or self._pid != os.getpid():
+        """This process's ``FrameCache``, opened on first use. A forked child may inherit
+        one: a ``FrameCache`` rebuilds its runtime and handles in a new process itself."""
+        if self._cache is None:
             from framecache import FrameCache
 
             self._cache = FrameCache(**self.cache_options)
-            self._pid = os.getpid()
         return self._cache
 
     def _convert(self, frame):
@@ -111,8 +107,6 @@ class FrameDataset(_Lazy, Sequence):
             dataset.items = [
                 (tl, entry["seq"]) for tl in timelines for entry in dataset.cache.list_frames(tl)
             ]
-            # The listing's cache must not travel to workers (it is dropped when pickled);
-            # a fork inherits it, and the pid check rebuilds one there.
         return dataset
 
     def __len__(self) -> int:

@@ -296,7 +296,7 @@ impl FrameCache {
                     })
                     .buffered(2)
             })
-            .map_ok(|entries| stream::iter(entries).map(Ok))
+            .map_ok(|entries| stream::iter(entries).map(Ok::<_, Error>))
             .try_flatten()
             .boxed()
     }
@@ -309,7 +309,7 @@ impl FrameCache {
     fn entries_all<'a>(&'a self, timeline: &'a str) -> BoxStream<'a, Result<FrameEntry>> {
         let whole = move || {
             stream::once(self.loadable(timeline))
-                .map_ok(|entries| stream::iter(entries).map(Ok))
+                .map_ok(|entries| stream::iter(entries).map(Ok::<_, Error>))
                 .try_flatten()
                 .boxed()
         };
@@ -349,25 +349,23 @@ impl FrameCache {
             let (head, read, listing) = (head.clone(), read.clone(), listing.clone());
             async move {
                 let from = from.filter(|_| !done)?;
-                let listed = match listing.peek() {
-                    Some(listed) => Some(listed.clone()),
-                    None => {
-                        match self.metas_from(timeline, &head, from, size).await {
-                            Ok(metas) if !metas.is_empty() => {
-                                let next = metas.last().map(|m| m.seq + 1);
-                                let seqs: Vec<u64> = metas.iter().map(|m: &FrameMeta| m.seq).collect();
-                                let window = self.resolve(timeline, &read, &seqs).await;
-                                let done = window.is_err();
-                                return Some((window, (next, WINDOW, done)));
-                            }
-                            // The manifest's frames are all out: the listing says what
-                            // else there is.
-                            Ok(_) => Some(listing.await),
-                            Err(e) => return Some((Err(e), (None, size, true))),
+                let peeked = listing.peek().cloned();
+                let listed = match peeked {
+                    Some(listed) => listed,
+                    None => match self.metas_from(timeline, &head, from, size).await {
+                        Ok(metas) if !metas.is_empty() => {
+                            let next = metas.last().map(|m| m.seq + 1);
+                            let seqs: Vec<u64> = metas.iter().map(|m: &FrameMeta| m.seq).collect();
+                            let window = self.resolve(timeline, &read, &seqs).await;
+                            let done = window.is_err();
+                            return Some((window, (next, WINDOW, done)));
                         }
-                    }
+                        // The manifest's frames are all out: the listing says what else
+                        // there is.
+                        Ok(_) => listing.await,
+                        Err(e) => return Some((Err(e), (None, size, true))),
+                    },
                 };
-                let listed = listed.expect("set above");
                 let rest = match listed {
                     Ok(index) => match index.status {
                         TimelineStatus::Partial { expected, present } => Err(Error::Incomplete {
@@ -387,7 +385,7 @@ impl FrameCache {
                 Some((rest, (None, size, true)))
             }
         })
-        .map_ok(|entries: Vec<FrameEntry>| stream::iter(entries).map(Ok))
+        .map_ok(|entries: Vec<FrameEntry>| stream::iter(entries).map(Ok::<_, Error>))
         .try_flatten()
         .boxed()
     }
@@ -476,7 +474,7 @@ impl FrameCache {
         if let Ok(Some(head)) = self.read_head(timeline).await
             && head.complete
         {
-            let mut metas = self.metas_from(timeline, &head, from, limit + 1).await?;
+            let mut metas = self.metas_from(timeline, &head, from, limit.saturating_add(1)).await?;
             let next = (metas.len() > limit).then(|| metas[limit].seq);
             metas.truncate(limit);
             let frames = metas
@@ -500,7 +498,11 @@ impl FrameCache {
         let entries = self.index(timeline).await?.entries;
         let total = entries.len();
         let start = entries.partition_point(|e| e.seq < from);
-        let mut frames: Vec<FrameEntry> = entries.into_iter().skip(start).take(limit + 1).collect();
+        let mut frames: Vec<FrameEntry> = entries
+            .into_iter()
+            .skip(start)
+            .take(limit.saturating_add(1))
+            .collect();
         let next = (frames.len() > limit).then(|| frames[limit].seq);
         frames.truncate(limit);
         Ok(FramePage {

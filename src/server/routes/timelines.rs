@@ -69,9 +69,9 @@ pub(super) struct PageQuery {
 }
 
 /// Frames per page when `from` comes without `limit`.
-pub const DEFAULT_PAGE: usize = 1000;
+const DEFAULT_PAGE: usize = 1000;
 /// The largest page.
-pub const MAX_PAGE: usize = 10_000;
+const MAX_PAGE: usize = 10_000;
 
 pub(super) async fn timeline(
     State(state): State<AppState>,
