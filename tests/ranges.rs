@@ -16,21 +16,29 @@ fn cache(env: &Env, name: &str) -> FrameCache {
     FrameCache::new(&env.config(&env.disk_dir(name))).unwrap()
 }
 
-fn encoded(n: u64) -> Vec<EncodedFrame> {
+/// `n` frames, each its own JPEG, or (`shared`) 16 JPEGs over and over, for long timelines
+/// whose bytes the test does not look at.
+fn encoded(n: u64, shared: bool) -> Vec<EncodedFrame> {
+    let few: Vec<Bytes> = (0..16).map(|v| jpeg_variant(v, 0)).collect();
     (0..n)
         .map(|seq| EncodedFrame {
             seq,
             chunk_id: 100 + seq / 10,
             timestamp: seq as f64 / 30.0,
             perceptual_hash: format!("ph{seq}"),
-            jpeg: jpeg_variant(seq, 0),
+            jpeg: if shared {
+                few[(seq % 16) as usize].clone()
+            } else {
+                jpeg_variant(seq, 0)
+            },
         })
         .collect()
 }
 
 async fn write(env: &Env, tl: &str, n: u64) {
     let writer = cache(env, &format!("writer-{tl}"));
-    writer.cache_jpegs(tl, encoded(n), &|_| {}).await.unwrap();
+    let frames = encoded(n, n > 1000);
+    writer.cache_jpegs(tl, frames, &|_| {}).await.unwrap();
 }
 
 /// Frames stored as the Python module stores them: JPEGs only, no manifest.
@@ -83,17 +91,25 @@ async fn a_missing_seq_is_an_error_naming_it(env: &Env) {
     let nothing = unique("rng-nothing");
     for tl in [&managed, &unmanaged, &nothing] {
         let fc = cache(env, &format!("missing-{tl}"));
-        for seqs in [Seqs::Range(8..12), Seqs::List(vec![3, 10, 2])] {
-            let err = fc.load_jpegs_of(tl, seqs.clone()).await.unwrap_err();
-            assert!(
-                matches!(&err, Error::NoFrame { timeline, seq: 10 } if timeline == tl),
-                "{tl} {seqs:?}: {err}"
-            );
-            let err = fc
-                .load_frames_of(tl, seqs, LoadOptions::default())
-                .await
-                .unwrap_err();
-            assert!(matches!(err, Error::NoFrame { seq: 10, .. }), "{err}");
+        // The first seq missing, in the order asked.
+        let first_missing = |seqs: &[u64]| if tl == &nothing { seqs[0] } else { 10 };
+        for seqs in [vec![8, 9, 10, 11], vec![3, 10, 2]] {
+            let missing = first_missing(&seqs);
+            for asked in [Seqs::Range(seqs[0]..seqs[0] + 4), Seqs::List(seqs.clone())] {
+                if matches!(asked, Seqs::Range(_)) && seqs[0] == 3 {
+                    continue;
+                }
+                let err = fc.load_jpegs_of(tl, asked.clone()).await.unwrap_err();
+                assert!(
+                    matches!(&err, Error::NoFrame { timeline, seq } if timeline == tl && *seq == missing),
+                    "{tl} {asked:?}: {err}"
+                );
+                let err = fc
+                    .load_frames_of(tl, asked, LoadOptions::default())
+                    .await
+                    .unwrap_err();
+                assert!(matches!(err, Error::NoFrame { seq, .. } if seq == missing), "{err}");
+            }
         }
         // The single-frame lookup answers None, as it always has.
         assert!(fc.load_frame(tl, 10).await.unwrap().is_none());
@@ -275,7 +291,7 @@ async fn manifests_of_the_inline_format_still_load(env: &Env) {
     assert_eq!(fc.load_frames(&tl).await.unwrap()[4].chunk_id, 7);
 }
 
-common::backend_tests!(
+backend_tests!(
     ranges_keep_order_and_duplicates_with_and_without_a_manifest,
     a_missing_seq_is_an_error_naming_it,
     a_range_costs_what_it_asks_not_the_timeline,

@@ -8,12 +8,11 @@ mod common;
 use bytes::Bytes;
 use common::{Env, cache_with_failing_origin, unique};
 use framecache::server::{ServeOptions, Server};
-use framecache::{Backend, Error, FrameCache, Metrics, Result, synthetic_frame};
+use framecache::{FrameCache, synthetic_frame};
 use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";

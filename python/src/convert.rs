@@ -139,3 +139,50 @@ impl<'py> IntoPyObject<'py> for Overlays {
         Ok(dict.into_any())
     }
 }
+
+/// `seqs=` of a read: `None` is the whole timeline; a `range` of step 1 stays a range
+/// (nothing materialized); any other iterable of ints is read in its order, duplicates kept.
+/// A negative or non-int item, or a selection past the core's limit, is an
+/// `InvalidInputError` naming it.
+pub fn seqs_of(seqs: Option<&Bound<'_, PyAny>>) -> PyResult<framecache::Seqs> {
+    use framecache::Seqs;
+    use pyo3::types::PyRange;
+    let Some(seqs) = seqs.filter(|s| !s.is_none()) else {
+        return Ok(Seqs::All);
+    };
+    let limit = framecache::MAX_SELECTION;
+    if let Ok(range) = seqs.cast::<PyRange>()
+        && range.step()? == 1
+    {
+        let (start, stop) = (range.start()?, range.stop()?);
+        if start < 0 {
+            return Err(crate::errors::invalid("frame seq", start, "must be ≥ 0"));
+        }
+        let stop = stop.max(start) as u64;
+        let seqs = Seqs::Range(start as u64..stop);
+        if stop - start as u64 > limit {
+            return Err(crate::errors::invalid(
+                "frame seqs",
+                seqs.len().unwrap_or(0),
+                format!("at most {limit} frames in one read"),
+            ));
+        }
+        return Ok(seqs);
+    }
+    let mut out = Vec::new();
+    for item in seqs.try_iter()? {
+        let item = item?;
+        let seq: u64 = item
+            .extract()
+            .map_err(|_| crate::errors::invalid("frame seq", item.repr().map_or_else(|_| "?".into(), |r| r.to_string()), "must be an int ≥ 0"))?;
+        if out.len() as u64 >= limit {
+            return Err(crate::errors::invalid(
+                "frame seqs",
+                "more",
+                format!("at most {limit} frames in one read"),
+            ));
+        }
+        out.push(seq);
+    }
+    Ok(Seqs::List(out))
+}

@@ -32,7 +32,7 @@ pub use index::{FrameEntry, TimelineStatus};
 pub use manifest::FrameMeta;
 pub use overlay_index::OverlayRef;
 pub use read::{Frame, FrameJpeg};
-pub use select::{FramePage, Seqs};
+pub use select::{FramePage, MAX_SELECTION, Seqs};
 pub use write::EncodedFrame;
 
 use crate::chain::TieredCache;

@@ -189,11 +189,19 @@ impl FrameCache {
             }
             Err(err) => return Err(err),
         };
-        Ok(seqs.iter().map(|seq| found[seq].clone()).collect())
+        seqs.iter()
+            .map(|&seq| {
+                found.get(&seq).cloned().ok_or_else(|| Error::NoFrame {
+                    timeline: timeline.to_owned(),
+                    seq,
+                })
+            })
+            .collect()
     }
 
     /// [`FrameCache::resolve`] at the origin: a stat per seq and the manifest chunks
-    /// covering them, together.
+    /// covering them, together. Seqs the origin lacks are left out (the caller names the
+    /// first one in its order).
     async fn resolve_online(
         &self,
         timeline: &str,
@@ -247,12 +255,6 @@ impl FrameCache {
         }
         let found_list: Vec<FrameEntry> = found.values().cloned().collect();
         self.keep_entries(timeline, &found_list, &absent).await;
-        if let Some(&seq) = absent.first() {
-            return Err(Error::NoFrame {
-                timeline: timeline.to_owned(),
-                seq,
-            });
-        }
         Ok(found)
     }
 
