@@ -2,11 +2,11 @@
 //! timeline ids.
 
 use super::FrameCache;
-use super::manifest::FrameMeta;
+use super::manifest::{FrameMeta, Head};
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::metrics::TierCounters;
-use crate::tier::Version;
+use crate::tier::{ObjectInfo, Version};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -91,7 +91,13 @@ impl FrameCache {
     /// The origin's index of a timeline, or, when the origin fails, the last one this
     /// machine saw (see [`FrameCache::keep_listing`]).
     pub(super) async fn index(&self, timeline: &str) -> Result<Index> {
-        match self.origin_index(timeline).await {
+        let index = self.origin_index(timeline).await;
+        self.settle_index(timeline, index).await
+    }
+
+    /// Keeps an index the origin gave, or stands in the kept one for an origin's failure.
+    pub(super) async fn settle_index(&self, timeline: &str, index: Result<Index>) -> Result<Index> {
+        match index {
             Ok(index) => {
                 self.keep_listing(timeline, &index).await;
                 Ok(index)
@@ -117,6 +123,17 @@ impl FrameCache {
         let prefix = layout::frames_prefix(timeline)?;
         let origin = self.cache.origin();
         let (listed, head) = futures::try_join!(origin.list(&prefix), self.read_head(timeline))?;
+        self.join_index(timeline, listed, head).await
+    }
+
+    /// The index of a listing and a manifest head read together.
+    pub(super) async fn join_index(
+        &self,
+        timeline: &str,
+        listed: Vec<ObjectInfo>,
+        head: Option<Head>,
+    ) -> Result<Index> {
+        let prefix = layout::frames_prefix(timeline)?;
         let metas = match &head {
             Some(head) if head.complete => self.all_metas(timeline, head).await?,
             _ => Vec::new(),

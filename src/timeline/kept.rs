@@ -42,9 +42,9 @@ impl FrameCache {
         let Ok(key) = kept_key(timeline) else {
             return;
         };
-        let old: Option<KeptHead> = self.read_kept(&key).await;
         match index.status {
             TimelineStatus::Missing => {
+                let old: Option<KeptHead> = self.read_kept(&key).await;
                 self.kept.lock().expect("kept listings lock").remove(&key);
                 self.cache.invalidate_local(&key).await;
                 for part in old.map(|h| h.parts).unwrap_or_default() {
@@ -62,12 +62,25 @@ impl FrameCache {
         for entry in &index.entries {
             parts.entry(entry.seq / KEPT_PART).or_default().push(entry);
         }
-        let gone: Vec<u64> = old
+        let head = KeptHead {
+            status: index.status.clone(),
+            parts: parts.keys().copied().collect(),
+        };
+        // The parts an older listing kept and this one has not must be emptied; unless this
+        // process kept this very head last, which names the same parts.
+        let same_head = serde_json::to_vec(&head).is_ok_and(|json| {
+            self.kept.lock().expect("kept listings lock").get(&key) == Some(&blake3::hash(&json))
+        });
+        let old: Option<KeptHead> = if same_head {
+            None
+        } else {
+            self.read_kept(&key).await
+        };
+        let gone = old
             .map(|h| h.parts)
             .unwrap_or_default()
             .into_iter()
-            .filter(|p| !parts.contains_key(p))
-            .collect();
+            .filter(|p| !parts.contains_key(p));
         for part in gone {
             if let Ok(part_key) = part_key(timeline, part) {
                 self.keep(&part_key, &Vec::<FrameEntry>::new()).await;
@@ -78,10 +91,6 @@ impl FrameCache {
                 self.keep(&part_key, entries).await;
             }
         }
-        let head = KeptHead {
-            status: index.status.clone(),
-            parts: parts.into_keys().collect(),
-        };
         self.keep(&key, &head).await;
     }
 

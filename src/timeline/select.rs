@@ -16,7 +16,7 @@ use crate::decoded::LoadOptions;
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::metrics::TierCounters;
-use crate::tier::Source;
+use crate::tier::{ObjectInfo, Source};
 use futures::future::{RemoteHandle, Shared};
 use futures::stream::BoxStream;
 use futures::{FutureExt, Stream, StreamExt, TryStreamExt, stream};
@@ -138,8 +138,24 @@ pub struct FramePage {
     pub next: Option<u64>,
 }
 
-/// A whole listing, awaited by a stream that goes on without it meanwhile.
-type Listing = Shared<RemoteHandle<std::result::Result<Arc<Index>, Arc<Error>>>>;
+/// A timeline's listing, awaited by a stream that goes on without it meanwhile.
+type Listing = Shared<RemoteHandle<std::result::Result<Arc<Vec<ObjectInfo>>, Arc<Error>>>>;
+
+/// Timelines longer than this (one listing page) stream their first frames before their
+/// listing is in.
+const AHEAD_MIN: usize = 1000;
+
+/// The entries of a whole index, or why it cannot be loaded.
+fn loadable(timeline: &str, index: Index) -> Result<Vec<FrameEntry>> {
+    match index.status {
+        TimelineStatus::Partial { expected, present } => Err(Error::Incomplete {
+            timeline: timeline.to_owned(),
+            expected,
+            present,
+        }),
+        _ => Ok(index.entries),
+    }
+}
 
 /// A manifest head as read from the origin; the error is shared by every window.
 type HeadRead = std::result::Result<Option<Head>, Arc<Error>>;
@@ -303,34 +319,45 @@ impl FrameCache {
             .boxed()
     }
 
-    /// Every entry of a timeline in seq order. With a complete manifest, the first windows
-    /// are resolved by stat while the listing runs, so the first frame does not wait for
-    /// it; once the listing is in, the rest comes from it (versions included, no stats).
-    /// Without one (a timeline the Python module wrote), the listing is awaited: nothing
-    /// else says which seq comes first.
+    /// Every entry of a timeline in seq order. The listing starts at once; with a complete
+    /// manifest of more than [`AHEAD_MIN`] frames, the first windows are resolved by stat
+    /// meanwhile, so the first frame does not wait for a long listing; once it is in, the
+    /// rest comes from it (versions included, no stats). Shorter timelines, and timelines
+    /// without a manifest (written by the Python module: nothing else says which seq comes
+    /// first), wait for the listing, as whole loads do.
     fn entries_all<'a>(&'a self, timeline: &'a str) -> BoxStream<'a, Result<FrameEntry>> {
-        let whole = move || {
-            stream::once(self.loadable(timeline))
-                .map_ok(|entries| stream::iter(entries).map(Ok::<_, Error>))
-                .try_flatten()
-                .boxed()
-        };
         stream::once(async move {
-            let head = match self.read_head(timeline).await {
-                Ok(Some(head)) if head.complete => head,
-                // No manifest, an incomplete one, or the origin failing: the listing (or
-                // the one kept here) decides.
-                _ => return whole(),
-            };
             let listing: Listing = {
-                let me = self.clone();
-                let id = timeline.to_owned();
-                let (task, handle) = async move { me.index(&id).await.map(Arc::new).map_err(Arc::new) }
-                    .remote_handle();
+                let origin = self.cache.origin().clone();
+                let prefix = layout::frames_prefix(timeline);
+                let (task, handle) = async move {
+                    let prefix = prefix.map_err(Arc::new)?;
+                    origin.list(&prefix).await.map(Arc::new).map_err(Arc::new)
+                }
+                .remote_handle();
                 tokio::spawn(task);
                 handle.shared()
             };
-            self.entries_ahead(timeline, head, listing)
+            let head = self.read_head(timeline).await;
+            let ahead = matches!(&head, Ok(Some(h)) if h.complete && h.count > AHEAD_MIN);
+            match head {
+                Ok(Some(head)) if ahead => self.entries_ahead(timeline, head, listing),
+                head => {
+                    let index = match (head, listing.await) {
+                        (Ok(head), Ok(listed)) => {
+                            self.join_index(timeline, listed.to_vec(), head).await
+                        }
+                        (Err(e), _) => Err(e),
+                        (_, Err(e)) => Err(Error::Shared(e)),
+                    };
+                    let entries = self
+                        .settle_index(timeline, index)
+                        .await
+                        .and_then(|index| loadable(timeline, index));
+                    stream::iter(entries.map_or_else(|e| vec![Err(e)], |v| v.into_iter().map(Ok).collect()))
+                        .boxed()
+                }
+            }
         })
         .flatten()
         .boxed()
@@ -368,22 +395,18 @@ impl FrameCache {
                         Err(e) => return Some((Err(e), (None, size, true))),
                     },
                 };
-                let rest = match listed {
-                    Ok(index) => match index.status {
-                        TimelineStatus::Partial { expected, present } => Err(Error::Incomplete {
-                            timeline: timeline.to_owned(),
-                            expected,
-                            present,
-                        }),
-                        _ => Ok(index
-                            .entries
-                            .iter()
-                            .filter(|e| e.seq >= from)
-                            .cloned()
-                            .collect()),
-                    },
+                let index = match listed {
+                    Ok(listed) => {
+                        self.join_index(timeline, listed.to_vec(), Some((*head).clone()))
+                            .await
+                    }
                     Err(e) => Err(Error::Shared(e)),
                 };
+                let rest = self
+                    .settle_index(timeline, index)
+                    .await
+                    .and_then(|index| loadable(timeline, index))
+                    .map(|entries| entries.into_iter().filter(|e| e.seq >= from).collect());
                 Some((rest, (None, size, true)))
             }
         })
