@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
+scripts/check-docs.sh
 state=$(mktemp -d "${TMPDIR:-/tmp}/framecache-garage.XXXXXX")
 cleanup() { scripts/garage.sh stop "$state"; rm -rf "$state"; }
 trap cleanup EXIT

@@ -4,8 +4,8 @@ use crate::errors::invalid;
 use framecache::Access;
 use numpy::ndarray::{Array3, ArrayView3, ArrayViewMut3};
 use numpy::{PyArray3, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
+use pyo3::conversion::FromPyObjectOwned;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
 
 /// One video frame: the seed module's ``Frame`` fields, with ``image`` an H×W×3 ``uint8``
 /// numpy array (RGB) that belongs to this frame alone (or, loaded with ``writeable=False``,
@@ -157,61 +157,6 @@ pub fn frame_to_py(
     )
 }
 
-/// Core frames as a Python list of `framecache.Frame`, handed back by value (for
-/// `IntoPyObject` from async tasks), with the access they were loaded with.
-pub struct Frames(pub Vec<framecache::Frame>, pub Access);
-
-impl<'py> IntoPyObject<'py> for Frames {
-    type Target = PyList;
-    type Output = Bound<'py, PyList>;
-    type Error = PyErr;
-
-    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let list = PyList::empty(py);
-        for frame in self.0 {
-            list.append(frame_to_py(py, frame, self.1)?)?;
-        }
-        Ok(list)
-    }
-}
-
-/// An optional frame, converted like [`Frames`].
-pub struct MaybeFrame(pub Option<framecache::Frame>, pub Access);
-
-impl<'py> IntoPyObject<'py> for MaybeFrame {
-    type Target = PyAny;
-    type Output = Bound<'py, PyAny>;
-    type Error = PyErr;
-
-    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        match self.0 {
-            Some(frame) => Ok(frame_to_py(py, frame, self.1)?.into_any()),
-            None => Ok(py.None().into_bound(py)),
-        }
-    }
-}
-
-/// `{seq, timestamp, jpeg_b64}` dicts, as the seed module returns them.
-pub struct B64Frames(pub Vec<framecache::FrameB64>);
-
-impl<'py> IntoPyObject<'py> for B64Frames {
-    type Target = PyList;
-    type Output = Bound<'py, PyList>;
-    type Error = PyErr;
-
-    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let list = PyList::empty(py);
-        for frame in self.0 {
-            let dict = PyDict::new(py);
-            dict.set_item("seq", frame.seq)?;
-            dict.set_item("timestamp", frame.timestamp)?;
-            dict.set_item("jpeg_b64", frame.jpeg_b64)?;
-            list.append(dict)?;
-        }
-        Ok(list)
-    }
-}
-
 /// Reads a frame-like object (`sequence`, `chunk_id`, `timestamp`, `image`,
 /// `perceptual_hash`) into a core frame, copying its pixels into one contiguous buffer
 /// while the interpreter is held (the caller's array may change once it is released).
@@ -229,56 +174,48 @@ pub fn frame_from_py(obj: &Bound<'_, PyAny>) -> PyResult<framecache::Frame> {
         })
     };
     let sequence = attr("sequence")?;
-    let seq: u64 = sequence.extract().map_err(|_| {
-        invalid(
-            "frame sequence",
-            repr(&sequence),
-            "must be a non-negative integer",
-        )
-    })?;
-    let chunk = attr("chunk_id")?;
-    let chunk_id: u64 = if chunk.is_none() {
-        0
-    } else {
-        chunk.extract().map_err(|_| {
-            invalid(
-                "chunk_id of frame",
-                format!("{seq}: {}", repr(&chunk)),
-                "must be a non-negative integer",
-            )
-        })?
-    };
-    let ts = attr("timestamp")?;
-    let timestamp: f64 = if ts.is_none() {
-        0.0
-    } else {
-        ts.extract().map_err(|_| {
-            invalid(
-                "timestamp of frame",
-                format!("{seq}: {}", repr(&ts)),
-                "must be a number",
-            )
-        })?
-    };
+    let seq: u64 = sequence
+        .extract()
+        .map_err(|_| invalid("frame sequence", repr(&sequence), UNSIGNED))?;
+    let chunk_id = optional(attr("chunk_id")?, "chunk_id of frame", seq, UNSIGNED)?;
+    let timestamp = optional(
+        attr("timestamp")?,
+        "timestamp of frame",
+        seq,
+        "must be a number",
+    )?;
     // Optional, as in the seed's dataclass (default "").
-    let perceptual_hash: String = match obj.getattr("perceptual_hash") {
-        Ok(h) if !h.is_none() => h.extract().map_err(|_| {
-            invalid(
-                "perceptual_hash of frame",
-                format!("{seq}: {}", repr(&h)),
-                "must be a string",
-            )
-        })?,
-        _ => String::new(),
+    let perceptual_hash = match obj.getattr("perceptual_hash") {
+        Ok(h) => optional(h, "perceptual_hash of frame", seq, "must be a string")?,
+        Err(_) => None,
     };
     let image = array_to_image(seq, &attr("image")?)?.into();
     Ok(framecache::Frame {
         seq,
-        chunk_id,
-        timestamp,
+        chunk_id: chunk_id.unwrap_or(0),
+        timestamp: timestamp.unwrap_or(0.0),
         image,
-        perceptual_hash,
+        perceptual_hash: perceptual_hash.unwrap_or_default(),
     })
+}
+
+const UNSIGNED: &str = "must be a non-negative integer";
+
+/// A frame attribute that may be None (then `None`), extracted, or an `InvalidInputError`
+/// naming the frame and the value.
+fn optional<'py, T: FromPyObjectOwned<'py>>(
+    value: Bound<'py, PyAny>,
+    what: &'static str,
+    seq: u64,
+    rule: &'static str,
+) -> PyResult<Option<T>> {
+    if value.is_none() {
+        return Ok(None);
+    }
+    value
+        .extract::<T>()
+        .map(Some)
+        .map_err(|_| invalid(what, format!("{seq}: {}", repr(&value)), rule))
 }
 
 /// Copies an H×W×3 `uint8` array (C-contiguous or not) into an `RgbImage`.

@@ -1,8 +1,9 @@
 //! `FrameCache.iter_frames`: a Python iterator (and async iterator) fed by a task that
 //! streams the timeline.
 
+use crate::convert::{Decoded, PyValue};
 use crate::errors::{other, to_py};
-use crate::frame::{MaybeFrame, PyFrame, frame_to_py};
+use crate::frame::{PyFrame, frame_to_py};
 use crate::runtime;
 use futures::StreamExt;
 use pyo3::exceptions::PyStopAsyncIteration;
@@ -103,7 +104,7 @@ impl FrameIterator {
         let access = self.access;
         runtime::awaitable(py, async move {
             match receiver.lock().await.recv().await {
-                Some(Ok(frame)) => Ok(MaybeFrame(Some(frame), access)),
+                Some(Ok(frame)) => Ok(PyValue(Decoded(frame, access))),
                 Some(Err(e)) => Err(to_py(e)),
                 None => Err(PyStopAsyncIteration::new_err(())),
             }

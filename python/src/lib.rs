@@ -4,13 +4,17 @@
 //! environment, frames as numpy arrays, the GIL released for all I/O and codec work, one
 //! runtime per process (rebuilt after a fork), errors as Python exceptions.
 
+mod args;
 mod cache;
 mod config;
 mod convert;
 mod errors;
 mod frame;
+mod functions;
 mod iter;
+mod methods;
 mod runtime;
+mod twins;
 
 use pyo3::prelude::*;
 
@@ -20,8 +24,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<frame::PyFrame>()?;
     m.add_class::<cache::PyFrameCache>()?;
     m.add_class::<iter::FrameIterator>()?;
-    m.add_function(wrap_pyfunction!(cache::frames_to_b64, m)?)?;
-    m.add_function(wrap_pyfunction!(cache::synthetic_frame, m)?)?;
+    m.add_function(wrap_pyfunction!(functions::frames_to_b64, m)?)?;
+    m.add_function(wrap_pyfunction!(functions::synthetic_frame, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("JPEG_ENCODER", framecache::codec::encoder_name())?;
     Ok(())

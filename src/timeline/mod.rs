@@ -5,12 +5,14 @@
 //! frame's size and blake3, a generation and a completeness flag. The Python module skips
 //! it (it does not end in `.jpg`), and timelines without one load with the Python defaults.
 //!
-//! Revalidation: the manifest is read from the origin on every load, and every frame is
-//! checked against the blake3 it lists, so a timeline rebuilt elsewhere is never served
-//! from stale local copies: a mismatching local entry is dropped and refetched.
+//! Revalidation: every load lists the timeline, and the listing reports each frame's
+//! version (ETag, or size and mtime); local copies are kept under the version they were
+//! read at, so a frame rewritten elsewhere is read again and a timeline rebuilt elsewhere is
+//! never served from stale copies, at no extra request. The manifest's blake3 then only
+//! says whether its metadata describes the bytes.
 //!
-//! Origin failures: the last complete manifest a load saw is kept in the local tiers. When
-//! the origin fails (down, timing out, refusing credentials), a load falls back to that copy
+//! Origin failures: the last listing a load saw is kept in the local tiers (`kept`). When
+//! the origin fails (down, timing out, refusing credentials), a load falls back to it
 //! and serves what memory and disk hold, logging it and counting it in
 //! [`Stats::offline_loads`]; frames held nowhere locally then fail with the origin's error.
 //! An origin error is never taken for a missing timeline or frame.

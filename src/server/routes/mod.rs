@@ -1,8 +1,10 @@
 //! The routes, one module per resource: `timelines` (timelines and frames), `overlays`,
-//! `site` (the viewer's two files, health, metrics); `respond` labels what they send.
+//! `site` (the viewer's two files, health, metrics); `params` checks the ids they share;
+//! `respond` labels what they send.
 //! Here: the route table and what every handler shares (input checks, version resolution).
 
 mod overlays;
+mod params;
 mod respond;
 mod site;
 mod timelines;

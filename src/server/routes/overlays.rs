@@ -3,9 +3,11 @@
 use super::super::AppState;
 use super::super::error::ApiError;
 use super::super::versions;
+use super::params::{StagePath, TimelineId};
 use super::respond::{json_response, overlay_url};
 use super::timelines::StageInfo;
 use super::{ApiResult, VersionQuery, parse_seq};
+use crate::Hit;
 use crate::layout;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -18,11 +20,9 @@ const LISTING_READS: usize = 16;
 
 pub(super) async fn overlay_stages(
     State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
+    TimelineId(id): TimelineId,
     headers: HeaderMap,
 ) -> ApiResult {
-    let Path(id) = path?;
-    state.validate("timeline id", &id)?;
     let stages = state
         .cache
         .overlay_stages(&id)
@@ -49,6 +49,23 @@ struct FrameOverlays {
     overlays: Vec<OverlayInfo>,
 }
 
+/// One overlay's key, and its bytes read through the cache (`None` when there are none).
+async fn read_overlay(
+    state: &AppState,
+    (id, job, stage): (&str, &str, &str),
+    seq: u64,
+    name: &str,
+) -> Result<(String, Option<Hit>), ApiError> {
+    let key = layout::overlay_key(id, job, stage, seq, name).map_err(|e| state.core_error(&e))?;
+    let hit = state
+        .cache
+        .chain()
+        .get_hit(&key)
+        .await
+        .map_err(|e| state.core_error(&e))?;
+    Ok((key, hit))
+}
+
 /// Reads one overlay through the cache and describes it with its versioned URL.
 async fn describe_overlay(
     state: &AppState,
@@ -56,13 +73,7 @@ async fn describe_overlay(
     seq: u64,
     name: String,
 ) -> Result<Option<(u64, OverlayInfo)>, ApiError> {
-    let key = layout::overlay_key(id, job, stage, seq, &name).map_err(|e| state.core_error(&e))?;
-    let hit = state
-        .cache
-        .chain()
-        .get_hit(&key)
-        .await
-        .map_err(|e| state.core_error(&e))?;
+    let (key, hit) = read_overlay(state, (id, job, stage), seq, &name).await?;
     let Some(hit) = hit else {
         return Ok(None); // deleted since the listing
     };
@@ -82,20 +93,16 @@ async fn describe_overlay(
 /// come from the bytes, so listing a stage reads its overlays through the cache once.
 pub(super) async fn stage_overlays(
     State(state): State<AppState>,
-    path: Result<Path<(String, String, String)>, PathRejection>,
+    path: StagePath,
     headers: HeaderMap,
 ) -> ApiResult {
-    let Path((id, job, stage)) = path?;
-    state.validate("timeline id", &id)?;
-    state.validate("job id", &job)?;
-    state.validate("stage", &stage)?;
     let refs = state
         .cache
-        .list_overlays(&id, &job, &stage)
+        .list_overlays(&path.id, &path.job, &path.stage)
         .await
         .map_err(|e| state.core_error(&e))?;
     let described: Vec<Option<(u64, OverlayInfo)>> = stream::iter(refs)
-        .map(|r| describe_overlay(&state, (&id, &job, &stage), r.seq, r.name))
+        .map(|r| describe_overlay(&state, path.ids(), r.seq, r.name))
         .buffered(LISTING_READS)
         .try_collect()
         .await?;
@@ -109,23 +116,27 @@ pub(super) async fn stage_overlays(
             }),
         }
     }
+    let StagePath { id, job, stage } = path;
     Ok(json_response(
         &headers,
         &serde_json::json!({ "timeline": id, "job": job, "stage": stage, "frames": frames }),
     ))
 }
 
+/// `{seq}` of a frame's overlays, as sent.
+#[derive(Deserialize)]
+pub(super) struct SeqParam {
+    seq: String,
+}
+
 /// The overlays of one frame of a stage (an empty list when it has none).
 pub(super) async fn frame_overlays(
     State(state): State<AppState>,
-    path: Result<Path<(String, String, String, String)>, PathRejection>,
+    StagePath { id, job, stage }: StagePath,
+    seq: Result<Path<SeqParam>, PathRejection>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let Path((id, job, stage, seq)) = path?;
-    state.validate("timeline id", &id)?;
-    state.validate("job id", &job)?;
-    state.validate("stage", &stage)?;
-    let seq = parse_seq(&seq)?;
+    let seq = parse_seq(&seq?.0.seq)?;
     let loaded = state
         .cache
         .load_overlays(&id, &job, &stage, seq)
@@ -150,32 +161,21 @@ pub(super) async fn frame_overlays(
     ))
 }
 
-/// `/v1/timelines/{id}/overlays/{job}/{stage}/{seq}/{file}`.
+/// `{seq}/{file}` of `/v1/timelines/{id}/overlays/{job}/{stage}/{seq}/{file}`, as sent.
 #[derive(Deserialize)]
 pub(super) struct OverlayFile {
-    id: String,
-    job: String,
-    stage: String,
     seq: String,
     file: String,
 }
 
 pub(super) async fn overlay_png(
     State(state): State<AppState>,
-    path: Result<Path<OverlayFile>, PathRejection>,
+    StagePath { id, job, stage }: StagePath,
+    file: Result<Path<OverlayFile>, PathRejection>,
     query: Result<Query<VersionQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let Path(OverlayFile {
-        id,
-        job,
-        stage,
-        seq,
-        file,
-    }) = path?;
-    state.validate("timeline id", &id)?;
-    state.validate("job id", &job)?;
-    state.validate("stage", &stage)?;
+    let Path(OverlayFile { seq, file }) = file?;
     let seq = parse_seq(&seq)?;
     let Some(name) = file.strip_suffix(".png") else {
         return Err(ApiError::bad_request(format!(
@@ -184,14 +184,7 @@ pub(super) async fn overlay_png(
     };
     state.validate("overlay name", name)?;
     let wanted = query?.0.checked()?;
-    let key =
-        layout::overlay_key(&id, &job, &stage, seq, name).map_err(|e| state.core_error(&e))?;
-    let hit = state
-        .cache
-        .chain()
-        .get_hit(&key)
-        .await
-        .map_err(|e| state.core_error(&e))?;
+    let (key, hit) = read_overlay(&state, (&id, &job, &stage), seq, name).await?;
     let Some(hit) = hit else {
         return Err(ApiError::not_found(format!(
             "timeline {id:?} has no overlay {name:?} for frame {seq} in {job}/{stage}"

@@ -3,6 +3,7 @@
 use super::super::AppState;
 use super::super::error::ApiError;
 use super::super::versions;
+use super::params::TimelineId;
 use super::respond::{frame_url, json_response, stage_url};
 use super::{ApiResult, VersionQuery, parse_seq};
 use crate::FramePage;
@@ -11,7 +12,7 @@ use crate::tier::Source;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub(super) async fn timelines(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
     let ids = state
@@ -75,13 +76,11 @@ const MAX_PAGE: usize = 10_000;
 
 pub(super) async fn timeline(
     State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
+    TimelineId(id): TimelineId,
     query: Result<Query<PageQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let Path(id) = path?;
     let Query(page) = query?;
-    state.validate("timeline id", &id)?;
     let paged = page.from.is_some() || page.limit.is_some();
     let limit = page.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
@@ -156,14 +155,20 @@ pub(super) async fn timeline(
     Ok(json_response(&headers, &body))
 }
 
+/// `{file}` of `/v1/timelines/{id}/frames/{file}`, as sent.
+#[derive(Deserialize)]
+pub(super) struct FrameFile {
+    file: String,
+}
+
 pub(super) async fn frame(
     State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
+    TimelineId(id): TimelineId,
+    file: Result<Path<FrameFile>, PathRejection>,
     query: Result<Query<VersionQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let Path((id, file)) = path?;
-    state.validate("timeline id", &id)?;
+    let Path(FrameFile { file }) = file?;
     let Some(digits) = file.strip_suffix(".jpg") else {
         return Err(ApiError::bad_request(format!(
             "invalid frame {file:?}: expected `{{seq}}.jpg`"

@@ -1,0 +1,301 @@
+//! `FrameCache`'s Python methods. Each I/O method is written once, under `twins`: its
+//! blocking form (the interpreter released) and its `_async` twin come from that one body.
+
+use crate::args::{
+    encoded_from_py, frames_from_py, load_options, overlay_bytes, overlay_strings, quality, scope,
+};
+use crate::cache::PyFrameCache;
+use crate::config::{Overrides, describe};
+use crate::convert::{Decoded, Json, ToPython};
+use crate::errors::other;
+use crate::iter::FrameIterator;
+use crate::twins::pymethods_with_twins;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use std::path::PathBuf;
+
+pymethods_with_twins! {
+    impl PyFrameCache {
+        #[new]
+        #[pyo3(signature = (*, backend=None, root=None, bucket=None, endpoint=None, region=None,
+            access_key_id=None, secret_access_key=None, cache_dir=None, memory_capacity=None,
+            disk_capacity=None, disk=None, decoded_memory_capacity=None, decoded_disk_capacity=None,
+            concurrency=None, origin_timeout=None, origin_io_timeout=None, retries=None))]
+        #[allow(clippy::too_many_arguments)]
+        fn new(
+            backend: Option<String>,
+            root: Option<PathBuf>,
+            bucket: Option<String>,
+            endpoint: Option<String>,
+            region: Option<String>,
+            access_key_id: Option<String>,
+            secret_access_key: Option<String>,
+            cache_dir: Option<PathBuf>,
+            memory_capacity: Option<u64>,
+            disk_capacity: Option<u64>,
+            disk: Option<bool>,
+            decoded_memory_capacity: Option<u64>,
+            decoded_disk_capacity: Option<u64>,
+            concurrency: Option<usize>,
+            origin_timeout: Option<f64>,
+            origin_io_timeout: Option<f64>,
+            retries: Option<usize>,
+        ) -> PyResult<Self> {
+            PyFrameCache::configured(Overrides {
+                backend,
+                root,
+                bucket,
+                endpoint,
+                region,
+                access_key_id,
+                secret_access_key,
+                cache_dir,
+                memory_capacity,
+                disk_capacity,
+                disk,
+                decoded_memory_capacity,
+                decoded_disk_capacity,
+                concurrency,
+                origin_timeout,
+                origin_io_timeout,
+                retries,
+            })
+        }
+
+        fn __repr__(&self) -> String {
+            format!("FrameCache({})", describe(self.config()))
+        }
+
+        /// Where the origin and the disk cache are (no credentials).
+        #[getter]
+        fn origin(&self) -> String {
+            describe(self.config())
+        }
+
+        /// Every counter of this process's cache: per tier (``memory``, ``disk``, ``origin``,
+        /// ``decoded_memory``, ``decoded_disk``) hits, misses, bytes read and written, writes,
+        /// corrupt entries, evictions, errors, retries; and ``coalesced``, ``skipped_names``,
+        /// ``offline_loads``, ``fetched_by_other_process``, ``fetch_lock_timeouts``,
+        /// ``decodes``, ``decode_waits``.
+        fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+            Json::of(&self.core()?.stats()).to_python(py)
+        }
+
+        /// An iterator over the timeline's frames in sequence order, each yielded as soon as
+        /// it (and those before it) is decoded, with fetches and decodes running ahead;
+        /// ``writeable`` and ``scale`` as for :meth:`load_frames`.
+        #[pyo3(signature = (timeline, *, writeable=true, scale=1))]
+        fn iter_frames(
+            &self,
+            timeline: String,
+            writeable: bool,
+            scale: u32,
+        ) -> PyResult<FrameIterator> {
+            FrameIterator::start(self.core()?, timeline, load_options(writeable, scale)?)
+        }
+
+        /// The process id the cache's handles belong to (they are rebuilt after a fork).
+        #[getter]
+        fn _pid(&self, py: Python<'_>) -> PyResult<u32> {
+            self.pid()
+                .ok_or_else(|| other(py, "the cache has not been built".to_owned()))
+        }
+    }
+
+    twins {
+        /// Whether the timeline has frames (one small request).
+        fn exists / exists_async(&self, timeline: String) {
+            let fc = self.core()?;
+            async move { fc.exists(&timeline).await }
+        }
+
+        /// Completeness and provenance: ``{"state": "missing" | "complete" | "partial" |
+        /// "unmanaged", ...}`` with the frame counts (and the generation when complete).
+        fn status / status_async(&self, timeline: String) {
+            let fc = self.core()?;
+            async move { fc.status(&timeline).await.map(|s| Json::of(&s)) }
+        }
+
+        /// The timeline's frames, sorted: ``{"seq", "key", "size", "meta"}`` dicts, ``meta``
+        /// the manifest's entry (chunk_id, timestamp, perceptual_hash, size, blake3) or None.
+        fn list_frames / list_frames_async(&self, timeline: String) {
+            let fc = self.core()?;
+            async move { fc.list_frames(&timeline).await }
+        }
+
+        /// Every frame, decoded, sorted by sequence; ``[]`` when the timeline has none.
+        /// Raises ``IncompleteTimelineError`` while a writer has not finished.
+        ///
+        /// Each ``image`` is writable and belongs to its frame alone (a copy-on-write map of the
+        /// machine's decoded frame, or a private buffer). With ``writeable=False`` the arrays are
+        /// read-only views of the cache's own buffers: never copied, the cheapest for frames
+        /// found in the cache; assigning to one raises ``ValueError``. ``scale`` 2, 4 or 8
+        /// decodes at 1/2, 1/4 or 1/8 of the size (rounded up) through the JPEG's DCT, much
+        /// cheaper than a full decode and a resize; scaled frames are cached apart.
+        #[pyo3(signature = (timeline, *, writeable=true, scale=1))]
+        fn load_frames / load_frames_async(&self, timeline: String, writeable: bool, scale: u32) {
+            let fc = self.core()?;
+            let options = load_options(writeable, scale)?;
+            async move {
+                let frames = fc.load_frames_with(&timeline, options).await?;
+                Ok(Decoded::all(frames, options.access))
+            }
+        }
+
+        /// One frame, decoded, or None when the timeline has no such frame; ``writeable`` and
+        /// ``scale`` as for :meth:`load_frames`.
+        #[pyo3(signature = (timeline, seq, *, writeable=true, scale=1))]
+        fn load_frame / load_frame_async(
+            &self,
+            timeline: String,
+            seq: u64,
+            writeable: bool,
+            scale: u32,
+        ) {
+            let fc = self.core()?;
+            let options = load_options(writeable, scale)?;
+            async move {
+                let frame = fc.load_frame_with(&timeline, seq, options).await?;
+                Ok(frame.map(|f| Decoded(f, options.access)))
+            }
+        }
+
+        /// One frame's JPEG bytes as stored, or None.
+        fn frame_jpeg / frame_jpeg_async(&self, timeline: String, seq: u64) {
+            let fc = self.core()?;
+            async move {
+                let jpeg = fc.frame_jpeg(&timeline, seq).await?;
+                Ok(jpeg.map(|(bytes, _source)| bytes))
+            }
+        }
+
+        /// Every frame's stored JPEG, sorted, not decoded: ``{"seq", "timestamp", "jpeg",
+        /// "source"}`` dicts (``jpeg`` is ``bytes``; ``source`` the tier that answered).
+        fn load_jpegs / load_jpegs_async(&self, timeline: String) {
+            let fc = self.core()?;
+            async move { fc.load_jpegs(&timeline).await }
+        }
+
+        /// Every frame as ``{"seq", "timestamp", "jpeg_b64"}``, the stored JPEG in base64
+        /// (nothing decoded or re-encoded), sorted by sequence.
+        fn load_frames_b64 / load_frames_b64_async(&self, timeline: String) {
+            let fc = self.core()?;
+            async move { fc.load_frames_b64(&timeline).await }
+        }
+
+        /// Encodes frames (objects with ``sequence``, ``chunk_id``, ``timestamp``, ``image``,
+        /// ``perceptual_hash``) as JPEG and writes them through every tier, replacing the
+        /// timeline (frames of a longer earlier version are removed). Returns the count.
+        /// The pixels are copied before the call returns (the awaitable's too).
+        #[pyo3(signature = (timeline, frames, quality=85))]
+        fn cache_frames / cache_frames_async(
+            &self,
+            timeline: String,
+            frames: &Bound<'_, PyAny>,
+            quality: i64,
+        ) {
+            let quality = self::quality(quality)?;
+            let frames = frames_from_py(frames)?;
+            let fc = self.core()?;
+            async move { fc.cache_frames(&timeline, &frames, quality).await }
+        }
+
+        /// Stores overlays (``{name: PNG bytes}``, stored as given) of one frame of a job's
+        /// stage. Returns the count.
+        fn save_overlays / save_overlays_async(
+            &self,
+            timeline: String,
+            job: String,
+            stage: String,
+            seq: u64,
+            overlays: &Bound<'_, PyDict>,
+        ) {
+            let overlays = overlay_bytes(overlays)?;
+            let fc = self.core()?;
+            async move { fc.save_overlays(&timeline, &job, &stage, seq, &overlays).await }
+        }
+
+        /// :meth:`save_overlays` for base64 PNG strings, as the UI sends them.
+        fn save_overlays_b64 / save_overlays_b64_async(
+            &self,
+            timeline: String,
+            job: String,
+            stage: String,
+            seq: u64,
+            overlays: &Bound<'_, PyDict>,
+        ) {
+            let overlays = overlay_strings(overlays)?;
+            let fc = self.core()?;
+            async move { fc.save_overlays_b64(&timeline, &job, &stage, seq, &overlays).await }
+        }
+
+        /// One frame's overlays as ``{name: PNG bytes}``, or None when it has none.
+        fn load_overlays / load_overlays_async(
+            &self,
+            timeline: String,
+            job: String,
+            stage: String,
+            seq: u64,
+        ) {
+            let fc = self.core()?;
+            async move { fc.load_overlays(&timeline, &job, &stage, seq).await }
+        }
+
+        /// One frame's overlays as ``{name: base64 PNG}``, or None when it has none.
+        fn load_overlays_b64 / load_overlays_b64_async(
+            &self,
+            timeline: String,
+            job: String,
+            stage: String,
+            seq: u64,
+        ) {
+            let fc = self.core()?;
+            async move { fc.load_overlays_b64(&timeline, &job, &stage, seq).await }
+        }
+
+        /// Sorted sequence numbers of the frames with overlays in a job's stage.
+        fn list_overlay_frames / list_overlay_frames_async(
+            &self,
+            timeline: String,
+            job: String,
+            stage: String,
+        ) {
+            let fc = self.core()?;
+            async move { fc.list_overlay_frames(&timeline, &job, &stage).await }
+        }
+
+        /// Deletes a timeline's ``"frames"``, ``"overlays"`` or ``"all"`` from blob storage and
+        /// from this machine's memory and disk tiers.
+        #[pyo3(signature = (timeline, scope="all"))]
+        fn clear / clear_async(&self, timeline: String, scope: &str) {
+            let scope = self::scope(scope)?;
+            let fc = self.core()?;
+            async move { fc.clear(&timeline, scope).await }
+        }
+
+        /// Drops a timeline's copies from this machine's memory and disk tiers only; returns
+        /// the disk entries removed.
+        #[pyo3(signature = (timeline, scope="all"))]
+        fn clear_local / clear_local_async(&self, timeline: String, scope: &str) {
+            let scope = self::scope(scope)?;
+            let fc = self.core()?;
+            async move { fc.clear_local(&timeline, scope).await }
+        }
+
+        /// Writes already encoded JPEGs as the timeline's frames, byte for byte, replacing the
+        /// timeline as :meth:`cache_frames` does. Each item is a dict (or object) with ``seq``
+        /// and ``jpeg`` (bytes) and optionally ``chunk_id``, ``timestamp``, ``perceptual_hash``.
+        /// Returns the count.
+        fn cache_jpegs / cache_jpegs_async(&self, timeline: String, frames: &Bound<'_, PyAny>) {
+            let frames = encoded_from_py(frames)?;
+            let fc = self.core()?;
+            async move { fc.cache_jpegs(&timeline, frames, &|_| {}).await }
+        }
+
+        /// Ids of every timeline in blob storage, sorted.
+        fn timelines / timelines_async(&self) {
+            let fc = self.core()?;
+            async move { fc.timelines().await }
+        }
+    }
+}
