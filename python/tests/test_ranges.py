@@ -51,11 +51,15 @@ def test_seqs_keep_order_and_duplicates(backend, timeline, managed):
 def test_a_missing_seq_raises_naming_it_everywhere(backend, timeline):
     backend.cache("writer").cache_frames(timeline, seed_frames(5))
     fc = backend.cache("reader")
+
+    async def load_async(seqs):
+        return await fc.load_frames_async(timeline, seqs=seqs)
+
     for call in (
         lambda: fc.load_frames(timeline, seqs=[1, 9, 2]),
         lambda: fc.load_jpegs(timeline, seqs=range(3, 10)),
         lambda: list(fc.iter_frames(timeline, seqs=[4, 5])),
-        lambda: asyncio.run(fc.load_frames_async(timeline, seqs=[9])),
+        lambda: asyncio.run(load_async([9])),
     ):
         with pytest.raises(MissingFrameError) as raised:
             call()
