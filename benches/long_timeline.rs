@@ -149,7 +149,13 @@ fn main() {
     if let Some(i) = args.iter().position(|a| a == "--child") {
         let a = &args[i + 1..];
         let backend = backend_from(&a[4], &a[5]);
-        let secs = measure(&a[0], backend, &a[1], a[2].parse().unwrap(), Path::new(&a[3]));
+        let secs = measure(
+            &a[0],
+            backend,
+            &a[1],
+            a[2].parse().unwrap(),
+            Path::new(&a[3]),
+        );
         println!("{secs}");
         return;
     }

@@ -80,7 +80,9 @@ pub fn manifest_key(timeline: &str) -> Result<String> {
 /// `cache/timelines/{timeline}/frames/manifest.d/`: every generation's manifest chunks.
 pub fn manifest_chunks_prefix(timeline: &str) -> Result<String> {
     validate_id("timeline id", timeline)?;
-    Ok(format!("{CACHE_PREFIX}/{timeline}/frames/{MANIFEST_CHUNKS_DIR}"))
+    Ok(format!(
+        "{CACHE_PREFIX}/{timeline}/frames/{MANIFEST_CHUNKS_DIR}"
+    ))
 }
 
 /// `cache/timelines/{timeline}/frames/manifest.d/{generation}/{n}.json`: chunk `n` of the
@@ -93,7 +95,9 @@ pub fn manifest_chunk_key(timeline: &str, generation: &str, n: usize) -> Result<
 
 /// The generation a key under [`manifest_chunks_prefix`] belongs to.
 pub fn chunk_generation<'k>(chunks_prefix: &str, key: &'k str) -> Option<&'k str> {
-    name_under(chunks_prefix, key)?.split_once('/').map(|(g, _)| g)
+    name_under(chunks_prefix, key)?
+        .split_once('/')
+        .map(|(g, _)| g)
 }
 
 /// Whether a listed name under a frames prefix is framecache's own metadata (the manifest

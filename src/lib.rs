@@ -35,6 +35,5 @@ pub use tier::{BadEntry, DiskUsage, Recount, Source, VerifyReport};
 pub use timeline::{
     ClearScope, DEFAULT_B64_QUALITY, DEFAULT_QUALITY, DecodedUsage, EncodedFrame, Frame, FrameB64,
     FrameCache, FrameEntry, FrameJpeg, FrameMeta, FramePage, MAX_SELECTION, OverlayRef, Seqs,
-    TimelineStatus,
-    frames_to_b64,
+    TimelineStatus, frames_to_b64,
 };

@@ -66,7 +66,9 @@ async fn ranges_keep_order_and_duplicates_with_and_without_a_manifest(env: &Env)
             (10..20).collect::<Vec<_>>()
         );
         assert_eq!(
-            seqs_of(&fc, tl, Seqs::List(vec![7, 3, 7, 39])).await.unwrap(),
+            seqs_of(&fc, tl, Seqs::List(vec![7, 3, 7, 39]))
+                .await
+                .unwrap(),
             [7, 3, 7, 39]
         );
         let jpegs = fc.load_jpegs_of(tl, vec![5, 30].into()).await.unwrap();
@@ -76,11 +78,19 @@ async fn ranges_keep_order_and_duplicates_with_and_without_a_manifest(env: &Env)
             .load_frames_of(tl, Seqs::Range(30..33), LoadOptions::default())
             .await
             .unwrap();
-        assert_eq!(frames.iter().map(|f| f.seq).collect::<Vec<_>>(), [30, 31, 32]);
+        assert_eq!(
+            frames.iter().map(|f| f.seq).collect::<Vec<_>>(),
+            [30, 31, 32]
+        );
         // The manifest's metadata where there is one, the Python module's defaults where not.
         let expected_chunk = if tl == &managed { 103 } else { 0 };
         assert_eq!(frames[0].chunk_id, expected_chunk, "{tl}");
-        assert!(fc.load_jpegs_of(tl, Seqs::Range(5..5)).await.unwrap().is_empty());
+        assert!(
+            fc.load_jpegs_of(tl, Seqs::Range(5..5))
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }
 
@@ -108,7 +118,10 @@ async fn a_missing_seq_is_an_error_naming_it(env: &Env) {
                     .load_frames_of(tl, asked, LoadOptions::default())
                     .await
                     .unwrap_err();
-                assert!(matches!(err, Error::NoFrame { seq, .. } if seq == missing), "{err}");
+                assert!(
+                    matches!(err, Error::NoFrame { seq, .. } if seq == missing),
+                    "{err}"
+                );
             }
         }
         // The single-frame lookup answers None, as it always has.
@@ -143,7 +156,11 @@ async fn a_range_costs_what_it_asks_not_the_timeline(env: &Env) {
     let before = probe.reads();
     let one = fc.load_frame(&tl, 777).await.unwrap().unwrap();
     assert_eq!((one.seq, one.chunk_id), (777, 177));
-    assert_eq!(probe.reads() - before, 1 + 1 + 1, "head, chunk 0, the frame");
+    assert_eq!(
+        probe.reads() - before,
+        1 + 1 + 1,
+        "head, chunk 0, the frame"
+    );
     assert_eq!(probe.lists.load(SeqCst), 0);
 }
 
@@ -153,13 +170,11 @@ async fn the_first_frame_does_not_wait_for_the_listing(env: &Env) {
     write(env, &tl, 300).await;
     let gate = tempfile::tempdir().unwrap();
     let metrics = Arc::new(Metrics::default());
-    let probe = Arc::new(
-        common::Instrumented::new(env.origin(&metrics)).hold_access(
-            &layout::frames_prefix(&tl).unwrap(),
-            1,
-            gate.path().to_path_buf(),
-        ),
-    );
+    let probe = Arc::new(common::Instrumented::new(env.origin(&metrics)).hold_access(
+        &layout::frames_prefix(&tl).unwrap(),
+        1,
+        gate.path().to_path_buf(),
+    ));
     let chain = env
         .config(&env.disk_dir("first"))
         .build_with_origin(probe.clone(), metrics);
@@ -174,7 +189,10 @@ async fn the_first_frame_does_not_wait_for_the_listing(env: &Env) {
             .unwrap();
         seen.push(frame.seq);
     }
-    assert!(gate.path().join("ready").exists(), "the listing was started");
+    assert!(
+        gate.path().join("ready").exists(),
+        "the listing was started"
+    );
     assert!(!gate.path().join("go").exists());
     std::fs::write(gate.path().join("go"), b"").unwrap();
     while let Some(item) = stream.next().await {
@@ -260,7 +278,10 @@ async fn rewrites_drop_old_chunks_and_pages_walk_the_index(env: &Env) {
     write_unmanaged(env, &raw, 12).await;
     let page = fc.list_frames_page(&raw, 3, 4).await.unwrap();
     let seqs: Vec<u64> = page.frames.iter().map(|e| e.seq).collect();
-    assert_eq!((seqs, page.next, page.total), (vec![3, 4, 5, 6], Some(7), 12));
+    assert_eq!(
+        (seqs, page.next, page.total),
+        (vec![3, 4, 5, 6], Some(7), 12)
+    );
 }
 
 /// A timeline written by an earlier framecache (manifest format 1, every entry inline)
@@ -304,7 +325,10 @@ backend_tests!(
 
 #[test]
 fn seqs_parse_as_the_cli_takes_them() {
-    assert_eq!(Seqs::parse("50000..50300").unwrap(), Seqs::Range(50000..50300));
+    assert_eq!(
+        Seqs::parse("50000..50300").unwrap(),
+        Seqs::Range(50000..50300)
+    );
     assert_eq!(Seqs::parse("3..=5").unwrap(), Seqs::Range(3..6));
     assert_eq!(Seqs::parse("7").unwrap(), Seqs::Range(7..8));
     for bad in ["", "a..b", "5..", "1..2..3", "0..=18446744073709551615"] {

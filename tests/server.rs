@@ -561,7 +561,6 @@ async fn a_token_guards_every_route_but_healthz(env: &Env) {
     assert!(!page.contains(&tl));
 }
 
-
 async fn origin_down_is_503_unless_the_frame_is_held_locally(env: &Env) {
     let tl = unique("srv-down");
     let writer = cache(env, "down-writer");

@@ -185,9 +185,13 @@ pub fn seqs_of(seqs: Option<&Bound<'_, PyAny>>) -> PyResult<framecache::Seqs> {
     let mut out = Vec::new();
     for item in seqs.try_iter()? {
         let item = item?;
-        let seq: u64 = item
-            .extract()
-            .map_err(|_| invalid("frame seq", item.repr().map_or_else(|_| "?".into(), |r| r.to_string()), "must be an int ≥ 0"))?;
+        let seq: u64 = item.extract().map_err(|_| {
+            invalid(
+                "frame seq",
+                item.repr().map_or_else(|_| "?".into(), |r| r.to_string()),
+                "must be an int ≥ 0",
+            )
+        })?;
         if out.len() as u64 >= limit {
             return Err(invalid(
                 "frame seqs",

@@ -32,7 +32,10 @@ fn kept_key(timeline: &str) -> Result<String> {
 }
 
 fn part_key(timeline: &str, part: u64) -> Result<String> {
-    Ok(format!("{}\nlisting.{part}", layout::frames_prefix(timeline)?))
+    Ok(format!(
+        "{}\nlisting.{part}",
+        layout::frames_prefix(timeline)?
+    ))
 }
 
 impl FrameCache {
@@ -49,7 +52,10 @@ impl FrameCache {
                 self.cache.invalidate_local(&key).await;
                 for part in old.map(|h| h.parts).unwrap_or_default() {
                     if let Ok(part_key) = part_key(timeline, part) {
-                        self.kept.lock().expect("kept listings lock").remove(&part_key);
+                        self.kept
+                            .lock()
+                            .expect("kept listings lock")
+                            .remove(&part_key);
                         self.cache.invalidate_local(&part_key).await;
                     }
                 }
@@ -99,7 +105,11 @@ impl FrameCache {
     pub(super) async fn keep_entries(&self, timeline: &str, found: &[FrameEntry], absent: &[u64]) {
         let mut touched: BTreeMap<u64, (Vec<&FrameEntry>, Vec<u64>)> = BTreeMap::new();
         for entry in found {
-            touched.entry(entry.seq / KEPT_PART).or_default().0.push(entry);
+            touched
+                .entry(entry.seq / KEPT_PART)
+                .or_default()
+                .0
+                .push(entry);
         }
         for &seq in absent {
             touched.entry(seq / KEPT_PART).or_default().1.push(seq);

@@ -271,7 +271,11 @@ impl FrameCache {
     ) -> Result<HashMap<u64, FrameMeta>> {
         let listed = |f: &&FrameMeta| seqs.contains(&f.seq);
         Ok(match &head.entries {
-            Entries::Inline(frames) => frames.iter().filter(listed).map(|f| (f.seq, f.clone())).collect(),
+            Entries::Inline(frames) => frames
+                .iter()
+                .filter(listed)
+                .map(|f| (f.seq, f.clone()))
+                .collect(),
             Entries::Chunked(chunks) => {
                 let wanted: BTreeSet<usize> = seqs
                     .iter()
@@ -382,7 +386,10 @@ impl FrameCache {
                 count: part.len(),
                 blake3: blake3::hash(&bytes).to_hex().to_string(),
             });
-            puts.push((layout::manifest_chunk_key(timeline, &manifest.generation, n)?, bytes));
+            puts.push((
+                layout::manifest_chunk_key(timeline, &manifest.generation, n)?,
+                bytes,
+            ));
         }
         stream::iter(puts)
             .map(|(key, bytes)| async move { self.cache.origin().put(&key, bytes).await })

@@ -354,8 +354,10 @@ impl FrameCache {
                         .settle_index(timeline, index)
                         .await
                         .and_then(|index| loadable(timeline, index));
-                    stream::iter(entries.map_or_else(|e| vec![Err(e)], |v| v.into_iter().map(Ok).collect()))
-                        .boxed()
+                    stream::iter(
+                        entries.map_or_else(|e| vec![Err(e)], |v| v.into_iter().map(Ok).collect()),
+                    )
+                    .boxed()
                 }
             }
         })
@@ -499,7 +501,9 @@ impl FrameCache {
         if let Ok(Some(head)) = self.read_head(timeline).await
             && head.complete
         {
-            let mut metas = self.metas_from(timeline, &head, from, limit.saturating_add(1)).await?;
+            let mut metas = self
+                .metas_from(timeline, &head, from, limit.saturating_add(1))
+                .await?;
             let next = (metas.len() > limit).then(|| metas[limit].seq);
             metas.truncate(limit);
             let frames = metas

@@ -436,7 +436,10 @@ impl Switch {
 }
 
 impl framecache::tier::Origin for Switch {
-    fn get<'a>(&'a self, key: &'a str) -> futures::future::BoxFuture<'a, framecache::Result<Option<Bytes>>> {
+    fn get<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> futures::future::BoxFuture<'a, framecache::Result<Option<Bytes>>> {
         Box::pin(async move {
             self.check(key)?;
             self.inner.get(key).await
@@ -452,7 +455,10 @@ impl framecache::tier::Origin for Switch {
             self.inner.put(key, value).await
         })
     }
-    fn remove<'a>(&'a self, key: &'a str) -> futures::future::BoxFuture<'a, framecache::Result<()>> {
+    fn remove<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> futures::future::BoxFuture<'a, framecache::Result<()>> {
         Box::pin(async move {
             self.check(key)?;
             self.inner.remove(key).await
@@ -461,7 +467,8 @@ impl framecache::tier::Origin for Switch {
     fn stat<'a>(
         &'a self,
         key: &'a str,
-    ) -> futures::future::BoxFuture<'a, framecache::Result<Option<framecache::tier::ObjectInfo>>> {
+    ) -> futures::future::BoxFuture<'a, framecache::Result<Option<framecache::tier::ObjectInfo>>>
+    {
         Box::pin(async move {
             self.check(key)?;
             self.inner.stat(key).await
@@ -476,19 +483,28 @@ impl framecache::tier::Origin for Switch {
             self.inner.list(prefix).await
         })
     }
-    fn exists<'a>(&'a self, key: &'a str) -> futures::future::BoxFuture<'a, framecache::Result<bool>> {
+    fn exists<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> futures::future::BoxFuture<'a, framecache::Result<bool>> {
         Box::pin(async move {
             self.check(key)?;
             self.inner.exists(key).await
         })
     }
-    fn has_any<'a>(&'a self, prefix: &'a str) -> futures::future::BoxFuture<'a, framecache::Result<bool>> {
+    fn has_any<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> futures::future::BoxFuture<'a, framecache::Result<bool>> {
         Box::pin(async move {
             self.check(prefix)?;
             self.inner.has_any(prefix).await
         })
     }
-    fn remove_prefix<'a>(&'a self, prefix: &'a str) -> futures::future::BoxFuture<'a, framecache::Result<()>> {
+    fn remove_prefix<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> futures::future::BoxFuture<'a, framecache::Result<()>> {
         Box::pin(async move {
             self.check(prefix)?;
             self.inner.remove_prefix(prefix).await
