@@ -164,10 +164,11 @@ async fn a_range_costs_what_it_asks_not_the_timeline(env: &Env) {
     assert_eq!(probe.lists.load(SeqCst), 0);
 }
 
-/// The whole-timeline stream yields its first frames while the listing is held.
+/// The whole-timeline stream of a timeline longer than one listing page yields its first
+/// frames while the listing is held.
 async fn the_first_frame_does_not_wait_for_the_listing(env: &Env) {
     let tl = unique("rng-first");
-    write(env, &tl, 300).await;
+    write(env, &tl, 1200).await;
     let gate = tempfile::tempdir().unwrap();
     let metrics = Arc::new(Metrics::default());
     let probe = Arc::new(common::Instrumented::new(env.origin(&metrics)).hold_access(
@@ -198,7 +199,7 @@ async fn the_first_frame_does_not_wait_for_the_listing(env: &Env) {
     while let Some(item) = stream.next().await {
         seen.push(item.unwrap().0.seq);
     }
-    assert_eq!(seen, (0..300).collect::<Vec<_>>());
+    assert_eq!(seen, (0..1200).collect::<Vec<_>>());
     assert_eq!(probe.lists.load(SeqCst), 1);
 }
 
