@@ -669,7 +669,45 @@ async fn metrics_count_requests_per_route_and_tier_reads(env: &Env) {
     assert_eq!(sample("framecache_http_in_flight"), 1);
 }
 
+/// `?from=&limit=` pages the index: the frames from `from`, at most `limit`, with the
+/// timeline's `total` and the `next` page's `from`; a limit out of range is 400.
+async fn the_index_pages_with_from_and_limit(env: &Env) {
+    let tl = unique("srv-pages");
+    let fc = cache(env, "pages");
+    let jpegs = write_timeline(&fc, &tl, 5).await;
+    let server = Running::start(fc, ServeOptions::default()).await;
+    let page = server
+        .json(&format!("/v1/timelines/{tl}?from=1&limit=2"))
+        .await;
+    let seqs: Vec<u64> = page["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [1, 2]);
+    assert_eq!(
+        (page["total"].clone(), page["next"].clone()),
+        (5.into(), 3.into())
+    );
+    let v = version(&jpegs[&2]);
+    assert_eq!(
+        page["frames"][1]["url"],
+        format!("/v1/timelines/{tl}/frames/2.jpg?v={v}").as_str()
+    );
+    let last = server.json(&format!("/v1/timelines/{tl}?from=3")).await;
+    assert_eq!(last["frames"].as_array().unwrap().len(), 2);
+    assert_eq!(last["next"], Value::Null);
+    let whole = server.json(&format!("/v1/timelines/{tl}")).await;
+    assert!(whole.get("total").is_none(), "unpaged, as before");
+    for bad in ["limit=0", "limit=10001", "from=x"] {
+        let response = server.get(&format!("/v1/timelines/{tl}?{bad}")).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+}
+
 backend_tests!(
+    the_index_pages_with_from_and_limit,
     index_lists_frames_with_versions_and_overlays,
     frames_carry_strong_etags_and_caching_headers,
     a_rebuilt_timeline_is_served_fresh_under_its_new_version,
