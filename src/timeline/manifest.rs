@@ -400,41 +400,30 @@ impl FrameCache {
         Ok(())
     }
 
-    /// Removes the chunks of every generation but the one `manifest.json` names now (best
-    /// effort): a writer stores its incomplete manifest before its chunks, so a writer still
-    /// at work always has its generation there and its chunks are kept.
-    pub(super) async fn drop_old_chunks(&self, timeline: &str) {
-        let Ok(prefix) = layout::manifest_chunks_prefix(timeline) else {
+    /// Removes the chunks of `generation` (best effort) unless `manifest.json` names it
+    /// again. Called with the generation a write replaced: its writer finished before this
+    /// write began, so nothing is left to write them.
+    pub(super) async fn drop_chunks_of(&self, timeline: &str, generation: &str) {
+        // Format 1 generations were never checked as ids, and never had chunks.
+        let (Ok(prefix), Ok(())) = (
+            layout::manifest_chunks_prefix(timeline),
+            layout::validate_id("manifest generation", generation),
+        ) else {
             return;
         };
-        let origin = self.cache.origin();
-        let listed = match origin.list(&prefix).await {
-            Ok(listed) if !listed.is_empty() => listed,
-            Ok(_) => return,
-            Err(e) => {
-                tracing::warn!("cannot list old manifest chunks of {timeline}: {e}");
-                return;
-            }
-        };
-        // After the listing, so a generation that began meanwhile is seen here.
-        let current = match self.read_head(timeline).await {
-            Ok(head) => head.map(|h| h.generation),
+        match self.read_head(timeline).await {
+            Ok(Some(head)) if head.generation == generation => return,
+            Ok(_) => {}
             Err(e) => {
                 tracing::warn!("cannot read the manifest of {timeline}: {e}");
                 return;
             }
-        };
-        let stale: Vec<String> = listed
-            .into_iter()
-            .filter(|o| layout::chunk_generation(&prefix, &o.key) != current.as_deref())
-            .map(|o| o.key)
-            .collect();
-        let removed = stream::iter(stale)
-            .map(|key| async move { origin.remove(&key).await })
-            .buffer_unordered(self.concurrency)
-            .try_collect::<Vec<()>>()
-            .await;
-        if let Err(e) = removed {
+        }
+        let origin = self.cache.origin();
+        if let Err(e) = origin
+            .remove_prefix(&format!("{prefix}{generation}/"))
+            .await
+        {
             tracing::warn!("cannot remove old manifest chunks of {timeline}: {e}");
         }
     }

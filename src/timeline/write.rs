@@ -160,6 +160,14 @@ impl FrameCache {
             frames: metas,
             chunks: Vec::new(),
         };
+        // The generation published before this write: its writer is done, so its manifest
+        // chunks can go once this write has published. Chunks of a writer still at work
+        // (its manifest incomplete) are never removed by another writer.
+        let previous = self
+            .read_head(timeline)
+            .await?
+            .filter(|head| head.complete)
+            .map(|head| head.generation);
         self.cache
             .origin()
             .put(&manifest_key, manifest_bytes(&manifest))
@@ -204,7 +212,9 @@ impl FrameCache {
         .await;
         match written {
             Ok(()) => {
-                self.drop_old_chunks(timeline).await;
+                if let Some(previous) = previous {
+                    self.drop_chunks_of(timeline, &previous).await;
+                }
                 let count = manifest.frames.len();
                 tracing::info!("cached {count} frames for timeline {timeline}");
                 Ok(count)
