@@ -5,7 +5,7 @@
 # the page cache with sendfile.
 #
 #   scripts/bench_serve.sh [--frames 64] [--connections 64] [--threads 2] [--duration 10]
-#                          [--rounds 3]
+#                          [--rounds 3] [--serve-args "--no-sendfile"]
 #
 # Prints one line per run and a JSON summary: requests per second, p99 latency and the
 # server's CPU time per request (user + system, from /proc; steadier than the rates on a
@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-frames=64 connections=64 threads=2 duration=10 rounds=3
+frames=64 connections=64 threads=2 duration=10 rounds=3 serve_args=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --frames) frames=$2; shift 2 ;;
@@ -23,6 +23,7 @@ while [ $# -gt 0 ]; do
     --threads) threads=$2; shift 2 ;;
     --duration) duration=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
+    --serve-args) serve_args=$2; shift 2 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -59,8 +60,9 @@ avg=$(du -b "$work/www" | cut -f1)
 echo "[bench] $frames frames, $((avg / frames)) bytes on average" >&2
 
 # framecache serve on a free port; its first line names the address.
+# shellcheck disable=SC2086
 FRAMECACHE_BACKEND=fs FRAMECACHE_ROOT="$work/origin" FRAMECACHE_CACHE_DIR="$work/cache" \
-  target/release/framecache serve --bind 127.0.0.1:0 > "$work/serve.out" 2> "$work/serve.err" &
+  target/release/framecache serve --bind 127.0.0.1:0 $serve_args > "$work/serve.out" 2> "$work/serve.err" &
 pids+=($!)
 fc_pids=$!
 for _ in $(seq 100); do

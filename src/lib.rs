@@ -33,7 +33,7 @@ pub use pixels::{Backing, Pixels};
 pub use synth::synthetic_frame;
 pub use tier::{BadEntry, DiskUsage, Recount, Source, VerifyReport};
 pub use timeline::{
-    ClearScope, DEFAULT_B64_QUALITY, DEFAULT_QUALITY, DecodedUsage, EncodedFrame, Frame, FrameB64,
-    FrameCache, FrameEntry, FrameJpeg, FrameMeta, FramePage, MAX_SELECTION, OverlayRef, Seqs,
-    TimelineStatus, frames_to_b64,
+    CacheUsage, ClearScope, DEFAULT_B64_QUALITY, DEFAULT_QUALITY, DecodedUsage, EncodedFrame,
+    Frame, FrameB64, FrameCache, FrameEntry, FrameJpeg, FrameMeta, FramePage, MAX_SELECTION,
+    OverlayRef, Seqs, THUMBNAIL_QUALITY, Thumbnail, TierUsage, TimelineStatus, frames_to_b64,
 };

@@ -102,6 +102,8 @@ pub struct Metrics {
     pub(crate) decodes: AtomicU64,
     /// Frames another process (or thread) was decoding, waited for and then mapped.
     pub(crate) decode_waits: AtomicU64,
+    /// Thumbnails this process made (decoded at a scale and encoded again).
+    pub(crate) thumbnails: AtomicU64,
 }
 
 /// A point-in-time copy of every counter.
@@ -132,6 +134,9 @@ pub struct Stats {
     pub decodes: u64,
     /// Frames another process (or thread) was decoding, waited for and then mapped.
     pub decode_waits: u64,
+    /// Thumbnails this process made (decoded at a scale and encoded again); their decodes
+    /// count in `decodes` too.
+    pub thumbnails: u64,
 }
 
 impl Metrics {
@@ -150,6 +155,7 @@ impl Metrics {
             decoded_disk: self.decoded_disk.snapshot(),
             decodes: self.decodes.load(Relaxed),
             decode_waits: self.decode_waits.load(Relaxed),
+            thumbnails: self.thumbnails.load(Relaxed),
         }
     }
 }

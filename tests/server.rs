@@ -259,15 +259,21 @@ async fn frames_carry_strong_etags_and_caching_headers(env: &Env) {
         IMMUTABLE
     );
 
-    // A version these bytes do not have: the current bytes, but not marked immutable.
+    // A version these bytes do not have: redirected to the current version's URL.
     let wrong = format!("{plain}?v={}", "0".repeat(32));
-    let response = server.get(&wrong).await;
-    assert_eq!(response.status(), StatusCode::OK);
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = no_redirects.get(server.url(&wrong)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(header_of(response.headers(), header::LOCATION), versioned);
     assert_eq!(
         header_of(response.headers(), header::CACHE_CONTROL),
-        "no-cache"
+        "no-store"
     );
-    assert_eq!(header_of(response.headers(), header::ETAG), etag);
+    let response = server.get(&wrong).await;
+    assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.bytes().await.unwrap(), *jpeg);
 
     // HEAD: the same headers, no body.
@@ -520,7 +526,9 @@ async fn a_token_guards_every_route_but_healthz(env: &Env) {
         format!("/v1/timelines/{tl}"),
         format!("/v1/timelines/{tl}/frames/0.jpg"),
         format!("/v1/timelines/{tl}/overlays/job-1/detect"),
+        format!("/v1/timelines/{tl}/frames/0.jpg?scale=4"),
         "/metrics".to_owned(),
+        "/v1/stats".to_owned(),
         "/nowhere".to_owned(),
     ];
     for path in &guarded {
@@ -553,8 +561,15 @@ async fn a_token_guards_every_route_but_healthz(env: &Env) {
         assert_ne!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
         assert!(response.status() != StatusCode::INTERNAL_SERVER_ERROR);
     }
-    // Open: the health probe and the viewer's static page, which holds no data.
-    for path in ["/healthz", "/", "/viewer.js"] {
+    // Open: the health probe and the pages' static files, which hold no data.
+    for path in [
+        "/healthz",
+        "/",
+        "/viewer.js",
+        "/stats",
+        "/ui/stats.js",
+        "/ui/filmstrip.js",
+    ] {
         assert_eq!(server.get(path).await.status(), StatusCode::OK, "{path}");
     }
     let page = server.get("/").await.text().await.unwrap();
@@ -588,13 +603,18 @@ async fn origin_down_is_503_unless_the_frame_is_held_locally(env: &Env) {
         IMMUTABLE
     );
     assert_eq!(response.bytes().await.unwrap(), jpegs[&0]);
-    // Not held: 503 with Retry-After, naming the frame's key.
+    // Not held: 503 with Retry-After and a request id; the origin's own error text goes
+    // to the log only.
     let response = server
         .get(&format!("/v1/timelines/{tl}/frames/1.jpg"))
         .await;
     assert_eq!(header_of(response.headers(), header::RETRY_AFTER), "7");
+    assert_eq!(
+        header_of(response.headers(), "x-request-id".parse().unwrap()).len(),
+        16
+    );
     let message = error_message(response, StatusCode::SERVICE_UNAVAILABLE).await;
-    assert!(message.contains(&format!("{tl}/frames/1.jpg")), "{message}");
+    assert_eq!(message, "origin unavailable and not held locally");
     // The index comes from the local copy of the manifest; overlays cannot be listed.
     let offline = server.json(&index_path).await;
     let without_tiers = |index: &Value| -> Vec<Value> {
@@ -706,8 +726,73 @@ async fn the_index_pages_with_from_and_limit(env: &Env) {
     }
 }
 
+async fn thumbnails_are_versioned_cached_apart_and_refuse_other_scales(env: &Env) {
+    let tl = unique("srv-thumb");
+    let fc = cache(env, "thumb");
+    let jpegs = write_timeline(&fc, &tl, 2).await;
+    let server = Running::start(fc, ServeOptions::default()).await;
+    let v = version(&jpegs[&1]);
+    let plain = format!("/v1/timelines/{tl}/frames/1.jpg");
+
+    let mut thumbs = Vec::new();
+    for (scale, size) in [(2, (32, 24)), (4, (16, 12)), (8, (8, 6))] {
+        let url = format!("{plain}?scale={scale}&v={v}");
+        let response = server.get(&url).await;
+        assert_eq!(response.status(), StatusCode::OK, "{url}");
+        let h = response.headers().clone();
+        assert_eq!(header_of(&h, header::CONTENT_TYPE), "image/jpeg");
+        assert_eq!(header_of(&h, header::CACHE_CONTROL), IMMUTABLE);
+        let body = response.bytes().await.unwrap();
+        let etag = format!("\"{}\"", version(&body));
+        assert_eq!(header_of(&h, header::ETAG), etag);
+        let decoded = framecache::codec::decode_jpeg(&body).unwrap();
+        assert_eq!(decoded.dimensions(), size, "scale {scale}");
+        let again = server.get_with(&url, header::IF_NONE_MATCH, &etag).await;
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(header_of(again.headers(), header::CACHE_CONTROL), IMMUTABLE);
+        thumbs.push(body);
+    }
+    // Each scale is its own entry, and the full frame is still the stored JPEG.
+    assert_ne!(thumbs[0], thumbs[1]);
+    assert_eq!(server.get(&plain).await.bytes().await.unwrap(), jpegs[&1]);
+    // Without the frame's version, or with another, it revalidates.
+    let response = server.get(&format!("{plain}?scale=4")).await;
+    assert_eq!(
+        header_of(response.headers(), header::CACHE_CONTROL),
+        "no-cache"
+    );
+    assert_eq!(response.bytes().await.unwrap(), thumbs[1]);
+    let other = version(b"other");
+    let response = server.get(&format!("{plain}?scale=4&v={other}")).await;
+    assert_eq!(
+        header_of(response.headers(), header::CACHE_CONTROL),
+        "no-cache"
+    );
+
+    for bad in ["1", "3", "16", "0", "", "x", "04"] {
+        let response = server.get(&format!("{plain}?scale={bad}")).await;
+        let message = error_message(response, StatusCode::BAD_REQUEST).await;
+        assert!(message.contains(&format!("{bad:?}")), "{message}");
+    }
+    let response = server
+        .get(&format!("/v1/timelines/{tl}/frames/9.jpg?scale=2"))
+        .await;
+    error_message(response, StatusCode::NOT_FOUND).await;
+
+    let metrics = server.metrics().await;
+    for scale in [2, 4, 8] {
+        let line = format!("framecache_http_thumbnail_requests_total{{scale=\"{scale}\"}} ");
+        assert!(metrics.contains(&line), "{metrics}");
+    }
+    let stats = server.json("/v1/stats").await;
+    assert_eq!(stats["cache"]["thumbnails"], 3);
+    assert!(stats["http"]["thumbnails"]["4"].as_u64().unwrap() >= 3);
+    assert!(stats["usage"]["memory"]["capacity"].as_u64().unwrap() > 0);
+}
+
 backend_tests!(
     the_index_pages_with_from_and_limit,
+    thumbnails_are_versioned_cached_apart_and_refuse_other_scales,
     index_lists_frames_with_versions_and_overlays,
     frames_carry_strong_etags_and_caching_headers,
     a_rebuilt_timeline_is_served_fresh_under_its_new_version,

@@ -7,8 +7,8 @@ use base64::Engine;
 use bytes::Bytes;
 use common::{Env, unique};
 use framecache::{
-    ClearScope, Error, Frame, FrameCache, Pixels, Source, TimelineStatus, codec, frames_to_b64,
-    layout,
+    ClearScope, Error, Frame, FrameCache, Pixels, Scale, Source, TimelineStatus, codec,
+    frames_to_b64, layout,
 };
 use futures::StreamExt;
 use image::RgbImage;
@@ -408,7 +408,107 @@ async fn invalid_timeline_ids_touch_nothing(env: &Env) {
     assert_eq!(fc.stats().origin.writes, 0);
 }
 
+async fn thumbnails_are_scaled_kept_apart_and_follow_their_frame(env: &Env) {
+    let tl = unique("thumbs");
+    let writer = cache(env, "thumbs-writer");
+    let sized = |seq, like| Frame {
+        seq,
+        ..frame(like, 161, 97)
+    };
+    writer
+        .cache_frames(&tl, &[sized(0, 0), sized(1, 1)], 90)
+        .await
+        .unwrap();
+    let fc = cache(env, "thumbs");
+    let err = fc.frame_thumbnail(&tl, 1, Scale::Full).await.unwrap_err();
+    assert!(err.is_invalid_input(), "{err}");
+    assert_eq!(
+        fc.frame_thumbnail(&tl, 7, Scale::Quarter).await.unwrap(),
+        None
+    );
+
+    // Made once: decoded at a quarter through the DCT (sizes round up), encoded again.
+    let made = fc
+        .frame_thumbnail(&tl, 1, Scale::Quarter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(made.source, None);
+    assert_eq!(fc.stats().thumbnails, 1);
+    let (jpeg, _) = fc.frame_jpeg(&tl, 1).await.unwrap().unwrap();
+    assert_eq!(made.frame_blake3, blake3::hash(&jpeg));
+    let small = codec::decode_jpeg(&made.jpeg).unwrap();
+    assert_eq!(small.dimensions(), (41, 25));
+    let resized = image::imageops::resize(
+        &codec::decode_jpeg(&jpeg).unwrap().into_rgb_image(),
+        41,
+        25,
+        image::imageops::FilterType::Triangle,
+    );
+    assert!(mean_abs_error(&small, &resized.into()) < 12.0);
+    // The full frame is never confused with it.
+    assert_eq!(codec::decode_jpeg(&jpeg).unwrap().dimensions(), (161, 97));
+
+    // Asked again: from memory, not made again; another scale is another entry.
+    let again = fc
+        .frame_thumbnail(&tl, 1, Scale::Quarter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.source, Some(Source::Memory));
+    assert_eq!(again.jpeg, made.jpeg);
+    let eighth = fc
+        .frame_thumbnail(&tl, 1, Scale::Eighth)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        codec::decode_jpeg(&eighth.jpeg).unwrap().dimensions(),
+        (21, 13)
+    );
+    assert_eq!(fc.stats().thumbnails, 2);
+    // Another process on this machine finds it on disk.
+    let neighbour = cache(env, "thumbs");
+    let shared = neighbour
+        .frame_thumbnail(&tl, 1, Scale::Quarter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(shared.source, Some(Source::Disk));
+    assert_eq!(shared.jpeg, made.jpeg);
+    assert_eq!(neighbour.stats().thumbnails, 0);
+
+    // Dropping the frame's local copies drops its thumbnails.
+    let frame_key = layout::frame_key(&tl, 1).unwrap();
+    fc.chain().invalidate_local(&frame_key).await;
+    let remade = fc
+        .frame_thumbnail(&tl, 1, Scale::Quarter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(remade.source, None);
+    assert_eq!(
+        remade.jpeg, made.jpeg,
+        "the same bytes make the same thumbnail"
+    );
+
+    // The frame rebuilt elsewhere: the thumbnail follows the new bytes.
+    writer
+        .cache_frames(&tl, &[sized(0, 0), sized(1, 60)], 90)
+        .await
+        .unwrap();
+    let fresh = fc
+        .frame_thumbnail(&tl, 1, Scale::Quarter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(fresh.source, None);
+    assert_ne!(fresh.frame_blake3, made.frame_blake3);
+    assert_ne!(fresh.jpeg, made.jpeg);
+}
+
 backend_tests!(
+    thumbnails_are_scaled_kept_apart_and_follow_their_frame,
     round_trip_keeps_metadata_and_order,
     b64_is_the_stored_jpeg,
     seed_written_timelines_load_with_defaults,

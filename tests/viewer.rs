@@ -1,7 +1,10 @@
-//! The viewer in a real browser: Debian's headless Chromium, driven over the DevTools
-//! protocol. It opens the page, scrubs with the arrow keys and the slider, turns an overlay
-//! stage on, checks the frame shown changes and the overlay is drawn, checks that scrubbing
-//! back over frames already seen sends no request, and saves a screenshot.
+//! The viewer and the cache dashboard in a real browser: Debian's headless Chromium, driven
+//! over the DevTools protocol. It opens the viewer, scrubs with the arrow keys and the
+//! slider, turns an overlay stage on, checks the frame shown changes and the overlay is
+//! drawn, checks that scrubbing back over frames already seen sends no request; loads the
+//! filmstrip's thumbnails and seeks with them; shows two stages side by side and blended;
+//! restores a copied link after a reload and in a new tab; and watches the dashboard's plots
+//! follow loads. It saves the screenshots of the docs (viewer and dashboard).
 //!
 //! Chromium comes from `scripts/setup.sh` (`/usr/bin/chromium`, or `FRAMECACHE_CHROMIUM`).
 //! Without it the test is skipped, and with `CI=true` it fails. Every wait is on a condition
@@ -282,6 +285,62 @@ impl Page {
         self.mouse("mouseReleased", x(to), y).await;
     }
 
+    /// Picks `value` in the `<select>` with id `id`, as a user would.
+    async fn select(&self, id: &str, value: &str) {
+        self.eval(&format!(
+            "(() => {{ const s = document.getElementById('{id}'); s.value = '{value}'; s.dispatchEvent(new Event('change')); return s.value; }})()"
+        ))
+        .await;
+    }
+
+    /// `[left, top, width, height]` of the first element matching `selector`.
+    async fn rect(&self, selector: &str) -> Vec<f64> {
+        let rect = self
+            .eval(&format!(
+                "(() => {{ const r = document.querySelector('{selector}').getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; }})()"
+            ))
+            .await;
+        rect.as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    }
+
+    /// Clicks the middle of the first element matching `selector` with the mouse.
+    async fn click(&self, selector: &str) {
+        let r = self.rect(selector).await;
+        let (x, y) = (r[0] + r[2] / 2.0, r[1] + r[3] / 2.0);
+        self.mouse("mousePressed", x, y).await;
+        self.mouse("mouseReleased", x, y).await;
+    }
+
+    /// Saves a screenshot under the test's scratch directory, and as `docs/{name}` with
+    /// `FRAMECACHE_UPDATE_SCREENSHOT` set.
+    async fn screenshot(&self, name: &str) {
+        // Down to the end of the page's content, not the empty window below it.
+        let height = self
+            .eval("Math.min(innerHeight, Math.ceil(document.querySelector('main').getBoundingClientRect().bottom) + 12)")
+            .await;
+        let clip = json!({"x": 0, "y": 0, "width": 1280, "height": height, "scale": 1});
+        let shot = self
+            .call(
+                "Page.captureScreenshot",
+                json!({"format": "png", "clip": clip}),
+            )
+            .await;
+        let png = base64_decode(shot["data"].as_str().unwrap());
+        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+        std::fs::write(&out, &png).unwrap();
+        if std::env::var_os("FRAMECACHE_UPDATE_SCREENSHOT").is_some() {
+            let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("docs")
+                .join(name);
+            std::fs::write(docs, &png).unwrap();
+        }
+        eprintln!("screenshot: {}", out.display());
+    }
+
     async fn shown_seq(&self) -> u64 {
         self.eval("Number(document.getElementById('frame').dataset.seq)")
             .await
@@ -316,40 +375,55 @@ fn frame(seq: u64) -> Frame {
 
 /// A detection-style overlay: a transparent PNG with a box outline.
 fn overlay_png() -> Bytes {
-    let (x0, y0, x1, y1) = (200, 90, 420, 260);
+    box_png((200, 90, 420, 260), [255, 64, 64, 255])
+}
+
+/// A transparent PNG with the outline of box `(x0, y0, x1, y1)` in `color`.
+fn box_png((x0, y0, x1, y1): (u32, u32, u32, u32), color: [u8; 4]) -> Bytes {
     let img = image::RgbaImage::from_fn(WIDTH, HEIGHT, |x, y| {
         let inside = x >= x0 && x <= x1 && y >= y0 && y <= y1;
         let edge = inside && (x < x0 + 4 || x > x1 - 4 || y < y0 + 4 || y > y1 - 4);
-        image::Rgba(if edge {
-            [255, 64, 64, 255]
-        } else {
-            [0, 0, 0, 0]
-        })
+        image::Rgba(if edge { color } else { [0, 0, 0, 0] })
     });
     let mut out = std::io::Cursor::new(Vec::new());
     img.write_to(&mut out, image::ImageFormat::Png).unwrap();
     Bytes::from(out.into_inner())
 }
 
-/// Requests that reached the frame route, from the server's own counters.
-async fn frame_requests(base: &str, token: Option<&str>) -> u64 {
+/// The sum of the samples of `/metrics` whose line starts with `prefix`.
+async fn metric(base: &str, token: Option<&str>, prefix: &str) -> u64 {
     let mut request = reqwest::Client::new().get(format!("{base}/metrics"));
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
     let text = request.send().await.unwrap().text().await.unwrap();
     text.lines()
-        .filter(|l| {
-            l.starts_with(
-                "framecache_http_requests_total{route=\"/v1/timelines/{id}/frames/{file}\"",
-            )
-        })
+        .filter(|l| l.starts_with(prefix))
         .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
         .sum()
 }
 
+/// Thumbnail requests at `scale`, from the server's own counters.
+async fn thumbnail_requests(base: &str, scale: u32) -> u64 {
+    let prefix = format!("framecache_http_thumbnail_requests_total{{scale=\"{scale}\"}}");
+    metric(base, None, &prefix).await
+}
+
+/// Requests for full frames that reached the server, from its own counters: the frame
+/// route's, less the thumbnails (which share it).
+async fn frame_requests(base: &str, token: Option<&str>) -> u64 {
+    let route = metric(
+        base,
+        token,
+        "framecache_http_requests_total{route=\"/v1/timelines/{id}/frames/{file}\"",
+    )
+    .await;
+    route - metric(base, token, "framecache_http_thumbnail_requests_total").await
+}
+
 /// A server on a free loopback port over two timelines (`street-cam`, 120 frames with
-/// overlays on frames 3 to 5; `lobby`, 10 frames), stopped through the returned sender.
+/// overlays on frames 3 to 5 in job-7's stages `detect` (`boxes`) and `track` (`boxes` and
+/// `trail`); `lobby`, 10 frames), stopped through the returned sender.
 async fn serve_timelines(
     scratch: &std::path::Path,
     token: Option<&str>,
@@ -374,8 +448,21 @@ async fn serve_timelines(
     fc.cache_frames("street-cam", &frames, 85).await.unwrap();
     fc.cache_frames("lobby", &frames[..10], 85).await.unwrap();
     let boxes = BTreeMap::from([("boxes".to_owned(), overlay_png())]);
+    let tracks = BTreeMap::from([
+        (
+            "boxes".to_owned(),
+            box_png((230, 110, 450, 280), [80, 200, 255, 255]),
+        ),
+        (
+            "trail".to_owned(),
+            box_png((120, 250, 200, 330), [255, 210, 60, 255]),
+        ),
+    ]);
     for seq in [3, 4, 5] {
         fc.save_overlays("street-cam", "job-7", "detect", seq, &boxes)
+            .await
+            .unwrap();
+        fc.save_overlays("street-cam", "job-7", "track", seq, &tracks)
             .await
             .unwrap();
     }
@@ -448,8 +535,7 @@ async fn the_viewer_scrubs_plays_and_draws_overlays_in_chromium() {
     );
 
     // Turning the stage on draws its overlay on frames that have one, and only there.
-    page.eval("document.querySelector('input[data-stage=\"job-7/detect\"]').click()")
-        .await;
+    page.select("stage-a", "detect").await;
     page.wait_for(
         "document.getElementById('stage').dataset.overlays === '1' && document.querySelector('#stage img.overlay').complete",
         "the overlay of frame 3",
@@ -465,20 +551,6 @@ async fn the_viewer_scrubs_plays_and_draws_overlays_in_chromium() {
         "frame 4 with its overlay",
     )
     .await;
-    let shot = page
-        .call("Page.captureScreenshot", json!({"format": "png"}))
-        .await;
-    let png = base64_decode(shot["data"].as_str().unwrap());
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("viewer.png");
-    std::fs::write(&out, &png).unwrap();
-    if std::env::var_os("FRAMECACHE_UPDATE_SCREENSHOT").is_some() {
-        std::fs::write(
-            concat!(env!("CARGO_MANIFEST_DIR"), "/docs/viewer.png"),
-            &png,
-        )
-        .unwrap();
-    }
-    eprintln!("screenshot: {}", out.display());
     page.key("ArrowRight", 39).await;
     page.key("ArrowRight", 39).await;
     page.wait_for(
@@ -491,7 +563,7 @@ async fn the_viewer_scrubs_plays_and_draws_overlays_in_chromium() {
     page.drag_slider(6.0 / (FRAMES - 1) as f64, 1.0, 40).await;
     assert_eq!(page.shown_seq().await, FRAMES - 1);
     page.wait_for(
-        "document.body.dataset.pending === '0'",
+        "document.body.dataset.pending === '0' && document.body.dataset.thumbPending === '0'",
         "prefetches to finish",
     )
     .await;
@@ -508,7 +580,7 @@ async fn the_viewer_scrubs_plays_and_draws_overlays_in_chromium() {
     page.drag_slider(1.0, 0.0, 40).await;
     assert_eq!(page.shown_seq().await, 0);
     page.wait_for(
-        "document.body.dataset.pending === '0'",
+        "document.body.dataset.pending === '0' && document.body.dataset.thumbPending === '0'",
         "prefetches to finish",
     )
     .await;
@@ -588,7 +660,7 @@ async fn the_viewer_signs_in_with_a_token_in_chromium() {
     )
     .await;
     page.wait_for(
-        "document.body.dataset.pending === '0'",
+        "document.body.dataset.pending === '0' && document.body.dataset.thumbPending === '0'",
         "prefetches to finish",
     )
     .await;
@@ -608,11 +680,300 @@ async fn the_viewer_signs_in_with_a_token_in_chromium() {
     )
     .await;
     page.wait_for(
-        "document.body.dataset.pending === '0'",
+        "document.body.dataset.pending === '0' && document.body.dataset.thumbPending === '0'",
         "prefetches to finish",
     )
     .await;
     assert_eq!(frame_requests(&base, Some(token)).await, 10);
+
+    drop(page);
+    drop(browser);
+    let _ = stop.send(());
+    serving.await.unwrap().unwrap();
+}
+
+/// Launches Chromium on a 1280×`height` page showing `path` of `base`.
+async fn open(binary: &std::path::Path, base: &str, path: &str, height: u32) -> (Browser, Page) {
+    let browser = Browser::launch(binary);
+    let page = browser.page().await;
+    page.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 1280, "height": height, "deviceScaleFactor": 1, "mobile": false}),
+    )
+    .await;
+    page.call("Page.navigate", json!({"url": format!("{base}{path}")}))
+        .await;
+    (browser, page)
+}
+
+/// Every thumbnail of the coarse strip drawn.
+const COARSE_LOADED: &str = "(() => { const t = [...document.querySelectorAll('#coarse img.thumb')]; return t.length >= 4 && t.every((i) => i.dataset.loaded === '1'); })()";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_filmstrip_shows_thumbnails_and_seeks_in_chromium() {
+    let Some(binary) = chromium() else { return };
+    let scratch = tempfile::tempdir().unwrap();
+    let (base, stop, serving) = serve_timelines(scratch.path(), None).await;
+    let (browser, page) = open(&binary, &base, "/#tl=street-cam", 800).await;
+    page.wait_for(
+        "document.getElementById('frame').dataset.seq === '0'",
+        "frame 0",
+    )
+    .await;
+
+    // The coarse strip samples the whole timeline, first to last frame, at 1/8 of the size.
+    page.wait_for(COARSE_LOADED, "the coarse strip's thumbnails")
+        .await;
+    let coarse = page
+        .eval("[...document.querySelectorAll('#coarse img.thumb')].map((i) => [Number(i.dataset.seq), i.dataset.scale, i.naturalWidth, i.naturalHeight])")
+        .await;
+    let coarse = coarse.as_array().unwrap();
+    assert!(coarse.len() >= 8, "{coarse:?}");
+    assert_eq!(coarse[0][0], 0);
+    assert_eq!(coarse[coarse.len() - 1][0], FRAMES - 1);
+    for thumb in coarse {
+        assert_eq!(thumb[1], "8");
+        assert_eq!((thumb[2].as_u64(), thumb[3].as_u64()), (Some(80), Some(45)));
+    }
+    // Around the playhead: the frame shown and those after it (none before frame 0).
+    page.wait_for(
+        "(() => { const c = document.querySelector('#near img.current'); return c.dataset.seq === '0' && c.dataset.loaded === '1'; })()",
+        "the near strip's thumbnail of frame 0",
+    )
+    .await;
+    let near = page
+        .eval("[...document.querySelectorAll('#near img.thumb')].map((i) => i.dataset.seq ?? null)")
+        .await;
+    assert_eq!(
+        near,
+        json!([null, null, null, null, "0", "1", "2", "3", "4"])
+    );
+    // Requested at scale 8 only, each thumbnail once: one request per frame in either strip.
+    page.wait_for(
+        "document.body.dataset.thumbPending === '0'",
+        "thumbnail fetches to finish",
+    )
+    .await;
+    let shown: std::collections::BTreeSet<u64> = coarse
+        .iter()
+        .map(|t| t[0].as_u64().unwrap())
+        .chain(0..5)
+        .collect();
+    assert_eq!(thumbnail_requests(&base, 8).await, shown.len() as u64);
+    assert_eq!(thumbnail_requests(&base, 2).await, 0);
+    assert_eq!(thumbnail_requests(&base, 4).await, 0);
+
+    // A click on a thumbnail of the coarse strip seeks there; the near strip follows.
+    let target = coarse[coarse.len() / 2][0].as_u64().unwrap();
+    let selector = format!("#coarse img.thumb[data-seq=\"{target}\"]");
+    page.click(&selector).await;
+    page.wait_for(
+        &format!(
+            "document.getElementById('frame').dataset.seq === '{target}' && document.querySelector('#near img.current').dataset.seq === '{target}' && document.getElementById('slider').value === '{target}'"
+        ),
+        "the frame clicked in the coarse strip",
+    )
+    .await;
+    // And one in the near strip: two frames further.
+    page.wait_for(
+        "[...document.querySelectorAll('#near img.thumb')].every((i) => !i.dataset.seq || i.dataset.loaded === '1')",
+        "the near strip's thumbnails",
+    )
+    .await;
+    page.click("#near img.thumb:nth-child(7)").await;
+    page.wait_for(
+        &format!(
+            "document.getElementById('frame').dataset.seq === '{}'",
+            target + 2
+        ),
+        "the frame clicked in the near strip",
+    )
+    .await;
+    assert_eq!(
+        page.eval("document.getElementById('stats-link').getAttribute('href')")
+            .await,
+        "/stats"
+    );
+
+    drop(page);
+    drop(browser);
+    let _ = stop.send(());
+    serving.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stages_side_by_side_blended_and_deep_linked_in_chromium() {
+    let Some(binary) = chromium() else { return };
+    let scratch = tempfile::tempdir().unwrap();
+    let (base, stop, serving) = serve_timelines(scratch.path(), None).await;
+    let (browser, page) = open(&binary, &base, "/#tl=street-cam&seq=4", 800).await;
+    page.wait_for(
+        "document.getElementById('frame').dataset.seq === '4'",
+        "frame 4 from the link",
+    )
+    .await;
+
+    // Two stages side by side: each pane draws its own stage's overlays.
+    page.select("job", "job-7").await;
+    page.select("stage-a", "detect").await;
+    page.select("stage-b-pick", "track").await;
+    page.click("#layouts button[data-layout=\"side\"]").await;
+    let both_panes = "(() => { const a = document.getElementById('stage'), b = document.getElementById('stage-b'); return a.dataset.stage === 'job-7/detect' && a.dataset.seq === '4' && a.dataset.overlays === '1' && b.dataset.stage === 'job-7/track' && b.dataset.seq === '4' && b.dataset.overlays === '2'; })()";
+    page.wait_for(both_panes, "detect and track side by side on frame 4")
+        .await;
+    let (a, b) = (page.rect("#stage").await, page.rect("#stage-b").await);
+    assert!(b[0] >= a[0] + a[2] - 1.0, "side by side: {a:?} {b:?}");
+    assert_eq!((a[1], a[2], a[3]), (b[1], b[2], b[3]));
+    let names = page
+        .eval("[...document.querySelectorAll('#names input')].map((i) => [i.dataset.name, i.checked])")
+        .await;
+    assert_eq!(names, json!([["boxes", true], ["trail", true]]));
+    page.wait_for(COARSE_LOADED, "the coarse strip's thumbnails")
+        .await;
+    page.screenshot("viewer.png").await;
+
+    // A stage against the bare frame.
+    page.select("stage-b-pick", "").await;
+    page.wait_for(
+        "document.getElementById('stage-b').dataset.stage === '' && document.getElementById('stage-b').dataset.overlays === '0'",
+        "the bare frame beside the stage",
+    )
+    .await;
+    page.select("stage-b-pick", "track").await;
+
+    // Overlay names toggle in every pane.
+    page.eval("document.querySelector('#names input[data-name=\"trail\"]').click()")
+        .await;
+    page.wait_for(
+        "document.getElementById('stage-b').dataset.overlays === '1' && document.querySelector('#stage-b img.overlay').dataset.name === 'boxes'",
+        "track without its trail",
+    )
+    .await;
+
+    // Blended: the second pane over the first, at the opacity chosen.
+    page.click("#layouts button[data-layout=\"blend\"]").await;
+    page.wait_for(
+        "document.getElementById('view').dataset.layout === 'blend' && getComputedStyle(document.getElementById('stage-b')).opacity === '0.5'",
+        "the blend at half opacity",
+    )
+    .await;
+    assert_eq!(page.rect("#stage").await, page.rect("#stage-b").await);
+    page.eval("(() => { const o = document.getElementById('opacity'); o.value = '0.8'; o.dispatchEvent(new Event('input')); })()")
+        .await;
+    page.wait_for(
+        "getComputedStyle(document.getElementById('stage-b')).opacity === '0.8'",
+        "the blend at 0.8",
+    )
+    .await;
+
+    // The link holds the whole view; L copies it.
+    page.key("l", 76).await;
+    let link = page
+        .wait_for("document.body.dataset.copied", "the link to be copied")
+        .await;
+    let link = link.as_str().unwrap().to_owned();
+    for part in [
+        "tl=street-cam",
+        "seq=4",
+        "job=job-7",
+        "a=detect",
+        "b=track",
+        "layout=blend",
+        "opacity=0.8",
+        "hide=trail",
+    ] {
+        assert!(link.contains(part), "{part} in {link}");
+    }
+    let restored = "(() => { const $ = (id) => document.getElementById(id); return $('frame').dataset.seq === '4' && $('view').dataset.layout === 'blend' && $('stage-a').value === 'detect' && $('stage-b-pick').value === 'track' && $('opacity').value === '0.8' && $('stage-b').dataset.overlays === '1' && $('stage').dataset.overlays === '1' && getComputedStyle($('stage-b')).opacity === '0.8' && !document.querySelector('#names input[data-name=\"trail\"]').checked; })()";
+
+    // Restored after a reload, and in a new tab opened on the link.
+    page.call("Page.reload", json!({})).await;
+    page.wait_for(restored, "the view restored after a reload")
+        .await;
+    let fresh = browser.page().await;
+    fresh.call("Page.navigate", json!({"url": link})).await;
+    fresh
+        .wait_for(restored, "the view restored from the link in a new tab")
+        .await;
+
+    drop(fresh);
+    drop(page);
+    drop(browser);
+    let _ = stop.send(());
+    serving.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_plots_the_server_counters_in_chromium() {
+    let Some(binary) = chromium() else { return };
+    let scratch = tempfile::tempdir().unwrap();
+    let (base, stop, serving) = serve_timelines(scratch.path(), None).await;
+    let (browser, page) = open(&binary, &base, "/stats", 960).await;
+    page.wait_for(
+        "Number(document.body.dataset.polls) >= 2",
+        "two polls of /v1/stats",
+    )
+    .await;
+    let hits =
+        "Number(document.querySelector('#numbers-hits [data-series=\"memory\"]').dataset.total)";
+    let before = page.eval(hits).await.as_u64().unwrap();
+    let quiet = page
+        .eval("document.getElementById('plot-hits').toDataURL()")
+        .await;
+    let last = page
+        .eval("JSON.parse(document.getElementById('plot-hits').dataset.last)[0]")
+        .await;
+    assert_eq!(last.as_f64(), Some(0.0), "no hits yet: {last}");
+
+    // Loads between polls: a few more each round, and some thumbnails.
+    let http = reqwest::Client::new();
+    let mut loaded = 0;
+    for round in 1..=6u64 {
+        let polls = page
+            .eval("Number(document.body.dataset.polls)")
+            .await
+            .as_u64()
+            .unwrap();
+        for seq in 0..round * 8 {
+            let url = format!("{base}/v1/timelines/street-cam/frames/{seq}.jpg");
+            let response = http.get(&url).send().await.unwrap();
+            assert!(response.status().is_success());
+            loaded += 1;
+        }
+        for seq in 0..round * 2 {
+            let url = format!("{base}/v1/timelines/street-cam/frames/{seq}.jpg?scale=4");
+            assert!(http.get(&url).send().await.unwrap().status().is_success());
+        }
+        page.wait_for(
+            &format!("Number(document.body.dataset.polls) > {polls}"),
+            "the next poll",
+        )
+        .await;
+    }
+    // The figures count every load, and the plot has moved off zero.
+    page.wait_for(
+        &format!("{hits} >= {}", before + loaded),
+        "the memory hits to count the loads",
+    )
+    .await;
+    page.wait_for(
+        "JSON.parse(document.getElementById('plot-hits').dataset.peak) > 0",
+        "a plotted hit rate above zero",
+    )
+    .await;
+    let drawn = page
+        .eval("document.getElementById('plot-hits').toDataURL()")
+        .await;
+    assert_ne!(drawn, quiet, "the plot changed");
+    let thumbs = page
+        .eval("Number(document.querySelector('#numbers-decodes [data-series=\"of them thumbnails\"]').dataset.total)")
+        .await;
+    assert!(thumbs.as_u64().unwrap() >= 1, "{thumbs}");
+    let memory_held = page
+        .eval("Number(document.querySelector('#numbers-usage [data-series=\"memory\"]').dataset.total)")
+        .await;
+    assert!(memory_held.as_u64().unwrap() > 0, "{memory_held}");
+    page.screenshot("dashboard.png").await;
 
     drop(page);
     drop(browser);

@@ -77,7 +77,7 @@ pymethods_with_twins! {
         /// ``decoded_memory``, ``decoded_disk``) hits, misses, bytes read and written, writes,
         /// corrupt entries, evictions, errors, retries; and ``coalesced``, ``skipped_names``,
         /// ``offline_loads``, ``fetched_by_other_process``, ``fetch_lock_timeouts``,
-        /// ``decodes``, ``decode_waits``.
+        /// ``decodes``, ``decode_waits``, ``thumbnails`` (made for the HTTP server).
         fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
             Json::of(&self.core()?.stats()).to_python(py)
         }

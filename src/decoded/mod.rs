@@ -251,6 +251,14 @@ impl DecodedTiers {
         self.disk.as_ref().map(|d| d.usage())
     }
 
+    /// Bytes the shared ledger counts on disk and the capacity, if the disk tier is on
+    /// (no scan).
+    pub(crate) fn disk_accounted(&self) -> Option<(u64, u64)> {
+        self.disk
+            .as_ref()
+            .map(|d| (d.tier().accounted(), d.tier().capacity()))
+    }
+
     /// Bytes the memory tier holds and its capacity, if it is on.
     pub(crate) fn memory_usage(&self) -> Option<(u64, u64)> {
         self.memory.as_ref().map(|m| (m.held_bytes(), m.capacity()))

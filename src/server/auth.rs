@@ -1,14 +1,18 @@
-//! Bearer-token check for every route but `/healthz` and the viewer's static files.
+//! Bearer-token check for every route but `/healthz` and the pages' static files.
 
 use super::error::json_error;
-use axum::extract::Request;
+use axum::http::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 
-/// Paths served without a token: the health probe, and the viewer's page and script, which
-/// hold no data (the page asks for the token and sends it with every API call; a browser
-/// cannot attach a bearer header to the navigation that loads the page itself).
-pub(super) const OPEN_PATHS: &[&str] = &["/healthz", "/", "/viewer.js"];
+/// Paths served without a token: the health probe, and the viewer's and the dashboard's
+/// pages and scripts (also everything under [`OPEN_PREFIX`]), which hold no data (the pages
+/// ask for the token and send it with every API call; a browser cannot attach a bearer
+/// header to the navigation that loads a page itself, nor to the module imports it makes).
+pub(super) const OPEN_PATHS: &[&str] = &["/healthz", "/", "/viewer.js", "/stats"];
+
+/// Prefix of the pages' script modules, served without a token.
+pub(super) const OPEN_PREFIX: &str = "/ui/";
 
 /// The expected token, kept only as its blake3 so comparisons take the same time whatever
 /// the guess (`blake3::Hash` compares in constant time).
@@ -31,8 +35,9 @@ impl Token {
 /// The `401` answer (with `WWW-Authenticate`) for a request that may not go on; `None`
 /// when its path is open or it carries `Authorization: Bearer <token>`. Neither the
 /// expected nor the presented token is ever echoed.
-pub(super) fn deny(token: &Token, request: &Request) -> Option<Response> {
-    if OPEN_PATHS.contains(&request.uri().path()) {
+pub(super) fn deny<B>(token: &Token, request: &Request<B>) -> Option<Response> {
+    let path = request.uri().path();
+    if OPEN_PATHS.contains(&path) || path.starts_with(OPEN_PREFIX) {
         return None;
     }
     let presented = request

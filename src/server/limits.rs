@@ -1,11 +1,16 @@
-//! Bounds: connections open at once, idle connections, requests in flight, request time.
+//! Bounds: connections open at once (in all and per client address), idle connections, the
+//! whole-request deadline, requests in flight and handler time.
 
 use super::error::ApiError;
+use super::versions::SendFile;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -13,31 +18,94 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
-/// Connections open now, out of the cap (for `/metrics`).
+/// Connections open now, out of the cap, and those refused or closed by a bound (for
+/// `/metrics`).
 #[derive(Clone)]
 pub(super) struct ConnectionGauge {
     permits: Arc<Semaphore>,
     max: usize,
+    counters: Arc<ConnectionCounters>,
+}
+
+/// Connections the bounds ended.
+#[derive(Default)]
+pub(super) struct ConnectionCounters {
+    /// Closed at once because their client address already held its share.
+    pub refused_per_client: AtomicU64,
+    /// Closed because a request head, or a whole request, took too long.
+    pub timed_out: AtomicU64,
 }
 
 impl ConnectionGauge {
     pub fn open(&self) -> usize {
         self.max - self.permits.available_permits()
     }
+
+    pub fn counters(&self) -> &ConnectionCounters {
+        &self.counters
+    }
 }
 
-/// A TCP listener that holds at most `max` connections open: past that, `accept` waits
-/// and new clients queue in the kernel's backlog instead of costing memory here. Each
-/// connection is closed after `idle` without a byte read or written.
+/// Connections open per client address.
+struct PerClient {
+    max: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// A client address's share of the per-client cap, returned when dropped.
+pub(super) struct ClientSlot {
+    clients: Arc<PerClient>,
+    ip: IpAddr,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.clients.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl PerClient {
+    fn enter(self: &Arc<Self>, ip: IpAddr) -> Option<ClientSlot> {
+        // An IPv4 client reaching a dual-stack socket is one client, however it is spelled.
+        let ip = ip.to_canonical();
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot {
+            clients: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// A TCP listener that holds at most `max` connections open, and at most `per_client` from
+/// one client address. Past the first, `accept` waits and new clients queue in the kernel's
+/// backlog instead of costing memory here; past the second, the new connection is closed
+/// at once, so one address cannot take every slot.
 pub(super) struct CappedListener {
     inner: TcpListener,
     addr: SocketAddr,
     gauge: ConnectionGauge,
-    idle: Duration,
+    clients: Arc<PerClient>,
+}
+
+/// What an accepted connection holds: its slots under both caps.
+pub(super) struct Slots {
+    _global: OwnedSemaphorePermit,
+    _client: ClientSlot,
 }
 
 impl CappedListener {
-    pub fn new(inner: TcpListener, max: usize, idle: Duration) -> Self {
+    pub fn new(inner: TcpListener, max: usize, per_client: usize) -> Self {
         let addr = inner
             .local_addr()
             .expect("a bound TCP listener has an address");
@@ -47,8 +115,12 @@ impl CappedListener {
             gauge: ConnectionGauge {
                 permits: Arc::new(Semaphore::new(max)),
                 max,
+                counters: Arc::default(),
             },
-            idle,
+            clients: Arc::new(PerClient {
+                max: per_client,
+                open: Mutex::default(),
+            }),
         }
     }
 
@@ -59,27 +131,32 @@ impl CappedListener {
     pub fn gauge(&self) -> ConnectionGauge {
         self.gauge.clone()
     }
-}
 
-impl axum::serve::Listener for CappedListener {
-    type Io = IdleTimeoutStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let permit = self
-            .gauge
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the connection semaphore is never closed");
+    /// The next connection within both caps.
+    pub async fn accept(&self) -> (TcpStream, SocketAddr, Slots) {
         loop {
+            let global = self
+                .gauge
+                .permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the connection semaphore is never closed");
             match self.inner.accept().await {
-                Ok((stream, addr)) => {
+                Ok((stream, peer)) => {
+                    let Some(client) = self.clients.enter(peer.ip()) else {
+                        self.gauge.counters.refused_per_client.fetch_add(1, Relaxed);
+                        tracing::debug!("{peer}: per-client connection cap reached; closed");
+                        continue;
+                    };
                     // Responses are written whole; waiting for more to coalesce only adds
                     // latency.
                     let _ = stream.set_nodelay(true);
-                    return (IdleTimeoutStream::new(stream, permit, self.idle), addr);
+                    let slots = Slots {
+                        _global: global,
+                        _client: client,
+                    };
+                    return (stream, peer, slots);
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -89,46 +166,118 @@ impl axum::serve::Listener for CappedListener {
             }
         }
     }
+}
 
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.addr)
+/// What a connection's stream and its service share: when the request being received or
+/// answered began (set by the first byte read while none is open, cleared when its
+/// response has been handed to the connection), and the body to send from a file.
+pub(super) struct ConnState {
+    base: Instant,
+    /// Nanoseconds from `base` to the request's first byte, plus one; 0 when none is open.
+    started: AtomicU64,
+    /// A response body the stream sends with `sendfile` from a copy of it in a file.
+    send: Mutex<Option<SendHint>>,
+}
+
+/// Body bytes and the file holding the same bytes. Holding the bytes keeps their address
+/// from being reused by other bytes, so a write of that address range is these bytes.
+struct SendHint {
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    bytes: Bytes,
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    file: Arc<SendFile>,
+}
+
+impl ConnState {
+    pub fn new() -> Self {
+        ConnState {
+            base: Instant::now(),
+            started: AtomicU64::new(0),
+            send: Mutex::new(None),
+        }
+    }
+
+    /// The next writes of `bytes` (or of a part of them) go out with `sendfile` from
+    /// `file`, which holds the same bytes.
+    pub fn send_from(&self, bytes: Bytes, file: Arc<SendFile>) {
+        *self.send.lock().unwrap_or_else(|e| e.into_inner()) = Some(SendHint { bytes, file });
+    }
+
+    fn start_if_idle(&self, now: Instant) {
+        if self.started.load(Relaxed) == 0 {
+            let nanos = u64::try_from((now - self.base).as_nanos()).unwrap_or(u64::MAX - 1);
+            self.started.store(nanos + 1, Relaxed);
+        }
+    }
+
+    /// The response is complete: the next byte read begins the next request.
+    pub fn finish(&self) {
+        self.started.store(0, Relaxed);
+    }
+
+    fn started(&self) -> Option<Instant> {
+        match self.started.load(Relaxed) {
+            0 => None,
+            n => Some(self.base + Duration::from_nanos(n - 1)),
+        }
     }
 }
 
-/// A connection that fails its pending read or write once nothing moved for `idle`, and
-/// returns its slot under the connection cap when dropped.
-pub(super) struct IdleTimeoutStream {
+/// A connection that fails its pending read or write once nothing moved for `idle`, or
+/// once the request it is on has run past `deadline` from its first byte (however the
+/// bytes trickle in or out), and returns its slots under the connection caps when dropped.
+pub(super) struct ConnStream {
     inner: TcpStream,
-    _slot: OwnedSemaphorePermit,
+    _slots: Slots,
     idle: Duration,
+    deadline: Duration,
+    conn: Arc<ConnState>,
     last_progress: Instant,
     timer: Pin<Box<Sleep>>,
 }
 
-impl IdleTimeoutStream {
-    fn new(inner: TcpStream, slot: OwnedSemaphorePermit, idle: Duration) -> Self {
+impl ConnStream {
+    pub fn new(
+        inner: TcpStream,
+        slots: Slots,
+        idle: Duration,
+        deadline: Duration,
+        conn: Arc<ConnState>,
+    ) -> Self {
         let now = Instant::now();
-        IdleTimeoutStream {
+        ConnStream {
             inner,
-            _slot: slot,
+            _slots: slots,
             idle,
+            deadline,
+            conn,
             last_progress: now,
             timer: Box::pin(tokio::time::sleep_until(now + idle)),
         }
     }
 
+    fn request_deadline(&self) -> Option<Instant> {
+        self.conn.started().map(|s| s + self.deadline)
+    }
+
     /// Called when the inner stream is not ready: errors once `idle` passed since the last
-    /// progress. The timer is re-armed lazily, so progress costs only a clock read.
-    fn check_idle(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        let deadline = self.last_progress + self.idle;
-        if self.timer.deadline() != deadline {
-            self.timer.as_mut().reset(deadline);
+    /// progress or the request's deadline passed. The timer is re-armed lazily, so
+    /// progress costs only a clock read.
+    fn check_timers(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        let idle = self.last_progress + self.idle;
+        let due = self.request_deadline().map_or(idle, |d| d.min(idle));
+        if self.timer.deadline() != due {
+            self.timer.as_mut().reset(due);
         }
         match self.timer.as_mut().poll(cx) {
             Poll::Pending => Ok(()),
             Poll::Ready(()) => Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                "connection idle for too long",
+                if due == idle {
+                    "connection idle for too long"
+                } else {
+                    "request ran past its deadline"
+                },
             )),
         }
     }
@@ -140,10 +289,19 @@ impl IdleTimeoutStream {
     ) -> Poll<io::Result<T>> {
         match poll {
             Poll::Ready(result) => {
-                self.last_progress = Instant::now();
+                let now = Instant::now();
+                self.last_progress = now;
+                // A client that keeps sending or reading a byte now and then is still
+                // bounded by the request's deadline.
+                if self.request_deadline().is_some_and(|d| now >= d) {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "request ran past its deadline",
+                    )));
+                }
                 Poll::Ready(result)
             }
-            Poll::Pending => match self.check_idle(cx) {
+            Poll::Pending => match self.check_timers(cx) {
                 Ok(()) => Poll::Pending,
                 Err(e) => Poll::Ready(Err(e)),
             },
@@ -151,19 +309,89 @@ impl IdleTimeoutStream {
     }
 }
 
-impl AsyncRead for IdleTimeoutStream {
+#[cfg(target_os = "linux")]
+impl ConnStream {
+    /// Writes `bufs` when their last one lies within the body to send from a file: the
+    /// slices before it with `writev`, then that part of the file with `sendfile` (the
+    /// kernel hands its pages to the socket, no copy from user memory). `None` when there
+    /// is no such body, for the plain write.
+    fn poll_send_file(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Option<Poll<io::Result<usize>>> {
+        use std::os::fd::AsRawFd;
+        let (last, head) = bufs.split_last()?;
+        let (file, at) = {
+            let hint = self.conn.send.lock().unwrap_or_else(|e| e.into_inner());
+            let hint = hint.as_ref()?;
+            let at = (last.as_ptr() as usize).checked_sub(hint.bytes.as_ptr() as usize)?;
+            if last.is_empty() || at + last.len() > hint.bytes.len() {
+                return None;
+            }
+            (hint.file.clone(), at)
+        };
+        let count = last.len();
+        let head_len: usize = head.iter().map(|b| b.len()).sum();
+        let socket = self.inner.as_raw_fd();
+        let write = || -> io::Result<usize> {
+            let mut written = 0;
+            if head_len > 0 {
+                let iovcnt = libc::c_int::try_from(head.len()).unwrap_or(libc::c_int::MAX);
+                // SAFETY: `IoSlice` is ABI-compatible with `iovec`; the slices are live for
+                // the call and at most `iovcnt` of them are read.
+                let n = unsafe { libc::writev(socket, head.as_ptr().cast(), iovcnt) };
+                if n < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                written = n as usize;
+                if written < head_len {
+                    return Ok(written);
+                }
+            }
+            let mut offset = libc::off_t::try_from(at).map_err(io::Error::other)?;
+            // SAFETY: both descriptors are open for the call (the file is held by `file`);
+            // the kernel reads at most `count` bytes from `offset` of a file of at least
+            // `at + count` bytes.
+            let n = unsafe { libc::sendfile(socket, file.fd().as_raw_fd(), &mut offset, count) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                // The head went out: report it, and the body is retried next time.
+                return if written > 0 { Ok(written) } else { Err(e) };
+            }
+            Ok(written + n as usize)
+        };
+        loop {
+            match self.inner.poll_write_ready(cx) {
+                Poll::Pending => return Some(Poll::Pending),
+                Poll::Ready(Err(e)) => return Some(Poll::Ready(Err(e))),
+                Poll::Ready(Ok(())) => {}
+            }
+            match self.inner.try_io(tokio::io::Interest::WRITABLE, write) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                result => return Some(Poll::Ready(result)),
+            }
+        }
+    }
+}
+
+impl AsyncRead for ConnStream {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        let before = buf.filled().len();
         let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if matches!(poll, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.conn.start_if_idle(Instant::now());
+        }
         this.progressed(poll, cx)
     }
 }
 
-impl AsyncWrite for IdleTimeoutStream {
+impl AsyncWrite for ConnStream {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -182,6 +410,10 @@ impl AsyncWrite for IdleTimeoutStream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        #[cfg(target_os = "linux")]
+        if let Some(poll) = this.poll_send_file(cx, bufs) {
+            return this.progressed(poll, cx);
+        }
         let poll = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         this.progressed(poll, cx)
     }
@@ -246,5 +478,40 @@ pub(super) async fn bounded(limits: &InFlight, handle: impl Future<Output = Resp
             limits.retry_after,
         )
         .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_client_address_gets_its_share() {
+        let clients = Arc::new(PerClient {
+            max: 2,
+            open: Mutex::default(),
+        });
+        let a: IpAddr = "127.0.0.2".parse().unwrap();
+        let mapped: IpAddr = "::ffff:127.0.0.2".parse().unwrap();
+        let b: IpAddr = "127.0.0.3".parse().unwrap();
+        let first = clients.enter(a).unwrap();
+        let _second = clients.enter(mapped).unwrap();
+        assert!(clients.enter(a).is_none(), "a third from the same address");
+        let _other = clients.enter(b).unwrap();
+        drop(first);
+        assert!(clients.enter(a).is_some(), "a slot returns when dropped");
+    }
+
+    #[test]
+    fn the_request_clock_starts_once_and_finishes() {
+        let clock = ConnState::new();
+        assert!(clock.started().is_none());
+        let t = Instant::now();
+        clock.start_if_idle(t);
+        let started = clock.started().unwrap();
+        clock.start_if_idle(t + Duration::from_secs(5));
+        assert_eq!(clock.started(), Some(started), "later bytes do not move it");
+        clock.finish();
+        assert!(clock.started().is_none());
     }
 }

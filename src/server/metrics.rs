@@ -2,6 +2,7 @@
 //! per route and status with a latency histogram per route.
 
 use super::limits::{ConnectionGauge, InFlight};
+use crate::codec::Scale;
 use crate::metrics::{Stats, TierStats};
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -48,11 +49,32 @@ impl RouteStats {
     }
 }
 
+/// Thumbnail scales, in the order of [`HttpMetrics::thumbnails`].
+const THUMBNAIL_SCALES: [Scale; 3] = [Scale::Half, Scale::Quarter, Scale::Eighth];
+
 /// The server's own counters.
 pub(super) struct HttpMetrics {
     routes: HashMap<&'static str, RouteStats>,
+    /// Requests for thumbnails by scale: they share the frame route (and its label).
+    thumbnails: [AtomicU64; THUMBNAIL_SCALES.len()],
     connections: Option<ConnectionGauge>,
     in_flight: OnceLock<InFlight>,
+    started: Instant,
+}
+
+/// The server's side of `/v1/stats`: requests answered, thumbnails asked for, connections.
+#[derive(Debug, serde::Serialize)]
+pub(super) struct HttpTotals {
+    /// Seconds since the server started.
+    pub uptime_seconds: f64,
+    /// Requests answered, every route and status.
+    pub requests: u64,
+    /// Thumbnail requests by scale (`"2"`, `"4"`, `"8"`); counted in `requests` too.
+    pub thumbnails: std::collections::BTreeMap<String, u64>,
+    /// Connections open, when the server owns its listener.
+    pub connections: Option<usize>,
+    /// Requests being handled.
+    pub in_flight: Option<usize>,
 }
 
 impl HttpMetrics {
@@ -64,8 +86,32 @@ impl HttpMetrics {
             .collect();
         HttpMetrics {
             routes,
+            thumbnails: std::array::from_fn(|_| AtomicU64::new(0)),
             connections,
             in_flight: OnceLock::new(),
+            started: Instant::now(),
+        }
+    }
+
+    /// Counts a thumbnail request at `scale`.
+    pub fn thumbnail_requested(&self, scale: Scale) {
+        if let Some(i) = THUMBNAIL_SCALES.iter().position(|s| *s == scale) {
+            self.thumbnails[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// The totals `/v1/stats` reports.
+    pub fn totals(&self) -> HttpTotals {
+        HttpTotals {
+            uptime_seconds: self.started.elapsed().as_secs_f64(),
+            requests: self.routes.values().map(|r| r.count.load(Relaxed)).sum(),
+            thumbnails: THUMBNAIL_SCALES
+                .iter()
+                .zip(&self.thumbnails)
+                .map(|(s, n)| (s.denominator().to_string(), n.load(Relaxed)))
+                .collect(),
+            connections: self.connections.as_ref().map(ConnectionGauge::open),
+            in_flight: self.in_flight.get().map(InFlight::busy),
         }
     }
 
@@ -103,6 +149,22 @@ impl HttpMetrics {
                 "HTTP connections open.",
             );
             let _ = writeln!(out, "framecache_http_connections {}", c.open());
+            let counters = c.counters();
+            for (name, help, n) in [
+                (
+                    "framecache_http_connections_refused_total",
+                    "Connections closed at once: their client address held its share of connections.",
+                    &counters.refused_per_client,
+                ),
+                (
+                    "framecache_http_connections_timed_out_total",
+                    "Connections closed because a request head or a whole request took too long.",
+                    &counters.timed_out,
+                ),
+            ] {
+                counter(&mut out, name, help);
+                let _ = writeln!(out, "{name} {}", n.load(Relaxed));
+            }
         }
         if let Some(f) = self.in_flight.get() {
             gauge(
@@ -131,6 +193,20 @@ impl HttpMetrics {
                     );
                 }
             }
+        }
+
+        counter(
+            &mut out,
+            "framecache_http_thumbnail_requests_total",
+            "Thumbnail requests (frame route with ?scale=), by scale.",
+        );
+        for (scale, n) in THUMBNAIL_SCALES.iter().zip(&self.thumbnails) {
+            let _ = writeln!(
+                out,
+                "framecache_http_thumbnail_requests_total{{scale=\"{}\"}} {}",
+                scale.denominator(),
+                n.load(Relaxed)
+            );
         }
 
         let name = "framecache_http_request_duration_seconds";

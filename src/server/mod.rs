@@ -1,17 +1,24 @@
 //! `framecache serve`: frames, overlays and counters over HTTP, and a scrubbing viewer at `/`.
 //!
-//! Request flow: `connection cap => guard (metrics, token, in-flight cap and deadline, JSON
-//! errors) => panic guard => route`, every route a thin call into [`FrameCache`]. Stored bytes are sent as they are,
-//! with a strong ETag from their blake3; URLs that carry the content version (`?v=`) are
-//! cached by browsers for a year (`immutable`), the others revalidate (`no-cache`).
+//! Request flow: `connection caps (all, per client) => hyper HTTP/1 (header-read timeout,
+//! request deadline, idle timeout) => guard (metrics, Host, token, in-flight cap and
+//! handler deadline, JSON errors) => panic guard => route`, every route a thin call into
+//! [`FrameCache`]. Stored bytes are sent as they are, with a strong ETag from their blake3;
+//! URLs that carry the content version (`?v=`) are cached by browsers for a year
+//! (`immutable`), the others revalidate (`no-cache`).
 //!
-//! Safe by default: the default bind is loopback, any other bind needs a bearer token, ids
-//! are checked by [`crate::layout::validate_id`], HTTP/1.1 only (one request at a time per
-//! connection), bounded connections, requests in flight and request time, and credentials
-//! are redacted from every response and log line.
+//! Safe by default: the default bind is loopback, any other bind needs a bearer token,
+//! without a token only requests addressed to a loopback name are answered (DNS
+//! rebinding), ids are checked by [`crate::layout::validate_id`], HTTP/1.1 only (one
+//! request at a time per connection), bounded connections, requests in flight and request
+//! time however slowly a client sends, credentials are redacted from every response and
+//! log line, and `5xx` answers carry a request id instead of their detail.
 
 mod auth;
+mod conn;
 mod error;
+mod fast;
+mod host;
 mod limits;
 mod metrics;
 mod routes;
@@ -41,18 +48,35 @@ pub struct ServeOptions {
     pub token: Option<String>,
     /// Connections open at once; further clients wait in the kernel's accept queue.
     pub max_connections: usize,
+    /// Connections open at once from one client address; further ones are closed at once.
+    pub max_connections_per_client: usize,
+    /// `Host` names answered besides loopback ones (`localhost`, `127.0.0.0/8`, `[::1]`),
+    /// any port. Without a token only those are answered; with a token and an empty list,
+    /// any.
+    pub allowed_hosts: Vec<String>,
     /// Requests being handled at once; beyond that, `503` with `Retry-After` at once.
     pub max_in_flight: usize,
-    /// Longest a request may take before it is answered `503`.
+    /// Longest a handler may take before the request is answered `503`.
     pub request_timeout: Duration,
-    /// A connection that neither reads nor writes for this long is closed (keep-alive idle,
-    /// or a client that stopped sending or reading).
+    /// Longest a request's head may take to arrive, counted from when the connection
+    /// starts waiting for it (so also the longest a keep-alive connection stays idle);
+    /// the connection is closed past it, however the bytes trickle in.
+    pub header_timeout: Duration,
+    /// Longest a whole request may take, from its first byte to its response handed to the
+    /// connection, however the bytes trickle in or out; the connection is closed past it.
+    pub request_deadline: Duration,
+    /// A connection that neither reads nor writes for this long is closed (a client that
+    /// stopped sending or reading).
     pub idle_timeout: Duration,
     /// `Retry-After` sent with `503` answers.
     pub retry_after: Duration,
     /// Bytes of frames whose content version is remembered, so a memory hit is not
     /// hashed again. The entries share their buffers with the memory tier.
     pub version_memo_bytes: u64,
+    /// Send large remembered frames with `sendfile` from an in-memory file holding a
+    /// copy of them (Linux), instead of copying them into the socket each time. The copy
+    /// counts against `version_memo_bytes`.
+    pub sendfile: bool,
 }
 
 impl Default for ServeOptions {
@@ -61,11 +85,16 @@ impl Default for ServeOptions {
             bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
             token: None,
             max_connections: 1024,
+            max_connections_per_client: 128,
+            allowed_hosts: Vec::new(),
             max_in_flight: 256,
             request_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+            request_deadline: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(60),
             retry_after: Duration::from_secs(5),
             version_memo_bytes: 64 << 20,
+            sendfile: true,
         }
     }
 }
@@ -76,18 +105,27 @@ impl std::fmt::Debug for ServeOptions {
             .field("bind", &self.bind)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("max_connections", &self.max_connections)
+            .field(
+                "max_connections_per_client",
+                &self.max_connections_per_client,
+            )
+            .field("allowed_hosts", &self.allowed_hosts)
             .field("max_in_flight", &self.max_in_flight)
             .field("request_timeout", &self.request_timeout)
+            .field("header_timeout", &self.header_timeout)
+            .field("request_deadline", &self.request_deadline)
             .field("idle_timeout", &self.idle_timeout)
             .field("retry_after", &self.retry_after)
             .field("version_memo_bytes", &self.version_memo_bytes)
+            .field("sendfile", &self.sendfile)
             .finish()
     }
 }
 
 impl ServeOptions {
-    /// Checks the options: a non-loopback bind needs a token, a token must not be blank, and
-    /// every bound must be at least 1.
+    /// Checks the options: a non-loopback bind needs a token, a token must not be blank,
+    /// allowed hosts are plain names, and every bound must be at least 1 (timeouts above
+    /// zero).
     ///
     /// # Errors
     /// [`Error::Config`] naming the problem (never the token itself).
@@ -103,10 +141,34 @@ impl ServeOptions {
                 self.bind
             )));
         }
-        if self.max_connections == 0 || self.max_in_flight == 0 {
+        if self.max_connections == 0
+            || self.max_connections_per_client == 0
+            || self.max_in_flight == 0
+        {
             return Err(Error::Config(
-                "max connections and max requests in flight must be at least 1".into(),
+                "max connections (in all and per client) and max requests in flight must be at least 1"
+                    .into(),
             ));
+        }
+        if [
+            self.request_timeout,
+            self.header_timeout,
+            self.request_deadline,
+            self.idle_timeout,
+        ]
+        .contains(&Duration::ZERO)
+        {
+            return Err(Error::Config("timeouts must be above zero".into()));
+        }
+        if let Some(bad) = self.allowed_hosts.iter().find(|h| {
+            h.is_empty()
+                || !h
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'))
+        }) {
+            return Err(Error::Config(format!(
+                "allowed host {bad:?} must be a plain host name (letters, digits, `-`, `.`), without port"
+            )));
         }
         Ok(())
     }
@@ -131,15 +193,27 @@ pub fn router(cache: FrameCache, opts: &ServeOptions) -> Result<Router> {
     Ok(build(cache, opts, None)?.0)
 }
 
+impl Shared {
+    /// Counts a payload answered from memory without going through the tiers.
+    fn count_memory_hit(&self, len: usize) {
+        let memory = &self.cache.chain().metrics().memory;
+        crate::TierCounters::bump(&memory.hits);
+        memory.bytes_read.fetch_add(
+            u64::try_from(len).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+}
+
 fn build(
     cache: FrameCache,
     opts: &ServeOptions,
     connections: Option<limits::ConnectionGauge>,
-) -> Result<(Router, AppState)> {
+) -> Result<(Router, Arc<Guard>)> {
     opts.validate()?;
     let state: AppState = Arc::new(Shared {
         cache,
-        versions: versions::Versions::new(opts.version_memo_bytes),
+        versions: versions::Versions::new(opts.version_memo_bytes, opts.sendfile),
         metrics: metrics::HttpMetrics::new(routes::ROUTES, connections),
         redactor: error::Redactor::from_env(opts.token.as_deref()),
         retry_after: opts.retry_after,
@@ -150,13 +224,14 @@ fn build(
     let guard = Arc::new(Guard {
         state: state.clone(),
         token: opts.token.as_deref().map(auth::Token::new),
+        hosts: host::HostPolicy::new(opts.token.is_some(), &opts.allowed_hosts),
         in_flight,
     });
     let app = routes::routes()
-        .with_state(state.clone())
+        .with_state(state)
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
-        .layer(from_fn_with_state(guard, guard_request));
-    Ok((app, state))
+        .layer(from_fn_with_state(guard.clone(), guard_request));
+    Ok((app, guard))
 }
 
 /// What every request goes through, in one layer: each axum layer costs a boxed future
@@ -164,15 +239,20 @@ fn build(
 struct Guard {
     state: AppState,
     token: Option<auth::Token>,
+    hosts: host::HostPolicy,
     in_flight: limits::InFlight,
 }
 
-/// Times and counts the request by route and status, checks the token, bounds it (slot and
-/// deadline), and gives error answers made outside the handlers the JSON shape.
+/// Times and counts the request by route and status, checks the `Host` and the token,
+/// bounds it (slot and deadline), and gives error answers made outside the handlers the
+/// JSON shape.
 async fn guard_request(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = request.extensions().get::<MatchedPath>().cloned();
-    let denied = guard.token.as_ref().and_then(|t| auth::deny(t, &request));
+    let denied = guard
+        .hosts
+        .deny(&request)
+        .or_else(|| guard.token.as_ref().and_then(|t| auth::deny(t, &request)));
     let response = match denied {
         Some(denied) => denied,
         None => limits::bounded(&guard.in_flight, next.run(request)).await,
@@ -192,6 +272,8 @@ async fn guard_request(State(guard): State<Arc<Guard>>, request: Request, next: 
 pub struct Server {
     listener: limits::CappedListener,
     app: Router,
+    guard: Arc<Guard>,
+    timeouts: conn::Timeouts,
 }
 
 impl Server {
@@ -204,9 +286,20 @@ impl Server {
         let tcp = tokio::net::TcpListener::bind(opts.bind)
             .await
             .map_err(|e| Error::io("bind", opts.bind.to_string(), e))?;
-        let listener = limits::CappedListener::new(tcp, opts.max_connections, opts.idle_timeout);
-        let (app, _) = build(cache, opts, Some(listener.gauge()))?;
-        Ok(Server { listener, app })
+        let listener =
+            limits::CappedListener::new(tcp, opts.max_connections, opts.max_connections_per_client);
+        let (app, guard) = build(cache, opts, Some(listener.gauge()))?;
+        let timeouts = conn::Timeouts {
+            header: opts.header_timeout,
+            idle: opts.idle_timeout,
+            request: opts.request_deadline,
+        };
+        Ok(Server {
+            listener,
+            app,
+            guard,
+            timeouts,
+        })
     }
 
     /// The address the server listens on.
@@ -220,11 +313,8 @@ impl Server {
     /// # Errors
     /// Never in practice: accept errors are logged and retried.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
-        let addr = self.local_addr();
-        axum::serve(self.listener, self.app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(|e| Error::io("serve", addr.to_string(), e))
+        conn::serve(self.listener, self.app, self.guard, self.timeouts, shutdown).await;
+        Ok(())
     }
 }
 

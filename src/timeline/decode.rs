@@ -28,6 +28,24 @@ fn frame(entry: FrameEntry, current: bool, image: Pixels) -> Frame {
 }
 
 impl FrameCache {
+    /// The blake3 this process read for the frame version under local key `local`.
+    pub(super) fn verified_hash(&self, local: &str) -> Option<blake3::Hash> {
+        self.verified
+            .lock()
+            .expect("verified hashes lock")
+            .get(local)
+            .copied()
+    }
+
+    /// Remembers the blake3 of the frame version under local key `local`.
+    pub(super) fn remember_verified(&self, local: String, hash: blake3::Hash) {
+        let mut verified = self.verified.lock().expect("verified hashes lock");
+        if verified.len() >= VERIFIED_LIMIT {
+            verified.clear();
+        }
+        verified.insert(local, hash);
+    }
+
     /// One frame, decoded as `options` say: from the decoded tiers when they hold it under
     /// the JPEG's blake3, else read, decoded once per machine and kept.
     pub(super) async fn fetch_decoded(
@@ -40,12 +58,7 @@ impl FrameCache {
         let local = crate::TieredCache::local_key(&entry.key, entry.version.as_ref());
         let listed = match &entry.version {
             // Known only once this process has read this version of the frame.
-            Some(_) => self
-                .verified
-                .lock()
-                .expect("verified hashes lock")
-                .get(&local)
-                .copied(),
+            Some(_) => self.verified_hash(&local),
             // No validator from this backend: the manifest is all there is.
             None => entry
                 .meta
@@ -76,11 +89,7 @@ impl FrameCache {
         }
         let fetched = self.fetch(&entry).await?;
         if entry.version.is_some() {
-            let mut verified = self.verified.lock().expect("verified hashes lock");
-            if verified.len() >= VERIFIED_LIMIT {
-                verified.clear();
-            }
-            verified.insert(local, fetched.blake3());
+            self.remember_verified(local, fetched.blake3());
         }
         let current = fetched.current;
         let key = entry.key.clone();

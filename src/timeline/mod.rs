@@ -27,6 +27,7 @@ mod overlay_index;
 mod overlays;
 mod read;
 mod select;
+mod thumbnail;
 mod write;
 
 pub use b64::{DEFAULT_B64_QUALITY, FrameB64, frames_to_b64};
@@ -35,6 +36,7 @@ pub use manifest::FrameMeta;
 pub use overlay_index::OverlayRef;
 pub use read::{Frame, FrameJpeg};
 pub use select::{FramePage, MAX_SELECTION, Seqs};
+pub use thumbnail::{THUMBNAIL_QUALITY, Thumbnail};
 pub use write::EncodedFrame;
 
 use crate::chain::TieredCache;
@@ -194,6 +196,22 @@ impl FrameCache {
             .unwrap_or(0)
     }
 
+    /// Every local tier's bytes held and capacity, from counters the tiers keep (no scan of
+    /// a directory): cheap enough to poll every second.
+    pub fn usage(&self) -> CacheUsage {
+        let decoded = self.decoded.as_deref();
+        CacheUsage {
+            memory: TierUsage::of(
+                self.cache
+                    .memory()
+                    .map(|m| (m.weighted_size(), m.capacity())),
+            ),
+            disk: TierUsage::of(self.cache.disk().map(|d| (d.accounted(), d.capacity()))),
+            decoded_memory: TierUsage::of(decoded.and_then(|t| t.memory_usage())),
+            decoded_disk: TierUsage::of(decoded.and_then(|t| t.disk_accounted())),
+        }
+    }
+
     /// The decoded-frame tiers' usage: memory held and capacity, and the disk directory's.
     pub fn decoded_usage(&self) -> DecodedUsage {
         let tiers = self.decoded.as_deref();
@@ -221,6 +239,36 @@ impl FrameCache {
             tiers.clear_memory();
         }
     }
+}
+
+/// Bytes held against capacity in one tier; both 0 when the tier is off.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TierUsage {
+    /// Bytes held (the disk tiers: as their shared ledger counts them, writes in progress
+    /// included).
+    pub bytes: u64,
+    /// The configured capacity.
+    pub capacity: u64,
+}
+
+impl TierUsage {
+    fn of(pair: Option<(u64, u64)>) -> Self {
+        let (bytes, capacity) = pair.unwrap_or_default();
+        TierUsage { bytes, capacity }
+    }
+}
+
+/// Every local tier's usage, from [`FrameCache::usage`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CacheUsage {
+    /// The JPEG memory tier.
+    pub memory: TierUsage,
+    /// The JPEG disk tier.
+    pub disk: TierUsage,
+    /// The decoded-frame memory tier.
+    pub decoded_memory: TierUsage,
+    /// The decoded-frame disk tier.
+    pub decoded_disk: TierUsage,
 }
 
 /// The decoded-frame tiers' usage, from [`FrameCache::decoded_usage`].

@@ -126,9 +126,26 @@ enum Command {
         /// Connections open at once.
         #[arg(long, default_value_t = 1024)]
         max_connections: usize,
+        /// Connections open at once from one client address (raise it behind a reverse
+        /// proxy on the same machine).
+        #[arg(long, default_value_t = 128)]
+        max_connections_per_client: usize,
+        /// Host name answered besides localhost, 127.0.0.1 and [::1] (repeatable); without
+        /// a token no other Host is answered.
+        #[arg(long = "allow-host", value_name = "NAME")]
+        allow_hosts: Vec<String>,
+        /// Seconds a request head may take to arrive (and a keep-alive connection may idle).
+        #[arg(long, default_value_t = 10)]
+        header_timeout: u64,
+        /// Seconds a whole request may take, first byte to last, however slowly it is sent.
+        #[arg(long, default_value_t = 60)]
+        request_deadline: u64,
         /// Requests handled at once; more are answered 503 at once.
         #[arg(long, default_value_t = 256)]
         max_in_flight: usize,
+        /// Copy frames into the socket instead of sending them with sendfile.
+        #[arg(long)]
+        no_sendfile: bool,
         /// Seconds a request may take before it is answered 503.
         #[arg(long, default_value_t = 30)]
         request_timeout: u64,
@@ -222,15 +239,26 @@ async fn run(cli: Cli) -> Result<()> {
             bind,
             token,
             max_connections,
+            max_connections_per_client,
+            allow_hosts,
+            header_timeout,
+            request_deadline,
             max_in_flight,
+            no_sendfile,
             request_timeout,
         } => {
+            let secs = std::time::Duration::from_secs;
             let opts = framecache::server::ServeOptions {
                 bind,
                 token,
                 max_connections,
+                max_connections_per_client,
+                allowed_hosts: allow_hosts,
+                header_timeout: secs(header_timeout),
+                request_deadline: secs(request_deadline),
                 max_in_flight,
-                request_timeout: std::time::Duration::from_secs(request_timeout),
+                request_timeout: secs(request_timeout),
+                sendfile: !no_sendfile,
                 ..Default::default()
             };
             let server = framecache::server::Server::bind(fc, &opts).await?;

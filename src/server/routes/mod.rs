@@ -1,11 +1,12 @@
-//! The routes, one module per resource: `timelines` (timelines and frames), `overlays`,
-//! `site` (the viewer's two files, health, metrics); `params` checks the ids they share;
+//! The routes, one module per resource: `timelines` (timelines, frames and thumbnails),
+//! `overlays`, `site` (the viewer's and dashboard's files, health, metrics, stats);
+//! `params` checks the ids they share;
 //! `respond` labels what they send.
 //! Here: the route table and what every handler shares (input checks, version resolution).
 
 mod overlays;
 mod params;
-mod respond;
+pub(super) mod respond;
 mod site;
 mod timelines;
 
@@ -22,7 +23,7 @@ use bytes::Bytes;
 use overlays::{frame_overlays, overlay_png, overlay_stages, stage_overlays};
 use respond::Served;
 use serde::Deserialize;
-use site::{healthz, metrics, viewer_page, viewer_script};
+use site::{healthz, metrics, stats_json, stats_page, ui_file, viewer_page, viewer_script};
 use timelines::{frame, timeline, timelines};
 
 /// Every route, as matched (the `route` label of `/metrics`).
@@ -38,6 +39,9 @@ pub(super) const ROUTES: &[&str] = &[
     "/v1/timelines/{id}/overlays/{job}/{stage}",
     "/v1/timelines/{id}/overlays/{job}/{stage}/{seq}",
     "/v1/timelines/{id}/overlays/{job}/{stage}/{seq}/{file}",
+    "/stats",
+    "/ui/{file}",
+    "/v1/stats",
 ];
 
 pub(super) fn routes() -> Router<AppState> {
@@ -53,6 +57,9 @@ pub(super) fn routes() -> Router<AppState> {
         .route(ROUTES[8], get(stage_overlays))
         .route(ROUTES[9], get(frame_overlays))
         .route(ROUTES[10], get(overlay_png))
+        .route(ROUTES[11], get(stats_page))
+        .route(ROUTES[12], get(ui_file))
+        .route(ROUTES[13], get(stats_json))
         .fallback(not_found)
 }
 
@@ -98,45 +105,52 @@ impl super::Shared {
         layout::validate_id(what, value).map_err(|e| self.core_error(&e))
     }
 
-    /// Decides what to send for `key` when the client asked for version `wanted`.
-    ///
-    /// A copy held locally that differs from the version the client learned from the
-    /// origin's listing may be stale (the timeline was rebuilt elsewhere): the origin is
-    /// asked, and a newer copy replaces the local one. When the origin fails, the local
-    /// copy is sent but not marked immutable.
+    /// `key` as the origin has it now: the local copy of the origin's version (one stat),
+    /// `None` once the origin no longer has it; the local copy as it is when the origin
+    /// cannot be asked.
+    async fn current(&self, key: &str) -> crate::Result<Option<crate::Hit>> {
+        let chain = self.cache.chain();
+        match chain.origin().stat(key).await {
+            Ok(Some(info)) => chain.get_at(key, info.version.as_ref()).await,
+            Ok(None) => Ok(None),
+            Err(e) => {
+                tracing::warn!(
+                    "{key}: origin failed ({}); sending the local copy if any",
+                    self.redactor.redact(&e.to_string())
+                );
+                chain.get_hit(key).await
+            }
+        }
+    }
+
+    /// The payload a versioned URL names, when its bytes were read from memory lately
+    /// (see [`versions::Versions::held`]): served without a stat or a read, as a
+    /// memory-tier hit. Content-addressed, so as current as the URL itself; the index hands
+    /// out the URLs of what the origin has now.
+    fn held(&self, key: &str, wanted: Option<&str>) -> Option<Served> {
+        let held = self.versions.held(key, wanted?)?;
+        self.count_memory_hit(held.bytes.len());
+        Some(Served::new(held.bytes.clone(), held.version.clone(), true))
+    }
+
+    /// Decides what to send when the client asked for version `wanted` of `bytes`, read
+    /// under `key` from `source`. The bytes are the current ones: the read that returned
+    /// them checked the local copy against the origin's version of the object. So a `v`
+    /// they do not have names bytes that are gone (a stale index) or never were: the
+    /// answer is a redirect to `url_of` the current version, and the origin is not read
+    /// again, whatever `v` a client sends.
     async fn resolve(
         &self,
         key: &str,
         bytes: Bytes,
         source: Source,
         wanted: Option<&str>,
-    ) -> Result<Served, ApiError> {
+        url_of: impl FnOnce(&str) -> String,
+    ) -> Result<Served, Response> {
         let version = self.versions.of(key, &bytes, source).await;
-        let Some(wanted) = wanted else {
-            return Ok(Served::new(bytes, version, false));
-        };
-        if *wanted == *version || source == Source::Origin {
-            let immutable = *wanted == *version;
-            return Ok(Served::new(bytes, version, immutable));
-        }
-        match self.cache.chain().origin().get(key).await {
-            Ok(Some(fresh)) => {
-                let fresh_version = versions::version_of(&fresh);
-                if fresh_version != version {
-                    tracing::debug!("{key}: local copy is stale, replaced by the origin's");
-                    self.cache.chain().put_local(key, fresh.clone()).await;
-                }
-                let immutable = *wanted == *fresh_version;
-                Ok(Served::new(fresh, fresh_version, immutable))
-            }
-            Ok(None) => Err(ApiError::not_found(format!("{key:?} no longer exists"))),
-            Err(e) => {
-                tracing::warn!(
-                    "{key}: cannot check version {wanted} at the origin ({}); sending the local copy",
-                    self.redactor.redact(&e.to_string())
-                );
-                Ok(Served::new(bytes, version, false))
-            }
+        match wanted {
+            Some(wanted) if *wanted != *version => Err(respond::redirect(&url_of(&version))),
+            wanted => Ok(Served::new(bytes, version, wanted.is_some())),
         }
     }
 }

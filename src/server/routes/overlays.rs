@@ -184,14 +184,25 @@ pub(super) async fn overlay_png(
     };
     state.validate("overlay name", name)?;
     let wanted = query?.0.checked()?;
-    let (key, hit) = read_overlay(&state, (&id, &job, &stage), seq, name).await?;
+    // Revalidated (one stat), unlike the stage listing: a wrong `v` is then a stale URL,
+    // never a stale local copy.
+    let key =
+        layout::overlay_key(&id, &job, &stage, seq, name).map_err(|e| state.core_error(&e))?;
+    let hit = state
+        .current(&key)
+        .await
+        .map_err(|e| state.core_error(&e))?;
     let Some(hit) = hit else {
         return Err(ApiError::not_found(format!(
             "timeline {id:?} has no overlay {name:?} for frame {seq} in {job}/{stage}"
         )));
     };
-    let served = state
-        .resolve(&key, hit.bytes, hit.source, wanted.as_deref())
-        .await?;
-    Ok(served.respond(&headers, "image/png"))
+    let url_of = |v: &str| overlay_url(&id, &job, &stage, seq, name, v);
+    match state
+        .resolve(&key, hit.bytes, hit.source, wanted.as_deref(), url_of)
+        .await
+    {
+        Ok(served) => Ok(served.respond(&headers, "image/png")),
+        Err(moved) => Ok(moved),
+    }
 }

@@ -16,14 +16,14 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const REVALIDATE: &str = "no-cache";
 
 /// A payload and how to label it.
-pub(super) struct Served {
+pub(in crate::server) struct Served {
     bytes: Bytes,
     version: Arc<str>,
     immutable: bool,
 }
 
 impl Served {
-    pub(super) fn new(bytes: Bytes, version: Arc<str>, immutable: bool) -> Self {
+    pub(in crate::server) fn new(bytes: Bytes, version: Arc<str>, immutable: bool) -> Self {
         Served {
             bytes,
             version,
@@ -33,7 +33,11 @@ impl Served {
 
     /// `200` with the bytes, or `304` when `If-None-Match` names its ETag. axum sends the
     /// same headers without a body for `HEAD`.
-    pub(super) fn respond(self, request: &HeaderMap, content_type: &'static str) -> Response {
+    pub(in crate::server) fn respond(
+        self,
+        request: &HeaderMap,
+        content_type: &'static str,
+    ) -> Response {
         let etag = format!("\"{}\"", self.version);
         let cache_control = if self.immutable {
             IMMUTABLE
@@ -55,6 +59,23 @@ impl Served {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(self.bytes.len()));
         (headers, Body::from(self.bytes)).into_response()
+    }
+}
+
+/// `307` to `location`, the URL of the version the server has now. Not cached: the
+/// current version changes when the timeline is rebuilt.
+pub(super) fn redirect(location: &str) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(location) => (
+            StatusCode::TEMPORARY_REDIRECT,
+            [
+                (header::LOCATION, location),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            ],
+        )
+            .into_response(),
+        // Segments are percent-encoded, so this cannot happen; never a panic for it.
+        Err(_) => StatusCode::NOT_FOUND.into_response(),
     }
 }
 

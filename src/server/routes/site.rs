@@ -1,9 +1,12 @@
-//! The viewer's page and script, health and metrics.
+//! The viewer's and the dashboard's pages and scripts, health, metrics and `/v1/stats`.
 
 use super::super::AppState;
+use super::super::error::ApiError;
 use super::super::versions;
-use super::respond::Served;
-use axum::extract::State;
+use super::ApiResult;
+use super::respond::{Served, json_response};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -11,6 +14,17 @@ use bytes::Bytes;
 const VIEWER_HTML: &str = include_str!("viewer.html");
 
 const VIEWER_JS: &str = include_str!("viewer.js");
+
+const STATS_HTML: &str = include_str!("stats.html");
+
+/// The pages' modules under `/ui/`, each `(name, source)`; nothing else is served there.
+const UI_FILES: &[(&str, &str)] = &[
+    ("fetcher.js", include_str!("ui/fetcher.js")),
+    ("filmstrip.js", include_str!("ui/filmstrip.js")),
+    ("panes.js", include_str!("ui/panes.js")),
+    ("link.js", include_str!("ui/link.js")),
+    ("stats.js", include_str!("ui/stats.js")),
+];
 
 pub(super) async fn healthz() -> Response {
     (
@@ -44,6 +58,43 @@ pub(super) async fn viewer_page(headers: HeaderMap) -> Response {
 
 pub(super) async fn viewer_script(headers: HeaderMap) -> Response {
     static_file(&headers, VIEWER_JS, "text/javascript; charset=utf-8")
+}
+
+pub(super) async fn stats_page(headers: HeaderMap) -> Response {
+    static_file(&headers, STATS_HTML, "text/html; charset=utf-8")
+}
+
+pub(super) async fn ui_file(
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let Path(name) = path?;
+    let Some(&(_, source)) = UI_FILES.iter().find(|(n, _)| *n == name) else {
+        return Err(ApiError::not_found(format!("no viewer file {name:?}")));
+    };
+    Ok(static_file(
+        &headers,
+        source,
+        "text/javascript; charset=utf-8",
+    ))
+}
+
+/// Every counter of the cache and the server, and each tier's usage against its capacity:
+/// what the dashboard at `/stats` polls and plots.
+pub(super) async fn stats_json(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let mut response = json_response(
+        &headers,
+        &serde_json::json!({
+            "cache": state.cache.stats(),
+            "usage": state.cache.usage(),
+            "http": state.metrics.totals(),
+        }),
+    );
+    // Counters change with every request: never stored.
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 pub(super) async fn metrics(State(state): State<AppState>) -> Response {

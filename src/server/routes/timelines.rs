@@ -1,12 +1,13 @@
-//! `/v1/timelines`, one timeline's frames and overlay stages, and one frame's JPEG.
+//! `/v1/timelines`, one timeline's frames and overlay stages, and one frame's JPEG or thumbnail.
 
 use super::super::AppState;
 use super::super::error::ApiError;
 use super::super::versions;
 use super::params::TimelineId;
-use super::respond::{frame_url, json_response, stage_url};
+use super::respond::{Served, frame_url, json_response, stage_url};
 use super::{ApiResult, VersionQuery, parse_seq};
 use crate::FramePage;
+use crate::codec::Scale;
 use crate::layout;
 use crate::tier::Source;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -155,6 +156,33 @@ pub(super) async fn timeline(
     Ok(json_response(&headers, &body))
 }
 
+/// `?v=<version>&scale=2|4|8` on frame URLs.
+#[derive(Debug, Deserialize)]
+pub(super) struct FrameQuery {
+    v: Option<String>,
+    scale: Option<String>,
+}
+
+impl FrameQuery {
+    /// The version asked for and the thumbnail scale, if any.
+    fn checked(self) -> Result<(Option<String>, Option<Scale>), ApiError> {
+        let scale = match self.scale.as_deref() {
+            None => None,
+            Some(text) => Some(
+                match text {
+                    "2" | "4" | "8" => text.parse().ok().and_then(Scale::from_denominator),
+                    _ => None,
+                }
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("invalid scale {text:?}: must be 2, 4 or 8"))
+                })?,
+            ),
+        };
+        let v = VersionQuery { v: self.v }.checked()?;
+        Ok((v, scale))
+    }
+}
+
 /// `{file}` of `/v1/timelines/{id}/frames/{file}`, as sent.
 #[derive(Deserialize)]
 pub(super) struct FrameFile {
@@ -165,7 +193,7 @@ pub(super) async fn frame(
     State(state): State<AppState>,
     TimelineId(id): TimelineId,
     file: Result<Path<FrameFile>, PathRejection>,
-    query: Result<Query<VersionQuery>, QueryRejection>,
+    query: Result<Query<FrameQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> ApiResult {
     let Path(FrameFile { file }) = file?;
@@ -175,8 +203,14 @@ pub(super) async fn frame(
         )));
     };
     let seq = parse_seq(digits)?;
-    let wanted = query?.0.checked()?;
+    let (wanted, scale) = query?.0.checked()?;
+    if let Some(scale) = scale {
+        return thumbnail(&state, &id, seq, scale, wanted.as_deref(), &headers).await;
+    }
     let key = layout::frame_key(&id, seq).map_err(|e| state.core_error(&e))?;
+    if let Some(served) = state.held(&key, wanted.as_deref()) {
+        return Ok(served.respond(&headers, "image/jpeg"));
+    }
     let hit = state
         .cache
         .frame_jpeg(&id, seq)
@@ -187,8 +221,41 @@ pub(super) async fn frame(
             "timeline {id:?} has no frame {seq}"
         )));
     };
-    let served = state
-        .resolve(&key, bytes, source, wanted.as_deref())
-        .await?;
-    Ok(served.respond(&headers, "image/jpeg"))
+    let url_of = |v: &str| frame_url(&id, seq, Some(v));
+    match state
+        .resolve(&key, bytes, source, wanted.as_deref(), url_of)
+        .await
+    {
+        Ok(served) => Ok(served.respond(&headers, "image/jpeg")),
+        Err(moved) => Ok(moved),
+    }
+}
+
+/// A frame's thumbnail. Its URL carries the frame's own version (`?v=`): a thumbnail is a
+/// function of the frame's bytes and the scale, so it is immutable exactly when the frame
+/// is. Its ETag is the version of the thumbnail's own bytes.
+async fn thumbnail(
+    state: &AppState,
+    id: &str,
+    seq: u64,
+    scale: Scale,
+    wanted: Option<&str>,
+    headers: &HeaderMap,
+) -> ApiResult {
+    state.metrics.thumbnail_requested(scale);
+    let made = state
+        .cache
+        .frame_thumbnail(id, seq, scale)
+        .await
+        .map_err(|e| state.core_error(&e))?;
+    let Some(thumb) = made else {
+        return Err(ApiError::not_found(format!(
+            "timeline {id:?} has no frame {seq}"
+        )));
+    };
+    let frame_version = thumb.frame_blake3.to_hex();
+    let immutable =
+        wanted.is_some_and(|w| versions::version_from_blake3(&frame_version) == Some(w));
+    let version = versions::version_of(&thumb.jpeg);
+    Ok(Served::new(thumb.jpeg, version, immutable).respond(headers, "image/jpeg"))
 }

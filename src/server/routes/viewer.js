@@ -1,48 +1,63 @@
-"use strict";
 // The framecache viewer: lists timelines, shows one frame at a time with its seq, timestamp
-// and chunk, scrubs (slider, arrow keys), plays at the frames' timestamps and draws the
-// overlays of the enabled job/stage pairs on top.
+// and chunk, scrubs (slider, arrow keys, filmstrip), plays at the frames' timestamps, and
+// shows the overlays of a job's stages: one stage on the frame, two side by side, or two
+// blended. The view lives in the URL's hash (see ui/link.js), so a copied link restores it.
 //
 // Frames are fetched by the versioned URLs the index gives (`?v=<content version>`), which
 // the server marks immutable: once fetched, the browser's cache answers them without a
 // request. A bounded window ahead of and behind the playhead is fetched in advance, a few
 // at a time, the frame on screen first. Decoded copies (blob URLs) are kept only near the
-// playhead; farther back the browser cache serves them again.
+// playhead; farther back the browser cache serves them again. Thumbnails (ui/filmstrip.js)
+// have a pool of their own, so the playhead never waits for them.
 //
 // For tests, the page reports its state on elements: #frame[data-seq] is the seq shown,
-// #stage[data-overlays] the overlays drawn on it, body[data-pending] the fetches queued or
-// running, body[data-requests] the fetches started.
+// #stage[data-overlays] the overlays drawn on it (#stage-b likewise for the second pane),
+// body[data-pending] the frame fetches queued or running, body[data-requests] the frame
+// fetches started, body[data-thumb-requests] and body[data-thumb-pending] the thumbnail
+// fetches started and queued or running,
+// body[data-copied] the last link copied.
+
+import { api, auth, Pool } from "/ui/fetcher.js";
+import { Filmstrip } from "/ui/filmstrip.js";
+import { drawPane } from "/ui/panes.js";
+import { copyText, readLink, writeLink } from "/ui/link.js";
 
 const AHEAD = 24; // frames fetched in advance ahead of the playhead
 const BEHIND = 8; // and behind it
 const KEEP = 48; // blob URLs kept within this many frames of the playhead
-const PARALLEL = 6; // fetches at once
+const FRAME_FETCHES = 4; // frames fetched at once; thumbnails take the other two connections
+const THUMB_FETCHES = 2;
 const FALLBACK_FPS = 30; // pace of timelines without timestamps
 
 const $ = (id) => document.getElementById(id);
 
 const view = {
-  token: sessionStorage.getItem("framecache-token") || "",
   timeline: null,
   frames: [],
   index: 0,
   showing: 0, // counter: a later show() supersedes an earlier one still loading
   playing: false,
   stages: [], // [{job, stage, url, key}]
-  enabled: new Set(), // stage keys
+  job: "",
+  a: "", // stage of the first pane ("" = the bare frame)
+  b: "", // stage of the second pane
+  layout: "single",
+  opacity: 0.5,
+  hidden: new Set(), // overlay names switched off
   overlays: new Map(), // stage key -> Map(seq -> [{name, url}])
-  blobs: new Map(), // url -> {promise, objectUrl, seq}
-  queue: [], // [{url, seq, resolve, reject}]
-  active: 0,
-  requests: 0,
 };
 
-class HttpError extends Error {
-  constructor(status, message) {
-    super(message);
-    this.status = status;
-  }
-}
+const frames = new Pool(FRAME_FETCHES, { onChange: report });
+const thumbs = new Pool(THUMB_FETCHES, { priority: "low", onChange: report });
+const filmstrip = new Filmstrip({
+  near: $("near"),
+  coarse: $("coarse"),
+  pool: thumbs,
+  onSeek: (index) => {
+    pause();
+    show(index);
+  },
+});
 
 function setStatus(text, isError = false) {
   const el = $("status");
@@ -51,95 +66,34 @@ function setStatus(text, isError = false) {
 }
 
 function report() {
-  document.body.dataset.pending = String(view.active + view.queue.length);
-  document.body.dataset.requests = String(view.requests);
+  document.body.dataset.pending = String(frames.pending);
+  document.body.dataset.requests = String(frames.requests);
+  document.body.dataset.thumbRequests = String(thumbs.requests);
+  document.body.dataset.thumbPending = String(thumbs.pending);
 }
 
-async function api(path) {
-  const headers = view.token ? { Authorization: "Bearer " + view.token } : {};
-  const response = await fetch(path, { headers });
-  if (response.status === 401) {
-    $("login").hidden = false;
-    throw new HttpError(401, "this server needs a token");
-  }
-  if (!response.ok) {
-    let message = response.statusText;
-    try {
-      message = (await response.json()).error.message;
-    } catch (_) {
-      // not a JSON error: keep the status text
-    }
-    throw new HttpError(response.status, message);
-  }
-  return response;
+auth.onUnauthorized = () => ($("login").hidden = false);
+
+// --- what is shown -----------------------------------------------------------------------
+
+const seqAt = (i) => view.frames[Math.max(0, Math.min(view.frames.length - 1, i))].seq;
+
+// The stage of each pane on screen.
+function paneStages() {
+  return view.layout === "single" ? [view.a] : [view.a, view.b];
 }
 
-// --- fetching with bounded concurrency -------------------------------------------------
-
-function load(url, seq, urgent) {
-  let entry = view.blobs.get(url);
-  if (entry) {
-    if (urgent) promote(url);
-    return entry.promise;
-  }
-  entry = { seq, objectUrl: null };
-  entry.promise = new Promise((resolve, reject) => {
-    const job = { url, seq, resolve, reject };
-    if (urgent) view.queue.unshift(job);
-    else view.queue.push(job);
-  });
-  entry.promise.then(
-    (objectUrl) => (entry.objectUrl = objectUrl),
-    () => view.blobs.delete(url),
-  );
-  view.blobs.set(url, entry);
-  pump();
-  return entry.promise;
-}
-
-function promote(url) {
-  const i = view.queue.findIndex((job) => job.url === url);
-  if (i > 0) view.queue.unshift(...view.queue.splice(i, 1));
-}
-
-function pump() {
-  while (view.active < PARALLEL && view.queue.length > 0) {
-    const job = view.queue.shift();
-    view.active += 1;
-    view.requests += 1;
-    api(job.url)
-      .then((response) => response.blob())
-      .then((blob) => job.resolve(URL.createObjectURL(blob)), job.reject)
-      .finally(() => {
-        view.active -= 1;
-        pump();
-        report();
-      });
-  }
-  report();
-}
-
-// Drops queued fetches outside the window and blob URLs far from the playhead.
-function trim(index) {
-  const seqOf = (i) => view.frames[Math.max(0, Math.min(view.frames.length - 1, i))].seq;
-  const lo = seqOf(index - BEHIND), hi = seqOf(index + AHEAD);
-  view.queue = view.queue.filter((job) => {
-    if (job.seq >= lo && job.seq <= hi) return true;
-    job.reject(new Error("outside the prefetch window"));
-    return false;
-  });
-  const keepLo = seqOf(index - KEEP), keepHi = seqOf(index + KEEP);
-  for (const [url, entry] of view.blobs) {
-    if (entry.objectUrl && (entry.seq < keepLo || entry.seq > keepHi)) {
-      URL.revokeObjectURL(entry.objectUrl);
-      view.blobs.delete(url);
-    }
-  }
-  report();
+function overlaysOf(stage, seq) {
+  if (!stage) return [];
+  const listing = view.overlays.get(`${view.job}/${stage}`);
+  return (listing?.get(seq) || []).filter((o) => !view.hidden.has(o.name));
 }
 
 function prefetch(index) {
-  trim(index);
+  const lo = seqAt(index - BEHIND), hi = seqAt(index + AHEAD);
+  frames.drop((seq) => seq >= lo && seq <= hi);
+  const keepLo = seqAt(index - KEEP), keepHi = seqAt(index + KEEP);
+  frames.release((seq) => seq >= keepLo && seq <= keepHi);
   const wanted = [];
   for (let d = 1; d <= AHEAD; d += 1) {
     wanted.push(index + d);
@@ -148,12 +102,12 @@ function prefetch(index) {
   for (const i of wanted) {
     const frame = view.frames[i];
     if (!frame) continue;
-    load(frame.url, frame.seq, false).catch(() => {});
-    for (const o of overlaysOf(frame.seq)) load(o.url, frame.seq, false).catch(() => {});
+    frames.load(frame.url, frame.seq).catch(() => {});
+    for (const stage of paneStages()) {
+      for (const o of overlaysOf(stage, frame.seq)) frames.load(o.url, frame.seq).catch(() => {});
+    }
   }
 }
-
-// --- showing a frame -------------------------------------------------------------------
 
 function timeOf(i) {
   const f = view.frames;
@@ -161,12 +115,8 @@ function timeOf(i) {
   return timed ? f[i].timestamp : i / FALLBACK_FPS;
 }
 
-function overlaysOf(seq) {
-  const out = [];
-  for (const key of view.enabled) {
-    for (const o of view.overlays.get(key)?.get(seq) || []) out.push({ ...o, key });
-  }
-  return out;
+function link() {
+  return writeLink({ ...view, seq: view.frames[view.index]?.seq ?? 0 });
 }
 
 async function show(index) {
@@ -180,52 +130,33 @@ async function show(index) {
   $("time").textContent = frame.timestamp.toFixed(3);
   $("chunk").textContent = String(frame.chunk_id);
   $("position").textContent = `${index + 1} / ${view.frames.length}`;
-  history.replaceState(null, "", `#tl=${encodeURIComponent(view.timeline)}&seq=${frame.seq}`);
-  const shown = load(frame.url, frame.seq, true);
+  history.replaceState(null, "", link());
+  const shown = frames.load(frame.url, frame.seq, true);
   prefetch(index);
-  let objectUrl;
+  filmstrip.setPlayhead(index);
+  let frameUrl;
   try {
-    objectUrl = await shown;
+    frameUrl = await shown;
   } catch (err) {
     if (ticket === view.showing) setStatus(`frame ${frame.seq}: ${err.message}`, true);
     return;
   }
-  if (ticket !== view.showing) return;
-  const img = $("frame");
-  img.src = objectUrl;
-  await img.decode().catch(() => {});
-  if (ticket !== view.showing) return;
-  img.dataset.seq = String(frame.seq);
-  await drawOverlays(frame.seq, ticket);
-  if (ticket === view.showing && !$("status").classList.contains("error")) {
+  const panes = [$("stage"), $("stage-b")];
+  const drawn = await Promise.all(
+    paneStages().map((stage, i) =>
+      drawPane(panes[i], {
+        seq: frame.seq,
+        frameUrl,
+        stage: stage ? `${view.job}/${stage}` : "",
+        overlays: overlaysOf(stage, frame.seq),
+        load: (url) => frames.load(url, frame.seq, true),
+        stillWanted: () => ticket === view.showing,
+      }),
+    ),
+  );
+  if (drawn.every(Boolean) && !$("status").classList.contains("error")) {
     setStatus(`${view.timeline} · ${view.frames.length} frames`);
   }
-}
-
-async function drawOverlays(seq, ticket) {
-  const wanted = overlaysOf(seq);
-  const images = await Promise.all(
-    wanted.map(async (o) => {
-      const img = new Image();
-      img.className = "overlay";
-      img.alt = `${o.key} ${o.name}`;
-      img.dataset.stage = o.key;
-      img.dataset.name = o.name;
-      try {
-        img.src = await load(o.url, seq, true);
-        await img.decode();
-        return img;
-      } catch (_) {
-        return null;
-      }
-    }),
-  );
-  if (ticket !== view.showing) return;
-  const stage = $("stage");
-  stage.querySelectorAll("img.overlay").forEach((el) => el.remove());
-  const drawn = images.filter(Boolean);
-  stage.append(...drawn);
-  stage.dataset.overlays = String(drawn.length);
 }
 
 // --- playback --------------------------------------------------------------------------
@@ -236,8 +167,7 @@ function play() {
   view.playing = true;
   $("play").textContent = "pause";
   const startWall = performance.now();
-  const startIndex = view.index;
-  const startTime = timeOf(startIndex);
+  const startTime = timeOf(view.index);
   const tick = () => {
     if (!view.playing) return;
     const elapsed = (performance.now() - startWall) / 1000;
@@ -255,86 +185,153 @@ function pause() {
   $("play").textContent = "play";
 }
 
-// --- timelines and overlays ------------------------------------------------------------
+// --- stages, layout and overlay names --------------------------------------------------
 
-async function loadTimeline(id, seq) {
+function options(select, values, labels) {
+  select.replaceChildren(
+    ...values.map((value, i) => {
+      const option = document.createElement("option");
+      option.value = value;
+      option.textContent = labels[i];
+      return option;
+    }),
+  );
+}
+
+function stagesOf(job) {
+  return view.stages.filter((s) => s.job === job).map((s) => s.stage);
+}
+
+// Fills the job and stage pickers from view.stages and the current choice.
+function renderPickers() {
+  const jobs = [...new Set(view.stages.map((s) => s.job))];
+  if (jobs.length === 0) {
+    options($("job"), [""], ["none"]);
+  } else {
+    options($("job"), jobs, jobs);
+  }
+  $("job").value = view.job;
+  const stages = stagesOf(view.job);
+  options($("stage-a"), ["", ...stages], ["none (bare frame)", ...stages]);
+  options($("stage-b-pick"), ["", ...stages], ["bare frame", ...stages]);
+  $("stage-a").value = view.a;
+  $("stage-b-pick").value = view.b;
+  for (const button of $("layouts").querySelectorAll("button")) {
+    button.setAttribute("aria-pressed", String(button.dataset.layout === view.layout));
+  }
+  $("view").dataset.layout = view.layout;
+  $("opacity-row").hidden = view.layout !== "blend";
+  $("opacity").value = String(view.opacity);
+  $("view").style.setProperty("--blend", String(view.opacity));
+}
+
+// Loads the overlay listings of the stages on screen.
+async function loadListings() {
+  for (const stage of paneStages()) {
+    const key = `${view.job}/${stage}`;
+    const s = view.stages.find((x) => x.key === key);
+    if (!stage || !s || view.overlays.has(key)) continue;
+    try {
+      const listing = await (await api(s.url)).json();
+      const bySeq = new Map();
+      for (const f of listing.frames) bySeq.set(f.seq, f.overlays);
+      view.overlays.set(key, bySeq);
+    } catch (err) {
+      setStatus(`overlays ${key}: ${err.message}`, true);
+    }
+  }
+  renderNames();
+}
+
+// One toggle per overlay name found in the stages on screen.
+function renderNames() {
+  const names = new Set();
+  for (const stage of paneStages()) {
+    for (const list of view.overlays.get(`${view.job}/${stage}`)?.values() || []) {
+      for (const o of list) names.add(o.name);
+    }
+  }
+  const box = $("names");
+  if (names.size === 0) {
+    box.innerHTML = '<span class="none">none</span>';
+    return;
+  }
+  box.replaceChildren(
+    ...[...names].sort().map((name) => {
+      const label = document.createElement("label");
+      const check = document.createElement("input");
+      check.type = "checkbox";
+      check.dataset.name = name;
+      check.checked = !view.hidden.has(name);
+      check.addEventListener("change", () => {
+        if (check.checked) view.hidden.delete(name);
+        else view.hidden.add(name);
+        show(view.index);
+      });
+      label.append(check, ` ${name}`);
+      return label;
+    }),
+  );
+}
+
+// Applies a change of job, stages or layout, then redraws.
+async function choose(change) {
+  Object.assign(view, change);
+  if (!stagesOf(view.job).includes(view.a)) view.a = "";
+  if (!stagesOf(view.job).includes(view.b)) view.b = "";
+  renderPickers();
+  await loadListings();
+  await show(view.index);
+}
+
+// --- timelines -------------------------------------------------------------------------
+
+async function loadTimeline(id, wanted = {}) {
   pause();
   setStatus(`loading ${id}…`);
   const index = await (await api(`/v1/timelines/${encodeURIComponent(id)}`)).json();
   view.timeline = id;
   view.frames = index.frames;
   view.stages = index.overlays.map((s) => ({ ...s, key: `${s.job}/${s.stage}` }));
-  view.enabled.clear();
   view.overlays.clear();
-  renderStages();
+  const jobs = view.stages.map((s) => s.job);
+  view.job = jobs.includes(wanted.job) ? wanted.job : jobs[0] || "";
+  view.a = wanted.a || "";
+  view.b = wanted.b || "";
+  view.layout = wanted.layout || "single";
+  view.opacity = wanted.opacity ?? 0.5;
+  view.hidden = new Set(wanted.hidden || []);
   $("slider").max = String(Math.max(0, view.frames.length - 1));
-  const start = view.frames.findIndex((f) => f.seq === seq);
-  await show(start >= 0 ? start : 0);
+  filmstrip.setFrames(view.frames);
+  const start = view.frames.findIndex((f) => f.seq === wanted.seq);
+  view.index = start >= 0 ? start : 0;
+  await choose({});
   for (const warning of index.warnings || []) setStatus(warning, true);
-}
-
-function renderStages() {
-  const box = $("stages");
-  box.replaceChildren();
-  if (view.stages.length === 0) {
-    box.innerHTML = '<span class="none">none</span>';
-    return;
-  }
-  for (const s of view.stages) {
-    const label = document.createElement("label");
-    const check = document.createElement("input");
-    check.type = "checkbox";
-    check.dataset.stage = s.key;
-    check.addEventListener("change", () => toggleStage(s, check.checked));
-    label.append(check, ` ${s.job} / ${s.stage}`);
-    box.append(label);
-  }
-}
-
-async function toggleStage(s, on) {
-  if (!on) {
-    view.enabled.delete(s.key);
-  } else {
-    if (!view.overlays.has(s.key)) {
-      try {
-        const listing = await (await api(s.url)).json();
-        const bySeq = new Map();
-        for (const f of listing.frames) bySeq.set(f.seq, f.overlays);
-        view.overlays.set(s.key, bySeq);
-      } catch (err) {
-        setStatus(`overlays ${s.key}: ${err.message}`, true);
-        return;
-      }
-    }
-    view.enabled.add(s.key);
-  }
-  await show(view.index);
 }
 
 async function start() {
   $("login").hidden = true;
   try {
     const { timelines } = await (await api("/v1/timelines")).json();
-    const select = $("timeline");
-    select.replaceChildren(
-      ...timelines.map((id) => {
-        const option = document.createElement("option");
-        option.value = option.textContent = id;
-        return option;
-      }),
-    );
+    options($("timeline"), timelines, timelines);
     if (timelines.length === 0) {
       setStatus("no timelines yet");
       return;
     }
-    const hash = new URLSearchParams(location.hash.slice(1));
-    const wanted = hash.get("tl");
-    const id = timelines.includes(wanted) ? wanted : timelines[0];
-    select.value = id;
-    await loadTimeline(id, Number(hash.get("seq")));
+    const wanted = readLink(location.hash);
+    const id = timelines.includes(wanted.timeline) ? wanted.timeline : timelines[0];
+    $("timeline").value = id;
+    await loadTimeline(id, wanted);
   } catch (err) {
     setStatus(err.message, true);
   }
+}
+
+async function copyLink() {
+  const url = location.href;
+  document.body.dataset.copied = url;
+  const done = await copyText(url);
+  setStatus(done ? "link copied" : `copy this link: ${url}`, !done);
 }
 
 // --- input -----------------------------------------------------------------------------
@@ -344,12 +341,30 @@ $("slider").addEventListener("input", (e) => {
   show(Number(e.target.value));
 });
 $("play").addEventListener("click", () => (view.playing ? pause() : play()));
-$("timeline").addEventListener("change", (e) => loadTimeline(e.target.value).catch((err) => setStatus(err.message, true)));
+$("timeline").addEventListener("change", (e) =>
+  loadTimeline(e.target.value).catch((err) => setStatus(err.message, true)),
+);
+$("job").addEventListener("change", (e) => choose({ job: e.target.value, a: "", b: "" }));
+$("stage-a").addEventListener("change", (e) => choose({ a: e.target.value }));
+$("stage-b-pick").addEventListener("change", (e) => choose({ b: e.target.value }));
+$("layouts").addEventListener("click", (e) => {
+  const layout = e.target.closest("button")?.dataset.layout;
+  if (layout) choose({ layout });
+});
+$("opacity").addEventListener("input", (e) => {
+  view.opacity = Number(e.target.value);
+  $("view").style.setProperty("--blend", String(view.opacity));
+  history.replaceState(null, "", link());
+});
+$("copy-link").addEventListener("click", copyLink);
 $("login").addEventListener("submit", (e) => {
   e.preventDefault();
-  view.token = $("token").value.trim();
-  sessionStorage.setItem("framecache-token", view.token);
+  auth.set($("token").value.trim());
   start();
+});
+window.addEventListener("hashchange", () => {
+  // A link pasted into this tab: restore it unless it is the view already shown.
+  if (location.hash !== link()) start();
 });
 document.addEventListener("keydown", (e) => {
   const target = e.target;
@@ -369,6 +384,9 @@ document.addEventListener("keydown", (e) => {
   } else if (e.key === " ") {
     e.preventDefault();
     view.playing ? pause() : play();
+  } else if (e.key === "l" || e.key === "L") {
+    e.preventDefault();
+    copyLink();
   }
 });
 
