@@ -127,6 +127,15 @@ pub enum Error {
         /// Rounds of checks the write made.
         rounds: usize,
     },
+    /// A read asked for a frame the timeline does not have (every range and selection read
+    /// fails this way; the single-frame lookups return `None` instead).
+    #[error("timeline {timeline:?} has no frame {seq}")]
+    NoFrame {
+        /// The timeline id.
+        timeline: String,
+        /// The seq asked for.
+        seq: u64,
+    },
     /// An object that was listed a moment ago is gone (deleted concurrently).
     #[error("{key:?} vanished while being read")]
     Vanished {
@@ -156,6 +165,16 @@ impl Error {
         match self {
             Error::Storage { source, .. } => source.is_temporary(),
             Error::Shared(inner) => inner.is_retryable(),
+            _ => false,
+        }
+    }
+
+    /// True when blob storage (the origin) failed, as opposed to bad input or bad data:
+    /// what lets a read fall back on what this machine kept.
+    pub fn is_origin_failure(&self) -> bool {
+        match self {
+            Error::Storage { .. } => true,
+            Error::Shared(inner) => inner.is_origin_failure(),
             _ => false,
         }
     }

@@ -3,6 +3,7 @@
 //! ```text
 //! cache/timelines/{timeline}/frames/{seq}.jpg
 //! cache/timelines/{timeline}/frames/manifest.json          (framecache metadata; ignored by the seed)
+//! cache/timelines/{timeline}/frames/manifest.d/{generation}/{n}.json  (its frame entries, in chunks)
 //! cache/timelines/{timeline}/overlays/{job}/{stage}/{seq}_{name}.png
 //! ```
 
@@ -17,6 +18,9 @@ pub const MAX_ID_LEN: usize = 128;
 /// Name of the per-timeline metadata object. It sits beside the frames and does not end in
 /// `.jpg`, so the seed module skips it while listing.
 pub const MANIFEST_NAME: &str = "manifest.json";
+
+/// Folder beside the frames holding each manifest generation's chunks of frame entries.
+pub const MANIFEST_CHUNKS_DIR: &str = "manifest.d/";
 
 /// Checks a timeline id, job id, stage or overlay name.
 ///
@@ -71,6 +75,35 @@ pub fn frame_key(timeline: &str, seq: u64) -> Result<String> {
 pub fn manifest_key(timeline: &str) -> Result<String> {
     validate_id("timeline id", timeline)?;
     Ok(format!("{CACHE_PREFIX}/{timeline}/frames/{MANIFEST_NAME}"))
+}
+
+/// `cache/timelines/{timeline}/frames/manifest.d/`: every generation's manifest chunks.
+pub fn manifest_chunks_prefix(timeline: &str) -> Result<String> {
+    validate_id("timeline id", timeline)?;
+    Ok(format!(
+        "{CACHE_PREFIX}/{timeline}/frames/{MANIFEST_CHUNKS_DIR}"
+    ))
+}
+
+/// `cache/timelines/{timeline}/frames/manifest.d/{generation}/{n}.json`: chunk `n` of the
+/// frame entries of the manifest of `generation`.
+pub fn manifest_chunk_key(timeline: &str, generation: &str, n: usize) -> Result<String> {
+    let prefix = manifest_chunks_prefix(timeline)?;
+    validate_id("manifest generation", generation)?;
+    Ok(format!("{prefix}{generation}/{n}.json"))
+}
+
+/// The generation a key under [`manifest_chunks_prefix`] belongs to.
+pub fn chunk_generation<'k>(chunks_prefix: &str, key: &'k str) -> Option<&'k str> {
+    name_under(chunks_prefix, key)?
+        .split_once('/')
+        .map(|(g, _)| g)
+}
+
+/// Whether a listed name under a frames prefix is framecache's own metadata (the manifest
+/// or one of its chunks), not a stray object.
+pub fn is_metadata_name(name: &str) -> bool {
+    name == MANIFEST_NAME || name.starts_with(MANIFEST_CHUNKS_DIR)
 }
 
 /// `cache/timelines/{timeline}/overlays/`.

@@ -38,6 +38,6 @@ pub use synth::synthetic_frame;
 pub use tier::{BadEntry, DiskUsage, EvictionStatus, Recount, Source, VerifyReport};
 pub use timeline::{
     CacheUsage, ClearScope, DEFAULT_B64_QUALITY, DEFAULT_QUALITY, DecodedUsage, EncodedFrame,
-    Frame, FrameB64, FrameCache, FrameEntry, FrameJpeg, FrameMeta, OverlayRef, THUMBNAIL_QUALITY,
-    Thumbnail, TierUsage, TimelineStatus, frames_to_b64,
+    Frame, FrameB64, FrameCache, FrameEntry, FrameJpeg, FrameMeta, FramePage, MAX_SELECTION,
+    OverlayRef, Seqs, THUMBNAIL_QUALITY, Thumbnail, TierUsage, TimelineStatus, frames_to_b64,
 };

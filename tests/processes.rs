@@ -539,9 +539,10 @@ fn a_read_only_cache_directory_passes_reads_through() {
     assert_eq!(result["frames"], 12, "{result}");
     assert_eq!(result["sources"]["disk"], 6, "{result}");
     assert_eq!(result["sources"]["origin"], 6, "{result}");
-    // Six frame writes failed, and so did keeping the timeline's listing, once per load
-    // (the second load finds no copy on disk and tries again).
-    assert_eq!(result["disk"]["errors"], 8, "{result}");
+    // Six frame writes failed, and so did keeping the manifest's chunk (once: this process
+    // then holds it parsed) and the timeline's listing, its head and its one part, on each
+    // load (the second load finds no copy on disk and tries again): 6 + 1 + 2 × 2.
+    assert_eq!(result["disk"]["errors"], 11, "{result}");
     assert_eq!(stderr.matches("is failing").count(), 1, "{stderr}");
 }
 
@@ -576,14 +577,15 @@ fn a_full_disk_passes_reads_through() {
     assert_eq!(result["sources"]["origin"], 8, "{result}");
     assert_eq!(result["disk"]["errors"], 8, "{result}");
     assert_eq!(stderr.matches("is failing").count(), 1, "{stderr}");
-    // Failed writes leave nothing behind; only the small kept listing fitted.
+    // Failed writes leave nothing behind; only the small entries fitted: the manifest's
+    // chunk and the kept listing's head and part.
     let disk = DiskTier::open(
         tmp.path().join("cache"),
         1 << 30,
         Arc::new(Metrics::default()),
     );
     let usage = disk.usage();
-    assert_eq!((usage.entries, usage.temp_files), (1, 0), "{usage:?}");
+    assert_eq!((usage.entries, usage.temp_files), (3, 0), "{usage:?}");
     let prefix = framecache::layout::frames_prefix("full").unwrap();
     assert!(disk.path_of(&format!("{prefix}\nlisting")).is_file());
 }

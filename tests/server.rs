@@ -6,14 +6,13 @@
 mod common;
 
 use bytes::Bytes;
-use common::{Env, Proxy, ProxyMode, unique};
+use common::{Env, cache_with_failing_origin, unique};
 use framecache::server::{ServeOptions, Server};
-use framecache::{Backend, Error, FrameCache, Metrics, Result, synthetic_frame};
+use framecache::{FrameCache, synthetic_frame};
 use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -577,125 +576,6 @@ async fn a_token_guards_every_route_but_healthz(env: &Env) {
     assert!(!page.contains(&tl));
 }
 
-/// An origin that can be switched off: every call fails as a refused connection would.
-struct Switch {
-    inner: Arc<dyn framecache::tier::Origin>,
-    down: std::sync::atomic::AtomicBool,
-}
-
-impl Switch {
-    fn check(&self, key: &str) -> Result<()> {
-        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(Error::Storage {
-                op: "read",
-                key: key.to_owned(),
-                source: Box::new(
-                    opendal::Error::new(opendal::ErrorKind::Unexpected, "connection refused")
-                        .set_temporary(),
-                ),
-            });
-        }
-        Ok(())
-    }
-}
-
-impl framecache::tier::Origin for Switch {
-    fn get<'a>(&'a self, key: &'a str) -> futures::future::BoxFuture<'a, Result<Option<Bytes>>> {
-        Box::pin(async move {
-            self.check(key)?;
-            self.inner.get(key).await
-        })
-    }
-    fn put<'a>(
-        &'a self,
-        key: &'a str,
-        value: Bytes,
-    ) -> futures::future::BoxFuture<'a, Result<Option<framecache::tier::Version>>> {
-        Box::pin(async move {
-            self.check(key)?;
-            self.inner.put(key, value).await
-        })
-    }
-    fn remove<'a>(&'a self, key: &'a str) -> futures::future::BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            self.check(key)?;
-            self.inner.remove(key).await
-        })
-    }
-    fn stat<'a>(
-        &'a self,
-        key: &'a str,
-    ) -> futures::future::BoxFuture<'a, Result<Option<framecache::tier::ObjectInfo>>> {
-        Box::pin(async move {
-            self.check(key)?;
-            self.inner.stat(key).await
-        })
-    }
-    fn list<'a>(
-        &'a self,
-        prefix: &'a str,
-    ) -> futures::future::BoxFuture<'a, Result<Vec<framecache::tier::ObjectInfo>>> {
-        Box::pin(async move {
-            self.check(prefix)?;
-            self.inner.list(prefix).await
-        })
-    }
-    fn exists<'a>(&'a self, key: &'a str) -> futures::future::BoxFuture<'a, Result<bool>> {
-        Box::pin(async move {
-            self.check(key)?;
-            self.inner.exists(key).await
-        })
-    }
-    fn has_any<'a>(&'a self, prefix: &'a str) -> futures::future::BoxFuture<'a, Result<bool>> {
-        Box::pin(async move {
-            self.check(prefix)?;
-            self.inner.has_any(prefix).await
-        })
-    }
-    fn remove_prefix<'a>(&'a self, prefix: &'a str) -> futures::future::BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            self.check(prefix)?;
-            self.inner.remove_prefix(prefix).await
-        })
-    }
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-}
-
-/// A cache whose origin can be taken down: on S3 a proxy that refuses connections (the
-/// real failure, through OpenDAL), on the filesystem a switch in front of the origin.
-async fn cache_with_failing_origin(
-    env: &Env,
-    name: &str,
-) -> (FrameCache, Box<dyn Fn(bool) + Send>) {
-    let mut config = env.config(&env.disk_dir(name));
-    config.retries = 1;
-    config.retry_min_delay = Duration::from_millis(1);
-    if let Backend::S3(s3) = &mut config.backend {
-        let proxy = Proxy::start(s3.endpoint.as_deref().unwrap()).await;
-        s3.endpoint = Some(proxy.endpoint.clone());
-        let fc = FrameCache::new(&config).unwrap();
-        let set = move |down: bool| {
-            proxy.set(if down {
-                ProxyMode::Refuse
-            } else {
-                ProxyMode::Up
-            })
-        };
-        return (fc, Box::new(set));
-    }
-    let metrics = Arc::new(Metrics::default());
-    let switch = Arc::new(Switch {
-        inner: env.origin(&metrics),
-        down: Default::default(),
-    });
-    let chain = config.build_with_origin(switch.clone(), metrics);
-    let fc = FrameCache::from_chain(chain, config.concurrency);
-    let set = move |down: bool| switch.down.store(down, std::sync::atomic::Ordering::SeqCst);
-    (fc, Box::new(set))
-}
-
 async fn origin_down_is_503_unless_the_frame_is_held_locally(env: &Env) {
     let tl = unique("srv-down");
     let writer = cache(env, "down-writer");
@@ -809,6 +689,43 @@ async fn metrics_count_requests_per_route_and_tier_reads(env: &Env) {
     assert_eq!(sample("framecache_http_in_flight"), 1);
 }
 
+/// `?from=&limit=` pages the index: the frames from `from`, at most `limit`, with the
+/// timeline's `total` and the `next` page's `from`; a limit out of range is 400.
+async fn the_index_pages_with_from_and_limit(env: &Env) {
+    let tl = unique("srv-pages");
+    let fc = cache(env, "pages");
+    let jpegs = write_timeline(&fc, &tl, 5).await;
+    let server = Running::start(fc, ServeOptions::default()).await;
+    let page = server
+        .json(&format!("/v1/timelines/{tl}?from=1&limit=2"))
+        .await;
+    let seqs: Vec<u64> = page["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [1, 2]);
+    assert_eq!(
+        (page["total"].clone(), page["next"].clone()),
+        (5.into(), 3.into())
+    );
+    let v = version(&jpegs[&2]);
+    assert_eq!(
+        page["frames"][1]["url"],
+        format!("/v1/timelines/{tl}/frames/2.jpg?v={v}").as_str()
+    );
+    let last = server.json(&format!("/v1/timelines/{tl}?from=3")).await;
+    assert_eq!(last["frames"].as_array().unwrap().len(), 2);
+    assert_eq!(last["next"], Value::Null);
+    let whole = server.json(&format!("/v1/timelines/{tl}")).await;
+    assert!(whole.get("total").is_none(), "unpaged, as before");
+    for bad in ["limit=0", "limit=10001", "from=x"] {
+        let response = server.get(&format!("/v1/timelines/{tl}?{bad}")).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+}
+
 async fn thumbnails_are_versioned_cached_apart_and_refuse_other_scales(env: &Env) {
     let tl = unique("srv-thumb");
     let fc = cache(env, "thumb");
@@ -874,6 +791,7 @@ async fn thumbnails_are_versioned_cached_apart_and_refuse_other_scales(env: &Env
 }
 
 backend_tests!(
+    the_index_pages_with_from_and_limit,
     thumbnails_are_versioned_cached_apart_and_refuse_other_scales,
     index_lists_frames_with_versions_and_overlays,
     frames_carry_strong_etags_and_caching_headers,

@@ -144,8 +144,9 @@ async fn assert_frames_are(env: &Env, timeline: &str, seqs: std::ops::Range<u64>
     }
 }
 
-/// Where a writer finishes: the manifest's second access (the first stores it incomplete).
-const FINISH: (&str, usize) = ("manifest", 2);
+/// Where a writer finishes: the manifest's third access (the first reads the generation
+/// the write replaces, the second stores the write's own, incomplete).
+const FINISH: (&str, usize) = ("manifest", 3);
 
 /// A stores 6 frames and is held before finishing; B stores 3 and is held likewise; A
 /// finishes first while a later writer is still at work: it fails clearly and removes

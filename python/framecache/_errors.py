@@ -46,6 +46,22 @@ class IncompleteTimelineError(FrameCacheError):
     present: int = 0
 
 
+class MissingFrameError(FrameCacheError, LookupError):
+    """A read of some frames (``seqs=``, a dataset item) asked for frame ``seq``, which
+    ``timeline`` does not have. The single-frame lookups (``load_frame``, ``frame_jpeg``)
+    return None instead."""
+
+    timeline: str = ""
+    seq: int = -1
+
+    @classmethod
+    def of(cls, timeline: str, seq: int) -> MissingFrameError:
+        error = cls(f"timeline {timeline!r} has no frame {seq}")
+        error.timeline = timeline
+        error.seq = seq
+        return error
+
+
 class SupersededError(FrameCacheError):
     """Another writer was re-caching ``timeline`` at the same time, and this write did not
     finish it: either a writer that began later had not finished (its manifest generation is
@@ -90,6 +106,7 @@ __all__ = [
     "IncompleteTimelineError",
     "InvalidInputError",
     "ObjectTooLargeError",
+    "MissingFrameError",
     "OriginError",
     "StorageError",
     "SupersededError",

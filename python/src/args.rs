@@ -1,5 +1,6 @@
 //! Python arguments as the core takes them: frames and encoded frames (copied while the
-//! interpreter is held), overlays by name, JPEG qualities, clear scopes and load options.
+//! interpreter is held), overlays by name, JPEG qualities, clear scopes, load options and
+//! the seqs of a read.
 
 use crate::errors::invalid;
 use crate::frame::frame_from_py;
@@ -150,4 +151,55 @@ fn by_name<'py, T: FromPyObjectOwned<'py>>(
             Ok((name, value))
         })
         .collect()
+}
+
+/// `seqs=` of a read: `None` is the whole timeline; a `range` of step 1 stays a range
+/// (nothing materialized); any other iterable of ints is read in its order, duplicates kept.
+/// A negative or non-int item, or a selection past the core's limit, is an
+/// `InvalidInputError` naming it.
+pub fn seqs_of(seqs: Option<&Bound<'_, PyAny>>) -> PyResult<framecache::Seqs> {
+    use framecache::Seqs;
+    use pyo3::types::{PyRange, PyRangeMethods};
+    let Some(seqs) = seqs.filter(|s| !s.is_none()) else {
+        return Ok(Seqs::All);
+    };
+    let limit = framecache::MAX_SELECTION;
+    if let Ok(range) = seqs.cast::<PyRange>()
+        && range.step()? == 1
+    {
+        let (start, stop) = (range.start()?, range.stop()?);
+        if start < 0 {
+            return Err(invalid("frame seq", start, "must be ≥ 0"));
+        }
+        let stop = stop.max(start) as u64;
+        let seqs = Seqs::Range(start as u64..stop);
+        if stop - start as u64 > limit {
+            return Err(invalid(
+                "frame seqs",
+                seqs.len().unwrap_or(0),
+                format!("at most {limit} frames in one read"),
+            ));
+        }
+        return Ok(seqs);
+    }
+    let mut out = Vec::new();
+    for item in seqs.try_iter()? {
+        let item = item?;
+        let seq: u64 = item.extract().map_err(|_| {
+            invalid(
+                "frame seq",
+                item.repr().map_or_else(|_| "?".into(), |r| r.to_string()),
+                "must be an int ≥ 0",
+            )
+        })?;
+        if out.len() as u64 >= limit {
+            return Err(invalid(
+                "frame seqs",
+                "more",
+                format!("at most {limit} frames in one read"),
+            ));
+        }
+        out.push(seq);
+    }
+    Ok(Seqs::List(out))
 }

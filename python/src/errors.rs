@@ -11,6 +11,7 @@ static INVALID_INPUT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static ORIGIN: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static STORAGE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static INCOMPLETE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static MISSING: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static SUPERSEDED: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static CODEC: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static FRAME_TOO_LARGE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
@@ -89,6 +90,13 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
         Error::Contended { timeline, .. } => (
             SUPERSEDED.import(py, MODULE, "SupersededError")?,
             vec![("timeline", timeline.into_pyobject(py)?.into_any().unbind())],
+        ),
+        Error::NoFrame { timeline, seq } => (
+            MISSING.import(py, MODULE, "MissingFrameError")?,
+            vec![
+                ("timeline", timeline.into_pyobject(py)?.into_any().unbind()),
+                ("seq", seq.into_pyobject(py)?.into_any().unbind()),
+            ],
         ),
         Error::Decode { key, .. } => (
             CODEC.import(py, MODULE, "CodecError")?,

@@ -32,15 +32,16 @@ pub struct FrameIterator {
 }
 
 impl FrameIterator {
-    /// Starts streaming `timeline` on the package runtime.
+    /// Starts streaming the frames `seqs` names of `timeline` on the package runtime.
     pub fn start(
         cache: framecache::FrameCache,
         timeline: String,
+        seqs: framecache::Seqs,
         options: framecache::LoadOptions,
     ) -> PyResult<Self> {
         let (sender, receiver) = mpsc::channel(AHEAD);
         let task = runtime::handle()?.spawn(async move {
-            let mut frames = std::pin::pin!(cache.stream_frames_with(&timeline, options));
+            let mut frames = std::pin::pin!(cache.stream_frames_of(&timeline, seqs, options));
             while let Some(item) = frames.next().await {
                 let failed = item.is_err();
                 if sender.send(item.map(|(frame, _)| frame)).await.is_err() || failed {

@@ -3,6 +3,7 @@
 
 use crate::args::{
     encoded_from_py, frames_from_py, load_options, overlay_bytes, overlay_strings, quality, scope,
+    seqs_of,
 };
 use crate::cache::PyFrameCache;
 use crate::config::{Overrides, describe};
@@ -92,17 +93,21 @@ pymethods_with_twins! {
             Json::of(&self.core()?.stats()).to_python(py)
         }
 
-        /// An iterator over the timeline's frames in sequence order, each yielded as soon as
-        /// it (and those before it) is decoded, with fetches and decodes running ahead;
-        /// ``writeable`` and ``scale`` as for :meth:`load_frames`.
-        #[pyo3(signature = (timeline, *, writeable=true, scale=1))]
+        /// An iterator over the timeline's frames in sequence order (or those ``seqs`` names,
+        /// in its order), each yielded as soon as it (and those before it) is decoded, with
+        /// fetches and decodes running ahead; ``seqs``, ``writeable`` and ``scale`` as for
+        /// :meth:`load_frames`. A long timeline's first frames come before its listing.
+        #[pyo3(signature = (timeline, seqs=None, *, writeable=true, scale=1))]
         fn iter_frames(
             &self,
             timeline: String,
+            seqs: Option<&Bound<'_, PyAny>>,
             writeable: bool,
             scale: u32,
         ) -> PyResult<FrameIterator> {
-            FrameIterator::start(self.core()?, timeline, load_options(writeable, scale)?)
+            let seqs = seqs_of(seqs)?;
+            let options = load_options(writeable, scale)?;
+            FrameIterator::start(self.core()?, timeline, seqs, options)
         }
 
         /// The process id the cache's handles belong to (they are rebuilt after a fork).
@@ -137,18 +142,30 @@ pymethods_with_twins! {
         /// Every frame, decoded, sorted by sequence; ``[]`` when the timeline has none.
         /// Raises ``IncompleteTimelineError`` while a writer has not finished.
         ///
+        /// ``seqs``: only these frames, in this order (any iterable of ints, a ``range`` the
+        /// common case; duplicates repeated). It costs what it asks: the manifest's head and
+        /// the chunks covering them, one stat and one read per frame, no listing. A seq the
+        /// timeline lacks raises ``MissingFrameError`` naming it.
+        ///
         /// Each ``image`` is writable and belongs to its frame alone (a copy-on-write map of the
         /// machine's decoded frame, or a private buffer). With ``writeable=False`` the arrays are
         /// read-only views of the cache's own buffers: never copied, the cheapest for frames
         /// found in the cache; assigning to one raises ``ValueError``. ``scale`` 2, 4 or 8
         /// decodes at 1/2, 1/4 or 1/8 of the size (rounded up) through the JPEG's DCT, much
         /// cheaper than a full decode and a resize; scaled frames are cached apart.
-        #[pyo3(signature = (timeline, *, writeable=true, scale=1))]
-        fn load_frames / load_frames_async(&self, timeline: String, writeable: bool, scale: u32) {
+        #[pyo3(signature = (timeline, seqs=None, *, writeable=true, scale=1))]
+        fn load_frames / load_frames_async(
+            &self,
+            timeline: String,
+            seqs: Option<&Bound<'_, PyAny>>,
+            writeable: bool,
+            scale: u32,
+        ) {
             let fc = self.core()?;
             let options = load_options(writeable, scale)?;
+            let seqs = seqs_of(seqs)?;
             async move {
-                let frames = fc.load_frames_with(&timeline, options).await?;
+                let frames = fc.load_frames_of(&timeline, seqs, options).await?;
                 Ok(Decoded::all(frames, options.access))
             }
         }
@@ -180,11 +197,14 @@ pymethods_with_twins! {
             }
         }
 
-        /// Every frame's stored JPEG, sorted, not decoded: ``{"seq", "timestamp", "jpeg",
-        /// "source"}`` dicts (``jpeg`` is ``bytes``; ``source`` the tier that answered).
-        fn load_jpegs / load_jpegs_async(&self, timeline: String) {
+        /// Every frame's stored JPEG (or those ``seqs`` names, as for :meth:`load_frames`),
+        /// not decoded: ``{"seq", "timestamp", "jpeg", "source"}`` dicts (``jpeg`` is
+        /// ``bytes``; ``source`` the tier that answered).
+        #[pyo3(signature = (timeline, seqs=None))]
+        fn load_jpegs / load_jpegs_async(&self, timeline: String, seqs: Option<&Bound<'_, PyAny>>) {
             let fc = self.core()?;
-            async move { fc.load_jpegs(&timeline).await }
+            let seqs = seqs_of(seqs)?;
+            async move { fc.load_jpegs_of(&timeline, seqs).await }
         }
 
         /// Every frame as ``{"seq", "timestamp", "jpeg_b64"}``, the stored JPEG in base64

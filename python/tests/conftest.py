@@ -61,6 +61,10 @@ class Backend:
 
     def cache(self, name: str = "a", **overrides) -> FrameCache:
         """A cache on this backend with its own disk directory (``name``)."""
+        return FrameCache(**self.cache_kwargs(name, **overrides))
+
+    def cache_kwargs(self, name: str = "a", **overrides) -> dict:
+        """The ``FrameCache`` keywords of :meth:`cache`: plain data, for other processes."""
         kwargs = dict(
             cache_dir=os.path.join(self.tmp, f"disk-{name}"),
             memory_capacity=256 << 20,
@@ -78,7 +82,7 @@ class Backend:
                 secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"],
             )
         kwargs.update(overrides)
-        return FrameCache(**kwargs)
+        return kwargs
 
     def env(self, name: str = "env") -> dict[str, str]:
         """Environment variables that configure the drop-in (and the CLI) for this backend."""

@@ -74,7 +74,7 @@ impl ApiError {
 
     /// Maps a library error: bad input is `400`, an origin that fails (down, timing out,
     /// refusing) is `503`, a timeline whose writer has not finished (or a write another
-    /// writer superseded) is `409`, an object deleted while being read is `404`, anything
+    /// writer superseded) is `409`, an object deleted while being read or a frame a range lacks is `404`, anything
     /// else `500`. Messages are redacted; those of `5xx` answers go only to the log.
     pub fn from_core(err: &Error, redactor: &Redactor, retry_after: Duration) -> Self {
         let message = redactor.redact(&err.to_string());
@@ -93,7 +93,7 @@ impl ApiError {
             Error::Incomplete { .. } | Error::Superseded { .. } | Error::Contended { .. } => {
                 StatusCode::CONFLICT
             }
-            Error::Vanished { .. } => StatusCode::NOT_FOUND,
+            Error::Vanished { .. } | Error::NoFrame { .. } => StatusCode::NOT_FOUND,
             _ => return Self::server(StatusCode::INTERNAL_SERVER_ERROR, "internal error", message),
         };
         Self::new(status, message)

@@ -6,7 +6,7 @@
 //! The rule is that the writer that finishes last wins; see [`FrameCache::finish_timeline`].
 
 use super::FrameCache;
-use super::manifest::{Manifest, ManifestHead, manifest_bytes, parse_manifest};
+use super::manifest::{Manifest, ManifestHead, StoredHead, head_bytes, manifest_bytes};
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::tier::{ObjectInfo, Version};
@@ -225,8 +225,8 @@ impl FrameCache {
     pub(super) async fn abandon(&self, manifest_key: &str, generation: &str) {
         let origin = self.cache.origin();
         let mut manifest = match origin.get(manifest_key).await {
-            Ok(Some(bytes)) => match parse_manifest(manifest_key, &bytes, self.cache.metrics()) {
-                Some(m) if m.generation == generation => m,
+            Ok(Some(bytes)) => match serde_json::from_slice::<StoredHead>(&bytes) {
+                Ok(m) if m.generation == generation => m,
                 _ => return,
             },
             Ok(None) => return,
@@ -237,7 +237,7 @@ impl FrameCache {
         };
         manifest.complete = false;
         manifest.abandoned = true;
-        if let Err(e) = origin.put(manifest_key, manifest_bytes(&manifest)).await {
+        if let Err(e) = origin.put(manifest_key, head_bytes(&manifest)).await {
             tracing::warn!("cannot mark {manifest_key} abandoned: {e}");
         }
     }

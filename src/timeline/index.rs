@@ -2,11 +2,11 @@
 //! timeline ids.
 
 use super::FrameCache;
-use super::manifest::{FrameMeta, parse_manifest};
+use super::manifest::{FrameMeta, Head};
 use crate::error::{Error, Result};
-use crate::layout::{self, MANIFEST_NAME};
+use crate::layout;
 use crate::metrics::TierCounters;
-use crate::tier::Version;
+use crate::tier::{ObjectInfo, Version};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -91,7 +91,13 @@ impl FrameCache {
     /// The origin's index of a timeline, or, when the origin fails, the last one this
     /// machine saw (see [`FrameCache::keep_listing`]).
     pub(super) async fn index(&self, timeline: &str) -> Result<Index> {
-        match self.origin_index(timeline).await {
+        let index = self.origin_index(timeline).await;
+        self.settle_index(timeline, index).await
+    }
+
+    /// Keeps an index the origin gave, or stands in the kept one for an origin's failure.
+    pub(super) async fn settle_index(&self, timeline: &str, index: Result<Index>) -> Result<Index> {
+        match index {
             Ok(index) => {
                 self.keep_listing(timeline, &index).await;
                 Ok(index)
@@ -111,23 +117,31 @@ impl FrameCache {
         }
     }
 
-    /// Lists the timeline and reads its manifest from the origin.
+    /// Lists the timeline and reads its manifest from the origin (the head, then every
+    /// chunk: a listing is proportional to the timeline anyway).
     pub(super) async fn origin_index(&self, timeline: &str) -> Result<Index> {
         let prefix = layout::frames_prefix(timeline)?;
-        let manifest_key = layout::manifest_key(timeline)?;
         let origin = self.cache.origin();
-        let (listed, manifest_bytes) =
-            futures::try_join!(origin.list(&prefix), origin.get(&manifest_key))?;
-        let manifest = manifest_bytes
-            .as_ref()
-            .and_then(|bytes| parse_manifest(&manifest_key, bytes, self.cache.metrics()));
-        let mut metas: HashMap<u64, FrameMeta> = manifest
-            .as_ref()
-            .map(|m| m.frames.iter().map(|f| (f.seq, f.clone())).collect())
-            .unwrap_or_default();
+        let (listed, head) = futures::try_join!(origin.list(&prefix), self.read_head(timeline))?;
+        self.join_index(timeline, listed, head).await
+    }
+
+    /// The index of a listing and a manifest head read together.
+    pub(super) async fn join_index(
+        &self,
+        timeline: &str,
+        listed: Vec<ObjectInfo>,
+        head: Option<Head>,
+    ) -> Result<Index> {
+        let prefix = layout::frames_prefix(timeline)?;
+        let metas = match &head {
+            Some(head) if head.complete => self.all_metas(timeline, head).await?,
+            _ => Vec::new(),
+        };
+        let mut metas: HashMap<u64, FrameMeta> = metas.into_iter().map(|f| (f.seq, f)).collect();
         let mut entries = Vec::with_capacity(listed.len());
         for object in listed {
-            if layout::name_under(&prefix, &object.key) == Some(MANIFEST_NAME) {
+            if layout::name_under(&prefix, &object.key).is_some_and(layout::is_metadata_name) {
                 continue;
             }
             let Some(seq) = layout::frame_seq_under(&prefix, &object.key) else {
@@ -145,16 +159,21 @@ impl FrameCache {
             });
         }
         entries.sort_by_key(|e| e.seq);
-        let status = match manifest {
-            Some(m) => {
-                let expected = m.frames.len();
-                let present = expected - metas.len();
-                if m.complete && metas.is_empty() {
+        let status = match head {
+            Some(head) => {
+                let expected = head.count;
+                if head.complete && metas.is_empty() {
                     TimelineStatus::Complete {
                         frames: entries.len(),
-                        generation: m.generation,
+                        generation: head.generation,
                     }
                 } else {
+                    // An incomplete manifest has no entries yet: every frame present counts.
+                    let present = if head.complete {
+                        expected.saturating_sub(metas.len())
+                    } else {
+                        entries.len().min(expected)
+                    };
                     TimelineStatus::Partial { expected, present }
                 }
             }

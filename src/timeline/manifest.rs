@@ -1,16 +1,32 @@
 //! The manifest framecache writes beside a timeline's frames: the metadata JPEGs cannot hold
 //! (chunk id, timestamp, perceptual hash), each frame's size and blake3, a generation and a
-//! completeness flag; and the local copy of the last complete one, for offline loads.
+//! completeness flag.
+//!
+//! Stored form (format 2): `manifest.json` is a small head (generation, flags, frame count
+//! and one reference per chunk: its seq span and blake3), and the frame entries live in
+//! chunks of [`CHUNK_FRAMES`] under `manifest.d/{generation}/{n}.json`. A read of a few
+//! frames reads the head and the chunks covering them, never the whole index, however long
+//! the timeline. A chunk is written once under its generation and never changes, so this
+//! process keeps chunks it parsed by key. Format 1 (every entry inline) is still read.
 
 use super::FrameCache;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::layout;
-use crate::metrics::{Metrics, TierCounters};
+use crate::metrics::TierCounters;
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt, stream};
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
-/// Version of the manifest's JSON layout.
-pub(super) const MANIFEST_FORMAT: u32 = 1;
+/// Version of the manifest's JSON layout this build writes.
+pub(super) const MANIFEST_FORMAT: u32 = 2;
+/// The earlier layout, every frame inline in `manifest.json`; still read.
+const INLINE_FORMAT: u32 = 1;
+/// Frame entries per chunk: one chunk of JSON is ~130 KB and parses in about a millisecond.
+pub(super) const CHUNK_FRAMES: usize = 1000;
+/// Parsed chunks this process keeps (about 0.2 MB each parsed) before starting over.
+const KEPT_CHUNKS: usize = 256;
 
 /// One frame's entry in the manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,8 +64,32 @@ impl FrameMeta {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A reference from the head to one chunk of frame entries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct ChunkRef {
+    /// Lowest seq in the chunk.
+    pub(super) first: u64,
+    /// Highest seq in the chunk.
+    pub(super) last: u64,
+    /// Entries in the chunk.
+    pub(super) count: usize,
+    /// Hex blake3 of the chunk's bytes: a copy that does not match is not used.
+    pub(super) blake3: String,
+}
+
+/// A manifest as a writer builds it: every entry in memory, and once stored, the chunks.
+#[derive(Debug, Clone)]
 pub(super) struct Manifest {
+    pub(super) generation: String,
+    pub(super) complete: bool,
+    pub(super) frames: Vec<FrameMeta>,
+    /// The chunks as stored ([`FrameCache::put_chunks`]); empty while incomplete.
+    pub(super) chunks: Vec<ChunkRef>,
+}
+
+/// `manifest.json` as stored, of either format.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct StoredHead {
     pub(super) format: u32,
     pub(super) generation: String,
     pub(super) complete: bool,
@@ -57,6 +97,14 @@ pub(super) struct Manifest {
     /// the timeline need not give way to it. Absent in manifests written before it existed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub(super) abandoned: bool,
+    /// Frames the manifest lists (format 2).
+    #[serde(default)]
+    pub(super) count: usize,
+    /// Format 2: the chunks, in seq order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) chunks: Vec<ChunkRef>,
+    /// Format 1: every entry inline.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) frames: Vec<FrameMeta>,
 }
 
@@ -69,40 +117,82 @@ pub(super) struct ManifestHead {
     pub(super) abandoned: bool,
 }
 
-/// A manifest of the known format; anything else is logged, counted in
-/// [`crate::Stats::unreadable_manifests`] and ignored (the timeline then loads without its
-/// metadata, as one written by the Python module).
-pub(super) fn parse_manifest(key: &str, bytes: &[u8], metrics: &Metrics) -> Option<Manifest> {
-    let parsed = parse_manifest_quiet(bytes);
-    if let Err(reason) = &parsed {
-        tracing::warn!("{key}: manifest ignored, its frames load without metadata: {reason}");
-        TierCounters::bump(&metrics.unreadable_manifests);
-    }
-    parsed.ok()
+/// A parsed manifest head: where to find each frame's entry.
+#[derive(Debug, Clone)]
+pub(super) struct Head {
+    pub(super) generation: String,
+    pub(super) complete: bool,
+    /// Frames the manifest lists.
+    pub(super) count: usize,
+    entries: Entries,
 }
 
-/// Fuzz entry point ([`crate::fuzzing::manifest`]): a manifest that parses comes back
-/// equal from the JSON written for it.
-pub(crate) fn fuzz_manifest(bytes: &[u8]) {
-    if let Ok(parsed) = parse_manifest_quiet(bytes) {
-        let again = parse_manifest_quiet(&manifest_bytes(&parsed))
-            .expect("a manifest written from a parsed one parses");
-        assert_eq!(again.frames, parsed.frames);
-        assert_eq!(again.generation, parsed.generation);
-    }
+#[derive(Debug, Clone)]
+enum Entries {
+    /// Format 1, sorted by seq.
+    Inline(Arc<Vec<FrameMeta>>),
+    /// Format 2.
+    Chunked(Arc<Vec<ChunkRef>>),
 }
 
-/// A manifest of the known format, or why not.
-fn parse_manifest_quiet(bytes: &[u8]) -> std::result::Result<Manifest, String> {
-    match serde_json::from_slice::<Manifest>(bytes) {
-        Ok(m) if m.format == MANIFEST_FORMAT => Ok(m),
-        Ok(m) => Err(format!("unknown manifest format {}", m.format)),
-        Err(e) => Err(format!("unreadable: {e}")),
-    }
+/// Parsed chunks by key, shared by the clones of one [`FrameCache`].
+pub(super) type ChunkMemo = Arc<Mutex<HashMap<String, Arc<Vec<FrameMeta>>>>>;
+
+/// A manifest of a known format; anything else is logged and ignored.
+pub(super) fn parse_head(key: &str, bytes: &[u8]) -> Option<Head> {
+    let stored = match serde_json::from_slice::<StoredHead>(bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!("{key}: unreadable manifest ignored: {e}");
+            return None;
+        }
+    };
+    let entries = match stored.format {
+        INLINE_FORMAT => {
+            let mut frames = stored.frames;
+            frames.sort_by_key(|f| f.seq);
+            Entries::Inline(Arc::new(frames))
+        }
+        MANIFEST_FORMAT => {
+            // Chunk keys are built from the generation: it must be a valid id.
+            if let Err(e) = layout::validate_id("manifest generation", &stored.generation) {
+                tracing::warn!("{key}: manifest ignored: {e}");
+                return None;
+            }
+            Entries::Chunked(Arc::new(stored.chunks))
+        }
+        other => {
+            tracing::warn!("{key}: unknown manifest format {other}");
+            return None;
+        }
+    };
+    let count = match &entries {
+        Entries::Inline(frames) => frames.len(),
+        Entries::Chunked(_) => stored.count,
+    };
+    Some(Head {
+        generation: stored.generation,
+        complete: stored.complete,
+        count,
+        entries,
+    })
 }
 
+/// The head of `manifest` as stored: its chunks once stored, none while incomplete.
 pub(super) fn manifest_bytes(manifest: &Manifest) -> Bytes {
-    Bytes::from(serde_json::to_vec(manifest).expect("a manifest always serializes"))
+    head_bytes(&StoredHead {
+        format: MANIFEST_FORMAT,
+        generation: manifest.generation.clone(),
+        complete: manifest.complete,
+        abandoned: false,
+        count: manifest.frames.len(),
+        chunks: manifest.chunks.clone(),
+        frames: Vec::new(),
+    })
+}
+
+pub(super) fn head_bytes(head: &StoredHead) -> Bytes {
+    Bytes::from(serde_json::to_vec(head).expect("a manifest always serializes"))
 }
 
 pub(super) fn new_generation() -> String {
@@ -119,11 +209,289 @@ pub(super) fn new_generation() -> String {
     hasher.finalize().to_hex()[..16].to_owned()
 }
 
+impl Head {
+    /// Indexes of the chunks whose span meets `first..=last`.
+    fn chunks_meeting(chunks: &[ChunkRef], first: u64, last: u64) -> std::ops::Range<usize> {
+        let start = chunks.partition_point(|c| c.last < first);
+        let end = chunks.partition_point(|c| c.first <= last);
+        start..end.max(start)
+    }
+}
+
 impl FrameCache {
-    /// The origin's manifest of `timeline`, if it has a readable one.
-    pub(super) async fn read_manifest(&self, timeline: &str) -> Result<Option<Manifest>> {
+    /// The origin's manifest head of `timeline`, if it has a readable one: one small GET.
+    pub(super) async fn read_head(&self, timeline: &str) -> Result<Option<Head>> {
         let key = layout::manifest_key(timeline)?;
         let bytes = self.cache.origin().get(&key).await?;
-        Ok(bytes.and_then(|b| parse_manifest(&key, &b, self.cache.metrics())))
+        Ok(bytes.and_then(|b| {
+            let head = parse_head(&key, &b);
+            if head.is_none() {
+                // The timeline then loads without its metadata, as one the Python module
+                // wrote: never silently.
+                TierCounters::bump(&self.cache.metrics().unreadable_manifests);
+            }
+            head
+        }))
+    }
+
+    /// The manifest entries of `head` for the seqs within `first..=last`, sorted: only the
+    /// chunks covering them are read, each once per process.
+    ///
+    /// # Errors
+    /// A chunk gone from the origin ([`Error::Vanished`]: the timeline was rewritten since
+    /// the head was read), or one that does not match the head's blake3, or the origin's.
+    pub(super) async fn metas_between(
+        &self,
+        timeline: &str,
+        head: &Head,
+        first: u64,
+        last: u64,
+    ) -> Result<Vec<FrameMeta>> {
+        let in_span = |f: &&FrameMeta| (first..=last).contains(&f.seq);
+        match &head.entries {
+            Entries::Inline(frames) => Ok(frames.iter().filter(in_span).cloned().collect()),
+            Entries::Chunked(chunks) => {
+                let wanted = Head::chunks_meeting(chunks, first, last);
+                let parts: Vec<Arc<Vec<FrameMeta>>> = stream::iter(wanted)
+                    .map(|n| self.chunk(timeline, &head.generation, n, &chunks[n]))
+                    .buffered(self.concurrency)
+                    .try_collect()
+                    .await?;
+                Ok(parts
+                    .iter()
+                    .flat_map(|p| p.iter().filter(in_span).cloned())
+                    .collect())
+            }
+        }
+    }
+
+    /// Every manifest entry of `head`, sorted by seq.
+    pub(super) async fn all_metas(&self, timeline: &str, head: &Head) -> Result<Vec<FrameMeta>> {
+        self.metas_between(timeline, head, 0, u64::MAX).await
+    }
+
+    /// The manifest entries of `head` for `seqs` (those it lists), reading only the chunks
+    /// that could hold them.
+    pub(super) async fn metas_of(
+        &self,
+        timeline: &str,
+        head: &Head,
+        seqs: &BTreeSet<u64>,
+    ) -> Result<HashMap<u64, FrameMeta>> {
+        let listed = |f: &&FrameMeta| seqs.contains(&f.seq);
+        Ok(match &head.entries {
+            Entries::Inline(frames) => frames
+                .iter()
+                .filter(listed)
+                .map(|f| (f.seq, f.clone()))
+                .collect(),
+            Entries::Chunked(chunks) => {
+                let wanted: BTreeSet<usize> = seqs
+                    .iter()
+                    .filter_map(|&seq| {
+                        let n = chunks.partition_point(|c| c.last < seq);
+                        chunks.get(n).filter(|c| c.first <= seq).map(|_| n)
+                    })
+                    .collect();
+                let parts: Vec<Arc<Vec<FrameMeta>>> = stream::iter(wanted)
+                    .map(|n| self.chunk(timeline, &head.generation, n, &chunks[n]))
+                    .buffered(self.concurrency)
+                    .try_collect()
+                    .await?;
+                parts
+                    .iter()
+                    .flat_map(|p| p.iter().filter(listed).map(|f| (f.seq, f.clone())))
+                    .collect()
+            }
+        })
+    }
+
+    /// Up to `n` manifest entries of `head` from seq `from` on, in order; the chunks are
+    /// read one at a time, as far as needed.
+    pub(super) async fn metas_from(
+        &self,
+        timeline: &str,
+        head: &Head,
+        from: u64,
+        n: usize,
+    ) -> Result<Vec<FrameMeta>> {
+        match &head.entries {
+            Entries::Inline(frames) => {
+                let start = frames.partition_point(|f| f.seq < from);
+                Ok(frames[start..].iter().take(n).cloned().collect())
+            }
+            Entries::Chunked(chunks) => {
+                let mut out = Vec::with_capacity(n.min(CHUNK_FRAMES));
+                let start = chunks.partition_point(|c| c.last < from);
+                for (i, chunk) in chunks.iter().enumerate().skip(start) {
+                    if out.len() >= n {
+                        break;
+                    }
+                    let part = self.chunk(timeline, &head.generation, i, chunk).await?;
+                    let rest = n - out.len();
+                    out.extend(part.iter().filter(|f| f.seq >= from).take(rest).cloned());
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Chunk `n` of a generation: from this process's memo, else read through the tiers
+    /// and checked against the head's blake3 (a local copy that does not match is dropped
+    /// and the origin asked).
+    async fn chunk(
+        &self,
+        timeline: &str,
+        generation: &str,
+        n: usize,
+        reference: &ChunkRef,
+    ) -> Result<Arc<Vec<FrameMeta>>> {
+        let key = layout::manifest_chunk_key(timeline, generation, n)?;
+        if let Some(parsed) = self.chunks.lock().expect("chunk memo lock").get(&key) {
+            return Ok(parsed.clone());
+        }
+        let mut hit = self.cache.get_hit(&key).await?;
+        for attempt in 0..2 {
+            let Some(found) = hit else {
+                return Err(Error::Vanished { key });
+            };
+            let hash = found.blake3.unwrap_or_else(|| blake3::hash(&found.bytes));
+            if hash.to_hex().as_str() == reference.blake3 {
+                let parsed: Vec<FrameMeta> =
+                    serde_json::from_slice(&found.bytes).map_err(|e| Error::Decode {
+                        key: key.clone(),
+                        reason: format!("manifest chunk: {e}"),
+                    })?;
+                let parsed = Arc::new(parsed);
+                let mut memo = self.chunks.lock().expect("chunk memo lock");
+                if memo.len() >= KEPT_CHUNKS {
+                    memo.clear();
+                }
+                memo.insert(key, parsed.clone());
+                return Ok(parsed);
+            }
+            if attempt == 0 && found.source != crate::tier::Source::Origin {
+                self.cache.invalidate_local(&key).await;
+                hit = self.cache.get_hit(&key).await?;
+                continue;
+            }
+            break;
+        }
+        Err(Error::Decode {
+            key,
+            reason: "manifest chunk does not match the blake3 its manifest lists".into(),
+        })
+    }
+
+    /// Stores `manifest`'s entries as chunks under its generation and records them in it.
+    pub(super) async fn put_chunks(&self, timeline: &str, manifest: &mut Manifest) -> Result<()> {
+        let mut refs = Vec::new();
+        let mut puts = Vec::new();
+        for (n, part) in manifest.frames.chunks(CHUNK_FRAMES).enumerate() {
+            let bytes = Bytes::from(serde_json::to_vec(part).expect("entries always serialize"));
+            refs.push(ChunkRef {
+                first: part.first().map_or(0, |f| f.seq),
+                last: part.last().map_or(0, |f| f.seq),
+                count: part.len(),
+                blake3: blake3::hash(&bytes).to_hex().to_string(),
+            });
+            puts.push((
+                layout::manifest_chunk_key(timeline, &manifest.generation, n)?,
+                bytes,
+            ));
+        }
+        stream::iter(puts)
+            .map(|(key, bytes)| async move { self.cache.origin().put(&key, bytes).await })
+            .buffer_unordered(self.concurrency)
+            .try_collect::<Vec<_>>()
+            .await?;
+        manifest.chunks = refs;
+        Ok(())
+    }
+
+    /// Removes the chunks of `generation` (best effort) unless `manifest.json` names it
+    /// again. Called with the generation a write replaced: its writer finished before this
+    /// write began, so nothing is left to write them.
+    pub(super) async fn drop_chunks_of(&self, timeline: &str, generation: &str) {
+        // Format 1 generations were never checked as ids, and never had chunks.
+        let (Ok(prefix), Ok(())) = (
+            layout::manifest_chunks_prefix(timeline),
+            layout::validate_id("manifest generation", generation),
+        ) else {
+            return;
+        };
+        match self.read_head(timeline).await {
+            Ok(Some(head)) if head.generation == generation => return,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!("cannot read the manifest of {timeline}: {e}");
+                return;
+            }
+        }
+        let origin = self.cache.origin();
+        if let Err(e) = origin
+            .remove_prefix(&format!("{prefix}{generation}/"))
+            .await
+        {
+            tracing::warn!("cannot remove old manifest chunks of {timeline}: {e}");
+        }
+    }
+}
+
+/// Fuzz entry point ([`crate::fuzzing::manifest`]): a head that parses comes back with the
+/// same generation, count and chunks from the JSON written for it; a chunk's entries parse
+/// and serialize back to the same number of entries.
+pub(crate) fn fuzz_manifest(bytes: &[u8]) {
+    if let Ok(stored) = serde_json::from_slice::<StoredHead>(bytes) {
+        let _ = parse_head("fuzz", bytes);
+        let again: StoredHead =
+            serde_json::from_slice(&head_bytes(&stored)).expect("a written head parses");
+        assert_eq!(again.generation, stored.generation);
+        assert_eq!(again.count, stored.count);
+        assert_eq!(again.chunks.len(), stored.chunks.len());
+        assert_eq!(again.frames, stored.frames);
+    }
+    if let Ok(chunk) = serde_json::from_slice::<Vec<FrameMeta>>(bytes) {
+        let json = serde_json::to_vec(&chunk).expect("a chunk serializes");
+        let again: Vec<FrameMeta> = serde_json::from_slice(&json).expect("a written chunk parses");
+        assert_eq!(again, chunk);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(first: u64, last: u64) -> ChunkRef {
+        ChunkRef {
+            first,
+            last,
+            count: 0,
+            blake3: String::new(),
+        }
+    }
+
+    #[test]
+    fn chunks_meeting_a_span_are_only_those_overlapping_it() {
+        let chunks = [chunk(0, 9), chunk(10, 19), chunk(30, 39)];
+        assert_eq!(Head::chunks_meeting(&chunks, 5, 12), 0..2);
+        assert_eq!(Head::chunks_meeting(&chunks, 20, 29), 2..2);
+        assert_eq!(Head::chunks_meeting(&chunks, 35, 100), 2..3);
+        assert_eq!(Head::chunks_meeting(&chunks, 40, 50), 3..3);
+        assert_eq!(Head::chunks_meeting(&chunks, 0, u64::MAX), 0..3);
+    }
+
+    #[test]
+    fn both_formats_parse_and_a_bad_generation_is_ignored() {
+        let inline = br#"{"format":1,"generation":"g","complete":true,"frames":[
+            {"seq":2,"chunk_id":0,"timestamp":0.0,"perceptual_hash":"","size":1,"blake3":"x"},
+            {"seq":1,"chunk_id":0,"timestamp":0.0,"perceptual_hash":"","size":1,"blake3":"x"}]}"#;
+        let head = parse_head("k", inline).unwrap();
+        assert_eq!(head.count, 2);
+        let chunked = br#"{"format":2,"generation":"g","complete":true,"count":5,"chunks":[]}"#;
+        assert_eq!(parse_head("k", chunked).unwrap().count, 5);
+        let hostile = br#"{"format":2,"generation":"../x","complete":true,"count":5}"#;
+        assert!(parse_head("k", hostile).is_none());
+        assert!(parse_head("k", br#"{"format":3,"generation":"g","complete":true}"#).is_none());
     }
 }

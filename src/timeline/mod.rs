@@ -26,6 +26,7 @@ mod manifest;
 mod overlay_index;
 mod overlays;
 mod read;
+mod select;
 mod thumbnail;
 mod write;
 
@@ -36,6 +37,7 @@ pub use manifest::FrameMeta;
 pub(crate) use manifest::fuzz_manifest;
 pub use overlay_index::OverlayRef;
 pub use read::{Frame, FrameJpeg};
+pub use select::{FramePage, MAX_SELECTION, Seqs};
 pub use thumbnail::{THUMBNAIL_QUALITY, Thumbnail};
 pub use write::EncodedFrame;
 
@@ -69,6 +71,8 @@ pub struct FrameCache {
     concurrency: usize,
     /// Digest of the listing this process last kept locally, per kept key.
     kept: Arc<Mutex<HashMap<String, blake3::Hash>>>,
+    /// Manifest chunks this process parsed, by key (each generation's are immutable).
+    chunks: manifest::ChunkMemo,
     /// Slots for JPEG encodes and decodes, a few per core: enough to keep every core busy,
     /// while more would only add threads and scratch buffers (RSS); fetches, which wait on
     /// I/O, still go `concurrency` wide.
@@ -117,6 +121,7 @@ impl FrameCache {
             cache,
             concurrency: concurrency.max(1),
             kept: Arc::default(),
+            chunks: Arc::default(),
             verified: Arc::default(),
             codec_slots: Arc::new(tokio::sync::Semaphore::new(
                 4 * std::thread::available_parallelism().map_or(1, |n| n.get()),

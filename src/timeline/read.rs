@@ -118,8 +118,8 @@ impl FrameCache {
     }
 
     /// One frame's entry as the origin has it now: one stat for its version and, when
-    /// `with_meta`, the manifest for its metadata. When the origin fails, the entry of the
-    /// last listing kept on this machine (counted as an offline load).
+    /// `with_meta`, the manifest head and the one chunk holding its metadata. When the
+    /// origin fails, the entry this machine kept (counted as an offline load).
     pub(super) async fn frame_entry(
         &self,
         timeline: &str,
@@ -129,31 +129,38 @@ impl FrameCache {
         let key = layout::frame_key(timeline, seq)?;
         let origin = self.cache.origin();
         let meta = async {
-            if with_meta {
-                self.read_manifest(timeline).await
-            } else {
-                Ok(None)
+            if !with_meta {
+                return Ok(None);
             }
+            let Some(head) = self.read_head(timeline).await? else {
+                return Ok(None);
+            };
+            let mut metas = self
+                .metas_of(timeline, &head, &std::iter::once(seq).collect())
+                .await?;
+            Ok(metas.remove(&seq))
         };
         match futures::try_join!(origin.stat(&key), meta) {
             Ok((None, _)) => Ok(None),
-            Ok((Some(info), manifest)) => Ok(Some(FrameEntry {
+            Ok((Some(info), meta)) => Ok(Some(FrameEntry {
                 seq,
                 key,
                 size: info.size,
                 version: info.version,
-                meta: manifest.and_then(|m| m.frames.into_iter().find(|f| f.seq == seq)),
+                meta,
             })),
-            Err(err) => {
-                let kept = self.kept_listing(timeline).await;
-                let Some(entry) = kept.and_then(|i| i.entries.into_iter().find(|e| e.seq == seq))
-                else {
+            Err(err) if err.is_origin_failure() => {
+                let kept = self
+                    .kept_entries(timeline, &std::iter::once(seq).collect())
+                    .await;
+                let Some(entry) = kept.into_values().next() else {
                     return Err(err);
                 };
                 tracing::warn!("origin failed ({err}); reading {key} from the last listing kept");
                 TierCounters::bump(&self.cache.metrics().offline_loads);
                 Ok(Some(entry))
             }
+            Err(err) => Err(err),
         }
     }
 
@@ -178,13 +185,7 @@ impl FrameCache {
         timeline: &'a str,
         options: LoadOptions,
     ) -> impl Stream<Item = Result<(Frame, Source)>> + Send + 'a {
-        stream::once(self.loadable(timeline))
-            .map_ok(move |entries| {
-                stream::iter(entries)
-                    .map(move |entry| self.fetch_decoded(entry, options))
-                    .buffered(self.concurrency)
-            })
-            .try_flatten()
+        self.stream_frames_of(timeline, super::Seqs::All, options)
     }
 
     /// Every frame of a timeline, decoded to RGB and sorted by seq; empty when there are none.
@@ -288,19 +289,22 @@ impl FrameCache {
         entries: Vec<FrameEntry>,
     ) -> impl Stream<Item = Result<FrameJpeg>> + Send + '_ {
         stream::iter(entries)
-            .map(move |entry| async move {
-                let fetched = self.fetch(&entry).await?;
-                // The manifest describes these bytes only when its blake3 matches them.
-                let meta = entry.meta.filter(|_| fetched.current);
-                Ok(FrameJpeg {
-                    seq: entry.seq,
-                    timestamp: meta.as_ref().map_or(0.0, |m| m.timestamp),
-                    chunk_id: meta.as_ref().map_or(0, |m| m.chunk_id),
-                    perceptual_hash: meta.map(|m| m.perceptual_hash).unwrap_or_default(),
-                    jpeg: fetched.bytes,
-                    source: fetched.source,
-                })
-            })
+            .map(move |entry| self.jpeg_of(entry))
             .buffered(self.concurrency)
+    }
+
+    /// One listed frame's JPEG, checked against the manifest.
+    pub(super) async fn jpeg_of(&self, entry: FrameEntry) -> Result<FrameJpeg> {
+        let fetched = self.fetch(&entry).await?;
+        // The manifest describes these bytes only when its blake3 matches them.
+        let meta = entry.meta.filter(|_| fetched.current);
+        Ok(FrameJpeg {
+            seq: entry.seq,
+            timestamp: meta.as_ref().map_or(0.0, |m| m.timestamp),
+            chunk_id: meta.as_ref().map_or(0, |m| m.chunk_id),
+            perceptual_hash: meta.map(|m| m.perceptual_hash).unwrap_or_default(),
+            jpeg: fetched.bytes,
+            source: fetched.source,
+        })
     }
 }

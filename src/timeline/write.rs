@@ -2,7 +2,7 @@
 
 use super::FrameCache;
 use super::finish::Written;
-use super::manifest::{FrameMeta, MANIFEST_FORMAT, Manifest, manifest_bytes, new_generation};
+use super::manifest::{FrameMeta, Manifest, manifest_bytes, new_generation};
 use super::read::Frame;
 use crate::codec;
 use crate::error::{Error, Result};
@@ -164,12 +164,19 @@ impl FrameCache {
             .collect::<Result<Vec<_>>>()?;
         let manifest_key = layout::manifest_key(timeline)?;
         let mut manifest = Manifest {
-            format: MANIFEST_FORMAT,
             generation: new_generation(),
             complete: false,
-            abandoned: false,
             frames: metas,
+            chunks: Vec::new(),
         };
+        // The generation published before this write: its writer is done, so its manifest
+        // chunks can go once this write has published. Chunks of a writer still at work
+        // (its manifest incomplete) are never removed by another writer.
+        let previous = self
+            .read_head(timeline)
+            .await?
+            .filter(|head| head.complete)
+            .map(|head| head.generation);
         self.cache
             .origin()
             .put(&manifest_key, manifest_bytes(&manifest))
@@ -205,6 +212,8 @@ impl FrameCache {
                 meta.blake3 = blake3::hash(&frame.jpeg).to_hex().to_string();
             }
             manifest.frames.sort_by_key(|f| f.seq);
+            // Under this write's generation, so no reader of another manifest sees them.
+            self.put_chunks(timeline, &mut manifest).await?;
             manifest.complete = true;
             self.finish_timeline(timeline, &prefix, &manifest_key, &manifest, written)
                 .await
@@ -212,6 +221,9 @@ impl FrameCache {
         .await;
         match written {
             Ok(()) => {
+                if let Some(previous) = previous {
+                    self.drop_chunks_of(timeline, &previous).await;
+                }
                 let count = manifest.frames.len();
                 tracing::info!("cached {count} frames for timeline {timeline}");
                 Ok(count)

@@ -145,6 +145,9 @@ pub struct Instrumented {
     /// listing, and how many times it has.
     rewritten_before_list: std::sync::Mutex<Option<String>>,
     pub rewrites: AtomicUsize,
+    /// Listings and stats that reached the origin.
+    pub lists: AtomicUsize,
+    pub stats: AtomicUsize,
 }
 
 impl Instrumented {
@@ -161,6 +164,8 @@ impl Instrumented {
             failing_put: std::sync::Mutex::new(None),
             rewritten_before_list: std::sync::Mutex::new(None),
             rewrites: AtomicUsize::new(0),
+            lists: AtomicUsize::new(0),
+            stats: AtomicUsize::new(0),
         }
     }
 
@@ -271,6 +276,7 @@ impl Origin for Instrumented {
         .boxed()
     }
     fn stat<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<ObjectInfo>>> {
+        self.stats.fetch_add(1, SeqCst);
         self.inner.stat(key)
     }
     fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
@@ -278,6 +284,7 @@ impl Origin for Instrumented {
     }
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<ObjectInfo>>> {
         async move {
+            self.lists.fetch_add(1, SeqCst);
             self.maybe_hold(prefix).await;
             let rewritten = self.rewritten_before_list.lock().unwrap().clone();
             if let Some(key) = rewritten {
@@ -404,4 +411,139 @@ pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
         );
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
+}
+
+/// An origin that can be switched off: every call fails as a refused connection would.
+pub struct Switch {
+    pub inner: Arc<dyn framecache::tier::Origin>,
+    pub down: std::sync::atomic::AtomicBool,
+}
+
+impl Switch {
+    fn check(&self, key: &str) -> framecache::Result<()> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(framecache::Error::Storage {
+                op: "read",
+                key: key.to_owned(),
+                source: Box::new(
+                    opendal::Error::new(opendal::ErrorKind::Unexpected, "connection refused")
+                        .set_temporary(),
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl framecache::tier::Origin for Switch {
+    fn get<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> futures::future::BoxFuture<'a, framecache::Result<Option<Bytes>>> {
+        Box::pin(async move {
+            self.check(key)?;
+            self.inner.get(key).await
+        })
+    }
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        value: Bytes,
+    ) -> futures::future::BoxFuture<'a, framecache::Result<Option<framecache::tier::Version>>> {
+        Box::pin(async move {
+            self.check(key)?;
+            self.inner.put(key, value).await
+        })
+    }
+    fn remove<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> futures::future::BoxFuture<'a, framecache::Result<()>> {
+        Box::pin(async move {
+            self.check(key)?;
+            self.inner.remove(key).await
+        })
+    }
+    fn stat<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> futures::future::BoxFuture<'a, framecache::Result<Option<framecache::tier::ObjectInfo>>>
+    {
+        Box::pin(async move {
+            self.check(key)?;
+            self.inner.stat(key).await
+        })
+    }
+    fn list<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> futures::future::BoxFuture<'a, framecache::Result<Vec<framecache::tier::ObjectInfo>>> {
+        Box::pin(async move {
+            self.check(prefix)?;
+            self.inner.list(prefix).await
+        })
+    }
+    fn exists<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> futures::future::BoxFuture<'a, framecache::Result<bool>> {
+        Box::pin(async move {
+            self.check(key)?;
+            self.inner.exists(key).await
+        })
+    }
+    fn has_any<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> futures::future::BoxFuture<'a, framecache::Result<bool>> {
+        Box::pin(async move {
+            self.check(prefix)?;
+            self.inner.has_any(prefix).await
+        })
+    }
+    fn remove_prefix<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> futures::future::BoxFuture<'a, framecache::Result<()>> {
+        Box::pin(async move {
+            self.check(prefix)?;
+            self.inner.remove_prefix(prefix).await
+        })
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+/// A cache whose origin can be taken down: on S3 a proxy that refuses connections (the
+/// real failure, through OpenDAL), on the filesystem a switch in front of the origin.
+pub async fn cache_with_failing_origin(
+    env: &Env,
+    name: &str,
+) -> (framecache::FrameCache, Box<dyn Fn(bool) + Send>) {
+    let mut config = env.config(&env.disk_dir(name));
+    config.retries = 1;
+    config.retry_min_delay = std::time::Duration::from_millis(1);
+    if let framecache::Backend::S3(s3) = &mut config.backend {
+        let proxy = Proxy::start(s3.endpoint.as_deref().unwrap()).await;
+        s3.endpoint = Some(proxy.endpoint.clone());
+        let fc = framecache::FrameCache::new(&config).unwrap();
+        let set = move |down: bool| {
+            proxy.set(if down {
+                ProxyMode::Refuse
+            } else {
+                ProxyMode::Up
+            })
+        };
+        return (fc, Box::new(set));
+    }
+    let metrics = Arc::new(Metrics::default());
+    let switch = Arc::new(Switch {
+        inner: env.origin(&metrics),
+        down: Default::default(),
+    });
+    let chain = config.build_with_origin(switch.clone(), metrics);
+    let fc = framecache::FrameCache::from_chain(chain, config.concurrency);
+    let set = move |down: bool| switch.down.store(down, std::sync::atomic::Ordering::SeqCst);
+    (fc, Box::new(set))
 }

@@ -13,6 +13,7 @@ mod read;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use framecache::Seqs;
 use global::Global;
 use output::{Redacting, redact};
 use std::path::PathBuf;
@@ -81,18 +82,25 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
-    /// Write every frame of a timeline as `<seq>.jpg` into a directory.
+    /// Write every frame of a timeline (or those `--seqs` names) as `<seq>.jpg` into a
+    /// directory.
     Export {
         /// Timeline id.
         timeline: String,
         /// Output directory (created if missing).
         dir: PathBuf,
+        /// Only these frames: `A..B` (B excluded), `A..=B` or one seq; each must exist.
+        #[arg(long, value_parser = parse_seqs)]
+        seqs: Option<Seqs>,
     },
-    /// Prefetch whole timelines into the disk tier.
+    /// Prefetch whole timelines (or the frames `--seqs` names of each) into the disk tier.
     Warm {
         /// Timeline ids.
         #[arg(required = true)]
         timelines: Vec<String>,
+        /// Only these frames of each timeline: `A..B` (B excluded), `A..=B` or one seq.
+        #[arg(long, value_parser = parse_seqs)]
+        seqs: Option<Seqs>,
     },
     /// Delete a timeline's frames and overlays.
     Clear {
@@ -212,8 +220,14 @@ async fn run(cli: Cli) -> Result<()> {
             seq,
             output,
         } => read::get(&fc, &timeline, seq, output, json).await,
-        Command::Export { timeline, dir } => read::export(&fc, &timeline, &dir, json).await,
-        Command::Warm { timelines } => read::warm(&fc, &timelines, json).await,
+        Command::Export {
+            timeline,
+            dir,
+            seqs,
+        } => read::export(&fc, &timeline, &dir, seqs.unwrap_or_default(), json).await,
+        Command::Warm { timelines, seqs } => {
+            read::warm(&fc, &timelines, seqs.unwrap_or_default(), json).await
+        }
         Command::Clear {
             timeline,
             local_only,
@@ -253,4 +267,9 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `--seqs A..B`: the library's parser, its message for clap.
+fn parse_seqs(text: &str) -> std::result::Result<Seqs, String> {
+    Seqs::parse(text).map_err(|e| e.to_string())
 }

@@ -2,7 +2,7 @@
 
 use crate::output::{progress, report};
 use anyhow::{Context, Result, bail};
-use framecache::FrameCache;
+use framecache::{FrameCache, Seqs};
 use futures::StreamExt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -81,11 +81,17 @@ pub async fn get(
     Ok(())
 }
 
-/// `export`: every frame as `<seq>.jpg` into `dir`.
-pub async fn export(fc: &FrameCache, timeline: &str, dir: &Path, json: bool) -> Result<()> {
+/// `export`: every frame (or those `seqs` names) as `<seq>.jpg` into `dir`.
+pub async fn export(
+    fc: &FrameCache,
+    timeline: &str,
+    dir: &Path,
+    seqs: Seqs,
+    json: bool,
+) -> Result<()> {
     framecache::layout::validate_id("timeline id", timeline)?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let (count, stream) = fc.stream_jpegs(timeline).await?;
+    let (count, stream) = fc.stream_jpegs_of(timeline, seqs).await?;
     let bar = progress(count as u64, "export", json);
     let mut written = 0u64;
     let mut stream = Box::pin(stream);
@@ -105,14 +111,15 @@ pub async fn export(fc: &FrameCache, timeline: &str, dir: &Path, json: bool) -> 
     )
 }
 
-/// `warm`: whole timelines into the local tiers, reporting which tier served each frame.
-pub async fn warm(fc: &FrameCache, timelines: &[String], json: bool) -> Result<()> {
+/// `warm`: whole timelines (or the frames `seqs` names of each) into the local tiers,
+/// reporting which tier served each frame.
+pub async fn warm(fc: &FrameCache, timelines: &[String], seqs: Seqs, json: bool) -> Result<()> {
     for tl in timelines {
         framecache::layout::validate_id("timeline id", tl)?;
     }
     for tl in timelines {
         let start = Instant::now();
-        let (count, stream) = fc.stream_jpegs(tl).await?;
+        let (count, stream) = fc.stream_jpegs_of(tl, seqs.clone()).await?;
         let bar = progress(count as u64, "warm", json);
         let mut served = std::collections::BTreeMap::<String, u64>::new();
         let mut stream = Box::pin(stream);

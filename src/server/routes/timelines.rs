@@ -6,6 +6,7 @@ use super::super::versions;
 use super::params::TimelineId;
 use super::respond::{Served, frame_url, json_response, stage_url};
 use super::{ApiResult, VersionQuery, parse_seq};
+use crate::FramePage;
 use crate::codec::Scale;
 use crate::layout;
 use crate::tier::Source;
@@ -62,17 +63,48 @@ impl StageInfo {
     }
 }
 
+/// `?from=&limit=` on a timeline's index: one page of it.
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct PageQuery {
+    from: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// Frames per page when `from` comes without `limit`.
+const DEFAULT_PAGE: usize = 1000;
+/// The largest page.
+const MAX_PAGE: usize = 10_000;
+
 pub(super) async fn timeline(
     State(state): State<AppState>,
     TimelineId(id): TimelineId,
+    query: Result<Query<PageQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let (frames, stages) = futures::join!(
-        state.cache.list_frames(&id),
-        state.cache.overlay_stages(&id)
-    );
-    let frames = frames.map_err(|e| state.core_error(&e))?;
-    if frames.is_empty() {
+    let Query(page) = query?;
+    let paged = page.from.is_some() || page.limit.is_some();
+    let limit = page.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "invalid limit {limit}: must be within 1..={MAX_PAGE}"
+        )));
+    }
+    let listing = async {
+        if paged {
+            let from = page.from.unwrap_or(0);
+            state.cache.list_frames_page(&id, from, limit).await
+        } else {
+            let frames = state.cache.list_frames(&id).await?;
+            Ok(FramePage {
+                total: frames.len(),
+                frames,
+                next: None,
+            })
+        }
+    };
+    let (frames, stages) = futures::join!(listing, state.cache.overlay_stages(&id));
+    let page_found = frames.map_err(|e| state.core_error(&e))?;
+    if page_found.total == 0 {
         return Err(ApiError::not_found(format!(
             "timeline {id:?} has no frames"
         )));
@@ -85,7 +117,8 @@ pub(super) async fn timeline(
         ));
         Vec::new()
     });
-    let frames: Vec<FrameInfo> = frames
+    let frames: Vec<FrameInfo> = page_found
+        .frames
         .into_iter()
         .map(|entry| {
             let meta = entry.meta.as_ref();
@@ -100,6 +133,8 @@ pub(super) async fn timeline(
                 size: meta.map_or(entry.size, |m| if m.size > 0 { m.size } else { entry.size }),
                 url: frame_url(&id, entry.seq, version.as_deref()),
                 version,
+                // A page read from the manifest carries no object versions: `cached` then
+                // says only what an unversioned backend's local tiers hold.
                 cached: state
                     .cache
                     .chain()
@@ -108,15 +143,17 @@ pub(super) async fn timeline(
         })
         .collect();
     let overlays = StageInfo::all(&id, stages);
-    Ok(json_response(
-        &headers,
-        &serde_json::json!({
-            "timeline": id,
-            "frames": frames,
-            "overlays": overlays,
-            "warnings": warnings,
-        }),
-    ))
+    let mut body = serde_json::json!({
+        "timeline": id,
+        "frames": frames,
+        "overlays": overlays,
+        "warnings": warnings,
+    });
+    if paged {
+        body["total"] = page_found.total.into();
+        body["next"] = page_found.next.into();
+    }
+    Ok(json_response(&headers, &body))
 }
 
 /// `?v=<version>&scale=2|4|8` on frame URLs.
