@@ -245,8 +245,10 @@ fn a_decode_lock_held_past_the_bound_is_decoded_around() {
     let frames = rt.block_on(waiter.load_frames(&name)).unwrap();
     gate::release();
     assert!(same(&frames, &want));
+    // At least the stuck frame was decoded around; a slow machine may also outwait the
+    // holder's other decodes in flight (each held for a decode's length), never fewer.
     let stats = waiter.stats();
-    assert_eq!(stats.decode_lock_timeouts, 1, "{stats:?}");
+    assert!(stats.decode_lock_timeouts >= 1, "{stats:?}");
     assert_eq!(stopped.join().unwrap().unwrap(), FRAMES as usize);
 }
 
@@ -294,9 +296,9 @@ fn the_directory_lock_held_past_the_bound_is_written_around() {
         disk.read_blocking("k").unwrap().unwrap().as_ref(),
         b"payload"
     );
-    // Reserving and linking each gave up on the lock once (the recount that opening a new
-    // directory starts in the background may have given up too).
+    // Reserving and linking each gave up on the lock (the background evictor's rounds on
+    // this directory may have given up too, so more is fine, fewer is not).
     let timeouts = metrics.snapshot().dir_lock_timeouts;
-    assert!((2..=3).contains(&timeouts), "{timeouts}");
+    assert!(timeouts >= 2, "{timeouts}");
     drop(stuck);
 }

@@ -5,7 +5,7 @@
 //! Two rules, stated in `docs/design.md`:
 //! - Every lock file is recorded from the moment it is opened until it is closed, and a
 //!   forked child closes its copies of all of them in the fork itself (a `pthread_atfork`
-//!   child handler, see [`fork`]), so a child never holds a lock its parent's threads took.
+//!   child handler, see the `fork` module), so a child never holds a lock its parent's threads took.
 //! - Every wait polls with backoff up to a bound ([`crate::CacheConfig::lock_wait`]); past
 //!   it the waiter goes on without the lock and the caller counts it. Everything done
 //!   under these locks stays correct without them (entries are written to a temp file and
