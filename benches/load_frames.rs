@@ -96,7 +96,9 @@ fn bench_backend(c: &mut Criterion, name: &str, backend: Backend) {
                 let loaded = rt.block_on(fc.load_frames(&timeline)).unwrap();
                 total += start.elapsed();
                 assert_eq!(loaded.len(), n as usize);
-                assert_eq!(fc.stats().disk.hits, n);
+                // Every frame from disk (the manifest chunk and the kept listing are disk
+                // hits too).
+                assert!(fc.stats().disk.hits >= n);
             }
             total
         })
