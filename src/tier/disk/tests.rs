@@ -277,7 +277,12 @@ fn replacing_one_key_with_other_lengths_keeps_the_ledger_exact() {
             scope.spawn(move || {
                 for i in 0..200 {
                     let len = 100 + (t * 997 + i * 131) % 5000;
-                    disk.write_blocking("one-key", &vec![t as u8; len]).unwrap();
+                    // A writer that loses the link to the others several times in a row
+                    // gives up with an error (the key is then the others'): allowed here,
+                    // where what is checked is the ledger.
+                    if let Err(e) = disk.write_blocking("one-key", &vec![t as u8; len]) {
+                        assert!(e.to_string().contains("kept being replaced"), "{e}");
+                    }
                     if i % 7 == 0 {
                         disk.remove_blocking("one-key").unwrap();
                     }
