@@ -61,7 +61,7 @@ class Stub:
         self.constants: set[str] = set()
         self.classes: dict[str, dict[str, ast.FunctionDef | None]] = {}
         for node in tree.body:
-            if isinstance(node, ast.FunctionDef):
+            if isinstance(node, ast.FunctionDef) and listed(node.name):
                 self.functions[node.name] = node
             elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
                 self.constants.add(node.target.id)
