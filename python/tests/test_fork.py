@@ -38,7 +38,10 @@ from conftest import seed_frames
 from framecache import FrameCache, _native
 
 FRAMES = 120
+# Workers forked per round: at a held lock, and during a cold iteration (as many as a
+# DataLoader's usual num_workers).
 WORKERS = 3
+COLD_WORKERS = 4
 ROUNDS = 2
 # One wait inside a scenario (a worker, the parent's load, the gate).
 HANG = 60.0
@@ -115,8 +118,8 @@ def cold_work(kwargs: dict, timeline: str, expected: str, inherited: FrameCache)
     return 0 if own == theirs == expected else 3
 
 
-def start_workers(how: str, work, args: tuple) -> list:
-    """WORKERS processes forked now, each running ``work(*args)`` and exiting with what it
+def start_workers(how: str, count: int, work, args: tuple) -> list:
+    """``count`` processes forked now, each running ``work(*args)`` and exiting with what it
     returns (2 when it raises)."""
 
     def run() -> None:
@@ -137,14 +140,14 @@ def start_workers(how: str, work, args: tuple) -> list:
         warnings.simplefilter("ignore", DeprecationWarning)
         if how == "os.fork":
             pids = []
-            for _ in range(WORKERS):
+            for _ in range(count):
                 pid = os.fork()
                 if pid == 0:
                     run()
                 pids.append(pid)
             return pids
         ctx = multiprocessing.get_context("fork")
-        workers = [ctx.Process(target=run) for _ in range(WORKERS)]
+        workers = [ctx.Process(target=run) for _ in range(count)]
         for p in workers:
             p.start()
         return workers
@@ -199,7 +202,7 @@ def gated(root: str, name: str, expected: str, base: str, kind: str, how: str, c
         held = _native._lock_gate_wait(HANG)
         assert held, f"round {round_}: no {kind} lock was taken"
         try:
-            workers = start_workers(how, gated_work, (kwargs, name, expected, held))
+            workers = start_workers(how, WORKERS, gated_work, (kwargs, name, expected, held))
         finally:
             _native._lock_gate_release()
         deadline = time.monotonic() + HANG
@@ -234,10 +237,10 @@ def cold(root: str, name: str, expected: str, base: str, how: str, rounds: int) 
         loader = threading.Thread(target=load, daemon=True)
         loader.start()
         assert streaming.wait(HANG), f"round {round_}: the iteration never got going"
-        workers = start_workers(how, cold_work, (kwargs, name, expected, parent))
+        workers = start_workers(how, COLD_WORKERS, cold_work, (kwargs, name, expected, parent))
         deadline = time.monotonic() + HANG
         codes = join_workers(workers, deadline)
-        assert codes == [0] * WORKERS, (
+        assert codes == [0] * COLD_WORKERS, (
             f"round {round_}: workers forked during a cold iteration: {codes} "
             "(None: still running after the bound)"
         )
