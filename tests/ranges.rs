@@ -313,7 +313,10 @@ async fn pages_start_at_a_position_or_a_seq(env: &Env) {
     let raw = unique("rng-at-raw");
     write_unmanaged(env, &raw, 12).await;
     let page = fc.list_frames_at(&raw, 10, 5).await.unwrap();
-    assert_eq!((seqs(&page), page.offset, page.next), (vec![10, 11], 10, None));
+    assert_eq!(
+        (seqs(&page), page.offset, page.next),
+        (vec![10, 11], 10, None)
+    );
 }
 
 /// A timeline written by an earlier framecache (manifest format 1, every entry inline)

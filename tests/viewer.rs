@@ -912,7 +912,10 @@ async fn a_long_timeline_opens_from_pages_of_its_index_in_chromium() {
     .await;
     let after = index_requests(&page, "long").await;
     paged(&after);
-    assert!(after.len() > opened.len() && after.len() <= opened.len() + 3, "{after:?}");
+    assert!(
+        after.len() > opened.len() && after.len() <= opened.len() + 3,
+        "{after:?}"
+    );
     drop(page);
     drop(browser);
 
@@ -930,10 +933,7 @@ async fn a_long_timeline_opens_from_pages_of_its_index_in_chromium() {
     );
     let linked = index_requests(&page, "long").await;
     paged(&linked);
-    assert!(
-        linked.iter().any(|u| u.contains("from=3210")),
-        "{linked:?}"
-    );
+    assert!(linked.iter().any(|u| u.contains("from=3210")), "{linked:?}");
     page.key("ArrowRight", 39).await;
     page.wait_for(
         "document.getElementById('frame').dataset.seq === '3211'",

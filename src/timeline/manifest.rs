@@ -324,7 +324,10 @@ impl FrameCache {
         from: u64,
         n: usize,
     ) -> Result<Vec<FrameMeta>> {
-        Ok(self.metas_page(timeline, head, Start::Seq(from), n).await?.1)
+        Ok(self
+            .metas_page(timeline, head, Start::Seq(from), n)
+            .await?
+            .1)
     }
 
     /// Up to `n` manifest entries of `head` from `start` on, in order, and the position (in
