@@ -66,13 +66,13 @@ def child(what: str, timeline: str, n: int, disk: str, kwargs: dict) -> dict:
     mid = n // 2
     if what == "first":
         frame = next(iter(fc.iter_frames(timeline)))
-        assert frame.seq == 0
+        assert frame.sequence == 0
     elif what == "middle":
         assert fc.load_frame(timeline, mid) is not None
     elif what == "range":
         seqs = range(mid - RANGE // 2, mid + RANGE // 2)
         frames = fc.load_frames(timeline, seqs=seqs)
-        assert [f.seq for f in frames] == list(seqs)
+        assert [f.sequence for f in frames] == list(seqs)
     else:
         raise SystemExit(f"unknown figure {what}")
     return {"secs": time.perf_counter() - start, "import": imported}
