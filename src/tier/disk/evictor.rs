@@ -24,9 +24,6 @@ const POLL_EVERY: Duration = Duration::from_millis(20);
 /// How often the evictor sweeps one shard for dead writers' leftovers: the whole
 /// directory every 256 × this (about 4 minutes).
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
-/// A pause between two shards of a round, so that a round never takes a core from the
-/// writers for long.
-pub(super) const PACE: Duration = Duration::from_micros(200);
 /// An evictor whose heartbeat is older than this is reported as not running.
 const STALE_AFTER: Duration = Duration::from_secs(5);
 
@@ -181,7 +178,9 @@ impl DiskTier {
         let shard = (self.inner.sweep.fetch_add(1, Ordering::Relaxed) % 256) as u8;
         let mut dead = false;
         super::evict::for_each_temp(&self.inner.dir, shard, |path, temp, meta| {
-            dead |= super::temp::links(meta) > 1 || self.is_dead(path, temp, meta);
+            // The lock probe alone: a live writer's temp file has two links for a moment
+            // (see `evict_shard`).
+            dead |= self.is_dead(path, temp, meta);
         });
         if dead {
             ledger.set(word::BUSY_SHARD, u64::from(shard) + 1);
@@ -254,6 +253,7 @@ fn candidate(weak: &Weak<super::Inner>, stop: &Receiver<()>) {
             if office.is_none() {
                 office = tier.try_elect();
                 if office.is_some() {
+                    lower_priority();
                     tier.take_office();
                     tier.inner.elected.store(true, Ordering::Release);
                 }
@@ -268,3 +268,33 @@ fn candidate(weak: &Weak<super::Inner>, stop: &Receiver<()>) {
         }
     }
 }
+
+/// Lowers the calling thread's CPU and I/O priority (Linux: both are per thread). Best
+/// effort: a refusal leaves the thread as it was.
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    /// Niceness of the evictor's thread: it yields the cores to the processes that read and
+    /// write (eviction runs ahead of need, between the watermarks), yet is not starved by
+    /// them (a nice-19 thread gets almost nothing next to busy peers and would leave
+    /// writers to make room themselves).
+    const EVICTOR_NICE: libc::c_int = 10;
+    // SAFETY: plain syscalls on this thread's own id; nothing is shared.
+    unsafe {
+        let tid = libc::gettid();
+        let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, EVICTOR_NICE);
+        // ioprio_set(IOPRIO_WHO_PROCESS, tid, best effort class, lowest level): its reads
+        // of shard directories queue behind the readers' and writers' I/O.
+        const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+        const IOPRIO_CLASS_BE: libc::c_long = 2;
+        const IOPRIO_CLASS_SHIFT: libc::c_long = 13;
+        let _ = libc::syscall(
+            libc::SYS_ioprio_set,
+            IOPRIO_WHO_PROCESS,
+            libc::c_long::from(tid),
+            (IOPRIO_CLASS_BE << IOPRIO_CLASS_SHIFT) | 7,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
