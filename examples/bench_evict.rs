@@ -141,6 +141,7 @@ fn summary(samples: &[(u64, u64)], span_ns: u64) -> serde_json::Value {
         "writes_per_s": (lat.len() as f64 / ((to - from) as f64 / 1e9)).round(),
         "p50_ms": pct(0.5),
         "p99_ms": pct(0.99),
+        "p999_ms": pct(0.999),
         "max_ms": *lat.last().unwrap() as f64 / 1e6,
     })
 }

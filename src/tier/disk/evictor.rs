@@ -269,24 +269,22 @@ fn candidate(weak: &Weak<super::Inner>, stop: &Receiver<()>) {
     }
 }
 
-/// Lowers the calling thread's CPU and I/O priority (Linux: both are per thread). Best
-/// effort: a refusal leaves the thread as it was.
+/// Lowers the calling thread's I/O priority (Linux: per thread) to the lowest level of the
+/// best-effort class: its reads of shard directories queue behind the readers' and
+/// writers' I/O. Best effort: a refusal leaves the thread as it was.
+///
+/// Its CPU priority stays: a niced evictor was measured to make other writers' slowest
+/// writes worse on a busy machine, as it gets preempted inside an unlink or rename while
+/// holding the shard directory's inode lock, which a writer of that shard then waits for
+/// (a priority inversion); pacing (see `evict::pace`) bounds its CPU share instead.
 #[cfg(target_os = "linux")]
 fn lower_priority() {
-    /// Niceness of the evictor's thread: it yields the cores to the processes that read and
-    /// write (eviction runs ahead of need, between the watermarks), yet is not starved by
-    /// them (a nice-19 thread gets almost nothing next to busy peers and would leave
-    /// writers to make room themselves).
-    const EVICTOR_NICE: libc::c_int = 10;
-    // SAFETY: plain syscalls on this thread's own id; nothing is shared.
+    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+    const IOPRIO_CLASS_BE: libc::c_long = 2;
+    const IOPRIO_CLASS_SHIFT: libc::c_long = 13;
+    // SAFETY: a plain syscall on this thread's own id; nothing is shared.
     unsafe {
         let tid = libc::gettid();
-        let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, EVICTOR_NICE);
-        // ioprio_set(IOPRIO_WHO_PROCESS, tid, best effort class, lowest level): its reads
-        // of shard directories queue behind the readers' and writers' I/O.
-        const IOPRIO_WHO_PROCESS: libc::c_long = 1;
-        const IOPRIO_CLASS_BE: libc::c_long = 2;
-        const IOPRIO_CLASS_SHIFT: libc::c_long = 13;
         let _ = libc::syscall(
             libc::SYS_ioprio_set,
             IOPRIO_WHO_PROCESS,
