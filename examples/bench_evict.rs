@@ -329,15 +329,28 @@ fn run(root: &Path, entries: u64) -> serde_json::Value {
         windows
             .iter()
             .flat_map(|&(from, trigger, end)| {
-                let (a, b) = if during { (trigger, end) } else { (from, trigger) };
-                samples.iter().copied().filter(move |(s, _)| *s >= a && *s < b)
+                let (a, b) = if during {
+                    (trigger, end)
+                } else {
+                    (from, trigger)
+                };
+                samples
+                    .iter()
+                    .copied()
+                    .filter(move |(s, _)| *s >= a && *s < b)
             })
             .collect()
     };
     let span = |during: bool| -> u64 {
         windows
             .iter()
-            .map(|&(from, trigger, end)| if during { end - trigger } else { trigger - from })
+            .map(|&(from, trigger, end)| {
+                if during {
+                    end - trigger
+                } else {
+                    trigger - from
+                }
+            })
             .sum()
     };
     let before = summary(&pick(false), span(false));

@@ -227,8 +227,8 @@ impl DiskTier {
                 // under the shared lock this visit holds too, and a false alarm would cost an
                 // exclusive recount that every writer waits for.
                 let path = dir.join(&name);
-                pass.dead_temps |= fs::symlink_metadata(&path)
-                    .is_ok_and(|meta| self.is_dead(&path, &t, &meta));
+                pass.dead_temps |=
+                    fs::symlink_metadata(&path).is_ok_and(|meta| self.is_dead(&path, &t, &meta));
                 continue;
             }
             pass.examined += 1;

@@ -491,7 +491,10 @@ fn the_hand_takes_a_linked_temp_file_for_dead_only_when_its_lock_is_free() {
     mark();
     let pass = disk.evict_shard(shard, &|| false, false);
     assert_eq!((pass.examined, pass.removed), (2, 0));
-    assert!(!pass.dead_temps, "a live writer's linked temp file taken for dead");
+    assert!(
+        !pass.dead_temps,
+        "a live writer's linked temp file taken for dead"
+    );
     drop(writer);
     mark();
     let pass = disk.evict_shard(shard, &|| false, false);
