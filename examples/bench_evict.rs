@@ -1,9 +1,11 @@
 //! Disk-tier eviction at scale, one JSON line per size: a cache directory filled with
 //! `--entries` small entries, then another process replacing entries in a loop (its write
-//! latencies and rate before and while eviction runs), the write that crosses the high
-//! watermark against writes with room, the write that finds usage above the hard limit
-//! with no evictor running, the CPU a new process spends in its first seconds after
-//! opening, and the time to recount the whole directory and to rebuild a lost ledger.
+//! latencies and rate before and while eviction runs, over three rounds), the write that
+//! crosses the high watermark against writes with room, the write that finds usage above
+//! the hard limit with no evictor running, an evictor SIGKILLed mid-round (the next
+//! process's takeover and the ledger against the files), the CPU a new process spends in
+//! its first seconds after opening, and the time to recount the whole directory and to
+//! rebuild a lost ledger.
 //!
 //! ```sh
 //! cargo run --release --example bench_evict -- --entries 100000 --entries 400000
