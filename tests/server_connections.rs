@@ -282,7 +282,9 @@ async fn one_address_cannot_take_every_connection() {
     let metrics = get(server.addr, "/metrics").await.body;
     tricklers.stop().await;
     assert!(metric(&metrics, "framecache_http_connections_refused_total") >= 1000);
-    assert!(metric(&metrics, "framecache_http_connections") <= 102);
+    // The address's 100, the /metrics request itself, the health check's connection if the
+    // server has not yet seen it close, and the slot the accept loop holds while it waits.
+    assert!(metric(&metrics, "framecache_http_connections") <= 103);
 }
 
 /// A request trickled a byte at a time is closed at its deadline, counted from its first
