@@ -8,6 +8,7 @@
 //! it once per machine and share the page cache. Like the JPEG tiers, a failing decoded
 //! tier is counted and treated as a miss, never a failed load.
 
+mod behind;
 mod disk;
 mod format;
 mod memory;
@@ -123,6 +124,17 @@ impl Decoded {
         self.width as usize * self.height as usize * 3
     }
 
+    pub(crate) fn dimensions(&self) -> (u32, u32) {
+        (self.width, self.height)
+    }
+
+    /// The pixels, read-only.
+    pub(crate) fn raw(&self) -> &[u8] {
+        match &self.store {
+            Store::Heap(b) | Store::Mapped { pixels: b, .. } => b,
+        }
+    }
+
     /// The pixels for one caller: shared, or privately mapped when writable.
     pub(crate) fn pixels(&self, access: Access) -> Pixels {
         let (w, h) = (self.width, self.height);
@@ -142,6 +154,29 @@ impl Decoded {
             }
         }
     }
+}
+
+/// Decodes `jpeg` into memory, refusing a frame over `max_pixels` from its header.
+fn decode_in_memory(
+    jpeg: &[u8],
+    scale: codec::Scale,
+    max_pixels: u64,
+) -> std::result::Result<Decoded, codec::DecodeError> {
+    codec::decode_jpeg_limited(jpeg, scale, max_pixels).map(Decoded::heap)
+}
+
+/// How long a clear waits for the raw-frame writes queued in this process.
+const RAW_FLUSH_ON_CLEAR: Duration = Duration::from_secs(30);
+
+/// Raw-frame writes this process has queued behind loads and not finished.
+pub(crate) fn raw_writes_pending() -> u64 {
+    behind::pending() as u64
+}
+
+/// Waits up to `bound` for this process's raw-frame writes behind loads; whether none is
+/// left.
+pub(crate) fn flush_raw_writes(bound: Duration) -> bool {
+    behind::flush(bound)
 }
 
 /// The decoded-frame tiers of one cache handle.
@@ -180,7 +215,7 @@ impl DecodedTiers {
     pub(crate) fn disk_get_blocking(&self, key: &DecodedKey) -> Option<Arc<Decoded>> {
         let disk = self.disk.as_ref()?;
         match disk.read(&key.name()) {
-            Ok(Some(found)) => Some(self.promote(key, found)),
+            Ok(Some(found)) => Some(self.promote(key, Arc::new(found))),
             Ok(None) => None,
             Err(e) => {
                 self.disk_failed(&e);
@@ -189,8 +224,7 @@ impl DecodedTiers {
         }
     }
 
-    fn promote(&self, key: &DecodedKey, found: Decoded) -> Arc<Decoded> {
-        let found = Arc::new(found);
+    fn promote(&self, key: &DecodedKey, found: Arc<Decoded>) -> Arc<Decoded> {
         if let Some(memory) = &self.memory {
             memory.insert(key.clone(), found.clone());
         }
@@ -234,14 +268,18 @@ impl DecodedTiers {
                 Err(e) => self.disk_failed(&e),
             }
         }
-        let pixels = codec::decode_jpeg_limited(jpeg, key.scale, max_pixels)?;
+        let decoded = decode_in_memory(jpeg, key.scale, max_pixels)?;
         TierCounters::bump(&self.metrics.decodes);
-        Ok((self.promote(key, Decoded::heap(pixels)), None))
+        Ok((self.promote(key, Arc::new(decoded)), None))
     }
 
     /// Drops every decoded frame whose frame key starts with `prefix`, from memory and disk;
     /// returns the disk entries removed.
     pub(crate) fn remove_prefix_blocking(&self, prefix: &str) -> u64 {
+        // A write still queued would bring an entry back after the scan.
+        if self.disk.is_some() && !behind::flush(RAW_FLUSH_ON_CLEAR) {
+            tracing::warn!("raw frame writes still queued after {RAW_FLUSH_ON_CLEAR:?}; clearing");
+        }
         if let Some(memory) = &self.memory {
             memory.invalidate_prefix(prefix);
         }

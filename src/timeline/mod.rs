@@ -145,6 +145,14 @@ impl FrameCache {
         stats
     }
 
+    /// Waits up to `bound` for the raw frames this process decoded to be written to the
+    /// decoded disk tier; whether none is left. Loads do not wait for these writes (see
+    /// `docs/design.md`); a process that wants its raw frames on disk before it exits, or a
+    /// test, calls this. Blocking.
+    pub fn flush_raw_writes(&self, bound: std::time::Duration) -> bool {
+        crate::decoded::flush_raw_writes(bound)
+    }
+
     pub(super) async fn codec_slot(&self) -> tokio::sync::SemaphorePermit<'_> {
         self.codec_slots
             .acquire()
