@@ -11,6 +11,7 @@
 mod behind;
 mod disk;
 mod format;
+mod memfd;
 mod memory;
 
 pub use disk::DECODED_DIR;
@@ -93,10 +94,15 @@ pub(crate) struct Decoded {
 }
 
 enum Store {
-    /// A heap buffer (a decode with no disk tier to hold it).
+    /// A heap buffer (where no in-memory file could be made).
     Heap(Bytes),
-    /// A verified raw entry: the open file, for private maps, and a read-only map of it.
-    Mapped { file: File, pixels: Bytes },
+    /// A file mapped read-only: a verified raw entry (the pixels after its header page), or
+    /// an in-memory file (`memfd`) a decode wrote. The open file is kept for private maps.
+    Mapped {
+        file: File,
+        pixels: Bytes,
+        offset: usize,
+    },
 }
 
 impl Decoded {
@@ -116,6 +122,7 @@ impl Decoded {
             store: Store::Mapped {
                 file,
                 pixels: Bytes::from_owner(map).slice(format::HEADER_LEN..),
+                offset: format::HEADER_LEN,
             },
         }
     }
@@ -141,14 +148,23 @@ impl Decoded {
         let shared = |b: &Bytes| Pixels::from_shared(w, h, b.clone()).expect("sized at build");
         match (&self.store, access) {
             (Store::Heap(b), _) | (Store::Mapped { pixels: b, .. }, Access::ReadOnly) => shared(b),
-            (Store::Mapped { file, pixels }, Access::Writable) => {
+            (
+                Store::Mapped {
+                    file,
+                    pixels,
+                    offset,
+                },
+                Access::Writable,
+            ) => {
                 // SAFETY: a private mapping: writes go to this process's own copies of the
-                // pages and never reach the file. The entry file is never modified after
-                // being linked (see `DecodedDisk::read`), so unwritten pages keep reading the
-                // bytes verified when this entry was loaded.
+                // pages and never reach the file. An entry file is never modified after
+                // being linked (see `DecodedDisk::read`), and an in-memory file never after
+                // its decode (see `memfd::decode`), so unwritten pages keep reading the bytes
+                // this entry was built with.
                 match unsafe { MmapOptions::new().map_copy(file) } {
-                    Ok(map) => Pixels::from_private(w, h, map, format::HEADER_LEN)
-                        .unwrap_or_else(|| shared(pixels)),
+                    Ok(map) => {
+                        Pixels::from_private(w, h, map, *offset).unwrap_or_else(|| shared(pixels))
+                    }
                     Err(_) => shared(pixels),
                 }
             }
@@ -156,12 +172,18 @@ impl Decoded {
     }
 }
 
-/// Decodes `jpeg` into memory, refusing a frame over `max_pixels` from its header.
+/// Decodes `jpeg` into memory, refusing a frame over `max_pixels` from its header: into an
+/// in-memory file where the system has them, so that writable frames handed out later are
+/// private copy-on-write maps of it (free until written), else onto the heap (a writable
+/// frame then copies it).
 fn decode_in_memory(
     jpeg: &[u8],
     scale: codec::Scale,
     max_pixels: u64,
 ) -> std::result::Result<Decoded, codec::DecodeError> {
+    if let Some(decoded) = memfd::decode(jpeg, scale, max_pixels)? {
+        return Ok(decoded);
+    }
     codec::decode_jpeg_limited(jpeg, scale, max_pixels).map(Decoded::heap)
 }
 
