@@ -11,7 +11,7 @@ by round so that they share the machine's state, and prints one JSON line of med
     hot ROOT DIR                the decoded disk tier off: a first load, then the median of
                                 three writable hot loads (decoded memory tier)
     run ROOT N W H ROUNDS [LABEL=PYTHONPATH ...]
-                                prepare, then ROUNDS rounds of cold raw, cold noraw and hot
+                                prepare (unless ROOT exists), then ROUNDS rounds of cold raw, cold noraw and hot
                                 per variant (a variant is a PYTHONPATH holding a build of the
                                 package; none given: the installed one)
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -56,26 +57,28 @@ def prepare(root: str, n: int, width: int, height: int) -> dict:
 
 def cold(root: str, cache_dir: str, mode: str) -> dict:
     fc = cache(root, cache_dir, mode == "raw")
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     frames = fc.load_frames(TIMELINE)
     took = time.perf_counter() - start
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     n = len(frames)
     del frames
     # The raw frames a load leaves to its writer: wait for them (bounded), to report them.
-    deadline = time.monotonic() + 30
-    while mode == "raw" and time.monotonic() < deadline:
-        s = fc.stats()["decoded_disk"]
-        if s["writes"] + s.get("dropped", 0) + s["errors"] >= n:
-            break
-        time.sleep(0.01)
-    s = fc.stats()["decoded_disk"]
+    wait = getattr(fc, "flush_raw_writes", None)
+    if mode == "raw" and wait is not None:
+        wait(30.0)
+    stats = fc.stats()
+    s = stats["decoded_disk"]
     return {
         "phase": "cold",
         "mode": mode,
         "frames": n,
         "load_s": took,
+        "cpu_s": cpu,
         "raw_written": s["writes"],
-        "raw_dropped": s.get("dropped", 0),
+        "raw_dropped": stats.get("raw_writes_dropped", 0),
     }
 
 
@@ -105,8 +108,9 @@ def run(root: str, n: int, width: int, height: int, rounds: int, variants: list[
         )
         return json.loads(out.stdout.strip().splitlines()[-1])
 
-    first = variants[0].split("=", 1)[1]
-    child(first, "prepare", root, str(n), str(width), str(height))
+    if not os.path.isdir(root):
+        first = variants[0].split("=", 1)[1]
+        child(first, "prepare", root, str(n), str(width), str(height))
     results: dict[str, dict[str, list]] = {}
     for r in range(rounds):
         for variant in variants:
@@ -116,6 +120,7 @@ def run(root: str, n: int, width: int, height: int, rounds: int, variants: list[
                 d = os.path.join(scratch, f"{label}-{mode}-{r}")
                 out = child(path, "cold", root, d, mode)
                 got.setdefault(f"cold_{mode}_s", []).append(out["load_s"])
+                got.setdefault(f"cold_{mode}_cpu_s", []).append(out["cpu_s"])
                 got.setdefault(f"cold_{mode}_written", []).append(out["raw_written"])
                 got.setdefault(f"cold_{mode}_dropped", []).append(out["raw_dropped"])
                 shutil.rmtree(d)

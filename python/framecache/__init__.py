@@ -19,6 +19,7 @@ from framecache._errors import (
     StorageError,
     SupersededError,
 )
+import atexit as _atexit
 import os as _os
 
 from framecache import _native
@@ -40,6 +41,10 @@ _os.register_at_fork(
     after_in_parent=_native._after_fork_in_parent,
     after_in_child=_native._after_fork_in_child,
 )
+
+# Raw frames are written behind loads by a native thread that never keeps the interpreter
+# from exiting; this waits, bounded, for the ones still queued so that they are kept.
+_atexit.register(_native._flush_raw_writes_at_exit, 10.0)
 
 __all__ = [
     "JPEG_ENCODER",

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 /// Raw-entry writes a process queues at most; one more is dropped (and counted), never
 /// waited for. 64 frames of 1280x720 are 177 MB of pixels, mostly the very buffers the
 /// memory tier and the callers hold anyway.
-pub(crate) const QUEUE_LEN: usize = 64;
+pub const QUEUE_LEN: usize = 64;
 
 /// Nice value of the writer thread: it writes when the decoders leave a core idle.
 const WRITER_NICE: i32 = 10;

@@ -5,8 +5,8 @@
 //! Layout under `{cache dir}/decoded/`: `v1/` holds the entries exactly as the JPEG disk
 //! tier holds its own (named by the blake3 of the entry's name, see [`super::format`] for
 //! the file), and `locks/` the lock files with which processes decode a frame
-//! once per machine: the first takes the lock, decodes and writes the entry, the others wait
-//! on the lock and then map the entry it wrote.
+//! once per machine: the first takes the lock and decodes, its writer behind loads writes
+//! the entry and then lets the lock go, and the others, waiting on the lock, map the entry.
 
 use super::Decoded;
 use super::behind::{self, Claim};

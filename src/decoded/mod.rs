@@ -14,6 +14,7 @@ mod format;
 mod memfd;
 mod memory;
 
+pub use behind::QUEUE_LEN as RAW_WRITE_QUEUE;
 pub use disk::DECODED_DIR;
 pub use format::{HEADER_LEN as RAW_HEADER_LEN, RAW_VERSION};
 pub(crate) use format::{
@@ -195,9 +196,11 @@ pub(crate) fn raw_writes_pending() -> u64 {
     behind::pending() as u64
 }
 
-/// Waits up to `bound` for this process's raw-frame writes behind loads; whether none is
-/// left.
-pub(crate) fn flush_raw_writes(bound: Duration) -> bool {
+/// Waits up to `bound` for the raw frames this process decoded to be written to the
+/// decoded disk tier (by every cache handle of the process); whether none is left. Loads do
+/// not wait for these writes (see `docs/design.md`); a process that wants its raw frames on
+/// disk before it exits, or a test, calls this. Blocking.
+pub fn flush_raw_writes(bound: Duration) -> bool {
     behind::flush(bound)
 }
 

@@ -145,10 +145,8 @@ impl FrameCache {
         stats
     }
 
-    /// Waits up to `bound` for the raw frames this process decoded to be written to the
-    /// decoded disk tier; whether none is left. Loads do not wait for these writes (see
-    /// `docs/design.md`); a process that wants its raw frames on disk before it exits, or a
-    /// test, calls this. Blocking.
+    /// [`crate::flush_raw_writes`]: waits up to `bound` for the raw frames this process
+    /// decoded to be written behind its loads; whether none is left. Blocking.
     pub fn flush_raw_writes(&self, bound: std::time::Duration) -> bool {
         crate::decoded::flush_raw_writes(bound)
     }
