@@ -195,6 +195,7 @@ fn child() {
     let fc = FrameCache::new(&config).unwrap();
     match var(CHILD_ENV).as_str() {
         "load" => {
+            println!("READY");
             let frames = load(&fc, &rt, &var("FC_TIMELINE"));
             assert!(fc.flush_raw_writes(BOUND));
             let stats = fc.stats();
@@ -234,7 +235,7 @@ fn a_process_waiting_on_the_decode_lock_maps_the_entry() {
     assert!(gate::wait_held(BOUND));
     // Decoded, handed back, not yet written: the frame's decode lock is still held here.
     assert!(raw_files(&cache).0.is_empty());
-    let child = spawn_child(
+    let mut child = spawn_child(
         "load",
         &[
             ("FC_ROOT", origin.display().to_string()),
@@ -245,13 +246,24 @@ fn a_process_waiting_on_the_decode_lock_maps_the_entry() {
     .stdout(std::process::Stdio::piped())
     .spawn()
     .unwrap();
-    // Whenever the other process gets to the lock, this one holds it until the entry is
-    // in place: it maps the entry, never decodes.
+    // Let go once the other process is about to load (most likely it then waits on the
+    // lock). Whenever it gets to the lock, this one holds it until the entry is in place:
+    // it maps the entry, never decodes.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("READY") {
+        line.clear();
+        if std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() == 0 {
+            break;
+        }
+    }
     drop(release);
     assert!(fc.flush_raw_writes(BOUND));
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let result = result_of(&String::from_utf8_lossy(&out.stdout));
+    let result = result_of(&rest);
     assert_eq!(result["decodes"], 0, "{result}");
     assert_eq!(
         result["pixels"][0],
