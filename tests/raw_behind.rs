@@ -93,7 +93,10 @@ fn raw_files(cache: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
             for file in fs::read_dir(shard.path()).unwrap().flatten() {
                 let name = file.file_name();
                 let hex = name.len() == 64
-                    && name.to_string_lossy().bytes().all(|b| b.is_ascii_hexdigit());
+                    && name
+                        .to_string_lossy()
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit());
                 if hex {
                     entries.push(file.path());
                 } else {
@@ -144,7 +147,11 @@ fn the_entry_holds_the_pixels_the_caller_got() {
     let warm = FrameCache::new(&config(&origin, &cache)).unwrap();
     let again = load(&warm, &rt, "same");
     let stats = warm.stats();
-    assert_eq!((stats.decodes, stats.decoded_disk.hits), (0, 6), "{stats:?}");
+    assert_eq!(
+        (stats.decodes, stats.decoded_disk.hits),
+        (0, 6),
+        "{stats:?}"
+    );
     assert!(again.iter().all(|f| f.image.backing() == Backing::Private));
     assert_eq!(
         again.iter().map(|f| &f.image).collect::<Vec<_>>(),
@@ -173,7 +180,11 @@ fn a_full_queue_drops_writes_and_counts_them() {
     assert_eq!(load(&fc, &rt, "many").len() as u64, n);
     let stats = fc.stats();
     assert_eq!(stats.raw_writes_dropped, over, "{stats:?}");
-    assert_eq!(stats.raw_writes_pending, 1 + RAW_WRITE_QUEUE as u64, "{stats:?}");
+    assert_eq!(
+        stats.raw_writes_pending,
+        1 + RAW_WRITE_QUEUE as u64,
+        "{stats:?}"
+    );
     assert_eq!(stats.decoded_disk.writes, 0, "{stats:?}");
     gate::release();
     assert!(fc.flush_raw_writes(BOUND));
@@ -262,7 +273,11 @@ fn a_process_waiting_on_the_decode_lock_maps_the_entry() {
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let result = result_of(&rest);
     assert_eq!(result["decodes"], 0, "{result}");
     assert_eq!(
@@ -287,16 +302,28 @@ fn a_crash_before_the_write_leaves_no_entry() {
     )
     .output()
     .unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (entries, others) = raw_files(&cache);
-    assert!(entries.is_empty() && others.is_empty(), "{entries:?} {others:?}");
+    assert!(
+        entries.is_empty() && others.is_empty(),
+        "{entries:?} {others:?}"
+    );
     // Its decode lock died with it: this process decodes at once, without a timeout.
     let rt = runtime();
     let fc = FrameCache::new(&config(&origin, &cache)).unwrap();
     load(&fc, &rt, "crash");
     assert!(fc.flush_raw_writes(BOUND));
     let stats = fc.stats();
-    assert_eq!((stats.decodes, stats.decode_lock_timeouts), (1, 0), "{stats:?}");
+    assert_eq!(
+        (stats.decodes, stats.decode_lock_timeouts),
+        (1, 0),
+        "{stats:?}"
+    );
     assert_eq!(raw_files(&cache).0.len(), 1);
 }
 
@@ -359,7 +386,11 @@ fn a_fork_with_writes_pending_leaves_both_processes_working() {
     // these waits for it, then decodes.
     drop(release);
     assert!(fc.flush_raw_writes(BOUND));
-    assert_eq!(wait_child(pid, BOUND * 2), Some(0), "the child failed or hung");
+    assert_eq!(
+        wait_child(pid, BOUND * 2),
+        Some(0),
+        "the child failed or hung"
+    );
     assert_eq!(fc.stats().decoded_disk.writes, 4);
     assert_eq!(raw_files(&cache).0.len(), 8);
 }

@@ -12,14 +12,13 @@ use std::time::Duration;
 /// next write.
 #[pyfunction]
 pub fn _lock_gate_arm(kind: &str) -> PyResult<()> {
-    let kind = LockKind::parse(kind)
-        .ok_or_else(|| {
-            invalid(
-                "lock kind",
-                kind,
-                "decode, fetch, directory, temp, evictor or raw-write",
-            )
-        })?;
+    let kind = LockKind::parse(kind).ok_or_else(|| {
+        invalid(
+            "lock kind",
+            kind,
+            "decode, fetch, directory, temp, evictor or raw-write",
+        )
+    })?;
     gate::arm(kind);
     Ok(())
 }
