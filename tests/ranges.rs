@@ -285,6 +285,40 @@ async fn rewrites_drop_old_chunks_and_pages_walk_the_index(env: &Env) {
     );
 }
 
+/// Pages start at a position as well as at a seq, and say where they start: on a timeline
+/// of even seqs over three manifest chunks, position p is seq 2p, found from the chunk
+/// counts; without a manifest, from the listing.
+async fn pages_start_at_a_position_or_a_seq(env: &Env) {
+    let tl = unique("rng-at");
+    let writer = cache(env, &format!("writer-{tl}"));
+    let mut frames = encoded(2 * 2500, true);
+    frames.retain(|f| f.seq % 2 == 0);
+    writer.cache_jpegs(&tl, frames, &|_| {}).await.unwrap();
+    let fc = cache(env, "at");
+    let seqs = |p: &framecache::FramePage| p.frames.iter().map(|e| e.seq).collect::<Vec<_>>();
+    // Across the first chunk's end (positions 998..1002).
+    let page = fc.list_frames_at(&tl, 998, 4).await.unwrap();
+    assert_eq!(
+        (seqs(&page), page.offset, page.next, page.total),
+        (vec![1996, 1998, 2000, 2002], 998, Some(2004), 2500)
+    );
+    assert_eq!(page.frames[0].meta.as_ref().unwrap().chunk_id, 100 + 199);
+    // A seq between two frames starts at the next one, and the page says its position.
+    let page = fc.list_frames_page(&tl, 4001, 2).await.unwrap();
+    assert_eq!((seqs(&page), page.offset), (vec![4002, 4004], 2001));
+    let end = fc.list_frames_at(&tl, 2499, 10).await.unwrap();
+    assert_eq!((seqs(&end), end.offset, end.next), (vec![4998], 2499, None));
+    let beyond = fc.list_frames_at(&tl, 9000, 10).await.unwrap();
+    assert_eq!((beyond.frames.len(), beyond.offset), (0, 2500));
+    let raw = unique("rng-at-raw");
+    write_unmanaged(env, &raw, 12).await;
+    let page = fc.list_frames_at(&raw, 10, 5).await.unwrap();
+    assert_eq!(
+        (seqs(&page), page.offset, page.next),
+        (vec![10, 11], 10, None)
+    );
+}
+
 /// A timeline written by an earlier framecache (manifest format 1, every entry inline)
 /// still loads with its metadata, whole or in ranges.
 async fn manifests_of_the_inline_format_still_load(env: &Env) {
@@ -321,6 +355,7 @@ backend_tests!(
     a_frame_rewritten_by_the_python_module_is_served_fresh,
     offline_ranges_read_what_was_kept,
     rewrites_drop_old_chunks_and_pages_walk_the_index,
+    pages_start_at_a_position_or_a_seq,
     manifests_of_the_inline_format_still_load,
 );
 

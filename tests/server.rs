@@ -690,7 +690,8 @@ async fn metrics_count_requests_per_route_and_tier_reads(env: &Env) {
 }
 
 /// `?from=&limit=` pages the index: the frames from `from`, at most `limit`, with the
-/// timeline's `total` and the `next` page's `from`; a limit out of range is 400.
+/// timeline's `total`, the page's `offset` and the `next` page's `from`; `?offset=` starts
+/// at a position; a limit out of range, or `from` with `offset`, is 400.
 async fn the_index_pages_with_from_and_limit(env: &Env) {
     let tl = unique("srv-pages");
     let fc = cache(env, "pages");
@@ -715,12 +716,31 @@ async fn the_index_pages_with_from_and_limit(env: &Env) {
         page["frames"][1]["url"],
         format!("/v1/timelines/{tl}/frames/2.jpg?v={v}").as_str()
     );
+    assert_eq!(page["offset"], 1);
     let last = server.json(&format!("/v1/timelines/{tl}?from=3")).await;
     assert_eq!(last["frames"].as_array().unwrap().len(), 2);
     assert_eq!(last["next"], Value::Null);
+    // By position: the fourth frame on.
+    let at = server
+        .json(&format!("/v1/timelines/{tl}?offset=3&limit=1"))
+        .await;
+    assert_eq!(
+        (
+            at["frames"][0]["seq"].clone(),
+            at["offset"].clone(),
+            at["next"].clone()
+        ),
+        (3.into(), 3.into(), 4.into())
+    );
     let whole = server.json(&format!("/v1/timelines/{tl}")).await;
     assert!(whole.get("total").is_none(), "unpaged, as before");
-    for bad in ["limit=0", "limit=10001", "from=x"] {
+    for bad in [
+        "limit=0",
+        "limit=10001",
+        "from=x",
+        "offset=-1",
+        "from=1&offset=1",
+    ] {
         let response = server.get(&format!("/v1/timelines/{tl}?{bad}")).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
     }

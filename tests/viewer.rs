@@ -801,6 +801,152 @@ async fn the_filmstrip_shows_thumbnails_and_seeks_in_chromium() {
     serving.await.unwrap().unwrap();
 }
 
+/// The index requests the page made (its own record of resources fetched), as URLs.
+async fn index_requests(page: &Page, timeline: &str) -> Vec<String> {
+    let urls = page
+        .eval(&format!(
+            "performance.getEntriesByType('resource').map((e) => e.name).filter((u) => new URL(u).pathname === '/v1/timelines/{timeline}')"
+        ))
+        .await;
+    urls.as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The `limit` of an index request; `None` for the whole index.
+fn limit_of(url: &str) -> Option<u64> {
+    let query = url.split_once('?')?.1;
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("limit="))
+        .and_then(|v| v.parse().ok())
+}
+
+/// A long timeline opens from pages of its index, never the whole of it: opening 5,000
+/// frames fetches the first page and one entry per coarse slot, each with a limit; a jump
+/// to the end and a deep link into the middle fetch the pages there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_timeline_opens_from_pages_of_its_index_in_chromium() {
+    const LONG: u64 = 5_000;
+    let Some(binary) = chromium() else { return };
+    let scratch = tempfile::tempdir().unwrap();
+    let fc = FrameCache::new(&CacheConfig {
+        backend: framecache::Backend::Fs {
+            root: scratch.path().join("origin"),
+        },
+        memory_capacity: 64 << 20,
+        disk: None,
+        ..CacheConfig::default()
+    })
+    .unwrap();
+    let jpegs: Vec<Bytes> = (0..8)
+        .map(|v| {
+            let image = framecache::synthetic_frame(v, 64, 36).image;
+            framecache::codec::encode_jpeg(&image, 80).unwrap().into()
+        })
+        .collect();
+    let frames = (0..LONG)
+        .map(|seq| framecache::EncodedFrame {
+            seq,
+            chunk_id: seq / 30,
+            timestamp: seq as f64 / 30.0,
+            perceptual_hash: String::new(),
+            jpeg: jpegs[(seq % 8) as usize].clone(),
+        })
+        .collect();
+    fc.cache_jpegs("long", frames, &|_| {}).await.unwrap();
+    let server = Server::bind(
+        fc,
+        &ServeOptions {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            ..ServeOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", server.local_addr());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let serving = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    let paged = |urls: &[String]| {
+        for url in urls {
+            let limit = limit_of(url).unwrap_or_else(|| panic!("{url}: the whole index"));
+            assert!(limit <= 256, "{url}: a page of {limit}");
+        }
+    };
+
+    let (browser, page) = open(&binary, &base, "/", 800).await;
+    page.wait_for(
+        "document.getElementById('frame').dataset.seq === '0'",
+        "frame 0",
+    )
+    .await;
+    page.wait_for(COARSE_LOADED, "the coarse strip's thumbnails")
+        .await;
+    assert_eq!(
+        page.eval("document.getElementById('position').textContent")
+            .await,
+        format!("1 / {LONG}")
+    );
+    let opened = index_requests(&page, "long").await;
+    paged(&opened);
+    // The first page, and one entry per coarse slot (about 15 at this width).
+    assert!(opened.len() <= 24, "{opened:?}");
+    let last = page
+        .eval("[...document.querySelectorAll('#coarse img.thumb')].map((i) => Number(i.dataset.seq)).pop()")
+        .await;
+    assert_eq!(last, LONG - 1);
+
+    // The end of the timeline: its page comes, and the near strip around it.
+    page.key("End", 35).await;
+    page.wait_for(
+        &format!(
+            "document.getElementById('frame').dataset.seq === '{}' && document.querySelector('#near img.current').dataset.loaded === '1'",
+            LONG - 1
+        ),
+        "the last frame and its thumbnail",
+    )
+    .await;
+    let after = index_requests(&page, "long").await;
+    paged(&after);
+    assert!(
+        after.len() > opened.len() && after.len() <= opened.len() + 3,
+        "{after:?}"
+    );
+    drop(page);
+    drop(browser);
+
+    // A deep link into the middle opens there: the first page, then the page holding it.
+    let (browser, page) = open(&binary, &base, "/#tl=long&seq=3210", 800).await;
+    page.wait_for(
+        "document.getElementById('frame').dataset.seq === '3210'",
+        "frame 3210 from the link",
+    )
+    .await;
+    assert_eq!(
+        page.eval("document.getElementById('position').textContent")
+            .await,
+        format!("3211 / {LONG}")
+    );
+    let linked = index_requests(&page, "long").await;
+    paged(&linked);
+    assert!(linked.iter().any(|u| u.contains("from=3210")), "{linked:?}");
+    page.key("ArrowRight", 39).await;
+    page.wait_for(
+        "document.getElementById('frame').dataset.seq === '3211'",
+        "the next frame",
+    )
+    .await;
+
+    drop(page);
+    drop(browser);
+    let _ = stop.send(());
+    serving.await.unwrap().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stages_side_by_side_blended_and_deep_linked_in_chromium() {
     let Some(binary) = chromium() else { return };

@@ -135,6 +135,15 @@ enum Entries {
     Chunked(Arc<Vec<ChunkRef>>),
 }
 
+/// Where a page of the index starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Start {
+    /// At the first frame whose seq is at least this.
+    Seq(u64),
+    /// At the frame with this position in seq order (the first is 0).
+    Position(usize),
+}
+
 /// Parsed chunks by key, shared by the clones of one [`FrameCache`].
 pub(super) type ChunkMemo = Arc<Mutex<HashMap<String, Arc<Vec<FrameMeta>>>>>;
 
@@ -315,23 +324,58 @@ impl FrameCache {
         from: u64,
         n: usize,
     ) -> Result<Vec<FrameMeta>> {
+        Ok(self
+            .metas_page(timeline, head, Start::Seq(from), n)
+            .await?
+            .1)
+    }
+
+    /// Up to `n` manifest entries of `head` from `start` on, in order, and the position (in
+    /// seq order, from 0) of the first of them. Positions come from the chunk counts the
+    /// head lists, so only the chunks holding the page are read, however far in it starts.
+    pub(super) async fn metas_page(
+        &self,
+        timeline: &str,
+        head: &Head,
+        start: Start,
+        n: usize,
+    ) -> Result<(usize, Vec<FrameMeta>)> {
         match &head.entries {
             Entries::Inline(frames) => {
-                let start = frames.partition_point(|f| f.seq < from);
-                Ok(frames[start..].iter().take(n).cloned().collect())
+                let at = match start {
+                    Start::Seq(from) => frames.partition_point(|f| f.seq < from),
+                    Start::Position(at) => at.min(frames.len()),
+                };
+                Ok((at, frames[at..].iter().take(n).cloned().collect()))
             }
             Entries::Chunked(chunks) => {
                 let mut out = Vec::with_capacity(n.min(CHUNK_FRAMES));
-                let start = chunks.partition_point(|c| c.last < from);
-                for (i, chunk) in chunks.iter().enumerate().skip(start) {
+                // Entries of the chunks passed over, and the page's first position.
+                let mut before = 0usize;
+                let mut first = None;
+                for (i, chunk) in chunks.iter().enumerate() {
                     if out.len() >= n {
                         break;
                     }
+                    let skip_chunk = match start {
+                        Start::Seq(from) => chunk.last < from,
+                        Start::Position(at) => before.saturating_add(chunk.count) <= at,
+                    };
+                    if skip_chunk {
+                        before = before.saturating_add(chunk.count);
+                        continue;
+                    }
                     let part = self.chunk(timeline, &head.generation, i, chunk).await?;
+                    let skip = match start {
+                        Start::Seq(from) => part.partition_point(|f| f.seq < from),
+                        Start::Position(at) => at.saturating_sub(before).min(part.len()),
+                    };
+                    first.get_or_insert(before.saturating_add(skip));
                     let rest = n - out.len();
-                    out.extend(part.iter().filter(|f| f.seq >= from).take(rest).cloned());
+                    out.extend(part.iter().skip(skip).take(rest).cloned());
+                    before = before.saturating_add(part.len());
                 }
-                Ok(out)
+                Ok((first.unwrap_or(before), out))
             }
         }
     }

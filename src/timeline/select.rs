@@ -10,7 +10,7 @@
 
 use super::FrameCache;
 use super::index::{FrameEntry, Index, TimelineStatus};
-use super::manifest::{FrameMeta, Head};
+use super::manifest::{FrameMeta, Head, Start};
 use super::read::{Frame, FrameJpeg};
 use crate::decoded::LoadOptions;
 use crate::error::{Error, Result};
@@ -130,10 +130,13 @@ impl Seqs {
 /// One page of a timeline's index, from [`FrameCache::list_frames_page`].
 #[derive(Debug, Clone)]
 pub struct FramePage {
-    /// The frames with seq ≥ the page's `from`, at most `limit` of them, sorted by seq.
+    /// The frames from the page's start on, at most `limit` of them, sorted by seq.
     pub frames: Vec<FrameEntry>,
     /// Frames in the whole timeline.
     pub total: usize,
+    /// The position of the page's first frame in the timeline, in seq order (the first
+    /// frame's is 0); `total` when the page is empty.
+    pub offset: usize,
     /// The `from` of the next page; `None` on the last.
     pub next: Option<u64>,
 }
@@ -498,11 +501,31 @@ impl FrameCache {
         from: u64,
         limit: usize,
     ) -> Result<FramePage> {
+        self.page(timeline, Start::Seq(from), limit).await
+    }
+
+    /// As [`FrameCache::list_frames_page`], from the frame at `offset` in seq order (the
+    /// first is 0): what a viewer that scrubs by position asks for. With a complete
+    /// manifest, the chunk counts its head lists say where the page is, so only the chunks
+    /// holding it are read.
+    ///
+    /// # Errors
+    /// As [`FrameCache::list_frames_page`].
+    pub async fn list_frames_at(
+        &self,
+        timeline: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<FramePage> {
+        self.page(timeline, Start::Position(offset), limit).await
+    }
+
+    async fn page(&self, timeline: &str, start: Start, limit: usize) -> Result<FramePage> {
         if let Ok(Some(head)) = self.read_head(timeline).await
             && head.complete
         {
-            let mut metas = self
-                .metas_from(timeline, &head, from, limit.saturating_add(1))
+            let (offset, mut metas) = self
+                .metas_page(timeline, &head, start, limit.saturating_add(1))
                 .await?;
             let next = (metas.len() > limit).then(|| metas[limit].seq);
             metas.truncate(limit);
@@ -521,15 +544,19 @@ impl FrameCache {
             return Ok(FramePage {
                 frames,
                 total: head.count,
+                offset,
                 next,
             });
         }
         let entries = self.index(timeline).await?.entries;
         let total = entries.len();
-        let start = entries.partition_point(|e| e.seq < from);
+        let offset = match start {
+            Start::Seq(from) => entries.partition_point(|e| e.seq < from),
+            Start::Position(at) => at.min(total),
+        };
         let mut frames: Vec<FrameEntry> = entries
             .into_iter()
-            .skip(start)
+            .skip(offset)
             .take(limit.saturating_add(1))
             .collect();
         let next = (frames.len() > limit).then(|| frames[limit].seq);
@@ -537,6 +564,7 @@ impl FrameCache {
         Ok(FramePage {
             frames,
             total,
+            offset,
             next,
         })
     }

@@ -21,6 +21,7 @@ const STATS_HTML: &str = include_str!("stats.html");
 const UI_FILES: &[(&str, &str)] = &[
     ("fetcher.js", include_str!("ui/fetcher.js")),
     ("filmstrip.js", include_str!("ui/filmstrip.js")),
+    ("pages.js", include_str!("ui/pages.js")),
     ("panes.js", include_str!("ui/panes.js")),
     ("link.js", include_str!("ui/link.js")),
     ("stats.js", include_str!("ui/stats.js")),

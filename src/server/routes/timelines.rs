@@ -63,10 +63,12 @@ impl StageInfo {
     }
 }
 
-/// `?from=&limit=` on a timeline's index: one page of it.
+/// `?from=&limit=` (or `?offset=&limit=`) on a timeline's index: one page of it.
 #[derive(Debug, serde::Deserialize)]
 pub(super) struct PageQuery {
     from: Option<u64>,
+    /// The page's first frame by position in seq order, for viewers that scrub by position.
+    offset: Option<usize>,
     limit: Option<usize>,
 }
 
@@ -82,7 +84,12 @@ pub(super) async fn timeline(
     headers: HeaderMap,
 ) -> ApiResult {
     let Query(page) = query?;
-    let paged = page.from.is_some() || page.limit.is_some();
+    let paged = page.from.is_some() || page.offset.is_some() || page.limit.is_some();
+    if page.from.is_some() && page.offset.is_some() {
+        return Err(ApiError::bad_request(
+            "a page starts at `from` (a seq) or at `offset` (a position), not both",
+        ));
+    }
     let limit = page.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::bad_request(format!(
@@ -90,13 +97,16 @@ pub(super) async fn timeline(
         )));
     }
     let listing = async {
-        if paged {
+        if let Some(offset) = page.offset {
+            state.cache.list_frames_at(&id, offset, limit).await
+        } else if paged {
             let from = page.from.unwrap_or(0);
             state.cache.list_frames_page(&id, from, limit).await
         } else {
             let frames = state.cache.list_frames(&id).await?;
             Ok(FramePage {
                 total: frames.len(),
+                offset: 0,
                 frames,
                 next: None,
             })
@@ -151,6 +161,7 @@ pub(super) async fn timeline(
     });
     if paged {
         body["total"] = page_found.total.into();
+        body["offset"] = page_found.offset.into();
         body["next"] = page_found.next.into();
     }
     Ok(json_response(&headers, &body))

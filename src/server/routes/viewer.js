@@ -3,6 +3,11 @@
 // shows the overlays of a job's stages: one stage on the frame, two side by side, or two
 // blended. The view lives in the URL's hash (see ui/link.js), so a copied link restores it.
 //
+// The index comes a page at a time (ui/pages.js): the first page opens the timeline, and
+// the pages around the playhead and under the filmstrip's slots follow as they are needed,
+// so an hour-long timeline never downloads its whole index. Positions (0 … total - 1) are
+// what the slider, the keys and the filmstrip move over.
+//
 // Frames are fetched by the versioned URLs the index gives (`?v=<content version>`), which
 // the server marks immutable: once fetched, the browser's cache answers them without a
 // request. A bounded window ahead of and behind the playhead is fetched in advance, a few
@@ -15,10 +20,11 @@
 // body[data-pending] the frame fetches queued or running, body[data-requests] the frame
 // fetches started, body[data-thumb-requests] and body[data-thumb-pending] the thumbnail
 // fetches started and queued or running,
-// body[data-copied] the last link copied.
+// body[data-index-requests] the index pages fetched, body[data-copied] the last link copied.
 
 import { api, auth, Pool } from "/ui/fetcher.js";
 import { Filmstrip } from "/ui/filmstrip.js";
+import { FrameIndex } from "/ui/pages.js";
 import { drawPane } from "/ui/panes.js";
 import { copyText, readLink, writeLink } from "/ui/link.js";
 
@@ -33,7 +39,7 @@ const $ = (id) => document.getElementById(id);
 
 const view = {
   timeline: null,
-  frames: [],
+  frames: new FrameIndex(""), // no timeline yet: no frames
   index: 0,
   showing: 0, // counter: a later show() supersedes an earlier one still loading
   playing: false,
@@ -70,13 +76,18 @@ function report() {
   document.body.dataset.requests = String(frames.requests);
   document.body.dataset.thumbRequests = String(thumbs.requests);
   document.body.dataset.thumbPending = String(thumbs.pending);
+  document.body.dataset.indexRequests = String(view.frames.requests);
 }
 
 auth.onUnauthorized = () => ($("login").hidden = false);
 
 // --- what is shown -----------------------------------------------------------------------
 
-const seqAt = (i) => view.frames[Math.max(0, Math.min(view.frames.length - 1, i))].seq;
+// The seq at position `i` (clamped to the timeline), or `fallback` while its page is away.
+function seqAt(i, fallback) {
+  const frame = view.frames.at(Math.max(0, Math.min(view.frames.length - 1, i)));
+  return frame ? frame.seq : fallback;
+}
 
 // The stage of each pane on screen.
 function paneStages() {
@@ -89,10 +100,23 @@ function overlaysOf(stage, seq) {
   return (listing?.get(seq) || []).filter((o) => !view.hidden.has(o.name));
 }
 
+// Asks for the index pages the read-ahead window reaches into, and prefetches again once
+// they are in if the playhead has not moved.
+function loadAround(index) {
+  for (const i of [index - BEHIND, index + AHEAD]) {
+    if (i < 0 || i >= view.frames.length || view.frames.at(i)) continue;
+    const pages = view.frames;
+    pages.load(i).then(
+      () => pages === view.frames && view.index === index && prefetch(index),
+      () => {},
+    );
+  }
+}
+
 function prefetch(index) {
-  const lo = seqAt(index - BEHIND), hi = seqAt(index + AHEAD);
+  const lo = seqAt(index - BEHIND, -Infinity), hi = seqAt(index + AHEAD, Infinity);
   frames.drop((seq) => seq >= lo && seq <= hi);
-  const keepLo = seqAt(index - KEEP), keepHi = seqAt(index + KEEP);
+  const keepLo = seqAt(index - KEEP, -Infinity), keepHi = seqAt(index + KEEP, Infinity);
   frames.release((seq) => seq >= keepLo && seq <= keepHi);
   const wanted = [];
   for (let d = 1; d <= AHEAD; d += 1) {
@@ -100,7 +124,7 @@ function prefetch(index) {
     if (d <= BEHIND) wanted.push(index - d);
   }
   for (const i of wanted) {
-    const frame = view.frames[i];
+    const frame = view.frames.at(i);
     if (!frame) continue;
     frames.load(frame.url, frame.seq).catch(() => {});
     for (const stage of paneStages()) {
@@ -109,14 +133,14 @@ function prefetch(index) {
   }
 }
 
+// Seconds into the timeline at position `i`; undefined while its page is away.
 function timeOf(i) {
-  const f = view.frames;
-  const timed = f.length > 1 && f[f.length - 1].timestamp > f[0].timestamp;
-  return timed ? f[i].timestamp : i / FALLBACK_FPS;
+  if (!view.frames.timed) return i / FALLBACK_FPS;
+  return view.frames.at(i)?.timestamp;
 }
 
 function link() {
-  return writeLink({ ...view, seq: view.frames[view.index]?.seq ?? 0 });
+  return writeLink({ ...view, seq: view.frames.at(view.index)?.seq ?? 0 });
 }
 
 async function show(index) {
@@ -124,8 +148,17 @@ async function show(index) {
   index = Math.max(0, Math.min(view.frames.length - 1, index));
   const ticket = ++view.showing;
   view.index = index;
-  const frame = view.frames[index];
   $("slider").value = String(index);
+  let frame = view.frames.at(index);
+  if (!frame) {
+    try {
+      frame = await view.frames.load(index);
+    } catch (err) {
+      if (ticket === view.showing) setStatus(`index of ${view.timeline}: ${err.message}`, true);
+      return;
+    }
+    if (ticket !== view.showing || !frame) return;
+  }
   $("seq").textContent = String(frame.seq);
   $("time").textContent = frame.timestamp.toFixed(3);
   $("chunk").textContent = String(frame.chunk_id);
@@ -133,6 +166,7 @@ async function show(index) {
   history.replaceState(null, "", link());
   const shown = frames.load(frame.url, frame.seq, true);
   prefetch(index);
+  loadAround(index);
   filmstrip.setPlayhead(index);
   let frameUrl;
   try {
@@ -289,9 +323,11 @@ async function choose(change) {
 async function loadTimeline(id, wanted = {}) {
   pause();
   setStatus(`loading ${id}…`);
-  const index = await (await api(`/v1/timelines/${encodeURIComponent(id)}`)).json();
+  const index = new FrameIndex(id);
+  index.onPage = report;
+  const start = await index.open(wanted.seq);
   view.timeline = id;
-  view.frames = index.frames;
+  view.frames = index;
   view.stages = index.overlays.map((s) => ({ ...s, key: `${s.job}/${s.stage}` }));
   view.overlays.clear();
   const jobs = view.stages.map((s) => s.job);
@@ -303,10 +339,10 @@ async function loadTimeline(id, wanted = {}) {
   view.hidden = new Set(wanted.hidden || []);
   $("slider").max = String(Math.max(0, view.frames.length - 1));
   filmstrip.setFrames(view.frames);
-  const start = view.frames.findIndex((f) => f.seq === wanted.seq);
-  view.index = start >= 0 ? start : 0;
+  view.index = start;
+  report();
   await choose({});
-  for (const warning of index.warnings || []) setStatus(warning, true);
+  for (const warning of index.warnings) setStatus(warning, true);
 }
 
 async function start() {

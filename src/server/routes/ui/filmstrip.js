@@ -1,6 +1,9 @@
 // The filmstrip under the scrub bar: thumbnails of the frames around the playhead, and a
 // coarse strip sampling the whole timeline with the playhead marked; a click on either seeks.
 //
+// The frames come from the viewer's paged index (ui/pages.js): a slot whose frame's page is
+// not here yet asks for it (the coarse strip one entry per slot) and fills once it arrives.
+//
 // Thumbnails are `?scale=8` of the frames' own versioned URLs: decoded at 1/8 through the
 // DCT by the server and immutable like the frames, so the browser cache keeps them. They
 // load lazily (only slots on screen, through their own low-priority pool) and the playhead
@@ -23,7 +26,7 @@ export class Filmstrip {
     this.coarseEl = coarse;
     this.pool = pool;
     this.onSeek = onSeek;
-    this.frames = [];
+    this.frames = { length: 0, at: () => undefined };
     this.index = 0;
     this.coarseSlots = [];
     this.visible = new Set(); // slot <img>s on screen
@@ -72,6 +75,7 @@ export class Filmstrip {
     for (let k = 0; k < n; k += 1) {
       const index = n === 1 ? 0 : Math.round((k * (this.frames.length - 1)) / (n - 1));
       const img = this.slot("thumb");
+      img.dataset.coarse = "1";
       this.want(img, index);
       this.coarseSlots.push(img);
     }
@@ -94,15 +98,26 @@ export class Filmstrip {
 
   // Points `img` at frame `index` (blank outside the timeline) and fills it if on screen.
   want(img, index) {
-    const frame = this.frames[index];
+    img.dataset.want = String(index);
+    const frame = this.frames.at(index);
+    const pending = !frame && index >= 0 && index < this.frames.length;
     if (!frame) {
       delete img.dataset.seq;
       delete img.dataset.index;
       delete img.dataset.loaded;
       img.removeAttribute("src");
-      img.classList.add("blank");
-      return;
+      img.classList.toggle("blank", !pending);
     }
+    if (pending) {
+      // Its page is not here yet: ask for it, and come back if the slot still wants it.
+      const frames = this.frames;
+      const load = img.dataset.coarse ? frames.loadOne(index) : frames.load(index);
+      load.then(
+        (frame) => frame && frames === this.frames && img.dataset.want === String(index) && this.want(img, index),
+        () => {},
+      );
+    }
+    if (!frame) return;
     img.classList.remove("blank");
     if (img.dataset.seq === String(frame.seq)) return;
     img.dataset.seq = String(frame.seq);
@@ -114,7 +129,7 @@ export class Filmstrip {
   }
 
   fill(img) {
-    const frame = this.frames[Number(img.dataset.index)];
+    const frame = this.frames.at(Number(img.dataset.index));
     if (!frame || img.dataset.loaded) return;
     const seq = img.dataset.seq;
     this.pool.load(thumbUrl(frame), frame.seq).then(
