@@ -191,7 +191,14 @@ impl Behind {
 
     fn write(&self, job: Job) {
         gate::reached(LockKind::RawWrite, None);
-        job.disk.store(&job.name, &job.decoded);
+        // A panic here must not take the writer down with the stripe still held and the
+        // write still counted as pending: the entry is then just not written.
+        let stored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            job.disk.store(&job.name, &job.decoded);
+        }));
+        if stored.is_err() {
+            tracing::error!("writing the raw frame {:?} panicked; not kept", job.name);
+        }
         self.finish(job.stripe.as_deref(), &job.name, true);
     }
 
