@@ -103,6 +103,8 @@ enum Store {
         file: File,
         pixels: Bytes,
         offset: usize,
+        /// Counts an in-memory file among the process's open ones while it is kept.
+        _memfd: Option<memfd::Slot>,
     },
 }
 
@@ -124,6 +126,7 @@ impl Decoded {
                 file,
                 pixels: Bytes::from_owner(map).slice(format::HEADER_LEN..),
                 offset: format::HEADER_LEN,
+                _memfd: None,
             },
         }
     }
@@ -154,6 +157,7 @@ impl Decoded {
                     file,
                     pixels,
                     offset,
+                    ..
                 },
                 Access::Writable,
             ) => {
