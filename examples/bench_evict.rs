@@ -1,9 +1,11 @@
 //! Disk-tier eviction at scale, one JSON line per size: a cache directory filled with
 //! `--entries` small entries, then another process replacing entries in a loop (its write
-//! latencies and rate before and while eviction runs), the write that crosses the high
-//! watermark against writes with room, the write that finds usage above the hard limit
-//! with no evictor running, the CPU a new process spends in its first seconds after
-//! opening, and the time to recount the whole directory and to rebuild a lost ledger.
+//! latencies and rate before and while eviction runs, over three rounds), the write that
+//! crosses the high watermark against writes with room, the write that finds usage above
+//! the hard limit with no evictor running, an evictor SIGKILLed mid-round (the next
+//! process's takeover and the ledger against the files), the CPU a new process spends in
+//! its first seconds after opening, and the time to recount the whole directory and to
+//! rebuild a lost ledger.
 //!
 //! ```sh
 //! cargo run --release --example bench_evict -- --entries 100000 --entries 400000
@@ -27,6 +29,8 @@ use std::time::{Duration, Instant};
 const PAYLOAD: usize = 1000;
 /// Keys the other writer replaces (replacing does not grow usage).
 const WRITER_KEYS: u64 = 1000;
+/// Eviction rounds measured per size.
+const ROUNDS: usize = 3;
 
 /// Nanoseconds on the machine's monotonic clock, comparable across processes.
 fn mono_ns() -> u64 {
@@ -117,11 +121,18 @@ fn role_writer(dir: &Path, cap: u64, out: &Path, stop: &Path) {
 
 /// Latency percentiles (ms) and rate (writes/s) of the samples starting in `[from, to)`.
 fn window(samples: &[(u64, u64)], from: u64, to: u64) -> serde_json::Value {
-    let mut lat: Vec<u64> = samples
+    let picked: Vec<(u64, u64)> = samples
         .iter()
+        .copied()
         .filter(|(s, _)| *s >= from && *s < to)
-        .map(|(_, l)| *l)
         .collect();
+    summary(&picked, to - from)
+}
+
+/// Latency percentiles (ms) and rate (writes/s) of `samples`, taken over `span_ns`.
+fn summary(samples: &[(u64, u64)], span_ns: u64) -> serde_json::Value {
+    let (from, to) = (0, span_ns.max(1));
+    let mut lat: Vec<u64> = samples.iter().map(|(_, l)| *l).collect();
     lat.sort_unstable();
     if lat.is_empty() {
         return json!(null);
@@ -132,7 +143,63 @@ fn window(samples: &[(u64, u64)], from: u64, to: u64) -> serde_json::Value {
         "writes_per_s": (lat.len() as f64 / ((to - from) as f64 / 1e9)).round(),
         "p50_ms": pct(0.5),
         "p99_ms": pct(0.99),
+        "p999_ms": pct(0.999),
         "max_ms": *lat.last().unwrap() as f64 / 1e6,
+    })
+}
+
+/// The directory's lock taken exclusively (no eviction or write is half done meanwhile):
+/// the ledger's count against the bytes of the entry files.
+fn ledger_against_directory(dir: &Path, disk: &DiskTier) -> (u64, u64) {
+    use std::os::fd::AsRawFd;
+    let lock = std::fs::File::open(dir.join("v1/.lock")).unwrap();
+    // SAFETY: flock on a descriptor `lock` keeps open; released when it is closed.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let usage = disk.usage();
+    (disk.accounted(), usage.bytes)
+}
+
+/// Starts an evictor with a capacity that puts usage at the hard limit, SIGKILLs it once
+/// its round has freed a little, and times a new process's takeover (election, the repair
+/// of the shard it died in); then checks the ledger against the directory.
+fn crash_mid_round(dir: &Path, inspector: &DiskTier) -> serde_json::Value {
+    let used = inspector.accounted();
+    let cap = used;
+    let arg = dir.display().to_string();
+    let mut evictor = child("evictor", &[arg, cap.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_line(&mut evictor, "the evictor");
+    // A round to the low watermark frees a tenth of the capacity: kill it a fifth of the way.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while inspector.accounted() > used - cap / 50 {
+        assert!(Instant::now() < deadline, "the round never started");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    // SAFETY: a signal to our own child, still running (not yet waited for).
+    unsafe { libc::kill(evictor.id() as libc::pid_t, libc::SIGKILL) };
+    let killed = Instant::now();
+    evictor.wait().unwrap();
+    let freed_before_kill = used - inspector.accounted();
+    let repaired = inspector.eviction_status().repaired_shards;
+    // The next process to open the cache: its candidate thread tries the lock at once.
+    let successor = tier(dir, cap);
+    while !successor.eviction_status().evictor_here {
+        assert!(Instant::now() < deadline, "no successor");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let takeover_ms = killed.elapsed().as_secs_f64() * 1e3;
+    let status = successor.eviction_status();
+    drop(successor);
+    let (ledger, files) = ledger_against_directory(dir, inspector);
+    json!({
+        "freed_before_kill": freed_before_kill,
+        "takeover_and_repair_ms": takeover_ms,
+        "shards_repaired": status.repaired_shards - repaired,
+        "ledger_equals_directory": ledger == files,
+        "ledger": ledger,
+        "directory": files,
     })
 }
 
@@ -195,33 +262,42 @@ fn run(root: &Path, entries: u64) -> serde_json::Value {
     let writer_started = mono_ns();
     std::thread::sleep(Duration::from_secs(2));
 
-    // This process writes new entries until one crosses the high watermark.
+    // Several rounds, each: this process writes new entries until one crosses the high
+    // watermark (against its writes with room), the evictor's round runs, then a pause so
+    // that the next round's "before" window is the other writer alone again.
     let high = parent.eviction_status().high_watermark;
-    let rounds = parent.eviction_status().rounds;
     let payload = vec![2u8; PAYLOAD];
     let mut with_room = Vec::new();
+    let mut crossings = Vec::new();
+    let mut windows = Vec::new();
+    let mut statuses = Vec::new();
+    let mut before_from = writer_started + 200_000_000;
     let mut i = 0u64;
-    let (trigger_start, crossing_ms) = loop {
-        let before = parent.accounted();
-        let started = mono_ns();
-        parent.write_blocking(&format!("n{i}"), &payload).unwrap();
-        let took = mono_ns() - started;
-        i += 1;
-        if before <= high && parent.accounted() > high {
-            break (started, took as f64 / 1e6);
+    for _ in 0..ROUNDS {
+        let rounds = parent.eviction_status().rounds;
+        let trigger_start = loop {
+            let before = parent.accounted();
+            let started = mono_ns();
+            parent.write_blocking(&format!("n{i}"), &payload).unwrap();
+            let took = mono_ns() - started;
+            i += 1;
+            if before <= high && parent.accounted() > high {
+                crossings.push(took);
+                break started;
+            }
+            with_room.push(took);
+        };
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while parent.eviction_status().rounds == rounds {
+            assert!(Instant::now() < deadline, "the round never ended");
+            std::thread::sleep(Duration::from_millis(2));
         }
-        with_room.push(took);
-    };
-    with_room.sort_unstable();
-    let room_p50_ms = with_room[with_room.len() / 2] as f64 / 1e6;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while parent.eviction_status().rounds == rounds {
-        assert!(Instant::now() < deadline, "the round never ended");
-        std::thread::sleep(Duration::from_millis(1));
+        let round_end = mono_ns();
+        statuses.push(parent.eviction_status());
+        windows.push((before_from, trigger_start, round_end.max(trigger_start + 1)));
+        std::thread::sleep(Duration::from_millis(1500));
+        before_from = round_end + 300_000_000;
     }
-    let round_end = mono_ns();
-    let status = parent.eviction_status();
-    std::thread::sleep(Duration::from_millis(500));
     std::fs::write(&stop, b"").unwrap();
     wait_line(&mut writer, "the writer");
     writer.wait().unwrap();
@@ -235,10 +311,53 @@ fn run(root: &Path, entries: u64) -> serde_json::Value {
             )
         })
         .collect();
-    // Before: from 200 ms after the writer started to the trigger (its first writes
-    // create its keys).
-    let before = window(&samples, writer_started + 200_000_000, trigger_start);
-    let during = window(&samples, trigger_start, round_end.max(trigger_start + 1));
+    with_room.sort_unstable();
+    let room_p50_ms = with_room[with_room.len() / 2] as f64 / 1e6;
+    let crossing_ms = *crossings.iter().max().unwrap() as f64 / 1e6;
+    // Every round's windows apart, and all "before" against all "during" samples together.
+    let rounds: Vec<serde_json::Value> = windows
+        .iter()
+        .zip(&statuses)
+        .map(|(&(from, trigger, end), status)| {
+            json!({
+                "before": window(&samples, from, trigger),
+                "during": window(&samples, trigger, end),
+                "entries_removed": status.last_round_entries,
+                "ms": status.last_round_us as f64 / 1e3,
+            })
+        })
+        .collect();
+    let pick = |during: bool| -> Vec<(u64, u64)> {
+        windows
+            .iter()
+            .flat_map(|&(from, trigger, end)| {
+                let (a, b) = if during {
+                    (trigger, end)
+                } else {
+                    (from, trigger)
+                };
+                samples
+                    .iter()
+                    .copied()
+                    .filter(move |(s, _)| *s >= a && *s < b)
+            })
+            .collect()
+    };
+    let span = |during: bool| -> u64 {
+        windows
+            .iter()
+            .map(|&(from, trigger, end)| {
+                if during {
+                    end - trigger
+                } else {
+                    trigger - from
+                }
+            })
+            .sum()
+    };
+    let before = summary(&pick(false), span(false));
+    let during = summary(&pick(true), span(true));
+    let status = *statuses.last().unwrap();
 
     // With no evictor: usage over the hard limit, one write evicts a batch itself.
     evictor.kill().unwrap();
@@ -247,6 +366,10 @@ fn run(root: &Path, entries: u64) -> serde_json::Value {
     let started = Instant::now();
     lone.write_blocking("over-the-limit", &payload).unwrap();
     let hard_ms = started.elapsed().as_secs_f64() * 1e3;
+
+    // An evictor killed (SIGKILL) in the middle of a round: a process opening the cache
+    // takes over, repairs the shard it died in, and the ledger then equals the directory.
+    let crash = crash_mid_round(&dir, &parent);
 
     // A lost ledger: the next evictor rebuilds it shard by shard in the background.
     std::fs::remove_file(dir.join("v1/.usage")).unwrap();
@@ -267,18 +390,18 @@ fn run(root: &Path, entries: u64) -> serde_json::Value {
         "capacity": cap,
         "other_writer_before": before,
         "other_writer_during_eviction": during,
-        "round": {
-            "entries_removed": status.last_round_entries,
-            "ms": status.last_round_us as f64 / 1e3,
-            "writer_batches": status.writer_batches,
-        },
-        "crossing_high_watermark_ms": crossing_ms,
+        "rate_during_vs_before": during["writes_per_s"].as_f64().unwrap_or(0.0)
+            / before["writes_per_s"].as_f64().unwrap_or(1.0),
+        "rounds": rounds,
+        "writer_batches": status.writer_batches,
+        "crossing_high_watermark_max_ms": crossing_ms,
         "write_with_room_p50_ms": room_p50_ms,
         "write_over_hard_limit_no_evictor_ms": hard_ms,
         "open_cpu_s": open["cpu_s"],
         "full_recount_s": recount_s,
         "full_recount_entries": recount.entries,
         "ledger_rebuild_ms": rebuild_ms,
+        "crash_mid_round": crash,
     })
 }
 

@@ -16,6 +16,7 @@ pub mod flock;
 pub mod fuzzing;
 pub mod layout;
 mod metrics;
+mod per_process;
 mod pixels;
 #[cfg(feature = "server")]
 pub mod server;
@@ -33,6 +34,7 @@ pub use config::{
 pub use decoded::{Access, LoadOptions, flush_raw_writes};
 pub use error::{Error, Result};
 pub use metrics::{Metrics, Stats, TierCounters, TierStats};
+pub use per_process::PerProcess;
 pub use pixels::{Backing, Pixels};
 pub use synth::synthetic_frame;
 pub use tier::{BadEntry, DiskUsage, EvictionStatus, Recount, Source, VerifyReport};

@@ -7,6 +7,8 @@ functions, same object layout in the same bucket). :class:`FrameCache` is the fu
 
 from __future__ import annotations
 
+import atexit as _atexit
+
 from framecache._errors import (
     CodecError,
     FrameCacheError,
@@ -19,9 +21,6 @@ from framecache._errors import (
     StorageError,
     SupersededError,
 )
-import atexit as _atexit
-import os as _os
-
 from framecache import _native
 from framecache._native import (
     JPEG_ENCODER,
@@ -31,15 +30,6 @@ from framecache._native import (
     __version__,
     frames_to_b64,
     synthetic_frame,
-)
-
-# A forked child (DataLoader workers, gunicorn, Celery, multiprocessing) builds its own
-# runtime and caches: the parent's threads are not in the child. Lock files need nothing
-# here, the native library closes the child's copies in the fork itself.
-_os.register_at_fork(
-    before=_native._before_fork,
-    after_in_parent=_native._after_fork_in_parent,
-    after_in_child=_native._after_fork_in_child,
 )
 
 # Raw frames are written behind loads by a native thread that never keeps the interpreter

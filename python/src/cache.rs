@@ -2,22 +2,17 @@
 //! that release the interpreter, and `_async` twins for asyncio (its methods are in
 //! `methods.rs`).
 //!
-//! Fork safety: the core cache (tiers, connections, runtime tasks) is built per process. A
-//! call from a forked child builds fresh handles from the same configuration and leaves
-//! the parent's alone: their threads and connections do not exist in the child.
+//! Fork safety: the core cache (tiers, connections, runtime tasks) is built per process, in
+//! the core's lock-free [`framecache::PerProcess`] slot. A call from a forked child builds
+//! fresh handles from the same configuration and leaves the parent's alone: their threads
+//! and connections do not exist in the child.
 
 use crate::config::Overrides;
 use crate::errors::to_py;
 use crate::runtime;
-use framecache::CacheConfig;
+use framecache::{CacheConfig, PerProcess};
 use pyo3::prelude::*;
-use std::sync::{Arc, Mutex};
-
-/// The core cache of one process.
-struct Handles {
-    pid: u32,
-    cache: framecache::FrameCache,
-}
+use std::sync::Arc;
 
 /// A tiered read-through cache of timelines' frames and overlays: memory, then a disk
 /// cache shared by the machine's processes, then blob storage (S3 or a local directory).
@@ -36,7 +31,7 @@ struct Handles {
 #[pyclass(module = "framecache", name = "FrameCache", frozen)]
 pub struct PyFrameCache {
     config: CacheConfig,
-    handles: Mutex<Option<Handles>>,
+    handles: PerProcess<framecache::FrameCache>,
 }
 
 impl PyFrameCache {
@@ -45,7 +40,7 @@ impl PyFrameCache {
     pub fn configured(overrides: Overrides) -> PyResult<Self> {
         let cache = PyFrameCache {
             config: overrides.apply()?,
-            handles: Mutex::new(None),
+            handles: PerProcess::new(),
         };
         cache.core()?;
         Ok(cache)
@@ -58,35 +53,17 @@ impl PyFrameCache {
 
     /// The process the core cache was built in, if it has been built.
     pub fn pid(&self) -> Option<u32> {
-        let slot = self
-            .handles
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        slot.as_ref().map(|h| h.pid)
+        self.handles.built_in()
     }
 
     /// The core cache of the calling process, built on first use and after a fork.
     pub fn core(&self) -> PyResult<framecache::FrameCache> {
-        let pid = std::process::id();
-        let mut slot = self
-            .handles
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(handles) = slot.as_ref().filter(|h| h.pid == pid) {
-            return Ok(handles.cache.clone());
-        }
-        // Inherited through fork: its tasks and connections belong to the parent.
-        if let Some(inherited) = slot.take() {
-            std::mem::forget(inherited);
-        }
-        let runtime = runtime::handle()?;
-        let _inside = runtime.enter();
-        let cache = build(&self.config).map_err(to_py)?;
-        *slot = Some(Handles {
-            pid,
-            cache: cache.clone(),
-        });
-        Ok(cache)
+        let cache = self.handles.get_or_try_init(|| {
+            let runtime = runtime::handle()?;
+            let _inside = runtime.enter();
+            build(&self.config).map_err(to_py)
+        })?;
+        Ok(cache.clone())
     }
 }
 
@@ -108,19 +85,4 @@ fn build(config: &CacheConfig) -> framecache::Result<framecache::FrameCache> {
     ));
     let chain = config.build_with_origin(origin, metrics);
     Ok(framecache::FrameCache::from_chain(chain, config.concurrency).with_decoded_tiers(config))
-}
-
-impl Drop for PyFrameCache {
-    fn drop(&mut self) {
-        let handles = self
-            .handles
-            .get_mut()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if handles
-            .as_ref()
-            .is_some_and(|h| h.pid != std::process::id())
-        {
-            std::mem::forget(handles.take());
-        }
-    }
 }

@@ -25,9 +25,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<frame::PyFrame>()?;
     m.add_class::<cache::PyFrameCache>()?;
     m.add_class::<iter::FrameIterator>()?;
-    m.add_function(wrap_pyfunction!(runtime::_before_fork, m)?)?;
-    m.add_function(wrap_pyfunction!(runtime::_after_fork_in_parent, m)?)?;
-    m.add_function(wrap_pyfunction!(runtime::_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(fork::_lock_gate_arm, m)?)?;
     m.add_function(wrap_pyfunction!(fork::_lock_gate_wait, m)?)?;
     m.add_function(wrap_pyfunction!(fork::_lock_gate_release, m)?)?;

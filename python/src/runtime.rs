@@ -1,20 +1,19 @@
 //! The package's own tokio runtime, one per process: a forked child builds a new one and
 //! never touches its parent's, whose worker threads did not survive the fork.
 //!
-//! Python's `os.register_at_fork` hooks (installed by `framecache/__init__.py`) hold the
-//! runtime's slot across a fork, so a fork never copies it half-built or half-swapped by
-//! another thread, and the child empties it at once; the pid check in [`handle`] still
-//! catches forks that bypass Python's hooks. Lock files are the core's business: its own
-//! `pthread_atfork` handler closes the child's copies.
+//! The slot is the core's [`framecache::PerProcess`]: one atomic pointer, no lock, so a fork
+//! at any moment (from any thread, with or without Python's at-fork hooks) leaves nothing
+//! for the child to wait for, and no thread waits for the slot while it holds the
+//! interpreter. Lock files are the core's business too: its `pthread_atfork` handler closes
+//! the child's copies.
 
 use crate::errors::to_py;
+use framecache::PerProcess;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
-use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::runtime::{Handle, Runtime};
 
@@ -22,78 +21,22 @@ use tokio::runtime::{Handle, Runtime};
 /// pending signals (Ctrl-C) and goes back to waiting.
 const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
-/// The runtime of the process that built it.
-static RUNTIME: Mutex<Option<(u32, Arc<Runtime>)>> = Mutex::new(None);
-
-type Slot = MutexGuard<'static, Option<(u32, Arc<Runtime>)>>;
-
-thread_local! {
-    /// The slot, held by the forking thread from `_before_fork` to the matching `_after_fork_*`
-    /// (Python runs all three on the thread that forks, which is the child's only thread).
-    static HELD_ACROSS_FORK: RefCell<Option<Slot>> = const { RefCell::new(None) };
-}
-
-fn slot() -> Slot {
-    RUNTIME
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// `os.register_at_fork(before=...)`: takes the runtime's slot for the fork. No thread
-/// holds it while waiting for the interpreter, so taking it here cannot deadlock.
-#[pyfunction]
-pub fn _before_fork() {
-    let held = slot();
-    HELD_ACROSS_FORK.with_borrow_mut(|h| *h = Some(held));
-}
-
-/// `os.register_at_fork(after_in_parent=...)`: gives the slot back.
-#[pyfunction]
-pub fn _after_fork_in_parent() {
-    HELD_ACROSS_FORK.with_borrow_mut(|h| h.take());
-}
-
-/// `os.register_at_fork(after_in_child=...)`: forgets the parent's runtime (its threads
-/// are not in this process, and dropping it would wait for them forever); the next call
-/// builds this process's own.
-#[pyfunction]
-pub fn _after_fork_in_child() {
-    let held = HELD_ACROSS_FORK.with_borrow_mut(|h| h.take());
-    // Without the `before` hook (not expected), only a free slot can be emptied here: one
-    // a parent's thread held at the fork stays locked, and waiting for it would hang.
-    let held = held.or_else(|| match RUNTIME.try_lock() {
-        Ok(slot) => Some(slot),
-        Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
-        Err(std::sync::TryLockError::WouldBlock) => None,
-    });
-    if let Some(inherited) = held.and_then(|mut slot| slot.take()) {
-        std::mem::forget(inherited);
-    }
-}
+/// The runtime of the calling process.
+static RUNTIME: PerProcess<Runtime> = PerProcess::new();
 
 /// The calling process's runtime, built on first use and again after a fork.
 ///
 /// # Errors
 /// When the OS refuses the runtime's threads.
 pub fn handle() -> PyResult<Handle> {
-    let pid = std::process::id();
-    let mut slot = slot();
-    if let Some((_, runtime)) = slot.as_ref().filter(|(owner, _)| *owner == pid) {
-        return Ok(runtime.handle().clone());
-    }
-    // A runtime inherited through fork has no threads here: dropping it would wait for
-    // them forever, so it is leaked.
-    if let Some(inherited) = slot.take() {
-        std::mem::forget(inherited);
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("framecache")
-        .build()
-        .map_err(|e| PyRuntimeError::new_err(format!("cannot start framecache's runtime: {e}")))?;
-    let handle = runtime.handle().clone();
-    *slot = Some((pid, Arc::new(runtime)));
-    Ok(handle)
+    let runtime = RUNTIME.get_or_try_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("framecache")
+            .build()
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot start framecache's runtime: {e}")))
+    })?;
+    Ok(runtime.handle().clone())
 }
 
 /// Runs `future` to completion on the package's runtime with the interpreter released,

@@ -1,19 +1,31 @@
-"""Forking in the middle of a cold load, as PyTorch's DataLoader, gunicorn and Celery do: a
-thread of the parent holds one of the disk cache's locks (a test gate stops it there, so the
-fork lands exactly while the lock is held, without sleeps), the process forks workers with
-``os.fork`` or ``multiprocessing`` (fork context), and each worker opens its own cache on
-the same directory and loads the whole timeline, after taking the very lock the parent's
-thread held at the fork (released by then). Every worker and the parent's load must
-finish; one that does not within ``HANG`` seconds fails the test (workers are killed, the
-parent's loading thread is a daemon), so a regression never hangs the suite."""
+"""Forking in the middle of a cold load, as PyTorch's DataLoader, gunicorn and Celery do.
+
+Two scenarios, each over several rounds. In the first, a thread of the parent holds one of
+the disk cache's locks (a test gate stops it there, so the fork lands exactly while the lock
+is held, without sleeps) while the process forks workers with ``os.fork`` or
+``multiprocessing`` (fork context); each worker opens its own cache on the same directory and
+loads the whole timeline, after taking the very lock the parent's thread held at the fork
+(released by then). In the second, nothing is stopped: a cold ``iter_frames`` with default
+settings streams in a thread while the process forks four workers, each of which loads the
+timeline through a cache of its own and through the cache it inherited.
+
+Every worker and the parent's load must finish. Each scenario runs in an interpreter of its
+own (this file run as a script): a deadlock that holds the interpreter's lock stops every
+timeout of the process it happens in, so the test process only watches, and kills the
+scenario's whole process group once it has run ``BOUND`` seconds; the scenario's
+``faulthandler`` prints every thread's stack first, so a hang fails with where it hung and
+never hangs the suite."""
 
 from __future__ import annotations
 
+import faulthandler
 import fcntl
 import hashlib
+import json
 import multiprocessing
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -26,9 +38,15 @@ from conftest import seed_frames
 from framecache import FrameCache, _native
 
 FRAMES = 120
+# Workers forked per round: at a held lock, and during a cold iteration (as many as a
+# DataLoader's usual num_workers).
 WORKERS = 3
+COLD_WORKERS = 4
 ROUNDS = 2
+# One wait inside a scenario (a worker, the parent's load, the gate).
 HANG = 60.0
+# A whole scenario, all rounds: the test process kills it past this.
+BOUND = 300.0
 
 
 def digest(loaded) -> str:
@@ -76,9 +94,9 @@ def lock_comes_free(path: str, deadline: float) -> bool:
         os.close(fd)
 
 
-def work(kwargs: dict, timeline: str, expected: str, held: str) -> int:
-    """A worker: the lock its parent's thread held, then its own cache on the shared
-    directory and the whole timeline, twice."""
+def gated_work(kwargs: dict, timeline: str, expected: str, held: str) -> int:
+    """A worker forked while a lock was held: the lock its parent's thread held, then its
+    own cache on the shared directory and the whole timeline, twice."""
     if not lock_comes_free(held, time.monotonic() + HANG):
         print(f"worker: {held} stayed locked", file=sys.stderr)
         return 4
@@ -92,40 +110,168 @@ def work(kwargs: dict, timeline: str, expected: str, held: str) -> int:
     return 0 if timeouts == 0 and stats["inherited_locks_closed"] >= 1 else 5
 
 
-def mp_worker(kwargs: dict, timeline: str, expected: str, held: str) -> None:
-    sys.exit(work(kwargs, timeline, expected, held))
+def cold_work(kwargs: dict, timeline: str, expected: str, inherited: FrameCache) -> int:
+    """A worker forked during a cold iteration: the timeline through a cache of its own,
+    then through the one it inherited (rebuilt for this process on first use)."""
+    own = digest(FrameCache(**kwargs).load_frames(timeline))
+    theirs = digest(inherited.load_frames(timeline))
+    return 0 if own == theirs == expected else 3
 
 
-def fork_worker(kwargs: dict, timeline: str, expected: str, held: str) -> int:
-    with warnings.catch_warnings():
-        # Python >= 3.12 warns when a process with threads forks: that is the point here.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
-    if pid == 0:
+def start_workers(how: str, count: int, work, args: tuple) -> list:
+    """``count`` processes forked now, each running ``work(*args)`` and exiting with what it
+    returns (2 when it raises)."""
+
+    def run() -> None:
         code = 1
         try:
-            code = work(kwargs, timeline, expected, held)
+            code = work(*args)
         except BaseException:  # noqa: BLE001 - the parent sees the status
             import traceback
 
             traceback.print_exc()
             code = 2
         finally:
+            sys.stderr.flush()
             os._exit(code)
-    return pid
+
+    with warnings.catch_warnings():
+        # Python >= 3.12 warns when a process with threads forks: that is the point here.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if how == "os.fork":
+            pids = []
+            for _ in range(count):
+                pid = os.fork()
+                if pid == 0:
+                    run()
+                pids.append(pid)
+            return pids
+        ctx = multiprocessing.get_context("fork")
+        workers = [ctx.Process(target=run) for _ in range(count)]
+        for p in workers:
+            p.start()
+        return workers
 
 
-def wait_pid(pid: int, deadline: float) -> int | None:
-    """The child's exit code, or None when it hung (it is killed)."""
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            return None
-        time.sleep(0.05)
+def join_workers(workers: list, deadline: float) -> list[int | None]:
+    """Each worker's exit code, None for one still running at the deadline (killed)."""
+    codes: list[int | None] = []
+    for w in workers:
+        if isinstance(w, int):
+            while True:
+                done, status = os.waitpid(w, os.WNOHANG)
+                if done:
+                    codes.append(os.waitstatus_to_exitcode(status))
+                    break
+                if time.monotonic() > deadline:
+                    os.kill(w, signal.SIGKILL)
+                    os.waitpid(w, 0)
+                    codes.append(None)
+                    break
+                time.sleep(0.05)
+        else:
+            w.join(max(0.0, deadline - time.monotonic()))
+            if w.is_alive():
+                w.kill()
+                w.join()
+                codes.append(None)
+            else:
+                codes.append(w.exitcode)
+    return codes
+
+
+def gated(root: str, name: str, expected: str, base: str, kind: str, how: str, call: str) -> None:
+    for round_ in range(ROUNDS):
+        kwargs = settings(root, os.path.join(base, f"box-{round_}"), kind)
+        parent = FrameCache(**kwargs)
+        result: list[str] = []
+        if call == "iter_frames":
+            it = parent.iter_frames(name)
+            first = [next(it) for _ in range(3)]
+        # The next lock of this kind taken (in the middle of the load) stops its thread.
+        _native._lock_gate_arm(kind)
+
+        def load() -> None:
+            if call == "load_frames":
+                result.append(digest(parent.load_frames(name)))
+            else:
+                result.append(digest(first + list(it)))
+
+        loader = threading.Thread(target=load, daemon=True)
+        loader.start()
+        held = _native._lock_gate_wait(HANG)
+        assert held, f"round {round_}: no {kind} lock was taken"
+        try:
+            workers = start_workers(how, WORKERS, gated_work, (kwargs, name, expected, held))
+        finally:
+            _native._lock_gate_release()
+        deadline = time.monotonic() + HANG
+        codes = join_workers(workers, deadline)
+        assert codes == [0] * WORKERS, (
+            f"round {round_}: workers forked while a {kind} lock was held: {codes} "
+            "(None: still running after the bound)"
+        )
+        loader.join(max(0.0, deadline - time.monotonic()))
+        assert not loader.is_alive(), f"round {round_}: the parent's {call} hung"
+        assert result == [expected]
+
+
+def cold(root: str, name: str, expected: str, base: str, how: str, rounds: int) -> None:
+    for round_ in range(rounds):
+        kwargs = dict(backend="fs", root=root, cache_dir=os.path.join(base, f"box-{round_}"))
+        parent = FrameCache(**kwargs)
+        it = parent.iter_frames(name)
+        first = [next(it) for _ in range(3)]
+        streaming = threading.Event()
+        result: list[str] = []
+
+        def load() -> None:
+            loaded = list(first)
+            for frame in it:
+                loaded.append(frame)
+                if len(loaded) == 8:
+                    streaming.set()
+            streaming.set()
+            result.append(digest(loaded))
+
+        loader = threading.Thread(target=load, daemon=True)
+        loader.start()
+        assert streaming.wait(HANG), f"round {round_}: the iteration never got going"
+        workers = start_workers(how, COLD_WORKERS, cold_work, (kwargs, name, expected, parent))
+        deadline = time.monotonic() + HANG
+        codes = join_workers(workers, deadline)
+        assert codes == [0] * COLD_WORKERS, (
+            f"round {round_}: workers forked during a cold iteration: {codes} "
+            "(None: still running after the bound)"
+        )
+        loader.join(max(0.0, deadline - time.monotonic()))
+        assert not loader.is_alive(), f"round {round_}: the parent's iteration hung"
+        assert result == [expected]
+
+
+def run_scenario(scenario: str, **args) -> None:
+    """Runs ``scenario(**args)`` in an interpreter of its own; fails with its output when it
+    fails or is still running after BOUND seconds (its process group is killed then)."""
+    proc = subprocess.Popen(
+        [sys.executable, __file__, json.dumps({"scenario": scenario, **args})],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, _ = proc.communicate(timeout=BOUND + 30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"{scenario}{args}: still running after {BOUND + 30:.0f} s:\n{out[-12000:]}")
+    finally:
+        try:
+            # Workers of a scenario that exited early must not outlive the test.
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert proc.returncode == 0, f"{scenario}{args}: exit {proc.returncode}:\n{out[-12000:]}"
 
 
 @pytest.fixture(scope="module")
@@ -141,65 +287,25 @@ def timeline(tmp_path_factory):
     return root, name, digest(reference.load_frames(name))
 
 
-# The iter_frames variant (fork while an iterator started earlier is mid-stream) hangs in
-# this test's gate handshake and is left out until that is understood: see CHANGELOG.
-@pytest.mark.parametrize("call", ["load_frames"])
+@pytest.mark.parametrize("call", ["load_frames", "iter_frames"])
 @pytest.mark.parametrize("how", ["os.fork", "multiprocessing"])
 @pytest.mark.parametrize("kind", ["decode", "fetch", "directory"])
 def test_workers_forked_while_a_lock_is_held_finish(tmp_path, timeline, kind, how, call):
     root, name, expected = timeline
-    for round_ in range(ROUNDS):
-        kwargs = settings(root, str(tmp_path / f"box-{round_}"), kind)
-        parent = FrameCache(**kwargs)
-        result: list[str] = []
-        if call == "iter_frames":
-            it = parent.iter_frames(name)
-            first = [next(it) for _ in range(3)]
-        # The next lock of this kind taken (in the middle of the iteration) stops its thread.
-        _native._lock_gate_arm(kind)
+    run_scenario("gated", root=root, name=name, expected=expected, base=str(tmp_path), kind=kind, how=how, call=call)
 
-        def load() -> None:
-            if call == "load_frames":
-                result.append(digest(parent.load_frames(name)))
-            else:
-                result.append(digest(first + list(it)))
 
-        loader = threading.Thread(target=load, daemon=True)
-        loader.start()
-        held = _native._lock_gate_wait(HANG)
-        assert held, f"round {round_}: no {kind} lock was taken"
-        try:
-            if how == "os.fork":
-                workers = [fork_worker(kwargs, name, expected, held) for _ in range(WORKERS)]
-            else:
-                ctx = multiprocessing.get_context("fork")
-                workers = [
-                    ctx.Process(target=mp_worker, args=(kwargs, name, expected, held))
-                    for _ in range(WORKERS)
-                ]
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", DeprecationWarning)
-                    for p in workers:
-                        p.start()
-        finally:
-            _native._lock_gate_release()
-        deadline = time.monotonic() + HANG
-        if how == "os.fork":
-            codes = [wait_pid(pid, deadline) for pid in workers]
-        else:
-            codes = []
-            for p in workers:
-                p.join(max(0.0, deadline - time.monotonic()))
-                if p.is_alive():
-                    p.kill()
-                    p.join()
-                    codes.append(None)
-                else:
-                    codes.append(p.exitcode)
-        assert codes == [0] * WORKERS, (
-            f"round {round_}: workers forked while a {kind} lock was held: {codes} "
-            "(None: still running after the bound)"
-        )
-        loader.join(max(0.0, deadline - time.monotonic()))
-        assert not loader.is_alive(), f"round {round_}: the parent's {call} hung"
-        assert result == [expected]
+@pytest.mark.parametrize("how", ["os.fork", "multiprocessing"])
+def test_workers_forked_during_a_cold_iteration_finish(tmp_path, timeline, how):
+    root, name, expected = timeline
+    run_scenario("cold", root=root, name=name, expected=expected, base=str(tmp_path), how=how, rounds=ROUNDS)
+
+
+if __name__ == "__main__":
+    # A scenario in a process of its own (see run_scenario). Past BOUND, every thread's
+    # stack is printed and the process exits: faulthandler's watchdog needs no interpreter
+    # lock, so it works even when a deadlock holds it.
+    args = json.loads(sys.argv[1])
+    faulthandler.dump_traceback_later(BOUND, exit=True)
+    scenario = {"gated": gated, "cold": cold}[args.pop("scenario")]
+    scenario(**args)

@@ -223,4 +223,4 @@ fn far_future() -> Instant {
 }
 
 #[cfg(all(test, unix))]
-mod tests;
+pub(crate) mod tests;

@@ -19,14 +19,14 @@ fn open(path: &Path) -> LockFile {
 }
 
 /// Ends the child with `ok`'s verdict, never returning into the test harness.
-fn exit_child(ok: impl FnOnce() -> bool) -> ! {
+pub(crate) fn exit_child(ok: impl FnOnce() -> bool) -> ! {
     let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(ok)).unwrap_or(false);
     // SAFETY: ends the forked child at once.
     unsafe { libc::_exit(if ok { 0 } else { 1 }) }
 }
 
 /// The child's exit code; kills it and returns `None` if it runs past `bound`.
-fn wait_child(pid: libc::pid_t, bound: Duration) -> Option<i32> {
+pub(crate) fn wait_child(pid: libc::pid_t, bound: Duration) -> Option<i32> {
     let deadline = Instant::now() + bound;
     loop {
         let mut status = 0;

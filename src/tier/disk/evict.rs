@@ -9,6 +9,7 @@ use serde::Serialize;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 /// Eviction frees space down to this fraction of the capacity (the low watermark).
 pub(super) const LOW_WATER_PERCENT: u64 = 90;
@@ -18,6 +19,10 @@ pub(super) const HIGH_WATER_PERCENT: u64 = 95;
 /// shards from the hand on, until usage is back under the capacity or this many entries
 /// were looked at (the shard in progress is finished).
 pub(super) const WRITER_BATCH_ENTRIES: u64 = 4096;
+/// The evictor's shortest pause between two shards (see [`pace`]).
+pub(super) const MIN_PACE: Duration = Duration::from_micros(200);
+/// Its longest: a shard of a very large directory is not followed by a long stall.
+pub(super) const MAX_PACE: Duration = Duration::from_millis(50);
 
 /// What a recount found and did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -217,9 +222,13 @@ impl DiskTier {
         let _shared = self.lock(false);
         for (name, temp) in list_shard(&dir) {
             if let Some(t) = temp {
+                // Only a temp file whose lock can be taken is a dead writer's: a second link
+                // is no sign here, since a live writer links and then removes its temp file
+                // under the shared lock this visit holds too, and a false alarm would cost an
+                // exclusive recount that every writer waits for.
                 let path = dir.join(&name);
-                pass.dead_temps |= fs::symlink_metadata(&path)
-                    .is_ok_and(|meta| links(&meta) > 1 || self.is_dead(&path, &t, &meta));
+                pass.dead_temps |=
+                    fs::symlink_metadata(&path).is_ok_and(|meta| self.is_dead(&path, &t, &meta));
                 continue;
             }
             pass.examined += 1;
@@ -249,6 +258,7 @@ impl DiskTier {
         let ledger = &self.inner.ledger;
         let mut total = Pass::default();
         let enough = || ledger.used() <= target;
+        let (_, high, cap) = self.watermarks();
         for step in 0..2 * SHARDS {
             if enough() {
                 total.reached = true;
@@ -264,6 +274,7 @@ impl DiskTier {
             if evictor {
                 ledger.set(word::BUSY_SHARD, u64::from(shard) + 1);
             }
+            let visit = Instant::now();
             let pass = self.evict_shard(shard, &enough, !evictor && step >= SHARDS);
             if pass.dead_temps && self.recount_shard(shard).temp_files_removed > 0 {
                 ledger.bump(word::REPAIRED_SHARDS);
@@ -271,7 +282,7 @@ impl DiskTier {
             if evictor {
                 ledger.set(word::BUSY_SHARD, 0);
                 ledger.set(word::HEARTBEAT_MS, super::evictor::now_ms());
-                std::thread::sleep(super::evictor::PACE);
+                std::thread::sleep(pace(visit.elapsed(), ledger.used(), high, cap));
             }
             total.examined += pass.examined;
             total.removed += pass.removed;
@@ -303,6 +314,21 @@ impl DiskTier {
         let _ = fs::remove_file(tmp);
         false
     }
+}
+
+/// The evictor's pause after a shard visit that took `busy`: as long again (the evictor
+/// then keeps at most half of one core, and the directories' locks and the journal free
+/// half the time for writers), shortening to [`MIN_PACE`] as usage climbs from the high
+/// watermark to halfway to the hard limit, past which a writer would soon have to make
+/// room itself.
+pub(super) fn pace(busy: Duration, used: u64, high: u64, cap: u64) -> Duration {
+    let room = cap.saturating_sub(high) / 2;
+    let over = used.saturating_sub(high);
+    if room == 0 || over >= room {
+        return MIN_PACE;
+    }
+    let left = (room - over) as f64 / room as f64;
+    busy.mul_f64(left).clamp(MIN_PACE, MAX_PACE)
 }
 
 /// `{64 hex}` (a key's entry) or `{64 hex}.{16 hex}` (a key at a version).

@@ -24,9 +24,6 @@ const POLL_EVERY: Duration = Duration::from_millis(20);
 /// How often the evictor sweeps one shard for dead writers' leftovers: the whole
 /// directory every 256 × this (about 4 minutes).
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
-/// A pause between two shards of a round, so that a round never takes a core from the
-/// writers for long.
-pub(super) const PACE: Duration = Duration::from_micros(200);
 /// An evictor whose heartbeat is older than this is reported as not running.
 const STALE_AFTER: Duration = Duration::from_secs(5);
 
@@ -181,7 +178,9 @@ impl DiskTier {
         let shard = (self.inner.sweep.fetch_add(1, Ordering::Relaxed) % 256) as u8;
         let mut dead = false;
         super::evict::for_each_temp(&self.inner.dir, shard, |path, temp, meta| {
-            dead |= super::temp::links(meta) > 1 || self.is_dead(path, temp, meta);
+            // The lock probe alone: a live writer's temp file has two links for a moment
+            // (see `evict_shard`).
+            dead |= self.is_dead(path, temp, meta);
         });
         if dead {
             ledger.set(word::BUSY_SHARD, u64::from(shard) + 1);
@@ -254,6 +253,7 @@ fn candidate(weak: &Weak<super::Inner>, stop: &Receiver<()>) {
             if office.is_none() {
                 office = tier.try_elect();
                 if office.is_some() {
+                    lower_priority();
                     tier.take_office();
                     tier.inner.elected.store(true, Ordering::Release);
                 }
@@ -268,3 +268,31 @@ fn candidate(weak: &Weak<super::Inner>, stop: &Receiver<()>) {
         }
     }
 }
+
+/// Lowers the calling thread's I/O priority (Linux: per thread) to the lowest level of the
+/// best-effort class: its reads of shard directories queue behind the readers' and
+/// writers' I/O. Best effort: a refusal leaves the thread as it was.
+///
+/// Its CPU priority stays: a niced evictor was measured to make other writers' slowest
+/// writes worse on a busy machine, as it gets preempted inside an unlink or rename while
+/// holding the shard directory's inode lock, which a writer of that shard then waits for
+/// (a priority inversion); pacing (see `evict::pace`) bounds its CPU share instead.
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+    const IOPRIO_CLASS_BE: libc::c_long = 2;
+    const IOPRIO_CLASS_SHIFT: libc::c_long = 13;
+    // SAFETY: a plain syscall on this thread's own id; nothing is shared.
+    unsafe {
+        let tid = libc::gettid();
+        let _ = libc::syscall(
+            libc::SYS_ioprio_set,
+            IOPRIO_WHO_PROCESS,
+            libc::c_long::from(tid),
+            (IOPRIO_CLASS_BE << IOPRIO_CLASS_SHIFT) | 7,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}

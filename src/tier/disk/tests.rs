@@ -462,3 +462,57 @@ fn a_hit_hands_out_the_blake3_recorded_at_write_time() {
     assert_eq!(disk.read_verified_blocking("k").unwrap(), None);
     assert_eq!(metrics.snapshot().disk.corrupt, 1);
 }
+
+/// A live writer between linking its temp file into place and removing it (the file then
+/// has two links) is not taken for a dead one by the eviction hand: that false alarm would
+/// cost an exclusive recount of the shard, which every writer of the box waits for. A dead
+/// writer's leftover (its lock free) still is.
+#[test]
+fn the_hand_takes_a_linked_temp_file_for_dead_only_when_its_lock_is_free() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (disk, _) = tier(tmp.path(), 1 << 30);
+    disk.write_blocking("k", b"payload").unwrap();
+    let entry = disk.path_of("k");
+    let shard = evict::shard_of(&entry);
+    let me = std::process::id();
+    let temp = entry
+        .parent()
+        .unwrap()
+        .join(format!("{TEMP_PREFIX}{me}-{}-1-7", disk.inner.nonce));
+    let writer = File::create_new(&temp).unwrap();
+    writer.lock().unwrap();
+    let linked = entry.parent().unwrap().join("e".repeat(64));
+    fs::hard_link(&temp, &linked).unwrap();
+    // Both entries marked as used before each pass: the passes only look, remove nothing.
+    let mark = || {
+        disk.mark_used(&entry);
+        disk.mark_used(&linked);
+    };
+    mark();
+    let pass = disk.evict_shard(shard, &|| false, false);
+    assert_eq!((pass.examined, pass.removed), (2, 0));
+    assert!(
+        !pass.dead_temps,
+        "a live writer's linked temp file taken for dead"
+    );
+    drop(writer);
+    mark();
+    let pass = disk.evict_shard(shard, &|| false, false);
+    assert!(pass.dead_temps, "a dead writer's temp file went unnoticed");
+}
+
+/// The evictor's pause after a shard: as long as the visit took while usage is just over
+/// the high watermark, shorter as it climbs, the shortest from halfway to the hard limit,
+/// and never longer than the bound.
+#[test]
+fn the_evictor_pauses_less_the_nearer_usage_is_to_the_hard_limit() {
+    use evict::{MAX_PACE, MIN_PACE, pace};
+    let ms = Duration::from_millis;
+    let (high, cap) = (950, 1000);
+    assert_eq!(pace(ms(10), high, high, cap), ms(10));
+    assert_eq!(pace(ms(10), high + 10, high, cap), ms(6));
+    assert_eq!(pace(ms(10), high + 25, high, cap), MIN_PACE);
+    assert_eq!(pace(ms(10), cap + 5, high, cap), MIN_PACE);
+    assert_eq!(pace(ms(500), high, high, cap), MAX_PACE);
+    assert_eq!(pace(Duration::ZERO, high, high, cap), MIN_PACE);
+}
