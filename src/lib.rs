@@ -31,7 +31,7 @@ pub use config::{
     DiskConfig, S3Config, build_operator, default_cache_dir, default_fs_root, parse_pixels,
     parse_seconds, parse_size,
 };
-pub use decoded::{Access, LoadOptions};
+pub use decoded::{Access, LoadOptions, flush_raw_writes};
 pub use error::{Error, Result};
 pub use metrics::{Metrics, Stats, TierCounters, TierStats};
 pub use per_process::PerProcess;

@@ -115,6 +115,8 @@ pub struct Metrics {
     pub(crate) dir_lock_timeouts: AtomicU64,
     /// Thumbnails this process made (decoded at a scale and encoded again).
     pub(crate) thumbnails: AtomicU64,
+    /// Raw-frame writes dropped because the queue behind loads was full.
+    pub(crate) raw_writes_dropped: AtomicU64,
 }
 
 /// A point-in-time copy of every counter.
@@ -169,6 +171,11 @@ pub struct Stats {
     /// Thumbnails this process made (decoded at a scale and encoded again); their decodes
     /// count in `decodes` too.
     pub thumbnails: u64,
+    /// Raw frames this process decoded whose disk entry was not written because the queue
+    /// of writes behind loads was full (the frame is decoded again on a later miss).
+    pub raw_writes_dropped: u64,
+    /// Raw-frame writes queued behind loads and not yet done; process-wide.
+    pub raw_writes_pending: u64,
 }
 
 impl Metrics {
@@ -195,6 +202,8 @@ impl Metrics {
             dir_lock_timeouts: self.dir_lock_timeouts.load(Relaxed),
             inherited_locks_closed: crate::flock::inherited_locks_closed(),
             thumbnails: self.thumbnails.load(Relaxed),
+            raw_writes_dropped: self.raw_writes_dropped.load(Relaxed),
+            raw_writes_pending: crate::decoded::raw_writes_pending(),
         }
     }
 }

@@ -16,6 +16,10 @@ use serde_json::json;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// Bound of a wait for the raw frames written behind loads (they take milliseconds).
+const FLUSH: Duration = Duration::from_secs(60);
 
 const W: u32 = 160;
 const H: u32 = 96;
@@ -74,6 +78,8 @@ async fn pixels_equal_a_fresh_decode_at_every_tier(env: &Env) {
 
     let cold = fc.load_frames(&timeline).await.unwrap();
     assert_eq!(images(&cold), want.iter().collect::<Vec<_>>());
+    // The raw entries are written behind the load.
+    assert!(fc.flush_raw_writes(FLUSH));
     let stats = fc.stats();
     assert_eq!(stats.decodes, 5, "{stats:?}");
     assert_eq!(stats.decoded_disk.writes, 5, "{stats:?}");
@@ -181,6 +187,7 @@ async fn corrupt_raw_entries_are_decoded_again(env: &Env) {
     fc.cache_frames(&timeline, &frames(4, 0), 85).await.unwrap();
     let want = fresh(&fc, &timeline, 4, Scale::Full).await;
     fc.load_frames(&timeline).await.unwrap();
+    assert!(fc.flush_raw_writes(FLUSH));
     let entries = raw_entries(&dir);
     assert_eq!(entries.len(), 4);
     // A flipped pixel, a flipped header byte, a truncated file, an emptied file.
@@ -206,6 +213,7 @@ async fn corrupt_raw_entries_are_decoded_again(env: &Env) {
     assert_eq!(stats.decoded_disk.corrupt, 4, "{stats:?}");
     assert_eq!(stats.decodes, 4, "{stats:?}");
     // The replacements are good: verify finds nothing wrong.
+    assert!(fresh_handle.flush_raw_writes(FLUSH));
     let report = fresh_handle.verify_decoded_blocking(|_, _| {}).unwrap();
     assert_eq!((report.checked, report.bad.len()), (4, 0), "{report:?}");
     fc.clear(&timeline, ClearScope::All).await.unwrap();
@@ -247,6 +255,7 @@ async fn clear_drops_decoded_frames(env: &Env) {
     let fc = FrameCache::new(&env.config(&dir)).unwrap();
     fc.cache_frames(&timeline, &frames(2, 0), 85).await.unwrap();
     fc.load_frames(&timeline).await.unwrap();
+    assert!(fc.flush_raw_writes(FLUSH));
     assert_eq!(fc.decoded_usage().disk.unwrap().entries, 2);
     // Two JPEGs, the manifest's chunk, the kept listing (head and part) and two raw frames.
     assert_eq!(fc.clear_local(&timeline, ClearScope::All).await.unwrap(), 7);
@@ -278,6 +287,9 @@ async fn eviction_runs_while_frames_map_raw_entries(env: &Env) {
     fc.cache_frames(&b, &frames(12, 50), 85).await.unwrap();
     let want_a = fresh(&fc, &a, 12, Scale::Full).await;
     let want_b = fresh(&fc, &b, 12, Scale::Full).await;
+    // The cold load's frames are in memory; a second load maps the entries written behind it.
+    fc.load_frames(&a).await.unwrap();
+    assert!(fc.flush_raw_writes(FLUSH));
     let held = fc.load_frames(&a).await.unwrap();
     let mapped = held
         .iter()
@@ -288,6 +300,8 @@ async fn eviction_runs_while_frames_map_raw_entries(env: &Env) {
         let loaded = fc.load_frames(&b).await.unwrap();
         assert_eq!(images(&loaded), want_b.iter().collect::<Vec<_>>());
     }
+    // A write in progress may stand over the cap until it has made room: settled first.
+    assert!(fc.flush_raw_writes(FLUSH));
     let stats = fc.stats();
     assert!(stats.decoded_disk.evictions > 0, "{stats:?}");
     let eviction = stats.decoded_disk_eviction.unwrap();
@@ -390,6 +404,8 @@ fn child() {
             .load_frames_with(&var("FC_TIMELINE"), options)
             .await
             .unwrap();
+        // Written behind the load: flushed, as a process that wants them kept does.
+        assert!(fc.flush_raw_writes(FLUSH));
         let mut digest = blake3::Hasher::new();
         for f in &frames {
             digest.update(f.image.as_raw());

@@ -7,6 +7,8 @@ functions, same object layout in the same bucket). :class:`FrameCache` is the fu
 
 from __future__ import annotations
 
+import atexit as _atexit
+
 from framecache._errors import (
     CodecError,
     FrameCacheError,
@@ -19,6 +21,7 @@ from framecache._errors import (
     StorageError,
     SupersededError,
 )
+from framecache import _native
 from framecache._native import (
     JPEG_ENCODER,
     Frame,
@@ -28,6 +31,10 @@ from framecache._native import (
     frames_to_b64,
     synthetic_frame,
 )
+
+# Raw frames are written behind loads by a native thread that never keeps the interpreter
+# from exiting; this waits, bounded, for the ones still queued so that they are kept.
+_atexit.register(_native._flush_raw_writes_at_exit, 10.0)
 
 __all__ = [
     "JPEG_ENCODER",

@@ -7,11 +7,18 @@ use pyo3::prelude::*;
 use std::time::Duration;
 
 /// Arms the gate: the next thread to take a lock of `kind` (``"decode"``, ``"fetch"``,
-/// ``"directory"`` or ``"temp"``) stops, holding it, until :func:`_lock_gate_release`.
+/// ``"directory"``, ``"temp"``, ``"evictor"``) stops, holding it, until
+/// :func:`_lock_gate_release`; ``"raw-write"`` stops the writer behind loads before its
+/// next write.
 #[pyfunction]
 pub fn _lock_gate_arm(kind: &str) -> PyResult<()> {
-    let kind = LockKind::parse(kind)
-        .ok_or_else(|| invalid("lock kind", kind, "decode, fetch, directory or temp"))?;
+    let kind = LockKind::parse(kind).ok_or_else(|| {
+        invalid(
+            "lock kind",
+            kind,
+            "decode, fetch, directory, temp, evictor or raw-write",
+        )
+    })?;
     gate::arm(kind);
     Ok(())
 }

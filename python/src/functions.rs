@@ -44,3 +44,18 @@ pub fn synthetic_frame(
     let frame = py.detach(|| framecache::synthetic_frame(seq, width, height));
     frame_to_py(py, frame, Access::Writable)
 }
+
+/// Waits up to `timeout` seconds, the interpreter released, for this process's raw-frame
+/// writes behind loads; whether none is left.
+pub fn flush_raw_writes(py: Python<'_>, timeout: f64) -> bool {
+    let bound = std::time::Duration::try_from_secs_f64(timeout).unwrap_or_default();
+    py.detach(|| framecache::flush_raw_writes(bound))
+}
+
+/// `atexit`: waits a bounded time for raw frames still queued behind loads, so that a
+/// process loading once and exiting leaves them for the machine. Never waits longer than
+/// `timeout`, and returns at once when nothing is queued.
+#[pyfunction]
+pub fn _flush_raw_writes_at_exit(py: Python<'_>, timeout: f64) -> bool {
+    flush_raw_writes(py, timeout)
+}

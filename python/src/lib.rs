@@ -30,6 +30,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fork::_lock_gate_release, m)?)?;
     m.add_function(wrap_pyfunction!(functions::frames_to_b64, m)?)?;
     m.add_function(wrap_pyfunction!(functions::synthetic_frame, m)?)?;
+    m.add_function(wrap_pyfunction!(functions::_flush_raw_writes_at_exit, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("JPEG_ENCODER", framecache::codec::encoder_name())?;
     Ok(())

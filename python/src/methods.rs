@@ -86,11 +86,21 @@ pymethods_with_twins! {
         /// ``offline_loads``, ``fetched_by_other_process``, ``fetch_lock_timeouts``,
         /// ``decodes``, ``decode_waits``, ``thumbnails`` (made for the HTTP server),
         /// ``decode_lock_timeouts``, ``dir_lock_timeouts``, ``inherited_locks_closed``,
-        /// ``unreadable_manifests``, ``private_ledgers``; and ``disk_eviction``,
+        /// ``unreadable_manifests``, ``private_ledgers``, ``raw_writes_dropped`` (raw frames
+        /// not written because the queue behind loads was full), ``raw_writes_pending``; and ``disk_eviction``,
         /// ``decoded_disk_eviction``: the machine's evictor, the last eviction round and usage against the watermarks (from the shared ledger, no scan;
         /// ``None`` without that disk tier).
         fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
             Json::of(&self.core()?.stats()).to_python(py)
+        }
+
+        /// Waits up to ``timeout`` seconds (the interpreter released) for the raw frames this
+        /// process decoded to be written to the decoded disk tier: loads return before
+        /// those writes, which a background thread does. Returns whether none is left. At
+        /// interpreter exit the package waits for them up to 10 seconds.
+        #[pyo3(signature = (timeout=60.0))]
+        fn flush_raw_writes(&self, py: Python<'_>, timeout: f64) -> bool {
+            crate::functions::flush_raw_writes(py, timeout)
         }
 
         /// An iterator over the timeline's frames in sequence order (or those ``seqs`` names,

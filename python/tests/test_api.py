@@ -145,6 +145,9 @@ def test_decoded_frames_are_kept(backend, timeline):
     fc.load_frames(timeline)
     stats = fc.stats()
     assert stats["decodes"] == 3 and stats["decoded_memory"]["hits"] == 3, stats
+    # The raw frames are written behind the load.
+    assert fc.flush_raw_writes()
+    assert fc.stats()["decoded_disk"]["writes"] == 3 and fc.stats()["raw_writes_pending"] == 0
     # Another process on the machine (a new handle on the same disk cache) maps the raw frames.
     other = backend.cache("decoded")
     again = other.load_frames(timeline)

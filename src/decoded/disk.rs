@@ -5,20 +5,19 @@
 //! Layout under `{cache dir}/decoded/`: `v1/` holds the entries exactly as the JPEG disk
 //! tier holds its own (named by the blake3 of the entry's name, see [`super::format`] for
 //! the file), and `locks/` the lock files with which processes decode a frame
-//! once per machine: the first takes the lock, decodes and writes the entry, the others wait
-//! on the lock and then map the entry it wrote.
+//! once per machine: the first takes the lock and decodes, its writer behind loads writes
+//! the entry and then lets the lock go, and the others, waiting on the lock, map the entry.
 
 use super::Decoded;
+use super::behind::{self, Claim};
 use super::format::{self, HEADER_LEN, RawCorruption};
-use crate::codec::{self, DecodeError, Scale};
+use crate::codec::{DecodeError, Scale};
 use crate::error::{Error, Result};
+use crate::flock::LockFile;
 use crate::flock::gate::LockKind;
-use crate::flock::{LockFile, Mode, Waited};
 use crate::metrics::{Metrics, TierCounters};
-use crate::pixels::Pixels;
 use crate::tier::{DiskTier, DiskUsage, VerifyReport};
 use memmap2::Mmap;
-use std::cell::RefCell;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
@@ -36,11 +35,6 @@ pub(crate) struct DecodedDisk {
     locks: PathBuf,
 }
 
-thread_local! {
-    /// Each decoding thread's entry buffer, reused from frame to frame.
-    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
 /// Lock files that frames share by the hash of their name: a fixed set, created once and
 /// never removed, so taking a decode lock creates no file (on a filesystem churned by
 /// deletes, creating and unlinking a lock file per frame showed in cold-load profiles as
@@ -50,10 +44,10 @@ const LOCK_STRIPES: u64 = 1024;
 
 /// What [`DecodedDisk::decode_once`] did.
 pub(crate) enum Outcome {
-    /// Decoded here and stored.
-    Decoded(Decoded),
-    /// Another process decoded it while this one waited.
-    Waited(Decoded),
+    /// Decoded here; its raw entry is written behind.
+    Decoded(Arc<Decoded>),
+    /// Another process (or thread) decoded it while this one waited.
+    Waited(Arc<Decoded>),
 }
 
 impl DecodedDisk {
@@ -137,13 +131,14 @@ impl DecodedDisk {
         let _ = self.tier.unlink_entry(path);
     }
 
-    /// Takes `name`'s decode lock, waiting for another process (or thread) holding it for
-    /// at most the tier's lock bound; the lock is released when the returned file is
-    /// closed. `None` when the bound passed: the caller decodes without the lock (counted).
-    fn lock(&self, name: &str) -> io::Result<Option<LockFile>> {
+    /// `name`'s decode stripe lock file (not locked).
+    fn stripe(&self, name: &str) -> PathBuf {
         let hash = blake3::hash(name.as_bytes());
         let stripe = u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"));
-        let path = self.locks.join(format!("{:03x}", stripe % LOCK_STRIPES));
+        self.locks.join(format!("{:03x}", stripe % LOCK_STRIPES))
+    }
+
+    fn open_stripe(&self, path: &Path) -> io::Result<LockFile> {
         let open = || {
             LockFile::open(LockKind::Decode, || {
                 OpenOptions::new()
@@ -151,33 +146,23 @@ impl DecodedDisk {
                     .write(true)
                     .create(true)
                     .truncate(false)
-                    .open(&path)
+                    .open(path)
             })
         };
-        let file = match open() {
+        match open() {
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 fs::create_dir_all(&self.locks)?;
-                open()?
+                open()
             }
-            other => other?,
-        };
-        // flock locks belong to the open file, so threads of this process exclude each
-        // other as processes do.
-        match file.lock_within(Mode::Exclusive, self.tier.lock_wait())? {
-            Waited::Locked => Ok(Some(file)),
-            Waited::TimedOut => {
-                TierCounters::bump(&self.tier.metrics().decode_lock_timeouts);
-                tracing::warn!(
-                    "decode lock of {name:?} stayed busy for {:?}; decoding without it",
-                    self.tier.lock_wait()
-                );
-                Ok(None)
-            }
+            other => other,
         }
     }
 
-    /// Returns `name`'s entry, decoding `jpeg` into it unless some process on this machine
-    /// did: one decode per frame per machine.
+    /// Returns `name`'s entry, decoding `jpeg` unless some process on this machine did:
+    /// one decode per frame per machine. A frame decoded here is handed back at once, from
+    /// memory, and its raw entry written behind the load (see [`super::behind`]): the
+    /// frame's stripe lock stays held until the entry is in place, so that processes
+    /// waiting on it map the entry instead of decoding again.
     ///
     /// # Errors
     /// `Ok(Err(reason))` when the JPEG does not decode or is over `max_pixels` (nothing is
@@ -190,70 +175,72 @@ impl DecodedDisk {
         max_pixels: u64,
     ) -> Result<std::result::Result<Outcome, DecodeError>> {
         if let Some(found) = self.read(name)? {
-            return Ok(Ok(Outcome::Waited(found)));
+            return Ok(Ok(Outcome::Waited(Arc::new(found))));
         }
-        // Past the lock's bound this decodes alone: the entry is written to a temp file and
-        // linked into place, so a concurrent decoder of the same frame costs CPU, never a
-        // torn entry.
-        let lock = self
-            .lock(name)
-            .map_err(|e| Error::io("lock decoded entry", &self.locks, e))?;
+        let stripe = self.stripe(name);
+        let claim = behind::current()
+            .claim(
+                &stripe,
+                name,
+                || self.open_stripe(&stripe),
+                self.tier.lock_wait(),
+            )
+            .map_err(|e| Error::io("lock decoded entry", &stripe, e))?;
+        let claimed = match claim {
+            Claim::Queued(found) => return Ok(Ok(Outcome::Waited(found))),
+            Claim::Held(claimed) => Some(claimed),
+            // Past the lock's bound this decodes alone: the entry is written to a temp
+            // file and linked into place, so a concurrent decoder of the same frame costs
+            // CPU, never a torn entry.
+            Claim::TimedOut => {
+                TierCounters::bump(&self.tier.metrics().decode_lock_timeouts);
+                tracing::warn!(
+                    "decode lock of {name:?} stayed busy for {:?}; decoding without it",
+                    self.tier.lock_wait()
+                );
+                None
+            }
+        };
         if let Some(found) = self.read_quiet(name)? {
-            return Ok(Ok(Outcome::Waited(found)));
+            return Ok(Ok(Outcome::Waited(Arc::new(found))));
         }
-        let decoded = self.write(name, jpeg, scale, max_pixels);
-        drop(lock);
-        Ok(decoded?.map(Outcome::Decoded))
+        let decoded = match super::decode_in_memory(jpeg, scale, max_pixels) {
+            Ok(decoded) => Arc::new(decoded),
+            Err(reason) => return Ok(Err(reason)),
+        };
+        match claimed {
+            Some(claimed) => claimed.queue(self.clone(), decoded.clone()),
+            None => behind::queue_unlocked(self.clone(), name, decoded.clone()),
+        }
+        Ok(Ok(Outcome::Decoded(decoded)))
     }
 
-    /// Decodes `jpeg` into this thread's scratch buffer, writes it out as a temp file and
-    /// links that in as `name`'s entry, then maps the entry for the memory tier.
-    ///
-    /// Not decoded straight into a mapped file: on ext4 every first write to a page of a
-    /// shared file mapping goes through the filesystem's page-fault path, which made storing
-    /// a 1280x720 frame cost 10 ms against 4.5 ms for a decode to memory and a `write`
-    /// (`benches/decode.rs`, `raw_entry_1280x720`). The scratch buffer is reused, so its
-    /// pages are faulted in once per thread, not once per frame.
-    fn write(
-        &self,
-        name: &str,
-        jpeg: &[u8],
-        scale: Scale,
-        max_pixels: u64,
-    ) -> Result<std::result::Result<Decoded, DecodeError>> {
-        let (width, height) = match codec::checked_dimensions(jpeg, scale, max_pixels) {
-            Ok(dims) => dims,
-            Err(reason) => return Ok(Err(reason)),
-        };
-        let len = format::entry_len(width, height);
-        let written = SCRATCH.with_borrow_mut(|entry| {
-            entry.resize(len, 0);
-            format::write_header(&mut entry[..HEADER_LEN], name, width, height);
-            codec::decode_into(jpeg, scale, &mut entry[HEADER_LEN..])?;
-            format::seal(entry);
-            let entry: &[u8] = entry;
-            let stored = self
-                .tier
-                .write_file_blocking(name, len as u64, |mut file| file.write_all(entry));
-            Ok(stored.map_err(|e| {
-                // Full or read-only: the decode is not lost, the caller keeps it in memory.
+    /// Writes `decoded` as `name`'s entry (on the writer behind loads): the header page,
+    /// sealed over the pixels, then the pixels as they are; the temp file is linked into
+    /// place whole. An entry already there (another process decoded alone past the lock's
+    /// bound) is left as it is. A failure is counted; the frame stays in memory.
+    pub(crate) fn store(&self, name: &str, decoded: &Decoded) {
+        if self.tier.path_of(name).exists() {
+            return;
+        }
+        let (width, height) = decoded.dimensions();
+        let pixels = decoded.raw();
+        let mut header = vec![0u8; HEADER_LEN];
+        format::write_header(&mut header, name, width, height);
+        format::seal_header(&mut header, pixels);
+        let len = (HEADER_LEN + pixels.len()) as u64;
+        let stored = self.tier.write_file_blocking(name, len, |mut file| {
+            file.write_all(&header)?;
+            file.write_all(pixels)
+        });
+        match stored {
+            Ok(_) => self.counters().wrote(pixels.len()),
+            Err(e) => {
+                // Full or read-only: the frame is not lost, the memory tier keeps it.
                 TierCounters::bump(&self.counters().errors);
                 self.tier.warn_once(&e);
-                let pixels = entry[HEADER_LEN..].to_vec();
-                Decoded::heap(Pixels::from_vec(width, height, pixels).expect("sized above"))
-            }))
-        });
-        let file = match written {
-            Ok(Ok(file)) => file,
-            Ok(Err(in_memory)) => return Ok(Ok(in_memory)),
-            Err(reason) => return Ok(Err(reason)),
-        };
-        self.counters().wrote(len - HEADER_LEN);
-        // SAFETY: as in `read_quiet`: the entry is never modified after being linked, and
-        // this process wrote and sealed these very bytes.
-        let map = unsafe { Mmap::map(&file) }
-            .map_err(|e| Error::io("map decoded entry", self.tier.path_of(name), e))?;
-        Ok(Ok(Decoded::mapped(width, height, file, map)))
+            }
+        }
     }
 
     /// Checks every entry's header and checksum, removes the bad ones and reports them.

@@ -73,6 +73,7 @@ impl fmt::Display for RawCorruption {
 }
 
 /// Total file length of an entry of `width x height` RGB8 pixels.
+#[cfg(test)]
 pub fn entry_len(width: u32, height: u32) -> usize {
     HEADER_LEN + width as usize * height as usize * 3
 }
@@ -106,8 +107,15 @@ fn checksum(header: &[u8], pixels: &[u8]) -> u64 {
 }
 
 /// Fills the checksum of a whole entry (header then pixels) written by [`write_header`].
+#[cfg(test)]
 pub fn seal(entry: &mut [u8]) {
     let (header, pixels) = entry.split_at_mut(HEADER_LEN);
+    seal_header(header, pixels);
+}
+
+/// Fills the checksum in a header page written by [`write_header`] for `pixels` kept
+/// elsewhere (the writer behind loads writes the header page, then the pixels as they are).
+pub fn seal_header(header: &mut [u8], pixels: &[u8]) {
     let sum = checksum(header, pixels);
     header[32..40].copy_from_slice(&sum.to_le_bytes());
 }

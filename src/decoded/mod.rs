@@ -8,10 +8,13 @@
 //! it once per machine and share the page cache. Like the JPEG tiers, a failing decoded
 //! tier is counted and treated as a miss, never a failed load.
 
+mod behind;
 mod disk;
 mod format;
+mod memfd;
 mod memory;
 
+pub use behind::QUEUE_LEN as RAW_WRITE_QUEUE;
 pub use disk::DECODED_DIR;
 pub use format::{HEADER_LEN as RAW_HEADER_LEN, RAW_VERSION};
 pub(crate) use format::{
@@ -92,10 +95,17 @@ pub(crate) struct Decoded {
 }
 
 enum Store {
-    /// A heap buffer (a decode with no disk tier to hold it).
+    /// A heap buffer (where no in-memory file could be made).
     Heap(Bytes),
-    /// A verified raw entry: the open file, for private maps, and a read-only map of it.
-    Mapped { file: File, pixels: Bytes },
+    /// A file mapped read-only: a verified raw entry (the pixels after its header page), or
+    /// an in-memory file (`memfd`) a decode wrote. The open file is kept for private maps.
+    Mapped {
+        file: File,
+        pixels: Bytes,
+        offset: usize,
+        /// Counts an in-memory file among the process's open ones while it is kept.
+        _memfd: Option<memfd::Slot>,
+    },
 }
 
 impl Decoded {
@@ -115,6 +125,8 @@ impl Decoded {
             store: Store::Mapped {
                 file,
                 pixels: Bytes::from_owner(map).slice(format::HEADER_LEN..),
+                offset: format::HEADER_LEN,
+                _memfd: None,
             },
         }
     }
@@ -123,25 +135,77 @@ impl Decoded {
         self.width as usize * self.height as usize * 3
     }
 
+    pub(crate) fn dimensions(&self) -> (u32, u32) {
+        (self.width, self.height)
+    }
+
+    /// The pixels, read-only.
+    pub(crate) fn raw(&self) -> &[u8] {
+        match &self.store {
+            Store::Heap(b) | Store::Mapped { pixels: b, .. } => b,
+        }
+    }
+
     /// The pixels for one caller: shared, or privately mapped when writable.
     pub(crate) fn pixels(&self, access: Access) -> Pixels {
         let (w, h) = (self.width, self.height);
         let shared = |b: &Bytes| Pixels::from_shared(w, h, b.clone()).expect("sized at build");
         match (&self.store, access) {
             (Store::Heap(b), _) | (Store::Mapped { pixels: b, .. }, Access::ReadOnly) => shared(b),
-            (Store::Mapped { file, pixels }, Access::Writable) => {
+            (
+                Store::Mapped {
+                    file,
+                    pixels,
+                    offset,
+                    ..
+                },
+                Access::Writable,
+            ) => {
                 // SAFETY: a private mapping: writes go to this process's own copies of the
-                // pages and never reach the file. The entry file is never modified after
-                // being linked (see `DecodedDisk::read`), so unwritten pages keep reading the
-                // bytes verified when this entry was loaded.
+                // pages and never reach the file. An entry file is never modified after
+                // being linked (see `DecodedDisk::read`), and an in-memory file never after
+                // its decode (see `memfd::decode`), so unwritten pages keep reading the bytes
+                // this entry was built with.
                 match unsafe { MmapOptions::new().map_copy(file) } {
-                    Ok(map) => Pixels::from_private(w, h, map, format::HEADER_LEN)
-                        .unwrap_or_else(|| shared(pixels)),
+                    Ok(map) => {
+                        Pixels::from_private(w, h, map, *offset).unwrap_or_else(|| shared(pixels))
+                    }
                     Err(_) => shared(pixels),
                 }
             }
         }
     }
+}
+
+/// Decodes `jpeg` into memory, refusing a frame over `max_pixels` from its header: into an
+/// in-memory file where the system has them, so that writable frames handed out later are
+/// private copy-on-write maps of it (free until written), else onto the heap (a writable
+/// frame then copies it).
+fn decode_in_memory(
+    jpeg: &[u8],
+    scale: codec::Scale,
+    max_pixels: u64,
+) -> std::result::Result<Decoded, codec::DecodeError> {
+    if let Some(decoded) = memfd::decode(jpeg, scale, max_pixels)? {
+        return Ok(decoded);
+    }
+    codec::decode_jpeg_limited(jpeg, scale, max_pixels).map(Decoded::heap)
+}
+
+/// How long a clear waits for the raw-frame writes queued in this process.
+const RAW_FLUSH_ON_CLEAR: Duration = Duration::from_secs(30);
+
+/// Raw-frame writes this process has queued behind loads and not finished.
+pub(crate) fn raw_writes_pending() -> u64 {
+    behind::pending() as u64
+}
+
+/// Waits up to `bound` for the raw frames this process decoded to be written to the
+/// decoded disk tier (by every cache handle of the process); whether none is left. Loads do
+/// not wait for these writes (see `docs/design.md`); a process that wants its raw frames on
+/// disk before it exits, or a test, calls this. Blocking.
+pub fn flush_raw_writes(bound: Duration) -> bool {
+    behind::flush(bound)
 }
 
 /// The decoded-frame tiers of one cache handle.
@@ -180,7 +244,7 @@ impl DecodedTiers {
     pub(crate) fn disk_get_blocking(&self, key: &DecodedKey) -> Option<Arc<Decoded>> {
         let disk = self.disk.as_ref()?;
         match disk.read(&key.name()) {
-            Ok(Some(found)) => Some(self.promote(key, found)),
+            Ok(Some(found)) => Some(self.promote(key, Arc::new(found))),
             Ok(None) => None,
             Err(e) => {
                 self.disk_failed(&e);
@@ -189,8 +253,7 @@ impl DecodedTiers {
         }
     }
 
-    fn promote(&self, key: &DecodedKey, found: Decoded) -> Arc<Decoded> {
-        let found = Arc::new(found);
+    fn promote(&self, key: &DecodedKey, found: Arc<Decoded>) -> Arc<Decoded> {
         if let Some(memory) = &self.memory {
             memory.insert(key.clone(), found.clone());
         }
@@ -234,14 +297,18 @@ impl DecodedTiers {
                 Err(e) => self.disk_failed(&e),
             }
         }
-        let pixels = codec::decode_jpeg_limited(jpeg, key.scale, max_pixels)?;
+        let decoded = decode_in_memory(jpeg, key.scale, max_pixels)?;
         TierCounters::bump(&self.metrics.decodes);
-        Ok((self.promote(key, Decoded::heap(pixels)), None))
+        Ok((self.promote(key, Arc::new(decoded)), None))
     }
 
     /// Drops every decoded frame whose frame key starts with `prefix`, from memory and disk;
     /// returns the disk entries removed.
     pub(crate) fn remove_prefix_blocking(&self, prefix: &str) -> u64 {
+        // A write still queued would bring an entry back after the scan.
+        if self.disk.is_some() && !behind::flush(RAW_FLUSH_ON_CLEAR) {
+            tracing::warn!("raw frame writes still queued after {RAW_FLUSH_ON_CLEAR:?}; clearing");
+        }
         if let Some(memory) = &self.memory {
             memory.invalidate_prefix(prefix);
         }

@@ -24,10 +24,14 @@ pub enum LockKind {
     Temp = 4,
     /// The disk tier's evictor election lock, held for as long as a process evicts.
     Evictor = 5,
+    /// Not a lock of its own: the raw-frame writer behind loads, stopped before its next
+    /// write (holding that frame's decode stripe lock when its decode held it).
+    RawWrite = 6,
 }
 
 impl LockKind {
-    /// The kind a test names: `decode`, `fetch`, `directory`, `temp` or `evictor`.
+    /// The kind a test names: `decode`, `fetch`, `directory`, `temp`, `evictor` or
+    /// `raw-write`.
     pub fn parse(name: &str) -> Option<LockKind> {
         match name {
             "decode" => Some(LockKind::Decode),
@@ -35,6 +39,7 @@ impl LockKind {
             "directory" => Some(LockKind::Directory),
             "temp" => Some(LockKind::Temp),
             "evictor" => Some(LockKind::Evictor),
+            "raw-write" => Some(LockKind::RawWrite),
             _ => None,
         }
     }
@@ -107,9 +112,10 @@ pub fn release() {
     CHANGED.notify_all();
 }
 
-/// Called by a thread that just took a lock of `kind` on `file`: stops here if the gate is
-/// armed for that kind and no other thread stopped first.
-pub(crate) fn reached(kind: LockKind, file: &File) {
+/// Called by a thread that just took a lock of `kind` on `file` (none for
+/// [`LockKind::RawWrite`]): stops here if the gate is armed for that kind and no other
+/// thread stopped first.
+pub(crate) fn reached(kind: LockKind, file: Option<&File>) {
     if ARMED.load(Ordering::Relaxed) != kind as u8
         || ARMED
             .compare_exchange(kind as u8, 0, Ordering::SeqCst, Ordering::SeqCst)
@@ -118,7 +124,7 @@ pub(crate) fn reached(kind: LockKind, file: &File) {
         return;
     }
     let deadline = Instant::now() + STOP_BOUND;
-    let path = path_of(file);
+    let path = file.and_then(path_of);
     let mut state = state();
     state.held = true;
     state.path = path;

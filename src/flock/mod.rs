@@ -131,7 +131,7 @@ impl LockFile {
         };
         match tried {
             Ok(()) => {
-                gate::reached(self.kind, &self.file);
+                gate::reached(self.kind, Some(&self.file));
                 Ok(true)
             }
             Err(TryLockError::WouldBlock) => Ok(false),

@@ -294,10 +294,22 @@ fn render_tiers(out: &mut String, stats: &Stats) {
             "Lock descriptors inherited through fork and closed in the child.",
             stats.inherited_locks_closed,
         ),
+        (
+            "framecache_raw_writes_dropped_total",
+            "Raw decoded frames not written to disk because the queue behind loads was full.",
+            stats.raw_writes_dropped,
+        ),
     ] {
         counter(out, name, help);
         let _ = writeln!(out, "{name} {value}");
     }
+    let name = "framecache_raw_writes_pending";
+    gauge(
+        out,
+        name,
+        "Raw decoded frames queued behind loads and not yet written.",
+    );
+    let _ = writeln!(out, "{name} {}", stats.raw_writes_pending);
     let name = "framecache_lock_timeouts_total";
     counter(
         out,
@@ -465,9 +477,13 @@ mod tests {
         let stats = Stats {
             decode_lock_timeouts: 3,
             dir_lock_timeouts: 2,
+            raw_writes_dropped: 4,
+            raw_writes_pending: 5,
             ..Stats::default()
         };
         let text = m.render(&stats, None);
+        assert!(text.contains("framecache_raw_writes_dropped_total 4"));
+        assert!(text.contains("framecache_raw_writes_pending 5"));
         assert!(text.contains("framecache_lock_timeouts_total{lock=\"decode\"} 3"));
         assert!(text.contains("framecache_lock_timeouts_total{lock=\"directory\"} 2"));
         assert!(text.contains("framecache_lock_timeouts_total{lock=\"fetch\"} 0"));

@@ -145,6 +145,12 @@ impl FrameCache {
         stats
     }
 
+    /// [`crate::flush_raw_writes`]: waits up to `bound` for the raw frames this process
+    /// decoded to be written behind its loads; whether none is left. Blocking.
+    pub fn flush_raw_writes(&self, bound: std::time::Duration) -> bool {
+        crate::decoded::flush_raw_writes(bound)
+    }
+
     pub(super) async fn codec_slot(&self) -> tokio::sync::SemaphorePermit<'_> {
         self.codec_slots
             .acquire()

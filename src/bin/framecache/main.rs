@@ -169,7 +169,11 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(err) = runtime.block_on(run(cli)) {
+    let ran = runtime.block_on(run(cli));
+    // Raw frames a command decoded are written behind it: kept for the machine's next
+    // loads unless that takes too long (returns at once when none is queued).
+    framecache::flush_raw_writes(std::time::Duration::from_secs(30));
+    if let Err(err) = ran {
         let ours = err.downcast_ref::<framecache::Error>();
         let invalid = ours.is_some_and(|e| e.is_invalid_input());
         // framecache's errors already carry their cause; others get their context chain.

@@ -1,0 +1,373 @@
+//! The raw-entry writer behind loads: a decode hands its frame to the caller at once and
+//! queues the raw entry's write (temp file, checksum, link) for one background thread per
+//! process, which keeps the frame's decode stripe lock until the entry is in place.
+//!
+//! Why the lock travels with the write: processes waiting on a stripe lock wait for the
+//! entry, not for the decode. They get the lock once every frame this process decoded
+//! under it is linked into place (or its write dropped), then find the entry, or decode
+//! the frame themselves; as before, past the lock's bound they decode alone.
+//!
+//! Threads of one process share the stripe locks it holds (a `flock` would make them wait
+//! on each other's queued writes): a stripe this process holds is claimed in memory, and a
+//! frame another thread decoded and queued is answered from its queued buffer.
+//!
+//! Fork: the writer's state belongs to the fork generation that built it. A forked child
+//! builds its own (fresh table, queue and thread) and never touches its parent's, which is
+//! leaked there: the thread that would drain it does not exist in the child, and its locks
+//! were already let go by the fork handler (see [`crate::flock`]).
+//! Exit: writes still queued when the process exits are lost (best effort); a write cut
+//! short leaves a dead writer's temp file, which the disk tier's sweep removes.
+
+use super::Decoded;
+use super::disk::DecodedDisk;
+use crate::flock::gate::{self, LockKind};
+use crate::flock::{Backoff, LockFile, Mode, fork_generation};
+use crate::metrics::TierCounters;
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Raw-entry writes a process queues at most; one more is dropped (and counted), never
+/// waited for. 64 frames of 1280x720 are 177 MB of pixels, mostly the very buffers the
+/// memory tier and the callers hold anyway.
+pub const QUEUE_LEN: usize = 64;
+
+/// Nice value of the writer thread: it writes when the decoders leave a core idle.
+const WRITER_NICE: i32 = 10;
+
+/// One queued write.
+struct Job {
+    disk: DecodedDisk,
+    name: String,
+    decoded: Arc<Decoded>,
+    /// The stripe lock file's path, when the decode held the stripe.
+    stripe: Option<PathBuf>,
+}
+
+/// A frame claimed in a stripe this process holds.
+enum Slot {
+    /// A thread of this process is decoding it.
+    Decoding,
+    /// Decoded, its write queued or in progress.
+    Queued(Arc<Decoded>),
+}
+
+/// A stripe lock this process holds, and the frames it holds it for.
+struct Hold {
+    lock: Option<LockFile>,
+    names: HashMap<String, Slot>,
+}
+
+#[derive(Default)]
+struct Table {
+    holds: HashMap<PathBuf, Hold>,
+    /// Writes queued or in progress.
+    pending: usize,
+}
+
+/// The writer of one fork generation of this process.
+pub(crate) struct Behind {
+    generation: u64,
+    queue: SyncSender<Job>,
+    table: Mutex<Table>,
+    changed: Condvar,
+}
+
+/// This generation's writer (a leaked `Box`), null until the first decode.
+static CURRENT: AtomicPtr<Behind> = AtomicPtr::new(std::ptr::null_mut());
+
+/// What [`Behind::claim`] found.
+pub(crate) enum Claim {
+    /// Another thread of this process decoded the frame; its write is queued.
+    Queued(Arc<Decoded>),
+    /// This thread holds the frame's stripe and decodes it; the guard gives the claim back
+    /// if it is dropped before [`Claimed::queue`].
+    Held(Claimed),
+    /// The stripe stayed busy past the bound: decode without it (the caller counts it).
+    TimedOut,
+}
+
+/// A claimed frame: queue its write, or drop this to give the claim back.
+pub(crate) struct Claimed {
+    behind: &'static Behind,
+    stripe: PathBuf,
+    name: String,
+    queued: bool,
+}
+
+/// The writer of this process's fork generation, started on first use.
+pub(crate) fn current() -> &'static Behind {
+    let generation = fork_generation();
+    let seen = CURRENT.load(Ordering::Acquire);
+    // SAFETY: a non-null pointer in CURRENT is a leaked `Box<Behind>`, never freed.
+    if let Some(behind) = unsafe { seen.as_ref() }
+        && behind.generation == generation
+    {
+        return behind;
+    }
+    let (queue, jobs) = mpsc::sync_channel(QUEUE_LEN);
+    let fresh = Box::into_raw(Box::new(Behind {
+        generation,
+        queue,
+        table: Mutex::new(Table::default()),
+        changed: Condvar::new(),
+    }));
+    match CURRENT.compare_exchange(seen, fresh, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => {
+            // SAFETY: just leaked above and published; never freed.
+            let behind: &'static Behind = unsafe { &*fresh };
+            behind.start(jobs);
+            behind
+        }
+        Err(winner) => {
+            // SAFETY: `fresh` was never published: this thread still owns it.
+            drop(unsafe { Box::from_raw(fresh) });
+            // SAFETY: as above, published pointers are leaked boxes.
+            let behind = unsafe { &*winner };
+            if behind.generation == generation {
+                behind
+            } else {
+                current()
+            }
+        }
+    }
+}
+
+/// Writes queued or in progress in this process (0 before the first decode).
+pub(crate) fn pending() -> usize {
+    // SAFETY: as in `current`.
+    match unsafe { CURRENT.load(Ordering::Acquire).as_ref() } {
+        Some(behind) if behind.generation == fork_generation() => behind.table().pending,
+        _ => 0,
+    }
+}
+
+/// Waits up to `bound` for this process's queued writes to be done; whether they are.
+pub(crate) fn flush(bound: Duration) -> bool {
+    // SAFETY: as in `current`.
+    let behind = match unsafe { CURRENT.load(Ordering::Acquire).as_ref() } {
+        Some(behind) if behind.generation == fork_generation() => behind,
+        _ => return true,
+    };
+    let deadline = Instant::now() + bound;
+    let mut table = behind.table();
+    while table.pending > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        table = behind
+            .changed
+            .wait_timeout(table, left)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+    }
+    true
+}
+
+impl Behind {
+    fn table(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn start(&'static self, jobs: Receiver<Job>) {
+        let spawned = std::thread::Builder::new()
+            .name("framecache-raw-writer".into())
+            .spawn(move || {
+                lower_priority();
+                for job in jobs {
+                    self.write(job);
+                }
+            });
+        if let Err(e) = spawned {
+            // The receiver went with the closure: every queued write is dropped, counted.
+            tracing::warn!("cannot start the raw frame writer ({e}); raw frames are not kept");
+        }
+    }
+
+    fn write(&self, job: Job) {
+        gate::reached(LockKind::RawWrite, None);
+        // A panic here must not take the writer down with the stripe still held and the
+        // write still counted as pending: the entry is then just not written.
+        let stored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            job.disk.store(&job.name, &job.decoded);
+        }));
+        if stored.is_err() {
+            tracing::error!("writing the raw frame {:?} panicked; not kept", job.name);
+        }
+        self.finish(job.stripe.as_deref(), &job.name, true);
+    }
+
+    /// Claims `name` in the stripe lock file at `stripe`, opened by `open`, waiting at most
+    /// `bound` for another process to let the stripe go.
+    ///
+    /// # Errors
+    /// When the lock file cannot be opened or locked.
+    pub(crate) fn claim(
+        &'static self,
+        stripe: &Path,
+        name: &str,
+        open: impl Fn() -> io::Result<LockFile>,
+        bound: Duration,
+    ) -> io::Result<Claim> {
+        let mut backoff = Backoff::new(bound);
+        let mut opened: Option<LockFile> = None;
+        loop {
+            {
+                let mut table = self.table();
+                if let Some(hold) = table.holds.get_mut(stripe) {
+                    match hold.names.get(name) {
+                        Some(Slot::Queued(found)) => return Ok(Claim::Queued(found.clone())),
+                        // Another thread decodes it: wait for its buffer below.
+                        Some(Slot::Decoding) => {}
+                        None => {
+                            hold.names.insert(name.to_owned(), Slot::Decoding);
+                            return Ok(self.claimed(stripe, name));
+                        }
+                    }
+                } else {
+                    drop(table);
+                    // Taken outside the table's lock: a test gate may stop this thread
+                    // while it holds the stripe.
+                    let file = match opened.take() {
+                        Some(file) => file,
+                        None => open()?,
+                    };
+                    if file.try_lock(Mode::Exclusive)? {
+                        let mut table = self.table();
+                        let hold = table.holds.entry(stripe.to_owned()).or_insert(Hold {
+                            lock: None,
+                            names: HashMap::new(),
+                        });
+                        // Only where `flock` does not exclude could a hold have appeared
+                        // meanwhile; the frame is then decoded twice at worst.
+                        if hold.lock.is_none() {
+                            hold.lock = Some(file);
+                        }
+                        hold.names.insert(name.to_owned(), Slot::Decoding);
+                        return Ok(self.claimed(stripe, name));
+                    }
+                    opened = Some(file);
+                }
+            }
+            let Some(pause) = backoff.next_pause() else {
+                return Ok(Claim::TimedOut);
+            };
+            // A release in this process wakes the wait early; another process's is polled.
+            let table = self.table();
+            let _ = self
+                .changed
+                .wait_timeout(table, pause)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn claimed(&'static self, stripe: &Path, name: &str) -> Claim {
+        Claim::Held(Claimed {
+            behind: self,
+            stripe: stripe.to_owned(),
+            name: name.to_owned(),
+            queued: false,
+        })
+    }
+
+    /// Queues `decoded`'s write as `name`'s entry of `disk`, under `stripe` when the
+    /// decode held it. A full queue drops the write, counted.
+    fn queue(&self, job: Job) {
+        let dropped = {
+            let mut table = self.table();
+            if let Some(stripe) = &job.stripe
+                && let Some(slot) = table
+                    .holds
+                    .get_mut(stripe)
+                    .and_then(|h| h.names.get_mut(&job.name))
+            {
+                *slot = Slot::Queued(job.decoded.clone());
+            }
+            table.pending += 1;
+            match self.queue.try_send(job) {
+                Ok(()) => None,
+                Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => Some(job),
+            }
+        };
+        if let Some(job) = dropped {
+            TierCounters::bump(&job.disk.tier().metrics().raw_writes_dropped);
+            self.finish(job.stripe.as_deref(), &job.name, true);
+        }
+        self.changed.notify_all();
+    }
+
+    /// Gives `name`'s claim back (`counted`: and its pending write); lets the stripe go
+    /// once no frame of it is left.
+    fn finish(&self, stripe: Option<&Path>, name: &str, counted: bool) {
+        let released = {
+            let mut table = self.table();
+            if counted {
+                table.pending = table.pending.saturating_sub(1);
+            }
+            let mut released = None;
+            if let Some(stripe) = stripe
+                && let Some(hold) = table.holds.get_mut(stripe)
+            {
+                hold.names.remove(name);
+                if hold.names.is_empty() {
+                    released = table.holds.remove(stripe);
+                }
+            }
+            released
+        };
+        // Closed outside the table's lock: closing takes the fork registry's.
+        drop(released);
+        self.changed.notify_all();
+    }
+}
+
+impl Claimed {
+    /// Hands the decoded frame over: answered from memory to this process's other threads
+    /// until its entry is written, written behind, and the stripe let go after that.
+    pub(crate) fn queue(mut self, disk: DecodedDisk, decoded: Arc<Decoded>) {
+        self.queued = true;
+        self.behind.queue(Job {
+            disk,
+            name: std::mem::take(&mut self.name),
+            decoded,
+            stripe: Some(std::mem::take(&mut self.stripe)),
+        });
+    }
+}
+
+impl Drop for Claimed {
+    fn drop(&mut self) {
+        if !self.queued {
+            self.behind.finish(Some(&self.stripe), &self.name, false);
+        }
+    }
+}
+
+/// Queues the write of a frame decoded without its stripe (the lock's bound passed).
+pub(crate) fn queue_unlocked(disk: DecodedDisk, name: &str, decoded: Arc<Decoded>) {
+    current().queue(Job {
+        disk,
+        name: name.to_owned(),
+        decoded,
+        stripe: None,
+    });
+}
+
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    // SAFETY: plain system calls on this thread's own id; a failure leaves the priority.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, WRITER_NICE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {
+    let _ = WRITER_NICE;
+}

@@ -1,0 +1,396 @@
+//! Raw frames written behind loads (filesystem backend): the entry holds the very pixels
+//! the caller got, a process waiting on the frame's decode lock maps it, a full queue drops
+//! writes and counts them, a crash before the write leaves no entry, and a fork with writes
+//! pending leaves both processes working. No test depends on timing: the writer is stopped
+//! at a gate (`framecache::flock::gate`, kind `RawWrite`) where a test needs it still.
+
+mod common;
+
+use common::child::{CHILD_ENV, result_of, spawn_child, var};
+use framecache::decoded::RAW_WRITE_QUEUE;
+use framecache::flock::gate::{self, LockKind};
+use framecache::{
+    Backend, Backing, CacheConfig, DecodedConfig, DiskConfig, Frame, FrameCache, synthetic_frame,
+};
+use serde_json::json;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Bound of every wait here: generous, and only reached when something is broken.
+const BOUND: Duration = Duration::from_secs(60);
+
+const W: u32 = 64;
+const H: u32 = 48;
+
+/// The gate and the writer are process-wide: the tests of this file take turns.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn frames(n: u64, salt: u64) -> Vec<Frame> {
+    (0..n)
+        .map(|seq| Frame {
+            seq,
+            ..synthetic_frame(seq + salt, W, H)
+        })
+        .collect()
+}
+
+/// Decoded frames on disk only (no decoded memory tier), so a second load reads the disk.
+fn config(origin: &Path, cache: &Path) -> CacheConfig {
+    CacheConfig {
+        backend: Backend::Fs {
+            root: origin.to_path_buf(),
+        },
+        memory_capacity: 0,
+        disk: Some(DiskConfig {
+            dir: cache.to_path_buf(),
+            capacity: 1 << 30,
+        }),
+        decoded: DecodedConfig {
+            memory_capacity: 0,
+            disk_capacity: 1 << 30,
+        },
+        lock_wait: BOUND,
+        ..CacheConfig::default()
+    }
+}
+
+fn seed(origin: &Path, timeline: &str, n: u64, salt: u64) {
+    let config = CacheConfig {
+        disk: None,
+        ..config(origin, Path::new("/nonexistent"))
+    };
+    runtime().block_on(async {
+        FrameCache::new(&config)
+            .unwrap()
+            .cache_frames(timeline, &frames(n, salt), 85)
+            .await
+            .unwrap();
+    });
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Raw entry files and other (temp) files under a cache directory's decoded tier.
+fn raw_files(cache: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let (mut entries, mut others) = (Vec::new(), Vec::new());
+    let Ok(shards) = fs::read_dir(cache.join("decoded/v1")) else {
+        return (entries, others);
+    };
+    for shard in shards.flatten() {
+        if shard.file_type().unwrap().is_dir() {
+            for file in fs::read_dir(shard.path()).unwrap().flatten() {
+                let name = file.file_name();
+                let hex = name.len() == 64
+                    && name
+                        .to_string_lossy()
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit());
+                if hex {
+                    entries.push(file.path());
+                } else {
+                    others.push(file.path());
+                }
+            }
+        }
+    }
+    (entries, others)
+}
+
+fn load(fc: &FrameCache, rt: &tokio::runtime::Runtime, timeline: &str) -> Vec<Frame> {
+    rt.block_on(fc.load_frames(timeline)).unwrap()
+}
+
+/// Lets the writer go even when an assertion fails first, so no test leaves it stopped.
+struct Release;
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        gate::release();
+    }
+}
+
+#[test]
+fn the_entry_holds_the_pixels_the_caller_got() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let (origin, cache) = (tmp.path().join("origin"), tmp.path().join("cache"));
+    seed(&origin, "same", 6, 0);
+    let rt = runtime();
+    let fc = FrameCache::new(&config(&origin, &cache)).unwrap();
+    let cold = load(&fc, &rt, "same");
+    assert!(fc.flush_raw_writes(BOUND));
+    assert_eq!(fc.stats().decoded_disk.writes, 6);
+    // Each entry's pixels are one of the cold load's frames, byte for byte.
+    let mut want: Vec<&[u8]> = cold.iter().map(|f| f.image.as_raw()).collect();
+    let (entries, others) = raw_files(&cache);
+    assert!(others.is_empty(), "{others:?}");
+    let mut got: Vec<Vec<u8>> = entries
+        .iter()
+        .map(|p| fs::read(p).unwrap()[framecache::decoded::RAW_HEADER_LEN..].to_vec())
+        .collect();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want);
+    // And a new handle maps them: no decode, the same frames.
+    let warm = FrameCache::new(&config(&origin, &cache)).unwrap();
+    let again = load(&warm, &rt, "same");
+    let stats = warm.stats();
+    assert_eq!(
+        (stats.decodes, stats.decoded_disk.hits),
+        (0, 6),
+        "{stats:?}"
+    );
+    assert!(again.iter().all(|f| f.image.backing() == Backing::Private));
+    assert_eq!(
+        again.iter().map(|f| &f.image).collect::<Vec<_>>(),
+        cold.iter().map(|f| &f.image).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_full_queue_drops_writes_and_counts_them() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let (origin, cache) = (tmp.path().join("origin"), tmp.path().join("cache"));
+    let over = 3;
+    let n = RAW_WRITE_QUEUE as u64 + over;
+    seed(&origin, "first", 1, 0);
+    seed(&origin, "many", n, 1000);
+    let rt = runtime();
+    let fc = FrameCache::new(&config(&origin, &cache)).unwrap();
+    // The writer takes the first frame's write and stops before it: the queue is empty.
+    gate::arm(LockKind::RawWrite);
+    let _release = Release;
+    load(&fc, &rt, "first");
+    assert!(gate::wait_held(BOUND), "the writer never took the write");
+    // The load returns although nothing was written; the queue holds RAW_WRITE_QUEUE
+    // writes, and the rest are dropped, not waited for.
+    assert_eq!(load(&fc, &rt, "many").len() as u64, n);
+    let stats = fc.stats();
+    assert_eq!(stats.raw_writes_dropped, over, "{stats:?}");
+    assert_eq!(
+        stats.raw_writes_pending,
+        1 + RAW_WRITE_QUEUE as u64,
+        "{stats:?}"
+    );
+    assert_eq!(stats.decoded_disk.writes, 0, "{stats:?}");
+    gate::release();
+    assert!(fc.flush_raw_writes(BOUND));
+    let stats = fc.stats();
+    assert_eq!(stats.decoded_disk.writes, 1 + RAW_WRITE_QUEUE as u64);
+    assert_eq!(stats.raw_writes_pending, 0);
+    assert_eq!(raw_files(&cache).0.len(), 1 + RAW_WRITE_QUEUE);
+    // The dropped frames are decoded again on their next miss, the others mapped.
+    let before = fc.stats().decodes;
+    load(&fc, &rt, "many");
+    assert_eq!(fc.stats().decodes - before, over);
+}
+
+#[test]
+#[ignore = "a child process of the other tests in this file"]
+fn child() {
+    let rt = runtime();
+    let config = config(Path::new(&var("FC_ROOT")), Path::new(&var("FC_CACHE")));
+    let fc = FrameCache::new(&config).unwrap();
+    match var(CHILD_ENV).as_str() {
+        "load" => {
+            println!("READY");
+            let frames = load(&fc, &rt, &var("FC_TIMELINE"));
+            assert!(fc.flush_raw_writes(BOUND));
+            let stats = fc.stats();
+            let pixels: Vec<String> = frames
+                .iter()
+                .map(|f| blake3::hash(f.image.as_raw()).to_hex().to_string())
+                .collect();
+            println!(
+                "RESULT {}",
+                json!({"decodes": stats.decodes, "waits": stats.decode_waits,
+                       "disk_hits": stats.decoded_disk.hits, "pixels": pixels})
+            );
+        }
+        "crash" => {
+            gate::arm(LockKind::RawWrite);
+            load(&fc, &rt, &var("FC_TIMELINE"));
+            assert!(gate::wait_held(BOUND));
+            // Dies with the write queued and its stripe lock held.
+            // SAFETY: ends the process at once, as a crash would.
+            unsafe { libc::_exit(3) }
+        }
+        role => panic!("unknown role {role}"),
+    }
+}
+
+#[test]
+fn a_process_waiting_on_the_decode_lock_maps_the_entry() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let (origin, cache) = (tmp.path().join("origin"), tmp.path().join("cache"));
+    seed(&origin, "one", 1, 0);
+    let rt = runtime();
+    let fc = FrameCache::new(&config(&origin, &cache)).unwrap();
+    gate::arm(LockKind::RawWrite);
+    let release = Release;
+    let mine = load(&fc, &rt, "one");
+    assert!(gate::wait_held(BOUND));
+    // Decoded, handed back, not yet written: the frame's decode lock is still held here.
+    assert!(raw_files(&cache).0.is_empty());
+    let mut child = spawn_child(
+        "load",
+        &[
+            ("FC_ROOT", origin.display().to_string()),
+            ("FC_CACHE", cache.display().to_string()),
+            ("FC_TIMELINE", "one".to_owned()),
+        ],
+    )
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Let go once the other process is about to load (most likely it then waits on the
+    // lock). Whenever it gets to the lock, this one holds it until the entry is in place:
+    // it maps the entry, never decodes.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("READY") {
+        line.clear();
+        if std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() == 0 {
+            break;
+        }
+    }
+    drop(release);
+    assert!(fc.flush_raw_writes(BOUND));
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result = result_of(&rest);
+    assert_eq!(result["decodes"], 0, "{result}");
+    assert_eq!(
+        result["pixels"][0],
+        blake3::hash(mine[0].image.as_raw()).to_hex().to_string()
+    );
+}
+
+#[test]
+fn a_crash_before_the_write_leaves_no_entry() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let (origin, cache) = (tmp.path().join("origin"), tmp.path().join("cache"));
+    seed(&origin, "crash", 1, 0);
+    let out = spawn_child(
+        "crash",
+        &[
+            ("FC_ROOT", origin.display().to_string()),
+            ("FC_CACHE", cache.display().to_string()),
+            ("FC_TIMELINE", "crash".to_owned()),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (entries, others) = raw_files(&cache);
+    assert!(
+        entries.is_empty() && others.is_empty(),
+        "{entries:?} {others:?}"
+    );
+    // Its decode lock died with it: this process decodes at once, without a timeout.
+    let rt = runtime();
+    let fc = FrameCache::new(&config(&origin, &cache)).unwrap();
+    load(&fc, &rt, "crash");
+    assert!(fc.flush_raw_writes(BOUND));
+    let stats = fc.stats();
+    assert_eq!(
+        (stats.decodes, stats.decode_lock_timeouts),
+        (1, 0),
+        "{stats:?}"
+    );
+    assert_eq!(raw_files(&cache).0.len(), 1);
+}
+
+/// The forked child's exit code; kills it and returns `None` if it runs past `bound`.
+fn wait_child(pid: libc::pid_t, bound: Duration) -> Option<i32> {
+    let deadline = std::time::Instant::now() + bound;
+    loop {
+        let mut status = 0;
+        // SAFETY: our own child; a valid out pointer.
+        let done = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if done == pid {
+            return libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+        }
+        if std::time::Instant::now() >= deadline {
+            // SAFETY: kills and reaps our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_fork_with_writes_pending_leaves_both_processes_working() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let (origin, cache) = (tmp.path().join("origin"), tmp.path().join("cache"));
+    seed(&origin, "parent", 4, 0);
+    seed(&origin, "child", 4, 500);
+    let rt = runtime();
+    let fc = FrameCache::new(&config(&origin, &cache)).unwrap();
+    gate::arm(LockKind::RawWrite);
+    let release = Release;
+    load(&fc, &rt, "parent");
+    assert!(gate::wait_held(BOUND));
+    assert_eq!(fc.stats().raw_writes_pending, 4);
+    let child_config = config(&origin, &cache);
+    // SAFETY: the child runs its own runtime and cache and leaves with `_exit`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let ok = std::panic::catch_unwind(|| {
+            // Nothing of the parent's is pending here: its writer thread is not in this
+            // process, and this one starts its own.
+            let inherited = framecache::flush_raw_writes(Duration::ZERO);
+            let rt = runtime();
+            let fc = FrameCache::new(&child_config).unwrap();
+            let n = rt.block_on(fc.load_frames("child")).unwrap().len();
+            let flushed = fc.flush_raw_writes(BOUND);
+            inherited && n == 4 && flushed && fc.stats().decoded_disk.writes == 4
+        })
+        .unwrap_or(false);
+        // SAFETY: ends the forked child at once.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+    }
+    // The parent's writer goes on; a frame of the child's sharing a stripe with one of
+    // these waits for it, then decodes.
+    drop(release);
+    assert!(fc.flush_raw_writes(BOUND));
+    assert_eq!(
+        wait_child(pid, BOUND * 2),
+        Some(0),
+        "the child failed or hung"
+    );
+    assert_eq!(fc.stats().decoded_disk.writes, 4);
+    assert_eq!(raw_files(&cache).0.len(), 8);
+}
