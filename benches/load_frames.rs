@@ -60,12 +60,10 @@ fn bench_backend(c: &mut Criterion, name: &str, backend: Backend) {
         })
     });
     let warm_dir = scratch.path().join("warm");
-    rt.block_on(
-        FrameCache::new(&config(&backend, &warm_dir))
-            .unwrap()
-            .load_frames(&timeline),
-    )
-    .unwrap();
+    let warming = FrameCache::new(&config(&backend, &warm_dir)).unwrap();
+    rt.block_on(warming.load_frames(&timeline)).unwrap();
+    // Raw frames are written behind the load; the warm runs need them on disk.
+    assert!(warming.flush_raw_writes(Duration::from_secs(120)));
     group.bench_function("load_frames/warm_decoded_disk", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;

@@ -239,6 +239,8 @@ fn main() {
         }
         assert_eq!(loaded.len() as u64, args.frames);
         drop(loaded);
+        // Raw frames are written behind the load: let them land before the next run.
+        assert!(fc.flush_raw_writes(Duration::from_secs(120)));
         if run + 1 < args.runs {
             // Raw frames take 24x the JPEGs' space: keep only the last cold run's.
             let _ = std::fs::remove_dir_all(scratch.path().join(format!("c{run}")));
