@@ -904,10 +904,12 @@ async fn a_long_timeline_opens_from_pages_of_its_index_in_chromium() {
     page.key("End", 35).await;
     page.wait_for(
         &format!(
-            "document.getElementById('frame').dataset.seq === '{}' && document.querySelector('#near img.current').dataset.loaded === '1'",
-            LONG - 1
+            "document.getElementById('frame').dataset.seq === '{}' && document.querySelector('#near img.current').dataset.loaded === '1' && document.querySelector('#near img[data-index=\"{}\"]')?.dataset.loaded === '1'",
+            LONG - 1,
+            LONG - 2
         ),
-        "the last frame and its thumbnail",
+        // The frame before the last comes only with its page: the page request is done.
+        "the last frame, its thumbnail and the one before it",
     )
     .await;
     let after = index_requests(&page, "long").await;
