@@ -13,9 +13,9 @@
 mod common;
 
 use common::Env;
+use common::child::{exit_forked, wait_forked};
 use framecache::flock::gate::{self, LockKind};
 use framecache::{CacheConfig, Frame, FrameCache, Pixels, Scale, codec, synthetic_frame};
-use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::mpsc;
@@ -94,41 +94,6 @@ fn lock_comes_free(path: &Path, bound: Duration) -> bool {
     }
 }
 
-/// Runs `work` in the forked child and ends the child with its verdict, never returning
-/// into the test harness (no destructors, no atexit: `_exit`).
-fn child(work: impl FnOnce() -> bool) -> ! {
-    let ok = std::panic::catch_unwind(AssertUnwindSafe(work)).unwrap_or(false);
-    // SAFETY: ends this forked process at once, as a child of a threaded parent must.
-    unsafe { libc::_exit(if ok { 0 } else { 1 }) }
-}
-
-/// The child's exit status, or `None` when it did not exit within `bound` (it is killed).
-fn wait_child(pid: libc::pid_t, bound: Duration) -> Option<i32> {
-    let deadline = Instant::now() + bound;
-    loop {
-        let mut status = 0;
-        // SAFETY: waits for our own child; `status` is a valid out pointer.
-        let done = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        assert!(done >= 0, "waitpid: {}", std::io::Error::last_os_error());
-        if done == pid {
-            return Some(if libc::WIFEXITED(status) {
-                libc::WEXITSTATUS(status)
-            } else {
-                -1
-            });
-        }
-        if Instant::now() >= deadline {
-            // SAFETY: kills and reaps our own child, which hung.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, &mut status, 0);
-            }
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// One round: a parent thread starts a cold load and stops holding a lock of `kind`; the
 /// process forks; the parent lets its thread go on. The child takes that very lock (the
 /// parent's thread released it), then loads the whole timeline with a cache of its own on
@@ -164,7 +129,7 @@ fn fork_while_held(kind: LockKind, rounds: usize) {
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
         if pid == 0 {
-            child(|| {
+            exit_forked(|| {
                 if !lock_comes_free(&held, HANG) {
                     eprintln!("child: {} stayed locked", held.display());
                     return false;
@@ -181,7 +146,7 @@ fn fork_while_held(kind: LockKind, rounds: usize) {
         }
         gate::release();
         let parent_frames = rx.recv_timeout(HANG);
-        let status = wait_child(pid, HANG);
+        let status = wait_forked(pid, HANG);
         assert_eq!(
             status,
             Some(0),

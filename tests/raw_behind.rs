@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::child::{CHILD_ENV, result_of, spawn_child, var};
+use common::child::{CHILD_ENV, exit_forked, result_of, spawn_child, var, wait_forked};
 use framecache::decoded::RAW_WRITE_QUEUE;
 use framecache::flock::gate::{self, LockKind};
 use framecache::{
@@ -327,28 +327,6 @@ fn a_crash_before_the_write_leaves_no_entry() {
     assert_eq!(raw_files(&cache).0.len(), 1);
 }
 
-/// The forked child's exit code; kills it and returns `None` if it runs past `bound`.
-fn wait_child(pid: libc::pid_t, bound: Duration) -> Option<i32> {
-    let deadline = std::time::Instant::now() + bound;
-    loop {
-        let mut status = 0;
-        // SAFETY: our own child; a valid out pointer.
-        let done = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if done == pid {
-            return libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
-        }
-        if std::time::Instant::now() >= deadline {
-            // SAFETY: kills and reaps our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, &mut status, 0);
-            }
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn a_fork_with_writes_pending_leaves_both_processes_working() {
     let _serial = serial();
@@ -368,7 +346,7 @@ fn a_fork_with_writes_pending_leaves_both_processes_working() {
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0);
     if pid == 0 {
-        let ok = std::panic::catch_unwind(|| {
+        exit_forked(|| {
             // Nothing of the parent's is pending here: its writer thread is not in this
             // process, and this one starts its own.
             let inherited = framecache::flush_raw_writes(Duration::ZERO);
@@ -377,17 +355,14 @@ fn a_fork_with_writes_pending_leaves_both_processes_working() {
             let n = rt.block_on(fc.load_frames("child")).unwrap().len();
             let flushed = fc.flush_raw_writes(BOUND);
             inherited && n == 4 && flushed && fc.stats().decoded_disk.writes == 4
-        })
-        .unwrap_or(false);
-        // SAFETY: ends the forked child at once.
-        unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+        });
     }
     // The parent's writer goes on; a frame of the child's sharing a stripe with one of
     // these waits for it, then decodes.
     drop(release);
     assert!(fc.flush_raw_writes(BOUND));
     assert_eq!(
-        wait_child(pid, BOUND * 2),
+        wait_forked(pid, BOUND * 2),
         Some(0),
         "the child failed or hung"
     );

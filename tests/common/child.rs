@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// The environment variable naming a child's role.
 pub const CHILD_ENV: &str = "FRAMECACHE_CHILD";
@@ -51,4 +52,39 @@ pub fn result_of(stdout: &str) -> Value {
         .find_map(|l| l.split_once("RESULT ").map(|(_, json)| json))
         .unwrap_or_else(|| panic!("no RESULT line in:\n{stdout}"));
     serde_json::from_str(line).unwrap()
+}
+
+/// Runs `work` in the forked child and ends the child with its verdict, never returning
+/// into the test harness (no destructors, no atexit: `_exit`).
+pub fn exit_forked(work: impl FnOnce() -> bool) -> ! {
+    let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or(false);
+    // SAFETY: ends this forked process at once, as a child of a threaded parent must.
+    unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+}
+
+/// The child's exit status, or `None` when it did not exit within `bound` (it is killed).
+pub fn wait_forked(pid: libc::pid_t, bound: Duration) -> Option<i32> {
+    let deadline = Instant::now() + bound;
+    loop {
+        let mut status = 0;
+        // SAFETY: waits for our own child; `status` is a valid out pointer.
+        let done = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        assert!(done >= 0, "waitpid: {}", std::io::Error::last_os_error());
+        if done == pid {
+            return Some(if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                -1
+            });
+        }
+        if Instant::now() >= deadline {
+            // SAFETY: kills and reaps our own child, which hung.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
