@@ -624,6 +624,33 @@ async fn a_dropped_append_merges_again(env: &Env) {
     assert_both_appends(env, &tl, &[1, 2]).await;
 }
 
+/// On a timeline without a manifest (new, or written by the module), A and B both create
+/// one; B's is overwritten by A's before B reads it back: B merges again into A's.
+async fn two_first_appends_keep_both(env: &Env) {
+    let tl = unique("append-first");
+    for seq in 0..10 {
+        module_put(env, &tl, seq, 1).await;
+    }
+    let gates = env.scratch.path().join(&tl);
+    let (a_gate, b_gate) = (gates.join("a"), gates.join("b"));
+    let a = Appender::start(env, &tl, 10, 2, Some((HEAD_WRITE, &a_gate)));
+    a.held().await;
+    let b = Appender::start(env, &tl, 20, 3, Some((READ_BACK, &b_gate)));
+    b.held().await;
+    a.release();
+    a.result();
+    b.release();
+    b.result();
+    let frames = loaded(env, &tl).await;
+    assert_eq!(frames.len(), 30);
+    for f in &frames {
+        match f.seq / 10 {
+            0 => assert_module(f, 1),
+            chunk => assert_written(f, chunk, chunk as u8 + 1),
+        }
+    }
+}
+
 /// Both read the same manifest and are held before writing it; B writes, then A: A's read
 /// back shows its own entries. With no conditional writes B's metadata may be lost, never
 /// its frames; with the roles swapped the same holds for A.
@@ -653,6 +680,7 @@ backend_tests!(
     a_head_write_over_a_finished_append_keeps_its_frames,
     an_append_between_a_write_and_its_read_back_keeps_both,
     a_dropped_append_merges_again,
+    two_first_appends_keep_both,
     two_appends_from_one_manifest_keep_every_frame,
 );
 

@@ -164,7 +164,7 @@ impl FrameCache {
     ) -> Result<Merged> {
         let dir = new_generation();
         let (generation, refs, inline): (String, Vec<ChunkRef>, Vec<FrameMeta>) = match head {
-            None => (new_generation(), Vec::new(), Vec::new()),
+            None => (first_generation(timeline), Vec::new(), Vec::new()),
             Some(head) => match &head.entries {
                 Entries::Inline(frames) => (head.generation.clone(), Vec::new(), frames.to_vec()),
                 Entries::Chunked(chunks) => (head.generation.clone(), chunks.to_vec(), Vec::new()),
@@ -174,7 +174,7 @@ impl FrameCache {
         let generation = if layout::validate_id("manifest generation", &generation).is_ok() {
             generation
         } else {
-            new_generation()
+            first_generation(timeline)
         };
         let touched = touched_chunks(&refs, entries);
         let read = &refs;
@@ -320,6 +320,14 @@ impl FrameCache {
             })
             .await
     }
+}
+
+/// The generation of a manifest an append creates: the same for every appender of the
+/// timeline, so that two first appends at once see one generation and merge again into each
+/// other's head (a different generation means a rebuild took the timeline over).
+fn first_generation(timeline: &str) -> String {
+    let hash = blake3::hash(format!("framecache append generation\0{timeline}").as_bytes());
+    format!("a{}", &hash.to_hex()[..15])
 }
 
 /// Indexes of the chunks an append of `entries` rewrites: those whose span holds one of its
