@@ -43,7 +43,10 @@ fn encoded(first: u64, n: u64, chunk: u64, variant: u8) -> Vec<EncodedFrame> {
 async fn module_put(env: &Env, timeline: &str, seq: u64, variant: u8) {
     let origin = env.origin(&Arc::new(Metrics::default()));
     origin
-        .put(&layout::frame_key(timeline, seq).unwrap(), jpeg(seq, variant))
+        .put(
+            &layout::frame_key(timeline, seq).unwrap(),
+            jpeg(seq, variant),
+        )
         .await
         .unwrap();
 }
@@ -68,7 +71,12 @@ fn assert_written(f: &framecache::FrameJpeg, chunk: u64, variant: u8) {
 /// Asserts frame `f` is `variant`'s bytes with the module's defaults.
 fn assert_module(f: &framecache::FrameJpeg, variant: u8) {
     assert!(f.jpeg == jpeg(f.seq, variant), "frame {} bytes", f.seq);
-    assert_eq!((f.chunk_id, f.timestamp), (0, 0.0), "frame {} defaults", f.seq);
+    assert_eq!(
+        (f.chunk_id, f.timestamp),
+        (0, 0.0),
+        "frame {} defaults",
+        f.seq
+    );
 }
 
 async fn chunk_by_chunk_writes_keep_every_frame(env: &Env) {
@@ -199,7 +207,10 @@ async fn a_mixed_fleet_keeps_every_chunk(env: &Env) {
     let at = same_size.len() - 3;
     same_size[at] ^= 1;
     origin
-        .put(&layout::frame_key(&tl, 13).unwrap(), Bytes::from(same_size.clone()))
+        .put(
+            &layout::frame_key(&tl, 13).unwrap(),
+            Bytes::from(same_size.clone()),
+        )
         .await
         .unwrap();
     let listed = cache(env, "lister").list_frames(&tl).await.unwrap();
@@ -208,7 +219,12 @@ async fn a_mixed_fleet_keeps_every_chunk(env: &Env) {
     assert_eq!(frames.len(), 40);
     for (f, bytes) in [(&frames[12], larger.to_vec()), (&frames[13], same_size)] {
         assert_eq!(f.jpeg.to_vec(), bytes, "frame {}", f.seq);
-        assert_eq!((f.chunk_id, f.timestamp), (0, 0.0), "frame {} defaults", f.seq);
+        assert_eq!(
+            (f.chunk_id, f.timestamp),
+            (0, 0.0),
+            "frame {} defaults",
+            f.seq
+        );
     }
     assert_written(&frames[14], 1, 1);
 }
@@ -293,9 +309,12 @@ async fn an_append_costs_what_it_writes(env: &Env) {
             .await
             .unwrap();
         let after = counts();
-        let [reads, stats, lists, puts, removes] =
-            std::array::from_fn(|i| after[i] - before[i]);
-        assert_eq!((lists, removes), (0, 0), "an append lists and removes nothing");
+        let [reads, stats, lists, puts, removes] = std::array::from_fn(|i| after[i] - before[i]);
+        assert_eq!(
+            (lists, removes),
+            (0, 0),
+            "an append lists and removes nothing"
+        );
         assert!(puts >= 100, "every frame is written: {puts}");
         let extra = reads + stats + puts - 100;
         assert!(
@@ -316,7 +335,11 @@ async fn an_append_costs_what_it_writes(env: &Env) {
         .unwrap();
     assert_eq!(page.total as u64, base + 200);
     assert_eq!(page.frames.len(), 100);
-    assert!(page.frames.iter().all(|f| f.meta.as_ref().unwrap().chunk_id == 9));
+    assert!(
+        page.frames
+            .iter()
+            .all(|f| f.meta.as_ref().unwrap().chunk_id == 9)
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -487,7 +510,13 @@ struct Appender {
 impl Appender {
     /// Appends frames `first..first + 10` (video chunk `first / 10`) in colour `variant`;
     /// with `hold`, the `nth` access (read or write) of the manifest waits at `gate`.
-    fn start(env: &Env, timeline: &str, first: u64, variant: u8, hold: Option<(usize, &Path)>) -> Self {
+    fn start(
+        env: &Env,
+        timeline: &str,
+        first: u64,
+        variant: u8,
+        hold: Option<(usize, &Path)>,
+    ) -> Self {
         let mut vars = env.child_vars();
         vars.extend([
             ("FC_TIMELINE", timeline.to_owned()),
@@ -520,7 +549,11 @@ impl Appender {
     }
 
     fn release(&self) {
-        std::fs::write(self.gate.as_ref().expect("a gated appender").join("go"), b"").unwrap();
+        std::fs::write(
+            self.gate.as_ref().expect("a gated appender").join("go"),
+            b"",
+        )
+        .unwrap();
     }
 
     fn result(self) -> Value {
@@ -583,7 +616,11 @@ async fn a_head_write_over_a_finished_append_keeps_its_frames(env: &Env) {
     let a = Appender::start(env, &tl, 10, 2, Some((HEAD_WRITE, &gate)));
     a.held().await;
     let during = loaded(env, &tl).await;
-    assert_eq!(during.len(), 20, "A's frames are visible before its manifest write");
+    assert_eq!(
+        during.len(),
+        20,
+        "A's frames are visible before its manifest write"
+    );
     during[10..].iter().for_each(|f| assert_module(f, 2));
     Appender::start(env, &tl, 20, 3, None).result();
     a.release();

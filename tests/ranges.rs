@@ -7,9 +7,7 @@ mod common;
 
 use bytes::Bytes;
 use common::{Env, cache_with_failing_origin, jpeg_variant, unique};
-use framecache::{
-    EncodedFrame, Error, FrameCache, LoadOptions, Metrics, Seqs, WriteMode, layout,
-};
+use framecache::{EncodedFrame, Error, FrameCache, LoadOptions, Metrics, Seqs, WriteMode, layout};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;

@@ -293,12 +293,13 @@ impl FrameCache {
                     layout::CACHE_PREFIX,
                     new_generation()
                 );
-                let probe = |condition| origin.put_if(&key, Bytes::from_static(b"probe"), condition);
+                let probe =
+                    |condition| origin.put_if(&key, Bytes::from_static(b"probe"), condition);
                 let honoured = match probe(PutCondition::Absent).await {
                     Ok(PutOutcome::Written(_)) => {
                         let again = probe(PutCondition::Absent).await;
-                        let other = probe(PutCondition::Matches("\"framecache-no-such-etag\""))
-                            .await;
+                        let other =
+                            probe(PutCondition::Matches("\"framecache-no-such-etag\"")).await;
                         if let Err(e) = origin.remove(&key).await {
                             tracing::warn!("cannot remove the probe {key}: {e}");
                         }
@@ -405,10 +406,7 @@ mod tests {
         let entries: Vec<FrameMeta> = (2000..2100).map(meta).collect();
         assert!(touched_chunks(&full, &entries).is_empty());
         let partial = [chunk(0, 999, 1000), chunk(1000, 1049, 50)];
-        assert_eq!(
-            touched_chunks(&partial, &entries),
-            BTreeSet::from([1usize])
-        );
+        assert_eq!(touched_chunks(&partial, &entries), BTreeSet::from([1usize]));
     }
 
     #[test]

@@ -612,7 +612,10 @@ mod tests {
             {"first":0,"last":0,"count":1,"blake3":"x","dir":"a1","n":0},
             {"first":1,"last":1,"count":1,"blake3":"y","dir":"b2","n":3}]}"#;
         let head = parse_head("k", three).unwrap();
-        assert_eq!(head.dirs(), BTreeSet::from(["a1".to_owned(), "b2".to_owned()]));
+        assert_eq!(
+            head.dirs(),
+            BTreeSet::from(["a1".to_owned(), "b2".to_owned()])
+        );
         // A location that is not an id, or spans that overlap, make the head unusable.
         let hostile = br#"{"format":3,"generation":"g","complete":true,"count":1,"chunks":[
             {"first":0,"last":0,"count":1,"blake3":"x","dir":"../../x","n":0}]}"#;
