@@ -229,6 +229,50 @@ async fn a_mixed_fleet_keeps_every_chunk(env: &Env) {
     assert_written(&frames[14], 1, 1);
 }
 
+/// A timeline longer than one listing page, with frames the module wrote before, between
+/// and after framecache's: a whole stream, whose first frames go out before the listing is
+/// in (held here until they have), still yields every frame in seq order.
+async fn a_long_mixed_timeline_streams_every_frame(env: &Env) {
+    use futures::StreamExt;
+    let tl = unique("long-mixed");
+    cache(env, "long-writer")
+        .cache_jpegs(&tl, encoded(20, 1100, 1, 1), &|_| {})
+        .await
+        .unwrap();
+    for seq in (0..20).chain(1120..1130) {
+        module_put(env, &tl, seq, 3).await;
+    }
+    let gate = env.scratch.path().join(format!("{tl}-gate"));
+    std::fs::create_dir_all(&gate).unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let probe = Instrumented::new(env.origin(&metrics)).hold_access(
+        &layout::frames_prefix(&tl).unwrap(),
+        1,
+        gate.clone(),
+    );
+    let config = env.config(&env.disk_dir(&unique("long-reader")));
+    let reader = FrameCache::from_chain(config.build_with_origin(Arc::new(probe), metrics), 8);
+    let mut stream = Box::pin(reader.stream_frames_of(
+        &tl,
+        framecache::Seqs::All,
+        framecache::LoadOptions::default(),
+    ));
+    let mut seqs = Vec::new();
+    for _ in 0..30 {
+        let (frame, _) = stream.next().await.unwrap().unwrap();
+        seqs.push(frame.seq);
+    }
+    assert!(gate.join("ready").exists(), "the listing is held");
+    std::fs::write(gate.join("go"), b"").unwrap();
+    while let Some(item) = stream.next().await {
+        let (frame, _) = item.unwrap();
+        let framecaches = (20..1120).contains(&frame.seq);
+        assert_eq!(frame.chunk_id, u64::from(framecaches), "frame {}", frame.seq);
+        seqs.push(frame.seq);
+    }
+    assert_eq!(seqs, (0..1130).collect::<Vec<_>>());
+}
+
 /// An appender that stored its frames and died before its manifest write leaves them
 /// visible with the defaults, and the timeline loads.
 async fn an_appender_that_dies_before_its_manifest_leaves_frames_with_defaults(env: &Env) {
@@ -711,6 +755,7 @@ backend_tests!(
     a_chunk_written_again_replaces_only_its_seqs,
     an_explicit_rebuild_removes_every_other_frame,
     a_mixed_fleet_keeps_every_chunk,
+    a_long_mixed_timeline_streams_every_frame,
     an_appender_that_dies_before_its_manifest_leaves_frames_with_defaults,
     an_append_costs_what_it_writes,
     conditional_writes_keep_both_appends,

@@ -257,26 +257,34 @@ def test_a_mixed_fleet_keeps_every_chunk(dropin, backend, timeline):
 def test_replace_on_the_cache_blocking_and_async(backend, timeline):
     import asyncio
 
+    def wait(make):
+        """Runs the awaitable ``make()`` returns inside an event loop, as asyncio code does."""
+
+        async def main():
+            return await make()
+
+        return asyncio.run(main())
+
+    def jpeg(seq: int) -> dict:
+        return {"seq": seq, "jpeg": pillow_jpeg(synthetic_image(seq))}
+
+    def seqs() -> list[int]:
+        return [f["seq"] for f in fc.load_jpegs(timeline)]
+
     fc = backend.cache("replace")
     fc.cache_frames(timeline, chunk_frames(0))
-    fc.cache_jpegs(timeline, [{"seq": 10, "jpeg": pillow_jpeg(synthetic_image(10))}])
+    fc.cache_jpegs(timeline, [jpeg(10)])
     assert len(fc.load_jpegs(timeline)) == 11
-    asyncio.run(fc.cache_frames_async(timeline, chunk_frames(1)))
+    wait(lambda: fc.cache_frames_async(timeline, chunk_frames(1)))
     assert len(fc.load_jpegs(timeline)) == 20
-    asyncio.run(fc.cache_frames_async(timeline, chunk_frames(0)[:3], replace=True))
-    assert [f["seq"] for f in fc.load_jpegs(timeline)] == [0, 1, 2]
-    asyncio.run(
-        fc.cache_jpegs_async(timeline, [{"seq": 7, "jpeg": pillow_jpeg(synthetic_image(7))}])
-    )
-    assert [f["seq"] for f in fc.load_jpegs(timeline)] == [0, 1, 2, 7]
-    fc.cache_jpegs(timeline, [{"seq": 4, "jpeg": pillow_jpeg(synthetic_image(4))}], replace=True)
-    assert [f["seq"] for f in fc.load_jpegs(timeline)] == [4]
-    asyncio.run(
-        fc.cache_jpegs_async(
-            timeline, [{"seq": 5, "jpeg": pillow_jpeg(synthetic_image(5))}], replace=True
-        )
-    )
-    assert [f["seq"] for f in fc.load_jpegs(timeline)] == [5]
+    wait(lambda: fc.cache_frames_async(timeline, chunk_frames(0)[:3], replace=True))
+    assert seqs() == [0, 1, 2]
+    wait(lambda: fc.cache_jpegs_async(timeline, [jpeg(7)]))
+    assert seqs() == [0, 1, 2, 7]
+    fc.cache_jpegs(timeline, [jpeg(4)], replace=True)
+    assert seqs() == [4]
+    wait(lambda: fc.cache_jpegs_async(timeline, [jpeg(5)], replace=True))
+    assert seqs() == [5]
 
 
 def test_overlays_written_by_the_module(dropin, backend, timeline):
