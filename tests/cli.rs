@@ -192,6 +192,16 @@ async fn every_subcommand_works(env: &Env) {
     let sequential = cli.json(&["put", &tl, images, "--sequential"]);
     assert_eq!(sequential["frames"], 3);
     assert_eq!(seqs(&cli.json(&["ls", &tl])), [0, 1, 2]);
+
+    // `put` adds to a timeline (the other frames stay); `--replace` rebuilds it.
+    let more = env.scratch.path().join("frame_0009.jpg");
+    std::fs::write(&more, jpeg_of(9)).unwrap();
+    let more = more.to_str().unwrap();
+    cli.json(&["put", &tl, more]);
+    assert_eq!(seqs(&cli.json(&["ls", &tl])), [0, 1, 2, 9]);
+    let rebuilt = cli.json(&["put", &tl, images, "--replace"]);
+    assert_eq!(rebuilt["frames"], 3);
+    assert_eq!(seqs(&cli.json(&["ls", &tl])), [1, 2, 4]);
 }
 
 async fn bad_input_exits_2_naming_the_value(env: &Env) {

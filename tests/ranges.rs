@@ -7,7 +7,7 @@ mod common;
 
 use bytes::Bytes;
 use common::{Env, cache_with_failing_origin, jpeg_variant, unique};
-use framecache::{EncodedFrame, Error, FrameCache, LoadOptions, Metrics, Seqs, layout};
+use framecache::{EncodedFrame, Error, FrameCache, LoadOptions, Metrics, Seqs, WriteMode, layout};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
@@ -252,12 +252,15 @@ async fn offline_ranges_read_what_was_kept(env: &Env) {
     }
 }
 
-/// A rewrite leaves one generation of manifest chunks; the paged index walks the timeline
+/// A rebuild leaves one generation of manifest chunks; the paged index walks the timeline
 /// from the chunks, with or without a manifest.
-async fn rewrites_drop_old_chunks_and_pages_walk_the_index(env: &Env) {
+async fn rebuilds_drop_old_chunks_and_pages_walk_the_index(env: &Env) {
     let tl = unique("rng-pages");
     write(env, &tl, 2100).await;
-    write(env, &tl, 2050).await;
+    cache(env, &format!("rebuilder-{tl}"))
+        .cache_jpegs_with(&tl, encoded(2050, true), WriteMode::Replace, &|_| {})
+        .await
+        .unwrap();
     let origin = env.origin(&Arc::new(Metrics::default()));
     let chunks_prefix = layout::manifest_chunks_prefix(&tl).unwrap();
     let chunks = origin.list(&chunks_prefix).await.unwrap();
@@ -354,7 +357,7 @@ backend_tests!(
     the_first_frame_does_not_wait_for_the_listing,
     a_frame_rewritten_by_the_python_module_is_served_fresh,
     offline_ranges_read_what_was_kept,
-    rewrites_drop_old_chunks_and_pages_walk_the_index,
+    rebuilds_drop_old_chunks_and_pages_walk_the_index,
     pages_start_at_a_position_or_a_seq,
     manifests_of_the_inline_format_still_load,
 );

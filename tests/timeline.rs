@@ -7,7 +7,7 @@ use base64::Engine;
 use bytes::Bytes;
 use common::{Env, unique};
 use framecache::{
-    ClearScope, Error, Frame, FrameCache, Pixels, Scale, Source, TimelineStatus, codec,
+    ClearScope, Error, Frame, FrameCache, Pixels, Scale, Source, TimelineStatus, WriteMode, codec,
     frames_to_b64, layout,
 };
 use futures::StreamExt;
@@ -203,12 +203,14 @@ async fn stray_objects_are_skipped_and_bad_jpegs_named(env: &Env) {
     assert!(err.to_string().contains(&bad_key), "{err}");
 }
 
-async fn recaching_fewer_frames_removes_the_extras(env: &Env) {
+async fn rebuilding_with_fewer_frames_removes_the_extras(env: &Env) {
     let fc = cache(env, "shrink");
     let tl = unique("shrink");
     fc.cache_frames(&tl, &frames(10), 85).await.unwrap();
     fc.load_frames(&tl).await.unwrap();
-    fc.cache_frames(&tl, &frames(4), 85).await.unwrap();
+    fc.cache_frames_with(&tl, &frames(4), 85, WriteMode::Replace)
+        .await
+        .unwrap();
     let loaded = fc.load_frames(&tl).await.unwrap();
     assert_eq!(
         loaded.iter().map(|f| f.seq).collect::<Vec<_>>(),
@@ -513,7 +515,7 @@ backend_tests!(
     b64_is_the_stored_jpeg,
     seed_written_timelines_load_with_defaults,
     stray_objects_are_skipped_and_bad_jpegs_named,
-    recaching_fewer_frames_removes_the_extras,
+    rebuilding_with_fewer_frames_removes_the_extras,
     partial_timelines_are_distinguishable,
     overlays_round_trip_per_frame,
     clear_removes_every_tier,

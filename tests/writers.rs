@@ -1,4 +1,5 @@
-//! Two processes re-caching one timeline at once, on both backends. The rule: the writer
+//! Two processes rebuilding one timeline at once (`WriteMode::Replace`), on both backends.
+//! (Appends, the default mode, are tested in `tests/appends.rs`.) The rule: the writer
 //! that finishes last wins and the timeline is then exactly its frames; a writer that finds
 //! a later one still writing fails with `Error::Superseded` and removes nothing; a writer
 //! that fails marks its manifest abandoned, so the other one goes on.
@@ -13,7 +14,7 @@ mod common;
 use common::child::{CHILD_ENV, result_of, spawn_child, var};
 use common::{Env, Instrumented, jpeg_variant as jpeg, unique};
 use framecache::tier::Origin;
-use framecache::{EncodedFrame, Error, FrameCache, Metrics, TimelineStatus, layout};
+use framecache::{EncodedFrame, Error, FrameCache, Metrics, TimelineStatus, WriteMode, layout};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -304,7 +305,10 @@ async fn a_write_that_keeps_being_overtaken_gives_up_incomplete(env: &Env) {
             jpeg: jpeg(seq, 1),
         })
         .collect();
-    let err = fc.cache_jpegs(&tl, frames, &|_| {}).await.unwrap_err();
+    let err = fc
+        .cache_jpegs_with(&tl, frames, WriteMode::Replace, &|_| {})
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Contended { rounds: 4, .. }), "{err}");
     assert!(err.to_string().contains(&tl), "{err}");
     let reader = FrameCache::new(&env.config(&env.disk_dir(&unique("after")))).unwrap();
@@ -336,7 +340,7 @@ fn child() {
     }
 }
 
-/// Writes `FC_FRAMES` frames of `FC_VARIANT` to `FC_TIMELINE` with `cache_jpegs`; `FC_HOLD`
+/// Rebuilds `FC_TIMELINE` as `FC_FRAMES` frames of `FC_VARIANT` with `cache_jpegs_with`; `FC_HOLD`
 /// (`manifest:2`, `frame0:1`, `list:2`) holds one access at the gate `FC_GATE`, and writes of
 /// `FC_FAIL_PUT` fail.
 fn child_write() {
@@ -373,7 +377,7 @@ fn child_write() {
         .collect();
     let result = tokio::runtime::Runtime::new()
         .unwrap()
-        .block_on(fc.cache_jpegs(&timeline, encoded, &|_| {}));
+        .block_on(fc.cache_jpegs_with(&timeline, encoded, WriteMode::Replace, &|_| {}));
     let line = match result {
         Ok(written) => json!({"written": written}),
         Err(e) => json!({

@@ -20,8 +20,10 @@ first used: ``FRAMECACHE_BACKEND`` (``s3`` by default here, as the module always
 ``FRAMECACHE_DISK_CAPACITY``. One cache serves the whole process (and is rebuilt in a
 forked child).
 
-Where it differs, on purpose: ``cache_frames`` replaces the timeline (frames of a longer
-earlier version are removed, so a rebuild never mixes generations) and rejects duplicate
+``cache_frames`` writes the given frames and keeps every other frame of the timeline, as the
+module does (a timeline cached chunk by chunk ends with every chunk; a seq written again is
+replaced). ``cache_frames(..., replace=True)`` rebuilds it instead: the timeline becomes
+exactly these frames. Where it differs, on purpose: ``cache_frames`` rejects duplicate
 sequence numbers; ``save_overlays`` accepts only base64 PNG data; errors are
 :class:`framecache.FrameCacheError` subclasses (``ValueError`` for bad input, ``OSError``
 for storage failures).
@@ -79,15 +81,18 @@ def cache_exists(timeline_id: str) -> bool:
     return _fc().exists(timeline_id)
 
 
-def cache_frames(timeline_id: str, frames: list[Any], quality: int = 85) -> int:
+def cache_frames(timeline_id: str, frames: list[Any], quality: int = 85, *, replace: bool = False) -> int:
     """
     Write frames to blob storage as JPEGs (and through the local tiers).
     Returns number of frames cached.
+
+    The timeline's other frames stay, as with the module. ``replace=True`` rebuilds the
+    timeline instead: it becomes exactly ``frames`` and every other frame is removed.
     """
     frames = list(frames)
-    if not frames:
+    if not frames and not replace:
         return 0
-    count = _fc().cache_frames(timeline_id, frames, quality)
+    count = _fc().cache_frames(timeline_id, frames, quality, replace=replace)
     logger.info("Cached %d frames for timeline %s", count, timeline_id)
     return count
 

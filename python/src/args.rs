@@ -1,11 +1,11 @@
 //! Python arguments as the core takes them: frames and encoded frames (copied while the
-//! interpreter is held), overlays by name, JPEG qualities, clear scopes, load options and
-//! the seqs of a read.
+//! interpreter is held), overlays by name, JPEG qualities, clear scopes, write modes, load
+//! options and the seqs of a read.
 
 use crate::errors::invalid;
 use crate::frame::frame_from_py;
 use bytes::Bytes;
-use framecache::{Access, ClearScope, LoadOptions, Scale};
+use framecache::{Access, ClearScope, LoadOptions, Scale, WriteMode};
 use pyo3::conversion::FromPyObjectOwned;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -22,6 +22,15 @@ pub fn scope(name: &str) -> PyResult<ClearScope> {
             other,
             "must be \"all\", \"frames\" or \"overlays\"",
         )),
+    }
+}
+
+/// `replace=True` rebuilds the timeline; the default keeps its other frames.
+pub fn write_mode(replace: bool) -> WriteMode {
+    if replace {
+        WriteMode::Replace
+    } else {
+        WriteMode::Merge
     }
 }
 

@@ -3,7 +3,7 @@
 
 use crate::args::{
     encoded_from_py, frames_from_py, load_options, overlay_bytes, overlay_strings, quality, scope,
-    seqs_of,
+    seqs_of, write_mode,
 };
 use crate::cache::PyFrameCache;
 use crate::config::{Overrides, describe};
@@ -225,20 +225,24 @@ pymethods_with_twins! {
         }
 
         /// Encodes frames (objects with ``sequence``, ``chunk_id``, ``timestamp``, ``image``,
-        /// ``perceptual_hash``) as JPEG and writes them through every tier, replacing the
-        /// timeline (frames of a longer earlier version are removed). Returns the count.
-        /// The pixels are copied before the call returns (the awaitable's too).
-        #[pyo3(signature = (timeline, frames, quality=85))]
+        /// ``perceptual_hash``) as JPEG and writes them through every tier, keeping every
+        /// other frame of the timeline, as the Python module does (a seq written again is
+        /// replaced). With ``replace=True`` the timeline becomes exactly these frames (a
+        /// rebuild: the others are removed). Returns the count. The pixels are copied before
+        /// the call returns (the awaitable's too).
+        #[pyo3(signature = (timeline, frames, quality=85, *, replace=false))]
         fn cache_frames / cache_frames_async(
             &self,
             timeline: String,
             frames: &Bound<'_, PyAny>,
             quality: i64,
+            replace: bool,
         ) {
             let quality = self::quality(quality)?;
             let frames = frames_from_py(frames)?;
             let fc = self.core()?;
-            async move { fc.cache_frames(&timeline, &frames, quality).await }
+            let mode = write_mode(replace);
+            async move { fc.cache_frames_with(&timeline, &frames, quality, mode).await }
         }
 
         /// Stores overlays (``{name: PNG bytes}``, stored as given) of one frame of a job's
@@ -323,14 +327,21 @@ pymethods_with_twins! {
             async move { fc.clear_local(&timeline, scope).await }
         }
 
-        /// Writes already encoded JPEGs as the timeline's frames, byte for byte, replacing the
-        /// timeline as :meth:`cache_frames` does. Each item is a dict (or object) with ``seq``
-        /// and ``jpeg`` (bytes) and optionally ``chunk_id``, ``timestamp``, ``perceptual_hash``.
-        /// Returns the count.
-        fn cache_jpegs / cache_jpegs_async(&self, timeline: String, frames: &Bound<'_, PyAny>) {
+        /// Writes already encoded JPEGs as the timeline's frames, byte for byte, keeping its
+        /// other frames (or, with ``replace=True``, removing them) as :meth:`cache_frames`
+        /// does. Each item is a dict (or object) with ``seq`` and ``jpeg`` (bytes) and
+        /// optionally ``chunk_id``, ``timestamp``, ``perceptual_hash``. Returns the count.
+        #[pyo3(signature = (timeline, frames, *, replace=false))]
+        fn cache_jpegs / cache_jpegs_async(
+            &self,
+            timeline: String,
+            frames: &Bound<'_, PyAny>,
+            replace: bool,
+        ) {
             let frames = encoded_from_py(frames)?;
             let fc = self.core()?;
-            async move { fc.cache_jpegs(&timeline, frames, &|_| {}).await }
+            let mode = write_mode(replace);
+            async move { fc.cache_jpegs_with(&timeline, frames, mode, &|_| {}).await }
         }
 
         /// Ids of every timeline in blob storage, sorted.

@@ -277,8 +277,12 @@ def test_configuration_keywords(tmp_path, monkeypatch):
 
 def test_signatures_and_docs_are_introspectable():
     params = inspect.signature(FrameCache.cache_frames).parameters
-    assert list(params) == ["self", "timeline", "frames", "quality"]
+    assert list(params) == ["self", "timeline", "frames", "quality", "replace"]
     assert params["quality"].default == 85
+    assert params["replace"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert params["replace"].default is False
+    jpegs = inspect.signature(FrameCache.cache_jpegs_async).parameters
+    assert jpegs["replace"].kind is inspect.Parameter.KEYWORD_ONLY
     assert inspect.signature(framecache.frames_to_b64).parameters["quality"].default == 75
     assert "backend" in inspect.signature(FrameCache).parameters
     assert inspect.signature(framecache.Frame).parameters["perceptual_hash"].default == ""

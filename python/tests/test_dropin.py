@@ -50,13 +50,23 @@ def write_seed_timeline(raw, timeline: str, n: int) -> list[np.ndarray]:
 
 
 def test_signatures_match_the_module():
+    # The module's parameters, in order; what framecache adds is keyword-only with a default
+    # (``cache_frames(..., replace=False)``), so no call written for the module changes.
     for name, params in SEED_SIGNATURES.items():
         sig = inspect.signature(getattr(dropin_module, name))
         shown = [
             p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}"
             for p in sig.parameters.values()
+            if p.kind is not inspect.Parameter.KEYWORD_ONLY
         ]
         assert shown == params, name
+        extra = [p for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        assert all(p.default is not inspect.Parameter.empty for p in extra), name
+    assert [
+        p.name
+        for p in inspect.signature(dropin_module.cache_frames).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    ] == ["replace"]
     assert dropin_module.BUCKET == __import__("os").environ.get("S3_BUCKET", "mpr")
 
 
@@ -157,6 +167,124 @@ def test_cache_frames_of_nothing_writes_nothing(dropin, backend, timeline):
     write_seed_timeline(backend.raw, timeline, 2)
     assert dropin.cache_frames(timeline, []) == 0
     assert len(dropin.load_cached_frames(timeline)) == 2
+
+
+def chunk_frames(chunk: int, n: int = 10, shift: int = 0) -> list[SeedFrame]:
+    """Frames ``chunk * n ..`` of video chunk ``chunk``, as an extractor hands them over."""
+    return [
+        SeedFrame(
+            sequence=seq,
+            chunk_id=chunk,
+            timestamp=seq / 25 + shift,
+            image=synthetic_image(seq + shift),
+            perceptual_hash=f"ph{seq}-{shift}",
+        )
+        for seq in range(chunk * n, chunk * n + n)
+    ]
+
+
+def meta(frames) -> list[tuple]:
+    return [(f.sequence, f.chunk_id, f.timestamp, f.perceptual_hash) for f in frames]
+
+
+def test_chunk_by_chunk_writes_keep_every_chunk(dropin, backend, timeline):
+    # The module uploads one object per frame and deletes nothing: so does the drop-in.
+    written = []
+    for chunk in range(3):
+        given = chunk_frames(chunk)
+        assert dropin.cache_frames(timeline, given) == 10
+        written += given
+    keys = [k for k in backend.raw.list(f"{PREFIX}/{timeline}/frames/") if k.endswith(".jpg")]
+    assert len(keys) == 30
+    loaded = dropin.load_cached_frames(timeline)
+    assert meta(loaded) == meta(written)
+    for frame, original in zip(loaded, written):
+        assert close(frame.image, original.image)
+
+
+def test_a_chunk_written_again_replaces_only_its_seqs(dropin, timeline):
+    for chunk in range(3):
+        dropin.cache_frames(timeline, chunk_frames(chunk))
+    assert len(dropin.load_cached_frames(timeline)) == 30
+    again = chunk_frames(1, shift=50)
+    dropin.cache_frames(timeline, again)
+    loaded = dropin.load_cached_frames(timeline)
+    expected = chunk_frames(0) + again + chunk_frames(2)
+    assert meta(loaded) == meta(expected)
+    for frame, original in zip(loaded, expected):
+        assert close(frame.image, original.image), frame.sequence
+
+
+def test_replace_rebuilds_the_timeline(dropin, backend, timeline):
+    for chunk in range(3):
+        dropin.cache_frames(timeline, chunk_frames(chunk))
+    backend.raw.put(frame_key(timeline, 99), pillow_jpeg(synthetic_image(99)))
+    assert dropin.cache_frames(timeline, chunk_frames(1), replace=True) == 10
+    loaded = dropin.load_cached_frames(timeline)
+    assert meta(loaded) == meta(chunk_frames(1))
+    keys = [k for k in backend.raw.list(f"{PREFIX}/{timeline}/frames/") if k.endswith(".jpg")]
+    assert keys == sorted(frame_key(timeline, s) for s in range(10, 20))
+
+
+def test_a_mixed_fleet_keeps_every_chunk(dropin, backend, timeline):
+    # Some workers still run the module (Pillow JPEGs, one PUT per frame, no manifest),
+    # others the drop-in: chunks 0 and 2 by the module, 1 and 3 by framecache, in turn.
+    module_images = {}
+    for chunk in range(4):
+        given = chunk_frames(chunk)
+        if chunk % 2 == 0:
+            for f in given:
+                backend.raw.put(frame_key(timeline, f.sequence), pillow_jpeg(f.image))
+                module_images[f.sequence] = f.image
+        else:
+            dropin.cache_frames(timeline, given)
+    loaded = dropin.load_cached_frames(timeline)
+    assert [f.sequence for f in loaded] == list(range(40))
+    for frame in loaded:
+        chunk = frame.sequence // 10
+        if chunk % 2 == 0:
+            assert (frame.chunk_id, frame.timestamp, frame.perceptual_hash) == (0, 0.0, "")
+            assert close(frame.image, module_images[frame.sequence])
+        else:
+            assert (frame.chunk_id, frame.timestamp) == (chunk, frame.sequence / 25)
+    # The module rewrites one of framecache's frames: it loads with the module's defaults.
+    backend.raw.put(frame_key(timeline, 15), pillow_jpeg(synthetic_image(500)))
+    rewritten = dropin.load_cached_frames(timeline)[15]
+    assert (rewritten.chunk_id, rewritten.timestamp, rewritten.perceptual_hash) == (0, 0.0, "")
+    assert close(rewritten.image, synthetic_image(500))
+
+
+def test_replace_on_the_cache_blocking_and_async(backend, timeline):
+    import asyncio
+
+    def wait(make):
+        """Runs the awaitable ``make()`` returns inside an event loop, as asyncio code does."""
+
+        async def main():
+            return await make()
+
+        return asyncio.run(main())
+
+    def jpeg(seq: int) -> dict:
+        return {"seq": seq, "jpeg": pillow_jpeg(synthetic_image(seq))}
+
+    def seqs() -> list[int]:
+        return [f["seq"] for f in fc.load_jpegs(timeline)]
+
+    fc = backend.cache("replace")
+    fc.cache_frames(timeline, chunk_frames(0))
+    fc.cache_jpegs(timeline, [jpeg(10)])
+    assert len(fc.load_jpegs(timeline)) == 11
+    wait(lambda: fc.cache_frames_async(timeline, chunk_frames(1)))
+    assert len(fc.load_jpegs(timeline)) == 20
+    wait(lambda: fc.cache_frames_async(timeline, chunk_frames(0)[:3], replace=True))
+    assert seqs() == [0, 1, 2]
+    wait(lambda: fc.cache_jpegs_async(timeline, [jpeg(7)]))
+    assert seqs() == [0, 1, 2, 7]
+    fc.cache_jpegs(timeline, [jpeg(4)], replace=True)
+    assert seqs() == [4]
+    wait(lambda: fc.cache_jpegs_async(timeline, [jpeg(5)], replace=True))
+    assert seqs() == [5]
 
 
 def test_overlays_written_by_the_module(dropin, backend, timeline):

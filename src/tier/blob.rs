@@ -54,6 +54,26 @@ impl Version {
     }
 }
 
+/// What a conditional write ([`Origin::put_if`]) requires of the object it replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutCondition<'a> {
+    /// The key holds nothing (`If-None-Match: *`).
+    Absent,
+    /// The key holds the version with this ETag (`If-Match`).
+    Matches(&'a str),
+}
+
+/// How a conditional write ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// Written: the condition held.
+    Written(Option<Version>),
+    /// Not written: the condition did not hold.
+    Refused,
+    /// Not written: this origin cannot write conditionally (nothing was sent).
+    Unsupported,
+}
+
 /// The origin: the tier that holds the truth and the only one whose errors fail a read.
 ///
 /// A trait so tests can wrap the real origin (counting or holding reads) and the chain can
@@ -76,6 +96,19 @@ pub trait Origin: Send + Sync {
     fn stat<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<ObjectInfo>>>;
     /// Stores `value` under `key`, replacing what was there; returns the version written.
     fn put<'a>(&'a self, key: &'a str, value: Bytes) -> BoxFuture<'a, Result<Option<Version>>>;
+    /// Stores `value` under `key` only if `condition` holds, where the backend can say so.
+    /// The default, and backends whose service lacks conditional writes, answer
+    /// [`PutOutcome::Unsupported`] without a request. A backend may claim the capability
+    /// and ignore it (Garage does): callers probe before relying on it.
+    fn put_if<'a>(
+        &'a self,
+        key: &'a str,
+        value: Bytes,
+        condition: PutCondition<'a>,
+    ) -> BoxFuture<'a, Result<PutOutcome>> {
+        let _ = (key, value, condition);
+        futures::future::ready(Ok(PutOutcome::Unsupported)).boxed()
+    }
     /// Removes `key`; removing a missing key succeeds.
     fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>>;
     /// Every object under `prefix`, recursively.
@@ -197,6 +230,36 @@ impl Origin for BlobTier {
                 .map_err(|e| self.failed("write", key, e))?;
             self.metrics.origin.wrote(len);
             Ok(Version::of(&meta))
+        }
+        .boxed()
+    }
+
+    fn put_if<'a>(
+        &'a self,
+        key: &'a str,
+        value: Bytes,
+        condition: PutCondition<'a>,
+    ) -> BoxFuture<'a, Result<PutOutcome>> {
+        async move {
+            let capability = self.op.info().capability();
+            let len = value.len();
+            let written = match condition {
+                PutCondition::Absent if capability.write_with_if_not_exists => {
+                    self.op.write_with(key, value).if_not_exists(true).await
+                }
+                PutCondition::Matches(etag) if capability.write_with_if_match => {
+                    self.op.write_with(key, value).if_match(etag).await
+                }
+                _ => return Ok(PutOutcome::Unsupported),
+            };
+            match written {
+                Ok(meta) => {
+                    self.metrics.origin.wrote(len);
+                    Ok(PutOutcome::Written(Version::of(&meta)))
+                }
+                Err(e) if e.kind() == ErrorKind::ConditionNotMatch => Ok(PutOutcome::Refused),
+                Err(e) => Err(self.failed("write", key, e)),
+            }
         }
         .boxed()
     }

@@ -1,4 +1,5 @@
-//! Finishing a timeline write while other writers may be re-caching the same timeline.
+//! Finishing a rebuild (`WriteMode::Replace`) while other writers may be rebuilding the same
+//! timeline. (Appends, the default, never remove frames: see `append.rs`.)
 //!
 //! Blob storage offers no transactions or conditional writes to build on, so writers agree
 //! through the manifest: each stores its own incomplete one (a fresh generation) before its

@@ -149,7 +149,11 @@ impl FrameCache {
                 TierCounters::bump(&self.cache.metrics().skipped_names);
                 continue;
             };
-            let meta = metas.remove(&seq);
+            // An entry whose size is not the object's describes other bytes (the module,
+            // or a writer whose manifest entry was lost, rewrote the frame): the frame is
+            // the module's, with its defaults. (Same-size rewrites are caught by the
+            // blake3 when the frame is read.)
+            let meta = metas.remove(&seq).filter(|m| m.size == object.size);
             entries.push(FrameEntry {
                 seq,
                 key: object.key,

@@ -2,12 +2,16 @@
 //! (chunk id, timestamp, perceptual hash), each frame's size and blake3, a generation and a
 //! completeness flag.
 //!
-//! Stored form (format 2): `manifest.json` is a small head (generation, flags, frame count
-//! and one reference per chunk: its seq span and blake3), and the frame entries live in
-//! chunks of [`CHUNK_FRAMES`] under `manifest.d/{generation}/{n}.json`. A read of a few
-//! frames reads the head and the chunks covering them, never the whole index, however long
-//! the timeline. A chunk is written once under its generation and never changes, so this
-//! process keeps chunks it parsed by key. Format 1 (every entry inline) is still read.
+//! Stored form (format 3): `manifest.json` is a small head (generation, flags, frame count
+//! and one reference per chunk: its seq span, entry count, blake3 and location), and the
+//! frame entries live in chunks of at most [`CHUNK_FRAMES`] under
+//! `manifest.d/{dir}/{n}.json`. The references are sorted by seq and their spans never
+//! overlap. A rebuild writes its chunks under its generation; an append writes the chunks it
+//! changes under a fresh directory (see `append.rs`), so every chunk object is written once
+//! and never changes, and this process keeps chunks it parsed by key. A read of a few frames
+//! reads the head and the chunks covering them, never the whole index, however long the
+//! timeline. Formats 1 (every entry inline) and 2 (chunks always under the generation) are
+//! still read.
 
 use super::FrameCache;
 use crate::error::{Error, Result};
@@ -20,9 +24,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 /// Version of the manifest's JSON layout this build writes.
-pub(super) const MANIFEST_FORMAT: u32 = 2;
-/// The earlier layout, every frame inline in `manifest.json`; still read.
+pub(super) const MANIFEST_FORMAT: u32 = 3;
+/// The first layout, every frame inline in `manifest.json`; still read.
 const INLINE_FORMAT: u32 = 1;
+/// The second layout, chunk `n` always at `manifest.d/{generation}/{n}.json`; still read.
+const GENERATION_CHUNKS_FORMAT: u32 = 2;
 /// Frame entries per chunk: one chunk of JSON is ~130 KB and parses in about a millisecond.
 pub(super) const CHUNK_FRAMES: usize = 1000;
 /// Parsed chunks this process keeps (about 0.2 MB each parsed) before starting over.
@@ -75,6 +81,12 @@ pub(super) struct ChunkRef {
     pub(super) count: usize,
     /// Hex blake3 of the chunk's bytes: a copy that does not match is not used.
     pub(super) blake3: String,
+    /// Where the chunk is: `manifest.d/{dir}/{n}.json` (format 3; filled in from the
+    /// generation and the reference's position when a format 2 head is read).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(super) dir: String,
+    #[serde(default)]
+    pub(super) n: usize,
 }
 
 /// A manifest as a writer builds it: every entry in memory, and once stored, the chunks.
@@ -124,11 +136,11 @@ pub(super) struct Head {
     pub(super) complete: bool,
     /// Frames the manifest lists.
     pub(super) count: usize,
-    entries: Entries,
+    pub(super) entries: Entries,
 }
 
 #[derive(Debug, Clone)]
-enum Entries {
+pub(super) enum Entries {
     /// Format 1, sorted by seq.
     Inline(Arc<Vec<FrameMeta>>),
     /// Format 2.
@@ -162,10 +174,36 @@ pub(super) fn parse_head(key: &str, bytes: &[u8]) -> Option<Head> {
             frames.sort_by_key(|f| f.seq);
             Entries::Inline(Arc::new(frames))
         }
-        MANIFEST_FORMAT => {
+        GENERATION_CHUNKS_FORMAT => {
             // Chunk keys are built from the generation: it must be a valid id.
             if let Err(e) = layout::validate_id("manifest generation", &stored.generation) {
                 tracing::warn!("{key}: manifest ignored: {e}");
+                return None;
+            }
+            let mut chunks = stored.chunks;
+            for (n, chunk) in chunks.iter_mut().enumerate() {
+                chunk.dir = stored.generation.clone();
+                chunk.n = n;
+            }
+            Entries::Chunked(Arc::new(chunks))
+        }
+        MANIFEST_FORMAT => {
+            // Chunk keys are built from each reference's directory: each must be a valid id,
+            // and the spans sorted and apart, as every reader's binary search assumes.
+            let sorted = stored
+                .chunks
+                .windows(2)
+                .all(|w| w[0].last < w[1].first && w[0].first <= w[0].last);
+            if let Some(e) = stored
+                .chunks
+                .iter()
+                .find_map(|c| layout::validate_id("manifest chunk directory", &c.dir).err())
+            {
+                tracing::warn!("{key}: manifest ignored: {e}");
+                return None;
+            }
+            if !sorted || stored.chunks.last().is_some_and(|c| c.first > c.last) {
+                tracing::warn!("{key}: manifest ignored: chunk spans out of order");
                 return None;
             }
             Entries::Chunked(Arc::new(stored.chunks))
@@ -262,7 +300,7 @@ impl FrameCache {
             Entries::Chunked(chunks) => {
                 let wanted = Head::chunks_meeting(chunks, first, last);
                 let parts: Vec<Arc<Vec<FrameMeta>>> = stream::iter(wanted)
-                    .map(|n| self.chunk(timeline, &head.generation, n, &chunks[n]))
+                    .map(|n| self.chunk(timeline, &chunks[n]))
                     .buffered(self.concurrency)
                     .try_collect()
                     .await?;
@@ -303,7 +341,7 @@ impl FrameCache {
                     })
                     .collect();
                 let parts: Vec<Arc<Vec<FrameMeta>>> = stream::iter(wanted)
-                    .map(|n| self.chunk(timeline, &head.generation, n, &chunks[n]))
+                    .map(|n| self.chunk(timeline, &chunks[n]))
                     .buffered(self.concurrency)
                     .try_collect()
                     .await?;
@@ -353,7 +391,7 @@ impl FrameCache {
                 // Entries of the chunks passed over, and the page's first position.
                 let mut before = 0usize;
                 let mut first = None;
-                for (i, chunk) in chunks.iter().enumerate() {
+                for chunk in chunks.iter() {
                     if out.len() >= n {
                         break;
                     }
@@ -365,7 +403,7 @@ impl FrameCache {
                         before = before.saturating_add(chunk.count);
                         continue;
                     }
-                    let part = self.chunk(timeline, &head.generation, i, chunk).await?;
+                    let part = self.chunk(timeline, chunk).await?;
                     let skip = match start {
                         Start::Seq(from) => part.partition_point(|f| f.seq < from),
                         Start::Position(at) => at.saturating_sub(before).min(part.len()),
@@ -380,17 +418,15 @@ impl FrameCache {
         }
     }
 
-    /// Chunk `n` of a generation: from this process's memo, else read through the tiers
+    /// The chunk `reference` names: from this process's memo, else read through the tiers
     /// and checked against the head's blake3 (a local copy that does not match is dropped
     /// and the origin asked).
-    async fn chunk(
+    pub(super) async fn chunk(
         &self,
         timeline: &str,
-        generation: &str,
-        n: usize,
         reference: &ChunkRef,
     ) -> Result<Arc<Vec<FrameMeta>>> {
-        let key = layout::manifest_chunk_key(timeline, generation, n)?;
+        let key = layout::manifest_chunk_key(timeline, &reference.dir, reference.n)?;
         if let Some(parsed) = self.chunks.lock().expect("chunk memo lock").get(&key) {
             return Ok(parsed.clone());
         }
@@ -429,55 +465,77 @@ impl FrameCache {
 
     /// Stores `manifest`'s entries as chunks under its generation and records them in it.
     pub(super) async fn put_chunks(&self, timeline: &str, manifest: &mut Manifest) -> Result<()> {
+        let parts: Vec<&[FrameMeta]> = manifest.frames.chunks(CHUNK_FRAMES).collect();
+        manifest.chunks = self
+            .put_chunk_parts(timeline, &manifest.generation, &parts)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores each of `parts` (sorted entries) as chunk `n` under `manifest.d/{dir}/`;
+    /// returns their references, in order.
+    pub(super) async fn put_chunk_parts(
+        &self,
+        timeline: &str,
+        dir: &str,
+        parts: &[&[FrameMeta]],
+    ) -> Result<Vec<ChunkRef>> {
         let mut refs = Vec::new();
         let mut puts = Vec::new();
-        for (n, part) in manifest.frames.chunks(CHUNK_FRAMES).enumerate() {
+        for (n, part) in parts.iter().enumerate() {
             let bytes = Bytes::from(serde_json::to_vec(part).expect("entries always serialize"));
             refs.push(ChunkRef {
                 first: part.first().map_or(0, |f| f.seq),
                 last: part.last().map_or(0, |f| f.seq),
                 count: part.len(),
                 blake3: blake3::hash(&bytes).to_hex().to_string(),
+                dir: dir.to_owned(),
+                n,
             });
-            puts.push((
-                layout::manifest_chunk_key(timeline, &manifest.generation, n)?,
-                bytes,
-            ));
+            puts.push((layout::manifest_chunk_key(timeline, dir, n)?, bytes));
         }
         stream::iter(puts)
             .map(|(key, bytes)| async move { self.cache.origin().put(&key, bytes).await })
             .buffer_unordered(self.concurrency)
             .try_collect::<Vec<_>>()
             .await?;
-        manifest.chunks = refs;
-        Ok(())
+        Ok(refs)
     }
 
-    /// Removes the chunks of `generation` (best effort) unless `manifest.json` names it
-    /// again. Called with the generation a write replaced: its writer finished before this
-    /// write began, so nothing is left to write them.
-    pub(super) async fn drop_chunks_of(&self, timeline: &str, generation: &str) {
-        // Format 1 generations were never checked as ids, and never had chunks.
-        let (Ok(prefix), Ok(())) = (
-            layout::manifest_chunks_prefix(timeline),
-            layout::validate_id("manifest generation", generation),
-        ) else {
+    /// Removes the chunk directories `dirs` (best effort) except those `manifest.json`
+    /// references now. Called by a rebuild, once published, with the directories of the
+    /// manifest it replaced.
+    pub(super) async fn drop_chunk_dirs(&self, timeline: &str, dirs: BTreeSet<String>) {
+        let Ok(prefix) = layout::manifest_chunks_prefix(timeline) else {
             return;
         };
-        match self.read_head(timeline).await {
-            Ok(Some(head)) if head.generation == generation => return,
-            Ok(_) => {}
+        let kept: BTreeSet<String> = match self.read_head(timeline).await {
+            Ok(Some(head)) => head.dirs(),
+            Ok(None) => BTreeSet::new(),
             Err(e) => {
                 tracing::warn!("cannot read the manifest of {timeline}: {e}");
                 return;
             }
-        }
+        };
         let origin = self.cache.origin();
-        if let Err(e) = origin
-            .remove_prefix(&format!("{prefix}{generation}/"))
-            .await
-        {
-            tracing::warn!("cannot remove old manifest chunks of {timeline}: {e}");
+        for dir in dirs.difference(&kept) {
+            // Directories of format 1 generations were never checked as ids.
+            if layout::validate_id("manifest chunk directory", dir).is_err() {
+                continue;
+            }
+            if let Err(e) = origin.remove_prefix(&format!("{prefix}{dir}/")).await {
+                tracing::warn!("cannot remove old manifest chunks of {timeline}: {e}");
+            }
+        }
+    }
+}
+
+impl Head {
+    /// The chunk directories this head references.
+    pub(super) fn dirs(&self) -> BTreeSet<String> {
+        match &self.entries {
+            Entries::Inline(_) => BTreeSet::new(),
+            Entries::Chunked(chunks) => chunks.iter().map(|c| c.dir.clone()).collect(),
         }
     }
 }
@@ -512,6 +570,8 @@ mod tests {
             last,
             count: 0,
             blake3: String::new(),
+            dir: "d".into(),
+            n: 0,
         }
     }
 
@@ -536,6 +596,33 @@ mod tests {
         assert_eq!(parse_head("k", chunked).unwrap().count, 5);
         let hostile = br#"{"format":2,"generation":"../x","complete":true,"count":5}"#;
         assert!(parse_head("k", hostile).is_none());
-        assert!(parse_head("k", br#"{"format":3,"generation":"g","complete":true}"#).is_none());
+        assert!(parse_head("k", br#"{"format":4,"generation":"g","complete":true}"#).is_none());
+    }
+
+    #[test]
+    fn format_2_chunks_are_located_by_generation_and_format_3_by_their_reference() {
+        let two = br#"{"format":2,"generation":"g","complete":true,"count":2,"chunks":[
+            {"first":0,"last":0,"count":1,"blake3":"x"},{"first":1,"last":1,"count":1,"blake3":"y"}]}"#;
+        let head = parse_head("k", two).unwrap();
+        let Entries::Chunked(chunks) = &head.entries else {
+            panic!("chunked")
+        };
+        assert_eq!((chunks[1].dir.as_str(), chunks[1].n), ("g", 1));
+        let three = br#"{"format":3,"generation":"g","complete":true,"count":2,"chunks":[
+            {"first":0,"last":0,"count":1,"blake3":"x","dir":"a1","n":0},
+            {"first":1,"last":1,"count":1,"blake3":"y","dir":"b2","n":3}]}"#;
+        let head = parse_head("k", three).unwrap();
+        assert_eq!(
+            head.dirs(),
+            BTreeSet::from(["a1".to_owned(), "b2".to_owned()])
+        );
+        // A location that is not an id, or spans that overlap, make the head unusable.
+        let hostile = br#"{"format":3,"generation":"g","complete":true,"count":1,"chunks":[
+            {"first":0,"last":0,"count":1,"blake3":"x","dir":"../../x","n":0}]}"#;
+        assert!(parse_head("k", hostile).is_none());
+        let overlapping = br#"{"format":3,"generation":"g","complete":true,"count":2,"chunks":[
+            {"first":0,"last":5,"count":1,"blake3":"x","dir":"a","n":0},
+            {"first":5,"last":9,"count":1,"blake3":"y","dir":"b","n":0}]}"#;
+        assert!(parse_head("k", overlapping).is_none());
     }
 }

@@ -17,6 +17,7 @@
 //! [`Stats::offline_loads`]; frames held nowhere locally then fail with the origin's error.
 //! An origin error is never taken for a missing timeline or frame.
 
+mod append;
 mod b64;
 mod decode;
 mod finish;
@@ -39,7 +40,7 @@ pub use overlay_index::OverlayRef;
 pub use read::{Frame, FrameJpeg};
 pub use select::{FramePage, MAX_SELECTION, Seqs};
 pub use thumbnail::{THUMBNAIL_QUALITY, Thumbnail};
-pub use write::EncodedFrame;
+pub use write::{EncodedFrame, WriteMode};
 
 use crate::chain::TieredCache;
 use crate::config::CacheConfig;
@@ -73,6 +74,8 @@ pub struct FrameCache {
     kept: Arc<Mutex<HashMap<String, blake3::Hash>>>,
     /// Manifest chunks this process parsed, by key (each generation's are immutable).
     chunks: manifest::ChunkMemo,
+    /// Whether the origin honours conditional writes, probed on the first append.
+    conditional: Arc<tokio::sync::OnceCell<bool>>,
     /// Slots for JPEG encodes and decodes, a few per core: enough to keep every core busy,
     /// while more would only add threads and scratch buffers (RSS); fetches, which wait on
     /// I/O, still go `concurrency` wide.
@@ -122,6 +125,7 @@ impl FrameCache {
             concurrency: concurrency.max(1),
             kept: Arc::default(),
             chunks: Arc::default(),
+            conditional: Arc::default(),
             verified: Arc::default(),
             codec_slots: Arc::new(tokio::sync::Semaphore::new(
                 4 * std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -177,6 +177,18 @@ impl FrameCache {
         head: &HeadRead,
         seqs: &[u64],
     ) -> Result<Vec<FrameEntry>> {
+        self.resolve_some(timeline, head, seqs, false).await
+    }
+
+    /// [`FrameCache::resolve`]; with `skip_absent`, seqs the timeline lacks are left out
+    /// instead of failing the read.
+    async fn resolve_some(
+        &self,
+        timeline: &str,
+        head: &HeadRead,
+        seqs: &[u64],
+        skip_absent: bool,
+    ) -> Result<Vec<FrameEntry>> {
         let unique: BTreeSet<u64> = seqs.iter().copied().collect();
         let online = match head {
             Ok(head) => match self.resolve_online(timeline, head.as_ref(), &unique).await {
@@ -209,6 +221,7 @@ impl FrameCache {
             Err(err) => return Err(err),
         };
         seqs.iter()
+            .filter(|seq| !skip_absent || found.contains_key(seq))
             .map(|&seq| {
                 found.get(&seq).cloned().ok_or_else(|| Error::NoFrame {
                     timeline: timeline.to_owned(),
@@ -387,15 +400,24 @@ impl FrameCache {
                 let listed = match peeked {
                     Some(listed) => listed,
                     None => match self.metas_from(timeline, &head, from, size).await {
-                        Ok(metas) if !metas.is_empty() => {
-                            let next = metas.last().map(|m| m.seq + 1);
-                            let seqs: Vec<u64> = metas.iter().map(|m: &FrameMeta| m.seq).collect();
-                            let window = self.resolve(timeline, &read, &seqs).await;
+                        // Every seq from `from` to the window's last entry is resolved, not
+                        // only those the manifest lists: frames written without an entry
+                        // (by the Python module, or an append that has not written its
+                        // entries yet) between them are found too, in order. A window with
+                        // wide gaps waits for the listing instead.
+                        Ok(metas)
+                            if metas.last().is_some_and(|m| {
+                                m.seq - from < 2 * metas.len() as u64 + WINDOW as u64
+                            }) =>
+                        {
+                            let last = metas.last().map_or(from, |m: &FrameMeta| m.seq);
+                            let seqs: Vec<u64> = (from..=last).collect();
+                            let window = self.resolve_some(timeline, &read, &seqs, true).await;
                             let done = window.is_err();
-                            return Some((window, (next, WINDOW, done)));
+                            return Some((window, (Some(last + 1), WINDOW, done)));
                         }
-                        // The manifest's frames are all out: the listing says what else
-                        // there is.
+                        // The manifest's frames are all out, or far apart: the listing says
+                        // what else there is.
                         Ok(_) => listing.await,
                         Err(e) => return Some((Err(e), (None, size, true))),
                     },

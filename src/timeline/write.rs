@@ -1,4 +1,6 @@
-//! Writing timelines: encode, write through every tier, replace the old version.
+//! Writing timelines: encode, write through every tier, then either merge the frames into
+//! the timeline (the default, as the Python module: every other frame stays) or replace it
+//! (an explicit rebuild).
 
 use super::FrameCache;
 use super::finish::Written;
@@ -11,6 +13,21 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// What a write does to the frames it does not write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Writes the given frames and keeps every other frame of the timeline, whoever wrote
+    /// it, as the Python module does: a seq written again is replaced (its JPEG and its
+    /// metadata), the others keep theirs. Costs what it writes: one PUT per frame and a few
+    /// requests for the manifest, however long the timeline (see `append.rs`).
+    #[default]
+    Merge,
+    /// Rebuilds the timeline: it becomes exactly the given frames, whole or refused, and
+    /// every other frame is removed; among concurrent rebuilds the last to finish wins (see
+    /// `finish.rs`).
+    Replace,
+}
 
 /// A frame already encoded as JPEG, for [`FrameCache::cache_jpegs`].
 #[derive(Debug, Clone, PartialEq)]
@@ -28,22 +45,40 @@ pub struct EncodedFrame {
 }
 
 impl FrameCache {
-    /// Encodes `frames` to JPEG at `quality` and writes them through every tier, replacing the
-    /// timeline: frames of an earlier, longer version are removed. Returns the frames written.
-    ///
-    /// The manifest is written first as incomplete and complete only once every frame is
-    /// stored, so a writer that dies halfway leaves a timeline that loads as
-    /// [`Error::Incomplete`], not a short one. Concurrent writers: see `finish.rs`.
+    /// Encodes `frames` to JPEG at `quality` and writes them through every tier, keeping the
+    /// timeline's other frames ([`WriteMode::Merge`], as the Python module). Returns the
+    /// frames written.
     ///
     /// # Errors
-    /// Invalid id, quality or duplicate seqs (nothing written), an encoder failure naming the
-    /// seq, an origin failure, or another writer of the timeline at work at the same time
-    /// ([`Error::Superseded`], [`Error::Contended`]; see `finish.rs` for the rule).
+    /// As [`FrameCache::cache_frames_with`].
     pub async fn cache_frames(
         &self,
         timeline: &str,
         frames: &[Frame],
         quality: u8,
+    ) -> Result<usize> {
+        self.cache_frames_with(timeline, frames, quality, WriteMode::Merge)
+            .await
+    }
+
+    /// [`FrameCache::cache_frames`] in either [`WriteMode`].
+    ///
+    /// Merging, each frame is stored (JPEG first), then its manifest entry: a writer that
+    /// dies halfway leaves the frames it stored, loading with the module's defaults.
+    /// Replacing, the manifest is written first as incomplete and complete only once every
+    /// frame is stored, so a writer that dies halfway leaves a timeline that loads as
+    /// [`Error::Incomplete`], not a short one; concurrent rebuilds: see `finish.rs`.
+    ///
+    /// # Errors
+    /// Invalid id, quality or duplicate seqs (nothing written), an encoder failure naming the
+    /// seq, an origin failure, or (replacing) another writer of the timeline at work at the
+    /// same time ([`Error::Superseded`], [`Error::Contended`]; see `finish.rs` for the rule).
+    pub async fn cache_frames_with(
+        &self,
+        timeline: &str,
+        frames: &[Frame],
+        quality: u8,
+        mode: WriteMode,
     ) -> Result<usize> {
         if !(1..=100).contains(&quality) {
             return Err(Error::Invalid {
@@ -88,21 +123,38 @@ impl FrameCache {
                 Ok(Bytes::from(jpeg))
             }
         };
-        self.write_timeline(timeline, metas, encode, &|_| {}).await
+        self.write_timeline(timeline, metas, encode, &|_| {}, mode)
+            .await
     }
 
-    /// Writes already encoded JPEGs as a timeline's frames, stored byte for byte, replacing
-    /// the timeline as [`FrameCache::cache_frames`] does. `progress(n)` is called after each
-    /// frame written, with the count so far.
+    /// Writes already encoded JPEGs as a timeline's frames, stored byte for byte, keeping
+    /// its other frames as [`FrameCache::cache_frames`] does. `progress(n)` is called after
+    /// each frame written, with the count so far.
     ///
     /// # Errors
-    /// Invalid id, duplicate seqs or bytes that do not start like a JPEG (nothing written),
-    /// an origin failure, or another writer at work ([`Error::Superseded`],
-    /// [`Error::Contended`]).
+    /// As [`FrameCache::cache_jpegs_with`].
     pub async fn cache_jpegs(
         &self,
         timeline: &str,
         frames: Vec<EncodedFrame>,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<usize> {
+        self.cache_jpegs_with(timeline, frames, WriteMode::Merge, progress)
+            .await
+    }
+
+    /// [`FrameCache::cache_jpegs`] in either [`WriteMode`] (see
+    /// [`FrameCache::cache_frames_with`]).
+    ///
+    /// # Errors
+    /// Invalid id, duplicate seqs or bytes that do not start like a JPEG (nothing written),
+    /// an origin failure, or (replacing) another writer at work ([`Error::Superseded`],
+    /// [`Error::Contended`]).
+    pub async fn cache_jpegs_with(
+        &self,
+        timeline: &str,
+        frames: Vec<EncodedFrame>,
+        mode: WriteMode,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<usize> {
         if let Some(bad) = frames
@@ -123,24 +175,23 @@ impl FrameCache {
             let jpeg = frames[i].jpeg.clone();
             async move { Ok(jpeg) }
         };
-        self.write_timeline(timeline, metas, given, progress).await
+        self.write_timeline(timeline, metas, given, progress, mode)
+            .await
     }
 
-    /// Replaces a timeline's frames: incomplete manifest, frames (made by `jpeg_of(index)`)
-    /// written through in parallel, then [`FrameCache::finish_timeline`]. A write that fails
-    /// after its manifest is stored marks it abandoned, so other writers go on.
-    pub(super) async fn write_timeline<F, Fut>(
+    /// Checks the entries of a write, then writes it in `mode`.
+    async fn write_timeline<F, Fut>(
         &self,
         timeline: &str,
         metas: Vec<FrameMeta>,
         jpeg_of: F,
         progress: &(dyn Fn(u64) + Sync),
+        mode: WriteMode,
     ) -> Result<usize>
     where
         F: Fn(usize) -> Fut,
         Fut: Future<Output = Result<Bytes>>,
     {
-        let prefix = layout::frames_prefix(timeline)?;
         let mut seen = HashSet::with_capacity(metas.len());
         if let Some(dup) = metas.iter().find(|f| !seen.insert(f.seq)) {
             return Err(Error::Invalid {
@@ -162,6 +213,96 @@ impl FrameCache {
             .iter()
             .map(|f| layout::frame_key(timeline, f.seq))
             .collect::<Result<Vec<_>>>()?;
+        match mode {
+            WriteMode::Merge => {
+                self.merge_timeline(timeline, metas, keys, jpeg_of, progress)
+                    .await
+            }
+            WriteMode::Replace => {
+                self.replace_timeline(timeline, metas, keys, jpeg_of, progress)
+                    .await
+            }
+        }
+    }
+
+    /// Stores each frame (made by `jpeg_of(index)`) through the chain, in parallel, and
+    /// returns what was stored.
+    async fn store_frames<F, Fut>(
+        &self,
+        metas: &[FrameMeta],
+        keys: &[String],
+        jpeg_of: F,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Vec<Written>>
+    where
+        F: Fn(usize) -> Fut,
+        Fut: Future<Output = Result<Bytes>>,
+    {
+        let done = AtomicU64::new(0);
+        stream::iter(0..metas.len())
+            .map(|i| {
+                let seq = metas[i].seq;
+                let key = keys[i].clone();
+                let jpeg = jpeg_of(i);
+                let done = &done;
+                async move {
+                    let jpeg = jpeg.await?;
+                    let version = self.cache.put_version(&key, jpeg.clone()).await?;
+                    progress(done.fetch_add(1, Relaxed) + 1);
+                    Ok::<_, Error>(Written {
+                        seq,
+                        key,
+                        jpeg,
+                        version,
+                    })
+                }
+            })
+            .buffer_unordered(self.concurrency)
+            .try_collect()
+            .await
+    }
+
+    /// Merges frames into a timeline: every JPEG stored first, then their entries added to
+    /// the manifest ([`FrameCache::append_entries`]). Nothing else is removed or rewritten.
+    async fn merge_timeline<F, Fut>(
+        &self,
+        timeline: &str,
+        mut metas: Vec<FrameMeta>,
+        keys: Vec<String>,
+        jpeg_of: F,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<usize>
+    where
+        F: Fn(usize) -> Fut,
+        Fut: Future<Output = Result<Bytes>>,
+    {
+        if metas.is_empty() {
+            return Ok(0);
+        }
+        let written = self.store_frames(&metas, &keys, jpeg_of, progress).await?;
+        fill_sizes(&mut metas, &written);
+        self.append_entries(timeline, &metas).await?;
+        let count = metas.len();
+        tracing::info!("cached {count} frames into timeline {timeline}");
+        Ok(count)
+    }
+
+    /// Replaces a timeline's frames: incomplete manifest, frames (made by `jpeg_of(index)`)
+    /// written through in parallel, then [`FrameCache::finish_timeline`]. A write that fails
+    /// after its manifest is stored marks it abandoned, so other writers go on.
+    async fn replace_timeline<F, Fut>(
+        &self,
+        timeline: &str,
+        metas: Vec<FrameMeta>,
+        keys: Vec<String>,
+        jpeg_of: F,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<usize>
+    where
+        F: Fn(usize) -> Fut,
+        Fut: Future<Output = Result<Bytes>>,
+    {
+        let prefix = layout::frames_prefix(timeline)?;
         let manifest_key = layout::manifest_key(timeline)?;
         let mut manifest = Manifest {
             generation: new_generation(),
@@ -169,49 +310,24 @@ impl FrameCache {
             frames: metas,
             chunks: Vec::new(),
         };
-        // The generation published before this write: its writer is done, so its manifest
-        // chunks can go once this write has published. Chunks of a writer still at work
+        // The chunks of the manifest published before this write: their writers are done,
+        // so they can go once this write has published. Chunks of a writer still at work
         // (its manifest incomplete) are never removed by another writer.
         let previous = self
             .read_head(timeline)
             .await?
             .filter(|head| head.complete)
-            .map(|head| head.generation);
+            .map(|head| head.dirs());
         self.cache
             .origin()
             .put(&manifest_key, manifest_bytes(&manifest))
             .await?;
 
         let written = async {
-            let done = AtomicU64::new(0);
-            let written: Vec<Written> = stream::iter(0..manifest.frames.len())
-                .map(|i| {
-                    let seq = manifest.frames[i].seq;
-                    let key = keys[i].clone();
-                    let jpeg = jpeg_of(i);
-                    let done = &done;
-                    async move {
-                        let jpeg = jpeg.await?;
-                        let version = self.cache.put_version(&key, jpeg.clone()).await?;
-                        progress(done.fetch_add(1, Relaxed) + 1);
-                        Ok::<_, Error>(Written {
-                            seq,
-                            key,
-                            jpeg,
-                            version,
-                        })
-                    }
-                })
-                .buffer_unordered(self.concurrency)
-                .try_collect()
+            let written = self
+                .store_frames(&manifest.frames, &keys, jpeg_of, progress)
                 .await?;
-            let by_seq: HashMap<u64, &Written> = written.iter().map(|w| (w.seq, w)).collect();
-            for meta in &mut manifest.frames {
-                let frame = by_seq[&meta.seq];
-                meta.size = frame.jpeg.len() as u64;
-                meta.blake3 = blake3::hash(&frame.jpeg).to_hex().to_string();
-            }
-            manifest.frames.sort_by_key(|f| f.seq);
+            fill_sizes(&mut manifest.frames, &written);
             // Under this write's generation, so no reader of another manifest sees them.
             self.put_chunks(timeline, &mut manifest).await?;
             manifest.complete = true;
@@ -221,8 +337,9 @@ impl FrameCache {
         .await;
         match written {
             Ok(()) => {
-                if let Some(previous) = previous {
-                    self.drop_chunks_of(timeline, &previous).await;
+                if let Some(mut previous) = previous {
+                    previous.remove(&manifest.generation);
+                    self.drop_chunk_dirs(timeline, previous).await;
                 }
                 let count = manifest.frames.len();
                 tracing::info!("cached {count} frames for timeline {timeline}");
@@ -238,4 +355,15 @@ impl FrameCache {
             }
         }
     }
+}
+
+/// Each entry's size and blake3 from what was stored for its seq; sorted by seq.
+fn fill_sizes(metas: &mut [FrameMeta], written: &[Written]) {
+    let by_seq: HashMap<u64, &Written> = written.iter().map(|w| (w.seq, w)).collect();
+    for meta in metas.iter_mut() {
+        let frame = by_seq[&meta.seq];
+        meta.size = frame.jpeg.len() as u64;
+        meta.blake3 = blake3::hash(&frame.jpeg).to_hex().to_string();
+    }
+    metas.sort_by_key(|f| f.seq);
 }

@@ -5,7 +5,7 @@
 pub mod child;
 
 use bytes::Bytes;
-use framecache::tier::{BlobTier, ObjectInfo, Origin, Version};
+use framecache::tier::{BlobTier, ObjectInfo, Origin, PutCondition, PutOutcome, Version};
 use framecache::{Backend, CacheConfig, DiskConfig, Metrics, Result, S3Config, TieredCache};
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -148,6 +148,9 @@ pub struct Instrumented {
     /// Listings and stats that reached the origin.
     pub lists: AtomicUsize,
     pub stats: AtomicUsize,
+    /// Writes (conditional ones included) and removals that reached the origin.
+    pub puts: AtomicUsize,
+    pub removes: AtomicUsize,
 }
 
 impl Instrumented {
@@ -166,6 +169,8 @@ impl Instrumented {
             rewrites: AtomicUsize::new(0),
             lists: AtomicUsize::new(0),
             stats: AtomicUsize::new(0),
+            puts: AtomicUsize::new(0),
+            removes: AtomicUsize::new(0),
         }
     }
 
@@ -261,6 +266,7 @@ impl Origin for Instrumented {
     fn put<'a>(&'a self, key: &'a str, value: Bytes) -> BoxFuture<'a, Result<Option<Version>>> {
         async move {
             self.maybe_hold(key).await;
+            self.puts.fetch_add(1, SeqCst);
             if self.failing_put.lock().unwrap().as_deref() == Some(key) {
                 return Err(framecache::Error::Storage {
                     op: "write",
@@ -279,7 +285,24 @@ impl Origin for Instrumented {
         self.stats.fetch_add(1, SeqCst);
         self.inner.stat(key)
     }
+    fn put_if<'a>(
+        &'a self,
+        key: &'a str,
+        value: Bytes,
+        condition: PutCondition<'a>,
+    ) -> BoxFuture<'a, Result<PutOutcome>> {
+        async move {
+            self.maybe_hold(key).await;
+            let outcome = self.inner.put_if(key, value, condition).await;
+            if !matches!(outcome, Ok(PutOutcome::Unsupported)) {
+                self.puts.fetch_add(1, SeqCst);
+            }
+            outcome
+        }
+        .boxed()
+    }
     fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
+        self.removes.fetch_add(1, SeqCst);
         self.inner.remove(key)
     }
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<ObjectInfo>>> {

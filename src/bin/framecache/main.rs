@@ -49,7 +49,7 @@ enum Command {
         height: u32,
     },
     /// Import images as a timeline's frames: JPEGs stored as they are, other formats (PNG)
-    /// encoded to JPEG. Replaces the timeline.
+    /// encoded to JPEG. The timeline's other frames stay, unless `--replace`.
     Put {
         /// Timeline id.
         timeline: String,
@@ -66,6 +66,9 @@ enum Command {
         /// CSV of `seq,timestamp` lines (a header line is allowed); other frames get 0.0.
         #[arg(long)]
         timestamps: Option<PathBuf>,
+        /// Rebuild the timeline: it becomes exactly these frames, every other one removed.
+        #[arg(long)]
+        replace: bool,
     },
     /// List timelines, or one timeline's frames with size and where each is cached now.
     Ls {
@@ -208,11 +211,13 @@ async fn run(cli: Cli) -> Result<()> {
             quality,
             sequential,
             timestamps,
+            replace,
         } => {
             let options = put::Options {
                 quality,
                 sequential,
                 timestamps,
+                replace,
                 concurrency: config.concurrency,
             };
             put::run(&fc, &timeline, &paths, &options, json).await

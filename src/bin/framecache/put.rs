@@ -1,4 +1,5 @@
-//! `framecache put` (part of the command line): image files become a timeline's frames.
+//! `framecache put` (part of the command line): image files become a timeline's frames,
+//! added to it (the other frames stay) or, with `--replace`, rebuilding it.
 //!
 //! JPEG files are stored byte for byte (after checking that they decode); PNG files are
 //! encoded to JPEG. Each frame's seq is the last number in its file name, or its place in
@@ -6,7 +7,7 @@
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use framecache::{EncodedFrame, Error, FrameCache, codec};
+use framecache::{EncodedFrame, Error, FrameCache, WriteMode, codec};
 use futures::{StreamExt, TryStreamExt, stream};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,8 @@ pub struct Options {
     pub quality: u8,
     pub sequential: bool,
     pub timestamps: Option<PathBuf>,
+    /// Rebuild the timeline instead of adding to it.
+    pub replace: bool,
     pub concurrency: usize,
 }
 
@@ -70,8 +73,13 @@ pub async fn run(
     frames.sort_by_key(|f| f.seq);
     let bytes: usize = frames.iter().map(|f| f.jpeg.len()).sum();
     let bar = crate::output::progress(frames.len() as u64, "write", json);
+    let mode = if options.replace {
+        WriteMode::Replace
+    } else {
+        WriteMode::Merge
+    };
     let written = fc
-        .cache_jpegs(timeline, frames, &|n| bar.set_position(n))
+        .cache_jpegs_with(timeline, frames, mode, &|n| bar.set_position(n))
         .await?;
     bar.finish_and_clear();
     crate::output::report(

@@ -1,0 +1,434 @@
+//! Adding frame entries to a timeline's manifest without rewriting it: what a write that
+//! keeps the other frames (the default, [`super::WriteMode::Merge`]) does once its JPEGs are
+//! stored.
+//!
+//! The head's chunk references stay sorted and apart. An append reads the chunks whose span
+//! holds one of its seqs (and the chunk just before its first seq when both fit in one
+//! chunk, so appends in seq order fill chunks instead of adding one reference each), merges
+//! its entries into them (its own win per seq), stores the result as new chunks under a
+//! fresh directory and writes a head that references them in place of the chunks it read.
+//! Chunks are never changed or removed by an append, so a reader holding the old head still
+//! finds every chunk it names. An append onto the end of a timeline of any length costs one
+//! head read, at most one chunk read, one chunk write and one head write, and one more head
+//! read on an origin without conditional writes.
+//!
+//! Concurrent appenders: where the origin honours conditional writes (probed once per
+//! [`FrameCache`]), the head is written with `If-Match` on the ETag read, and a refused write
+//! starts the round again from the head now stored. Elsewhere the head is read back after
+//! writing it; if the entries of this append are gone (another appender's head write, based
+//! on the head before this one, replaced it) the append is merged again into the head read
+//! back, in at most [`APPEND_ROUNDS`] rounds. A head written by another appender after that
+//! read back can still drop this append's entries: its frames then load with the module's
+//! defaults (their JPEGs are at the origin regardless).
+
+use super::FrameCache;
+use super::manifest::{
+    CHUNK_FRAMES, ChunkRef, Entries, FrameMeta, Head, MANIFEST_FORMAT, StoredHead, head_bytes,
+    new_generation, parse_head,
+};
+use crate::error::{Error, Result};
+use crate::layout;
+use crate::tier::{PutCondition, PutOutcome, Version};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt, stream};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// Rounds of merge, write and check before an append leaves its entries to chance.
+pub(super) const APPEND_ROUNDS: usize = 4;
+
+/// The head as this append found it, with the ETag to write it back with `If-Match`.
+struct Found {
+    head: Option<Head>,
+    etag: Option<String>,
+    /// Whether `manifest.json` exists (an unreadable one too).
+    exists: bool,
+}
+
+/// A head with this append's entries merged in.
+struct Merged {
+    bytes: Bytes,
+    generation: String,
+    /// The directory this round's chunks went to.
+    dir: String,
+    /// The blake3 each of this append's seqs had in the head merged into, if any.
+    before: HashMap<u64, String>,
+}
+
+impl FrameCache {
+    /// Merges `entries` (sorted by seq, one per seq, their JPEGs stored) into the timeline's
+    /// manifest. A manifest that is incomplete (a rebuild at work, or one that died) is left
+    /// to its rebuild: that rebuild decides which frames the timeline keeps.
+    pub(super) async fn append_entries(&self, timeline: &str, entries: &[FrameMeta]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let key = layout::manifest_key(timeline)?;
+        let conditional = self.conditional_writes().await;
+        let mut found = self.found_head(&key, conditional).await?;
+        let mut merged_into: Option<String> = None;
+        for _ in 0..APPEND_ROUNDS {
+            if let Some(head) = &found.head {
+                if !head.complete {
+                    tracing::info!(
+                        "{timeline}: a rebuild has not finished; its manifest is left to it"
+                    );
+                    return Ok(());
+                }
+                // A rebuild published after this append's last head write: it decides.
+                if merged_into.as_ref().is_some_and(|g| *g != head.generation) {
+                    return Ok(());
+                }
+            }
+            let merged = self.merge(timeline, found.head.as_ref(), entries).await?;
+            merged_into = Some(merged.generation.clone());
+            if conditional {
+                let condition = match (&found.etag, found.exists) {
+                    (Some(etag), _) => PutCondition::Matches(etag),
+                    (None, false) => PutCondition::Absent,
+                    // Exists, but its ETag is unknown: take the unconditional path.
+                    (None, true) => {
+                        self.cache.origin().put(&key, merged.bytes).await?;
+                        return Ok(());
+                    }
+                };
+                match self
+                    .cache
+                    .origin()
+                    .put_if(&key, merged.bytes.clone(), condition)
+                    .await?
+                {
+                    PutOutcome::Written(_) => return Ok(()),
+                    PutOutcome::Refused => {
+                        found = self.found_head(&key, true).await?;
+                        continue;
+                    }
+                    PutOutcome::Unsupported => {
+                        self.cache.origin().put(&key, merged.bytes).await?;
+                        return Ok(());
+                    }
+                }
+            }
+            self.cache.origin().put(&key, merged.bytes.clone()).await?;
+            found = self.found_head(&key, false).await?;
+            if self.holds(timeline, &found, &merged, entries).await? {
+                return Ok(());
+            }
+            tracing::info!("{timeline}: another append replaced the manifest; merging again");
+        }
+        tracing::warn!(
+            "{timeline}: the manifest kept changing under {APPEND_ROUNDS} rounds of appends; \
+             {} frames are stored and may load without their metadata",
+            entries.len()
+        );
+        Ok(())
+    }
+
+    /// The head at the origin; with `etag`, its ETag too (a stat, then a read of exactly
+    /// that version).
+    async fn found_head(&self, key: &str, etag: bool) -> Result<Found> {
+        let origin = self.cache.origin();
+        let (bytes, etag) = if etag {
+            let Some(info) = origin.stat(key).await? else {
+                return Ok(Found {
+                    head: None,
+                    etag: None,
+                    exists: false,
+                });
+            };
+            let version = info.version.filter(|v| v.etag.is_some());
+            let read = match &version {
+                Some(v) => origin.get_at(key, v).await,
+                None => origin.get(key).await,
+            };
+            match read {
+                Ok(bytes) => (bytes, version.and_then(|v: Version| v.etag)),
+                // Changed between the stat and the read: the If-Match write will say so.
+                Err(e) if e.is_stale_version() => (origin.get(key).await?, None),
+                Err(e) => return Err(e),
+            }
+        } else {
+            (origin.get(key).await?, None)
+        };
+        let exists = bytes.is_some();
+        let head = bytes.and_then(|b| parse_head(key, &b));
+        Ok(Found { head, etag, exists })
+    }
+
+    /// `head` with `entries` merged in, its new chunks stored.
+    async fn merge(
+        &self,
+        timeline: &str,
+        head: Option<&Head>,
+        entries: &[FrameMeta],
+    ) -> Result<Merged> {
+        let dir = new_generation();
+        let (generation, refs, inline): (String, Vec<ChunkRef>, Vec<FrameMeta>) = match head {
+            None => (first_generation(timeline), Vec::new(), Vec::new()),
+            Some(head) => match &head.entries {
+                Entries::Inline(frames) => (head.generation.clone(), Vec::new(), frames.to_vec()),
+                Entries::Chunked(chunks) => (head.generation.clone(), chunks.to_vec(), Vec::new()),
+            },
+        };
+        // Format 1 generations were never checked as ids; a merged head needs a valid one.
+        let generation = if layout::validate_id("manifest generation", &generation).is_ok() {
+            generation
+        } else {
+            first_generation(timeline)
+        };
+        let touched = touched_chunks(&refs, entries);
+        let read = &refs;
+        let parts: Vec<Arc<Vec<FrameMeta>>> = stream::iter(touched.iter().copied())
+            .map(|i| async move {
+                match self.chunk(timeline, &read[i]).await {
+                    // Removed under a head that still names it (see docs/design.md): its
+                    // frames keep their bytes and fall back to the defaults.
+                    Err(Error::Vanished { key }) => {
+                        tracing::warn!("{key}: manifest chunk gone; its entries are dropped");
+                        Ok(Arc::new(Vec::new()))
+                    }
+                    other => other,
+                }
+            })
+            .buffered(self.concurrency)
+            .try_collect()
+            .await?;
+        let mut all: BTreeMap<u64, FrameMeta> = inline
+            .into_iter()
+            .chain(parts.iter().flat_map(|p| p.iter().cloned()))
+            .map(|f| (f.seq, f))
+            .collect();
+        let before = entries
+            .iter()
+            .filter_map(|e| all.get(&e.seq).map(|f| (e.seq, f.blake3.clone())))
+            .collect();
+        all.extend(entries.iter().map(|e| (e.seq, e.clone())));
+        let untouched: Vec<ChunkRef> = refs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !touched.contains(i))
+            .map(|(_, c)| c.clone())
+            .collect();
+        let merged: Vec<FrameMeta> = all.into_values().collect();
+        let parts = split_runs(&merged, &untouched);
+        let new_refs = self.put_chunk_parts(timeline, &dir, &parts).await?;
+        let mut chunks = untouched;
+        chunks.extend(new_refs);
+        chunks.sort_by_key(|c| c.first);
+        let count = chunks.iter().map(|c| c.count).sum();
+        let bytes = head_bytes(&StoredHead {
+            format: MANIFEST_FORMAT,
+            generation: generation.clone(),
+            complete: true,
+            abandoned: false,
+            count,
+            chunks,
+            frames: Vec::new(),
+        });
+        Ok(Merged {
+            bytes,
+            generation,
+            dir,
+            before,
+        })
+    }
+
+    /// Whether the head read back still gives this append's seqs its entries, or entries a
+    /// later writer gave them (neither its own nor the ones it replaced).
+    async fn holds(
+        &self,
+        timeline: &str,
+        found: &Found,
+        merged: &Merged,
+        entries: &[FrameMeta],
+    ) -> Result<bool> {
+        let Some(head) = &found.head else {
+            // Cleared meanwhile, or unreadable: nothing to add to.
+            return Ok(true);
+        };
+        if !head.complete || head.generation != merged.generation {
+            // A rebuild took the timeline over: it decides.
+            return Ok(true);
+        }
+        let Entries::Chunked(chunks) = &head.entries else {
+            return Ok(true);
+        };
+        let seqs: BTreeSet<u64> = entries.iter().map(|e| e.seq).collect();
+        // Chunks of this round's directory hold exactly this append's entries for its seqs.
+        let elsewhere: BTreeSet<u64> = seqs
+            .iter()
+            .copied()
+            .filter(|&seq| {
+                let n = chunks.partition_point(|c| c.last < seq);
+                !chunks
+                    .get(n)
+                    .is_some_and(|c| c.first <= seq && c.dir == merged.dir)
+            })
+            .collect();
+        if elsewhere.is_empty() {
+            return Ok(true);
+        }
+        let now = self.metas_of(timeline, head, &elsewhere).await?;
+        Ok(entries
+            .iter()
+            .filter(|e| elsewhere.contains(&e.seq))
+            .all(|e| match now.get(&e.seq) {
+                None => false,
+                Some(f) if f.blake3 == e.blake3 => true,
+                Some(f) => merged.before.get(&e.seq) != Some(&f.blake3),
+            }))
+    }
+
+    /// Whether the origin honours conditional writes: probed once per cache handle by
+    /// writing an object with `If-None-Match: *`, then again (which must be refused), then
+    /// with `If-Match` on an ETag it does not have (refused too), and removing it. Origins
+    /// without the capability are not asked at all.
+    pub(super) async fn conditional_writes(&self) -> bool {
+        *self
+            .conditional
+            .get_or_init(|| async {
+                let origin = self.cache.origin();
+                let key = format!(
+                    "{}/.framecache-probe-{}",
+                    layout::CACHE_PREFIX,
+                    new_generation()
+                );
+                let probe =
+                    |condition| origin.put_if(&key, Bytes::from_static(b"probe"), condition);
+                let honoured = match probe(PutCondition::Absent).await {
+                    Ok(PutOutcome::Written(_)) => {
+                        let again = probe(PutCondition::Absent).await;
+                        let other =
+                            probe(PutCondition::Matches("\"framecache-no-such-etag\"")).await;
+                        if let Err(e) = origin.remove(&key).await {
+                            tracing::warn!("cannot remove the probe {key}: {e}");
+                        }
+                        matches!(again, Ok(PutOutcome::Refused))
+                            && matches!(other, Ok(PutOutcome::Refused))
+                    }
+                    Ok(_) => false,
+                    Err(e) => {
+                        tracing::warn!("probing conditional writes failed: {e}");
+                        false
+                    }
+                };
+                tracing::debug!(
+                    "{}: conditional writes {}",
+                    origin.describe(),
+                    if honoured { "honoured" } else { "not honoured" }
+                );
+                honoured
+            })
+            .await
+    }
+}
+
+/// The generation of a manifest an append creates: the same for every appender of the
+/// timeline, so that two first appends at once see one generation and merge again into each
+/// other's head (a different generation means a rebuild took the timeline over).
+fn first_generation(timeline: &str) -> String {
+    let hash = blake3::hash(format!("framecache append generation\0{timeline}").as_bytes());
+    format!("a{}", &hash.to_hex()[..15])
+}
+
+/// Indexes of the chunks an append of `entries` rewrites: those whose span holds one of its
+/// seqs, and the chunk just before its first seq when that chunk and every entry fit in one
+/// chunk (so that appends in seq order fill chunks rather than add one reference each).
+fn touched_chunks(refs: &[ChunkRef], entries: &[FrameMeta]) -> BTreeSet<usize> {
+    let mut touched: BTreeSet<usize> = entries
+        .iter()
+        .filter_map(|e| {
+            let n = refs.partition_point(|c| c.last < e.seq);
+            refs.get(n).filter(|c| c.first <= e.seq).map(|_| n)
+        })
+        .collect();
+    if let Some(first) = entries.first() {
+        let before = refs.partition_point(|c| c.last < first.seq);
+        if before > 0
+            && !touched.contains(&(before - 1))
+            && refs[before - 1].count + entries.len() <= CHUNK_FRAMES
+        {
+            touched.insert(before - 1);
+        }
+    }
+    touched
+}
+
+/// `merged` (sorted, one entry per seq, none inside an `untouched` span) cut into chunks:
+/// never across an untouched chunk, so spans stay apart, and evenly into pieces of at most
+/// [`CHUNK_FRAMES`].
+fn split_runs<'a>(merged: &'a [FrameMeta], untouched: &[ChunkRef]) -> Vec<&'a [FrameMeta]> {
+    let mut runs: Vec<&[FrameMeta]> = Vec::new();
+    let mut start = 0;
+    for i in 1..=merged.len() {
+        let cut = i == merged.len() || {
+            let (a, b) = (merged[i - 1].seq, merged[i].seq);
+            // An untouched chunk lies between a and b.
+            let n = untouched.partition_point(|c| c.last < a);
+            untouched.get(n).is_some_and(|c| c.first < b)
+        };
+        if cut {
+            runs.push(&merged[start..i]);
+            start = i;
+        }
+    }
+    let mut parts = Vec::new();
+    for run in runs {
+        let pieces = run.len().div_ceil(CHUNK_FRAMES).max(1);
+        let size = run.len().div_ceil(pieces);
+        parts.extend(run.chunks(size.max(1)));
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(seq: u64) -> FrameMeta {
+        FrameMeta::pending(seq, 0, 0.0, "")
+    }
+
+    fn chunk(first: u64, last: u64, count: usize) -> ChunkRef {
+        ChunkRef {
+            first,
+            last,
+            count,
+            blake3: String::new(),
+            dir: "d".into(),
+            n: 0,
+        }
+    }
+
+    #[test]
+    fn an_append_at_the_end_touches_only_a_last_chunk_it_fits_in() {
+        let full = [chunk(0, 999, 1000), chunk(1000, 1999, 1000)];
+        let entries: Vec<FrameMeta> = (2000..2100).map(meta).collect();
+        assert!(touched_chunks(&full, &entries).is_empty());
+        let partial = [chunk(0, 999, 1000), chunk(1000, 1049, 50)];
+        assert_eq!(touched_chunks(&partial, &entries), BTreeSet::from([1usize]));
+    }
+
+    #[test]
+    fn an_append_inside_spans_touches_the_chunks_holding_its_seqs() {
+        let refs = [chunk(0, 9, 10), chunk(10, 19, 10), chunk(20, 29, 10)];
+        let entries = vec![meta(12), meta(25)];
+        assert_eq!(touched_chunks(&refs, &entries), BTreeSet::from([1, 2]));
+    }
+
+    #[test]
+    fn runs_never_straddle_an_untouched_chunk_and_split_evenly() {
+        let merged: Vec<FrameMeta> = [1, 2, 50, 51].into_iter().map(meta).collect();
+        let untouched = [chunk(10, 40, 5)];
+        let parts = split_runs(&merged, &untouched);
+        let seqs: Vec<Vec<u64>> = parts
+            .iter()
+            .map(|p| p.iter().map(|f| f.seq).collect())
+            .collect();
+        assert_eq!(seqs, vec![vec![1, 2], vec![50, 51]]);
+
+        let long: Vec<FrameMeta> = (0..2001).map(meta).collect();
+        let sizes: Vec<usize> = split_runs(&long, &[]).iter().map(|p| p.len()).collect();
+        assert_eq!(sizes, vec![667, 667, 667]);
+    }
+}
