@@ -26,6 +26,7 @@ mod evictor;
 mod ledger;
 mod lock;
 mod rw;
+mod space;
 mod temp;
 #[cfg(test)]
 mod tests;
@@ -34,6 +35,7 @@ mod verify;
 pub use evict::Recount;
 pub use evictor::EvictionStatus;
 pub use lock::FetchLock;
+pub use space::{LimitedBy, MinFree, auto_capacity};
 pub use verify::{BadEntry, VerifyReport};
 
 use crate::error::{Error, Result};
@@ -91,6 +93,10 @@ struct Inner {
     /// Tells this process's temp files from those of an earlier process with the same pid.
     nonce: u32,
     temp_seq: AtomicU64,
+    /// How much of the filesystem to leave free, and the other tiers sharing it.
+    space: std::sync::Mutex<space::SpacePolicy>,
+    /// Bytes this process reserved since it last sampled the filesystem.
+    since_sample: AtomicU64,
     /// Set once the directory has failed, so the condition is logged once.
     warned: AtomicBool,
     /// Set once fetch locks have failed, so the condition is logged once.
@@ -169,6 +175,8 @@ impl DiskTier {
                 capacity,
                 nonce: process_nonce(),
                 temp_seq: AtomicU64::new(0),
+                space: std::sync::Mutex::new(space::SpacePolicy::default()),
+                since_sample: AtomicU64::new(u64::MAX / 2),
                 warned: AtomicBool::new(false),
                 locks_warned: AtomicBool::new(false),
                 lock_wait_nanos: AtomicU64::new(nanos(crate::flock::DEFAULT_LOCK_WAIT)),
