@@ -578,6 +578,16 @@ mod tests {
     }
 
     #[test]
+    fn capacities_parse_as_sizes_or_auto() {
+        use super::{AUTO_CAPACITY, parse_capacity};
+        assert_eq!(parse_capacity("auto"), Ok(AUTO_CAPACITY));
+        assert_eq!(parse_capacity(" AUTO "), Ok(AUTO_CAPACITY));
+        assert_eq!(parse_capacity("64GiB"), Ok(64 << 30));
+        assert_eq!(parse_capacity("0"), Ok(0));
+        assert!(parse_capacity("most").is_err());
+    }
+
+    #[test]
     fn pixel_counts_parse_as_numbers_or_dimensions() {
         use super::parse_pixels;
         assert_eq!(parse_pixels("178956970"), Ok(178_956_970));

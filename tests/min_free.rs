@@ -106,8 +106,10 @@ fn statvfs(path: &Path) -> (u64, u64) {
     assert_eq!(unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) }, 0);
     // SAFETY: statvfs returned 0, so it filled the buffer.
     let st = unsafe { st.assume_init() };
-    let unit = st.f_frsize as u64;
-    (st.f_blocks as u64 * unit, st.f_bavail as u64 * unit)
+    // The fields' types differ between platforms.
+    #[allow(clippy::unnecessary_cast)]
+    let (unit, blocks, available) = (st.f_frsize as u64, st.f_blocks as u64, st.f_bavail as u64);
+    (blocks * unit, available * unit)
 }
 
 fn frames() -> Vec<Frame> {

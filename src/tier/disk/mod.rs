@@ -12,12 +12,14 @@
 //! A write goes to a temp file that is hard-linked into place (renamed where links are not
 //! supported), so a reader sees the old entry, the new one or none, never a partial one.
 //! Nothing is rewritten or truncated in place, which is what makes memory-mapping safe.
-//! A writer reserves its bytes in the ledger before writing. The evictor (one process per
-//! machine, in the background) keeps usage between the low and the high watermark,
-//! visiting one shard directory at a time with a CLOCK hand; a writer whose reservation
-//! crosses the capacity evicts one bounded batch itself, and a write that still does not
-//! fit (the writes in progress alone fill the capacity) is refused, so entries and writes
-//! in progress never exceed the cap together. Nothing scans the whole directory on open,
+//! A writer reserves its bytes in the ledger before writing. The limit is the capacity, or
+//! less when the filesystem cannot spare it beside `min_free` (see `space.rs`). The evictor
+//! (one process per machine, in the background) keeps usage between the low and the high
+//! watermark of that limit, visiting one shard directory at a time with a CLOCK hand; a
+//! writer whose reservation crosses the limit evicts one bounded batch itself, and a write
+//! that still does not fit (the writes in progress alone fill the limit) is refused, so
+//! entries and writes in progress never exceed it together; a write that finds the
+//! filesystem full anyway is skipped and makes room. Nothing scans the whole directory on open,
 //! read or write; see `docs/design.md` for the design and its trade-offs.
 
 mod clock;

@@ -121,11 +121,9 @@ pub(crate) fn limit(
         (u128::from(own.used) + others_used + u128::from(free)).saturating_sub(min_free.into());
     let weights =
         u128::from(own.weight) + others.iter().map(|s| u128::from(s.weight)).sum::<u128>();
-    let share = if weights == 0 {
-        spare
-    } else {
-        spare * u128::from(own.weight) / weights
-    };
+    let share = (spare * u128::from(own.weight))
+        .checked_div(weights)
+        .unwrap_or(spare);
     let borrowed = spare.saturating_sub(others_used);
     let fs_limit = u64::try_from(share.max(borrowed)).unwrap_or(u64::MAX);
     if fs_limit < capacity {
@@ -164,10 +162,12 @@ pub(crate) fn fs_space(path: &Path) -> io::Result<FsSpace> {
     }
     // SAFETY: statvfs returned 0, so it filled the buffer.
     let st = unsafe { st.assume_init() };
-    let unit = st.f_frsize as u64;
+    // The fields' types differ between platforms (u32 on some 32-bit ones).
+    #[allow(clippy::unnecessary_cast)]
+    let (unit, blocks, available) = (st.f_frsize as u64, st.f_blocks as u64, st.f_bavail as u64);
     Ok(FsSpace {
-        size: (st.f_blocks as u64).saturating_mul(unit),
-        free: (st.f_bavail as u64).saturating_mul(unit),
+        size: blocks.saturating_mul(unit),
+        free: available.saturating_mul(unit),
     })
 }
 
