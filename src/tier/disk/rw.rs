@@ -207,16 +207,15 @@ impl DiskTier {
         // The temp file stays open (and locked, marking its writer alive) until committed.
         let written = fill(file.file()).and_then(|()| self.commit(&tmp, &path));
         if let Err(e) = written {
-            {
-                let _shared = self.lock(false);
-                if tmp.exists() {
-                    // Released first: a crash before the removal leaves a dead writer's temp
-                    // file, which gets the shard recounted.
-                    self.inner.ledger.sub(shard_of(&tmp), len);
-                    let _ = fs::remove_file(&tmp);
-                }
+            let _shared = self.lock(false);
+            if tmp.exists() {
+                // Released first: a crash before the removal leaves a dead writer's temp
+                // file, which gets the shard recounted.
+                self.inner.ledger.sub(shard_of(&tmp), len);
+                let _ = fs::remove_file(&tmp);
             }
-            drop(file);
+            // Unlocked before making room: eviction may recount a shard, exclusively.
+            drop((_shared, file));
             self.on_write_error(&e);
             return Err(Error::io("write cache entry", path, e));
         }
