@@ -3,7 +3,7 @@
 use crate::chain::TieredCache;
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, TierCounters};
-use crate::tier::{BlobTier, DiskTier, MemoryTier, Origin};
+use crate::tier::{BlobTier, DiskTier, MemoryTier, MinFree, Origin};
 use opendal::Operator;
 use opendal::layers::{ChaosLayer, RetryLayer, TimeoutLayer};
 use std::path::PathBuf;
@@ -17,6 +17,21 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 
 /// Default of [`CacheConfig::max_object_size`]: 64 MiB.
 pub const DEFAULT_MAX_OBJECT_SIZE: u64 = 64 << 20;
+
+/// A disk tier capacity that follows the filesystem under the cache directory (the default
+/// of both disk tiers), resolved when the tier opens: the JPEG disk tier takes
+/// [`AUTO_DISK_PERCENT`] of the filesystem's size, at most [`AUTO_DISK_MAX`]; the decoded
+/// disk tier [`AUTO_DECODED_PERCENT`], at most [`AUTO_DECODED_MAX`]. `auto` in the
+/// environment and on the command line.
+pub const AUTO_CAPACITY: u64 = u64::MAX;
+/// The JPEG disk tier's automatic capacity, in percent of its filesystem's size...
+pub const AUTO_DISK_PERCENT: u64 = 5;
+/// ...at most 10 GiB (reached on a filesystem of 200 GiB).
+pub const AUTO_DISK_MAX: u64 = 10 << 30;
+/// The decoded disk tier's automatic capacity, in percent of its filesystem's size...
+pub const AUTO_DECODED_PERCENT: u64 = 10;
+/// ...at most 64 GiB (reached on a filesystem of 640 GiB).
+pub const AUTO_DECODED_MAX: u64 = 64 << 30;
 
 /// Where the origin lives.
 #[derive(Debug, Clone)]
@@ -95,7 +110,7 @@ impl S3Config {
 pub struct DiskConfig {
     /// Cache directory, shared by every process of the machine that uses it.
     pub dir: PathBuf,
-    /// Capacity in bytes.
+    /// Capacity in bytes; [`AUTO_CAPACITY`] (the default) follows the filesystem's size.
     pub capacity: u64,
 }
 
@@ -103,7 +118,7 @@ impl Default for DiskConfig {
     fn default() -> Self {
         DiskConfig {
             dir: default_cache_dir(),
-            capacity: 10 << 30,
+            capacity: AUTO_CAPACITY,
         }
     }
 }
@@ -112,14 +127,14 @@ impl Default for DiskConfig {
 ///
 /// The defaults are for a GPU box running several workers over the same timelines: 2 GiB of
 /// decoded frames per process in memory (about 770 frames of 1280x720; when the disk tier is
-/// on these are views of the shared page cache, not private heap), and 64 GiB of raw frames
-/// on disk (about 23,000 frames, 78 timelines of 300), 24x the JPEGs' size.
+/// on these are views of the shared page cache, not private heap), and on disk 10 % of the
+/// filesystem, at most 64 GiB of raw frames (about 23,000 frames, 78 timelines of 300).
 #[derive(Debug, Clone)]
 pub struct DecodedConfig {
     /// Memory tier capacity in pixel bytes; 0 disables it.
     pub memory_capacity: u64,
     /// Disk tier capacity in bytes, under `{disk.dir}/decoded`; 0 disables it (so does
-    /// having no disk tier).
+    /// having no disk tier); [`AUTO_CAPACITY`] (the default) follows the filesystem's size.
     pub disk_capacity: u64,
 }
 
@@ -127,7 +142,7 @@ impl Default for DecodedConfig {
     fn default() -> Self {
         DecodedConfig {
             memory_capacity: 2 << 30,
-            disk_capacity: 64 << 30,
+            disk_capacity: AUTO_CAPACITY,
         }
     }
 }
@@ -172,6 +187,10 @@ pub struct CacheConfig {
     /// it in [`crate::Stats`]. Processes take these locks to spare each other duplicate
     /// work, so a wait this long means the holder is stuck. Default 60 s; 0 never waits.
     pub lock_wait: Duration,
+    /// Free space the disk tiers leave on their filesystem: each keeps its usage under its
+    /// capacity and under its share of what the filesystem spares beyond this. Default
+    /// [`MinFree::Auto`]: 5 % of the filesystem, at most 4 GiB. See `docs/operations.md`.
+    pub min_free: MinFree,
 }
 
 impl Default for CacheConfig {
@@ -191,6 +210,7 @@ impl Default for CacheConfig {
             max_object_size: DEFAULT_MAX_OBJECT_SIZE,
             injected_read_faults: 0.0,
             lock_wait: crate::flock::DEFAULT_LOCK_WAIT,
+            min_free: MinFree::Auto,
         }
     }
 }
@@ -204,8 +224,10 @@ impl CacheConfig {
     /// `FRAMECACHE_MAX_OBJECT_SIZE` (sizes such as `512MiB`), `FRAMECACHE_MAX_FRAME_PIXELS`
     /// (a count of pixels); anything unset or empty keeps its default.
     /// `FRAMECACHE_DECODED_MEMORY_CAPACITY` and `FRAMECACHE_DECODED_DISK_CAPACITY` (sizes such
-    /// as `512MiB`), `FRAMECACHE_LOCK_WAIT` (seconds, see [`CacheConfig::lock_wait`]);
-    /// anything unset or empty keeps its default.
+    /// as `512MiB`), `FRAMECACHE_LOCK_WAIT` (seconds, see [`CacheConfig::lock_wait`]),
+    /// `FRAMECACHE_MIN_FREE` (`auto`, a size or a percentage such as `5%`, see
+    /// [`CacheConfig::min_free`]); the disk capacities also take `auto`
+    /// ([`AUTO_CAPACITY`]); anything unset or empty keeps its default.
     ///
     /// # Errors
     /// [`Error::Invalid`] naming the variable when a value cannot be used.
@@ -226,10 +248,10 @@ impl CacheConfig {
                 });
             }
         };
-        let size = |name: &'static str| -> Result<Option<u64>> {
+        let parsed = |name: &'static str, parse: fn(&str) -> std::result::Result<u64, String>| {
             var(name)
                 .map(|v| {
-                    parse_size(&v).map_err(|rule| Error::Invalid {
+                    parse(&v).map_err(|rule| Error::Invalid {
                         what: name,
                         value: v.clone(),
                         rule,
@@ -237,6 +259,8 @@ impl CacheConfig {
                 })
                 .transpose()
         };
+        let size = |name: &'static str| -> Result<Option<u64>> { parsed(name, parse_size) };
+        let capacity = |name: &'static str| -> Result<Option<u64>> { parsed(name, parse_capacity) };
         let defaults = CacheConfig::default();
         let memory_capacity =
             size("FRAMECACHE_MEMORY_CAPACITY")?.unwrap_or(defaults.memory_capacity);
@@ -244,13 +268,13 @@ impl CacheConfig {
         if let Some(dir) = var("FRAMECACHE_CACHE_DIR") {
             disk.dir = PathBuf::from(dir);
         }
-        if let Some(bytes) = size("FRAMECACHE_DISK_CAPACITY")? {
+        if let Some(bytes) = capacity("FRAMECACHE_DISK_CAPACITY")? {
             disk.capacity = bytes;
         }
         let decoded = DecodedConfig {
             memory_capacity: size("FRAMECACHE_DECODED_MEMORY_CAPACITY")?
                 .unwrap_or(defaults.decoded.memory_capacity),
-            disk_capacity: size("FRAMECACHE_DECODED_DISK_CAPACITY")?
+            disk_capacity: capacity("FRAMECACHE_DECODED_DISK_CAPACITY")?
                 .unwrap_or(defaults.decoded.disk_capacity),
         };
         let max_frame_pixels = match var("FRAMECACHE_MAX_FRAME_PIXELS") {
@@ -271,6 +295,14 @@ impl CacheConfig {
             })?,
             None => defaults.lock_wait,
         };
+        let min_free = match var("FRAMECACHE_MIN_FREE") {
+            Some(v) => MinFree::parse(&v).map_err(|rule| Error::Invalid {
+                what: "FRAMECACHE_MIN_FREE",
+                value: v.clone(),
+                rule,
+            })?,
+            None => defaults.min_free,
+        };
         Ok(CacheConfig {
             backend,
             memory_capacity,
@@ -279,6 +311,7 @@ impl CacheConfig {
             max_frame_pixels,
             max_object_size,
             lock_wait,
+            min_free,
             ..defaults
         })
     }
@@ -310,6 +343,17 @@ pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
         other => return Err(format!("unknown unit {other:?}")),
     };
     Ok((value * mult as f64) as u64)
+}
+
+/// Parses a disk capacity: `auto` ([`AUTO_CAPACITY`]) or a size as [`parse_size`] takes it.
+///
+/// # Errors
+/// A message saying what is wrong with the text.
+pub fn parse_capacity(text: &str) -> std::result::Result<u64, String> {
+    if text.trim().eq_ignore_ascii_case("auto") {
+        return Ok(AUTO_CAPACITY);
+    }
+    parse_size(text).map_err(|rule| format!("{rule}, or auto"))
 }
 
 /// Parses a pixel count: `178956970`, `178_956_970` or `8192x8192`; at least 1.
@@ -455,18 +499,46 @@ impl CacheConfig {
         Ok(self.build_with_origin(origin, metrics))
     }
 
+    /// The JPEG and decoded disk tiers' capacities, [`AUTO_CAPACITY`] resolved against the
+    /// filesystem of the cache directory; `None` without a disk tier.
+    pub fn disk_capacities(&self) -> Option<(u64, u64)> {
+        let disk = self.disk.as_ref()?;
+        let resolve = |capacity: u64, percent: u64, max: u64| {
+            if capacity == AUTO_CAPACITY {
+                crate::tier::auto_capacity(&disk.dir, percent, max)
+            } else {
+                capacity
+            }
+        };
+        Some((
+            resolve(disk.capacity, AUTO_DISK_PERCENT, AUTO_DISK_MAX),
+            resolve(
+                self.decoded.disk_capacity,
+                AUTO_DECODED_PERCENT,
+                AUTO_DECODED_MAX,
+            ),
+        ))
+    }
+
     /// Assembles the decoded-frame tiers, counting into `metrics`; `None` when both are off.
     pub(crate) fn build_decoded(
         &self,
         metrics: Arc<Metrics>,
     ) -> Option<crate::decoded::DecodedTiers> {
+        let capacities = self.disk_capacities();
         let disk = self
             .disk
             .as_ref()
-            .map(|d| (d.dir.as_path(), self.decoded.disk_capacity));
+            .zip(capacities)
+            .map(|(d, (_, decoded))| (d.dir.as_path(), decoded));
+        let space = crate::decoded::DiskSpace {
+            min_free: self.min_free,
+            jpeg_capacity: capacities.map_or(0, |c| c.0),
+        };
         crate::decoded::DecodedTiers::new(
             self.decoded.memory_capacity,
             disk,
+            space,
             self.lock_wait,
             metrics,
         )
@@ -476,9 +548,17 @@ impl CacheConfig {
     pub fn build_with_origin(&self, origin: Arc<dyn Origin>, metrics: Arc<Metrics>) -> TieredCache {
         let memory = (self.memory_capacity > 0)
             .then(|| MemoryTier::new(self.memory_capacity, metrics.clone()));
-        let disk = self.disk.as_ref().map(|d| {
-            DiskTier::open(&d.dir, d.capacity, metrics.clone()).with_lock_wait(self.lock_wait)
-        });
+        let disk = self
+            .disk
+            .as_ref()
+            .zip(self.disk_capacities())
+            .map(|(d, (jpeg, decoded))| {
+                DiskTier::open(&d.dir, jpeg, metrics.clone())
+                    .with_lock_wait(self.lock_wait)
+                    .with_min_free(self.min_free)
+                    // The decoded tier of the same cache directory: the spare space is shared.
+                    .with_sibling(&d.dir.join(crate::decoded::DECODED_DIR), decoded)
+            });
         TieredCache::new(memory, disk, origin, metrics).with_max_object_size(self.max_object_size)
     }
 }
@@ -495,6 +575,16 @@ mod tests {
         assert_eq!(parse_size("1.5GB"), Ok(1_500_000_000));
         assert!(parse_size("lots").is_err());
         assert!(parse_size("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn capacities_parse_as_sizes_or_auto() {
+        use super::{AUTO_CAPACITY, parse_capacity};
+        assert_eq!(parse_capacity("auto"), Ok(AUTO_CAPACITY));
+        assert_eq!(parse_capacity(" AUTO "), Ok(AUTO_CAPACITY));
+        assert_eq!(parse_capacity("64GiB"), Ok(64 << 30));
+        assert_eq!(parse_capacity("0"), Ok(0));
+        assert!(parse_capacity("most").is_err());
     }
 
     #[test]

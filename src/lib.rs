@@ -27,9 +27,10 @@ mod timeline;
 pub use chain::{Hit, TieredCache};
 pub use codec::Scale;
 pub use config::{
+    AUTO_CAPACITY, AUTO_DECODED_MAX, AUTO_DECODED_PERCENT, AUTO_DISK_MAX, AUTO_DISK_PERCENT,
     Backend, CacheConfig, DEFAULT_BUCKET, DEFAULT_MAX_OBJECT_SIZE, DEFAULT_REGION, DecodedConfig,
-    DiskConfig, S3Config, build_operator, default_cache_dir, default_fs_root, parse_pixels,
-    parse_seconds, parse_size,
+    DiskConfig, S3Config, build_operator, default_cache_dir, default_fs_root, parse_capacity,
+    parse_pixels, parse_seconds, parse_size,
 };
 pub use decoded::{Access, LoadOptions, flush_raw_writes};
 pub use error::{Error, Result};
@@ -37,7 +38,9 @@ pub use metrics::{Metrics, Stats, TierCounters, TierStats};
 pub use per_process::PerProcess;
 pub use pixels::{Backing, Pixels};
 pub use synth::synthetic_frame;
-pub use tier::{BadEntry, DiskUsage, EvictionStatus, Recount, Source, VerifyReport};
+pub use tier::{
+    BadEntry, DiskUsage, EvictionStatus, LimitedBy, MinFree, Recount, Source, VerifyReport,
+};
 pub use timeline::{
     CacheUsage, ClearScope, DEFAULT_B64_QUALITY, DEFAULT_QUALITY, DecodedUsage, EncodedFrame,
     Frame, FrameB64, FrameCache, FrameEntry, FrameJpeg, FrameMeta, FramePage, MAX_SELECTION,

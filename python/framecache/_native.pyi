@@ -163,6 +163,7 @@ class FrameCache:
         max_frame_pixels: int | None = None,
         max_object_size: int | None = None,
         lock_wait: float | None = None,
+        min_free: int | str | None = None,
     ) -> None: ...
     @property
     def origin(self) -> str: ...

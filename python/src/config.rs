@@ -30,6 +30,14 @@ pub struct Overrides {
     pub max_frame_pixels: Option<u64>,
     pub max_object_size: Option<u64>,
     pub lock_wait: Option<f64>,
+    pub min_free: Option<MinFreeArg>,
+}
+
+/// `min_free=`: bytes as an `int`, or `"auto"`, `"5%"`, `"2GiB"`.
+#[derive(FromPyObject)]
+pub enum MinFreeArg {
+    Bytes(u64),
+    Text(String),
 }
 
 impl Overrides {
@@ -151,6 +159,14 @@ impl Overrides {
             config.lock_wait = Duration::try_from_secs_f64(secs).map_err(|_| {
                 invalid("lock_wait", secs, "must be a number of seconds, 0 or more")
             })?;
+        }
+        match self.min_free {
+            None => {}
+            Some(MinFreeArg::Bytes(n)) => config.min_free = framecache::MinFree::Bytes(n),
+            Some(MinFreeArg::Text(text)) => {
+                config.min_free = framecache::MinFree::parse(&text)
+                    .map_err(|rule| invalid("min_free", &text, rule))?;
+            }
         }
         Ok(config)
     }

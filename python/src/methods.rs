@@ -6,7 +6,7 @@ use crate::args::{
     seqs_of, write_mode,
 };
 use crate::cache::PyFrameCache;
-use crate::config::{Overrides, describe};
+use crate::config::{MinFreeArg, Overrides, describe};
 use crate::convert::{Decoded, Json, ToPython};
 use crate::errors::other;
 use crate::iter::FrameIterator;
@@ -22,7 +22,7 @@ pymethods_with_twins! {
             access_key_id=None, secret_access_key=None, cache_dir=None, memory_capacity=None,
             disk_capacity=None, disk=None, decoded_memory_capacity=None, decoded_disk_capacity=None,
             concurrency=None, origin_timeout=None, origin_io_timeout=None, retries=None,
-            max_frame_pixels=None, max_object_size=None, lock_wait=None))]
+            max_frame_pixels=None, max_object_size=None, lock_wait=None, min_free=None))]
         #[allow(clippy::too_many_arguments)]
         fn new(
             backend: Option<String>,
@@ -45,6 +45,7 @@ pymethods_with_twins! {
             max_frame_pixels: Option<u64>,
             max_object_size: Option<u64>,
             lock_wait: Option<f64>,
+            min_free: Option<MinFreeArg>,
         ) -> PyResult<Self> {
             PyFrameCache::configured(Overrides {
                 backend,
@@ -67,6 +68,7 @@ pymethods_with_twins! {
                 max_frame_pixels,
                 max_object_size,
                 lock_wait,
+                min_free,
             })
         }
 

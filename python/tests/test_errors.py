@@ -144,3 +144,21 @@ def test_undecodable_frame(dropin, backend, timeline):
 
 def test_errors_are_framecache_errors():
     assert framecache.FrameCacheError is FrameCacheError
+
+
+def test_min_free_takes_bytes_a_percentage_or_auto(tmp_path, monkeypatch):
+    for value in (0, 1 << 20, "5%", "2GiB", "auto"):
+        FrameCache(backend="memory", cache_dir=str(tmp_path / "any"), min_free=value)
+    # Keeping the whole filesystem free leaves the disk tiers nothing, for free-space reasons.
+    fc = FrameCache(backend="memory", cache_dir=str(tmp_path / "all"), min_free="100%")
+    for tier in ("disk_eviction", "decoded_disk_eviction"):
+        status = fc.stats()[tier]
+        assert status["fs_size"] > 0 and status["min_free"] == status["fs_size"], status
+        assert status["limited_by"] == "free_space" and status["hard_limit"] == 0, status
+    with pytest.raises(InvalidInputError, match="min_free"):
+        FrameCache(backend="memory", min_free="lots")
+    with pytest.raises(InvalidInputError, match="min_free"):
+        FrameCache(backend="memory", min_free="150%")
+    monkeypatch.setenv("FRAMECACHE_MIN_FREE", "plenty")
+    with pytest.raises(InvalidInputError, match="FRAMECACHE_MIN_FREE"):
+        FrameCache(backend="memory")

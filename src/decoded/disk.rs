@@ -28,6 +28,16 @@ use std::time::Duration;
 pub const DECODED_DIR: &str = "decoded";
 const LOCKS_DIR: &str = "locks";
 
+/// The decoded disk tier's free-space settings: what to leave free on the filesystem, and
+/// the capacity of the JPEG disk tier beside it (its weight in sharing the spare space).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Space {
+    /// See [`crate::CacheConfig::min_free`].
+    pub(crate) min_free: crate::tier::MinFree,
+    /// The JPEG disk tier's capacity.
+    pub(crate) jpeg_capacity: u64,
+}
+
 /// Raw decoded frames in a cache directory.
 #[derive(Clone)]
 pub(crate) struct DecodedDisk {
@@ -51,18 +61,23 @@ pub(crate) enum Outcome {
 }
 
 impl DecodedDisk {
-    /// Opens (lazily creating) `{cache_dir}/decoded` bounded to `capacity` bytes, waiting at
-    /// most `lock_wait` for any of its locks.
+    /// Opens (lazily creating) `{cache_dir}/decoded` bounded to `capacity` bytes and to its
+    /// share of what the filesystem spares (`space`), waiting at most `lock_wait` for any of
+    /// its locks.
     pub(crate) fn open(
         cache_dir: &Path,
         capacity: u64,
+        space: Space,
         lock_wait: Duration,
         metrics: Arc<Metrics>,
     ) -> Self {
         let root = cache_dir.join(DECODED_DIR);
         DecodedDisk {
             tier: DiskTier::open_counted(&root, capacity, metrics, |m| &m.decoded_disk)
-                .with_lock_wait(lock_wait),
+                .with_lock_wait(lock_wait)
+                .with_min_free(space.min_free)
+                // The JPEG tier of the same cache directory: the spare space is shared.
+                .with_sibling(cache_dir, space.jpeg_capacity),
             locks: root.join(LOCKS_DIR),
         }
     }

@@ -16,6 +16,7 @@ mod memory;
 
 pub use behind::QUEUE_LEN as RAW_WRITE_QUEUE;
 pub use disk::DECODED_DIR;
+pub(crate) use disk::Space as DiskSpace;
 pub use format::{HEADER_LEN as RAW_HEADER_LEN, RAW_VERSION};
 pub(crate) use format::{
     check_header as raw_check_header, read_name as raw_name, validate as raw_validate,
@@ -220,6 +221,7 @@ impl DecodedTiers {
     pub(crate) fn new(
         memory_capacity: u64,
         disk: Option<(&Path, u64)>,
+        space: DiskSpace,
         lock_wait: Duration,
         metrics: Arc<Metrics>,
     ) -> Option<Self> {
@@ -227,7 +229,9 @@ impl DecodedTiers {
             (memory_capacity > 0).then(|| DecodedMemory::new(memory_capacity, metrics.clone()));
         let disk = disk
             .filter(|(_, capacity)| *capacity > 0)
-            .map(|(dir, capacity)| DecodedDisk::open(dir, capacity, lock_wait, metrics.clone()));
+            .map(|(dir, capacity)| {
+                DecodedDisk::open(dir, capacity, space, lock_wait, metrics.clone())
+            });
         (memory.is_some() || disk.is_some()).then_some(DecodedTiers {
             memory,
             disk,

@@ -329,7 +329,7 @@ fn render_tiers(out: &mut String, stats: &Stats) {
 /// The disk tiers' eviction state, labelled `tier="disk"` and `tier="decoded_disk"`.
 fn render_eviction(out: &mut String, stats: &Stats) {
     type Field = (&'static str, &'static str, bool, fn(&EvictionStatus) -> f64);
-    const FIELDS: [Field; 12] = [
+    const FIELDS: [Field; 18] = [
         (
             "used_bytes",
             "Bytes in use: entries plus writes in progress.",
@@ -350,9 +350,45 @@ fn render_eviction(out: &mut String, stats: &Stats) {
         ),
         (
             "hard_limit_bytes",
-            "Above this usage a writer evicts one batch itself.",
+            "Above this usage a writer evicts a batch: the capacity or what the filesystem spares.",
             false,
             |e| e.hard_limit as f64,
+        ),
+        (
+            "capacity_bytes",
+            "The capacity (budget), configured or following the filesystem's size.",
+            false,
+            |e| e.capacity as f64,
+        ),
+        (
+            "limited_by_free_space",
+            "1 when the hard limit is what the filesystem spares, under the capacity.",
+            false,
+            |e| f64::from(u8::from(e.limited_by == crate::tier::LimitedBy::FreeSpace)),
+        ),
+        (
+            "filesystem_size_bytes",
+            "Size of the filesystem under the directory, as last sampled.",
+            false,
+            |e| e.fs_size as f64,
+        ),
+        (
+            "filesystem_free_bytes",
+            "Bytes available on that filesystem, as last sampled.",
+            false,
+            |e| e.fs_free as f64,
+        ),
+        (
+            "min_free_bytes",
+            "Bytes the disk tiers leave free on that filesystem.",
+            false,
+            |e| e.min_free as f64,
+        ),
+        (
+            "full_writes_total",
+            "Writes that found the filesystem full: skipped, a batch evicted.",
+            true,
+            |e| e.full_writes as f64,
         ),
         (
             "evictor_running",
@@ -455,6 +491,8 @@ mod tests {
             disk_eviction: Some(EvictionStatus {
                 evictor_running: true,
                 last_round_us: 1_500,
+                limited_by: crate::tier::LimitedBy::FreeSpace,
+                full_writes: 3,
                 ..EvictionStatus::default()
             }),
             ..Stats::default()
@@ -473,6 +511,8 @@ mod tests {
         assert!(text.contains("framecache_memory_bytes 7"));
         assert!(text.contains("framecache_disk_evictor_running{tier=\"disk\"} 1"));
         assert!(text.contains("framecache_disk_last_eviction_seconds{tier=\"disk\"} 0.0015"));
+        assert!(text.contains("framecache_disk_limited_by_free_space{tier=\"disk\"} 1"));
+        assert!(text.contains("framecache_disk_full_writes_total{tier=\"disk\"} 3"));
         assert!(!text.contains("tier=\"decoded_disk\""));
         let stats = Stats {
             decode_lock_timeouts: 3,

@@ -6,7 +6,10 @@ mod disk;
 mod memory;
 
 pub use blob::{BlobTier, ObjectInfo, Origin, PutCondition, PutOutcome, Version};
-pub use disk::{BadEntry, DiskTier, DiskUsage, EvictionStatus, FetchLock, Recount, VerifyReport};
+pub use disk::{
+    BadEntry, DiskTier, DiskUsage, EvictionStatus, FetchLock, LimitedBy, MinFree, Recount,
+    VerifyReport, auto_capacity,
+};
 pub use memory::MemoryTier;
 
 use serde::Serialize;

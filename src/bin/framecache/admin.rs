@@ -2,7 +2,7 @@
 
 use crate::output::{progress, report};
 use anyhow::{Result, bail};
-use framecache::{ClearScope, FrameCache};
+use framecache::{ClearScope, EvictionStatus, FrameCache, LimitedBy};
 
 /// `clear`: a timeline at the origin and locally, or only locally.
 pub async fn clear(fc: &FrameCache, timeline: &str, local_only: bool, json: bool) -> Result<()> {
@@ -40,15 +40,36 @@ pub fn stats(fc: &FrameCache, json: bool) -> Result<()> {
                 u.entries, u.bytes, u.capacity, u.temp_files
             );
         }
+        if let Some(e) = &stats.disk_eviction {
+            println!("  {}", limit_line(e));
+        }
         if let Some(u) = decoded.disk {
             println!(
                 "decoded frames on disk: {} entries, {} bytes of {} ({} temp files)",
                 u.entries, u.bytes, u.capacity, u.temp_files
             );
         }
+        if let Some(e) = &stats.decoded_disk_eviction {
+            println!("  {}", limit_line(e));
+        }
         println!("origin: {}", fc.chain().origin().describe());
     }
     Ok(())
+}
+
+/// A disk tier's effective limit and why: its capacity, or what the filesystem spares.
+fn limit_line(e: &EvictionStatus) -> String {
+    let why = match e.limited_by {
+        LimitedBy::FreeSpace => format!(
+            "free space: the filesystem has {} bytes free of {}, keeps {} free, and the tiers on it share the rest",
+            e.fs_free, e.fs_size, e.min_free
+        ),
+        LimitedBy::Budget | LimitedBy::Unknown => format!(
+            "the capacity; the filesystem has {} bytes free of {}, keeps {} free",
+            e.fs_free, e.fs_size, e.min_free
+        ),
+    };
+    format!("limit {} bytes ({why})", e.hard_limit)
 }
 
 /// `verify`: every disk entry's checksum, JPEGs and decoded frames; bad entries are removed

@@ -29,16 +29,21 @@ pub struct Global {
     /// Memory tier capacity (e.g. 512MiB).
     #[arg(long, env = "FRAMECACHE_MEMORY_CAPACITY", default_value = "512MiB", value_parser = parse_size, global = true)]
     memory_capacity: u64,
-    /// Disk tier capacity (e.g. 10GiB).
-    #[arg(long, env = "FRAMECACHE_DISK_CAPACITY", default_value = "10GiB", value_parser = parse_size, global = true)]
+    /// Disk tier capacity (e.g. 10GiB); auto: 5 % of the cache directory's filesystem, at
+    /// most 10 GiB.
+    #[arg(long, env = "FRAMECACHE_DISK_CAPACITY", default_value = "auto", value_parser = parse_capacity, global = true)]
     disk_capacity: u64,
     /// Decoded-frame memory tier capacity, per process (e.g. 2GiB; 0 turns it off).
     #[arg(long, env = "FRAMECACHE_DECODED_MEMORY_CAPACITY", default_value = "2GiB", value_parser = parse_size, global = true)]
     decoded_memory_capacity: u64,
     /// Decoded-frame disk tier capacity, shared by the machine's processes (e.g. 64GiB; 0
-    /// turns it off).
-    #[arg(long, env = "FRAMECACHE_DECODED_DISK_CAPACITY", default_value = "64GiB", value_parser = parse_size, global = true)]
+    /// turns it off); auto: 10 % of the cache directory's filesystem, at most 64 GiB.
+    #[arg(long, env = "FRAMECACHE_DECODED_DISK_CAPACITY", default_value = "auto", value_parser = parse_capacity, global = true)]
     decoded_disk_capacity: u64,
+    /// Free space the disk tiers leave on their filesystem: a size (2GiB, 0 for none), a
+    /// percentage of the filesystem (5%), or auto: 5 %, at most 4 GiB.
+    #[arg(long, env = "FRAMECACHE_MIN_FREE", default_value = "auto", value_parser = parse_min_free, global = true)]
+    min_free: framecache::MinFree,
     /// Largest frame a load decodes, in pixels (a count, or WIDTHxHEIGHT); a JPEG whose
     /// header claims more is refused before decoding (the default is Pillow's limit).
     #[arg(long, env = "FRAMECACHE_MAX_FRAME_PIXELS", default_value = "178956970", value_parser = parse_pixels, global = true)]
@@ -70,6 +75,16 @@ fn parse_pixels(s: &str) -> std::result::Result<u64, String> {
 /// Parses `60`, `2.5` or `0` seconds, naming the value when it cannot.
 fn parse_seconds(s: &str) -> std::result::Result<std::time::Duration, String> {
     framecache::parse_seconds(s).map_err(|rule| format!("invalid duration {s:?}: {rule}"))
+}
+
+/// Parses `auto` or a size, naming the value when it cannot.
+fn parse_capacity(s: &str) -> std::result::Result<u64, String> {
+    framecache::parse_capacity(s).map_err(|rule| format!("invalid capacity {s:?}: {rule}"))
+}
+
+/// Parses `auto`, `5%` or a size, naming the value when it cannot.
+fn parse_min_free(s: &str) -> std::result::Result<framecache::MinFree, String> {
+    framecache::MinFree::parse(s).map_err(|rule| format!("invalid free space {s:?}: {rule}"))
 }
 
 /// Parses `512MiB`, `10GiB`, `1.5GB`, `4096`, naming the value when it cannot.
@@ -120,6 +135,7 @@ impl Global {
             max_frame_pixels: self.max_frame_pixels,
             max_object_size: self.max_object_size,
             lock_wait: self.lock_wait,
+            min_free: self.min_free,
             ..CacheConfig::default()
         }
     }

@@ -145,9 +145,10 @@ impl DiskTier {
         found
     }
 
-    /// The low and high watermarks and the hard limit (the capacity), in bytes.
+    /// The low and high watermarks and the hard limit (the capacity, or less when the
+    /// filesystem cannot spare it: see `space.rs`), in bytes.
     pub(super) fn watermarks(&self) -> (u64, u64, u64) {
-        let cap = self.inner.capacity;
+        let cap = self.limit();
         (
             cap / 100 * LOW_WATER_PERCENT,
             cap / 100 * HIGH_WATER_PERCENT,
@@ -293,14 +294,14 @@ impl DiskTier {
     }
 
     /// Makes room for the reservation of `len` bytes (temp file `tmp`) that took usage over
-    /// the capacity: evicts one bounded batch (see [`WRITER_BATCH_ENTRIES`]).
+    /// the limit (the capacity, or what the filesystem spares): evicts one bounded batch (see [`WRITER_BATCH_ENTRIES`]).
     ///
     /// Returns `false` when usage is still over the capacity, which happens when the writes
     /// in progress alone exceed it, or when the evictor has fallen far behind: the
     /// reservation is then withdrawn (its temp file removed, its bytes released), so the
     /// entries and the writes that go ahead never exceed the capacity together.
     pub(super) fn make_room(&self, tmp: &Path, len: u64) -> bool {
-        let cap = self.inner.capacity;
+        let cap = self.limit();
         self.inner.ledger.bump(word::WRITER_BATCHES);
         // Usage seen at or under the capacity once is enough: a writer whose reservation
         // took it over again since makes room itself.

@@ -42,8 +42,22 @@ pub struct EvictionStatus {
     pub low_watermark: u64,
     /// Eviction starts above this usage.
     pub high_watermark: u64,
-    /// The capacity: above it a writer evicts one batch itself, or is refused.
+    /// The effective limit: above it a writer evicts one batch itself, or is refused. The
+    /// capacity, or less when the filesystem cannot spare it (`limited_by`).
     pub hard_limit: u64,
+    /// The capacity (the budget), as configured or as it follows the filesystem's size.
+    pub capacity: u64,
+    /// Why `hard_limit` is what it is: `budget` (the capacity) or `free_space`.
+    pub limited_by: super::LimitedBy,
+    /// The size of the filesystem under the directory, as last sampled (0 when unknown).
+    pub fs_size: u64,
+    /// Its bytes available to the cache, as last sampled.
+    pub fs_free: u64,
+    /// The bytes the tiers leave free on it ([`crate::CacheConfig::min_free`]).
+    pub min_free: u64,
+    /// Writes that found the filesystem full: skipped (the load went on without them), and
+    /// a batch evicted to make room.
+    pub full_writes: u64,
     /// Whether every shard's counter has been set by a recount (false until the first
     /// rebuild of a new or foreign ledger ends).
     pub counted: bool,
@@ -150,6 +164,10 @@ impl DiskTier {
     fn duty(&self, last_sweep: &mut Instant) {
         let ledger = &self.inner.ledger;
         ledger.set(word::HEARTBEAT_MS, now_ms());
+        // The filesystem, sampled on every turn: one `statvfs` every 20 ms on one thread of
+        // the machine, so that the limit follows what other programs (and the other tiers
+        // on the filesystem) take or give back.
+        self.sample_space();
         let (low, high, _) = self.watermarks();
         if ledger.used() > high {
             self.round(low);
@@ -206,6 +224,7 @@ impl DiskTier {
     /// How eviction stands, from the shared ledger: no scan.
     pub fn eviction_status(&self) -> EvictionStatus {
         let ledger = &self.inner.ledger;
+        let sampled = self.sample_space();
         let (low, high, hard) = self.watermarks();
         let heartbeat = ledger.get(word::HEARTBEAT_MS);
         let pid = ledger.get(word::EVICTOR_PID);
@@ -219,6 +238,12 @@ impl DiskTier {
             low_watermark: low,
             high_watermark: high,
             hard_limit: hard,
+            capacity: self.inner.capacity,
+            limited_by: sampled.limited_by,
+            fs_size: sampled.fs_size,
+            fs_free: sampled.fs_free,
+            min_free: sampled.min_free,
+            full_writes: ledger.get(word::FULL_WRITES),
             counted: ledger.counted(),
             rounds: ledger.get(word::ROUNDS),
             last_round_us: ledger.get(word::LAST_ROUND_US),

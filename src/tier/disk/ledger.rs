@@ -53,6 +53,19 @@ pub(super) mod word {
     pub const TAKEOVERS: usize = 14;
     /// The duration of the last full rebuild in microseconds.
     pub const LAST_REBUILD_US: usize = 15;
+    /// The effective limit the last sample of the filesystem found (see `space.rs`):
+    /// the capacity, or less when the filesystem cannot spare it.
+    pub const LIMIT: usize = 16;
+    /// Why: 1 the capacity, 2 the free space (0 before the first sample).
+    pub const LIMITED_BY: usize = 17;
+    /// The filesystem's size, its bytes available and the bytes kept free, as sampled.
+    pub const FS_SIZE: usize = 18;
+    pub const FS_FREE: usize = 19;
+    pub const MIN_FREE: usize = 20;
+    /// When the filesystem was last sampled, in milliseconds since the Unix epoch.
+    pub const SAMPLED_MS: usize = 21;
+    /// Writes that found the filesystem full: skipped, a batch evicted.
+    pub const FULL_WRITES: usize = 22;
     /// Shard `s`'s bytes (entries plus reserved writes) are at `SHARD_BYTES + s`.
     pub const SHARD_BYTES: usize = 64;
 }

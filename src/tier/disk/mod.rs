@@ -12,12 +12,14 @@
 //! A write goes to a temp file that is hard-linked into place (renamed where links are not
 //! supported), so a reader sees the old entry, the new one or none, never a partial one.
 //! Nothing is rewritten or truncated in place, which is what makes memory-mapping safe.
-//! A writer reserves its bytes in the ledger before writing. The evictor (one process per
-//! machine, in the background) keeps usage between the low and the high watermark,
-//! visiting one shard directory at a time with a CLOCK hand; a writer whose reservation
-//! crosses the capacity evicts one bounded batch itself, and a write that still does not
-//! fit (the writes in progress alone fill the capacity) is refused, so entries and writes
-//! in progress never exceed the cap together. Nothing scans the whole directory on open,
+//! A writer reserves its bytes in the ledger before writing. The limit is the capacity, or
+//! less when the filesystem cannot spare it beside `min_free` (see `space.rs`). The evictor
+//! (one process per machine, in the background) keeps usage between the low and the high
+//! watermark of that limit, visiting one shard directory at a time with a CLOCK hand; a
+//! writer whose reservation crosses the limit evicts one bounded batch itself, and a write
+//! that still does not fit (the writes in progress alone fill the limit) is refused, so
+//! entries and writes in progress never exceed it together; a write that finds the
+//! filesystem full anyway is skipped and makes room. Nothing scans the whole directory on open,
 //! read or write; see `docs/design.md` for the design and its trade-offs.
 
 mod clock;
@@ -26,6 +28,7 @@ mod evictor;
 mod ledger;
 mod lock;
 mod rw;
+mod space;
 mod temp;
 #[cfg(test)]
 mod tests;
@@ -34,6 +37,7 @@ mod verify;
 pub use evict::Recount;
 pub use evictor::EvictionStatus;
 pub use lock::FetchLock;
+pub use space::{LimitedBy, MinFree, auto_capacity};
 pub use verify::{BadEntry, VerifyReport};
 
 use crate::error::{Error, Result};
@@ -91,6 +95,10 @@ struct Inner {
     /// Tells this process's temp files from those of an earlier process with the same pid.
     nonce: u32,
     temp_seq: AtomicU64,
+    /// How much of the filesystem to leave free, and the other tiers sharing it.
+    space: std::sync::Mutex<space::SpacePolicy>,
+    /// Bytes this process reserved since it last sampled the filesystem.
+    since_sample: AtomicU64,
     /// Set once the directory has failed, so the condition is logged once.
     warned: AtomicBool,
     /// Set once fetch locks have failed, so the condition is logged once.
@@ -169,6 +177,8 @@ impl DiskTier {
                 capacity,
                 nonce: process_nonce(),
                 temp_seq: AtomicU64::new(0),
+                space: std::sync::Mutex::new(space::SpacePolicy::default()),
+                since_sample: AtomicU64::new(u64::MAX / 2),
                 warned: AtomicBool::new(false),
                 locks_warned: AtomicBool::new(false),
                 lock_wait_nanos: AtomicU64::new(nanos(crate::flock::DEFAULT_LOCK_WAIT)),

@@ -180,25 +180,28 @@ impl DiskTier {
         fill: impl FnOnce(&File) -> io::Result<()>,
     ) -> Result<File> {
         let path = self.path_of(key);
+        // The capacity, or less when the filesystem cannot spare it (sampled now and then).
+        let limit = self.limit();
         let full = |why: &str| {
-            let capacity = self.inner.capacity;
             let e = io::Error::new(
                 ErrorKind::QuotaExceeded,
-                format!("{len} bytes do not fit in the capacity of {capacity} bytes{why}"),
+                format!("{len} bytes do not fit in the limit of {limit} bytes{why}"),
             );
             Err(Error::io("write cache entry", &path, e))
         };
-        if len > self.inner.capacity {
+        if len > limit {
             // Refused before reserving, so it evicts nothing.
             return full("");
         }
         let shard = path.parent().expect("entry paths have a shard directory");
-        let (tmp, file, used) = self
-            .reserve(shard, len)
-            .map_err(|e| Error::io("write cache entry", &path, e))?;
-        // Between the watermarks the evictor is at work; above the capacity this writer
+        let (tmp, file, used) = self.reserve(shard, len).map_err(|e| {
+            self.on_write_error(&e);
+            Error::io("write cache entry", &path, e)
+        })?;
+        self.count_towards_sample(len);
+        // Between the watermarks the evictor is at work; above the limit this writer
         // evicts one bounded batch itself.
-        if used > self.inner.capacity && !self.make_room(&tmp, len) {
+        if used > limit && !self.make_room(&tmp, len) {
             return full(" beside the writes in progress");
         }
         // The temp file stays open (and locked, marking its writer alive) until committed.
@@ -211,6 +214,9 @@ impl DiskTier {
                 self.inner.ledger.sub(shard_of(&tmp), len);
                 let _ = fs::remove_file(&tmp);
             }
+            // Unlocked before making room: eviction may recount a shard, exclusively.
+            drop((_shared, file));
+            self.on_write_error(&e);
             return Err(Error::io("write cache entry", path, e));
         }
         // Written is used: the hand passes it once before it can be evicted.
