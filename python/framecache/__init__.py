@@ -21,7 +21,7 @@ from framecache._errors import (
     StorageError,
     SupersededError,
 )
-from framecache import _native
+from framecache import _logging, _native
 from framecache._native import (
     JPEG_ENCODER,
     Frame,
@@ -31,6 +31,9 @@ from framecache._native import (
     frames_to_b64,
     synthetic_frame,
 )
+
+# The core's log events go to `logging` (logger "framecache"); see framecache/_logging.py.
+_logging.install()
 
 # Raw frames are written behind loads by a native thread that never keeps the interpreter
 # from exiting; this waits, bounded, for the ones still queued so that they are kept.

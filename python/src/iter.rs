@@ -85,6 +85,7 @@ impl FrameIterator {
                     .await
                 })
             });
+            crate::logs::deliver(py);
             match received {
                 Ok(Some(Ok(frame))) => return frame_to_py(py, frame, self.access).map(Some),
                 Ok(Some(Err(e))) => return Err(to_py(e)),

@@ -53,6 +53,9 @@ where
         let waited = py.detach(|| {
             handle.block_on(async { tokio::time::timeout(SIGNAL_CHECK_INTERVAL, &mut task).await })
         });
+        // What the future logged so far reaches `logging` from this thread, before it
+        // returns (or while it waits, every interval).
+        crate::logs::deliver(py);
         match waited {
             Ok(Ok(result)) => return result.map_err(to_py),
             Ok(Err(join)) => return Err(join_error(join)),

@@ -9,6 +9,10 @@ loads the whole timeline, after taking the very lock the parent's thread held at
 settings streams in a thread while the process forks four workers, each of which loads the
 timeline through a cache of its own and through the cache it inherited.
 
+A third scenario forks while the parent's threads log: the core's debug events, emitted on
+the runtime's threads and delivered to ``logging`` by the threads that called and by the main
+thread, keep flowing; each worker logs through ``logging`` too, its own events only.
+
 Every worker and the parent's load must finish. Each scenario runs in an interpreter of its
 own (this file run as a script): a deadlock that holds the interpreter's lock stops every
 timeout of the process it happens in, so the test process only watches, and kills the
@@ -22,6 +26,7 @@ import faulthandler
 import fcntl
 import hashlib
 import json
+import logging
 import multiprocessing
 import os
 import signal
@@ -249,6 +254,75 @@ def cold(root: str, name: str, expected: str, base: str, how: str, rounds: int) 
         assert result == [expected]
 
 
+class Collect(logging.Handler):
+    """Keeps the messages of framecache's "not a canonical frame name" debug events."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+        self.flowing = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "not a canonical frame name" in message:
+            self.messages.append(message)
+            self.flowing.set()
+
+
+def logging_work(kwargs: dict, timeline: str, junk: int, collect: Collect, inherited: FrameCache) -> int:
+    """A worker forked while its parent's threads logged: each listing's debug events (one
+    per junk name) reach its logging, through a cache of its own and the one it inherited."""
+    collect.messages.clear()
+    for fc in (FrameCache(**kwargs), inherited):
+        before = len(collect.messages)
+        if len(fc.list_frames(timeline)) != 2:
+            return 3
+        if len(collect.messages) - before != junk:
+            print(f"worker: {len(collect.messages) - before} of {junk} records", file=sys.stderr)
+            return 4
+    return 0 if _native._log_counters()["dropped"] == 0 else 5
+
+
+def logging_during_fork(root: str, name: str, junk: int, base: str, how: str, rounds: int) -> None:
+    collect = Collect()
+    logger = logging.getLogger("framecache")
+    logger.addHandler(collect)
+    logger.setLevel(logging.DEBUG)
+    for round_ in range(rounds):
+        kwargs = dict(backend="fs", root=root, cache_dir=os.path.join(base, f"box-{round_}"))
+        parent = FrameCache(**kwargs)
+        stop = threading.Event()
+        listed: list[int] = []
+
+        def lister() -> None:
+            while not stop.is_set():
+                listed.append(len(parent.list_frames(name)))
+
+        # Two threads deliver their own events; a daemon thread leaves its to the main thread.
+        threads = [threading.Thread(target=lister, daemon=d) for d in (False, False, True)]
+        for t in threads:
+            t.start()
+        assert collect.flowing.wait(HANG), f"round {round_}: no record reached logging"
+        workers = start_workers(how, COLD_WORKERS, logging_work, (kwargs, name, junk, collect, parent))
+        deadline = time.monotonic() + HANG
+        codes = join_workers(workers, deadline)
+        assert codes == [0] * COLD_WORKERS, (
+            f"round {round_}: workers forked while threads logged: {codes} "
+            "(None: still running after the bound)"
+        )
+        stop.set()
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+            assert not t.is_alive(), f"round {round_}: a listing thread hung"
+        _native._flush_logs()
+        assert listed and set(listed) == {2}
+        # Every origin listing's events arrived whole (concurrent listings may be shared).
+        got = len(collect.messages)
+        assert got % junk == 0 and 0 < got <= junk * len(listed), (got, junk, len(listed))
+        assert _native._log_counters()["dropped"] == 0
+        collect.messages.clear()
+
+
 def run_scenario(scenario: str, **args) -> None:
     """Runs ``scenario(**args)`` in an interpreter of its own; fails with its output when it
     fails or is still running after BOUND seconds (its process group is killed then)."""
@@ -301,11 +375,23 @@ def test_workers_forked_during_a_cold_iteration_finish(tmp_path, timeline, how):
     run_scenario("cold", root=root, name=name, expected=expected, base=str(tmp_path), how=how, rounds=ROUNDS)
 
 
+@pytest.mark.parametrize("how", ["os.fork", "multiprocessing"])
+def test_workers_forked_while_threads_log_finish(tmp_path, how):
+    root = str(tmp_path / "origin")
+    name, junk = "tl-logs", 40
+    FrameCache(backend="fs", root=root, cache_dir=str(tmp_path / "writer")).cache_frames(name, seed_frames(2))
+    frames_dir = os.path.join(root, "cache", "timelines", name, "frames")
+    for i in range(junk):
+        with open(os.path.join(frames_dir, f"junk-{i}.txt"), "wb") as f:
+            f.write(b"x")
+    run_scenario("logging", root=root, name=name, junk=junk, base=str(tmp_path), how=how, rounds=ROUNDS)
+
+
 if __name__ == "__main__":
     # A scenario in a process of its own (see run_scenario). Past BOUND, every thread's
     # stack is printed and the process exits: faulthandler's watchdog needs no interpreter
     # lock, so it works even when a deadlock holds it.
     args = json.loads(sys.argv[1])
     faulthandler.dump_traceback_later(BOUND, exit=True)
-    scenario = {"gated": gated, "cold": cold}[args.pop("scenario")]
+    scenario = {"gated": gated, "cold": cold, "logging": logging_during_fork}[args.pop("scenario")]
     scenario(**args)
