@@ -14,7 +14,9 @@ mod format;
 mod memfd;
 mod memory;
 
-pub use behind::QUEUE_LEN as RAW_WRITE_QUEUE;
+pub use behind::QUEUE_BYTES as RAW_WRITE_QUEUE_BYTES;
+#[doc(hidden)]
+pub use behind::set_queue_bytes as set_raw_write_queue_bytes;
 pub use disk::DECODED_DIR;
 pub use format::{HEADER_LEN as RAW_HEADER_LEN, RAW_VERSION};
 pub(crate) use format::{
@@ -285,6 +287,9 @@ impl DecodedTiers {
         }
         if let Some(disk) = &self.disk {
             match disk.decode_once(&key.name(), jpeg, key.scale, max_pixels) {
+                Ok(Ok(Outcome::Found(found))) => {
+                    return Ok((self.promote(key, found), Some(Source::Disk)));
+                }
                 Ok(Ok(Outcome::Waited(found))) => {
                     TierCounters::bump(&self.metrics.decode_waits);
                     return Ok((self.promote(key, found), Some(Source::Disk)));
