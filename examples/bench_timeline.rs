@@ -122,7 +122,11 @@ fn child_load(mut args: impl Iterator<Item = String>) {
 fn child_write(mut args: impl Iterator<Item = String>) {
     let timeline = args.next().expect("timeline");
     let cache = std::path::PathBuf::from(args.next().expect("cache dir"));
-    let mut number = || args.next().and_then(|v| v.parse::<u64>().ok()).expect("number");
+    let mut number = || {
+        args.next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .expect("number")
+    };
     let (n, width, height) = (number(), number() as u32, number() as u32);
     let backend = match args.next() {
         Some(root) => Backend::Fs { root: root.into() },
@@ -132,7 +136,8 @@ fn child_write(mut args: impl Iterator<Item = String>) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let fc = FrameCache::new(&config(&backend, &cache, 256 << 20)).unwrap();
     let start = Instant::now();
-    rt.block_on(fc.cache_frames(&timeline, &frames, 85)).unwrap();
+    rt.block_on(fc.cache_frames(&timeline, &frames, 85))
+        .unwrap();
     let took = start.elapsed().as_secs_f64();
     println!("{}", json!({"frames": n, "s": took}));
 }

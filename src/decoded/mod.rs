@@ -237,6 +237,11 @@ impl DecodedTiers {
         })
     }
 
+    /// Whether the disk tier is on.
+    pub(crate) fn has_disk(&self) -> bool {
+        self.disk.is_some()
+    }
+
     /// The memory tier only: no I/O, cheap enough for the async workers.
     pub(crate) fn memory_get(&self, key: &DecodedKey) -> Option<Arc<Decoded>> {
         self.memory.as_ref()?.get(key)
