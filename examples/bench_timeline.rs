@@ -106,12 +106,40 @@ fn child_load(mut args: impl Iterator<Item = String>) {
     let start = Instant::now();
     let frames = rt.block_on(fc.load_frames(&timeline)).unwrap();
     let took = start.elapsed().as_secs_f64();
+    // The raw frames written behind the load land before the process exits.
+    assert!(fc.flush_raw_writes(Duration::from_secs(120)));
     let stats = fc.stats();
     println!(
         "{}",
         json!({"frames": frames.len(), "s": took, "decodes": stats.decodes,
                "waits": stats.decode_waits, "decoded_disk_hits": stats.decoded_disk.hits})
     );
+}
+
+/// Child mode (`--child-write TIMELINE CACHE_DIR FRAMES WIDTH HEIGHT [ORIGIN_ROOT]`): one
+/// `cache_frames` of synthetic frames in a new process (for `strace -c` of the write path),
+/// printing its time.
+fn child_write(mut args: impl Iterator<Item = String>) {
+    let timeline = args.next().expect("timeline");
+    let cache = std::path::PathBuf::from(args.next().expect("cache dir"));
+    let mut number = || {
+        args.next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .expect("number")
+    };
+    let (n, width, height) = (number(), number() as u32, number() as u32);
+    let backend = match args.next() {
+        Some(root) => Backend::Fs { root: root.into() },
+        None => backend(),
+    };
+    let frames: Vec<Frame> = (0..n).map(|s| synthetic_frame(s, width, height)).collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let fc = FrameCache::new(&config(&backend, &cache, 256 << 20)).unwrap();
+    let start = Instant::now();
+    rt.block_on(fc.cache_frames(&timeline, &frames, 85))
+        .unwrap();
+    let took = start.elapsed().as_secs_f64();
+    println!("{}", json!({"frames": n, "s": took}));
 }
 
 /// Decodes `jpegs` on every core, each into a fresh buffer: the cost a cold load is held to.
@@ -166,6 +194,10 @@ fn main() {
     if std::env::args().nth(1).as_deref() == Some("--child-load") {
         raw_args.next();
         return child_load(raw_args);
+    }
+    if std::env::args().nth(1).as_deref() == Some("--child-write") {
+        raw_args.next();
+        return child_write(raw_args);
     }
     let args = parse_args();
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -149,6 +149,21 @@ pub fn validate(key: &str, entry: &[u8]) -> Result<Range<usize>, Corruption> {
     Ok(start..entry.len())
 }
 
+/// The payload's blake3 an entry's header records, read from its first bytes (at least
+/// [`FIXED_HEADER_LEN`] plus the key) without the payload: magic, version and the key echo
+/// are checked, the checksum is not (it needs the payload). `None` when any check fails.
+///
+/// Unverified: for looking up what is keyed by that hash, where a damaged field names
+/// nothing and costs a miss (see `FrameCache::fetch_decoded`).
+pub fn peek_blake3(key: &str, head: &[u8]) -> Option<blake3::Hash> {
+    let fixed = head.get(..FIXED_HEADER_LEN)?;
+    let version = u32::from_le_bytes(fixed[8..12].try_into().ok()?);
+    let key_len = u32::from_le_bytes(fixed[12..16].try_into().ok()?) as usize;
+    let echoed = head.get(FIXED_HEADER_LEN..FIXED_HEADER_LEN.checked_add(key_len)?)?;
+    (fixed[..8] == MAGIC && version == ENTRY_VERSION && echoed == key.as_bytes())
+        .then(|| blake3_of(head))
+}
+
 /// The payload's blake3 recorded in a validated entry's header.
 pub fn blake3_of(entry: &[u8]) -> blake3::Hash {
     blake3::Hash::from_bytes(entry[24..56].try_into().expect("32 bytes"))

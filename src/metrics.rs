@@ -100,7 +100,8 @@ pub struct Metrics {
     pub decoded_disk: TierCounters,
     /// JPEG decodes this process ran for loads.
     pub(crate) decodes: AtomicU64,
-    /// Frames another process (or thread) was decoding, waited for and then mapped.
+    /// Frames another process was decoding: this one waited on its decode lock, then
+    /// mapped the entry it wrote.
     pub(crate) decode_waits: AtomicU64,
     /// Manifests read from the origin that did not parse (their timeline loaded without
     /// metadata).
@@ -115,7 +116,7 @@ pub struct Metrics {
     pub(crate) dir_lock_timeouts: AtomicU64,
     /// Thumbnails this process made (decoded at a scale and encoded again).
     pub(crate) thumbnails: AtomicU64,
-    /// Raw-frame writes dropped because the queue behind loads was full.
+    /// Raw frames decoded here whose entry could not be written (disk full, I/O error).
     pub(crate) raw_writes_dropped: AtomicU64,
 }
 
@@ -145,7 +146,9 @@ pub struct Stats {
     pub decoded_disk: TierStats,
     /// JPEG decodes this process ran for loads.
     pub decodes: u64,
-    /// Frames another process (or thread) was decoding, waited for and then mapped.
+    /// Frames another process was decoding when this one wanted them: it waited on the
+    /// frame's decode lock, then mapped the entry the other wrote. A frame whose entry was
+    /// already on disk is a plain hit (`decoded_disk.hits`), not a wait.
     pub decode_waits: u64,
     /// How eviction stands on the disk tier's directory (machine-wide), when there is one;
     /// filled in by [`crate::FrameCache::stats`].
@@ -171,8 +174,10 @@ pub struct Stats {
     /// Thumbnails this process made (decoded at a scale and encoded again); their decodes
     /// count in `decodes` too.
     pub thumbnails: u64,
-    /// Raw frames this process decoded whose disk entry was not written because the queue
-    /// of writes behind loads was full (the frame is decoded again on a later miss).
+    /// Raw frames this process decoded whose disk entry could not be written: the decoded
+    /// disk tier was full beside the writes in progress, or an I/O error (the frame is
+    /// decoded again on a later miss). Never for lack of room in the queue behind loads:
+    /// a write that does not fit there is done by the loader itself.
     pub raw_writes_dropped: u64,
     /// Raw-frame writes queued behind loads and not yet done; process-wide.
     pub raw_writes_pending: u64,

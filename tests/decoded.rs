@@ -106,9 +106,9 @@ async fn pixels_equal_a_fresh_decode_at_every_tier(env: &Env) {
     assert_eq!(one.backing(), Backing::Shared);
     assert_eq!(one.as_raw().as_ptr(), shared[3].image.as_raw().as_ptr());
 
-    // Warm: a new handle (as a new process) maps the raw entries: no decode. It reads each
-    // JPEG once from the disk tier (verified there) to learn the blake3 of the listed
-    // version, since the manifest's may belong to bytes another writer replaced.
+    // Warm: a new handle (as a new process) maps the raw entries: no decode, and no JPEG
+    // read either. The blake3 of the listed version (the manifest's may belong to bytes
+    // another writer replaced) comes from the header of that version's disk entry.
     let warm = FrameCache::new(&env.config(&dir)).unwrap();
     let frames = warm.load_frames(&timeline).await.unwrap();
     assert_eq!(images(&frames), want.iter().collect::<Vec<_>>());
@@ -119,12 +119,12 @@ async fn pixels_equal_a_fresh_decode_at_every_tier(env: &Env) {
         "{stats:?}"
     );
     // The origin is asked for the manifest's head only, as on every load; the disk holds
-    // the five JPEGs, the manifest's chunk, and the kept listing's head and part (read to
-    // compare, so an unchanged listing is not written again).
-    assert_eq!((stats.disk.hits, stats.origin.hits), (8, 1), "{stats:?}");
-    // Once known, the pixels are found without reading the JPEG again.
+    // the manifest's chunk, and the kept listing's head and part (read to compare, so an
+    // unchanged listing is not written again).
+    assert_eq!((stats.disk.hits, stats.origin.hits), (3, 1), "{stats:?}");
+    // Once known, the pixels are found in memory, with no disk read at all.
     warm.load_frames(&timeline).await.unwrap();
-    assert_eq!(warm.stats().disk.hits + warm.stats().memory.hits, 8);
+    assert_eq!(warm.stats().disk.hits + warm.stats().memory.hits, 3);
     // Metadata comes with the pixels.
     assert_eq!(frames[3].timestamp, synthetic_frame(3, 1, 1).timestamp);
 
@@ -141,6 +141,51 @@ async fn pixels_equal_a_fresh_decode_at_every_tier(env: &Env) {
     }
     assert_eq!(warm.stats().decodes, 10);
     writer.clear(&timeline, ClearScope::All).await.unwrap();
+}
+
+/// A new handle finds a frame's pixels by the blake3 its JPEG's disk entry records in its
+/// header, unverified: a damaged field names no raw entry, so the JPEG is read (its damage
+/// caught by the checksum, the origin asked again) and the right pixels come back.
+async fn a_damaged_jpeg_header_costs_a_miss_never_other_pixels(env: &Env) {
+    let timeline = common::unique("dec-header");
+    let dir = env.disk_dir("header");
+    let fc = FrameCache::new(&env.config(&dir)).unwrap();
+    fc.cache_frames(&timeline, &frames(3, 0), 85).await.unwrap();
+    let want = fresh(&fc, &timeline, 3, Scale::Full).await;
+    fc.load_frames(&timeline).await.unwrap();
+    assert!(fc.flush_raw_writes(FLUSH));
+    // Flip a bit of the recorded blake3 (bytes 24..56) in each frame's JPEG entry.
+    let mut damaged = 0;
+    for shard in fs::read_dir(dir.join("v1")).unwrap().flatten() {
+        if !shard.file_type().unwrap().is_dir() {
+            continue;
+        }
+        for file in fs::read_dir(shard.path()).unwrap().flatten() {
+            let mut bytes = fs::read(file.path()).unwrap();
+            if bytes.len() < 64 || !bytes.starts_with(b"FRMCACHE") {
+                continue;
+            }
+            let key_len = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+            let key = String::from_utf8_lossy(&bytes[64..64 + key_len]).into_owned();
+            if key.contains(".jpg") && key.contains(&timeline) {
+                bytes[40] ^= 1;
+                fs::write(file.path(), bytes).unwrap();
+                damaged += 1;
+            }
+        }
+    }
+    assert_eq!(damaged, 3);
+    let again = FrameCache::new(&env.config(&dir)).unwrap();
+    let got = again.load_frames(&timeline).await.unwrap();
+    assert_eq!(images(&got), want.iter().collect::<Vec<_>>());
+    let stats = again.stats();
+    // Each JPEG read after the miss, found damaged and read from the origin again; then
+    // its raw entry (named by the true blake3) mapped: nothing decoded.
+    assert_eq!(
+        (stats.disk.corrupt, stats.decodes, stats.decoded_disk.hits),
+        (3, 0, 3),
+        "{stats:?}"
+    );
 }
 
 async fn a_changed_jpeg_never_returns_old_pixels(env: &Env) {
@@ -318,6 +363,7 @@ backend_tests!(
     eviction_runs_while_frames_map_raw_entries,
     pixels_equal_a_fresh_decode_at_every_tier,
     a_changed_jpeg_never_returns_old_pixels,
+    a_damaged_jpeg_header_costs_a_miss_never_other_pixels,
     corrupt_raw_entries_are_decoded_again,
     writes_to_returned_frames_stay_with_their_caller,
     clear_drops_decoded_frames,

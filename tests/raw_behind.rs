@@ -1,13 +1,16 @@
-//! Raw frames written behind loads (filesystem backend): the entry holds the very pixels
-//! the caller got, a process waiting on the frame's decode lock maps it, a full queue drops
-//! writes and counts them, a crash before the write leaves no entry, and a fork with writes
-//! pending leaves both processes working. No test depends on timing: the writer is stopped
-//! at a gate (`framecache::flock::gate`, kind `RawWrite`) where a test needs it still.
+//! Raw frames written behind loads: the entry holds the very pixels the caller got, a
+//! process waiting on the frame's decode lock maps it, a full queue makes the loader write
+//! (nothing is dropped), so after a cold load new processes decode nothing and wait for
+//! nobody (on the filesystem backend and on Garage), a crash before the write leaves no
+//! entry, and a fork with writes pending leaves both processes working. No test depends on
+//! timing: the writer is stopped at a gate (`framecache::flock::gate`, kind `RawWrite`)
+//! where a test needs it still, and the queue's byte bound is lowered to a few frames.
 
 mod common;
 
+use common::Env;
 use common::child::{CHILD_ENV, exit_forked, result_of, spawn_child, var, wait_forked};
-use framecache::decoded::RAW_WRITE_QUEUE;
+use framecache::decoded::set_raw_write_queue_bytes;
 use framecache::flock::gate::{self, LockKind};
 use framecache::{
     Backend, Backing, CacheConfig, DecodedConfig, DiskConfig, Frame, FrameCache, synthetic_frame,
@@ -115,6 +118,21 @@ fn load(fc: &FrameCache, rt: &tokio::runtime::Runtime, timeline: &str) -> Vec<Fr
 /// Lets the writer go even when an assertion fails first, so no test leaves it stopped.
 struct Release;
 
+/// The queue behind loads bounded to `frames` frames of `W`x`H` until dropped.
+struct QueueBound(usize);
+
+impl QueueBound {
+    fn frames(frames: usize) -> QueueBound {
+        QueueBound(set_raw_write_queue_bytes(frames * (W * H * 3) as usize))
+    }
+}
+
+impl Drop for QueueBound {
+    fn drop(&mut self) {
+        set_raw_write_queue_bytes(self.0);
+    }
+}
+
 impl Drop for Release {
     fn drop(&mut self) {
         gate::release();
@@ -160,52 +178,75 @@ fn the_entry_holds_the_pixels_the_caller_got() {
 }
 
 #[test]
-fn a_full_queue_drops_writes_and_counts_them() {
+fn a_full_queue_makes_the_loader_write() {
     let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let (origin, cache) = (tmp.path().join("origin"), tmp.path().join("cache"));
-    let over = 3;
-    let n = RAW_WRITE_QUEUE as u64 + over;
+    let (room, n) = (4, 11);
+    let _bound = QueueBound::frames(room);
     seed(&origin, "first", 1, 0);
     seed(&origin, "many", n, 1000);
     let rt = runtime();
     let fc = FrameCache::new(&config(&origin, &cache)).unwrap();
-    // The writer takes the first frame's write and stops before it: the queue is empty.
+    // The writer takes the first frame's write and stops before it: that frame holds one
+    // frame's room of the queue.
     gate::arm(LockKind::RawWrite);
     let _release = Release;
     load(&fc, &rt, "first");
     assert!(gate::wait_held(BOUND), "the writer never took the write");
-    // The load returns although nothing was written; the queue holds RAW_WRITE_QUEUE
-    // writes, and the rest are dropped, not waited for.
+    // The queue takes what fits in its bytes; the loader writes the rest itself, at once.
     assert_eq!(load(&fc, &rt, "many").len() as u64, n);
+    let queued = room as u64 - 1;
     let stats = fc.stats();
-    assert_eq!(stats.raw_writes_dropped, over, "{stats:?}");
-    assert_eq!(
-        stats.raw_writes_pending,
-        1 + RAW_WRITE_QUEUE as u64,
-        "{stats:?}"
-    );
-    assert_eq!(stats.decoded_disk.writes, 0, "{stats:?}");
+    assert_eq!(stats.raw_writes_dropped, 0, "{stats:?}");
+    assert_eq!(stats.raw_writes_pending, 1 + queued, "{stats:?}");
+    assert_eq!(stats.decoded_disk.writes, n - queued, "{stats:?}");
     gate::release();
     assert!(fc.flush_raw_writes(BOUND));
     let stats = fc.stats();
-    assert_eq!(stats.decoded_disk.writes, 1 + RAW_WRITE_QUEUE as u64);
+    assert_eq!(stats.decoded_disk.writes, 1 + n);
     assert_eq!(stats.raw_writes_pending, 0);
-    assert_eq!(raw_files(&cache).0.len(), 1 + RAW_WRITE_QUEUE);
-    // The dropped frames are decoded again on their next miss, the others mapped.
+    assert_eq!(raw_files(&cache).0.len() as u64, 1 + n);
+    // Every frame is mapped on its next miss, none decoded again.
     let before = fc.stats().decodes;
     load(&fc, &rt, "many");
-    assert_eq!(fc.stats().decodes - before, over);
+    assert_eq!(fc.stats().decodes - before, 0);
+}
+
+/// A write that fails (the decoded tier's capacity is smaller than one frame) is skipped and
+/// counted, and the frame is decoded again on its next miss.
+#[test]
+fn a_failed_write_is_counted_and_decoded_again() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let (origin, cache) = (tmp.path().join("origin"), tmp.path().join("cache"));
+    seed(&origin, "tiny", 2, 0);
+    let mut config = config(&origin, &cache);
+    config.decoded.disk_capacity = 1024;
+    let rt = runtime();
+    let fc = FrameCache::new(&config).unwrap();
+    load(&fc, &rt, "tiny");
+    assert!(fc.flush_raw_writes(BOUND));
+    let stats = fc.stats();
+    assert_eq!(
+        (stats.raw_writes_dropped, stats.decoded_disk.writes),
+        (2, 0),
+        "{stats:?}"
+    );
+    load(&fc, &rt, "tiny");
+    assert_eq!(fc.stats().decodes, 4);
 }
 
 #[test]
 #[ignore = "a child process of the other tests in this file"]
 fn child() {
     let rt = runtime();
-    let config = config(Path::new(&var("FC_ROOT")), Path::new(&var("FC_CACHE")));
-    let fc = FrameCache::new(&config).unwrap();
+    // The backend is the filesystem's unless a role says otherwise (`Env::in_child`).
+    let root = std::env::var("FC_ROOT").unwrap_or_default();
+    let config = config(Path::new(&root), Path::new(&var("FC_CACHE")));
     match var(CHILD_ENV).as_str() {
         "load" => {
+            let fc = FrameCache::new(&config).unwrap();
             println!("READY");
             let frames = load(&fc, &rt, &var("FC_TIMELINE"));
             assert!(fc.flush_raw_writes(BOUND));
@@ -220,7 +261,30 @@ fn child() {
                        "disk_hits": stats.decoded_disk.hits, "pixels": pixels})
             );
         }
+        "load-new" => {
+            // A new process on the cache a cold load left: no decode, no wait, every frame
+            // mapped from the decoded disk tier.
+            let env = Env::in_child();
+            let config = CacheConfig {
+                backend: env.backend.clone(),
+                ..config
+            };
+            let fc = FrameCache::new(&config).unwrap();
+            let frames = load(&fc, &rt, &var("FC_TIMELINE"));
+            let stats = fc.stats();
+            let mut digest = blake3::Hasher::new();
+            for f in &frames {
+                digest.update(f.image.as_raw());
+            }
+            println!(
+                "RESULT {}",
+                json!({"frames": frames.len(), "decodes": stats.decodes,
+                       "waits": stats.decode_waits, "disk_hits": stats.decoded_disk.hits,
+                       "pixels": digest.finalize().to_hex().to_string()})
+            );
+        }
         "crash" => {
+            let fc = FrameCache::new(&config).unwrap();
             gate::arm(LockKind::RawWrite);
             load(&fc, &rt, &var("FC_TIMELINE"));
             assert!(gate::wait_held(BOUND));
@@ -368,4 +432,139 @@ fn a_fork_with_writes_pending_leaves_both_processes_working() {
     );
     assert_eq!(fc.stats().decoded_disk.writes, 4);
     assert_eq!(raw_files(&cache).0.len(), 8);
+}
+
+/// Frames of the cold loads below: more than the writer behind loads could ever hold queued
+/// while it is stopped, so a queue that drops when full loses some of them.
+const COLD_FRAMES: u64 = 300;
+
+/// A cold load with the writer behind it stopped at its first write and the queue bounded
+/// to a few frames' bytes: every write is queued or done by the loader itself, none is
+/// dropped. Returns the cold load's pixels (digest) and the cache directory it filled.
+fn cold_load_with_the_writer_stopped(env: &Env, timeline: &str) -> (String, PathBuf) {
+    let _bound = QueueBound::frames(8);
+    let cache = env.disk_dir(timeline);
+    let config = CacheConfig {
+        backend: env.backend.clone(),
+        ..config(Path::new("/unused"), &cache)
+    };
+    let rt = runtime();
+    rt.block_on(async {
+        let writer = CacheConfig {
+            disk: None,
+            ..config.clone()
+        };
+        FrameCache::new(&writer)
+            .unwrap()
+            .cache_frames(timeline, &frames(COLD_FRAMES, 7), 85)
+            .await
+            .unwrap();
+    });
+    let fc = FrameCache::new(&config).unwrap();
+    gate::arm(LockKind::RawWrite);
+    let release = Release;
+    let cold = load(&fc, &rt, timeline);
+    assert!(gate::wait_held(BOUND), "the writer never took a write");
+    let stats = fc.stats();
+    assert_eq!(stats.decodes, COLD_FRAMES, "{stats:?}");
+    assert_eq!(stats.raw_writes_dropped, 0, "{stats:?}");
+    drop(release);
+    assert!(fc.flush_raw_writes(BOUND));
+    let stats = fc.stats();
+    assert_eq!(stats.decoded_disk.writes, COLD_FRAMES, "{stats:?}");
+    assert_eq!(raw_files(&cache).0.len() as u64, COLD_FRAMES);
+    let mut digest = blake3::Hasher::new();
+    for f in &cold {
+        digest.update(f.image.as_raw());
+    }
+    (digest.finalize().to_hex().to_string(), cache)
+}
+
+/// Starts `n` new processes at once, each loading `timeline` from `cache`; their results.
+fn new_processes(env: &Env, cache: &Path, timeline: &str, n: usize) -> Vec<serde_json::Value> {
+    let children: Vec<_> = (0..n)
+        .map(|_| {
+            let mut vars = env.child_vars();
+            vars.extend([
+                ("FC_CACHE", cache.display().to_string()),
+                ("FC_TIMELINE", timeline.to_owned()),
+            ]);
+            spawn_child("load-new", &vars)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|child| {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            result_of(&String::from_utf8_lossy(&out.stdout))
+        })
+        .collect()
+}
+
+/// After a cold load, a new process decodes nothing and waits for nobody: every frame is a
+/// plain hit on the decoded disk tier.
+fn after_a_cold_load_a_new_process_decodes_nothing(env: &Env) {
+    let _serial = serial();
+    let timeline = common::unique("cold-then-new");
+    let (pixels, cache) = cold_load_with_the_writer_stopped(env, &timeline);
+    let results = new_processes(env, &cache, &timeline, 1);
+    let r = &results[0];
+    assert_eq!(r["frames"], COLD_FRAMES, "{r}");
+    assert_eq!(r["decodes"], 0, "{r}");
+    assert_eq!(r["waits"], 0, "{r}");
+    assert_eq!(r["disk_hits"], COLD_FRAMES, "{r}");
+    assert_eq!(r["pixels"], pixels, "{r}");
+}
+
+/// After a cold load, four processes started at once decode nothing either.
+fn after_a_cold_load_four_processes_at_once_decode_nothing(env: &Env) {
+    let _serial = serial();
+    let timeline = common::unique("cold-then-four");
+    let (pixels, cache) = cold_load_with_the_writer_stopped(env, &timeline);
+    for r in new_processes(env, &cache, &timeline, 4) {
+        assert_eq!(r["frames"], COLD_FRAMES, "{r}");
+        assert_eq!((&r["decodes"], &r["waits"]), (&json!(0), &json!(0)), "{r}");
+        assert_eq!(r["pixels"], pixels, "{r}");
+    }
+}
+
+mod on_fs {
+    #[test]
+    fn after_a_cold_load_a_new_process_decodes_nothing() {
+        super::after_a_cold_load_a_new_process_decodes_nothing(&super::Env::fs());
+    }
+
+    #[test]
+    fn after_a_cold_load_four_processes_at_once_decode_nothing() {
+        super::after_a_cold_load_four_processes_at_once_decode_nothing(&super::Env::fs());
+    }
+}
+
+mod on_s3 {
+    #[test]
+    #[cfg_attr(
+        not(framecache_test_s3),
+        ignore = "needs the Garage server: run scripts/test.sh"
+    )]
+    fn after_a_cold_load_a_new_process_decodes_nothing() {
+        super::after_a_cold_load_a_new_process_decodes_nothing(&super::Env::s3());
+    }
+
+    #[test]
+    #[cfg_attr(
+        not(framecache_test_s3),
+        ignore = "needs the Garage server: run scripts/test.sh"
+    )]
+    fn after_a_cold_load_four_processes_at_once_decode_nothing() {
+        super::after_a_cold_load_four_processes_at_once_decode_nothing(&super::Env::s3());
+    }
 }

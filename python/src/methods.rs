@@ -89,7 +89,7 @@ pymethods_with_twins! {
         /// ``decodes``, ``decode_waits``, ``thumbnails`` (made for the HTTP server),
         /// ``decode_lock_timeouts``, ``dir_lock_timeouts``, ``inherited_locks_closed``,
         /// ``unreadable_manifests``, ``private_ledgers``, ``raw_writes_dropped`` (raw frames
-        /// not written because the queue behind loads was full), ``raw_writes_pending``; and ``disk_eviction``,
+        /// whose entry could not be written: disk full, I/O error), ``raw_writes_pending``; and ``disk_eviction``,
         /// ``decoded_disk_eviction``: the machine's evictor, the last eviction round and usage against the watermarks (from the shared ledger, no scan;
         /// ``None`` without that disk tier).
         fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {

@@ -2,9 +2,14 @@
 //! queues the raw entry's write (temp file, checksum, link) for one background thread per
 //! process, which keeps the frame's decode stripe lock until the entry is in place.
 //!
+//! The queue is bounded in bytes of pixels ([`QUEUE_BYTES`]). A write that does not fit
+//! is never dropped: the loader writes the entry itself, at once (backpressure), so every
+//! frame decoded here gets its entry unless the write really fails (disk full, I/O error;
+//! counted in `raw_writes_dropped`).
+//!
 //! Why the lock travels with the write: processes waiting on a stripe lock wait for the
 //! entry, not for the decode. They get the lock once every frame this process decoded
-//! under it is linked into place (or its write dropped), then find the entry, or decode
+//! under it is linked into place (or its write failed), then find the entry, or decode
 //! the frame themselves; as before, past the lock's bound they decode alone.
 //!
 //! Threads of one process share the stripe locks it holds (a `flock` would make them wait
@@ -23,23 +28,34 @@ use super::disk::DecodedDisk;
 use crate::flock::gate::{self, LockKind};
 use crate::flock::{Backoff, LockFile, Mode, fork_generation};
 use crate::metrics::TierCounters;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicPtr, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Raw-entry writes a process queues at most; one more is dropped (and counted), never
-/// waited for. 64 frames of 1280x720 are 177 MB of pixels, mostly the very buffers the
+/// Bytes of pixels a process holds queued for the writer at most (92 frames of
+/// 1280x720). Past it the loader writes the entry itself: loads slow down to the disk's
+/// pace instead of dropping entries. The queued buffers are mostly the very ones the
 /// memory tier and the callers hold anyway.
-pub const QUEUE_LEN: usize = 64;
+pub const QUEUE_BYTES: usize = 256 << 20;
+
+/// The bound in force (see [`set_queue_bytes`]).
+static QUEUE_BOUND: AtomicUsize = AtomicUsize::new(QUEUE_BYTES);
+
+/// Sets the bound of the queue behind loads, in bytes of pixels, for this process; returns
+/// the previous one. For tests, which stop the writer and need the bound reached with
+/// small frames.
+#[doc(hidden)]
+pub fn set_queue_bytes(bytes: usize) -> usize {
+    QUEUE_BOUND.swap(bytes, Ordering::Relaxed)
+}
 
 /// Nice value of the writer thread: it writes when the decoders leave a core idle.
 const WRITER_NICE: i32 = 10;
 
-/// One queued write.
+/// One write.
 struct Job {
     disk: DecodedDisk,
     name: String,
@@ -65,16 +81,24 @@ struct Hold {
 #[derive(Default)]
 struct Table {
     holds: HashMap<PathBuf, Hold>,
-    /// Writes queued or in progress.
+    /// Writes queued or in progress (on the writer or a loader).
     pending: usize,
+    /// Writes for the writer thread, oldest first.
+    queue: VecDeque<Job>,
+    /// Pixel bytes of the writes queued for the writer or in progress on it.
+    queued_bytes: usize,
+    /// The writer thread could not be started: every write is done by its loader.
+    no_writer: bool,
 }
 
 /// The writer of one fork generation of this process.
 pub(crate) struct Behind {
     generation: u64,
-    queue: SyncSender<Job>,
     table: Mutex<Table>,
+    /// Claims given back, writes done.
     changed: Condvar,
+    /// A write queued for the writer thread.
+    work: Condvar,
 }
 
 /// This generation's writer (a leaked `Box`), null until the first decode.
@@ -97,6 +121,8 @@ pub(crate) struct Claimed {
     stripe: PathBuf,
     name: String,
     queued: bool,
+    /// Another process held the stripe when it was first tried: this thread waited for it.
+    waited: bool,
 }
 
 /// The writer of this process's fork generation, started on first use.
@@ -109,18 +135,17 @@ pub(crate) fn current() -> &'static Behind {
     {
         return behind;
     }
-    let (queue, jobs) = mpsc::sync_channel(QUEUE_LEN);
     let fresh = Box::into_raw(Box::new(Behind {
         generation,
-        queue,
         table: Mutex::new(Table::default()),
         changed: Condvar::new(),
+        work: Condvar::new(),
     }));
     match CURRENT.compare_exchange(seen, fresh, Ordering::AcqRel, Ordering::Acquire) {
         Ok(_) => {
             // SAFETY: just leaked above and published; never freed.
             let behind: &'static Behind = unsafe { &*fresh };
-            behind.start(jobs);
+            behind.start();
             behind
         }
         Err(winner) => {
@@ -174,32 +199,57 @@ impl Behind {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn start(&'static self, jobs: Receiver<Job>) {
+    fn start(&'static self) {
         let spawned = std::thread::Builder::new()
             .name("framecache-raw-writer".into())
             .spawn(move || {
                 lower_priority();
-                for job in jobs {
-                    self.write(job);
+                loop {
+                    let job = {
+                        let mut table = self.table();
+                        loop {
+                            if let Some(job) = table.queue.pop_front() {
+                                break job;
+                            }
+                            table = self.work.wait(table).unwrap_or_else(|p| p.into_inner());
+                        }
+                    };
+                    gate::reached(LockKind::RawWrite, None);
+                    let bytes = job.decoded.pixel_bytes();
+                    self.write(job, bytes);
                 }
             });
         if let Err(e) = spawned {
-            // The receiver went with the closure: every queued write is dropped, counted.
-            tracing::warn!("cannot start the raw frame writer ({e}); raw frames are not kept");
+            tracing::warn!("cannot start the raw frame writer ({e}); loaders write raw frames");
+            // Writes queued meanwhile are done here; later ones by their loaders.
+            let queued = {
+                let mut table = self.table();
+                table.no_writer = true;
+                std::mem::take(&mut table.queue)
+            };
+            for job in queued {
+                let bytes = job.decoded.pixel_bytes();
+                self.write(job, bytes);
+            }
         }
     }
 
-    fn write(&self, job: Job) {
-        gate::reached(LockKind::RawWrite, None);
-        // A panic here must not take the writer down with the stripe still held and the
-        // write still counted as pending: the entry is then just not written.
+    /// Writes `job`'s entry (`bytes`: the pixel bytes it held in the queue), then gives its
+    /// claim back.
+    fn write(&self, job: Job, bytes: usize) {
+        // A panic here must not take the writer (or the loader) down with the stripe still
+        // held and the write still counted as pending: the entry is then just not written.
         let stored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            job.disk.store(&job.name, &job.decoded);
+            job.disk.store(&job.name, &job.decoded)
         }));
-        if stored.is_err() {
+        let written = stored.unwrap_or_else(|_| {
             tracing::error!("writing the raw frame {:?} panicked; not kept", job.name);
+            false
+        });
+        if !written {
+            TierCounters::bump(&job.disk.tier().metrics().raw_writes_dropped);
         }
-        self.finish(job.stripe.as_deref(), &job.name, true);
+        self.finish(job.stripe.as_deref(), &job.name, true, bytes);
     }
 
     /// Claims `name` in the stripe lock file at `stripe`, opened by `open`, waiting at most
@@ -216,6 +266,8 @@ impl Behind {
     ) -> io::Result<Claim> {
         let mut backoff = Backoff::new(bound);
         let mut opened: Option<LockFile> = None;
+        // Whether another process held the stripe at some try.
+        let mut waited = false;
         loop {
             {
                 let mut table = self.table();
@@ -226,7 +278,7 @@ impl Behind {
                         Some(Slot::Decoding) => {}
                         None => {
                             hold.names.insert(name.to_owned(), Slot::Decoding);
-                            return Ok(self.claimed(stripe, name));
+                            return Ok(self.claimed(stripe, name, waited));
                         }
                     }
                 } else {
@@ -249,8 +301,9 @@ impl Behind {
                             hold.lock = Some(file);
                         }
                         hold.names.insert(name.to_owned(), Slot::Decoding);
-                        return Ok(self.claimed(stripe, name));
+                        return Ok(self.claimed(stripe, name, waited));
                     }
+                    waited = true;
                     opened = Some(file);
                 }
             }
@@ -266,19 +319,22 @@ impl Behind {
         }
     }
 
-    fn claimed(&'static self, stripe: &Path, name: &str) -> Claim {
+    fn claimed(&'static self, stripe: &Path, name: &str, waited: bool) -> Claim {
         Claim::Held(Claimed {
             behind: self,
             stripe: stripe.to_owned(),
             name: name.to_owned(),
             queued: false,
+            waited,
         })
     }
 
     /// Queues `decoded`'s write as `name`'s entry of `disk`, under `stripe` when the
-    /// decode held it. A full queue drops the write, counted.
+    /// decode held it. When the queue has no room for its bytes (or there is no writer
+    /// thread), this thread writes it at once instead.
     fn queue(&self, job: Job) {
-        let dropped = {
+        let bytes = job.decoded.pixel_bytes();
+        let inline = {
             let mut table = self.table();
             if let Some(stripe) = &job.stripe
                 && let Some(slot) = table
@@ -289,26 +345,33 @@ impl Behind {
                 *slot = Slot::Queued(job.decoded.clone());
             }
             table.pending += 1;
-            match self.queue.try_send(job) {
-                Ok(()) => None,
-                Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => Some(job),
+            // An empty queue takes any frame, however large.
+            let room = table.queued_bytes == 0
+                || table.queued_bytes + bytes <= QUEUE_BOUND.load(Ordering::Relaxed);
+            if room && !table.no_writer {
+                table.queued_bytes += bytes;
+                table.queue.push_back(job);
+                None
+            } else {
+                Some(job)
             }
         };
-        if let Some(job) = dropped {
-            TierCounters::bump(&job.disk.tier().metrics().raw_writes_dropped);
-            self.finish(job.stripe.as_deref(), &job.name, true);
+        match inline {
+            None => self.work.notify_one(),
+            Some(job) => self.write(job, 0),
         }
         self.changed.notify_all();
     }
 
-    /// Gives `name`'s claim back (`counted`: and its pending write); lets the stripe go
-    /// once no frame of it is left.
-    fn finish(&self, stripe: Option<&Path>, name: &str, counted: bool) {
+    /// Gives `name`'s claim back (`counted`: and its pending write, which held `bytes` of
+    /// the queue); lets the stripe go once no frame of it is left.
+    fn finish(&self, stripe: Option<&Path>, name: &str, counted: bool, bytes: usize) {
         let released = {
             let mut table = self.table();
             if counted {
                 table.pending = table.pending.saturating_sub(1);
             }
+            table.queued_bytes = table.queued_bytes.saturating_sub(bytes);
             let mut released = None;
             if let Some(stripe) = stripe
                 && let Some(hold) = table.holds.get_mut(stripe)
@@ -327,6 +390,11 @@ impl Behind {
 }
 
 impl Claimed {
+    /// Whether another process held the frame's stripe when this thread first tried it.
+    pub(crate) fn waited(&self) -> bool {
+        self.waited
+    }
+
     /// Hands the decoded frame over: answered from memory to this process's other threads
     /// until its entry is written, written behind, and the stripe let go after that.
     pub(crate) fn queue(mut self, disk: DecodedDisk, decoded: Arc<Decoded>) {
@@ -343,7 +411,7 @@ impl Claimed {
 impl Drop for Claimed {
     fn drop(&mut self) {
         if !self.queued {
-            self.behind.finish(Some(&self.stripe), &self.name, false);
+            self.behind.finish(Some(&self.stripe), &self.name, false, 0);
         }
     }
 }

@@ -56,7 +56,11 @@ const LOCK_STRIPES: u64 = 1024;
 pub(crate) enum Outcome {
     /// Decoded here; its raw entry is written behind.
     Decoded(Arc<Decoded>),
-    /// Another process (or thread) decoded it while this one waited.
+    /// Already decoded: its entry was on disk (a plain hit), or another thread of this
+    /// process had it in memory, its write queued.
+    Found(Arc<Decoded>),
+    /// Another process was decoding it: this one waited on its decode lock, then mapped
+    /// the entry it wrote.
     Waited(Arc<Decoded>),
 }
 
@@ -190,7 +194,7 @@ impl DecodedDisk {
         max_pixels: u64,
     ) -> Result<std::result::Result<Outcome, DecodeError>> {
         if let Some(found) = self.read(name)? {
-            return Ok(Ok(Outcome::Waited(Arc::new(found))));
+            return Ok(Ok(Outcome::Found(Arc::new(found))));
         }
         let stripe = self.stripe(name);
         let claim = behind::current()
@@ -201,9 +205,12 @@ impl DecodedDisk {
                 self.tier.lock_wait(),
             )
             .map_err(|e| Error::io("lock decoded entry", &stripe, e))?;
-        let claimed = match claim {
-            Claim::Queued(found) => return Ok(Ok(Outcome::Waited(found))),
-            Claim::Held(claimed) => Some(claimed),
+        let (claimed, waited) = match claim {
+            Claim::Queued(found) => return Ok(Ok(Outcome::Found(found))),
+            Claim::Held(claimed) => {
+                let waited = claimed.waited();
+                (Some(claimed), waited)
+            }
             // Past the lock's bound this decodes alone: the entry is written to a temp
             // file and linked into place, so a concurrent decoder of the same frame costs
             // CPU, never a torn entry.
@@ -213,11 +220,19 @@ impl DecodedDisk {
                     "decode lock of {name:?} stayed busy for {:?}; decoding without it",
                     self.tier.lock_wait()
                 );
-                None
+                (None, true)
             }
         };
         if let Some(found) = self.read_quiet(name)? {
-            return Ok(Ok(Outcome::Waited(Arc::new(found))));
+            // Linked since the first look: by the process this one waited for, or (without a
+            // wait) by one that finished just before.
+            let found = Arc::new(found);
+            if waited {
+                return Ok(Ok(Outcome::Waited(found)));
+            }
+            // A hit after all (its first look counted a miss).
+            self.counters().hit(found.pixel_bytes());
+            return Ok(Ok(Outcome::Found(found)));
         }
         let decoded = match super::decode_in_memory(jpeg, scale, max_pixels) {
             Ok(decoded) => Arc::new(decoded),
@@ -233,10 +248,11 @@ impl DecodedDisk {
     /// Writes `decoded` as `name`'s entry (on the writer behind loads): the header page,
     /// sealed over the pixels, then the pixels as they are; the temp file is linked into
     /// place whole. An entry already there (another process decoded alone past the lock's
-    /// bound) is left as it is. A failure is counted; the frame stays in memory.
-    pub(crate) fn store(&self, name: &str, decoded: &Decoded) {
+    /// bound) is left as it is. A failure is counted; the frame stays in memory. Whether
+    /// the entry is in place.
+    pub(crate) fn store(&self, name: &str, decoded: &Decoded) -> bool {
         if self.tier.path_of(name).exists() {
-            return;
+            return true;
         }
         let (width, height) = decoded.dimensions();
         let pixels = decoded.raw();
@@ -249,11 +265,15 @@ impl DecodedDisk {
             file.write_all(pixels)
         });
         match stored {
-            Ok(_) => self.counters().wrote(pixels.len()),
+            Ok(_) => {
+                self.counters().wrote(pixels.len());
+                true
+            }
             Err(e) => {
                 // Full or read-only: the frame is not lost, the memory tier keeps it.
                 TierCounters::bump(&self.counters().errors);
                 self.tier.warn_once(&e);
+                false
             }
         }
     }

@@ -14,7 +14,9 @@ mod format;
 mod memfd;
 mod memory;
 
-pub use behind::QUEUE_LEN as RAW_WRITE_QUEUE;
+pub use behind::QUEUE_BYTES as RAW_WRITE_QUEUE_BYTES;
+#[doc(hidden)]
+pub use behind::set_queue_bytes as set_raw_write_queue_bytes;
 pub use disk::DECODED_DIR;
 pub(crate) use disk::Space as DiskSpace;
 pub use format::{HEADER_LEN as RAW_HEADER_LEN, RAW_VERSION};
@@ -239,6 +241,11 @@ impl DecodedTiers {
         })
     }
 
+    /// Whether the disk tier is on.
+    pub(crate) fn has_disk(&self) -> bool {
+        self.disk.is_some()
+    }
+
     /// The memory tier only: no I/O, cheap enough for the async workers.
     pub(crate) fn memory_get(&self, key: &DecodedKey) -> Option<Arc<Decoded>> {
         self.memory.as_ref()?.get(key)
@@ -289,6 +296,9 @@ impl DecodedTiers {
         }
         if let Some(disk) = &self.disk {
             match disk.decode_once(&key.name(), jpeg, key.scale, max_pixels) {
+                Ok(Ok(Outcome::Found(found))) => {
+                    return Ok((self.promote(key, found), Some(Source::Disk)));
+                }
                 Ok(Ok(Outcome::Waited(found))) => {
                     TierCounters::bump(&self.metrics.decode_waits);
                     return Ok((self.promote(key, found), Some(Source::Disk)));

@@ -1,5 +1,5 @@
 //! Decoding frames through the decoded-frame tiers: a frame this machine has decoded before
-//! is neither read as a JPEG nor decoded again.
+//! is neither read as a JPEG nor decoded again, in this process or a new one.
 
 use super::FrameCache;
 use super::index::FrameEntry;
@@ -11,11 +11,12 @@ use crate::metrics::TierCounters;
 use crate::pixels::Pixels;
 use crate::tier::Source;
 
-/// The frame of `entry` with `image`; the manifest's metadata only when `current`.
 /// Frame versions whose blake3 a process remembers; past this it starts over (each entry is
-/// about a hundred bytes, and a forgotten one costs one JPEG read from the local tiers).
+/// about a hundred bytes, and a forgotten one costs one JPEG header read from the local
+/// tiers).
 const VERIFIED_LIMIT: usize = 1 << 20;
 
+/// The frame of `entry` with `image`; the manifest's metadata only when `current`.
 fn frame(entry: FrameEntry, current: bool, image: Pixels) -> Frame {
     let meta = entry.meta.filter(|_| current);
     Frame {
@@ -25,6 +26,14 @@ fn frame(entry: FrameEntry, current: bool, image: Pixels) -> Frame {
         perceptual_hash: meta.map(|m| m.perceptual_hash).unwrap_or_default(),
         image,
     }
+}
+
+/// Whether the manifest's metadata of `entry` describes the JPEG of blake3 `hash`.
+fn is_current(entry: &FrameEntry, hash: &blake3::Hash) -> bool {
+    entry
+        .meta
+        .as_ref()
+        .is_some_and(|m| m.blake3 == hash.to_hex().as_str())
 }
 
 impl FrameCache {
@@ -57,7 +66,8 @@ impl FrameCache {
         // is read: the manifest (read from the origin on each load) is what revalidates.
         let local = crate::TieredCache::local_key(&entry.key, entry.version.as_ref());
         let listed = match &entry.version {
-            // Known only once this process has read this version of the frame.
+            // Known once this process has read this version of the frame (or found its
+            // pixels by the hash below).
             Some(_) => self.verified_hash(&local),
             // No validator from this backend: the manifest is all there is.
             None => entry
@@ -65,26 +75,47 @@ impl FrameCache {
                 .as_ref()
                 .and_then(|m| blake3::Hash::from_hex(&m.blake3).ok()),
         };
-        if let (Some(tiers), Some(hash)) = (&self.decoded, listed) {
-            let current = entry
-                .meta
-                .as_ref()
-                .is_some_and(|m| m.blake3 == hash.to_hex().as_str());
-            let key = DecodedKey::new(&entry.key, hash, options.scale);
-            if let Some(found) = tiers.memory_get(&key) {
-                let image = found.pixels(options.access);
-                return Ok((frame(entry, current, image), Source::Memory));
+        if let Some(tiers) = &self.decoded {
+            if let Some(hash) = listed {
+                let key = DecodedKey::new(&entry.key, hash, options.scale);
+                if let Some(found) = tiers.memory_get(&key) {
+                    let image = found.pixels(options.access);
+                    let current = is_current(&entry, &hash);
+                    return Ok((frame(entry, current, image), Source::Memory));
+                }
             }
-            let tiers = tiers.clone();
-            let on_disk = tokio::task::spawn_blocking(move || {
-                tiers
-                    .disk_get_blocking(&key)
-                    .map(|found| found.pixels(options.access))
-            })
-            .await
-            .map_err(|join| Error::task(format!("decoded read of {:?}", entry.key), join))?;
-            if let Some(image) = on_disk {
-                return Ok((frame(entry, current, image), Source::Disk));
+            // A version this process has not read yet: the JPEG's disk entry records its
+            // blake3 in its header, which names the pixels without reading the JPEG (a new
+            // process's warm load reads no JPEG at all). That field is not verified here (the
+            // checksum covers the payload): a damaged one names no entry and costs a miss,
+            // after which the JPEG is read, verified and decoded as below.
+            let peek = match (listed, &entry.version) {
+                (None, Some(_)) if tiers.has_disk() => self.cache.disk().cloned(),
+                _ => None,
+            };
+            if listed.is_some() || peek.is_some() {
+                let (tiers, name, scale) = (tiers.clone(), entry.key.clone(), options.scale);
+                let jpeg = local.clone();
+                let on_disk = tokio::task::spawn_blocking(move || {
+                    let hash = listed.or_else(|| peek?.peek_blake3_blocking(&jpeg))?;
+                    let key = DecodedKey::new(&name, hash, scale);
+                    let (found, source) = match tiers.memory_get(&key) {
+                        Some(found) => (found, Source::Memory),
+                        None => (tiers.disk_get_blocking(&key)?, Source::Disk),
+                    };
+                    Some((found.pixels(options.access), hash, source))
+                })
+                .await
+                .map_err(|join| Error::task(format!("decoded read of {:?}", entry.key), join))?;
+                if let Some((image, hash, source)) = on_disk {
+                    if listed.is_none() {
+                        // The pixels decoded from that hash's JPEG are on disk, verified:
+                        // later loads of this version find them in memory by it.
+                        self.remember_verified(local, hash);
+                    }
+                    let current = is_current(&entry, &hash);
+                    return Ok((frame(entry, current, image), source));
+                }
             }
         }
         let fetched = self.fetch(&entry).await?;

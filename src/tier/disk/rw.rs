@@ -86,6 +86,18 @@ impl DiskTier {
         }
     }
 
+    /// The payload's blake3 that `key`'s entry header records, read without the payload
+    /// and not verified (see [`entry::peek_blake3`]); `None` when there is no such entry or
+    /// its header does not check. Counts nothing.
+    pub fn peek_blake3_blocking(&self, key: &str) -> Option<blake3::Hash> {
+        let mut head = vec![0u8; FIXED_HEADER_LEN + key.len()];
+        File::open(self.path_of(key))
+            .ok()?
+            .read_exact(&mut head)
+            .ok()?;
+        entry::peek_blake3(key, &head)
+    }
+
     pub(super) fn discard(&self, path: &Path, key: &str, corruption: Corruption) {
         tracing::warn!(
             "disk cache entry {} for {key:?} is corrupt ({corruption}); removed",
