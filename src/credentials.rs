@@ -36,6 +36,9 @@ pub const DEFAULT_IMDS_ENDPOINT: &str = "http://169.254.169.254";
 #[derive(Debug, Default)]
 pub struct SigningRecord {
     last: Mutex<Option<(String, &'static str)>>,
+    /// Why the latest attempt found no credentials: OpenDAL's provider chain turns a
+    /// provider's error into "no credential", so the message travels this way.
+    miss: Mutex<Option<String>>,
 }
 
 impl SigningRecord {
@@ -44,6 +47,11 @@ impl SigningRecord {
         let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         last.as_ref()
             .map(|(id, source)| format!("access key {} from {source}", abbreviate_key_id(id)))
+    }
+
+    /// The message of the latest search that found no credentials, taken.
+    pub fn take_miss(&self) -> Option<String> {
+        self.miss.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     fn set(&self, key_id: &str, source: &'static str) {
@@ -144,6 +152,7 @@ impl ProvideCredential for Chain {
                 Ok(Some(credential)) => {
                     tracing::debug!("S3 credentials from {name}");
                     self.record.set(&credential.access_key_id, name);
+                    *self.record.miss.lock().unwrap_or_else(|e| e.into_inner()) = None;
                     return Ok(Some(credential));
                 }
                 Ok(None) => tried.push(format!("{name}: not configured")),
@@ -153,14 +162,16 @@ impl ProvideCredential for Chain {
                 }
             }
         }
-        Err(reqsign_core::Error::credential_invalid(format!(
+        let message = format!(
             "no S3 credentials found; tried, in order: {}. Set AWS_ACCESS_KEY_ID and \
              AWS_SECRET_ACCESS_KEY (plus AWS_SESSION_TOKEN for temporary keys), or AWS_PROFILE \
              for a profile in ~/.aws, or run on a machine with an instance/task role; for a \
              public bucket set FRAMECACHE_S3_ANONYMOUS=1 (keyword anonymous=True, flag \
              --anonymous)",
             tried.join("; ")
-        )))
+        );
+        *self.record.miss.lock().unwrap_or_else(|e| e.into_inner()) = Some(message.clone());
+        Err(reqsign_core::Error::credential_invalid(message))
     }
 }
 

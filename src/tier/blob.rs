@@ -123,7 +123,11 @@ impl BlobTier {
 
     fn failed(&self, op: &'static str, key: &str, e: opendal::Error) -> Error {
         crate::metrics::TierCounters::bump(&self.metrics.origin.errors);
-        let e = if e.kind() == ErrorKind::PermissionDenied {
+        let miss = self.signing.as_ref().and_then(|r| r.take_miss());
+        let e = if let Some(message) = miss.filter(|_| e.kind() == ErrorKind::Unexpected) {
+            // Signing found no credentials: say which sources were tried and the fix.
+            opendal::Error::new(ErrorKind::ConfigInvalid, message)
+        } else if e.kind() == ErrorKind::PermissionDenied {
             let signed = self
                 .signing
                 .as_ref()
