@@ -4,6 +4,9 @@
 //! them, or, when Garage is configured (`FRAMECACHE_TEST_S3`), through a recording proxy in
 //! front of Garage, so the same credentials also make a real round trip.
 //!
+//! An HTTPS endpoint signed by a private CA is reached through a TLS-terminating proxy whose
+//! CA the test makes (`AWS_CA_BUNDLE`, `SSL_CERT_FILE`).
+//!
 //! Web identity is not tested end to end: reqsign sends `AssumeRoleWithWebIdentity` to
 //! `https://sts[.region].amazonaws.com` and offers no endpoint override, so no loopback STS
 //! can stand in for it.
@@ -400,6 +403,54 @@ impl S3Target {
     fn requests(&self) -> usize {
         self.wire().matches(" HTTP/1.1\r\n").count()
     }
+}
+
+/// A TLS-terminating proxy on `localhost` in front of `upstream`, its certificate signed by
+/// a CA made here; returns its port and the CA's PEM.
+async fn tls_proxy(upstream: String) -> (u16, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "framecache test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![leaf.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let (acceptor, upstream) = (acceptor.clone(), upstream.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(client).await else {
+                    return;
+                };
+                let Ok(mut server) = TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut server).await;
+            });
+        }
+    });
+    (port, ca_cert.pem())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -863,4 +914,44 @@ async fn the_command_line_reads_s3_endpoint_url_and_aws_default_region() {
         // A custom endpoint defaults to path-style: the bucket is in the path.
         assert!(request.target.starts_with("/mpr"), "{}", request.target);
     }
+}
+
+#[tokio::test]
+async fn an_https_endpoint_with_a_private_ca_is_trusted_through_aws_ca_bundle() {
+    let scene = Scene::new();
+    let target = scene.s3().await;
+    let upstream = target.endpoint.trim_start_matches("http://").to_owned();
+    let (port, ca_pem) = tls_proxy(upstream).await;
+    scene.set("AWS_ENDPOINT_URL", &format!("https://localhost:{port}"));
+    scene.set("AWS_ACCESS_KEY_ID", &target.key_id);
+    scene.set("AWS_SECRET_ACCESS_KEY", &target.secret);
+    let bundle = scene.file("ca/private-ca.pem", &ca_pem);
+
+    // Without the bundle the server's certificate is refused: nothing reaches S3.
+    let mut config = CacheConfig::from_env().unwrap();
+    config.retries = 0;
+    let origin = framecache::build_origin(&config, &Arc::new(Metrics::default())).unwrap();
+    let err = origin.get(&key()).await.unwrap_err().to_string();
+    assert!(err.contains("storage read"), "{err}");
+    assert_eq!(target.requests(), 0, "{err}");
+
+    for variable in ["AWS_CA_BUNDLE", "SSL_CERT_FILE"] {
+        scene.set(variable, &bundle);
+        round_trip(&target, &origin_from_env()).await;
+        scene.remove(variable);
+    }
+    assert!(target.requests() >= 4);
+
+    // A bundle that holds no certificate is a configuration error naming the file.
+    let empty = scene.file("ca/empty.pem", "not a certificate\n");
+    scene.set("AWS_CA_BUNDLE", &empty);
+    let config = CacheConfig::from_env().unwrap();
+    let err = framecache::build_origin(&config, &Arc::new(Metrics::default()))
+        .err()
+        .expect("an empty bundle is refused")
+        .to_string();
+    assert!(
+        err.contains("empty.pem") && err.contains("AWS_CA_BUNDLE"),
+        "{err}"
+    );
 }
