@@ -1,6 +1,7 @@
 //! Configuration as plain data with defaults, and the builder that assembles the tiers.
 
 use crate::chain::TieredCache;
+use crate::credentials::{Chain, SigningRecord};
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, TierCounters};
 use crate::tier::{BlobTier, DiskTier, MemoryTier, MinFree, Origin};
@@ -55,7 +56,38 @@ impl Default for Backend {
     }
 }
 
-/// Connection settings for an S3-compatible origin.
+/// How requests name the bucket: in the path (`https://host/bucket/key`) or in the host
+/// name (`https://bucket.host/key`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Addressing {
+    /// Virtual-hosted on AWS (no endpoint, or an `amazonaws.com` one), path-style for any
+    /// other endpoint (MinIO, Garage and most S3-compatible servers want that).
+    #[default]
+    Auto,
+    /// `https://host/bucket/key`.
+    Path,
+    /// `https://bucket.host/key`.
+    VirtualHosted,
+}
+
+impl std::str::FromStr for Addressing {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "auto" | "" => Ok(Addressing::Auto),
+            "path" => Ok(Addressing::Path),
+            "virtual" | "virtual-hosted" | "virtual_hosted" | "host" => {
+                Ok(Addressing::VirtualHosted)
+            }
+            _ => Err("must be auto, path or virtual".into()),
+        }
+    }
+}
+
+/// Connection settings for an S3-compatible origin. [`S3Config::from_env`] is the one
+/// place that reads them from the environment; the command line and the Python package
+/// layer their flags and keywords over it.
 #[derive(Clone)]
 pub struct S3Config {
     /// Bucket name.
@@ -64,10 +96,46 @@ pub struct S3Config {
     pub endpoint: Option<String>,
     /// Region (S3 servers check it as part of the signature).
     pub region: String,
-    /// Access key id.
+    /// Access key id (with `secret_access_key`, the first source of the credential chain).
     pub access_key_id: Option<String>,
     /// Secret access key; never printed.
     pub secret_access_key: Option<String>,
+    /// Session token of temporary keys (Lambda, SSO, assumed roles); never printed.
+    pub session_token: Option<String>,
+    /// Profile of the shared AWS files (`AWS_PROFILE`); `None` is `default`.
+    pub profile: Option<String>,
+    /// Send requests unsigned, for public buckets: no credential source is consulted.
+    pub anonymous: bool,
+    /// Path-style or virtual-hosted requests.
+    pub addressing: Addressing,
+    /// Whether EC2 instance metadata is the chain's last source (`AWS_EC2_METADATA_DISABLED`
+    /// turns it off).
+    pub imds: bool,
+    /// Instance-metadata endpoint (`AWS_EC2_METADATA_SERVICE_ENDPOINT`); `None` is
+    /// `http://169.254.169.254`.
+    pub imds_endpoint: Option<String>,
+    /// PEM file of extra root certificates for an HTTPS endpoint with a private CA
+    /// (`AWS_CA_BUNDLE`, else `SSL_CERT_FILE`).
+    pub ca_bundle: Option<PathBuf>,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            bucket: DEFAULT_BUCKET.to_owned(),
+            endpoint: None,
+            region: DEFAULT_REGION.to_owned(),
+            access_key_id: None,
+            secret_access_key: None,
+            session_token: None,
+            profile: None,
+            anonymous: false,
+            addressing: Addressing::Auto,
+            imds: true,
+            imds_endpoint: None,
+            ca_bundle: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for S3Config {
@@ -78,31 +146,149 @@ impl std::fmt::Debug for S3Config {
             .field("region", &self.region)
             .field(
                 "access_key_id",
-                &self.access_key_id.as_ref().map(|_| "<set>"),
+                &self
+                    .access_key_id
+                    .as_deref()
+                    .map(crate::credentials::abbreviate_key_id),
             )
             .field(
                 "secret_access_key",
                 &self.secret_access_key.as_ref().map(|_| "<redacted>"),
             )
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("profile", &self.profile)
+            .field("anonymous", &self.anonymous)
+            .field("addressing", &self.addressing)
+            .field("imds", &self.imds)
+            .field("imds_endpoint", &self.imds_endpoint)
+            .field("ca_bundle", &self.ca_bundle)
             .finish()
     }
 }
 
 impl S3Config {
-    /// Reads `S3_BUCKET` (default `mpr`), `AWS_ENDPOINT_URL` (or `S3_ENDPOINT_URL`),
-    /// `AWS_REGION` (default `us-east-1`), `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
+    /// The S3 settings the environment describes; unset or empty variables keep defaults.
+    ///
+    /// | setting | variables, first set wins |
+    /// |---|---|
+    /// | bucket | `S3_BUCKET` (default `mpr`) |
+    /// | endpoint | `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, `S3_ENDPOINT_URL`, the profile's `endpoint_url` (default: AWS) |
+    /// | region | `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile's `region` (default `us-east-1`) |
+    /// | keys | `AWS_ACCESS_KEY_ID` + `AWS_SECRET_ACCESS_KEY` (+ `AWS_SESSION_TOKEN`) |
+    /// | profile | `AWS_PROFILE` (its file: `AWS_CONFIG_FILE`, else `~/.aws/config`) |
+    /// | anonymous | `FRAMECACHE_S3_ANONYMOUS` (`1`/`true`/`yes`) |
+    /// | addressing | `FRAMECACHE_S3_ADDRESSING` (`auto`, `path`, `virtual`) |
+    /// | instance metadata | `AWS_EC2_METADATA_DISABLED` (`true` turns it off), `AWS_EC2_METADATA_SERVICE_ENDPOINT` |
+    /// | private CA | `AWS_CA_BUNDLE`, `SSL_CERT_FILE` |
+    ///
+    /// Values that cannot be parsed keep their default here; [`CacheConfig::from_env`]
+    /// reports them.
     pub fn from_env() -> Self {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        S3Config {
+        Self::read(env_var, false).unwrap_or_default()
+    }
+
+    /// [`S3Config::from_env`], failing on a value that cannot be used.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the variable.
+    pub fn from_env_checked() -> Result<Self> {
+        Self::read(env_var, true)
+    }
+
+    /// Reads the settings through `var` (the environment, or a map in tests).
+    pub(crate) fn read(var: impl Fn(&str) -> Option<String>, strict: bool) -> Result<Self> {
+        let profile = var("AWS_PROFILE");
+        let config_file = var("AWS_CONFIG_FILE")
+            .map(PathBuf::from)
+            .or_else(|| var("HOME").map(|home| PathBuf::from(home).join(".aws").join("config")));
+        let from_profile = config_file
+            .map(|file| {
+                crate::credentials::profile_settings(&file, profile.as_deref().unwrap_or("default"))
+            })
+            .unwrap_or_default();
+        let flag = |name: &'static str| -> Result<Option<bool>> {
+            match var(name) {
+                None => Ok(None),
+                Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                    "1" | "true" | "yes" | "on" => Ok(Some(true)),
+                    "0" | "false" | "no" | "off" => Ok(Some(false)),
+                    _ if strict => Err(Error::Invalid {
+                        what: name,
+                        value: v,
+                        rule: "must be true or false (1/0, yes/no)".into(),
+                    }),
+                    _ => Ok(None),
+                },
+            }
+        };
+        let addressing = match var("FRAMECACHE_S3_ADDRESSING") {
+            None => Addressing::Auto,
+            Some(v) => match v.parse() {
+                Ok(a) => a,
+                Err(rule) if strict => {
+                    return Err(Error::Invalid {
+                        what: "FRAMECACHE_S3_ADDRESSING",
+                        value: v,
+                        rule,
+                    });
+                }
+                Err(_) => Addressing::Auto,
+            },
+        };
+        Ok(S3Config {
             bucket: var("S3_BUCKET").unwrap_or_else(|| DEFAULT_BUCKET.to_owned()),
-            endpoint: var("AWS_ENDPOINT_URL").or_else(|| var("S3_ENDPOINT_URL")),
+            endpoint: var("AWS_ENDPOINT_URL_S3")
+                .or_else(|| var("AWS_ENDPOINT_URL"))
+                .or_else(|| var("S3_ENDPOINT_URL"))
+                .or(from_profile.endpoint_url),
             region: var("AWS_REGION")
                 .or_else(|| var("AWS_DEFAULT_REGION"))
+                .or(from_profile.region)
                 .unwrap_or_else(|| DEFAULT_REGION.to_owned()),
             access_key_id: var("AWS_ACCESS_KEY_ID"),
             secret_access_key: var("AWS_SECRET_ACCESS_KEY"),
+            session_token: var("AWS_SESSION_TOKEN"),
+            profile,
+            anonymous: flag("FRAMECACHE_S3_ANONYMOUS")?.unwrap_or(false),
+            addressing,
+            // boto3 turns it off for "true" in any case, and only for that.
+            imds: !var("AWS_EC2_METADATA_DISABLED")
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
+            imds_endpoint: var("AWS_EC2_METADATA_SERVICE_ENDPOINT"),
+            ca_bundle: var("AWS_CA_BUNDLE")
+                .or_else(|| var("SSL_CERT_FILE"))
+                .map(PathBuf::from),
+        })
+    }
+
+    /// Whether requests put the bucket in the host name.
+    pub fn virtual_hosted(&self) -> bool {
+        match self.addressing {
+            Addressing::Path => false,
+            Addressing::VirtualHosted => true,
+            Addressing::Auto => self.endpoint.as_deref().is_none_or(is_aws_endpoint),
         }
     }
+}
+
+/// An endpoint of AWS S3 itself (`*.amazonaws.com`, `*.amazonaws.com.cn`).
+fn is_aws_endpoint(endpoint: &str) -> bool {
+    let host = endpoint
+        .split("://")
+        .nth(1)
+        .unwrap_or(endpoint)
+        .split(['/', ':'])
+        .next()
+        .unwrap_or("");
+    host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn")
+}
+
+/// A variable of the environment; unset, empty and blank are the same.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
 /// The disk tier's settings.
@@ -232,17 +418,34 @@ impl CacheConfig {
     /// # Errors
     /// [`Error::Invalid`] naming the variable when a value cannot be used.
     pub fn from_env() -> Result<CacheConfig> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let backend = match var("FRAMECACHE_BACKEND").as_deref().map(str::trim) {
+        Self::from_env_with_backend(None)
+    }
+
+    /// [`CacheConfig::from_env`] with the backend chosen by a flag or keyword (`fs` or `s3`)
+    /// instead of `FRAMECACHE_BACKEND`; every other setting still comes from the environment.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the variable (or `backend`) when a value cannot be used.
+    pub fn from_env_with_backend(backend: Option<&str>) -> Result<CacheConfig> {
+        let var = |name: &str| env_var(name);
+        let chosen = match backend {
+            Some(name) => Some(name.to_owned()),
+            None => var("FRAMECACHE_BACKEND"),
+        };
+        let backend = match chosen.as_deref().map(str::trim) {
             None | Some("fs") => Backend::Fs {
                 root: var("FRAMECACHE_ROOT")
                     .map(PathBuf::from)
                     .unwrap_or_else(default_fs_root),
             },
-            Some("s3") => Backend::S3(S3Config::from_env()),
+            Some("s3") => Backend::S3(S3Config::from_env_checked()?),
             Some(other) => {
                 return Err(Error::Invalid {
-                    what: "FRAMECACHE_BACKEND",
+                    what: if backend.is_some() {
+                        "backend"
+                    } else {
+                        "FRAMECACHE_BACKEND"
+                    },
                     value: other.to_owned(),
                     rule: "must be fs or s3".into(),
                 });
@@ -414,6 +617,28 @@ fn base_dir(xdg: &str, home_relative: &str) -> PathBuf {
 /// Builds the origin operator with its layers: a timeout per attempt inside bounded,
 /// jittered retries (OpenDAL's defaults wait seconds between attempts, too slow for a cache).
 pub fn build_operator(config: &CacheConfig, metrics: &Arc<Metrics>) -> Result<(Operator, String)> {
+    build_operator_recording(config, metrics, Arc::default())
+}
+
+/// The origin as a [`BlobTier`], whose access-denied errors name the credentials used.
+///
+/// # Errors
+/// [`Error::Config`] or [`Error::Io`] when the origin cannot be set up.
+pub fn build_origin(config: &CacheConfig, metrics: &Arc<Metrics>) -> Result<BlobTier> {
+    let record = Arc::new(SigningRecord::default());
+    let (op, description) = build_operator_recording(config, metrics, record.clone())?;
+    let tier = BlobTier::new(op, description, metrics.clone());
+    Ok(match &config.backend {
+        Backend::S3(s3) if !s3.anonymous => tier.with_signing_record(record),
+        _ => tier,
+    })
+}
+
+fn build_operator_recording(
+    config: &CacheConfig,
+    metrics: &Arc<Metrics>,
+    record: Arc<SigningRecord>,
+) -> Result<(Operator, String)> {
     let (op, description) = match &config.backend {
         Backend::Fs { root } => {
             std::fs::create_dir_all(root)
@@ -430,19 +655,42 @@ pub fn build_operator(config: &CacheConfig, metrics: &Arc<Metrics>) -> Result<(O
             if s3.bucket.is_empty() {
                 return Err(Error::Config("S3 bucket name is empty".into()));
             }
+            match (&s3.access_key_id, &s3.secret_access_key) {
+                (Some(_), None) => {
+                    return Err(Error::Config(
+                        "an S3 access key id is set but no secret access key \
+                         (AWS_SECRET_ACCESS_KEY or secret_access_key)"
+                            .into(),
+                    ));
+                }
+                (None, Some(_)) => {
+                    return Err(Error::Config(
+                        "an S3 secret access key is set but no access key id \
+                         (AWS_ACCESS_KEY_ID or access_key_id)"
+                            .into(),
+                    ));
+                }
+                _ => {}
+            }
+            // Every setting comes from `s3` (read once, by `S3Config::from_env`):
+            // `disable_config_load` stops OpenDAL reading endpoint variables of its own.
             let mut builder = opendal::services::S3::default()
                 .bucket(&s3.bucket)
                 .region(&s3.region)
-                .disable_ec2_metadata();
+                .disable_config_load();
             if let Some(endpoint) = &s3.endpoint {
                 builder = builder.endpoint(endpoint);
             }
-            if let (Some(id), Some(secret)) = (&s3.access_key_id, &s3.secret_access_key) {
-                builder = builder
-                    .access_key_id(id)
-                    .secret_access_key(secret)
-                    .disable_config_load();
+            if s3.virtual_hosted() {
+                builder = builder.enable_virtual_host_style();
             }
+            builder = if s3.anonymous {
+                builder.skip_signature()
+            } else {
+                builder.credential_provider_chain(
+                    reqsign_core::ProvideCredentialChain::new().push(Chain::new(s3, record)),
+                )
+            };
             let endpoint = s3.endpoint.as_deref().unwrap_or("aws");
             (
                 Operator::new(builder),
@@ -456,6 +704,11 @@ pub fn build_operator(config: &CacheConfig, metrics: &Arc<Metrics>) -> Result<(O
     };
     let mut op =
         op.map_err(|e| Error::Config(format!("cannot build origin {description}: {e}")))?;
+    if let Backend::S3(s3) = &config.backend {
+        op = op.with_context(
+            opendal::OperationContext::new().with_http_transport(http_transport(s3)?),
+        );
+    }
     if !(0.0..=1.0).contains(&config.injected_read_faults) {
         return Err(Error::Invalid {
             what: "injected read fault ratio",
@@ -487,6 +740,32 @@ pub fn build_operator(config: &CacheConfig, metrics: &Arc<Metrics>) -> Result<(O
     Ok((op, description))
 }
 
+/// A new HTTP client for one S3 origin, trusting the certificates of `ca_bundle` besides
+/// the system's. Its own, not OpenDAL's process-wide default: a forked child must not use
+/// connections pooled by its parent's runtime, whose threads it does not have.
+fn http_transport(s3: &S3Config) -> Result<opendal::HttpTransporter> {
+    let mut builder = reqwest::Client::builder();
+    if let Some(bundle) = &s3.ca_bundle {
+        let pem = std::fs::read(bundle).map_err(|e| Error::io("read CA bundle", bundle, e))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .ok()
+            .filter(|certs| !certs.is_empty())
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "CA bundle {} (AWS_CA_BUNDLE/SSL_CERT_FILE) holds no PEM certificate",
+                    bundle.display()
+                ))
+            })?;
+        builder = builder.tls_certs_merge(certs);
+    }
+    let client = builder
+        .build()
+        .map_err(|e| Error::Config(format!("cannot build the S3 HTTP client: {e}")))?;
+    Ok(opendal::HttpTransporter::new(
+        opendal_http_transport_reqwest::ReqwestTransport::new(client),
+    ))
+}
+
 impl CacheConfig {
     /// Assembles the tiers described by this configuration.
     ///
@@ -494,8 +773,7 @@ impl CacheConfig {
     /// [`Error::Config`] or [`Error::Io`] when the origin cannot be set up.
     pub fn build(&self) -> Result<TieredCache> {
         let metrics = Arc::new(Metrics::default());
-        let (op, description) = build_operator(self, &metrics)?;
-        let origin: Arc<dyn Origin> = Arc::new(BlobTier::new(op, description, metrics.clone()));
+        let origin: Arc<dyn Origin> = Arc::new(build_origin(self, &metrics)?);
         Ok(self.build_with_origin(origin, metrics))
     }
 
@@ -566,6 +844,120 @@ impl CacheConfig {
 #[cfg(test)]
 mod tests {
     use super::parse_size;
+
+    /// [`super::S3Config::read`] over a fixed set of variables.
+    fn s3_from(vars: &[(&str, &str)]) -> crate::Result<super::S3Config> {
+        let map: std::collections::HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        super::S3Config::read(
+            |name| map.get(name).cloned().filter(|v| !v.is_empty()),
+            true,
+        )
+    }
+
+    #[test]
+    fn endpoint_and_region_follow_one_precedence() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config");
+        std::fs::write(
+            &config,
+            "[default]\nregion = eu-west-1\n[profile lab]\nregion = ap-south-1\n\
+             endpoint_url = http://profile:1\n",
+        )
+        .unwrap();
+        let file = config.to_str().unwrap();
+        let all = [
+            ("AWS_ENDPOINT_URL_S3", "http://s3-specific:1"),
+            ("AWS_ENDPOINT_URL", "http://generic:1"),
+            ("S3_ENDPOINT_URL", "http://seed:1"),
+            ("AWS_REGION", "us-west-2"),
+            ("AWS_DEFAULT_REGION", "eu-north-1"),
+            ("AWS_CONFIG_FILE", file),
+            ("AWS_PROFILE", "lab"),
+        ];
+        let s3 = s3_from(&all).unwrap();
+        assert_eq!(s3.endpoint.as_deref(), Some("http://s3-specific:1"));
+        assert_eq!(s3.region, "us-west-2");
+        assert_eq!(s3.profile.as_deref(), Some("lab"));
+        let s3 = s3_from(&all[1..]).unwrap();
+        assert_eq!(s3.endpoint.as_deref(), Some("http://generic:1"));
+        let s3 = s3_from(&all[2..]).unwrap();
+        assert_eq!(s3.endpoint.as_deref(), Some("http://seed:1"));
+        assert_eq!(s3.region, "us-west-2");
+        let s3 = s3_from(&all[4..]).unwrap();
+        assert_eq!(s3.endpoint.as_deref(), Some("http://profile:1"));
+        assert_eq!(s3.region, "eu-north-1");
+        let s3 = s3_from(&all[5..]).unwrap();
+        assert_eq!(s3.region, "ap-south-1");
+        // Without AWS_PROFILE, the default profile's region.
+        let s3 = s3_from(&all[5..6]).unwrap();
+        assert_eq!(s3.region, "eu-west-1");
+        assert_eq!(s3.endpoint, None);
+        let s3 = s3_from(&[]).unwrap();
+        assert_eq!(
+            (s3.bucket.as_str(), s3.region.as_str()),
+            ("mpr", "us-east-1")
+        );
+        assert_eq!(s3.endpoint, None);
+    }
+
+    #[test]
+    fn keys_token_and_switches_are_read() {
+        let s3 = s3_from(&[
+            ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI"),
+            ("AWS_SESSION_TOKEN", "FwoGZXIvYXdzEXAMPLE"),
+            ("FRAMECACHE_S3_ANONYMOUS", "yes"),
+            ("AWS_EC2_METADATA_DISABLED", "TRUE"),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:1"),
+            ("AWS_CA_BUNDLE", "/etc/ca.pem"),
+            ("SSL_CERT_FILE", "/etc/other.pem"),
+        ])
+        .unwrap();
+        assert_eq!(s3.session_token.as_deref(), Some("FwoGZXIvYXdzEXAMPLE"));
+        assert!(s3.anonymous);
+        assert!(!s3.imds);
+        assert_eq!(s3.imds_endpoint.as_deref(), Some("http://127.0.0.1:1"));
+        assert_eq!(
+            s3.ca_bundle.as_deref(),
+            Some(std::path::Path::new("/etc/ca.pem"))
+        );
+        let printed = format!("{s3:?}");
+        assert!(
+            !printed.contains("wJalr") && !printed.contains("FwoGZ"),
+            "{printed}"
+        );
+        assert!(printed.contains("AKIA…MPLE"), "{printed}");
+        let s3 = s3_from(&[("AWS_EC2_METADATA_DISABLED", "false")]).unwrap();
+        assert!(s3.imds && !s3.anonymous);
+        let err = s3_from(&[("FRAMECACHE_S3_ANONYMOUS", "maybe")]).unwrap_err();
+        assert!(err.to_string().contains("FRAMECACHE_S3_ANONYMOUS"), "{err}");
+        let err = s3_from(&[("FRAMECACHE_S3_ADDRESSING", "sideways")]).unwrap_err();
+        assert!(
+            err.to_string().contains("FRAMECACHE_S3_ADDRESSING"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn addressing_is_virtual_hosted_on_aws_and_path_style_elsewhere() {
+        use super::Addressing;
+        let at = |endpoint: Option<&str>, addressing: Addressing| super::S3Config {
+            endpoint: endpoint.map(str::to_owned),
+            addressing,
+            ..super::S3Config::default()
+        };
+        assert!(at(None, Addressing::Auto).virtual_hosted());
+        assert!(at(Some("https://s3.eu-west-1.amazonaws.com"), Addressing::Auto).virtual_hosted());
+        assert!(!at(Some("http://127.0.0.1:3900"), Addressing::Auto).virtual_hosted());
+        assert!(!at(Some("https://minio.lab:9000"), Addressing::Auto).virtual_hosted());
+        assert!(!at(None, Addressing::Path).virtual_hosted());
+        assert!(at(Some("http://127.0.0.1:3900"), Addressing::VirtualHosted).virtual_hosted());
+        let s3 = s3_from(&[("FRAMECACHE_S3_ADDRESSING", "path")]).unwrap();
+        assert_eq!(s3.addressing, Addressing::Path);
+    }
 
     #[test]
     fn sizes_parse_with_decimal_and_binary_units() {

@@ -8,6 +8,7 @@
 mod chain;
 pub mod codec;
 mod config;
+pub mod credentials;
 pub mod decoded;
 pub mod entry;
 mod error;
@@ -28,9 +29,9 @@ pub use chain::{Hit, TieredCache};
 pub use codec::Scale;
 pub use config::{
     AUTO_CAPACITY, AUTO_DECODED_MAX, AUTO_DECODED_PERCENT, AUTO_DISK_MAX, AUTO_DISK_PERCENT,
-    Backend, CacheConfig, DEFAULT_BUCKET, DEFAULT_MAX_OBJECT_SIZE, DEFAULT_REGION, DecodedConfig,
-    DiskConfig, S3Config, build_operator, default_cache_dir, default_fs_root, parse_capacity,
-    parse_pixels, parse_seconds, parse_size,
+    Addressing, Backend, CacheConfig, DEFAULT_BUCKET, DEFAULT_MAX_OBJECT_SIZE, DEFAULT_REGION,
+    DecodedConfig, DiskConfig, S3Config, build_operator, build_origin, default_cache_dir,
+    default_fs_root, parse_capacity, parse_pixels, parse_seconds, parse_size,
 };
 pub use decoded::{Access, LoadOptions, flush_raw_writes};
 pub use error::{Error, Result};

@@ -345,6 +345,7 @@ async fn origin_failure_is_an_error_not_a_miss() {
             region: "us-east-1".into(),
             access_key_id: Some("GKxxxxxxxx".into()),
             secret_access_key: Some("secretsecretsecret".into()),
+            ..framecache::S3Config::default()
         }),
         disk: None,
         retries: 1,

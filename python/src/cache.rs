@@ -67,22 +67,12 @@ impl PyFrameCache {
     }
 }
 
-/// The core cache `config` describes, as `framecache::FrameCache::new` builds it, except that
-/// its origin gets an HTTP client of its own. OpenDAL's default is one client per process,
-/// whose pooled connections a forked child inherits: they belong to the parent's runtime,
-/// whose threads the child does not have, so a request on one waits until it times out.
+/// The core cache `config` describes, as `framecache::FrameCache::new` builds it. Built once
+/// per process: its S3 origin gets an HTTP client of its own (see `framecache::build_origin`),
+/// so a forked child never uses connections pooled by its parent's runtime.
 fn build(config: &CacheConfig) -> framecache::Result<framecache::FrameCache> {
     let metrics = Arc::new(framecache::Metrics::default());
-    let (op, description) = framecache::build_operator(config, &metrics)?;
-    let client = opendal_http_transport_reqwest::ReqwestTransport::new(reqwest::Client::new());
-    let op = op.with_context(
-        opendal::OperationContext::new().with_http_transport(opendal::HttpTransporter::new(client)),
-    );
-    let origin = Arc::new(framecache::tier::BlobTier::new(
-        op,
-        description,
-        metrics.clone(),
-    ));
+    let origin = Arc::new(framecache::build_origin(config, &metrics)?);
     let chain = config.build_with_origin(origin, metrics);
     Ok(framecache::FrameCache::from_chain(chain, config.concurrency).with_decoded_tiers(config))
 }

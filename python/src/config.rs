@@ -2,7 +2,7 @@
 //! describes ([`CacheConfig::from_env`], as the command line reads it).
 
 use crate::errors::{invalid, to_py};
-use framecache::{Backend, CacheConfig, S3Config};
+use framecache::{Backend, CacheConfig};
 use pyo3::prelude::*;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,6 +17,9 @@ pub struct Overrides {
     pub region: Option<String>,
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+    pub anonymous: Option<bool>,
+    pub addressing: Option<String>,
     pub cache_dir: Option<PathBuf>,
     pub memory_capacity: Option<u64>,
     pub disk_capacity: Option<u64>,
@@ -46,24 +49,22 @@ impl Overrides {
     /// # Errors
     /// `InvalidInputError` naming the keyword or variable whose value cannot be used.
     pub fn apply(self) -> PyResult<CacheConfig> {
-        let mut config = CacheConfig::from_env().map_err(to_py)?;
         let s3_keywords = self.bucket.is_some()
             || self.endpoint.is_some()
             || self.region.is_some()
             || self.access_key_id.is_some()
-            || self.secret_access_key.is_some();
-        match self.backend.as_deref() {
-            None => {}
-            Some("fs") if !matches!(config.backend, Backend::Fs { .. }) => {
-                config.backend = Backend::Fs {
-                    root: framecache::default_fs_root(),
-                };
-            }
-            Some("s3") if !matches!(config.backend, Backend::S3(_)) => {
-                config.backend = Backend::S3(S3Config::from_env());
-            }
-            Some("memory") => config.backend = Backend::Memory,
-            Some("fs" | "s3") => {}
+            || self.secret_access_key.is_some()
+            || self.session_token.is_some()
+            || self.anonymous.is_some()
+            || self.addressing.is_some();
+        // The environment is read in one place, `CacheConfig::from_env`; keywords go over it.
+        let mut config = match self.backend.as_deref() {
+            None => CacheConfig::from_env(),
+            Some(name @ ("fs" | "s3")) => CacheConfig::from_env_with_backend(Some(name)),
+            Some("memory") => CacheConfig::from_env_with_backend(Some("fs")).map(|mut c| {
+                c.backend = Backend::Memory;
+                c
+            }),
             Some(other) => {
                 return Err(invalid(
                     "backend",
@@ -72,12 +73,13 @@ impl Overrides {
                 ));
             }
         }
+        .map_err(to_py)?;
         match &mut config.backend {
             Backend::Fs { root } => {
                 if s3_keywords {
                     return Err(invalid(
                         "keyword for the fs backend",
-                        "bucket/endpoint/region/keys",
+                        "bucket/endpoint/region/keys/anonymous/addressing",
                         "S3 settings need backend=\"s3\" (or FRAMECACHE_BACKEND=s3)",
                     ));
                 }
@@ -100,11 +102,24 @@ impl Overrides {
                 if let Some(region) = self.region {
                     s3.region = region;
                 }
-                if self.access_key_id.is_some() {
+                let keys_given = self.access_key_id.is_some();
+                if keys_given {
                     s3.access_key_id = self.access_key_id;
                 }
                 if self.secret_access_key.is_some() {
                     s3.secret_access_key = self.secret_access_key;
+                }
+                if self.session_token.is_some() || keys_given {
+                    // Keys given as keywords never borrow the environment's token (as boto3).
+                    s3.session_token = self.session_token;
+                }
+                if let Some(anonymous) = self.anonymous {
+                    s3.anonymous = anonymous;
+                }
+                if let Some(addressing) = self.addressing {
+                    s3.addressing = addressing
+                        .parse()
+                        .map_err(|rule: String| invalid("addressing", &addressing, &rule))?;
                 }
             }
             Backend::Memory => {}

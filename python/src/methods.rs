@@ -19,7 +19,8 @@ pymethods_with_twins! {
     impl PyFrameCache {
         #[new]
         #[pyo3(signature = (*, backend=None, root=None, bucket=None, endpoint=None, region=None,
-            access_key_id=None, secret_access_key=None, cache_dir=None, memory_capacity=None,
+            access_key_id=None, secret_access_key=None, session_token=None, anonymous=None,
+            addressing=None, cache_dir=None, memory_capacity=None,
             disk_capacity=None, disk=None, decoded_memory_capacity=None, decoded_disk_capacity=None,
             concurrency=None, origin_timeout=None, origin_io_timeout=None, retries=None,
             max_frame_pixels=None, max_object_size=None, lock_wait=None, min_free=None))]
@@ -32,6 +33,9 @@ pymethods_with_twins! {
             region: Option<String>,
             access_key_id: Option<String>,
             secret_access_key: Option<String>,
+            session_token: Option<String>,
+            anonymous: Option<bool>,
+            addressing: Option<String>,
             cache_dir: Option<PathBuf>,
             memory_capacity: Option<u64>,
             disk_capacity: Option<u64>,
@@ -55,6 +59,9 @@ pymethods_with_twins! {
                 region,
                 access_key_id,
                 secret_access_key,
+                session_token,
+                anonymous,
+                addressing,
                 cache_dir,
                 memory_capacity,
                 disk_capacity,

@@ -18,6 +18,8 @@ class FakeS3:
         self.bucket = bucket
         self.objects: dict[str, bytes] = {}
         self.requests = 0
+        # Each request's headers, names in lower case.
+        self.headers: list[dict[str, str]] = []
         self.held = False
         self.arrived = threading.Event()
         self.release = threading.Event()
@@ -46,6 +48,7 @@ class FakeS3:
 
             def do_GET(self):
                 owner.requests += 1
+                owner.headers.append({k.lower(): v for k, v in self.headers.items()})
                 key, query = self._key()
                 if not key:
                     prefix = query.get("prefix", "")
@@ -71,6 +74,7 @@ class FakeS3:
 
             def do_HEAD(self):
                 owner.requests += 1
+                owner.headers.append({k.lower(): v for k, v in self.headers.items()})
                 key, _ = self._key()
                 return self._object(key)
 

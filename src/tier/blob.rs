@@ -129,6 +129,7 @@ pub struct BlobTier {
     op: Operator,
     description: String,
     metrics: Arc<Metrics>,
+    signing: Option<Arc<crate::credentials::SigningRecord>>,
 }
 
 impl BlobTier {
@@ -138,7 +139,14 @@ impl BlobTier {
             op,
             description,
             metrics,
+            signing: None,
         }
+    }
+
+    /// Names the credentials that signed the latest request in access-denied errors.
+    pub fn with_signing_record(mut self, record: Arc<crate::credentials::SigningRecord>) -> Self {
+        self.signing = Some(record);
+        self
     }
 
     /// The underlying operator.
@@ -148,6 +156,29 @@ impl BlobTier {
 
     fn failed(&self, op: &'static str, key: &str, e: opendal::Error) -> Error {
         crate::metrics::TierCounters::bump(&self.metrics.origin.errors);
+        let miss = self.signing.as_ref().and_then(|r| r.take_miss());
+        let e = if let Some(message) = miss.filter(|_| e.kind() == ErrorKind::Unexpected) {
+            // Signing found no credentials: say which sources were tried and the fix.
+            opendal::Error::new(ErrorKind::ConfigInvalid, message)
+        } else if e.kind() == ErrorKind::PermissionDenied {
+            let signed = self
+                .signing
+                .as_ref()
+                .and_then(|r| r.describe())
+                .unwrap_or_else(|| "no credentials (unsigned)".to_owned());
+            // Which bucket and credentials: what the fix depends on (never the secret).
+            opendal::Error::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "access denied to {} for {op}, signed with {signed}: the key's policy \
+                     must allow this operation on the bucket",
+                    self.description
+                ),
+            )
+            .set_source(e)
+        } else {
+            e
+        };
         Error::storage(op, key, e)
     }
 }

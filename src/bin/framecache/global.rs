@@ -1,61 +1,77 @@
 //! Global flags: each read from the environment too, turned into a [`CacheConfig`].
 
 use clap::{Args, ValueEnum};
-use framecache::{
-    Backend, CacheConfig, DecodedConfig, DiskConfig, S3Config, default_cache_dir, default_fs_root,
-};
+use framecache::{Addressing, Backend, CacheConfig};
 use std::path::PathBuf;
 
+/// Every flag is optional and overrides the same setting read from the environment by
+/// [`CacheConfig::from_env`] (the one reader of variables: each flag's doc names its variable).
 #[derive(Args)]
 pub struct Global {
-    /// Origin backend: a local directory (default) or S3.
-    #[arg(long, env = "FRAMECACHE_BACKEND", value_enum, default_value_t = BackendKind::Fs, global = true)]
-    backend: BackendKind,
-    /// Root directory of the fs backend [default: ~/.local/share/framecache/store].
-    #[arg(long, env = "FRAMECACHE_ROOT", global = true)]
+    /// Origin backend: a local directory (default) or S3 [env: FRAMECACHE_BACKEND].
+    #[arg(long, value_enum, global = true)]
+    backend: Option<BackendKind>,
+    /// Root directory of the fs backend [env: FRAMECACHE_ROOT; default:
+    /// ~/.local/share/framecache/store].
+    #[arg(long, global = true)]
     root: Option<PathBuf>,
-    /// S3 bucket.
-    #[arg(long, env = "S3_BUCKET", default_value = "mpr", global = true)]
-    bucket: String,
-    /// S3 endpoint URL (keys come only from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY).
-    #[arg(long, env = "AWS_ENDPOINT_URL", global = true)]
+    /// S3 bucket [env: S3_BUCKET; default: mpr].
+    #[arg(long, global = true)]
+    bucket: Option<String>,
+    /// S3 endpoint URL [env: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, S3_ENDPOINT_URL, the
+    /// profile's endpoint_url; default: AWS].
+    #[arg(long, global = true)]
     endpoint: Option<String>,
-    /// S3 region.
-    #[arg(long, env = "AWS_REGION", default_value = "us-east-1", global = true)]
-    region: String,
-    /// Disk cache directory [default: ~/.cache/framecache].
-    #[arg(long, env = "FRAMECACHE_CACHE_DIR", global = true)]
+    /// S3 region [env: AWS_REGION, AWS_DEFAULT_REGION, the profile's region; default:
+    /// us-east-1].
+    #[arg(long, global = true)]
+    region: Option<String>,
+    /// Send S3 requests unsigned, for a public bucket [env: FRAMECACHE_S3_ANONYMOUS].
+    /// Otherwise credentials come from boto3's chain (see docs/operations.md).
+    #[arg(long, global = true)]
+    anonymous: bool,
+    /// S3 addressing: auto (virtual-hosted on AWS, path-style elsewhere), path or virtual
+    /// [env: FRAMECACHE_S3_ADDRESSING].
+    #[arg(long, global = true)]
+    addressing: Option<Addressing>,
+    /// Disk cache directory [env: FRAMECACHE_CACHE_DIR; default: ~/.cache/framecache].
+    #[arg(long, global = true)]
     cache_dir: Option<PathBuf>,
-    /// Memory tier capacity (e.g. 512MiB).
-    #[arg(long, env = "FRAMECACHE_MEMORY_CAPACITY", default_value = "512MiB", value_parser = parse_size, global = true)]
-    memory_capacity: u64,
-    /// Disk tier capacity (e.g. 10GiB); auto: 5 % of the cache directory's filesystem, at
-    /// most 10 GiB.
-    #[arg(long, env = "FRAMECACHE_DISK_CAPACITY", default_value = "auto", value_parser = parse_capacity, global = true)]
-    disk_capacity: u64,
-    /// Decoded-frame memory tier capacity, per process (e.g. 2GiB; 0 turns it off).
-    #[arg(long, env = "FRAMECACHE_DECODED_MEMORY_CAPACITY", default_value = "2GiB", value_parser = parse_size, global = true)]
-    decoded_memory_capacity: u64,
-    /// Decoded-frame disk tier capacity, shared by the machine's processes (e.g. 64GiB; 0
-    /// turns it off); auto: 10 % of the cache directory's filesystem, at most 64 GiB.
-    #[arg(long, env = "FRAMECACHE_DECODED_DISK_CAPACITY", default_value = "auto", value_parser = parse_capacity, global = true)]
-    decoded_disk_capacity: u64,
+    /// Memory tier capacity, e.g. 512MiB [env: FRAMECACHE_MEMORY_CAPACITY; default: 512MiB].
+    #[arg(long, value_parser = parse_size, global = true)]
+    memory_capacity: Option<u64>,
+    /// Disk tier capacity, e.g. 10GiB, or auto: 5 % of the cache directory's filesystem, at
+    /// most 10 GiB [env: FRAMECACHE_DISK_CAPACITY; default: auto].
+    #[arg(long, value_parser = parse_capacity, global = true)]
+    disk_capacity: Option<u64>,
+    /// Decoded-frame memory tier capacity, per process; 0 turns it off
+    /// [env: FRAMECACHE_DECODED_MEMORY_CAPACITY; default: 2GiB].
+    #[arg(long, value_parser = parse_size, global = true)]
+    decoded_memory_capacity: Option<u64>,
+    /// Decoded-frame disk tier capacity, shared by the machine's processes; 0 turns it off;
+    /// auto: 10 % of the cache directory's filesystem, at most 64 GiB
+    /// [env: FRAMECACHE_DECODED_DISK_CAPACITY; default: auto].
+    #[arg(long, value_parser = parse_capacity, global = true)]
+    decoded_disk_capacity: Option<u64>,
     /// Free space the disk tiers leave on their filesystem: a size (2GiB, 0 for none), a
-    /// percentage of the filesystem (5%), or auto: 5 %, at most 4 GiB.
-    #[arg(long, env = "FRAMECACHE_MIN_FREE", default_value = "auto", value_parser = parse_min_free, global = true)]
-    min_free: framecache::MinFree,
+    /// percentage of the filesystem (5%), or auto: 5 %, at most 4 GiB
+    /// [env: FRAMECACHE_MIN_FREE; default: auto].
+    #[arg(long, value_parser = parse_min_free, global = true)]
+    min_free: Option<framecache::MinFree>,
     /// Largest frame a load decodes, in pixels (a count, or WIDTHxHEIGHT); a JPEG whose
-    /// header claims more is refused before decoding (the default is Pillow's limit).
-    #[arg(long, env = "FRAMECACHE_MAX_FRAME_PIXELS", default_value = "178956970", value_parser = parse_pixels, global = true)]
-    max_frame_pixels: u64,
-    /// Largest origin object read (e.g. 64MiB); larger ones are refused from their listed
-    /// size, before the download.
-    #[arg(long, env = "FRAMECACHE_MAX_OBJECT_SIZE", default_value = "64MiB", value_parser = parse_size, global = true)]
-    max_object_size: u64,
+    /// header claims more is refused before decoding [env: FRAMECACHE_MAX_FRAME_PIXELS;
+    /// default: 178956970, Pillow's limit].
+    #[arg(long, value_parser = parse_pixels, global = true)]
+    max_frame_pixels: Option<u64>,
+    /// Largest origin object read; larger ones are refused from their listed size, before
+    /// the download [env: FRAMECACHE_MAX_OBJECT_SIZE; default: 64MiB].
+    #[arg(long, value_parser = parse_size, global = true)]
+    max_object_size: Option<u64>,
     /// Longest wait, in seconds, for one of the disk cache's locks (a frame's decode, a
-    /// key's fetch, the directory); past it a process goes on alone, counted in `stats`.
-    #[arg(long, env = "FRAMECACHE_LOCK_WAIT", default_value = "60", value_parser = parse_seconds, global = true)]
-    lock_wait: std::time::Duration,
+    /// key's fetch, the directory); past it a process goes on alone, counted in `stats`
+    /// [env: FRAMECACHE_LOCK_WAIT; default: 60].
+    #[arg(long, value_parser = parse_seconds, global = true)]
+    lock_wait: Option<std::time::Duration>,
     /// Print machine-readable JSON.
     #[arg(long, global = true)]
     pub json: bool,
@@ -65,6 +81,15 @@ pub struct Global {
 enum BackendKind {
     Fs,
     S3,
+}
+
+impl BackendKind {
+    fn name(self) -> &'static str {
+        match self {
+            BackendKind::Fs => "fs",
+            BackendKind::S3 => "s3",
+        }
+    }
 }
 
 /// Parses `178956970` or `8192x8192`, naming the value when it cannot.
@@ -93,50 +118,79 @@ fn parse_size(s: &str) -> std::result::Result<u64, String> {
 }
 
 impl Global {
-    /// The origin as the user configured it, without credentials.
-    pub fn origin_description(&self) -> String {
-        match self.backend {
-            BackendKind::Fs => format!(
-                "fs:{}",
-                self.root.clone().unwrap_or_else(default_fs_root).display()
-            ),
-            BackendKind::S3 => format!(
-                "s3://{} at {}",
-                self.bucket,
-                self.endpoint.as_deref().unwrap_or("AWS")
-            ),
+    /// The cache configuration of the environment with these flags over it.
+    ///
+    /// # Errors
+    /// A variable whose value cannot be used, named.
+    pub fn config(&self) -> framecache::Result<CacheConfig> {
+        let mut config = CacheConfig::from_env_with_backend(self.backend.map(BackendKind::name))?;
+        match &mut config.backend {
+            Backend::Fs { root } => {
+                if let Some(given) = &self.root {
+                    *root = given.clone();
+                }
+            }
+            Backend::S3(s3) => {
+                if let Some(bucket) = &self.bucket {
+                    s3.bucket = bucket.clone();
+                }
+                if let Some(endpoint) = &self.endpoint {
+                    s3.endpoint = Some(endpoint.clone());
+                }
+                if let Some(region) = &self.region {
+                    s3.region = region.clone();
+                }
+                if self.anonymous {
+                    s3.anonymous = true;
+                }
+                if let Some(addressing) = self.addressing {
+                    s3.addressing = addressing;
+                }
+            }
+            Backend::Memory => {}
         }
+        if let Some(bytes) = self.memory_capacity {
+            config.memory_capacity = bytes;
+        }
+        if let Some(min_free) = self.min_free {
+            config.min_free = min_free;
+        }
+        if let Some(disk) = config.disk.as_mut() {
+            if let Some(dir) = &self.cache_dir {
+                disk.dir = dir.clone();
+            }
+            if let Some(bytes) = self.disk_capacity {
+                disk.capacity = bytes;
+            }
+        }
+        if let Some(bytes) = self.decoded_memory_capacity {
+            config.decoded.memory_capacity = bytes;
+        }
+        if let Some(bytes) = self.decoded_disk_capacity {
+            config.decoded.disk_capacity = bytes;
+        }
+        if let Some(n) = self.max_frame_pixels {
+            config.max_frame_pixels = n;
+        }
+        if let Some(n) = self.max_object_size {
+            config.max_object_size = n;
+        }
+        if let Some(wait) = self.lock_wait {
+            config.lock_wait = wait;
+        }
+        Ok(config)
     }
+}
 
-    /// The cache configuration these flags describe.
-    pub fn config(&self) -> CacheConfig {
-        let backend = match self.backend {
-            BackendKind::Fs => Backend::Fs {
-                root: self.root.clone().unwrap_or_else(default_fs_root),
-            },
-            BackendKind::S3 => Backend::S3(S3Config {
-                bucket: self.bucket.clone(),
-                endpoint: self.endpoint.clone(),
-                region: self.region.clone(),
-                ..S3Config::from_env()
-            }),
-        };
-        CacheConfig {
-            backend,
-            memory_capacity: self.memory_capacity,
-            disk: Some(DiskConfig {
-                dir: self.cache_dir.clone().unwrap_or_else(default_cache_dir),
-                capacity: self.disk_capacity,
-            }),
-            decoded: DecodedConfig {
-                memory_capacity: self.decoded_memory_capacity,
-                disk_capacity: self.decoded_disk_capacity,
-            },
-            max_frame_pixels: self.max_frame_pixels,
-            max_object_size: self.max_object_size,
-            lock_wait: self.lock_wait,
-            min_free: self.min_free,
-            ..CacheConfig::default()
-        }
+/// The origin of a configuration as the user described it, without credentials.
+pub fn origin_description(config: &CacheConfig) -> String {
+    match &config.backend {
+        Backend::Fs { root } => format!("fs:{}", root.display()),
+        Backend::S3(s3) => format!(
+            "s3://{} at {}",
+            s3.bucket,
+            s3.endpoint.as_deref().unwrap_or("AWS")
+        ),
+        Backend::Memory => "memory".to_owned(),
     }
 }

@@ -164,7 +164,11 @@ fn main() {
         .with_writer(|| Redacting(std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    let origin = cli.global.origin_description();
+    let config = cli.global.config();
+    let origin = config
+        .as_ref()
+        .map(global::origin_description)
+        .unwrap_or_default();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -172,7 +176,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let ran = runtime.block_on(run(cli));
+    let ran = runtime.block_on(run(cli, config));
     // Raw frames a command decoded are written behind it: kept for the machine's next
     // loads unless that takes too long (returns at once when none is queued).
     framecache::flush_raw_writes(std::time::Duration::from_secs(30));
@@ -194,8 +198,8 @@ fn main() {
 }
 
 /// Runs one subcommand.
-async fn run(cli: Cli) -> Result<()> {
-    let config = cli.global.config();
+async fn run(cli: Cli, config: framecache::Result<framecache::CacheConfig>) -> Result<()> {
+    let config = config?;
     let json = cli.global.json;
     let fc = framecache::FrameCache::new(&config)?;
     match cli.command {
