@@ -172,6 +172,12 @@ pub struct CacheConfig {
     /// it in [`crate::Stats`]. Processes take these locks to spare each other duplicate
     /// work, so a wait this long means the holder is stuck. Default 60 s; 0 never waits.
     pub lock_wait: Duration,
+    /// How long a process may reuse a timeline's listing pages (and manifest head) it
+    /// confirmed at the origin, for reads of selections, without asking the origin again:
+    /// warm batches within it make no request, and may serve a frame rewritten at the
+    /// origin meanwhile for that long. Default 0: every read revalidates (see
+    /// `docs/operations.md`).
+    pub revalidate_after: Duration,
 }
 
 impl Default for CacheConfig {
@@ -191,6 +197,7 @@ impl Default for CacheConfig {
             max_object_size: DEFAULT_MAX_OBJECT_SIZE,
             injected_read_faults: 0.0,
             lock_wait: crate::flock::DEFAULT_LOCK_WAIT,
+            revalidate_after: Duration::ZERO,
         }
     }
 }
@@ -204,7 +211,8 @@ impl CacheConfig {
     /// `FRAMECACHE_MAX_OBJECT_SIZE` (sizes such as `512MiB`), `FRAMECACHE_MAX_FRAME_PIXELS`
     /// (a count of pixels); anything unset or empty keeps its default.
     /// `FRAMECACHE_DECODED_MEMORY_CAPACITY` and `FRAMECACHE_DECODED_DISK_CAPACITY` (sizes such
-    /// as `512MiB`), `FRAMECACHE_LOCK_WAIT` (seconds, see [`CacheConfig::lock_wait`]);
+    /// as `512MiB`), `FRAMECACHE_LOCK_WAIT` (seconds, see [`CacheConfig::lock_wait`]),
+    /// `FRAMECACHE_REVALIDATE_AFTER` (seconds, see [`CacheConfig::revalidate_after`]);
     /// anything unset or empty keeps its default.
     ///
     /// # Errors
@@ -271,7 +279,16 @@ impl CacheConfig {
             })?,
             None => defaults.lock_wait,
         };
+        let revalidate_after = match var("FRAMECACHE_REVALIDATE_AFTER") {
+            Some(v) => parse_seconds(&v).map_err(|rule| Error::Invalid {
+                what: "FRAMECACHE_REVALIDATE_AFTER",
+                value: v.clone(),
+                rule,
+            })?,
+            None => defaults.revalidate_after,
+        };
         Ok(CacheConfig {
+            revalidate_after,
             backend,
             memory_capacity,
             disk: Some(disk),
