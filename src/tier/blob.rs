@@ -446,7 +446,7 @@ impl Origin for BlobTier {
             if info.capability().list_with_start_after {
                 self.page_after(prefix, after, limit).await
             } else if info.scheme() == "fs" {
-                let dir = std::path::PathBuf::from(format!("{}{prefix}", info.root()));
+                let dir = std::path::Path::new(&info.root()).join(prefix);
                 let (owned, after) = (prefix.to_owned(), after.map(str::to_owned));
                 tokio::task::spawn_blocking(move || fs_page(&dir, &owned, after.as_deref(), limit))
                     .await

@@ -28,7 +28,7 @@ use super::manifest::{Head, parse_head};
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::metrics::TierCounters;
-use crate::tier::{LIST_PAGE, ListPage, ObjectInfo, Version};
+use crate::tier::{LIST_PAGE, ListPage, ObjectInfo};
 use futures::{StreamExt, TryStreamExt, stream};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -50,8 +50,9 @@ pub(super) struct Page {
     /// The name it starts after (exclusive); `None`: the folder's first name.
     after: Option<String>,
     listed: ListPage,
-    /// When its request was sent.
-    issued: Instant,
+    /// When its answer came: it says what the origin held at some moment while its
+    /// request was in flight, before this.
+    answered: Instant,
 }
 
 impl Page {
@@ -72,10 +73,9 @@ impl Page {
 
 /// A manifest head as last confirmed at the origin.
 struct KnownHead {
-    /// Its version, when a listing reported it and the head was read at it.
-    version: Option<Version>,
     /// `None`: the timeline had no manifest.
     head: Option<Head>,
+    /// When the answer confirming it came (see [`Page::answered`]).
     confirmed: Instant,
 }
 
@@ -83,7 +83,11 @@ struct KnownHead {
 pub(super) struct Pages {
     window: Duration,
     pages: moka::future::Cache<(String, String), Arc<Page>>,
+    /// The last head confirmed of each timeline: for the window, and for its count.
     heads: Mutex<HashMap<String, Arc<KnownHead>>>,
+    /// Heads read at the version a listing reported, by timeline and version tag: a
+    /// version names one content, so these never go stale.
+    versioned: moka::future::Cache<(String, String), Arc<Option<Head>>>,
 }
 
 impl Pages {
@@ -99,6 +103,7 @@ impl Pages {
                 .support_invalidation_closures()
                 .build(),
             heads: Mutex::default(),
+            versioned: moka::future::Cache::new(KEPT_HEADS as u64),
         }
     }
 
@@ -106,7 +111,9 @@ impl Pages {
         self.window
     }
 
-    /// Whether something confirmed at `at` may serve a read started at `since`.
+    /// Whether something confirmed by an answer that came at `at` may serve a read that
+    /// started at `since`: an answer that came after the read began (its request in
+    /// flight then, or sent since), or within the window before.
     fn fresh(&self, at: Instant, since: Instant) -> bool {
         at.checked_add(self.window).is_none_or(|until| until >= since)
     }
@@ -154,7 +161,6 @@ impl FrameCache {
         self.pages.note_head(
             timeline,
             KnownHead {
-                version: None,
                 head,
                 confirmed: since,
             },
@@ -192,12 +198,10 @@ impl FrameCache {
             if fresh_head.is_some() || expect_end {
                 return Ok(None);
             }
-            let issued = Instant::now();
             let head = self.read_head(timeline).await?;
             Ok::<_, Error>(Some(KnownHead {
-                version: None,
                 head,
-                confirmed: issued,
+                confirmed: Instant::now(),
             }))
         };
         let starts: Vec<Option<String>> = planned
@@ -259,85 +263,59 @@ impl FrameCache {
                 self.pages.note_head(timeline, read);
                 head
             }
-            (None, None) => {
-                self.head_from_pages(timeline, &pages, known.as_deref())
-                    .await?
-            }
+            (None, None) => self.head_from_pages(timeline, &pages).await?,
         };
         Ok(Confirmed { objects, head })
     }
 
-    /// The manifest head as a page reaching the folder's end reports it: the head this
-    /// process already has at that version, else read at it; read plainly when no page
-    /// reached the end.
-    async fn head_from_pages(
-        &self,
-        timeline: &str,
-        pages: &[Arc<Page>],
-        known: Option<&KnownHead>,
-    ) -> Result<Option<Head>> {
+    /// The manifest head as a page reaching the folder's end reports it: the head read at
+    /// the version it lists (once per process and version); read as it is when no page
+    /// reached the end, or the head changed since the listing.
+    async fn head_from_pages(&self, timeline: &str, pages: &[Arc<Page>]) -> Result<Option<Head>> {
         let key = layout::manifest_key(timeline)?;
-        let Some(last) = pages.iter().find(|p| p.listed.end.is_none()) else {
-            let issued = Instant::now();
-            let head = self.read_head(timeline).await?;
-            self.pages.note_head(
-                timeline,
-                KnownHead {
-                    version: None,
-                    head: head.clone(),
-                    confirmed: issued,
-                },
-            );
-            return Ok(head);
+        let last = pages.iter().find(|p| p.listed.end.is_none());
+        let listed = last.map(|p| p.find(&key).map(|o| o.version.clone()));
+        let read_at_listed = match listed {
+            // The folder's end without a manifest.
+            Some(None) => Some(Ok(None)),
+            Some(Some(Some(version))) => {
+                let versioned = (timeline.to_owned(), version.tag.clone());
+                let read = self
+                    .pages
+                    .versioned
+                    .try_get_with(versioned, async {
+                        let bytes = self.cache.origin().get_at(&key, &version).await?;
+                        let head = bytes.and_then(|b| self.parse_read_head(&key, &b));
+                        Ok::<_, Error>(Arc::new(head))
+                    })
+                    .await;
+                Some(read.map(|head| (*head).clone()).map_err(Error::Shared))
+            }
+            // The end not reached, or the manifest listed without a version.
+            _ => None,
         };
-        let listed = last.find(&key).map(|o| o.version.clone());
-        let (version, head) = match listed {
-            None => (None, None),
-            Some(version) => match known {
-                Some(k) if k.version.is_some() && k.version == version => {
-                    (version, k.head.clone())
-                }
-                _ => {
-                    let bytes = match &version {
-                        Some(v) => match self.cache.origin().get_at(&key, v).await {
-                            Ok(bytes) => bytes,
-                            // Rewritten since the listing: read it as it is now, unversioned.
-                            Err(e) if e.is_stale_version() => {
-                                let head = self.read_head(timeline).await?;
-                                self.pages.note_head(
-                                    timeline,
-                                    KnownHead {
-                                        version: None,
-                                        head: head.clone(),
-                                        confirmed: last.issued,
-                                    },
-                                );
-                                return Ok(head);
-                            }
-                            Err(e) => return Err(e),
-                        },
-                        None => self.cache.origin().get(&key).await?,
-                    };
-                    let head = bytes.and_then(|b| {
-                        let head = parse_head(&key, &b);
-                        if head.is_none() {
-                            TierCounters::bump(&self.cache.metrics().unreadable_manifests);
-                        }
-                        head
-                    });
-                    (version.filter(|_| head.is_some()), head)
-                }
-            },
+        let (head, confirmed) = match (read_at_listed, last) {
+            (Some(Ok(head)), Some(last)) => (head, last.answered),
+            (Some(Err(e)), _) if !e.is_stale_version() => return Err(e),
+            _ => (self.read_head(timeline).await?, Instant::now()),
         };
         self.pages.note_head(
             timeline,
             KnownHead {
-                version,
                 head: head.clone(),
-                confirmed: last.issued,
+                confirmed,
             },
         );
         Ok(head)
+    }
+
+    /// A manifest head's bytes parsed, an unreadable one counted.
+    fn parse_read_head(&self, key: &str, bytes: &[u8]) -> Option<Head> {
+        let head = parse_head(key, bytes);
+        if head.is_none() {
+            TierCounters::bump(&self.cache.metrics().unreadable_manifests);
+        }
+        head
     }
 
     /// The page of `timeline`'s frames folder after `after`, issued no earlier than the
@@ -355,14 +333,13 @@ impl FrameCache {
             let origin = self.cache.origin().clone();
             let (prefix, after) = (prefix.to_owned(), after.clone());
             async move {
-                let issued = Instant::now();
                 let listed = origin
                     .list_page(&prefix, after.as_deref(), LIST_PAGE)
                     .await?;
                 Ok::<_, Error>(Arc::new(Page {
                     after,
                     listed,
-                    issued,
+                    answered: Instant::now(),
                 }))
             }
         };
@@ -373,10 +350,10 @@ impl FrameCache {
                 .try_get_with(key.clone(), list())
                 .await
                 .map_err(Error::Shared)?;
-            if self.pages.fresh(page.issued, since) {
+            if self.pages.fresh(page.answered, since) {
                 return Ok(page);
             }
-            // Confirmed before this read began: not good enough, ask again.
+            // Answered before this read began (beyond the window): ask again.
             self.pages.pages.invalidate(&key).await;
         }
         // Other reads keep putting older pages back: list alone.
