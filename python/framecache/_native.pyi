@@ -104,6 +104,7 @@ class Stats(TypedDict):
     thumbnails: int
     raw_writes_dropped: int
     raw_writes_pending: int
+    origin_requests: int
 
 Scope = Literal["all", "frames", "overlays"]
 StrPath = str | PathLike[str]
@@ -163,6 +164,7 @@ class FrameCache:
         max_frame_pixels: int | None = None,
         max_object_size: int | None = None,
         lock_wait: float | None = None,
+        revalidate_after: float | None = None,
     ) -> None: ...
     @property
     def origin(self) -> str: ...

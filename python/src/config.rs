@@ -30,6 +30,7 @@ pub struct Overrides {
     pub max_frame_pixels: Option<u64>,
     pub max_object_size: Option<u64>,
     pub lock_wait: Option<f64>,
+    pub revalidate_after: Option<f64>,
 }
 
 impl Overrides {
@@ -150,6 +151,11 @@ impl Overrides {
         if let Some(secs) = self.lock_wait {
             config.lock_wait = Duration::try_from_secs_f64(secs).map_err(|_| {
                 invalid("lock_wait", secs, "must be a number of seconds, 0 or more")
+            })?;
+        }
+        if let Some(secs) = self.revalidate_after {
+            config.revalidate_after = Duration::try_from_secs_f64(secs).map_err(|_| {
+                invalid("revalidate_after", secs, "must be a number of seconds, 0 or more")
             })?;
         }
         Ok(config)

@@ -51,6 +51,11 @@ pub struct Global {
     /// key's fetch, the directory); past it a process goes on alone, counted in `stats`.
     #[arg(long, env = "FRAMECACHE_LOCK_WAIT", default_value = "60", value_parser = parse_seconds, global = true)]
     lock_wait: std::time::Duration,
+    /// Seconds a process may reuse a timeline's listing pages it confirmed at the origin
+    /// for reads of selections (0, the default: every read revalidates); a frame rewritten
+    /// at the origin may be served stale for that long (see docs/operations.md).
+    #[arg(long, env = "FRAMECACHE_REVALIDATE_AFTER", default_value = "0", value_parser = parse_seconds, global = true)]
+    revalidate_after: std::time::Duration,
     /// Print machine-readable JSON.
     #[arg(long, global = true)]
     pub json: bool,
@@ -120,6 +125,7 @@ impl Global {
             max_frame_pixels: self.max_frame_pixels,
             max_object_size: self.max_object_size,
             lock_wait: self.lock_wait,
+            revalidate_after: self.revalidate_after,
             ..CacheConfig::default()
         }
     }
