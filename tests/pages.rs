@@ -6,10 +6,10 @@
 mod common;
 
 use bytes::Bytes;
-use futures::FutureExt;
-use futures::future::BoxFuture;
 use common::{Env, Instrumented, jpeg_variant, unique};
 use framecache::{EncodedFrame, FrameCache, LoadOptions, Metrics, Seqs, layout};
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
@@ -56,7 +56,10 @@ fn batches() -> Vec<Vec<u64>> {
     let mut order: Vec<u64> = (0..FRAMES).map(|i| (i * 97 + 13) % FRAMES).collect();
     order.dedup();
     assert_eq!(
-        order.iter().collect::<std::collections::BTreeSet<_>>().len(),
+        order
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
         FRAMES as usize
     );
     order.chunks(8).map(<[u64]>::to_vec).collect()
@@ -84,10 +87,7 @@ async fn a_warm_range_of_240_costs_at_most_three_requests(env: &Env) {
     // Again in the same process: the page alone (it lists the manifest's version, which
     // this process has read).
     let before = probe.requests();
-    let again = fc
-        .load_jpegs_of(&tl, Seqs::Range(0..FRAMES))
-        .await
-        .unwrap();
+    let again = fc.load_jpegs_of(&tl, Seqs::Range(0..FRAMES)).await.unwrap();
     assert_eq!(again.len(), FRAMES as usize);
     assert_eq!(probe.requests() - before, 1);
 }
@@ -180,7 +180,10 @@ async fn a_rewritten_frame_is_not_served_stale_unless_in_the_window(env: &Env) {
         .unwrap();
     let after = strict.load_jpegs_of(&tl, batch.clone()).await.unwrap();
     assert_eq!(after[1].jpeg, rewritten, "strict: the origin's bytes");
-    assert_eq!(after[1].chunk_id, 0, "the manifest no longer describes them");
+    assert_eq!(
+        after[1].chunk_id, 0,
+        "the manifest no longer describes them"
+    );
     assert_eq!(after[0].jpeg, jpeg_variant(3, 0));
     let frames = strict
         .load_frames_of(&tl, Seqs::List(vec![150]), LoadOptions::default())
@@ -206,7 +209,10 @@ async fn pages_that_miss_a_key_are_listed_again_from_it(env: &Env) {
     // Strays sorting among the frames shift every page after them.
     for name in ["1.jpg.bak", "10a", "100.png", "2x"] {
         let key = format!("{}{name}", layout::frames_prefix(&tl).unwrap());
-        origin.put(&key, Bytes::from_static(b"stray")).await.unwrap();
+        origin
+            .put(&key, Bytes::from_static(b"stray"))
+            .await
+            .unwrap();
     }
     let (fc, probe) = counted(env, "stray", Duration::ZERO);
     let asked: Vec<u64> = vec![999, 0, 1499, 5, 1000, 731, 99, 1234];

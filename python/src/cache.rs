@@ -86,7 +86,9 @@ fn build(config: &CacheConfig) -> framecache::Result<framecache::FrameCache> {
         metrics.clone(),
     ));
     let chain = config.build_with_origin(origin, metrics);
-    Ok(framecache::FrameCache::from_chain(chain, config.concurrency)
-        .with_decoded_tiers(config)
-        .with_revalidate_after(config.revalidate_after))
+    Ok(
+        framecache::FrameCache::from_chain(chain, config.concurrency)
+            .with_decoded_tiers(config)
+            .with_revalidate_after(config.revalidate_after),
+    )
 }

@@ -155,7 +155,11 @@ impl Overrides {
         }
         if let Some(secs) = self.revalidate_after {
             config.revalidate_after = Duration::try_from_secs_f64(secs).map_err(|_| {
-                invalid("revalidate_after", secs, "must be a number of seconds, 0 or more")
+                invalid(
+                    "revalidate_after",
+                    secs,
+                    "must be a number of seconds, 0 or more",
+                )
             })?;
         }
         Ok(config)

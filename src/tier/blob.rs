@@ -133,7 +133,9 @@ fn cut_page(
     let start = after.map_or(0, |a| names.partition_point(|(n, _)| n.as_str() <= a));
     let rest = names.len() - start;
     let taken: Vec<_> = names.into_iter().skip(start).take(limit).collect();
-    let end = (rest > limit).then(|| taken.last().map(|(n, _)| n.clone())).flatten();
+    let end = (rest > limit)
+        .then(|| taken.last().map(|(n, _)| n.clone()))
+        .flatten();
     ListPage {
         objects: taken.into_iter().filter_map(|(_, o)| o).collect(),
         end,
@@ -341,7 +343,9 @@ fn fs_page(
             Err(e) => return Err(io(e)),
         };
         let mut built = opendal::MetadataBuilder::file(meta.len());
-        built.last_modified(opendal::raw::Timestamp::try_from(meta.modified().map_err(io)?)?);
+        built.last_modified(opendal::raw::Timestamp::try_from(
+            meta.modified().map_err(io)?,
+        )?);
         let built = built.build();
         objects.push(ObjectInfo {
             key: format!("{prefix}{name}"),

@@ -115,11 +115,16 @@ impl Pages {
     /// started at `since`: an answer that came after the read began (its request in
     /// flight then, or sent since), or within the window before.
     fn fresh(&self, at: Instant, since: Instant) -> bool {
-        at.checked_add(self.window).is_none_or(|until| until >= since)
+        at.checked_add(self.window)
+            .is_none_or(|until| until >= since)
     }
 
     fn head(&self, timeline: &str) -> Option<Arc<KnownHead>> {
-        self.heads.lock().expect("heads lock").get(timeline).cloned()
+        self.heads
+            .lock()
+            .expect("heads lock")
+            .get(timeline)
+            .cloned()
     }
 
     fn note_head(&self, timeline: &str, known: KnownHead) {
@@ -395,7 +400,11 @@ impl Model {
     /// The position of `seq`'s key among the keys of `0..=m` (`seq` itself need not be in
     /// it).
     fn rank(&self, seq: u64) -> u64 {
-        let digits: Vec<u64> = seq.to_string().bytes().map(|b| u64::from(b - b'0')).collect();
+        let digits: Vec<u64> = seq
+            .to_string()
+            .bytes()
+            .map(|b| u64::from(b - b'0'))
+            .collect();
         let mut rank: u64 = 0;
         let mut prefix: u64 = 0;
         for (i, &d) in digits.iter().enumerate() {

@@ -150,7 +150,9 @@ impl FrameCache {
         };
         if !self.pages.window().is_zero() {
             match paged.await {
-                Err(err) if err.is_origin_failure() => return self.kept_entry(timeline, seq, err).await,
+                Err(err) if err.is_origin_failure() => {
+                    return self.kept_entry(timeline, seq, err).await;
+                }
                 other => return other,
             }
         }

@@ -28,7 +28,8 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Seqs resolved (stat'ed) together: a stream's first frames wait for one window, not all.
+/// Seqs resolved (confirmed by their pages) together: a stream's first frames wait for one
+/// window, not all.
 const WINDOW: usize = 256;
 /// The most seqs one selection may name (a range is checked before anything is allocated).
 pub const MAX_SELECTION: u64 = 1 << 24;
@@ -168,7 +169,12 @@ impl FrameCache {
     /// The entries of `seqs` (in their order, duplicates repeated) as the origin has them
     /// for a read that started at `since` (see [`FrameCache::confirm`]); when the origin
     /// fails, the entries this machine kept stand in, counted as an offline load.
-    async fn resolve(&self, timeline: &str, since: Instant, seqs: &[u64]) -> Result<Vec<FrameEntry>> {
+    async fn resolve(
+        &self,
+        timeline: &str,
+        since: Instant,
+        seqs: &[u64],
+    ) -> Result<Vec<FrameEntry>> {
         let unique: BTreeSet<u64> = seqs.iter().copied().collect();
         let online = match self.resolve_online(timeline, since, &unique).await {
             // The manifest changed since its head was confirmed: confirm it again.
@@ -295,8 +301,8 @@ impl FrameCache {
     }
 
     /// Every entry of a timeline in seq order. The listing starts at once; with a complete
-    /// manifest of more than [`AHEAD_MIN`] frames, the first windows are resolved by stat
-    /// meanwhile, so the first frame does not wait for a long listing; once it is in, the
+    /// manifest of more than [`AHEAD_MIN`] frames, the first windows are resolved by their
+    /// pages meanwhile, so the first frame does not wait for a long listing; once it is in, the
     /// rest comes from it (versions included, no stats). Shorter timelines, and timelines
     /// without a manifest (written by the Python module: nothing else says which seq comes
     /// first), wait for the listing, as whole loads do.
@@ -344,7 +350,7 @@ impl FrameCache {
         .boxed()
     }
 
-    /// The windows of [`FrameCache::entries_all`]: by stat until `listing` is in.
+    /// The windows of [`FrameCache::entries_all`]: by their pages until `listing` is in.
     fn entries_ahead<'a>(
         &'a self,
         timeline: &'a str,
