@@ -382,12 +382,12 @@ struct Model {
 impl Model {
     /// Seqs within `0..=m` whose decimal form starts with the digits of `prefix` (a number
     /// without leading zeros, or 0 itself).
-    fn under(&self, prefix: u64) -> u64 {
+    fn under(&self, prefix: u128) -> u64 {
         let m = u128::from(self.m);
         if prefix == 0 {
             return 1;
         }
-        let (mut lo, mut hi) = (u128::from(prefix), u128::from(prefix));
+        let (mut lo, mut hi) = (prefix, prefix);
         let mut n: u128 = 0;
         while lo <= m {
             n += hi.min(m) - lo + 1;
@@ -400,13 +400,13 @@ impl Model {
     /// The position of `seq`'s key among the keys of `0..=m` (`seq` itself need not be in
     /// it).
     fn rank(&self, seq: u64) -> u64 {
-        let digits: Vec<u64> = seq
+        let digits: Vec<u128> = seq
             .to_string()
             .bytes()
-            .map(|b| u64::from(b - b'0'))
+            .map(|b| u128::from(b - b'0'))
             .collect();
         let mut rank: u64 = 0;
-        let mut prefix: u64 = 0;
+        let mut prefix: u128 = 0;
         for (i, &d) in digits.iter().enumerate() {
             if i == 0 {
                 if d > 0 {
@@ -417,8 +417,8 @@ impl Model {
                 }
             } else {
                 // The shorter prefix, a seq itself, sorts first when within the model.
-                if prefix <= self.m {
-                    rank += 1;
+                if prefix <= u128::from(self.m) {
+                    rank = rank.saturating_add(1);
                 }
                 for e in 0..d {
                     rank = rank.saturating_add(self.under(prefix * 10 + e));
@@ -431,7 +431,7 @@ impl Model {
 
     /// The seq whose key is at position `r` among those of `0..=m` (`r` at most `m`).
     fn nth(&self, mut r: u64) -> u64 {
-        let mut prefix = None;
+        let mut prefix: Option<u128> = None;
         for e in 0..10 {
             let n = self.under(e);
             if r < n {
@@ -443,12 +443,9 @@ impl Model {
         let Some(mut prefix) = prefix else {
             return self.m;
         };
-        if prefix == 0 {
-            return 0;
-        }
         loop {
-            if r == 0 {
-                return prefix;
+            if prefix == 0 || r == 0 {
+                return u64::try_from(prefix).unwrap_or(self.m);
             }
             r -= 1;
             let mut next = None;
@@ -462,7 +459,7 @@ impl Model {
             }
             match next {
                 Some(p) => prefix = p,
-                None => return prefix,
+                None => return u64::try_from(prefix).unwrap_or(self.m),
             }
         }
     }
@@ -498,6 +495,14 @@ mod tests {
             let expected = keys.iter().filter(|s| format!("{s}.jpg") < name).count();
             assert_eq!(model.rank(seq), expected as u64, "{seq}");
         }
+    }
+
+    #[test]
+    fn the_largest_seqs_do_not_overflow() {
+        let model = Model { m: u64::MAX };
+        let r = model.rank(u64::MAX);
+        assert_eq!(model.nth(r), u64::MAX);
+        assert!(Model { m: 10 }.rank(u64::MAX) <= 11);
     }
 
     #[test]
