@@ -377,6 +377,12 @@ pub struct CacheConfig {
     /// capacity and under its share of what the filesystem spares beyond this. Default
     /// [`MinFree::Auto`]: 5 % of the filesystem, at most 4 GiB. See `docs/operations.md`.
     pub min_free: MinFree,
+    /// How long a process may reuse a timeline's listing pages (and manifest head) it
+    /// confirmed at the origin, for reads of selections, without asking the origin again:
+    /// warm batches within it make no request, and may serve a frame rewritten at the
+    /// origin meanwhile for that long. Default 0: every read revalidates (see
+    /// `docs/operations.md`).
+    pub revalidate_after: Duration,
 }
 
 impl Default for CacheConfig {
@@ -397,6 +403,7 @@ impl Default for CacheConfig {
             injected_read_faults: 0.0,
             lock_wait: crate::flock::DEFAULT_LOCK_WAIT,
             min_free: MinFree::Auto,
+            revalidate_after: Duration::ZERO,
         }
     }
 }
@@ -413,7 +420,8 @@ impl CacheConfig {
     /// as `512MiB`), `FRAMECACHE_LOCK_WAIT` (seconds, see [`CacheConfig::lock_wait`]),
     /// `FRAMECACHE_MIN_FREE` (`auto`, a size or a percentage such as `5%`, see
     /// [`CacheConfig::min_free`]); the disk capacities also take `auto`
-    /// ([`AUTO_CAPACITY`]); anything unset or empty keeps its default.
+    /// ([`AUTO_CAPACITY`]); `FRAMECACHE_REVALIDATE_AFTER` (seconds, see
+    /// [`CacheConfig::revalidate_after`]); anything unset or empty keeps its default.
     ///
     /// # Errors
     /// [`Error::Invalid`] naming the variable when a value cannot be used.
@@ -506,7 +514,16 @@ impl CacheConfig {
             })?,
             None => defaults.min_free,
         };
+        let revalidate_after = match var("FRAMECACHE_REVALIDATE_AFTER") {
+            Some(v) => parse_seconds(&v).map_err(|rule| Error::Invalid {
+                what: "FRAMECACHE_REVALIDATE_AFTER",
+                value: v.clone(),
+                rule,
+            })?,
+            None => defaults.revalidate_after,
+        };
         Ok(CacheConfig {
+            revalidate_after,
             backend,
             memory_capacity,
             disk: Some(disk),

@@ -118,6 +118,8 @@ pub struct Metrics {
     pub(crate) thumbnails: AtomicU64,
     /// Raw frames decoded here whose entry could not be written (disk full, I/O error).
     pub(crate) raw_writes_dropped: AtomicU64,
+    /// Requests sent to the origin.
+    pub(crate) origin_requests: AtomicU64,
 }
 
 /// A point-in-time copy of every counter.
@@ -181,6 +183,9 @@ pub struct Stats {
     pub raw_writes_dropped: u64,
     /// Raw-frame writes queued behind loads and not yet done; process-wide.
     pub raw_writes_pending: u64,
+    /// Requests this cache sent to the origin: reads, stats, writes, deletes, and one per
+    /// page of 1,000 names of each listing (retries of a failed attempt not counted).
+    pub origin_requests: u64,
 }
 
 impl Metrics {
@@ -209,6 +214,7 @@ impl Metrics {
             thumbnails: self.thumbnails.load(Relaxed),
             raw_writes_dropped: self.raw_writes_dropped.load(Relaxed),
             raw_writes_pending: crate::decoded::raw_writes_pending(),
+            origin_requests: self.origin_requests.load(Relaxed),
         }
     }
 }

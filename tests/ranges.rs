@@ -129,8 +129,9 @@ async fn a_missing_seq_is_an_error_naming_it(env: &Env) {
     }
 }
 
-/// A range of k frames in a long timeline: one manifest head, the one chunk covering it,
-/// k stats and k reads; no listing. Warm, in the same process: the head and k stats.
+/// A range of k frames in a long timeline: the listing pages covering its keys (one or
+/// two), one manifest head, the one chunk covering it and k reads; no whole listing, no
+/// stat. Warm, in the same process: the page and the head.
 async fn a_range_costs_what_it_asks_not_the_timeline(env: &Env) {
     let tl = unique("rng-cost");
     write(env, &tl, 2100).await;
@@ -142,8 +143,10 @@ async fn a_range_costs_what_it_asks_not_the_timeline(env: &Env) {
         .unwrap();
     assert_eq!(frames.len(), 10);
     assert_eq!(frames[0].chunk_id, 250, "metadata from the second chunk");
-    assert_eq!(probe.lists.load(SeqCst), 0, "no listing");
-    assert_eq!(probe.stats.load(SeqCst), 10);
+    assert_eq!(probe.lists.load(SeqCst), 0, "no whole listing");
+    assert_eq!(probe.stats.load(SeqCst), 0, "no stat");
+    let pages = probe.pages.load(SeqCst);
+    assert!((1..=2).contains(&pages), "{pages} pages");
     assert_eq!(probe.reads(), 1 + 1 + 10, "head, one chunk, ten frames");
     let again = fc
         .load_frames_of(&tl, Seqs::Range(1500..1510), LoadOptions::default())
@@ -151,8 +154,8 @@ async fn a_range_costs_what_it_asks_not_the_timeline(env: &Env) {
         .unwrap();
     assert_eq!(again, frames);
     assert_eq!(probe.reads(), 12 + 1, "only the head again");
-    assert_eq!(probe.stats.load(SeqCst), 20);
-    // One frame from the middle reads the head and one chunk, never the whole index.
+    assert_eq!(probe.pages.load(SeqCst), pages + 1, "and one page");
+    // One frame from the middle: a stat, the head, one chunk, never the whole index.
     let before = probe.reads();
     let one = fc.load_frame(&tl, 777).await.unwrap().unwrap();
     assert_eq!((one.seq, one.chunk_id), (777, 177));
@@ -161,6 +164,7 @@ async fn a_range_costs_what_it_asks_not_the_timeline(env: &Env) {
         1 + 1 + 1,
         "head, chunk 0, the frame"
     );
+    assert_eq!(probe.stats.load(SeqCst), 1);
     assert_eq!(probe.lists.load(SeqCst), 0);
 }
 

@@ -104,6 +104,7 @@ class Stats(TypedDict):
     thumbnails: int
     raw_writes_dropped: int
     raw_writes_pending: int
+    origin_requests: int
 
 Scope = Literal["all", "frames", "overlays"]
 StrPath = str | PathLike[str]
@@ -167,6 +168,7 @@ class FrameCache:
         max_object_size: int | None = None,
         lock_wait: float | None = None,
         min_free: int | str | None = None,
+        revalidate_after: float | None = None,
     ) -> None: ...
     @property
     def origin(self) -> str: ...

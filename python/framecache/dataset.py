@@ -8,7 +8,9 @@ the machine shares the disk tiers, so N workers over one timeline download each 
 and decode it once per machine.
 
 A seq a timeline lacks raises :class:`~framecache.MissingFrameError` naming it, as every
-read of a selection does.
+read of a selection does. Items and batches are reads of selections: each revalidates
+with the listing page covering its frames (one request per batch, not per frame), or
+none within the cache's ``revalidate_after`` window (see docs/operations.md).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
-from framecache._errors import InvalidInputError, MissingFrameError
+from framecache._errors import InvalidInputError
 
 Output = Literal["array", "frame", "tensor"]
 
@@ -116,11 +118,11 @@ class FrameDataset(_Lazy, Sequence):
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
         timeline, seq = self.items[index]
-        frame = self.cache.load_frame(
-            timeline, seq, writeable=self.writeable, scale=self.scale
+        # A selection of one: revalidated by the listing page covering it (which also lists
+        # the manifest's version), shared with the batches around it; never a stat per item.
+        (frame,) = self.cache.load_frames(
+            timeline, seqs=[seq], writeable=self.writeable, scale=self.scale
         )
-        if frame is None:
-            raise MissingFrameError.of(timeline, seq)
         return self._convert(frame)
 
     def __getitems__(self, indices: Sequence[int]) -> list[Any]:

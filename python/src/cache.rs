@@ -23,7 +23,9 @@ use std::sync::Arc;
 /// ``FRAMECACHE_CACHE_DIR``, ``FRAMECACHE_MEMORY_CAPACITY``, ``FRAMECACHE_DISK_CAPACITY``,
 /// ``FRAMECACHE_DECODED_MEMORY_CAPACITY``, ``FRAMECACHE_DECODED_DISK_CAPACITY``,
 /// ``FRAMECACHE_LOCK_WAIT``: seconds a process waits for a disk-cache lock another one
-/// holds before it goes on alone, default 60). Decoded
+/// holds before it goes on alone, default 60; ``FRAMECACHE_REVALIDATE_AFTER``: seconds
+/// a process may reuse the listing pages it confirmed for reads of selections, default 0,
+/// every read revalidates). Decoded
 /// frames are kept too: in this process's memory, and as raw frames under the disk cache
 /// that the machine's processes share (decoded once per machine); 0 turns either off.
 /// Methods release the GIL while they work; each has an ``_async`` twin returning an
@@ -74,5 +76,9 @@ fn build(config: &CacheConfig) -> framecache::Result<framecache::FrameCache> {
     let metrics = Arc::new(framecache::Metrics::default());
     let origin = Arc::new(framecache::build_origin(config, &metrics)?);
     let chain = config.build_with_origin(origin, metrics);
-    Ok(framecache::FrameCache::from_chain(chain, config.concurrency).with_decoded_tiers(config))
+    Ok(
+        framecache::FrameCache::from_chain(chain, config.concurrency)
+            .with_decoded_tiers(config)
+            .with_revalidate_after(config.revalidate_after),
+    )
 }

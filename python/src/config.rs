@@ -34,6 +34,7 @@ pub struct Overrides {
     pub max_object_size: Option<u64>,
     pub lock_wait: Option<f64>,
     pub min_free: Option<MinFreeArg>,
+    pub revalidate_after: Option<f64>,
 }
 
 /// `min_free=`: bytes as an `int`, or `"auto"`, `"5%"`, `"2GiB"`.
@@ -182,6 +183,15 @@ impl Overrides {
                 config.min_free = framecache::MinFree::parse(&text)
                     .map_err(|rule| invalid("min_free", &text, rule))?;
             }
+        }
+        if let Some(secs) = self.revalidate_after {
+            config.revalidate_after = Duration::try_from_secs_f64(secs).map_err(|_| {
+                invalid(
+                    "revalidate_after",
+                    secs,
+                    "must be a number of seconds, 0 or more",
+                )
+            })?;
         }
         Ok(config)
     }

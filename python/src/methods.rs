@@ -23,7 +23,8 @@ pymethods_with_twins! {
             addressing=None, cache_dir=None, memory_capacity=None,
             disk_capacity=None, disk=None, decoded_memory_capacity=None, decoded_disk_capacity=None,
             concurrency=None, origin_timeout=None, origin_io_timeout=None, retries=None,
-            max_frame_pixels=None, max_object_size=None, lock_wait=None, min_free=None))]
+            max_frame_pixels=None, max_object_size=None, lock_wait=None, min_free=None,
+            revalidate_after=None))]
         #[allow(clippy::too_many_arguments)]
         fn new(
             backend: Option<String>,
@@ -50,6 +51,7 @@ pymethods_with_twins! {
             max_object_size: Option<u64>,
             lock_wait: Option<f64>,
             min_free: Option<MinFreeArg>,
+            revalidate_after: Option<f64>,
         ) -> PyResult<Self> {
             PyFrameCache::configured(Overrides {
                 backend,
@@ -76,6 +78,7 @@ pymethods_with_twins! {
                 max_object_size,
                 lock_wait,
                 min_free,
+                revalidate_after,
             })
         }
 
@@ -96,7 +99,8 @@ pymethods_with_twins! {
         /// ``decodes``, ``decode_waits``, ``thumbnails`` (made for the HTTP server),
         /// ``decode_lock_timeouts``, ``dir_lock_timeouts``, ``inherited_locks_closed``,
         /// ``unreadable_manifests``, ``private_ledgers``, ``raw_writes_dropped`` (raw frames
-        /// whose entry could not be written: disk full, I/O error), ``raw_writes_pending``; and ``disk_eviction``,
+        /// whose entry could not be written: disk full, I/O error), ``raw_writes_pending``,
+        /// ``origin_requests`` (requests sent to the origin); and ``disk_eviction``,
         /// ``decoded_disk_eviction``: the machine's evictor, the last eviction round and usage against the watermarks (from the shared ledger, no scan;
         /// ``None`` without that disk tier).
         fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {

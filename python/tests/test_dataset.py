@@ -131,3 +131,41 @@ def test_torch_dataloader_shares_the_arrays(backend, timeline):
     batches = list(loader)
     assert sum(len(b) for b in batches) == n
     assert torch.equal(batches[0][0], one)
+
+
+def _batches(n: int, size: int) -> list[list[int]]:
+    """A shuffled epoch's batches of ``size`` indices, as a ``DataLoader`` samples them."""
+    order = [(i * 97 + 13) % n for i in range(n)]
+    assert sorted(order) == list(range(n))
+    return [order[i : i + size] for i in range(0, n, size)]
+
+
+@pytest.mark.parametrize("window", [None, 3600.0])
+def test_warm_batches_ask_the_origin_a_page_at_a_time_or_not_at_all(backend, timeline, window):
+    """30 warm batches of 8 through ``FrameDataset``: at most 35 origin requests strict (a
+    listing page per batch, not a request per frame), none after the first batch within a
+    revalidation window."""
+    n = 240
+    backend.cache("writer").cache_frames(timeline, seed_frames(n))
+    backend.cache("ds").load_frames(timeline)  # every frame on this machine's disk
+    options = backend.cache_kwargs("ds")
+    if window is not None:
+        options["revalidate_after"] = window
+    dataset = FrameDataset.over_timelines({timeline: range(n)}, cache=options)
+    batches = _batches(n, 8)
+    assert len(batches) == 30
+    first = dataset.__getitems__(batches[0])
+    after_first = dataset.cache.stats()["origin_requests"]
+    assert after_first <= 3, after_first
+    for batch in batches[1:]:
+        images = dataset.__getitems__(batch)
+        assert len(images) == 8
+    requests = dataset.cache.stats()["origin_requests"]
+    if window is None:
+        assert requests <= 35, requests
+    else:
+        assert requests == after_first, requests - after_first
+        dataset[17]  # a single item too
+        assert dataset.cache.stats()["origin_requests"] == after_first
+    direct = backend.cache("direct").load_frames(timeline, seqs=batches[0])
+    assert all(np.array_equal(a, f.image) for a, f in zip(first, direct, strict=True))

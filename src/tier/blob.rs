@@ -9,6 +9,9 @@ use opendal::{EntryMode, ErrorKind, Metadata, Operator};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
+/// The most keys one listing request returns (S3's `max-keys` ceiling).
+pub const LIST_PAGE: usize = 1000;
+
 /// Times a whole read starts again after a resumed stream overshot the object's end.
 const READ_RESTARTS: u32 = 3;
 
@@ -21,6 +24,19 @@ pub struct ObjectInfo {
     pub size: u64,
     /// The version the listing saw, when the backend reports a validator.
     pub version: Option<Version>,
+}
+
+/// One page of a listing of the objects directly under a folder, in key order, from
+/// [`Origin::list_page`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    /// The objects directly under the folder (full keys), in key order. Sub-folders are
+    /// not objects and are left out, though they count towards the page's `limit`.
+    pub objects: Vec<ObjectInfo>,
+    /// The last name (relative to the folder; a sub-folder's ends with `/`) this page
+    /// covers when the listing may go on after it; `None` when the listing ended here, so
+    /// that the page says what there is from its start to the folder's end.
+    pub end: Option<String>,
 }
 
 /// One version of an object at the origin, as a listing, a stat or a write reports it: the
@@ -113,6 +129,23 @@ pub trait Origin: Send + Sync {
     fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>>;
     /// Every object under `prefix`, recursively.
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<ObjectInfo>>>;
+    /// One page of the objects directly under `prefix` (a folder, ending with `/`; not
+    /// recursive) whose names sort after `after` (everything when `None`), in key order:
+    /// up to `limit` names (objects and sub-folders) in one request where the backend can
+    /// start a listing after a key (S3 `start-after`). The default reads a whole listing
+    /// and cuts the page out of it.
+    fn list_page<'a>(
+        &'a self,
+        prefix: &'a str,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<ListPage>> {
+        async move {
+            let listed = self.list(prefix).await?;
+            Ok(page_of_listing(prefix, listed, after, limit))
+        }
+        .boxed()
+    }
     /// Whether `key` exists, without reading it.
     fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>>;
     /// Whether any object exists under `prefix`; stops at the first one found.
@@ -121,6 +154,25 @@ pub trait Origin: Send + Sync {
     fn remove_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<()>>;
     /// A description without credentials, e.g. `s3://mpr (http://127.0.0.1:3900)`.
     fn describe(&self) -> String;
+}
+
+/// The page of `names` (sorted, each with its object, `None` for a sub-folder) after
+/// `after`, at most `limit` of them.
+fn cut_page(
+    names: Vec<(String, Option<ObjectInfo>)>,
+    after: Option<&str>,
+    limit: usize,
+) -> ListPage {
+    let start = after.map_or(0, |a| names.partition_point(|(n, _)| n.as_str() <= a));
+    let rest = names.len() - start;
+    let taken: Vec<_> = names.into_iter().skip(start).take(limit).collect();
+    let end = (rest > limit)
+        .then(|| taken.last().map(|(n, _)| n.clone()))
+        .flatten();
+    ListPage {
+        objects: taken.into_iter().filter_map(|(_, o)| o).collect(),
+        end,
+    }
 }
 
 /// Blob storage through OpenDAL. `NotFound` is a miss; every other error fails the call.
@@ -152,6 +204,11 @@ impl BlobTier {
     /// The underlying operator.
     pub fn operator(&self) -> &Operator {
         &self.op
+    }
+
+    /// Counts one request to the origin ([`crate::Stats::origin_requests`]).
+    fn request(&self) {
+        crate::metrics::TierCounters::bump(&self.metrics.origin_requests);
     }
 
     fn failed(&self, op: &'static str, key: &str, e: opendal::Error) -> Error {
@@ -189,6 +246,7 @@ impl BlobTier {
     async fn read(&self, key: &str, etag: Option<&str>) -> Result<Option<Bytes>> {
         let mut restarts = 0;
         loop {
+            self.request();
             let read = match etag {
                 Some(etag) => self.op.read_with(key).if_match(etag).await,
                 None => self.op.read(key).await,
@@ -223,6 +281,145 @@ impl BlobTier {
     }
 }
 
+impl BlobTier {
+    /// A page through the service's own `start-after` (S3 `ListObjectsV2`): one request,
+    /// unless the service hands back a page shorter than `limit` that it says goes on.
+    async fn page_after(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ListPage> {
+        let start = after.map(|a| format!("{prefix}{a}"));
+        let mut listing = self.op.lister_with(prefix).limit(limit);
+        if let Some(start) = &start {
+            listing = listing.start_after(start);
+        }
+        let mut lister = match listing.await {
+            Ok(lister) => lister,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(ListPage::default()),
+            Err(e) => return Err(self.failed("list", prefix, e)),
+        };
+        let mut names: Vec<(String, Option<ObjectInfo>)> = Vec::new();
+        while names.len() < limit {
+            let Some(entry) = lister
+                .try_next()
+                .await
+                .map_err(|e| self.failed("list", prefix, e))?
+            else {
+                break;
+            };
+            let Some(name) = entry.path().strip_prefix(prefix).filter(|n| !n.is_empty()) else {
+                continue;
+            };
+            let object = (entry.metadata().mode() == EntryMode::FILE).then(|| ObjectInfo {
+                size: entry.metadata().content_length(),
+                version: Version::of(entry.metadata()),
+                key: entry.path().to_owned(),
+            });
+            names.push((name.to_owned(), object));
+        }
+        let full = names.len() >= limit;
+        names.sort_by(|a, b| a.0.cmp(&b.0));
+        let end = if full {
+            names.last().map(|(n, _)| n.clone())
+        } else {
+            None
+        };
+        Ok(ListPage {
+            objects: names.into_iter().filter_map(|(_, o)| o).collect(),
+            end,
+        })
+    }
+}
+
+/// A page of a whole listing (recursive) of `prefix`: names directly under it, sub-folders
+/// as `name/`.
+fn page_of_listing(
+    prefix: &str,
+    listed: Vec<ObjectInfo>,
+    after: Option<&str>,
+    limit: usize,
+) -> ListPage {
+    let mut names: Vec<(String, Option<ObjectInfo>)> = listed
+        .into_iter()
+        .filter_map(|o| {
+            let name = o.key.strip_prefix(prefix)?.to_owned();
+            Some(match name.split_once('/') {
+                Some((dir, _)) => (format!("{dir}/"), None),
+                None => (name, Some(o)),
+            })
+        })
+        .collect();
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    names.dedup_by(|a, b| a.0 == b.0);
+    cut_page(names, after, limit)
+}
+
+/// A page of a local folder: its names (one `readdir`, no stat), the page's cut out of
+/// them, and a stat of each object on the page only, for its version, exactly as the fs
+/// service reports it.
+fn fs_page(
+    dir: &std::path::Path,
+    prefix: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> std::result::Result<ListPage, opendal::Error> {
+    let io = |e: std::io::Error| opendal::Error::new(ErrorKind::Unexpected, e.to_string());
+    let read = match std::fs::read_dir(dir) {
+        Ok(read) => read,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ListPage::default()),
+        Err(e) => return Err(io(e)),
+    };
+    let mut names: Vec<(String, bool)> = Vec::new();
+    for entry in read {
+        let entry = entry.map_err(io)?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        let name = if is_dir { format!("{name}/") } else { name };
+        if after.is_none_or(|a| name.as_str() > a) {
+            names.push((name, is_dir));
+        }
+    }
+    let more = names.len() > limit;
+    if more {
+        names.select_nth_unstable_by(limit - 1, |a, b| a.0.cmp(&b.0));
+        names.truncate(limit);
+    }
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    let end = if more {
+        names.last().map(|(n, _)| n.clone())
+    } else {
+        None
+    };
+    let mut objects = Vec::with_capacity(names.len());
+    for (name, is_dir) in names {
+        if is_dir {
+            continue;
+        }
+        let meta = match std::fs::metadata(dir.join(&name)) {
+            Ok(meta) if meta.is_file() => meta,
+            // Removed since the readdir, or not a file: not on the page.
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(e)),
+        };
+        let mut built = opendal::MetadataBuilder::file(meta.len());
+        built.last_modified(opendal::raw::Timestamp::try_from(
+            meta.modified().map_err(io)?,
+        )?);
+        let built = built.build();
+        objects.push(ObjectInfo {
+            key: format!("{prefix}{name}"),
+            size: meta.len(),
+            version: Version::of(&built),
+        });
+    }
+    Ok(ListPage { objects, end })
+}
+
 impl Origin for BlobTier {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
         self.read(key, None).boxed()
@@ -238,6 +435,7 @@ impl Origin for BlobTier {
 
     fn stat<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<ObjectInfo>>> {
         async move {
+            self.request();
             match self.op.stat(key).await {
                 Ok(meta) => Ok(Some(ObjectInfo {
                     key: key.to_owned(),
@@ -254,6 +452,7 @@ impl Origin for BlobTier {
     fn put<'a>(&'a self, key: &'a str, value: Bytes) -> BoxFuture<'a, Result<Option<Version>>> {
         async move {
             let len = value.len();
+            self.request();
             let meta = self
                 .op
                 .write(key, value)
@@ -297,6 +496,7 @@ impl Origin for BlobTier {
 
     fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
         async move {
+            self.request();
             match self.op.delete(key).await {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
@@ -310,8 +510,15 @@ impl Origin for BlobTier {
             let entries = match self.op.list_with(prefix).recursive(true).await {
                 Ok(entries) => entries,
                 Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
-                Err(e) => return Err(self.failed("list", prefix, e)),
+                Err(e) => {
+                    self.request();
+                    return Err(self.failed("list", prefix, e));
+                }
             };
+            // One request per page of 1,000 objects, as S3 pages a listing.
+            for _ in 0..entries.len().div_ceil(LIST_PAGE).max(1) {
+                self.request();
+            }
             Ok(entries
                 .into_iter()
                 .filter(|e| e.metadata().mode() == EntryMode::FILE)
@@ -325,8 +532,35 @@ impl Origin for BlobTier {
         .boxed()
     }
 
+    fn list_page<'a>(
+        &'a self,
+        prefix: &'a str,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<ListPage>> {
+        async move {
+            self.request();
+            let info = self.op.info();
+            if info.capability().list_with_start_after {
+                self.page_after(prefix, after, limit).await
+            } else if info.scheme() == "fs" {
+                let dir = std::path::Path::new(&info.root()).join(prefix);
+                let (owned, after) = (prefix.to_owned(), after.map(str::to_owned));
+                tokio::task::spawn_blocking(move || fs_page(&dir, &owned, after.as_deref(), limit))
+                    .await
+                    .map_err(|e| Error::Config(format!("listing task failed: {e}")))?
+                    .map_err(|e| self.failed("list", prefix, e))
+            } else {
+                let listed = self.list(prefix).await?;
+                Ok(page_of_listing(prefix, listed, after, limit))
+            }
+        }
+        .boxed()
+    }
+
     fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
         async move {
+            self.request();
             self.op
                 .exists(key)
                 .await
@@ -337,6 +571,7 @@ impl Origin for BlobTier {
 
     fn has_any<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<bool>> {
         async move {
+            self.request();
             let mut lister = match self.op.lister_with(prefix).recursive(true).limit(1).await {
                 Ok(lister) => lister,
                 Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
@@ -358,6 +593,7 @@ impl Origin for BlobTier {
 
     fn remove_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<()>> {
         async move {
+            self.request();
             match self.op.delete_with(prefix).recursive(true).await {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),

@@ -5,7 +5,9 @@ mod blob;
 mod disk;
 mod memory;
 
-pub use blob::{BlobTier, ObjectInfo, Origin, PutCondition, PutOutcome, Version};
+pub use blob::{
+    BlobTier, LIST_PAGE, ListPage, ObjectInfo, Origin, PutCondition, PutOutcome, Version,
+};
 pub use disk::{
     BadEntry, DiskTier, DiskUsage, EvictionStatus, FetchLock, LimitedBy, MinFree, Recount,
     VerifyReport, auto_capacity,

@@ -26,6 +26,7 @@ mod kept;
 mod manifest;
 mod overlay_index;
 mod overlays;
+mod pages;
 mod read;
 mod select;
 mod thumbnail;
@@ -88,6 +89,8 @@ pub struct FrameCache {
     verified: Arc<Mutex<HashMap<String, blake3::Hash>>>,
     /// Frames whose header claims more pixels are refused before decoding.
     max_frame_pixels: u64,
+    /// Listing pages and manifest heads confirmed at the origin, for reads of selections.
+    pages: Arc<pages::Pages>,
 }
 
 pub(super) fn clear_prefixes(timeline: &str, scope: ClearScope) -> Result<Vec<String>> {
@@ -104,7 +107,9 @@ impl FrameCache {
     /// # Errors
     /// When the origin cannot be set up.
     pub fn new(config: &CacheConfig) -> Result<Self> {
-        Ok(Self::from_chain(config.build()?, config.concurrency).with_decoded_tiers(config))
+        Ok(Self::from_chain(config.build()?, config.concurrency)
+            .with_decoded_tiers(config)
+            .with_revalidate_after(config.revalidate_after))
     }
 
     /// Adds the decoded-frame tiers `config` describes (counted in this chain's metrics)
@@ -132,7 +137,16 @@ impl FrameCache {
             )),
             decoded: None,
             max_frame_pixels: crate::codec::DEFAULT_MAX_FRAME_PIXELS,
+            pages: Arc::new(pages::Pages::new(std::time::Duration::ZERO)),
         }
+    }
+
+    /// Lets reads of selections reuse the listing pages (and manifest heads) this handle
+    /// confirmed at the origin for `window` ([`CacheConfig::revalidate_after`]); zero, the
+    /// default, revalidates on every read.
+    pub fn with_revalidate_after(mut self, window: std::time::Duration) -> Self {
+        self.pages = Arc::new(pages::Pages::new(window));
+        self
     }
 
     /// The read-through chain underneath.
@@ -180,6 +194,7 @@ impl FrameCache {
     pub async fn clear(&self, timeline: &str, scope: ClearScope) -> Result<()> {
         let prefixes = clear_prefixes(timeline, scope)?;
         self.forget_kept(timeline)?;
+        self.pages.forget(timeline, true);
         let mut result = Ok(());
         for prefix in &prefixes {
             if let Err(e) = self.cache.origin().remove_prefix(prefix).await {
@@ -198,6 +213,7 @@ impl FrameCache {
     pub async fn clear_local(&self, timeline: &str, scope: ClearScope) -> Result<u64> {
         let mut removed = 0;
         self.forget_kept(timeline)?;
+        self.pages.forget(timeline, true);
         for prefix in clear_prefixes(timeline, scope)? {
             removed += self.cache.invalidate_local_prefix(&prefix).await;
             removed += self.drop_decoded(&prefix).await;

@@ -11,6 +11,7 @@ use crate::pixels::Pixels;
 use crate::tier::Source;
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt, stream};
+use std::time::Instant;
 
 /// One video frame with its metadata.
 #[derive(Debug, Clone, PartialEq)]
@@ -118,8 +119,9 @@ impl FrameCache {
     }
 
     /// One frame's entry as the origin has it now: one stat for its version and, when
-    /// `with_meta`, the manifest head and the one chunk holding its metadata. When the
-    /// origin fails, the entry this machine kept (counted as an offline load).
+    /// `with_meta`, the manifest head and the one chunk holding its metadata (with a
+    /// revalidation window, the page covering it instead, which later reads share). When
+    /// the origin fails, the entry this machine kept (counted as an offline load).
     pub(super) async fn frame_entry(
         &self,
         timeline: &str,
@@ -128,6 +130,32 @@ impl FrameCache {
     ) -> Result<Option<FrameEntry>> {
         let key = layout::frame_key(timeline, seq)?;
         let origin = self.cache.origin();
+        let paged = async {
+            let seqs = std::iter::once(seq).collect();
+            let confirmed = self.confirm(timeline, Instant::now(), &seqs).await?;
+            let Some(Some(info)) = confirmed.objects.get(&seq).cloned() else {
+                return Ok(None);
+            };
+            let meta = match confirmed.head.as_ref().filter(|_| with_meta) {
+                Some(head) => self.metas_of(timeline, head, &seqs).await?.remove(&seq),
+                None => None,
+            };
+            Ok::<_, Error>(Some(FrameEntry {
+                seq,
+                key: info.key,
+                size: info.size,
+                version: info.version,
+                meta,
+            }))
+        };
+        if !self.pages.window().is_zero() {
+            match paged.await {
+                Err(err) if err.is_origin_failure() => {
+                    return self.kept_entry(timeline, seq, err).await;
+                }
+                other => return other,
+            }
+        }
         let meta = async {
             if !with_meta {
                 return Ok(None);
@@ -149,19 +177,26 @@ impl FrameCache {
                 version: info.version,
                 meta,
             })),
-            Err(err) if err.is_origin_failure() => {
-                let kept = self
-                    .kept_entries(timeline, &std::iter::once(seq).collect())
-                    .await;
-                let Some(entry) = kept.into_values().next() else {
-                    return Err(err);
-                };
-                tracing::warn!("origin failed ({err}); reading {key} from the last listing kept");
-                TierCounters::bump(&self.cache.metrics().offline_loads);
-                Ok(Some(entry))
-            }
+            Err(err) if err.is_origin_failure() => self.kept_entry(timeline, seq, err).await,
             Err(err) => Err(err),
         }
+    }
+
+    /// The entry this machine kept for a frame the origin failed to confirm (counted as an
+    /// offline load), else `err`.
+    async fn kept_entry(&self, timeline: &str, seq: u64, err: Error) -> Result<Option<FrameEntry>> {
+        let kept = self
+            .kept_entries(timeline, &std::iter::once(seq).collect())
+            .await;
+        let Some(entry) = kept.into_values().next() else {
+            return Err(err);
+        };
+        tracing::warn!(
+            "origin failed ({err}); reading {} from the last listing kept",
+            entry.key
+        );
+        TierCounters::bump(&self.cache.metrics().offline_loads);
+        Ok(Some(entry))
     }
 
     /// Streams a timeline's frames in seq order, each as soon as it and those before it

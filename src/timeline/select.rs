@@ -2,9 +2,12 @@
 //! timeline before its listing is done: what a read costs follows what it asks for, not
 //! the timeline's length.
 //!
-//! A selection of k frames costs one manifest head, the manifest chunks covering the k
-//! seqs (once per process), one stat per frame (its version at the origin, which keeps
-//! local copies honest exactly as a listing does) and the frames' reads. A seq the timeline
+//! A selection of k frames costs the listing pages covering its keys (one request per
+//! 1,000 keys of a span; see `pages.rs`), which give each frame's version at the origin and
+//! keep local copies honest exactly as a whole listing does, the manifest head (none when
+//! a page reaches the folder's end and this process has already read the head at the
+//! version it lists), the manifest chunks covering the k seqs (once per process) and the
+//! frames' reads. A seq the timeline
 //! lacks fails the read with [`Error::NoFrame`] naming it; only the single-frame lookups
 //! (`load_frame`, `frame_jpeg`) answer `None`.
 
@@ -23,8 +26,10 @@ use futures::{FutureExt, Stream, StreamExt, TryStreamExt, stream};
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Instant;
 
-/// Seqs resolved (stat'ed) together: a stream's first frames wait for one window, not all.
+/// Seqs resolved (confirmed by their pages) together: a stream's first frames wait for one
+/// window, not all.
 const WINDOW: usize = 256;
 /// The most seqs one selection may name (a range is checked before anything is allocated).
 pub const MAX_SELECTION: u64 = 1 << 24;
@@ -160,24 +165,17 @@ fn loadable(timeline: &str, index: Index) -> Result<Vec<FrameEntry>> {
     }
 }
 
-/// A manifest head as read from the origin; the error is shared by every window.
-type HeadRead = std::result::Result<Option<Head>, Arc<Error>>;
-
-async fn read_shared(cache: &FrameCache, timeline: &str) -> HeadRead {
-    cache.read_head(timeline).await.map_err(Arc::new)
-}
-
 impl FrameCache {
     /// The entries of `seqs` (in their order, duplicates repeated) as the origin has them
-    /// now, against the manifest `head` the caller read (`Err`: the origin failed, so the
-    /// entries this machine kept stand in, counted as an offline load).
+    /// for a read that started at `since` (see [`FrameCache::confirm`]); when the origin
+    /// fails, the entries this machine kept stand in, counted as an offline load.
     async fn resolve(
         &self,
         timeline: &str,
-        head: &HeadRead,
+        since: Instant,
         seqs: &[u64],
     ) -> Result<Vec<FrameEntry>> {
-        self.resolve_some(timeline, head, seqs, false).await
+        self.resolve_some(timeline, since, seqs, false).await
     }
 
     /// [`FrameCache::resolve`]; with `skip_absent`, seqs the timeline lacks are left out
@@ -185,23 +183,18 @@ impl FrameCache {
     async fn resolve_some(
         &self,
         timeline: &str,
-        head: &HeadRead,
+        since: Instant,
         seqs: &[u64],
         skip_absent: bool,
     ) -> Result<Vec<FrameEntry>> {
         let unique: BTreeSet<u64> = seqs.iter().copied().collect();
-        let online = match head {
-            Ok(head) => match self.resolve_online(timeline, head.as_ref(), &unique).await {
-                // The manifest changed since its head was read: read it once more.
-                Err(Error::Vanished { key }) if !key.ends_with(".jpg") => {
-                    match self.read_head(timeline).await {
-                        Ok(head) => self.resolve_online(timeline, head.as_ref(), &unique).await,
-                        Err(e) => Err(e),
-                    }
-                }
-                other => other,
-            },
-            Err(e) => Err(Error::Shared(e.clone())),
+        let online = match self.resolve_online(timeline, since, &unique).await {
+            // The manifest changed since its head was confirmed: confirm it again.
+            Err(Error::Vanished { key }) if !key.ends_with(".jpg") => {
+                self.pages.forget(timeline, false);
+                self.resolve_online(timeline, Instant::now(), &unique).await
+            }
+            other => other,
         };
         let found = match online {
             Ok(found) => found,
@@ -231,58 +224,46 @@ impl FrameCache {
             .collect()
     }
 
-    /// [`FrameCache::resolve`] at the origin: a stat per seq and the manifest chunks
-    /// covering them, together. Seqs the origin lacks are left out (the caller names the
-    /// first one in its order).
+    /// [`FrameCache::resolve`] at the origin: the listing pages covering the seqs and the
+    /// manifest head ([`FrameCache::confirm`]), then the manifest chunks covering them. Seqs
+    /// the origin lacks are left out (the caller names the first one in its order).
     async fn resolve_online(
         &self,
         timeline: &str,
-        head: Option<&Head>,
+        since: Instant,
         seqs: &BTreeSet<u64>,
     ) -> Result<HashMap<u64, FrameEntry>> {
+        let confirmed = self.confirm(timeline, since, seqs).await?;
+        let head = confirmed.head.as_ref();
         if let Some(head) = head.filter(|h| !h.complete) {
             return Err(self.incomplete(timeline, head).await);
         }
-        let origin = self.cache.origin();
-        let stats = stream::iter(seqs.iter().copied())
-            .map(|seq| async move {
-                let key = layout::frame_key(timeline, seq)?;
-                let info = origin.stat(&key).await?;
-                Ok::<_, Error>((seq, key, info))
-            })
-            .buffered(self.concurrency)
-            .try_collect::<Vec<_>>();
-        let metas = async {
-            match head {
-                Some(head) => self.metas_of(timeline, head, seqs).await,
-                None => Ok(HashMap::new()),
-            }
+        let mut metas = match head {
+            Some(head) => self.metas_of(timeline, head, seqs).await?,
+            None => HashMap::new(),
         };
-        let (stats, mut metas) = futures::try_join!(stats, metas)?;
-        let mut found = HashMap::with_capacity(stats.len());
+        let mut found = HashMap::with_capacity(confirmed.objects.len());
         let mut absent = Vec::new();
-        for (seq, key, info) in stats {
+        for (seq, info) in confirmed.objects {
             let meta = metas.remove(&seq);
             match info {
                 Some(info) => {
+                    // An entry whose size is not the object's describes other bytes (see
+                    // `join_index`): the frame loads with the module's defaults.
+                    let meta = meta.filter(|m| m.size == info.size);
                     found.insert(
                         seq,
                         FrameEntry {
                             seq,
-                            key,
+                            key: info.key,
                             size: info.size,
                             version: info.version,
                             meta,
                         },
                     );
                 }
-                None => {
-                    absent.push(seq);
-                    // A frame the manifest lists is missing: the timeline is incomplete.
-                    if let (Some(head), Some(_)) = (head, meta) {
-                        return Err(self.incomplete(timeline, head).await);
-                    }
-                }
+                // Not there, whatever a complete manifest lists (see `join_index`).
+                None => absent.push(seq),
             }
         }
         let found_list: Vec<FrameEntry> = found.values().cloned().collect();
@@ -321,27 +302,23 @@ impl FrameCache {
         if let Err(e) = seqs.check() {
             return stream::once(async { Err(e) }).boxed();
         }
-        stream::once(async move { Arc::new(read_shared(self, timeline).await) })
-            .flat_map(move |head| {
-                stream::iter(seqs.windows())
-                    .map(move |window| {
-                        let head = head.clone();
-                        async move { self.resolve(timeline, &head, &window).await }
-                    })
-                    .buffered(2)
-            })
+        let since = Instant::now();
+        stream::iter(seqs.windows())
+            .map(move |window| async move { self.resolve(timeline, since, &window).await })
+            .buffered(2)
             .map_ok(|entries| stream::iter(entries).map(Ok::<_, Error>))
             .try_flatten()
             .boxed()
     }
 
     /// Every entry of a timeline in seq order. The listing starts at once; with a complete
-    /// manifest of more than [`AHEAD_MIN`] frames, the first windows are resolved by stat
-    /// meanwhile, so the first frame does not wait for a long listing; once it is in, the
+    /// manifest of more than [`AHEAD_MIN`] frames, the first windows are resolved by their
+    /// pages meanwhile, so the first frame does not wait for a long listing; once it is in, the
     /// rest comes from it (versions included, no stats). Shorter timelines, and timelines
     /// without a manifest (written by the Python module: nothing else says which seq comes
     /// first), wait for the listing, as whole loads do.
     fn entries_all<'a>(&'a self, timeline: &'a str) -> BoxStream<'a, Result<FrameEntry>> {
+        let since = Instant::now();
         stream::once(async move {
             let listing: Listing = {
                 let origin = self.cache.origin().clone();
@@ -355,9 +332,12 @@ impl FrameCache {
                 handle.shared()
             };
             let head = self.read_head(timeline).await;
+            if let Ok(head) = &head {
+                self.note_head(timeline, head.clone(), since);
+            }
             let ahead = matches!(&head, Ok(Some(h)) if h.complete && h.count > AHEAD_MIN);
             match head {
-                Ok(Some(head)) if ahead => self.entries_ahead(timeline, head, listing),
+                Ok(Some(head)) if ahead => self.entries_ahead(timeline, since, head, listing),
                 head => {
                     let index = match (head, listing.await) {
                         (Ok(head), Ok(listed)) => {
@@ -381,19 +361,19 @@ impl FrameCache {
         .boxed()
     }
 
-    /// The windows of [`FrameCache::entries_all`]: by stat until `listing` is in.
+    /// The windows of [`FrameCache::entries_all`]: by their pages until `listing` is in.
     fn entries_ahead<'a>(
         &'a self,
         timeline: &'a str,
+        since: Instant,
         head: Head,
         listing: Listing,
     ) -> BoxStream<'a, Result<FrameEntry>> {
-        let read: Arc<HeadRead> = Arc::new(Ok(Some(head.clone())));
         let head = Arc::new(head);
         // (next seq to emit, window size, done)
         let state = (Some(0u64), self.concurrency.min(WINDOW), false);
         stream::unfold(state, move |(from, size, done)| {
-            let (head, read, listing) = (head.clone(), read.clone(), listing.clone());
+            let (head, listing) = (head.clone(), listing.clone());
             async move {
                 let from = from.filter(|_| !done)?;
                 let peeked = listing.peek().cloned();
@@ -412,7 +392,7 @@ impl FrameCache {
                         {
                             let last = metas.last().map_or(from, |m: &FrameMeta| m.seq);
                             let seqs: Vec<u64> = (from..=last).collect();
-                            let window = self.resolve_some(timeline, &read, &seqs, true).await;
+                            let window = self.resolve_some(timeline, since, &seqs, true).await;
                             let done = window.is_err();
                             return Some((window, (Some(last + 1), WINDOW, done)));
                         }

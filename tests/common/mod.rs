@@ -145,8 +145,9 @@ pub struct Instrumented {
     /// listing, and how many times it has.
     rewritten_before_list: std::sync::Mutex<Option<String>>,
     pub rewrites: AtomicUsize,
-    /// Listings and stats that reached the origin.
+    /// Listings, listing pages and stats that reached the origin.
     pub lists: AtomicUsize,
+    pub pages: AtomicUsize,
     pub stats: AtomicUsize,
     /// Writes (conditional ones included) and removals that reached the origin.
     pub puts: AtomicUsize,
@@ -168,6 +169,7 @@ impl Instrumented {
             rewritten_before_list: std::sync::Mutex::new(None),
             rewrites: AtomicUsize::new(0),
             lists: AtomicUsize::new(0),
+            pages: AtomicUsize::new(0),
             stats: AtomicUsize::new(0),
             puts: AtomicUsize::new(0),
             removes: AtomicUsize::new(0),
@@ -237,6 +239,11 @@ impl Instrumented {
 
     pub fn reads(&self) -> usize {
         self.reads.load(SeqCst)
+    }
+
+    /// Every request counted: reads, stats, whole listings and listing pages.
+    pub fn requests(&self) -> usize {
+        self.reads() + self.stats.load(SeqCst) + self.lists.load(SeqCst) + self.pages.load(SeqCst)
     }
 }
 
@@ -317,6 +324,19 @@ impl Origin for Instrumented {
                     .await?;
             }
             self.inner.list(prefix).await
+        }
+        .boxed()
+    }
+    fn list_page<'a>(
+        &'a self,
+        prefix: &'a str,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<framecache::tier::ListPage>> {
+        async move {
+            self.pages.fetch_add(1, SeqCst);
+            self.maybe_hold(prefix).await;
+            self.inner.list_page(prefix, after, limit).await
         }
         .boxed()
     }
@@ -504,6 +524,17 @@ impl framecache::tier::Origin for Switch {
         Box::pin(async move {
             self.check(prefix)?;
             self.inner.list(prefix).await
+        })
+    }
+    fn list_page<'a>(
+        &'a self,
+        prefix: &'a str,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> futures::future::BoxFuture<'a, framecache::Result<framecache::tier::ListPage>> {
+        Box::pin(async move {
+            self.check(prefix)?;
+            self.inner.list_page(prefix, after, limit).await
         })
     }
     fn exists<'a>(

@@ -72,6 +72,12 @@ pub struct Global {
     /// [env: FRAMECACHE_LOCK_WAIT; default: 60].
     #[arg(long, value_parser = parse_seconds, global = true)]
     lock_wait: Option<std::time::Duration>,
+    /// Seconds a process may reuse a timeline's listing pages it confirmed at the origin
+    /// for reads of selections; a frame rewritten at the origin may be served stale for that
+    /// long (see docs/operations.md) [env: FRAMECACHE_REVALIDATE_AFTER; default: 0, every
+    /// read revalidates].
+    #[arg(long, value_parser = parse_seconds, global = true)]
+    revalidate_after: Option<std::time::Duration>,
     /// Print machine-readable JSON.
     #[arg(long, global = true)]
     pub json: bool,
@@ -177,6 +183,9 @@ impl Global {
         }
         if let Some(wait) = self.lock_wait {
             config.lock_wait = wait;
+        }
+        if let Some(window) = self.revalidate_after {
+            config.revalidate_after = window;
         }
         Ok(config)
     }
