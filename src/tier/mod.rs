@@ -5,7 +5,7 @@ mod blob;
 mod disk;
 mod memory;
 
-pub use blob::{BlobTier, ObjectInfo, Origin, Version};
+pub use blob::{BlobTier, Limit, ObjectInfo, Origin, Version};
 pub use disk::{BadEntry, DiskTier, DiskUsage, EvictionStatus, FetchLock, Recount, VerifyReport};
 pub use memory::MemoryTier;
 
