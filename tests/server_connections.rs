@@ -380,7 +380,7 @@ async fn a_foreign_host_is_refused_without_a_token() {
         assert!(answer.body.contains(&tl));
     }
 
-    let token = "tok-3c9e1a77b2";
+    let token = "tok-3c9e1a77b2d4f6";
     let guarded = Running::start(
         fc.clone(),
         ServeOptions {
