@@ -38,7 +38,11 @@ async fn copy_manifest(fc: &FrameCache, from: &str, to: &str) {
     for object in origin.list(&src).await.unwrap() {
         let name = &object.key[src.len()..];
         if layout::is_metadata_name(name) {
-            let bytes = origin.get(&object.key).await.unwrap().unwrap();
+            let bytes = origin
+                .get(&object.key, framecache::tier::Limit::object(u64::MAX))
+                .await
+                .unwrap()
+                .unwrap();
             origin.put(&format!("{dst}{name}"), bytes).await.unwrap();
         }
     }

@@ -69,17 +69,20 @@ pub enum Error {
         /// The limit in pixels.
         limit: u64,
     },
-    /// An origin object is larger than `max_object_size`; refused from the size its listing
-    /// or stat reported, before downloading it (or, for an object read without one, as soon
-    /// as the read shows it), and kept in no tier.
-    #[error("object {key:?} is {size} bytes, over max_object_size = {limit}")]
+    /// An origin object is larger than its limit (`max_object_size` for frames and
+    /// overlays, a fixed bound for manifest heads and chunks); refused from the size its
+    /// listing or stat reported, before downloading it (or, for an object read without one,
+    /// as soon as the read shows it: never read whole), and kept in no tier.
+    #[error("object {key:?} is {size} bytes, over {what} = {limit}")]
     ObjectTooLarge {
         /// The object key.
         key: String,
-        /// Its size in bytes.
+        /// Its size in bytes (at least `limit + 1` when the origin did not say).
         size: u64,
         /// The limit in bytes.
         limit: u64,
+        /// The limit's name: `max_object_size`, or the manifest's own bound.
+        what: &'static str,
     },
     /// An image could not be encoded.
     #[error("cannot encode frame {seq}: {reason}")]

@@ -45,6 +45,6 @@ pub use tier::{
 pub use timeline::{
     CacheUsage, ClearScope, DEFAULT_B64_QUALITY, DEFAULT_QUALITY, DecodedUsage, EncodedFrame,
     Frame, FrameB64, FrameCache, FrameEntry, FrameJpeg, FrameMeta, FramePage, MAX_SELECTION,
-    OverlayRef, Seqs, THUMBNAIL_QUALITY, Thumbnail, TierUsage, TimelineStatus, WriteMode,
-    frames_to_b64,
+    OverlayRef, Seqs, THUMBNAIL_QUALITY, Thumbnail, TierUsage, TimelinePage, TimelineStatus,
+    WriteMode, frames_to_b64,
 };

@@ -10,7 +10,7 @@ mod common;
 use bytes::Bytes;
 use common::child::{CHILD_ENV, result_of, spawn_child, var};
 use common::{Env, Instrumented, jpeg_variant as jpeg, unique};
-use framecache::tier::{ObjectInfo, Origin, PutCondition, PutOutcome, Version};
+use framecache::tier::{Limit, ObjectInfo, Origin, PutCondition, PutOutcome, Version};
 use framecache::{
     EncodedFrame, Frame, FrameCache, Metrics, TimelineStatus, WriteMode, codec, layout,
 };
@@ -410,13 +410,20 @@ impl Conditional {
     }
 }
 
+/// No bound: the test's objects are small.
+const ANY: Limit = Limit::object(u64::MAX);
+
 impl Origin for Conditional {
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, framecache::Result<Option<Bytes>>> {
-        self.inner.get(key)
+    fn get<'a>(
+        &'a self,
+        key: &'a str,
+        limit: Limit,
+    ) -> BoxFuture<'a, framecache::Result<Option<Bytes>>> {
+        self.inner.get(key, limit)
     }
     fn stat<'a>(&'a self, key: &'a str) -> BoxFuture<'a, framecache::Result<Option<ObjectInfo>>> {
         async move {
-            Ok(self.inner.get(key).await?.map(|bytes| ObjectInfo {
+            Ok(self.inner.get(key, ANY).await?.map(|bytes| ObjectInfo {
                 key: key.to_owned(),
                 size: bytes.len() as u64,
                 version: Some(Version {
@@ -457,7 +464,7 @@ impl Origin for Conditional {
                 other.await;
             }
             let _held = self.lock.lock().await;
-            let now = self.inner.get(key).await?;
+            let now = self.inner.get(key, ANY).await?;
             let holds = match condition {
                 PutCondition::Absent => now.is_none(),
                 PutCondition::Matches(etag) => now.is_some_and(|b| Conditional::etag(&b) == etag),

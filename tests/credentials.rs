@@ -15,8 +15,11 @@
 //! sign), so each holds [`Scene`]'s lock for its whole run.
 
 use bytes::Bytes;
-use framecache::tier::Origin;
+use framecache::tier::{Limit, Origin};
 use framecache::{CacheConfig, Metrics};
+
+/// Reads of the test's small objects need no bound.
+const ANY: Limit = Limit::object(u64::MAX);
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -550,7 +553,7 @@ async fn round_trip(target: &S3Target, origin: &framecache::tier::BlobTier) {
     let key = key();
     let value = Bytes::from(format!("bytes of {key}"));
     origin.put(&key, value.clone()).await.unwrap();
-    let read = origin.get(&key).await.unwrap();
+    let read = origin.get(&key, ANY).await.unwrap();
     if target.real {
         assert_eq!(read, Some(value), "Garage returns what was written");
         origin.remove_prefix(&key).await.unwrap();
@@ -649,7 +652,11 @@ async fn instance_metadata_is_not_asked_when_disabled() {
     let (endpoint, log, _) = imds(&target.key_id, &target.secret, 3600).await;
     scene.set("AWS_EC2_METADATA_SERVICE_ENDPOINT", &endpoint);
     scene.set("AWS_EC2_METADATA_DISABLED", "true");
-    let err = origin_from_env().get(&key()).await.unwrap_err().to_string();
+    let err = origin_from_env()
+        .get(&key(), ANY)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(log.lock().unwrap().is_empty(), "IMDS was asked");
     assert_eq!(target.requests(), 0, "nothing unsigned was sent");
     assert!(err.contains("no S3 credentials found"), "{err}");
@@ -660,7 +667,11 @@ async fn instance_metadata_is_not_asked_when_disabled() {
 async fn no_credentials_is_one_error_naming_each_source_in_order_and_the_fix() {
     let scene = Scene::new();
     let target = scene.s3().await;
-    let err = origin_from_env().get(&key()).await.unwrap_err().to_string();
+    let err = origin_from_env()
+        .get(&key(), ANY)
+        .await
+        .unwrap_err()
+        .to_string();
     assert_eq!(target.requests(), 0);
     let order = [
         "web identity",
@@ -720,7 +731,7 @@ async fn a_missing_instance_metadata_service_costs_at_most_a_second_once() {
     let started = Instant::now();
     for _ in 0..3 {
         let origin = framecache::build_origin(&config, &Arc::new(Metrics::default())).unwrap();
-        let err = origin.get(&key()).await.unwrap_err().to_string();
+        let err = origin.get(&key(), ANY).await.unwrap_err().to_string();
         assert!(err.contains(&format!("no answer from {endpoint}")), "{err}");
     }
     let took = started.elapsed();
@@ -836,7 +847,7 @@ async fn anonymous_requests_carry_no_signature() {
     scene.set("AWS_ACCESS_KEY_ID", &target.key_id);
     scene.set("AWS_SECRET_ACCESS_KEY", &target.secret);
     scene.set("FRAMECACHE_S3_ANONYMOUS", "1");
-    let read = origin_from_env().get(&key()).await;
+    let read = origin_from_env().get(&key(), ANY).await;
     assert_eq!(target.requests(), 1);
     assert!(target.authorizations().is_empty(), "{}", target.wire());
     if target.real {
@@ -861,7 +872,11 @@ async fn access_denied_names_the_key_id_bucket_object_and_operation() {
         "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY",
     );
     let key = key();
-    let err = origin_from_env().get(&key).await.unwrap_err().to_string();
+    let err = origin_from_env()
+        .get(&key, ANY)
+        .await
+        .unwrap_err()
+        .to_string();
     for part in [
         "access denied",
         "s3://frames-bucket",
@@ -931,7 +946,7 @@ async fn an_https_endpoint_with_a_private_ca_is_trusted_through_aws_ca_bundle() 
     let mut config = CacheConfig::from_env().unwrap();
     config.retries = 0;
     let origin = framecache::build_origin(&config, &Arc::new(Metrics::default())).unwrap();
-    let err = origin.get(&key()).await.unwrap_err().to_string();
+    let err = origin.get(&key(), ANY).await.unwrap_err().to_string();
     assert!(err.contains("storage read"), "{err}");
     assert_eq!(target.requests(), 0, "{err}");
 

@@ -7,6 +7,7 @@ mod common;
 
 use bytes::Bytes;
 use common::Env;
+use framecache::tier::Limit;
 use framecache::{
     CacheConfig, EncodedFrame, Error, Frame, FrameCache, LoadOptions, Scale, Source, codec, layout,
     synthetic_frame,
@@ -241,7 +242,9 @@ async fn an_object_over_max_object_size_is_refused_before_it_is_read() {
             key,
             size: s,
             limit,
+            what,
         } => {
+            assert_eq!(*what, "max_object_size");
             assert_eq!(key, &layout::frame_key(TL, 1).unwrap());
             assert_eq!((*s, *limit), (size, size - 1));
         }
@@ -314,7 +317,15 @@ async fn an_unreadable_manifest_is_counted_and_its_frames_still_load() {
     // refused them) does not parse.
     let key = layout::manifest_key(TL).unwrap();
     let origin = fc.chain().origin();
-    let text = String::from_utf8(origin.get(&key).await.unwrap().unwrap().to_vec()).unwrap();
+    let text = String::from_utf8(
+        origin
+            .get(&key, Limit::object(1 << 30))
+            .await
+            .unwrap()
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
     let broken = text.replacen("\"count\":2", "\"count\":null", 1);
     assert_ne!(broken, text);
     origin.put(&key, Bytes::from(broken)).await.unwrap();

@@ -841,7 +841,7 @@ async fn options_refuse_a_public_bind_without_a_token() {
     };
     assert!(Server::bind(fc.clone(), &blank).await.is_err());
     let with_token = ServeOptions {
-        token: Some("tok-abcdef".into()),
+        token: Some("tok-abcdef0123456".into()),
         ..public
     };
     let server = Server::bind(fc, &with_token).await.unwrap();

@@ -10,7 +10,7 @@ mod common;
 use bytes::Bytes;
 use common::{Env, unique};
 use framecache::server::{ServeOptions, Server};
-use framecache::tier::{ObjectInfo, Origin, Version};
+use framecache::tier::{Limit, ObjectInfo, Origin, Version};
 use framecache::{Error, FrameCache, Metrics, Result, synthetic_frame};
 use futures::future::BoxFuture;
 use serde_json::Value;
@@ -380,7 +380,7 @@ async fn a_foreign_host_is_refused_without_a_token() {
         assert!(answer.body.contains(&tl));
     }
 
-    let token = "tok-3c9e1a77b2";
+    let token = "tok-3c9e1a77b2d4f6";
     let guarded = Running::start(
         fc.clone(),
         ServeOptions {
@@ -418,7 +418,7 @@ const SECRET_PATH: &str = "/srv/private/framecache/secret-dir/entry";
 const ORIGIN_TEXT: &str = "upstream 10.1.2.3:9000 said AccessDenied";
 
 impl Origin for Broken {
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
+    fn get<'a>(&'a self, key: &'a str, _limit: Limit) -> BoxFuture<'a, Result<Option<Bytes>>> {
         Box::pin(async move {
             if self.local_failure.load(SeqCst) {
                 return Err(Error::Io {
@@ -448,6 +448,14 @@ impl Origin for Broken {
     }
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<ObjectInfo>>> {
         self.inner.list(prefix)
+    }
+    fn list_dirs<'a>(
+        &'a self,
+        prefix: &'a str,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>>> {
+        self.inner.list_dirs(prefix, after, limit)
     }
     fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
         self.inner.exists(key)

@@ -136,7 +136,10 @@ async fn b64_is_the_stored_jpeg(env: &Env) {
         let stored = fc
             .chain()
             .origin()
-            .get(&layout::frame_key(&tl, f.seq).unwrap())
+            .get(
+                &layout::frame_key(&tl, f.seq).unwrap(),
+                framecache::tier::Limit::object(1 << 30),
+            )
             .await
             .unwrap()
             .unwrap();

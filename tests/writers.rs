@@ -13,7 +13,7 @@ mod common;
 
 use common::child::{CHILD_ENV, result_of, spawn_child, var};
 use common::{Env, Instrumented, jpeg_variant as jpeg, unique};
-use framecache::tier::Origin;
+use framecache::tier::{Limit, Origin};
 use framecache::{EncodedFrame, Error, FrameCache, Metrics, TimelineStatus, WriteMode, layout};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -137,7 +137,7 @@ async fn assert_frames_are(env: &Env, timeline: &str, seqs: std::ops::Range<u64>
     let origin = env.origin(&Arc::new(Metrics::default()));
     for seq in seqs {
         let key = layout::frame_key(timeline, seq).unwrap();
-        let bytes = origin.get(&key).await.unwrap();
+        let bytes = origin.get(&key, Limit::object(1 << 30)).await.unwrap();
         assert!(
             bytes.as_ref() == Some(&jpeg(seq, variant)),
             "{key} is not writer {variant}'s"

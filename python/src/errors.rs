@@ -116,7 +116,9 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
                 ("limit", limit.into_pyobject(py)?.into_any().unbind()),
             ],
         ),
-        Error::ObjectTooLarge { key, size, limit } => (
+        Error::ObjectTooLarge {
+            key, size, limit, ..
+        } => (
             OBJECT_TOO_LARGE.import(py, MODULE, "ObjectTooLargeError")?,
             vec![
                 ("key", key.into_pyobject(py)?.into_any().unbind()),

@@ -5,7 +5,7 @@ use super::{Hit, Inner, Want};
 use crate::error::{Error, Result};
 use crate::flock::{Backoff, LockFile};
 use crate::metrics::TierCounters;
-use crate::tier::{FetchLock, Source};
+use crate::tier::{FetchLock, Limit, Source};
 use bytes::Bytes;
 
 /// A miss's place among the processes of the machine.
@@ -43,25 +43,23 @@ impl Inner {
             }
             BoxTurn::Fetch(lock) => lock,
         };
+        let limit = self.limit_of(want);
         let read = match &want.version {
-            Some(version) => self.origin.get_at(&want.key, version).await,
-            None => self.origin.get(&want.key).await,
+            Some(version) => self.origin.get_at(&want.key, version, limit).await,
+            None => self.origin.get(&want.key, limit).await,
         };
         let bytes = match read {
-            Ok(Some(bytes)) => self.within_limit(&want.key, bytes)?,
+            Ok(Some(bytes)) => bytes,
             Ok(None) => return Ok(None),
             Err(e) if e.is_stale_version() => {
                 // Rewritten since it was listed: serve what is there now, keep nothing.
                 tracing::debug!("{}: changed since listed; read unconditionally", want.key);
-                return match self.origin.get(&want.key).await? {
-                    Some(bytes) => {
-                        let bytes = self.within_limit(&want.key, bytes)?;
-                        Ok(Some(Hit {
-                            blake3: Some(blake3::hash(&bytes)),
-                            bytes,
-                            source: Source::Origin,
-                        }))
-                    }
+                return match self.origin.get(&want.key, limit).await? {
+                    Some(bytes) => Ok(Some(Hit {
+                        blake3: Some(blake3::hash(&bytes)),
+                        bytes,
+                        source: Source::Origin,
+                    })),
                     None => Ok(None),
                 };
             }
@@ -82,19 +80,15 @@ impl Inner {
         }))
     }
 
-    /// `bytes` of `key` as read from the origin, unless over the object size limit.
-    fn within_limit(&self, key: &str, bytes: Bytes) -> Result<Bytes> {
-        let limit = self
+    /// The bound of `want`'s origin read: its own, within the object size limit.
+    fn limit_of(&self, want: &Want) -> Limit {
+        let max = self
             .max_object_size
             .load(std::sync::atomic::Ordering::Relaxed);
-        if bytes.len() as u64 > limit {
-            return Err(Error::ObjectTooLarge {
-                key: key.to_owned(),
-                size: bytes.len() as u64,
-                limit,
-            });
+        match want.limit {
+            Some(limit) if limit.bytes <= max => limit,
+            _ => Limit::object(max),
         }
-        Ok(bytes)
     }
 
     /// A verified disk hit with its payload's blake3.

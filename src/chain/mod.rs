@@ -13,7 +13,7 @@
 
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, TierCounters};
-use crate::tier::{DiskTier, MemoryTier, Origin, Source, Version};
+use crate::tier::{DiskTier, Limit, MemoryTier, Origin, Source, Version};
 use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
@@ -46,6 +46,8 @@ pub(super) struct Want {
     pub(super) key: String,
     pub(super) version: Option<Version>,
     pub(super) local: String,
+    /// A bound of its own below the object size limit (manifest chunks), if any.
+    pub(super) limit: Option<Limit>,
 }
 
 pub(super) struct Flight {
@@ -95,9 +97,9 @@ impl TieredCache {
     }
 
     /// Refuses origin objects over `limit` bytes with [`Error::ObjectTooLarge`]: a read
-    /// whose object turns out larger is neither returned nor kept in any tier. (Callers
-    /// that have the listed size refuse before reading; see
-    /// [`crate::CacheConfig::max_object_size`].)
+    /// stops as soon as its object shows to be larger (never read whole), and nothing of it
+    /// is returned or kept in any tier. (Callers that have the listed size refuse before
+    /// reading; see [`crate::CacheConfig::max_object_size`].)
     pub fn with_max_object_size(self, limit: u64) -> Self {
         self.inner.max_object_size.store(limit, Relaxed);
         self
@@ -160,6 +162,21 @@ impl TieredCache {
     /// # Errors
     /// Only the origin's errors; a failing local tier is a miss.
     pub async fn get_at(&self, key: &str, version: Option<&Version>) -> Result<Option<Hit>> {
+        self.get_within(key, version, None).await
+    }
+
+    /// [`TieredCache::get_at`] of an object with a bound of its own below the object size
+    /// limit (`limit`, when given): an origin read past it is refused with
+    /// [`Error::ObjectTooLarge`] naming it.
+    ///
+    /// # Errors
+    /// As [`TieredCache::get_at`].
+    pub async fn get_within(
+        &self,
+        key: &str,
+        version: Option<&Version>,
+        limit: Option<Limit>,
+    ) -> Result<Option<Hit>> {
         let local = Self::local_key(key, version);
         if let Some(memory) = &self.inner.memory
             && let Some(bytes) = memory.lookup(&local).await
@@ -174,6 +191,7 @@ impl TieredCache {
             key: key.to_owned(),
             version: version.cloned(),
             local,
+            limit,
         });
         flight.await.map_err(Error::from_shared)
     }

@@ -2,7 +2,7 @@
 
 use super::error::json_error;
 use axum::http::Request;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 
 /// Paths served without a token: the health probe, and the viewer's and the dashboard's
@@ -56,6 +56,48 @@ pub(super) fn deny<B>(token: &Token, request: &Request<B>) -> Option<Response> {
         HeaderValue::from_static("Bearer realm=\"framecache\""),
     );
     Some(response)
+}
+
+/// The `403` answer for a cross-site request (`Sec-Fetch-Site: cross-site`, which browsers
+/// send with every request a page of another site makes) to a data route of a server
+/// without a token: a page the operator visits cannot read, or make this server fetch,
+/// anything. The pages themselves (which hold no data) stay open to links from anywhere.
+/// Clients that are not browsers send no such header and are not affected.
+pub(super) fn deny_cross_site<B>(request: &Request<B>) -> Option<Response> {
+    let path = request.uri().path();
+    if OPEN_PATHS.contains(&path) || path.starts_with(OPEN_PREFIX) {
+        return None;
+    }
+    let cross_site = request
+        .headers()
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
+    cross_site.then(|| {
+        json_error(
+            StatusCode::FORBIDDEN,
+            "cross-site requests are refused: this server has no token, so only its own \
+             pages and clients that are not browsers may read it (see --token-file)",
+        )
+    })
+}
+
+/// `Cache-Control: public, …` made `private, …`: an answer that needed a token is never
+/// for shared caches.
+pub(super) fn make_private(headers: &mut HeaderMap) {
+    let Some(value) = headers.get(header::CACHE_CONTROL) else {
+        return;
+    };
+    let Some(rest) = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("public"))
+        .map(str::to_owned)
+    else {
+        return;
+    };
+    if let Ok(private) = HeaderValue::from_str(&format!("private{rest}")) {
+        headers.insert(header::CACHE_CONTROL, private);
+    }
 }
 
 /// The credentials of a `Bearer` authorization value (scheme case-insensitive).

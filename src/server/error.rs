@@ -73,7 +73,7 @@ impl ApiError {
     }
 
     /// Maps a library error: bad input is `400`, an origin that fails (down, timing out,
-    /// refusing) is `503`, a timeline whose writer has not finished (or a write another
+    /// refusing) is `503`, an origin object over its size limit `502` (naming the limit), a timeline whose writer has not finished (or a write another
     /// writer superseded) is `409`, an object deleted while being read or a frame a range lacks is `404`, anything
     /// else `500`. Messages are redacted; those of `5xx` answers go only to the log.
     pub fn from_core(err: &Error, redactor: &Redactor, retry_after: Duration) -> Self {
@@ -94,6 +94,11 @@ impl ApiError {
                 StatusCode::CONFLICT
             }
             Error::Vanished { .. } | Error::NoFrame { .. } => StatusCode::NOT_FOUND,
+            // The origin holds an object over a limit this server keeps: its key, size and
+            // the limit are the client's to know (no path, no origin text).
+            Error::ObjectTooLarge { .. } => {
+                return Self::server(StatusCode::BAD_GATEWAY, &message, message.clone());
+            }
             _ => return Self::server(StatusCode::INTERNAL_SERVER_ERROR, "internal error", message),
         };
         Self::new(status, message)

@@ -3,7 +3,8 @@
 //! without routing, extractors, middleware or a stat, its body sent with `sendfile`.
 //!
 //! Anything it is not sure about (another method or route, a percent-encoded id, a query
-//! that is not exactly `v=<version>`, a refused `Host` or token, bytes not held) goes to
+//! that is not exactly `v=<version>`, a refused `Host`, token or cross-site request, bytes
+//! not held) goes to
 //! the router, which answers it as before: this path only ever answers what the router
 //! would answer the same way.
 
@@ -25,20 +26,16 @@ pub(super) fn answer<B>(guard: &Guard, request: &Request<B>, conn: &ConnState) -
         return None;
     }
     let (id, seq, version) = versioned_frame(request.uri())?;
-    if guard.hosts.deny(request).is_some()
-        || guard
-            .token
-            .as_ref()
-            .is_some_and(|t| super::auth::deny(t, request).is_some())
-    {
+    if guard.deny(request).is_some() {
         return None;
     }
     layout::validate_id("timeline id", id).ok()?;
     let key = layout::frame_key(id, seq).ok()?;
     let held = guard.state.versions.held(&key, version)?;
     guard.state.count_memory_hit(held.bytes.len());
-    let response = Served::new(held.bytes.clone(), held.version.clone(), true)
+    let mut response = Served::new(held.bytes.clone(), held.version.clone(), true)
         .respond(request.headers(), "image/jpeg");
+    guard.seal(&mut response);
     if response.status() == StatusCode::OK
         && let Some(file) = &held.file
     {

@@ -72,8 +72,7 @@ impl Drop for ClientSlot {
 
 impl PerClient {
     fn enter(self: &Arc<Self>, ip: IpAddr) -> Option<ClientSlot> {
-        // An IPv4 client reaching a dual-stack socket is one client, however it is spelled.
-        let ip = ip.to_canonical();
+        let ip = client_of(ip);
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let n = open.entry(ip).or_insert(0);
         if *n >= self.max {
@@ -84,6 +83,19 @@ impl PerClient {
             clients: self.clone(),
             ip,
         })
+    }
+}
+
+/// The client an address belongs to for the per-client cap: an IPv4 address (however a
+/// dual-stack socket spells it), or an IPv6 address's /64, the block a single host is
+/// usually given (it can pick any address in it).
+fn client_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let network = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(network.into())
+        }
+        v4 => v4,
     }
 }
 
@@ -500,6 +512,31 @@ mod tests {
         let _other = clients.enter(b).unwrap();
         drop(first);
         assert!(clients.enter(a).is_some(), "a slot returns when dropped");
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        let clients = Arc::new(PerClient {
+            max: 2,
+            open: Mutex::default(),
+        });
+        let a1: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let a2: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:fffe".parse().unwrap();
+        let a3: IpAddr = "2001:db8:1:2:8000::3".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        let _first = clients.enter(a1).unwrap();
+        let _second = clients.enter(a2).unwrap();
+        assert!(
+            clients.enter(a3).is_none(),
+            "a third address of the same /64 is the same client"
+        );
+        assert!(
+            clients.enter(other).is_some(),
+            "the next /64 is another client"
+        );
+        let v4: IpAddr = "10.1.2.3".parse().unwrap();
+        assert_eq!(client_of(v4), v4, "IPv4 addresses stay whole");
+        assert_eq!(client_of("::ffff:10.1.2.3".parse().unwrap()), v4);
     }
 
     #[test]

@@ -37,6 +37,30 @@ use std::time::{Duration, Instant};
 /// Environment variable the command line reads the bearer token from.
 pub const TOKEN_ENV: &str = "FRAMECACHE_TOKEN";
 
+/// The shortest bearer token accepted, in characters.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// The bearer token in `path`: its first line, surrounding whitespace removed.
+///
+/// # Errors
+/// [`Error::Config`] when the file cannot be read or holds no token (never its content).
+pub fn read_token_file(path: &std::path::Path) -> Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::Config(format!(
+            "cannot read the token file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let token = text.lines().next().unwrap_or_default().trim();
+    if token.is_empty() {
+        return Err(Error::Config(format!(
+            "the token file {} holds no token on its first line",
+            path.display()
+        )));
+    }
+    Ok(token.to_owned())
+}
+
 /// How the server listens and what it bounds. Plain data; [`ServeOptions::default`] is the
 /// safe configuration: loopback only, no token.
 #[derive(Clone)]
@@ -123,21 +147,29 @@ impl std::fmt::Debug for ServeOptions {
 }
 
 impl ServeOptions {
-    /// Checks the options: a non-loopback bind needs a token, a token must not be blank,
+    /// Checks the options: a non-loopback bind needs a token, a token must not be blank
+    /// and has at least [`MIN_TOKEN_LEN`] characters,
     /// allowed hosts are plain names, and every bound must be at least 1 (timeouts above
     /// zero).
     ///
     /// # Errors
     /// [`Error::Config`] naming the problem (never the token itself).
     pub fn validate(&self) -> Result<()> {
-        if let Some(token) = &self.token
-            && token.trim().is_empty()
-        {
-            return Err(Error::Config("the bearer token must not be blank".into()));
+        if let Some(token) = &self.token {
+            if token.trim().is_empty() {
+                return Err(Error::Config("the bearer token must not be blank".into()));
+            }
+            let len = token.chars().count();
+            if len < MIN_TOKEN_LEN {
+                return Err(Error::Config(format!(
+                    "the bearer token is {len} characters; at least {MIN_TOKEN_LEN} are needed \
+                     (e.g. `openssl rand -hex 16`)"
+                )));
+            }
         }
         if !self.bind.ip().is_loopback() && self.token.is_none() {
             return Err(Error::Config(format!(
-                "binding to {} (not loopback) requires a bearer token: pass --token or set {TOKEN_ENV}",
+                "binding to {} (not loopback) requires a bearer token: pass --token-file or set {TOKEN_ENV}",
                 self.bind
             )));
         }
@@ -243,21 +275,44 @@ struct Guard {
     in_flight: limits::InFlight,
 }
 
+impl Guard {
+    /// The answer for a request that may not go on (`Host`, cross-site without a token,
+    /// token), or `None`.
+    fn deny<B>(&self, request: &Request<B>) -> Option<Response> {
+        self.hosts.deny(request).or_else(|| match &self.token {
+            Some(token) => auth::deny(token, request),
+            None => auth::deny_cross_site(request),
+        })
+    }
+
+    /// What every answer carries, from the router or the hot path: only same-origin pages
+    /// may embed it (`Cross-Origin-Resource-Policy`), and with a token nothing is stored
+    /// by shared caches (`Cache-Control: private` instead of `public`).
+    fn seal(&self, response: &mut Response) {
+        let headers = response.headers_mut();
+        headers.insert(
+            axum::http::HeaderName::from_static("cross-origin-resource-policy"),
+            axum::http::HeaderValue::from_static("same-origin"),
+        );
+        if self.token.is_some() {
+            auth::make_private(headers);
+        }
+    }
+}
+
 /// Times and counts the request by route and status, checks the `Host` and the token,
 /// bounds it (slot and deadline), and gives error answers made outside the handlers the
 /// JSON shape.
 async fn guard_request(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = request.extensions().get::<MatchedPath>().cloned();
-    let denied = guard
-        .hosts
-        .deny(&request)
-        .or_else(|| guard.token.as_ref().and_then(|t| auth::deny(t, &request)));
+    let denied = guard.deny(&request);
     let response = match denied {
         Some(denied) => denied,
         None => limits::bounded(&guard.in_flight, next.run(request)).await,
     };
-    let response = error::json_for_bare_errors(response);
+    let mut response = error::json_for_bare_errors(response);
+    guard.seal(&mut response);
     guard.state.metrics.observe(
         route
             .as_ref()

@@ -6,7 +6,7 @@ mod disk;
 mod memory;
 
 pub use blob::{
-    BlobTier, LIST_PAGE, ListPage, ObjectInfo, Origin, PutCondition, PutOutcome, Version,
+    BlobTier, LIST_PAGE, Limit, ListPage, ObjectInfo, Origin, PutCondition, PutOutcome, Version,
 };
 pub use disk::{
     BadEntry, DiskTier, DiskUsage, EvictionStatus, FetchLock, LimitedBy, MinFree, Recount,

@@ -23,8 +23,8 @@
 
 use super::FrameCache;
 use super::manifest::{
-    CHUNK_FRAMES, ChunkRef, Entries, FrameMeta, Head, MANIFEST_FORMAT, StoredHead, head_bytes,
-    new_generation, parse_head,
+    CHUNK_FRAMES, ChunkRef, Entries, FrameMeta, HEAD_LIMIT, Head, MANIFEST_FORMAT, StoredHead,
+    head_bytes, new_generation, parse_head,
 };
 use crate::error::{Error, Result};
 use crate::layout;
@@ -138,17 +138,17 @@ impl FrameCache {
             };
             let version = info.version.filter(|v| v.etag.is_some());
             let read = match &version {
-                Some(v) => origin.get_at(key, v).await,
-                None => origin.get(key).await,
+                Some(v) => origin.get_at(key, v, HEAD_LIMIT).await,
+                None => origin.get(key, HEAD_LIMIT).await,
             };
             match read {
                 Ok(bytes) => (bytes, version.and_then(|v: Version| v.etag)),
                 // Changed between the stat and the read: the If-Match write will say so.
-                Err(e) if e.is_stale_version() => (origin.get(key).await?, None),
+                Err(e) if e.is_stale_version() => (origin.get(key, HEAD_LIMIT).await?, None),
                 Err(e) => return Err(e),
             }
         } else {
-            (origin.get(key).await?, None)
+            (origin.get(key, HEAD_LIMIT).await?, None)
         };
         let exists = bytes.is_some();
         let head = bytes.and_then(|b| parse_head(key, &b));

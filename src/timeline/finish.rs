@@ -7,7 +7,7 @@
 //! The rule is that the writer that finishes last wins; see [`FrameCache::finish_timeline`].
 
 use super::FrameCache;
-use super::manifest::{Manifest, ManifestHead, StoredHead, head_bytes, manifest_bytes};
+use super::manifest::{HEAD_LIMIT, Manifest, ManifestHead, StoredHead, head_bytes, manifest_bytes};
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::tier::{ObjectInfo, Version};
@@ -204,7 +204,7 @@ impl FrameCache {
     }
 
     async fn manifest_owner(&self, manifest_key: &str, generation: &str) -> Result<Owner> {
-        let Some(bytes) = self.cache.origin().get(manifest_key).await? else {
+        let Some(bytes) = self.cache.origin().get(manifest_key, HEAD_LIMIT).await? else {
             return Ok(Owner::Gone);
         };
         Ok(match serde_json::from_slice::<ManifestHead>(&bytes) {
@@ -225,7 +225,7 @@ impl FrameCache {
     /// it was.
     pub(super) async fn abandon(&self, manifest_key: &str, generation: &str) {
         let origin = self.cache.origin();
-        let mut manifest = match origin.get(manifest_key).await {
+        let mut manifest = match origin.get(manifest_key, HEAD_LIMIT).await {
             Ok(Some(bytes)) => match serde_json::from_slice::<StoredHead>(&bytes) {
                 Ok(m) if m.generation == generation => m,
                 _ => return,

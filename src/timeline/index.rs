@@ -102,6 +102,8 @@ impl FrameCache {
                 self.keep_listing(timeline, &index).await;
                 Ok(index)
             }
+            // An object over its limit is the origin's answer, not its absence.
+            Err(err @ Error::ObjectTooLarge { .. }) => Err(err),
             Err(err) => {
                 let Some(index) = self.kept_listing(timeline).await else {
                     return Err(err);
@@ -202,22 +204,63 @@ impl FrameCache {
         Ok(index.entries)
     }
 
-    /// Ids of every timeline in the store.
+    /// Ids of every timeline in the store, sorted: [`FrameCache::timelines_page`] after
+    /// page, so memory follows the number of timelines, not of objects.
     ///
     /// # Errors
     /// Origin failure.
     pub async fn timelines(&self) -> Result<Vec<String>> {
-        let listed = self
+        let mut ids = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .timelines_page(after.as_deref(), TIMELINES_PAGE)
+                .await?;
+            ids.extend(page.timelines);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(ids),
+            }
+        }
+    }
+
+    /// Up to `limit` timeline ids after `after` (a cursor: the last id of the page before),
+    /// in key order, and the cursor of the next page if there may be more: one delimiter
+    /// listing of the timelines' prefix, never of their objects.
+    ///
+    /// # Errors
+    /// Origin failure.
+    pub async fn timelines_page(&self, after: Option<&str>, limit: usize) -> Result<TimelinePage> {
+        let prefix = format!("{}/", layout::CACHE_PREFIX);
+        let mut names = self
             .cache
             .origin()
-            .list(&format!("{}/", layout::CACHE_PREFIX))
+            .list_dirs(&prefix, after, limit.saturating_add(1))
             .await?;
-        let mut ids: Vec<String> = listed
-            .iter()
-            .filter_map(|o| layout::timeline_of(&o.key).map(str::to_owned))
-            .collect();
-        ids.sort();
-        ids.dedup();
-        Ok(ids)
+        let more = names.len() > limit;
+        names.truncate(limit);
+        // The page's last name, valid or not, so a page of stray names still advances.
+        let next = more.then(|| names.last().cloned()).flatten();
+        let mut timelines = Vec::with_capacity(names.len());
+        for name in names {
+            if layout::validate_id("timeline id", &name).is_ok() {
+                timelines.push(name);
+            } else {
+                TierCounters::bump(&self.cache.metrics().skipped_names);
+            }
+        }
+        Ok(TimelinePage { timelines, next })
     }
+}
+
+/// Timelines per listing page of [`FrameCache::timelines`].
+const TIMELINES_PAGE: usize = 1000;
+
+/// One page of the store's timeline ids.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelinePage {
+    /// Ids, in key order.
+    pub timelines: Vec<String>,
+    /// The cursor of the next page (`after`), when there may be more.
+    pub next: Option<String>,
 }

@@ -17,6 +17,7 @@ use super::FrameCache;
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::metrics::TierCounters;
+use crate::tier::Limit;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,12 @@ const INLINE_FORMAT: u32 = 1;
 const GENERATION_CHUNKS_FORMAT: u32 = 2;
 /// Frame entries per chunk: one chunk of JSON is ~130 KB and parses in about a millisecond.
 pub(super) const CHUNK_FRAMES: usize = 1000;
+/// The largest `manifest.json` read: a head lists one reference of ~150 bytes per chunk
+/// (8 MiB: tens of millions of frames); a format 1 manifest, every entry inline, up to
+/// ~50,000 frames.
+pub(super) const HEAD_LIMIT: Limit = Limit::new(8 << 20, "the manifest head limit");
+/// The largest manifest chunk read: [`CHUNK_FRAMES`] entries of ~130 bytes, with room.
+const CHUNK_LIMIT: Limit = Limit::new(4 << 20, "the manifest chunk limit");
 /// Parsed chunks this process keeps (about 0.2 MB each parsed) before starting over.
 const KEPT_CHUNKS: usize = 256;
 
@@ -269,7 +276,7 @@ impl FrameCache {
     /// The origin's manifest head of `timeline`, if it has a readable one: one small GET.
     pub(super) async fn read_head(&self, timeline: &str) -> Result<Option<Head>> {
         let key = layout::manifest_key(timeline)?;
-        let bytes = self.cache.origin().get(&key).await?;
+        let bytes = self.cache.origin().get(&key, HEAD_LIMIT).await?;
         Ok(bytes.and_then(|b| {
             let head = parse_head(&key, &b);
             if head.is_none() {
@@ -430,7 +437,7 @@ impl FrameCache {
         if let Some(parsed) = self.chunks.lock().expect("chunk memo lock").get(&key) {
             return Ok(parsed.clone());
         }
-        let mut hit = self.cache.get_hit(&key).await?;
+        let mut hit = self.cache.get_within(&key, None, Some(CHUNK_LIMIT)).await?;
         for attempt in 0..2 {
             let Some(found) = hit else {
                 return Err(Error::Vanished { key });
@@ -452,7 +459,7 @@ impl FrameCache {
             }
             if attempt == 0 && found.source != crate::tier::Source::Origin {
                 self.cache.invalidate_local(&key).await;
-                hit = self.cache.get_hit(&key).await?;
+                hit = self.cache.get_within(&key, None, Some(CHUNK_LIMIT)).await?;
                 continue;
             }
             break;

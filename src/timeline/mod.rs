@@ -33,7 +33,7 @@ mod thumbnail;
 mod write;
 
 pub use b64::{DEFAULT_B64_QUALITY, FrameB64, frames_to_b64};
-pub use index::{FrameEntry, TimelineStatus};
+pub use index::{FrameEntry, TimelinePage, TimelineStatus};
 pub(crate) use kept::fuzz_kept_listing;
 pub use manifest::FrameMeta;
 pub(crate) use manifest::fuzz_manifest;

@@ -4,7 +4,10 @@ use super::FrameCache;
 use crate::error::Result;
 use crate::layout;
 use crate::metrics::TierCounters;
-use std::collections::BTreeSet;
+use futures::{StreamExt, TryStreamExt, stream};
+
+/// The most `(job, stage)` pairs [`FrameCache::overlay_stages`] lists.
+pub const MAX_OVERLAY_STAGES: usize = 256;
 
 /// One stored overlay, as a listing names it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -16,34 +19,59 @@ pub struct OverlayRef {
 }
 
 impl FrameCache {
-    /// The `(job, stage)` pairs that hold at least one overlay of `timeline`, sorted.
+    /// The `(job, stage)` pairs that hold at least one object of `timeline`'s overlays,
+    /// sorted; at most [`MAX_OVERLAY_STAGES`] (the first in key order).
     ///
-    /// Cost: one recursive listing of the timeline's overlays at the origin.
+    /// Cost: delimiter listings of the jobs and of each job's stages, and one listing of
+    /// at most one object per stage, never a listing of the overlays themselves: bounded
+    /// in memory and requests by the number of stages, however many overlays they hold.
     ///
     /// # Errors
-    /// Invalid id or origin failure. Object names that are not canonical overlays are
+    /// Invalid id or origin failure. Job and stage names that are not valid ids are
     /// skipped and counted in [`crate::Stats::skipped_names`].
     pub async fn overlay_stages(&self, timeline: &str) -> Result<Vec<(String, String)>> {
         let prefix = layout::overlays_prefix(timeline)?;
-        let listed = self.chain().origin().list(&prefix).await?;
-        let mut stages = BTreeSet::new();
-        for object in &listed {
-            let parsed = object.key.get(prefix.len()..).and_then(|rest| {
-                let mut parts = rest.splitn(3, '/');
-                let (job, stage, file) = (parts.next()?, parts.next()?, parts.next()?);
-                layout::validate_id("job id", job).ok()?;
-                layout::validate_id("stage", stage).ok()?;
-                layout::parse_overlay_name(file)?;
-                Some((job.to_owned(), stage.to_owned()))
-            });
-            match parsed {
-                Some(pair) => {
-                    stages.insert(pair);
+        let origin = self.chain().origin();
+        let valid = |what, name: &str| {
+            let ok = layout::validate_id(what, name).is_ok();
+            if !ok {
+                TierCounters::bump(&self.chain().metrics().skipped_names);
+            }
+            ok
+        };
+        let mut candidates = Vec::new();
+        for job in origin.list_dirs(&prefix, None, MAX_OVERLAY_STAGES).await? {
+            if !valid("job id", &job) {
+                continue;
+            }
+            let left = MAX_OVERLAY_STAGES - candidates.len();
+            for stage in origin
+                .list_dirs(&format!("{prefix}{job}/"), None, left)
+                .await?
+            {
+                if valid("stage", &stage) {
+                    candidates.push((job.clone(), stage));
                 }
-                None => TierCounters::bump(&self.chain().metrics().skipped_names),
+            }
+            if candidates.len() >= MAX_OVERLAY_STAGES {
+                break;
             }
         }
-        Ok(stages.into_iter().collect())
+        // A directory can outlive its objects on a filesystem origin.
+        let held: Vec<Option<(String, String)>> = stream::iter(candidates)
+            .map(|(job, stage)| {
+                let stage_prefix = format!("{prefix}{job}/{stage}/");
+                async move {
+                    let any = origin.has_any(&stage_prefix).await?;
+                    Ok::<_, crate::Error>(any.then_some((job, stage)))
+                }
+            })
+            .buffered(self.concurrency)
+            .try_collect()
+            .await?;
+        let mut stages: Vec<(String, String)> = held.into_iter().flatten().collect();
+        stages.sort();
+        Ok(stages)
     }
 
     /// Every overlay of a job's stage as `(seq, name)`, sorted by seq then name.

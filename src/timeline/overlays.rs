@@ -4,7 +4,7 @@ use super::FrameCache;
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::metrics::TierCounters;
-use crate::tier::ObjectInfo;
+use crate::tier::{Limit, ObjectInfo};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
 use std::collections::BTreeMap;
@@ -77,6 +77,8 @@ impl FrameCache {
             .collect();
         let loaded: Vec<Option<(String, Bytes)>> = stream::iter(wanted)
             .map(|(name, object)| async move {
+                // Refused from its listed size before any of it is read.
+                Limit::object(self.cache.max_object_size()).check(&object.key, object.size)?;
                 let hit = self
                     .cache
                     .get_at(&object.key, object.version.as_ref())

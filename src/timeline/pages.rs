@@ -24,7 +24,7 @@
 //! used without reading it again; otherwise it is read, beside the pages.
 
 use super::FrameCache;
-use super::manifest::{Head, parse_head};
+use super::manifest::{HEAD_LIMIT, Head, parse_head};
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::metrics::TierCounters;
@@ -289,7 +289,11 @@ impl FrameCache {
                     .pages
                     .versioned
                     .try_get_with(versioned, async {
-                        let bytes = self.cache.origin().get_at(&key, &version).await?;
+                        let bytes = self
+                            .cache
+                            .origin()
+                            .get_at(&key, &version, HEAD_LIMIT)
+                            .await?;
                         let head = bytes.and_then(|b| self.parse_read_head(&key, &b));
                         Ok::<_, Error>(Arc::new(head))
                     })

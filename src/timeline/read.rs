@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::layout;
 use crate::metrics::TierCounters;
 use crate::pixels::Pixels;
-use crate::tier::Source;
+use crate::tier::{Limit, Source};
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt, stream};
 use std::time::Instant;
@@ -102,14 +102,7 @@ impl FrameCache {
     /// Reads a frame that a listing just named; its absence means a concurrent delete. A
     /// frame listed larger than the object size limit is refused before it is read.
     pub(super) async fn get_listed(&self, entry: &FrameEntry) -> Result<Hit> {
-        let limit = self.cache.max_object_size();
-        if entry.size > limit {
-            return Err(Error::ObjectTooLarge {
-                key: entry.key.clone(),
-                size: entry.size,
-                limit,
-            });
-        }
+        Limit::object(self.cache.max_object_size()).check(&entry.key, entry.size)?;
         self.cache
             .get_at(&entry.key, entry.version.as_ref())
             .await?

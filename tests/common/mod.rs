@@ -5,7 +5,7 @@
 pub mod child;
 
 use bytes::Bytes;
-use framecache::tier::{BlobTier, ObjectInfo, Origin, PutCondition, PutOutcome, Version};
+use framecache::tier::{BlobTier, Limit, ObjectInfo, Origin, PutCondition, PutOutcome, Version};
 use framecache::{Backend, CacheConfig, DiskConfig, Metrics, Result, S3Config, TieredCache};
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -248,7 +248,7 @@ impl Instrumented {
 }
 
 impl Origin for Instrumented {
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
+    fn get<'a>(&'a self, key: &'a str, limit: Limit) -> BoxFuture<'a, Result<Option<Bytes>>> {
         async move {
             self.reads.fetch_add(1, SeqCst);
             if self.panic_next.swap(false, SeqCst) {
@@ -260,7 +260,7 @@ impl Origin for Instrumented {
                 let _permit = self.gate.acquire().await.unwrap();
                 self.waiting.fetch_sub(1, SeqCst);
             }
-            let read = self.inner.get(key).await;
+            let read = self.inner.get(key, limit).await;
             if self.gated_after_read.load(SeqCst) {
                 self.waiting.fetch_add(1, SeqCst);
                 let _permit = self.gate.acquire().await.unwrap();
@@ -339,6 +339,15 @@ impl Origin for Instrumented {
             self.inner.list_page(prefix, after, limit).await
         }
         .boxed()
+    }
+    fn list_dirs<'a>(
+        &'a self,
+        prefix: &'a str,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>>> {
+        self.lists.fetch_add(1, SeqCst);
+        self.inner.list_dirs(prefix, after, limit)
     }
     fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
         self.inner.exists(key)
@@ -482,10 +491,11 @@ impl framecache::tier::Origin for Switch {
     fn get<'a>(
         &'a self,
         key: &'a str,
+        limit: Limit,
     ) -> futures::future::BoxFuture<'a, framecache::Result<Option<Bytes>>> {
         Box::pin(async move {
             self.check(key)?;
-            self.inner.get(key).await
+            self.inner.get(key, limit).await
         })
     }
     fn put<'a>(
@@ -535,6 +545,17 @@ impl framecache::tier::Origin for Switch {
         Box::pin(async move {
             self.check(prefix)?;
             self.inner.list_page(prefix, after, limit).await
+        })
+    }
+    fn list_dirs<'a>(
+        &'a self,
+        prefix: &'a str,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> futures::future::BoxFuture<'a, framecache::Result<Vec<String>>> {
+        Box::pin(async move {
+            self.check(prefix)?;
+            self.inner.list_dirs(prefix, after, limit).await
         })
     }
     fn exists<'a>(

@@ -123,9 +123,15 @@ enum Command {
         /// Address to listen on; anything but loopback requires a token.
         #[arg(long, default_value = "127.0.0.1:8080")]
         bind: std::net::SocketAddr,
-        /// Bearer token required on every route but /healthz and the viewer's page.
+        /// Bearer token required on every route but /healthz and the viewer's page (at
+        /// least 16 characters). Prefer --token-file or the environment: the command line
+        /// is visible to every local user in /proc.
         #[arg(long, env = framecache::server::TOKEN_ENV, hide_env_values = true)]
         token: Option<String>,
+        /// File holding the bearer token (its first line; surrounding whitespace ignored).
+        /// Takes precedence over --token and FRAMECACHE_TOKEN.
+        #[arg(long, value_name = "PATH")]
+        token_file: Option<PathBuf>,
         /// Connections open at once.
         #[arg(long, default_value_t = 1024)]
         max_connections: usize,
@@ -251,6 +257,7 @@ async fn run(cli: Cli, config: framecache::Result<framecache::CacheConfig>) -> R
         Command::Serve {
             bind,
             token,
+            token_file,
             max_connections,
             max_connections_per_client,
             allow_hosts,
@@ -261,6 +268,10 @@ async fn run(cli: Cli, config: framecache::Result<framecache::CacheConfig>) -> R
             request_timeout,
         } => {
             let secs = std::time::Duration::from_secs;
+            let token = match token_file {
+                Some(path) => Some(framecache::server::read_token_file(&path)?),
+                None => token,
+            };
             let opts = framecache::server::ServeOptions {
                 bind,
                 token,

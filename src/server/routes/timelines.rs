@@ -15,15 +15,40 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 
-pub(super) async fn timelines(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
-    let ids = state
+/// `?after=&limit=` on `/v1/timelines`: one page of ids.
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct TimelinesQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+pub(super) async fn timelines(
+    State(state): State<AppState>,
+    query: Result<Query<TimelinesQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let Query(page) = query?;
+    let limit = page.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "invalid limit {limit}: must be within 1..={MAX_PAGE}"
+        )));
+    }
+    if let Some(after) = &page.after
+        && (after.is_empty() || after.contains('/') || after.len() > 1024)
+    {
+        return Err(ApiError::bad_request(
+            "invalid `after`: the last id of the page before",
+        ));
+    }
+    let found = state
         .cache
-        .timelines()
+        .timelines_page(page.after.as_deref(), limit)
         .await
         .map_err(|e| state.core_error(&e))?;
     Ok(json_response(
         &headers,
-        &serde_json::json!({ "timelines": ids }),
+        &serde_json::json!({ "timelines": found.timelines, "next": found.next }),
     ))
 }
 
