@@ -2,6 +2,7 @@
 
 use crate::chain::TieredCache;
 use crate::error::{Error, Result};
+use crate::localfs::{self, Sharing};
 use crate::metrics::{Metrics, TierCounters};
 use crate::tier::{BlobTier, DiskTier, MemoryTier, Origin};
 use opendal::Operator;
@@ -172,6 +173,13 @@ pub struct CacheConfig {
     /// it in [`crate::Stats`]. Processes take these locks to spare each other duplicate
     /// work, so a wait this long means the holder is stuck. Default 60 s; 0 never waits.
     pub lock_wait: Duration,
+    /// Who may use the files the disk tiers and the fs origin create: this user only
+    /// (directories `0700`, files `0600`, the default) or a group
+    /// (`FRAMECACHE_SHARE_GROUP`; see `docs/operations.md`, "Shared machines").
+    pub sharing: Sharing,
+    /// Use a cache directory on a network or FUSE filesystem (NFS, SMB, Lustre, GPFS, ...),
+    /// which is refused by default: `flock` there can succeed without locking anything.
+    pub allow_network_fs: bool,
 }
 
 impl Default for CacheConfig {
@@ -191,6 +199,8 @@ impl Default for CacheConfig {
             max_object_size: DEFAULT_MAX_OBJECT_SIZE,
             injected_read_faults: 0.0,
             lock_wait: crate::flock::DEFAULT_LOCK_WAIT,
+            sharing: Sharing::Private,
+            allow_network_fs: false,
         }
     }
 }
@@ -204,7 +214,9 @@ impl CacheConfig {
     /// `FRAMECACHE_MAX_OBJECT_SIZE` (sizes such as `512MiB`), `FRAMECACHE_MAX_FRAME_PIXELS`
     /// (a count of pixels); anything unset or empty keeps its default.
     /// `FRAMECACHE_DECODED_MEMORY_CAPACITY` and `FRAMECACHE_DECODED_DISK_CAPACITY` (sizes such
-    /// as `512MiB`), `FRAMECACHE_LOCK_WAIT` (seconds, see [`CacheConfig::lock_wait`]);
+    /// as `512MiB`), `FRAMECACHE_LOCK_WAIT` (seconds, see [`CacheConfig::lock_wait`]),
+    /// `FRAMECACHE_SHARE_GROUP` (a group name or gid, see [`CacheConfig::sharing`]),
+    /// `FRAMECACHE_ALLOW_NETWORK_FS` (`1`, see [`CacheConfig::allow_network_fs`]);
     /// anything unset or empty keeps its default.
     ///
     /// # Errors
@@ -271,6 +283,22 @@ impl CacheConfig {
             })?,
             None => defaults.lock_wait,
         };
+        let sharing = match var("FRAMECACHE_SHARE_GROUP") {
+            Some(v) => Sharing::parse_group(&v).map_err(|rule| Error::Invalid {
+                what: "FRAMECACHE_SHARE_GROUP",
+                value: v.clone(),
+                rule,
+            })?,
+            None => defaults.sharing,
+        };
+        let allow_network_fs = match var("FRAMECACHE_ALLOW_NETWORK_FS") {
+            Some(v) => parse_flag(&v).map_err(|rule| Error::Invalid {
+                what: "FRAMECACHE_ALLOW_NETWORK_FS",
+                value: v.clone(),
+                rule,
+            })?,
+            None => defaults.allow_network_fs,
+        };
         Ok(CacheConfig {
             backend,
             memory_capacity,
@@ -279,6 +307,8 @@ impl CacheConfig {
             max_frame_pixels,
             max_object_size,
             lock_wait,
+            sharing,
+            allow_network_fs,
             ..defaults
         })
     }
@@ -333,6 +363,18 @@ pub fn parse_pixels(text: &str) -> std::result::Result<u64, String> {
     }
 }
 
+/// Parses a yes/no setting: `1`, `true`, `yes`, `on` or `0`, `false`, `no`, `off`.
+///
+/// # Errors
+/// A message saying what is expected.
+pub fn parse_flag(text: &str) -> std::result::Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err("expected 1 or 0 (true/false, yes/no, on/off)".into()),
+    }
+}
+
 /// Parses a duration in seconds, `0` or more: `60`, `2.5`, `0`.
 ///
 /// # Errors
@@ -345,12 +387,15 @@ pub fn parse_seconds(text: &str) -> std::result::Result<Duration, String> {
         .ok_or_else(|| "expected a number of seconds, 0 or more (60, 2.5)".to_owned())
 }
 
-/// `$XDG_CACHE_HOME/framecache`, else `~/.cache/framecache`, else a temp directory.
+/// `$XDG_CACHE_HOME/framecache`, else `~/.cache/framecache`, else
+/// `{tmp}/framecache-{uid}/.cache/framecache`: a per-user directory, checked at open to be
+/// this user's own with mode `0700` (never a directory every user shares).
 pub fn default_cache_dir() -> PathBuf {
     base_dir("XDG_CACHE_HOME", ".cache").join("framecache")
 }
 
-/// `$XDG_DATA_HOME/framecache/store`, else `~/.local/share/framecache/store`.
+/// `$XDG_DATA_HOME/framecache/store`, else `~/.local/share/framecache/store`, else under
+/// the per-user directory of [`default_cache_dir`].
 pub fn default_fs_root() -> PathBuf {
     base_dir("XDG_DATA_HOME", ".local/share")
         .join("framecache")
@@ -363,7 +408,7 @@ fn base_dir(xdg: &str, home_relative: &str) -> PathBuf {
     }
     match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
         Some(home) => PathBuf::from(home).join(home_relative),
-        None => std::env::temp_dir(),
+        None => localfs::fallback_base().join(home_relative),
     }
 }
 
@@ -372,8 +417,10 @@ fn base_dir(xdg: &str, home_relative: &str) -> PathBuf {
 pub fn build_operator(config: &CacheConfig, metrics: &Arc<Metrics>) -> Result<(Operator, String)> {
     let (op, description) = match &config.backend {
         Backend::Fs { root } => {
-            std::fs::create_dir_all(root)
-                .map_err(|e| Error::io("create fs backend root", root, e))?;
+            localfs::prepare_fs_root(root, config.sharing)?;
+            // OpenDAL's temp files go here: created with the sharing's mode beforehand.
+            localfs::create_dir_all(&root.join(".framecache-tmp"), config.sharing)
+                .map_err(|e| Error::io("create", root, e))?;
             let root_str = root
                 .to_str()
                 .ok_or_else(|| Error::Config(format!("fs root {} is not UTF-8", root.display())))?;
@@ -449,10 +496,29 @@ impl CacheConfig {
     /// # Errors
     /// [`Error::Config`] or [`Error::Io`] when the origin cannot be set up.
     pub fn build(&self) -> Result<TieredCache> {
+        self.prepare_cache_dir()?;
         let metrics = Arc::new(Metrics::default());
         let (op, description) = build_operator(self, &metrics)?;
-        let origin: Arc<dyn Origin> = Arc::new(BlobTier::new(op, description, metrics.clone()));
+        let origin: Arc<dyn Origin> =
+            Arc::new(BlobTier::new(op, description, metrics.clone()).with_sharing(self.sharing));
         Ok(self.build_with_origin(origin, metrics))
+    }
+
+    /// Creates the disk cache directory (if any) and checks it before use: owned by this
+    /// user (or shared as [`CacheConfig::sharing`] says), not on a network filesystem unless
+    /// [`CacheConfig::allow_network_fs`]. [`CacheConfig::build`] calls it; a builder that
+    /// starts from [`CacheConfig::build_with_origin`] calls it first.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the directory, what is wrong and the setting that changes
+    /// it; [`Error::Io`] when it cannot be created.
+    pub fn prepare_cache_dir(&self) -> Result<()> {
+        match &self.disk {
+            Some(disk) => {
+                localfs::prepare_cache_dir(&disk.dir, self.sharing, self.allow_network_fs)
+            }
+            None => Ok(()),
+        }
     }
 
     /// Assembles the decoded-frame tiers, counting into `metrics`; `None` when both are off.
@@ -468,6 +534,7 @@ impl CacheConfig {
             self.decoded.memory_capacity,
             disk,
             self.lock_wait,
+            self.sharing,
             metrics,
         )
     }
@@ -477,7 +544,8 @@ impl CacheConfig {
         let memory = (self.memory_capacity > 0)
             .then(|| MemoryTier::new(self.memory_capacity, metrics.clone()));
         let disk = self.disk.as_ref().map(|d| {
-            DiskTier::open(&d.dir, d.capacity, metrics.clone()).with_lock_wait(self.lock_wait)
+            DiskTier::open_with(&d.dir, d.capacity, self.sharing, metrics.clone())
+                .with_lock_wait(self.lock_wait)
         });
         TieredCache::new(memory, disk, origin, metrics).with_max_object_size(self.max_object_size)
     }

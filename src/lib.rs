@@ -15,6 +15,7 @@ pub mod flock;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod layout;
+mod localfs;
 mod metrics;
 mod per_process;
 mod pixels;
@@ -28,11 +29,12 @@ pub use chain::{Hit, TieredCache};
 pub use codec::Scale;
 pub use config::{
     Backend, CacheConfig, DEFAULT_BUCKET, DEFAULT_MAX_OBJECT_SIZE, DEFAULT_REGION, DecodedConfig,
-    DiskConfig, S3Config, build_operator, default_cache_dir, default_fs_root, parse_pixels,
-    parse_seconds, parse_size,
+    DiskConfig, S3Config, build_operator, default_cache_dir, default_fs_root, parse_flag,
+    parse_pixels, parse_seconds, parse_size,
 };
 pub use decoded::{Access, LoadOptions, flush_raw_writes};
 pub use error::{Error, Result};
+pub use localfs::Sharing;
 pub use metrics::{Metrics, Stats, TierCounters, TierStats};
 pub use per_process::PerProcess;
 pub use pixels::{Backing, Pixels};

@@ -163,6 +163,8 @@ class FrameCache:
         max_frame_pixels: int | None = None,
         max_object_size: int | None = None,
         lock_wait: float | None = None,
+        share_group: str | int | None = None,
+        allow_network_fs: bool | None = None,
     ) -> None: ...
     @property
     def origin(self) -> str: ...

@@ -72,17 +72,17 @@ impl PyFrameCache {
 /// whose pooled connections a forked child inherits: they belong to the parent's runtime,
 /// whose threads the child does not have, so a request on one waits until it times out.
 fn build(config: &CacheConfig) -> framecache::Result<framecache::FrameCache> {
+    config.prepare_cache_dir()?;
     let metrics = Arc::new(framecache::Metrics::default());
     let (op, description) = framecache::build_operator(config, &metrics)?;
     let client = opendal_http_transport_reqwest::ReqwestTransport::new(reqwest::Client::new());
     let op = op.with_context(
         opendal::OperationContext::new().with_http_transport(opendal::HttpTransporter::new(client)),
     );
-    let origin = Arc::new(framecache::tier::BlobTier::new(
-        op,
-        description,
-        metrics.clone(),
-    ));
+    let origin = Arc::new(
+        framecache::tier::BlobTier::new(op, description, metrics.clone())
+            .with_sharing(config.sharing),
+    );
     let chain = config.build_with_origin(origin, metrics);
     Ok(framecache::FrameCache::from_chain(chain, config.concurrency).with_decoded_tiers(config))
 }

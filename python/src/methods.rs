@@ -22,7 +22,8 @@ pymethods_with_twins! {
             access_key_id=None, secret_access_key=None, cache_dir=None, memory_capacity=None,
             disk_capacity=None, disk=None, decoded_memory_capacity=None, decoded_disk_capacity=None,
             concurrency=None, origin_timeout=None, origin_io_timeout=None, retries=None,
-            max_frame_pixels=None, max_object_size=None, lock_wait=None))]
+            max_frame_pixels=None, max_object_size=None, lock_wait=None, share_group=None,
+            allow_network_fs=None))]
         #[allow(clippy::too_many_arguments)]
         fn new(
             backend: Option<String>,
@@ -45,6 +46,8 @@ pymethods_with_twins! {
             max_frame_pixels: Option<u64>,
             max_object_size: Option<u64>,
             lock_wait: Option<f64>,
+            share_group: Option<crate::config::GroupArg>,
+            allow_network_fs: Option<bool>,
         ) -> PyResult<Self> {
             PyFrameCache::configured(Overrides {
                 backend,
@@ -67,6 +70,8 @@ pymethods_with_twins! {
                 max_frame_pixels,
                 max_object_size,
                 lock_wait,
+                share_group,
+                allow_network_fs,
             })
         }
 

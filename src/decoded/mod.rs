@@ -221,13 +221,16 @@ impl DecodedTiers {
         memory_capacity: u64,
         disk: Option<(&Path, u64)>,
         lock_wait: Duration,
+        sharing: crate::localfs::Sharing,
         metrics: Arc<Metrics>,
     ) -> Option<Self> {
         let memory =
             (memory_capacity > 0).then(|| DecodedMemory::new(memory_capacity, metrics.clone()));
         let disk = disk
             .filter(|(_, capacity)| *capacity > 0)
-            .map(|(dir, capacity)| DecodedDisk::open(dir, capacity, lock_wait, metrics.clone()));
+            .map(|(dir, capacity)| {
+                DecodedDisk::open(dir, capacity, lock_wait, sharing, metrics.clone())
+            });
         (memory.is_some() || disk.is_some()).then_some(DecodedTiers {
             memory,
             disk,

@@ -51,6 +51,14 @@ pub struct Global {
     /// key's fetch, the directory); past it a process goes on alone, counted in `stats`.
     #[arg(long, env = "FRAMECACHE_LOCK_WAIT", default_value = "60", value_parser = parse_seconds, global = true)]
     lock_wait: std::time::Duration,
+    /// Share the disk cache (and what the fs origin creates) with a group: a group name or
+    /// gid; directories 2770 with that group, files 0660 [default: this user only, 0700/0600].
+    #[arg(long, env = "FRAMECACHE_SHARE_GROUP", value_parser = parse_group, global = true)]
+    share_group: Option<framecache::Sharing>,
+    /// Use a cache directory on a network or FUSE filesystem (NFS, SMB, Lustre, GPFS, ...),
+    /// refused by default: file locks there may not lock anything.
+    #[arg(long, env = "FRAMECACHE_ALLOW_NETWORK_FS", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new(), global = true)]
+    allow_network_fs: bool,
     /// Print machine-readable JSON.
     #[arg(long, global = true)]
     pub json: bool,
@@ -70,6 +78,11 @@ fn parse_pixels(s: &str) -> std::result::Result<u64, String> {
 /// Parses `60`, `2.5` or `0` seconds, naming the value when it cannot.
 fn parse_seconds(s: &str) -> std::result::Result<std::time::Duration, String> {
     framecache::parse_seconds(s).map_err(|rule| format!("invalid duration {s:?}: {rule}"))
+}
+
+/// Parses a group name or gid, naming the value when it cannot.
+fn parse_group(s: &str) -> std::result::Result<framecache::Sharing, String> {
+    framecache::Sharing::parse_group(s).map_err(|rule| format!("invalid group {s:?}: {rule}"))
 }
 
 /// Parses `512MiB`, `10GiB`, `1.5GB`, `4096`, naming the value when it cannot.
@@ -120,6 +133,8 @@ impl Global {
             max_frame_pixels: self.max_frame_pixels,
             max_object_size: self.max_object_size,
             lock_wait: self.lock_wait,
+            sharing: self.share_group.unwrap_or_default(),
+            allow_network_fs: self.allow_network_fs,
             ..CacheConfig::default()
         }
     }
