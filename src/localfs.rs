@@ -284,7 +284,15 @@ pub(crate) fn prepare_cache_dir(
     sharing: Sharing,
     allow_network_fs: bool,
 ) -> Result<()> {
-    prepare_dir(dir, sharing, "cache directory", "FRAMECACHE_CACHE_DIR")?;
+    let setting = "FRAMECACHE_CACHE_DIR";
+    check_fallback(dir, setting)?;
+    if let Err(e) = create_dir_all(dir, sharing) {
+        // Not a refusal: a directory that cannot be made is a failing tier, which passes
+        // reads through to the origin (counted), as when it fails later.
+        tracing::warn!("cache directory {} cannot be created: {e}", dir.display());
+        return Ok(());
+    }
+    check_owner(dir, sharing, "cache directory", setting)?;
     if !allow_network_fs {
         if let Some(kind) = network_fs(dir).map_err(|e| Error::io("statfs", dir, e))? {
             return Err(Error::Config(format!(
@@ -308,12 +316,6 @@ pub(crate) fn prepare_fs_root(root: &Path, sharing: Sharing) -> Result<()> {
     // and mode are left as they are; what the cache creates in it follows `sharing`.
     check_fallback(root, "FRAMECACHE_ROOT")?;
     create_dir_all(root, sharing).map_err(|e| Error::io("create", root, e))
-}
-
-fn prepare_dir(dir: &Path, sharing: Sharing, what: &str, setting: &str) -> Result<()> {
-    check_fallback(dir, setting)?;
-    create_dir_all(dir, sharing).map_err(|e| Error::io("create", dir, e))?;
-    check_owner(dir, sharing, what, setting)
 }
 
 fn check_fallback(dir: &Path, setting: &str) -> Result<()> {

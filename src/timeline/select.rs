@@ -79,13 +79,28 @@ impl Seqs {
             rule: "expected `A..B` (B excluded), `A..=B` or one seq".into(),
         };
         let num = |s: &str| s.trim().parse::<u64>().map_err(|_| invalid());
+        // A range ending at u64::MAX has no exclusive end: it is a list (bounded below).
+        let through = |a: u64, b: u64| match b.checked_add(1) {
+            Some(end) => Ok(Seqs::Range(a..end)),
+            None if b - a < MAX_SELECTION => Ok(Seqs::List((a..=b).collect())),
+            None => Err(Error::Invalid {
+                what: "frame seqs",
+                value: text.to_owned(),
+                rule: format!("at most {MAX_SELECTION} frames in one read"),
+            }),
+        };
         let seqs = if let Some((a, b)) = text.split_once("..=") {
-            Seqs::Range(num(a)?..num(b)?.checked_add(1).ok_or_else(invalid)?)
+            let (a, b) = (num(a)?, num(b)?);
+            if b < a {
+                Seqs::Range(a..a)
+            } else {
+                through(a, b)?
+            }
         } else if let Some((a, b)) = text.split_once("..") {
             Seqs::Range(num(a)?..num(b)?)
         } else {
             let seq = num(text)?;
-            Seqs::Range(seq..seq + 1)
+            through(seq, seq)?
         };
         seqs.check()?;
         Ok(seqs)
@@ -377,8 +392,9 @@ impl FrameCache {
     ) -> BoxStream<'a, Result<FrameEntry>> {
         let read: Arc<HeadRead> = Arc::new(Ok(Some(head.clone())));
         let head = Arc::new(head);
-        // (next seq to emit, window size, done)
-        let state = (Some(0u64), self.concurrency.min(WINDOW), false);
+        // (next seq to emit, window size, done); the seq is wide enough to go past the last
+        // a manifest may hold (u64::MAX) without overflowing.
+        let state = (Some(0u128), self.concurrency.min(WINDOW), false);
         stream::unfold(state, move |(from, size, done)| {
             let (head, read, listing) = (head.clone(), read.clone(), listing.clone());
             async move {
@@ -386,9 +402,13 @@ impl FrameCache {
                 let peeked = listing.peek().cloned();
                 let listed = match peeked {
                     Some(listed) => listed,
-                    None => match self.metas_from(timeline, &head, from, size).await {
+                    None => match match u64::try_from(from) {
+                        Ok(from) => self.metas_from(timeline, &head, from, size).await,
+                        // Past u64::MAX: the manifest has nothing further.
+                        Err(_) => Ok(Vec::new()),
+                    } {
                         Ok(metas) if !metas.is_empty() => {
-                            let next = metas.last().map(|m| m.seq + 1);
+                            let next = metas.last().map(|m| u128::from(m.seq) + 1);
                             let seqs: Vec<u64> = metas.iter().map(|m: &FrameMeta| m.seq).collect();
                             let window = self.resolve(timeline, &read, &seqs).await;
                             let done = window.is_err();
@@ -411,7 +431,12 @@ impl FrameCache {
                     .settle_index(timeline, index)
                     .await
                     .and_then(|index| loadable(timeline, index))
-                    .map(|entries| entries.into_iter().filter(|e| e.seq >= from).collect());
+                    .map(|entries| {
+                        entries
+                            .into_iter()
+                            .filter(|e| u128::from(e.seq) >= from)
+                            .collect()
+                    });
                 Some((rest, (None, size, true)))
             }
         })
