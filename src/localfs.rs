@@ -293,15 +293,15 @@ pub(crate) fn prepare_cache_dir(
         return Ok(());
     }
     check_owner(dir, sharing, "cache directory", setting)?;
-    if !allow_network_fs {
-        if let Some(kind) = network_fs(dir).map_err(|e| Error::io("statfs", dir, e))? {
-            return Err(Error::Config(format!(
-                "cache directory {} is on a network filesystem ({kind}), where file locks may \
+    if !allow_network_fs
+        && let Some(kind) = network_fs(dir).map_err(|e| Error::io("statfs", dir, e))?
+    {
+        return Err(Error::Config(format!(
+            "cache directory {} is on a network filesystem ({kind}), where file locks may \
                  succeed without locking anything across machines; use a local directory \
                  (FRAMECACHE_CACHE_DIR) or allow it with FRAMECACHE_ALLOW_NETWORK_FS=1",
-                dir.display()
-            )));
-        }
+            dir.display()
+        )));
     }
     Ok(())
 }

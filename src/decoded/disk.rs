@@ -115,7 +115,9 @@ impl DecodedDisk {
         match format::validate(name, &map) {
             Ok((width, height)) => {
                 self.tier.mark_used(&path);
-                Ok(Some(Decoded::mapped(width, height, file, map)))
+                // The descriptor closes here: the map stands on its own.
+                let entry = super::EntryFile::new(path, &meta);
+                Ok(Some(Decoded::mapped(width, height, entry, map)))
             }
             Err(corruption) => {
                 self.discard(&path, name, corruption);
