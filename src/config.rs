@@ -3,6 +3,7 @@
 use crate::chain::TieredCache;
 use crate::credentials::{Chain, SigningRecord};
 use crate::error::{Error, Result};
+use crate::localfs::{self, Sharing};
 use crate::metrics::{Metrics, TierCounters};
 use crate::tier::{BlobTier, DiskTier, MemoryTier, MinFree, Origin};
 use opendal::Operator;
@@ -383,6 +384,13 @@ pub struct CacheConfig {
     /// origin meanwhile for that long. Default 0: every read revalidates (see
     /// `docs/operations.md`).
     pub revalidate_after: Duration,
+    /// Who may use the files the disk tiers and the fs origin create: this user only
+    /// (directories `0700`, files `0600`, the default) or a group
+    /// (`FRAMECACHE_SHARE_GROUP`; see `docs/operations.md`, "Shared machines").
+    pub sharing: Sharing,
+    /// Use a cache directory on a network or FUSE filesystem (NFS, SMB, Lustre, GPFS, ...),
+    /// which is refused by default: `flock` there can succeed without locking anything.
+    pub allow_network_fs: bool,
 }
 
 impl Default for CacheConfig {
@@ -404,6 +412,8 @@ impl Default for CacheConfig {
             lock_wait: crate::flock::DEFAULT_LOCK_WAIT,
             min_free: MinFree::Auto,
             revalidate_after: Duration::ZERO,
+            sharing: Sharing::Private,
+            allow_network_fs: false,
         }
     }
 }
@@ -421,7 +431,10 @@ impl CacheConfig {
     /// `FRAMECACHE_MIN_FREE` (`auto`, a size or a percentage such as `5%`, see
     /// [`CacheConfig::min_free`]); the disk capacities also take `auto`
     /// ([`AUTO_CAPACITY`]); `FRAMECACHE_REVALIDATE_AFTER` (seconds, see
-    /// [`CacheConfig::revalidate_after`]); anything unset or empty keeps its default.
+    /// [`CacheConfig::revalidate_after`]);
+    /// `FRAMECACHE_SHARE_GROUP` (a group name or gid, see [`CacheConfig::sharing`]),
+    /// `FRAMECACHE_ALLOW_NETWORK_FS` (`1`, see [`CacheConfig::allow_network_fs`]);
+    /// anything unset or empty keeps its default.
     ///
     /// # Errors
     /// [`Error::Invalid`] naming the variable when a value cannot be used.
@@ -522,6 +535,22 @@ impl CacheConfig {
             })?,
             None => defaults.revalidate_after,
         };
+        let sharing = match var("FRAMECACHE_SHARE_GROUP") {
+            Some(v) => Sharing::parse_group(&v).map_err(|rule| Error::Invalid {
+                what: "FRAMECACHE_SHARE_GROUP",
+                value: v.clone(),
+                rule,
+            })?,
+            None => defaults.sharing,
+        };
+        let allow_network_fs = match var("FRAMECACHE_ALLOW_NETWORK_FS") {
+            Some(v) => parse_flag(&v).map_err(|rule| Error::Invalid {
+                what: "FRAMECACHE_ALLOW_NETWORK_FS",
+                value: v.clone(),
+                rule,
+            })?,
+            None => defaults.allow_network_fs,
+        };
         Ok(CacheConfig {
             revalidate_after,
             backend,
@@ -532,6 +561,8 @@ impl CacheConfig {
             max_object_size,
             lock_wait,
             min_free,
+            sharing,
+            allow_network_fs,
             ..defaults
         })
     }
@@ -597,6 +628,18 @@ pub fn parse_pixels(text: &str) -> std::result::Result<u64, String> {
     }
 }
 
+/// Parses a yes/no setting: `1`, `true`, `yes`, `on` or `0`, `false`, `no`, `off`.
+///
+/// # Errors
+/// A message saying what is expected.
+pub fn parse_flag(text: &str) -> std::result::Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err("expected 1 or 0 (true/false, yes/no, on/off)".into()),
+    }
+}
+
 /// Parses a duration in seconds, `0` or more: `60`, `2.5`, `0`.
 ///
 /// # Errors
@@ -609,12 +652,15 @@ pub fn parse_seconds(text: &str) -> std::result::Result<Duration, String> {
         .ok_or_else(|| "expected a number of seconds, 0 or more (60, 2.5)".to_owned())
 }
 
-/// `$XDG_CACHE_HOME/framecache`, else `~/.cache/framecache`, else a temp directory.
+/// `$XDG_CACHE_HOME/framecache`, else `~/.cache/framecache`, else
+/// `{tmp}/framecache-{uid}/.cache/framecache`: a per-user directory, checked at open to be
+/// this user's own with mode `0700` (never a directory every user shares).
 pub fn default_cache_dir() -> PathBuf {
     base_dir("XDG_CACHE_HOME", ".cache").join("framecache")
 }
 
-/// `$XDG_DATA_HOME/framecache/store`, else `~/.local/share/framecache/store`.
+/// `$XDG_DATA_HOME/framecache/store`, else `~/.local/share/framecache/store`, else under
+/// the per-user directory of [`default_cache_dir`].
 pub fn default_fs_root() -> PathBuf {
     base_dir("XDG_DATA_HOME", ".local/share")
         .join("framecache")
@@ -627,7 +673,7 @@ fn base_dir(xdg: &str, home_relative: &str) -> PathBuf {
     }
     match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
         Some(home) => PathBuf::from(home).join(home_relative),
-        None => std::env::temp_dir(),
+        None => localfs::fallback_base().join(home_relative),
     }
 }
 
@@ -644,7 +690,7 @@ pub fn build_operator(config: &CacheConfig, metrics: &Arc<Metrics>) -> Result<(O
 pub fn build_origin(config: &CacheConfig, metrics: &Arc<Metrics>) -> Result<BlobTier> {
     let record = Arc::new(SigningRecord::default());
     let (op, description) = build_operator_recording(config, metrics, record.clone())?;
-    let tier = BlobTier::new(op, description, metrics.clone());
+    let tier = BlobTier::new(op, description, metrics.clone()).with_sharing(config.sharing);
     Ok(match &config.backend {
         Backend::S3(s3) if !s3.anonymous => tier.with_signing_record(record),
         _ => tier,
@@ -658,8 +704,10 @@ fn build_operator_recording(
 ) -> Result<(Operator, String)> {
     let (op, description) = match &config.backend {
         Backend::Fs { root } => {
-            std::fs::create_dir_all(root)
-                .map_err(|e| Error::io("create fs backend root", root, e))?;
+            localfs::prepare_fs_root(root, config.sharing)?;
+            // OpenDAL's temp files go here: created with the sharing's mode beforehand.
+            localfs::create_dir_all(&root.join(".framecache-tmp"), config.sharing)
+                .map_err(|e| Error::io("create", root, e))?;
             let root_str = root
                 .to_str()
                 .ok_or_else(|| Error::Config(format!("fs root {} is not UTF-8", root.display())))?;
@@ -789,6 +837,7 @@ impl CacheConfig {
     /// # Errors
     /// [`Error::Config`] or [`Error::Io`] when the origin cannot be set up.
     pub fn build(&self) -> Result<TieredCache> {
+        self.prepare_cache_dir()?;
         let metrics = Arc::new(Metrics::default());
         let origin: Arc<dyn Origin> = Arc::new(build_origin(self, &metrics)?);
         Ok(self.build_with_origin(origin, metrics))
@@ -815,6 +864,23 @@ impl CacheConfig {
         ))
     }
 
+    /// Creates the disk cache directory (if any) and checks it before use: owned by this
+    /// user (or shared as [`CacheConfig::sharing`] says), not on a network filesystem unless
+    /// [`CacheConfig::allow_network_fs`]. [`CacheConfig::build`] calls it; a builder that
+    /// starts from [`CacheConfig::build_with_origin`] calls it first.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the directory, what is wrong and the setting that changes
+    /// it; [`Error::Io`] when it cannot be created.
+    pub fn prepare_cache_dir(&self) -> Result<()> {
+        match &self.disk {
+            Some(disk) => {
+                localfs::prepare_cache_dir(&disk.dir, self.sharing, self.allow_network_fs)
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Assembles the decoded-frame tiers, counting into `metrics`; `None` when both are off.
     pub(crate) fn build_decoded(
         &self,
@@ -835,6 +901,7 @@ impl CacheConfig {
             disk,
             space,
             self.lock_wait,
+            self.sharing,
             metrics,
         )
     }
@@ -848,7 +915,7 @@ impl CacheConfig {
             .as_ref()
             .zip(self.disk_capacities())
             .map(|(d, (jpeg, decoded))| {
-                DiskTier::open(&d.dir, jpeg, metrics.clone())
+                DiskTier::open_with(&d.dir, jpeg, self.sharing, metrics.clone())
                     .with_lock_wait(self.lock_wait)
                     .with_min_free(self.min_free)
                     // The decoded tier of the same cache directory: the spare space is shared.

@@ -16,6 +16,7 @@ pub mod flock;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod layout;
+mod localfs;
 mod metrics;
 mod per_process;
 mod pixels;
@@ -31,10 +32,11 @@ pub use config::{
     AUTO_CAPACITY, AUTO_DECODED_MAX, AUTO_DECODED_PERCENT, AUTO_DISK_MAX, AUTO_DISK_PERCENT,
     Addressing, Backend, CacheConfig, DEFAULT_BUCKET, DEFAULT_MAX_OBJECT_SIZE, DEFAULT_REGION,
     DecodedConfig, DiskConfig, S3Config, build_operator, build_origin, default_cache_dir,
-    default_fs_root, parse_capacity, parse_pixels, parse_seconds, parse_size,
+    default_fs_root, parse_capacity, parse_flag, parse_pixels, parse_seconds, parse_size,
 };
 pub use decoded::{Access, LoadOptions, flush_raw_writes};
 pub use error::{Error, Result};
+pub use localfs::Sharing;
 pub use metrics::{Metrics, Stats, TierCounters, TierStats};
 pub use per_process::PerProcess;
 pub use pixels::{Backing, Pixels};

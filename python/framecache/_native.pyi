@@ -169,6 +169,8 @@ class FrameCache:
         lock_wait: float | None = None,
         min_free: int | str | None = None,
         revalidate_after: float | None = None,
+        share_group: str | int | None = None,
+        allow_network_fs: bool | None = None,
     ) -> None: ...
     @property
     def origin(self) -> str: ...

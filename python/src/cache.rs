@@ -73,6 +73,7 @@ impl PyFrameCache {
 /// per process: its S3 origin gets an HTTP client of its own (see `framecache::build_origin`),
 /// so a forked child never uses connections pooled by its parent's runtime.
 fn build(config: &CacheConfig) -> framecache::Result<framecache::FrameCache> {
+    config.prepare_cache_dir()?;
     let metrics = Arc::new(framecache::Metrics::default());
     let origin = Arc::new(framecache::build_origin(config, &metrics)?);
     let chain = config.build_with_origin(origin, metrics);

@@ -7,6 +7,13 @@ use pyo3::prelude::*;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// `share_group=`: a group name or a gid.
+#[derive(FromPyObject)]
+pub enum GroupArg {
+    Id(u32),
+    Name(String),
+}
+
 /// Every keyword of `FrameCache(...)`; `None` keeps the environment's (or default) value.
 #[derive(Default)]
 pub struct Overrides {
@@ -35,6 +42,8 @@ pub struct Overrides {
     pub lock_wait: Option<f64>,
     pub min_free: Option<MinFreeArg>,
     pub revalidate_after: Option<f64>,
+    pub share_group: Option<GroupArg>,
+    pub allow_network_fs: Option<bool>,
 }
 
 /// `min_free=`: bytes as an `int`, or `"auto"`, `"5%"`, `"2GiB"`.
@@ -192,6 +201,17 @@ impl Overrides {
                     "must be a number of seconds, 0 or more",
                 )
             })?;
+        }
+        match self.share_group {
+            Some(GroupArg::Id(gid)) => config.sharing = framecache::Sharing::Group(gid),
+            Some(GroupArg::Name(name)) => {
+                config.sharing = framecache::Sharing::parse_group(&name)
+                    .map_err(|rule| invalid("share_group", name.clone(), rule))?;
+            }
+            None => {}
+        }
+        if let Some(allow) = self.allow_network_fs {
+            config.allow_network_fs = allow;
         }
         Ok(config)
     }

@@ -24,7 +24,7 @@ pymethods_with_twins! {
             disk_capacity=None, disk=None, decoded_memory_capacity=None, decoded_disk_capacity=None,
             concurrency=None, origin_timeout=None, origin_io_timeout=None, retries=None,
             max_frame_pixels=None, max_object_size=None, lock_wait=None, min_free=None,
-            revalidate_after=None))]
+            revalidate_after=None, share_group=None, allow_network_fs=None))]
         #[allow(clippy::too_many_arguments)]
         fn new(
             backend: Option<String>,
@@ -52,6 +52,8 @@ pymethods_with_twins! {
             lock_wait: Option<f64>,
             min_free: Option<MinFreeArg>,
             revalidate_after: Option<f64>,
+            share_group: Option<crate::config::GroupArg>,
+            allow_network_fs: Option<bool>,
         ) -> PyResult<Self> {
             PyFrameCache::configured(Overrides {
                 backend,
@@ -79,6 +81,8 @@ pymethods_with_twins! {
                 lock_wait,
                 min_free,
                 revalidate_after,
+                share_group,
+                allow_network_fs,
             })
         }
 

@@ -15,10 +15,11 @@ use crate::codec::{DecodeError, Scale};
 use crate::error::{Error, Result};
 use crate::flock::LockFile;
 use crate::flock::gate::LockKind;
+use crate::localfs::{self, How, Sharing};
 use crate::metrics::{Metrics, TierCounters};
 use crate::tier::{DiskTier, DiskUsage, VerifyReport};
 use memmap2::Mmap;
-use std::fs::{self, File, OpenOptions};
+
 use std::io::{self, ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -73,11 +74,12 @@ impl DecodedDisk {
         capacity: u64,
         space: Space,
         lock_wait: Duration,
+        sharing: Sharing,
         metrics: Arc<Metrics>,
     ) -> Self {
         let root = cache_dir.join(DECODED_DIR);
         DecodedDisk {
-            tier: DiskTier::open_counted(&root, capacity, metrics, |m| &m.decoded_disk)
+            tier: DiskTier::open_counted(&root, capacity, sharing, metrics, |m| &m.decoded_disk)
                 .with_lock_wait(lock_wait)
                 .with_min_free(space.min_free)
                 // The JPEG tier of the same cache directory: the spare space is shared.
@@ -110,7 +112,7 @@ impl DecodedDisk {
 
     fn read_quiet(&self, name: &str) -> Result<Option<Decoded>> {
         let path = self.tier.path_of(name);
-        let file = match File::open(&path) {
+        let file = match localfs::open(&path, How::Read, self.tier.sharing()) {
             Ok(file) => file,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io("open decoded entry", path, e)),
@@ -132,7 +134,9 @@ impl DecodedDisk {
         match format::validate(name, &map) {
             Ok((width, height)) => {
                 self.tier.mark_used(&path);
-                Ok(Some(Decoded::mapped(width, height, file, map)))
+                // The descriptor closes here: the map stands on its own.
+                let entry = super::EntryFile::new(path, &meta);
+                Ok(Some(Decoded::mapped(width, height, entry, map)))
             }
             Err(corruption) => {
                 self.discard(&path, name, corruption);
@@ -160,17 +164,12 @@ impl DecodedDisk {
     fn open_stripe(&self, path: &Path) -> io::Result<LockFile> {
         let open = || {
             LockFile::open(LockKind::Decode, || {
-                OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(path)
+                localfs::open(path, How::ReadWriteCreate, self.tier.sharing())
             })
         };
         match open() {
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                fs::create_dir_all(&self.locks)?;
+                localfs::create_dir_all(&self.locks, self.tier.sharing())?;
                 open()
             }
             other => other,
@@ -280,7 +279,7 @@ impl DecodedDisk {
 
     /// Checks every entry's header and checksum, removes the bad ones and reports them.
     pub(crate) fn verify_blocking(&self, progress: impl FnMut(u64, u64)) -> VerifyReport {
-        let check = |path: &Path, name: &str| match fs::read(path) {
+        let check = |path: &Path, name: &str| match localfs::read(path) {
             Ok(bytes) => format::validate(name, &bytes)
                 .map(|_| true)
                 .map_err(|c| c.to_string()),
@@ -312,6 +311,9 @@ impl DecodedDisk {
 /// The name in an entry's header page.
 fn read_name(path: &Path) -> Option<String> {
     let mut header = vec![0u8; HEADER_LEN];
-    File::open(path).ok()?.read_exact(&mut header).ok()?;
+    localfs::open(path, How::Read, Sharing::Private)
+        .ok()?
+        .read_exact(&mut header)
+        .ok()?;
     format::read_name(&header)
 }

@@ -98,7 +98,7 @@ pub(super) fn decode(
         width,
         height,
         store: Store::Mapped {
-            file,
+            source: super::MapSource::Memfd(file),
             pixels: Bytes::from_owner(map),
             offset: 0,
             _memfd: Some(slot),

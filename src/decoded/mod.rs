@@ -101,9 +101,10 @@ enum Store {
     /// A heap buffer (where no in-memory file could be made).
     Heap(Bytes),
     /// A file mapped read-only: a verified raw entry (the pixels after its header page), or
-    /// an in-memory file (`memfd`) a decode wrote. The open file is kept for private maps.
+    /// an in-memory file (`memfd`) a decode wrote.
     Mapped {
-        file: File,
+        /// What private maps are made from.
+        source: MapSource,
         pixels: Bytes,
         offset: usize,
         /// Counts an in-memory file among the process's open ones while it is kept.
@@ -121,12 +122,12 @@ impl Decoded {
         }
     }
 
-    fn mapped(width: u32, height: u32, file: File, map: Mmap) -> Self {
+    fn mapped(width: u32, height: u32, entry: EntryFile, map: Mmap) -> Self {
         Decoded {
             width,
             height,
             store: Store::Mapped {
-                file,
+                source: MapSource::Entry(entry),
                 pixels: Bytes::from_owner(map).slice(format::HEADER_LEN..),
                 offset: format::HEADER_LEN,
                 _memfd: None,
@@ -157,13 +158,25 @@ impl Decoded {
             (Store::Heap(b), _) | (Store::Mapped { pixels: b, .. }, Access::ReadOnly) => shared(b),
             (
                 Store::Mapped {
-                    file,
+                    source,
                     pixels,
                     offset,
                     ..
                 },
                 Access::Writable,
             ) => {
+                let reopened;
+                let file = match source {
+                    MapSource::Memfd(file) => file,
+                    MapSource::Entry(entry) => match entry.reopen() {
+                        Some(file) => {
+                            reopened = file;
+                            &reopened
+                        }
+                        // Evicted or replaced since: the shared map, copied on write.
+                        None => return shared(pixels),
+                    },
+                };
                 // SAFETY: a private mapping: writes go to this process's own copies of the
                 // pages and never reach the file. An entry file is never modified after
                 // being linked (see `DecodedDisk::read`), and an in-memory file never after
@@ -178,6 +191,50 @@ impl Decoded {
             }
         }
     }
+}
+
+/// What a mapped frame's private maps are made from.
+enum MapSource {
+    /// An in-memory file: kept open (counted, see `memfd::Slot`), as nothing else names it.
+    Memfd(File),
+    /// A raw entry on disk: its descriptor is closed once mapped (a tier of many small
+    /// frames would hold tens of thousands open), and the entry opened again for a private
+    /// map, if it is still the very file mapped (entries are never modified in place).
+    Entry(EntryFile),
+}
+
+/// A raw entry file by path and identity.
+pub(crate) struct EntryFile {
+    path: std::path::PathBuf,
+    id: (u64, u64),
+}
+
+impl EntryFile {
+    pub(crate) fn new(path: std::path::PathBuf, meta: &std::fs::Metadata) -> Self {
+        EntryFile {
+            path,
+            id: file_id(meta),
+        }
+    }
+
+    /// The entry opened again, if it is still the file first mapped.
+    fn reopen(&self) -> Option<File> {
+        let file =
+            crate::localfs::open(&self.path, crate::localfs::How::Read, Default::default()).ok()?;
+        let meta = file.metadata().ok()?;
+        (file_id(&meta) == self.id).then_some(file)
+    }
+}
+
+#[cfg(unix)]
+fn file_id(meta: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
+#[cfg(not(unix))]
+fn file_id(meta: &std::fs::Metadata) -> (u64, u64) {
+    (meta.len(), 0)
 }
 
 /// Decodes `jpeg` into memory, refusing a frame over `max_pixels` from its header: into an
@@ -225,6 +282,7 @@ impl DecodedTiers {
         disk: Option<(&Path, u64)>,
         space: DiskSpace,
         lock_wait: Duration,
+        sharing: crate::localfs::Sharing,
         metrics: Arc<Metrics>,
     ) -> Option<Self> {
         let memory =
@@ -232,7 +290,7 @@ impl DecodedTiers {
         let disk = disk
             .filter(|(_, capacity)| *capacity > 0)
             .map(|(dir, capacity)| {
-                DecodedDisk::open(dir, capacity, space, lock_wait, metrics.clone())
+                DecodedDisk::open(dir, capacity, space, lock_wait, sharing, metrics.clone())
             });
         (memory.is_some() || disk.is_some()).then_some(DecodedTiers {
             memory,

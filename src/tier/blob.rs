@@ -1,12 +1,14 @@
 //! The origin tier: blob storage through an OpenDAL `Operator` (S3, filesystem, memory).
 
 use crate::error::{Error, Result};
+use crate::localfs::{self, How, Sharing};
 use crate::metrics::Metrics;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{FutureExt, TryStreamExt};
 use opendal::{EntryMode, ErrorKind, Metadata, Operator};
 use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The most keys one listing request returns (S3's `max-keys` ceiling).
@@ -256,17 +258,133 @@ pub struct BlobTier {
     description: String,
     metrics: Arc<Metrics>,
     signing: Option<Arc<crate::credentials::SigningRecord>>,
+    /// On the filesystem backend, its root as configured and as resolved: OpenDAL's fs
+    /// service follows symbolic links, so every path is checked to resolve inside the root
+    /// through none (see [`FsRoot::contains`]) before it is read, listed or written.
+    fs_root: Option<Arc<FsRoot>>,
+}
+
+/// The fs origin's root, as configured and with every link resolved.
+struct FsRoot {
+    root: PathBuf,
+    real: PathBuf,
+    /// The modes of the directories and files written here.
+    sharing: Sharing,
+}
+
+impl FsRoot {
+    fn of(op: &Operator) -> Option<FsRoot> {
+        let info = op.info();
+        if info.scheme() != "fs" {
+            return None;
+        }
+        let root = PathBuf::from(info.root());
+        let real = std::fs::canonicalize(&root).unwrap_or_else(|_| root.clone());
+        Some(FsRoot {
+            root,
+            real,
+            sharing: Sharing::Private,
+        })
+    }
+
+    /// Creates `key`'s directory with the sharing's mode before OpenDAL writes the object
+    /// (it would create it under the umask).
+    fn before_write(&self, key: &str) {
+        if let Some(parent) = Path::new(key).parent() {
+            let _ = localfs::create_dir_all(&self.root.join(parent), self.sharing);
+        }
+    }
+
+    /// Gives the object OpenDAL wrote the sharing's mode.
+    fn after_write(&self, key: &str) {
+        let _ = localfs::open(&self.root.join(key), How::ReadWriteCreate, self.sharing);
+    }
+
+    /// Whether `key` (an object or a prefix) resolves inside the root through no symbolic
+    /// link: its deepest existing ancestor (itself if it exists) must resolve to the very
+    /// path it names under the resolved root. So a frame that is a link (to a file outside
+    /// the store, or to another frame), or under a linked directory, is not served.
+    fn contains(&self, key: &str) -> std::io::Result<bool> {
+        let mut rel = Path::new(key.trim_matches('/'));
+        loop {
+            match std::fs::canonicalize(self.root.join(rel)) {
+                Ok(real) => return Ok(real == self.real.join(rel)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => match rel.parent() {
+                    Some(parent) => rel = parent,
+                    None => return Ok(true),
+                },
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Whether `key` is a regular file (a FIFO would block a read), not following a link.
+    fn is_regular_or_missing(&self, key: &str) -> bool {
+        match std::fs::symlink_metadata(self.root.join(key)) {
+            Ok(meta) => meta.is_file(),
+            Err(_) => true,
+        }
+    }
 }
 
 impl BlobTier {
     /// Wraps an operator that already carries its layers (see [`crate::build_operator`]).
     pub fn new(op: Operator, description: String, metrics: Arc<Metrics>) -> Self {
+        let fs_root = FsRoot::of(&op).map(Arc::new);
         BlobTier {
             op,
             description,
             metrics,
             signing: None,
+            fs_root,
         }
+    }
+
+    /// On the fs backend, whether `key` may be touched: it resolves inside the root through
+    /// no link and, for an object to read, is a regular file. `false` is logged; callers
+    /// treat the key as missing (reads, listings) or fail (writes).
+    async fn fs_allows(&self, key: &str, object: bool) -> bool {
+        let Some(root) = self.fs_root.clone() else {
+            return true;
+        };
+        let k = key.to_owned();
+        let allowed = tokio::task::spawn_blocking(move || {
+            root.contains(&k).unwrap_or(false) && (!object || root.is_regular_or_missing(&k))
+        })
+        .await
+        .unwrap_or(false);
+        if !allowed {
+            crate::metrics::TierCounters::bump(&self.metrics.origin.errors);
+            tracing::warn!(
+                "{}: {key:?} is a symbolic link, resolves outside the store or is not a                  regular file: not served",
+                self.description
+            );
+        }
+        allowed
+    }
+
+    fn refused(&self, op: &'static str, key: &str) -> Error {
+        Error::storage(
+            op,
+            key,
+            opendal::Error::new(
+                ErrorKind::PermissionDenied,
+                "the path goes through a symbolic link or outside the fs origin's root",
+            ),
+        )
+    }
+
+    /// On the fs backend, creates directories and objects as `sharing` says (the
+    /// default: this user only); elsewhere, nothing.
+    pub fn with_sharing(mut self, sharing: Sharing) -> Self {
+        if let Some(root) = self.fs_root.take() {
+            self.fs_root = Some(Arc::new(FsRoot {
+                root: root.root.clone(),
+                real: root.real.clone(),
+                sharing,
+            }));
+        }
+        self
     }
 
     /// Names the credentials that signed the latest request in access-denied errors.
@@ -321,6 +439,10 @@ impl BlobTier {
     /// bytes came (the filesystem reads in chunks of at most 2 MiB), so it never holds more
     /// than `limit` and one chunk.
     async fn read(&self, key: &str, etag: Option<&str>, limit: Limit) -> Result<Option<Bytes>> {
+        if !self.fs_allows(key, true).await {
+            self.metrics.origin.miss();
+            return Ok(None);
+        }
         let mut restarts = 0;
         loop {
             self.request();
@@ -618,7 +740,11 @@ impl Origin for BlobTier {
     fn stat<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<ObjectInfo>>> {
         async move {
             self.request();
+            if !self.fs_allows(key, true).await {
+                return Ok(None);
+            }
             match self.op.stat(key).await {
+                Ok(meta) if self.fs_root.is_some() && meta.mode() != EntryMode::FILE => Ok(None),
                 Ok(meta) => Ok(Some(ObjectInfo {
                     key: key.to_owned(),
                     size: meta.content_length(),
@@ -635,11 +761,22 @@ impl Origin for BlobTier {
         async move {
             let len = value.len();
             self.request();
+            if !self.fs_allows(key, false).await {
+                return Err(self.refused("write", key));
+            }
+            if let Some(root) = self.fs_root.clone() {
+                let k = key.to_owned();
+                let _ = tokio::task::spawn_blocking(move || root.before_write(&k)).await;
+            }
             let meta = self
                 .op
                 .write(key, value)
                 .await
                 .map_err(|e| self.failed("write", key, e))?;
+            if let Some(root) = self.fs_root.clone() {
+                let k = key.to_owned();
+                let _ = tokio::task::spawn_blocking(move || root.after_write(&k)).await;
+            }
             self.metrics.origin.wrote(len);
             Ok(Version::of(&meta))
         }
@@ -679,6 +816,9 @@ impl Origin for BlobTier {
     fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
         async move {
             self.request();
+            if !self.fs_allows(key, false).await {
+                return Err(self.refused("delete", key));
+            }
             match self.op.delete(key).await {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
@@ -689,6 +829,9 @@ impl Origin for BlobTier {
     }
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<ObjectInfo>>> {
         async move {
+            if !self.fs_allows(prefix, false).await {
+                return Ok(Vec::new());
+            }
             let entries = match self.op.list_with(prefix).recursive(true).await {
                 Ok(entries) => entries,
                 Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
@@ -794,6 +937,9 @@ impl Origin for BlobTier {
     fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
         async move {
             self.request();
+            if !self.fs_allows(key, true).await {
+                return Ok(false);
+            }
             self.op
                 .exists(key)
                 .await
@@ -805,6 +951,9 @@ impl Origin for BlobTier {
     fn has_any<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<bool>> {
         async move {
             self.request();
+            if !self.fs_allows(prefix, false).await {
+                return Ok(false);
+            }
             let mut lister = match self.op.lister_with(prefix).recursive(true).limit(1).await {
                 Ok(lister) => lister,
                 Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
@@ -827,6 +976,9 @@ impl Origin for BlobTier {
     fn remove_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<()>> {
         async move {
             self.request();
+            if !self.fs_allows(prefix, false).await {
+                return Err(self.refused("delete", prefix));
+            }
             match self.op.delete_with(prefix).recursive(true).await {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),

@@ -84,13 +84,28 @@ impl Seqs {
             rule: "expected `A..B` (B excluded), `A..=B` or one seq".into(),
         };
         let num = |s: &str| s.trim().parse::<u64>().map_err(|_| invalid());
+        // A range ending at u64::MAX has no exclusive end: it is a list (bounded below).
+        let through = |a: u64, b: u64| match b.checked_add(1) {
+            Some(end) => Ok(Seqs::Range(a..end)),
+            None if b - a < MAX_SELECTION => Ok(Seqs::List((a..=b).collect())),
+            None => Err(Error::Invalid {
+                what: "frame seqs",
+                value: text.to_owned(),
+                rule: format!("at most {MAX_SELECTION} frames in one read"),
+            }),
+        };
         let seqs = if let Some((a, b)) = text.split_once("..=") {
-            Seqs::Range(num(a)?..num(b)?.checked_add(1).ok_or_else(invalid)?)
+            let (a, b) = (num(a)?, num(b)?);
+            if b < a {
+                Seqs::Range(a..a)
+            } else {
+                through(a, b)?
+            }
         } else if let Some((a, b)) = text.split_once("..") {
             Seqs::Range(num(a)?..num(b)?)
         } else {
             let seq = num(text)?;
-            Seqs::Range(seq..seq + 1)
+            through(seq, seq)?
         };
         seqs.check()?;
         Ok(seqs)
@@ -370,8 +385,9 @@ impl FrameCache {
         listing: Listing,
     ) -> BoxStream<'a, Result<FrameEntry>> {
         let head = Arc::new(head);
-        // (next seq to emit, window size, done)
-        let state = (Some(0u64), self.concurrency.min(WINDOW), false);
+        // (next seq to emit, window size, done); the seq is wide enough to go past the last
+        // a manifest may hold (u64::MAX) without overflowing.
+        let state = (Some(0u128), self.concurrency.min(WINDOW), false);
         stream::unfold(state, move |(from, size, done)| {
             let (head, listing) = (head.clone(), listing.clone());
             async move {
@@ -379,7 +395,11 @@ impl FrameCache {
                 let peeked = listing.peek().cloned();
                 let listed = match peeked {
                     Some(listed) => listed,
-                    None => match self.metas_from(timeline, &head, from, size).await {
+                    None => match match u64::try_from(from) {
+                        Ok(from) => self.metas_from(timeline, &head, from, size).await,
+                        // Past u64::MAX: the manifest has nothing further.
+                        Err(_) => Ok(Vec::new()),
+                    } {
                         // Every seq from `from` to the window's last entry is resolved, not
                         // only those the manifest lists: frames written without an entry
                         // (by the Python module, or an append that has not written its
@@ -387,11 +407,14 @@ impl FrameCache {
                         // wide gaps waits for the listing instead.
                         Ok(metas)
                             if metas.last().is_some_and(|m| {
-                                m.seq - from < 2 * metas.len() as u64 + WINDOW as u64
+                                u128::from(m.seq).saturating_sub(from)
+                                    < 2 * metas.len() as u128 + WINDOW as u128
                             }) =>
                         {
-                            let last = metas.last().map_or(from, |m: &FrameMeta| m.seq);
-                            let seqs: Vec<u64> = (from..=last).collect();
+                            let last = metas.last().map_or(from, |m: &FrameMeta| u128::from(m.seq));
+                            let seqs: Vec<u64> = (from..=last)
+                                .filter_map(|s| u64::try_from(s).ok())
+                                .collect();
                             let window = self.resolve_some(timeline, since, &seqs, true).await;
                             let done = window.is_err();
                             return Some((window, (Some(last + 1), WINDOW, done)));
@@ -413,7 +436,12 @@ impl FrameCache {
                     .settle_index(timeline, index)
                     .await
                     .and_then(|index| loadable(timeline, index))
-                    .map(|entries| entries.into_iter().filter(|e| e.seq >= from).collect());
+                    .map(|entries| {
+                        entries
+                            .into_iter()
+                            .filter(|e| u128::from(e.seq) >= from)
+                            .collect()
+                    });
                 Some((rest, (None, size, true)))
             }
         })

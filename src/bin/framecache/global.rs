@@ -78,6 +78,16 @@ pub struct Global {
     /// read revalidates].
     #[arg(long, value_parser = parse_seconds, global = true)]
     revalidate_after: Option<std::time::Duration>,
+    /// Share the disk cache (and what the fs origin creates) with a group: a group name or
+    /// gid; directories 2770 with that group, files 0660 [env: FRAMECACHE_SHARE_GROUP;
+    /// default: this user only, 0700/0600].
+    #[arg(long, value_parser = parse_group, global = true)]
+    share_group: Option<framecache::Sharing>,
+    /// Use a cache directory on a network or FUSE filesystem (NFS, SMB, Lustre, GPFS, ...),
+    /// refused by default: file locks there may not lock anything
+    /// [env: FRAMECACHE_ALLOW_NETWORK_FS].
+    #[arg(long, global = true)]
+    allow_network_fs: bool,
     /// Print machine-readable JSON.
     #[arg(long, global = true)]
     pub json: bool,
@@ -116,6 +126,11 @@ fn parse_capacity(s: &str) -> std::result::Result<u64, String> {
 /// Parses `auto`, `5%` or a size, naming the value when it cannot.
 fn parse_min_free(s: &str) -> std::result::Result<framecache::MinFree, String> {
     framecache::MinFree::parse(s).map_err(|rule| format!("invalid free space {s:?}: {rule}"))
+}
+
+/// Parses a group name or gid, naming the value when it cannot.
+fn parse_group(s: &str) -> std::result::Result<framecache::Sharing, String> {
+    framecache::Sharing::parse_group(s).map_err(|rule| format!("invalid group {s:?}: {rule}"))
 }
 
 /// Parses `512MiB`, `10GiB`, `1.5GB`, `4096`, naming the value when it cannot.
@@ -186,6 +201,12 @@ impl Global {
         }
         if let Some(window) = self.revalidate_after {
             config.revalidate_after = window;
+        }
+        if let Some(sharing) = self.share_group {
+            config.sharing = sharing;
+        }
+        if self.allow_network_fs {
+            config.allow_network_fs = true;
         }
         Ok(config)
     }

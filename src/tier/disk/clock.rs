@@ -5,8 +5,8 @@
 //! Several entries may share a bit (the bitmap has a fixed size); a shared bit only means
 //! one of them survives a pass it would not have, never that a used entry is evicted.
 
+use crate::localfs::{self, How, Sharing};
 use memmap2::{MmapOptions, MmapRaw};
-use std::fs::OpenOptions;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,17 +24,14 @@ pub(super) enum Clock {
 }
 
 impl Clock {
-    pub(super) fn open(dir: &Path) -> Clock {
-        Self::map(dir).unwrap_or_else(|_| Clock::Private(Box::default()))
+    pub(super) fn open(dir: &Path, sharing: Sharing) -> Clock {
+        Self::map(dir, sharing).unwrap_or_else(|_| Clock::Private(Box::default()))
     }
 
-    fn map(dir: &Path) -> io::Result<Clock> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(dir.join(CLOCK_FILE))?;
+    fn map(dir: &Path, sharing: Sharing) -> io::Result<Clock> {
+        // Never through a link: a `.recent` linked to another file must not be grown and
+        // written into.
+        let file = localfs::open(&dir.join(CLOCK_FILE), How::ReadWriteCreate, sharing)?;
         let len = BITS / 8;
         if file.metadata()?.len() < len {
             allocate(&file, len)?;
@@ -122,13 +119,13 @@ mod tests {
     #[test]
     fn a_bit_is_taken_once_per_mark() {
         let tmp = tempfile::tempdir().unwrap();
-        let clock = Clock::open(tmp.path());
+        let clock = Clock::open(tmp.path(), Sharing::Private);
         assert!(matches!(clock, Clock::Shared(_)));
         let name = blake3::hash(b"k").to_hex();
         assert!(!clock.take(&name));
         clock.mark(&name);
         // Another process's map sees the mark.
-        let other = Clock::open(tmp.path());
+        let other = Clock::open(tmp.path(), Sharing::Private);
         assert!(other.take(&name));
         assert!(!clock.take(&name));
         let versioned = format!("{name}.0123456789abcdef");

@@ -97,6 +97,11 @@ pub(super) fn for_each_temp(
 
 /// The entry and temp file names of one shard directory, without a `stat` each.
 fn list_shard(shard: &Path) -> Vec<(String, Option<TempName>)> {
+    // A shard that is a link (planted by another user of a shared directory) is not ours:
+    // nothing in it is counted, evicted or removed.
+    if !crate::localfs::is_real_dir(shard) {
+        return Vec::new();
+    }
     let Ok(files) = fs::read_dir(shard) else {
         return Vec::new();
     };

@@ -9,7 +9,6 @@ use super::ledger::{LAYOUT, word};
 use crate::flock::gate::LockKind;
 use crate::flock::{LockFile, Mode};
 use serde::Serialize;
-use std::fs::OpenOptions;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Weak};
@@ -111,13 +110,9 @@ impl DiskTier {
         let path = self.inner.dir.join(EVICTOR_LOCK_FILE);
         // Through the fork registry: a child forked while this process evicts closes its
         // copy at once instead of holding the election for as long as it lives.
+        let sharing = self.inner.sharing;
         let file = LockFile::open(LockKind::Evictor, || {
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)
+            super::lock::open_lock_file(&path, sharing)
         })
         .ok()?;
         match file.try_lock(Mode::Exclusive) {

@@ -1,8 +1,10 @@
 //! The ledger: bytes in use per shard directory and the evictor's state, one mapped page
 //! every process shares.
 
+use crate::localfs::{self, How, Sharing};
 use memmap2::{MmapOptions, MmapRaw};
-use std::fs::{self, OpenOptions};
+#[cfg(test)]
+use std::fs;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -86,8 +88,8 @@ pub(super) enum Ledger {
 impl Ledger {
     /// The directory's shared ledger, or a private one (logged) when the page cannot be
     /// created, allocated or mapped there.
-    pub(super) fn open(dir: &Path) -> Ledger {
-        match Self::map(dir) {
+    pub(super) fn open(dir: &Path, sharing: Sharing) -> Ledger {
+        match Self::map(dir, sharing) {
             Ok(map) => Ledger::Shared(map),
             Err(e) => {
                 tracing::warn!(
@@ -105,14 +107,11 @@ impl Ledger {
         matches!(self, Ledger::Private(_))
     }
 
-    pub(super) fn map(dir: &Path) -> io::Result<MmapRaw> {
-        fs::create_dir_all(dir)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(dir.join(LEDGER_FILE))?;
+    pub(super) fn map(dir: &Path, sharing: Sharing) -> io::Result<MmapRaw> {
+        localfs::create_dir_all(dir, sharing)?;
+        // Never through a link: a `.usage` linked to another file must not be grown and
+        // written into.
+        let file = localfs::open(&dir.join(LEDGER_FILE), How::ReadWriteCreate, sharing)?;
         // Blocks allocated for real before the page is mapped: a page over a sparse hole is
         // allocated at its first store, and on a full filesystem that store is a SIGBUS
         // (the process dies) where this is an error (the tier counts privately). Only ever
@@ -236,7 +235,7 @@ mod tests {
     fn the_ledger_page_is_allocated_before_it_is_mapped() {
         use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
-        let ledger = Ledger::open(dir.path());
+        let ledger = Ledger::open(dir.path(), Sharing::Private);
         assert!(!ledger.is_private());
         let meta = fs::metadata(dir.path().join(LEDGER_FILE)).unwrap();
         assert_eq!(meta.len(), LEDGER_LEN);
@@ -260,7 +259,7 @@ mod tests {
             .unwrap()
             .set_len(LEDGER_LEN)
             .unwrap();
-        let _ledger = Ledger::open(dir.path());
+        let _ledger = Ledger::open(dir.path(), Sharing::Private);
         assert!(fs::metadata(&path).unwrap().blocks() * 512 >= LEDGER_LEN);
     }
 
@@ -269,7 +268,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let blocker = dir.path().join("file");
         fs::write(&blocker, b"not a directory").unwrap();
-        let ledger = Ledger::open(&blocker.join("cache"));
+        let ledger = Ledger::open(&blocker.join("cache"), Sharing::Private);
         assert!(ledger.is_private());
         ledger.add(3, 7);
         assert_eq!(ledger.used(), 7);

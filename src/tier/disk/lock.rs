@@ -9,8 +9,9 @@
 use super::DiskTier;
 use crate::flock::gate::LockKind;
 use crate::flock::{LockFile, Mode, Waited};
+use crate::localfs::{self, How, Sharing};
 use crate::metrics::TierCounters;
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
@@ -34,14 +35,15 @@ pub enum FetchLock {
     Unsupported,
 }
 
-pub(super) fn open_lock_file(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .or_else(|_| File::open(path))
+/// Opens (creating) a lock file, never through a link; read-only when it cannot be written
+/// (a lock file of another user of the group, or a read-only directory).
+pub(crate) fn open_lock_file(path: &Path, sharing: Sharing) -> std::io::Result<File> {
+    localfs::open(path, How::ReadWriteCreate, sharing).or_else(|e| {
+        if e.kind() == std::io::ErrorKind::InvalidInput {
+            return Err(e);
+        }
+        localfs::open(path, How::Read, sharing)
+    })
 }
 
 impl DiskTier {
@@ -54,7 +56,8 @@ impl DiskTier {
     /// drift until the next recount. Timeouts are counted in `dir_lock_timeouts`.
     pub(super) fn lock(&self, exclusive: bool) -> Option<LockFile> {
         let path = self.inner.dir.join(LOCK_FILE);
-        let file = LockFile::open(LockKind::Directory, || open_lock_file(&path)).ok()?;
+        let sharing = self.inner.sharing;
+        let file = LockFile::open(LockKind::Directory, || open_lock_file(&path, sharing)).ok()?;
         let mode = if exclusive {
             Mode::Exclusive
         } else {
@@ -84,10 +87,11 @@ impl DiskTier {
         ) % FETCH_LOCK_STRIPES;
         let dir = self.inner.dir.join(FETCH_LOCK_DIR);
         let path = dir.join(format!("{stripe:03x}"));
-        let file = match LockFile::open(LockKind::Fetch, || open_lock_file(&path)) {
+        let sharing = self.inner.sharing;
+        let file = match LockFile::open(LockKind::Fetch, || open_lock_file(&path, sharing)) {
             Ok(file) => file,
-            Err(_) => match fs::create_dir_all(&dir)
-                .and_then(|()| LockFile::open(LockKind::Fetch, || open_lock_file(&path)))
+            Err(_) => match localfs::create_dir_all(&dir, sharing)
+                .and_then(|()| LockFile::open(LockKind::Fetch, || open_lock_file(&path, sharing)))
             {
                 Ok(file) => file,
                 Err(e) => return self.locks_unsupported(&e.to_string()),

@@ -41,6 +41,7 @@ pub use space::{LimitedBy, MinFree, auto_capacity};
 pub use verify::{BadEntry, VerifyReport};
 
 use crate::error::{Error, Result};
+use crate::localfs::Sharing;
 use crate::metrics::{Metrics, TierCounters};
 use bytes::Bytes;
 use clock::Clock;
@@ -81,6 +82,8 @@ pub struct DiskTier {
 struct Inner {
     dir: PathBuf,
     capacity: u64,
+    /// The modes (and group) of what this tier creates.
+    sharing: Sharing,
     ledger: Ledger,
     /// The referenced bits.
     clock: Clock,
@@ -130,7 +133,18 @@ impl DiskTier {
     /// for this directory (trying a lock now and then); the process elected rebuilds
     /// counters that were never set, evicts, and finds dead writers' leftovers.
     pub fn open(dir: impl Into<PathBuf>, capacity: u64, metrics: Arc<Metrics>) -> Self {
-        Self::open_counted(dir, capacity, metrics, |m| &m.disk)
+        Self::open_with(dir, capacity, Sharing::Private, metrics)
+    }
+
+    /// As [`DiskTier::open`], creating files and directories as `sharing` says (a cache
+    /// shared by the users of a group).
+    pub fn open_with(
+        dir: impl Into<PathBuf>,
+        capacity: u64,
+        sharing: Sharing,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self::open_counted(dir, capacity, sharing, metrics, |m| &m.disk)
     }
 
     /// As [`DiskTier::open`], counting into the tier `counters` picks: the decoded-frame
@@ -138,10 +152,11 @@ impl DiskTier {
     pub(crate) fn open_counted(
         dir: impl Into<PathBuf>,
         capacity: u64,
+        sharing: Sharing,
         metrics: Arc<Metrics>,
         counters: fn(&Metrics) -> &TierCounters,
     ) -> Self {
-        let tier = Self::open_passive(dir, capacity, metrics, counters);
+        let tier = Self::open_passive(dir, capacity, sharing, metrics, counters);
         tier.start_candidate();
         tier
     }
@@ -150,24 +165,25 @@ impl DiskTier {
     /// tests that look at a directory while other processes use it. Its writers still
     /// evict a batch when usage crosses the capacity, so the cap holds.
     pub fn open_inspector(dir: impl Into<PathBuf>, capacity: u64, metrics: Arc<Metrics>) -> Self {
-        Self::open_passive(dir, capacity, metrics, |m| &m.disk)
+        Self::open_passive(dir, capacity, Sharing::Private, metrics, |m| &m.disk)
     }
 
     fn open_passive(
         dir: impl Into<PathBuf>,
         capacity: u64,
+        sharing: Sharing,
         metrics: Arc<Metrics>,
         counters: fn(&Metrics) -> &TierCounters,
     ) -> Self {
         let dir = dir.into().join(FORMAT_DIR);
-        let ledger = Ledger::open(&dir);
+        let ledger = Ledger::open(&dir, sharing);
         if ledger.is_private() {
             TierCounters::bump(&metrics.private_ledgers);
         }
         let (stop, stopped) = mpsc::channel();
         DiskTier {
             inner: Arc::new(Inner {
-                clock: Clock::open(&dir),
+                clock: Clock::open(&dir, sharing),
                 ledger,
                 elected: AtomicBool::new(false),
                 sweep: AtomicU64::new(128),
@@ -175,6 +191,7 @@ impl DiskTier {
                 stopped: std::sync::Mutex::new(Some(stopped)),
                 dir,
                 capacity,
+                sharing,
                 nonce: process_nonce(),
                 temp_seq: AtomicU64::new(0),
                 space: std::sync::Mutex::new(space::SpacePolicy::default()),
@@ -211,6 +228,11 @@ impl DiskTier {
     /// The directory holding this format's entries.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// How this tier's files and directories are shared.
+    pub(crate) fn sharing(&self) -> Sharing {
+        self.inner.sharing
     }
 
     /// The configured capacity in bytes.

@@ -6,6 +6,7 @@ use crate::entry::{self, Corruption, FIXED_HEADER_LEN};
 use crate::error::{Error, Result};
 use crate::flock::gate::LockKind;
 use crate::flock::{LockFile, Mode, Waited};
+use crate::localfs::{self, How, Sharing};
 use crate::metrics::TierCounters;
 use bytes::Bytes;
 use std::fs::{self, File};
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 /// Reads the key echoed in an entry's header, if the header is well formed (also in an
 /// entry of the previous format, so that `clear` and `verify` find those by key).
 pub(super) fn read_key(path: &Path) -> Option<String> {
-    let mut file = File::open(path).ok()?;
+    let mut file = localfs::open(path, How::Read, Sharing::Private).ok()?;
     let mut fixed = [0u8; 16];
     file.read_exact(&mut fixed).ok()?;
     if fixed[..8] != entry::MAGIC {
@@ -49,7 +50,7 @@ impl DiskTier {
     /// As [`DiskTier::read_blocking`].
     pub fn read_verified_blocking(&self, key: &str) -> Result<Option<(Bytes, blake3::Hash)>> {
         let path = self.path_of(key);
-        let file = match File::open(&path) {
+        let file = match localfs::open(&path, How::Read, self.inner.sharing) {
             Ok(file) => file,
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 self.counters().miss();
@@ -242,10 +243,15 @@ impl DiskTier {
     pub(super) fn reserve(&self, shard: &Path, len: u64) -> io::Result<(PathBuf, LockFile, u64)> {
         let tmp = shard.join(self.temp_name(len));
         let _shared = self.lock(false);
-        let create = || LockFile::open(LockKind::Temp, || File::create_new(&tmp));
+        let sharing = self.inner.sharing;
+        let create = || {
+            LockFile::open(LockKind::Temp, || {
+                localfs::open(&tmp, How::CreateNew, sharing)
+            })
+        };
         let file = match create() {
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                fs::create_dir_all(shard)?;
+                localfs::create_dir_all(shard, sharing)?;
                 create()?
             }
             other => other?,
@@ -316,6 +322,9 @@ impl DiskTier {
             return 0;
         };
         let name = name.to_string_lossy().into_owned();
+        if !localfs::is_real_dir(shard) {
+            return 0;
+        }
         let Ok(files) = fs::read_dir(shard) else {
             return 0;
         };

@@ -235,7 +235,7 @@ impl DiskTier {
         if weight == 0 || dir == self.inner.dir || !same_fs(&self.inner.dir, &dir) {
             return self;
         }
-        match Ledger::map(&dir) {
+        match Ledger::map(&dir, self.inner.sharing) {
             Ok(map) => {
                 if let Ok(mut policy) = self.inner.space.lock() {
                     policy.siblings.push(Sibling {

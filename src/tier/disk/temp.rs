@@ -92,7 +92,8 @@ impl DiskTier {
     pub(super) fn is_dead(&self, path: &Path, temp: &TempName, meta: &fs::Metadata) -> bool {
         // A lock file for the moment of the probe: a fork meanwhile must not leave a child
         // holding the writer's lock (the writer waits for it, see `reserve`).
-        if let Ok(file) = LockFile::open(LockKind::Temp, || fs::File::open(path)) {
+        let open = || crate::localfs::open(path, crate::localfs::How::Read, self.inner.sharing);
+        if let Ok(file) = LockFile::open(LockKind::Temp, open) {
             match file.try_lock(Mode::Exclusive) {
                 Ok(true) => return true,
                 Ok(false) => return false,

@@ -11,7 +11,13 @@ use std::time::{Duration, SystemTime};
 fn tier(dir: &Path, capacity: u64) -> (DiskTier, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::default());
     (
-        DiskTier::open_passive(dir, capacity, metrics.clone(), |m| &m.disk),
+        DiskTier::open_passive(
+            dir,
+            capacity,
+            crate::localfs::Sharing::Private,
+            metrics.clone(),
+            |m| &m.disk,
+        ),
         metrics,
     )
 }

@@ -5,7 +5,7 @@ use super::rw::read_key;
 use crate::entry;
 use crate::metrics::TierCounters;
 use serde::Serialize;
-use std::fs;
+
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
@@ -33,7 +33,7 @@ pub struct VerifyReport {
 
 /// Reads `path` and validates it as `key`'s entry: `Ok(false)` if it vanished.
 pub(super) fn check_file(path: &Path, key: &str) -> std::result::Result<bool, String> {
-    match fs::read(path) {
+    match crate::localfs::read(path) {
         Ok(bytes) => entry::validate(key, &bytes)
             .map(|_| true)
             .map_err(|c| c.to_string()),
