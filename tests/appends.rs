@@ -267,7 +267,12 @@ async fn a_long_mixed_timeline_streams_every_frame(env: &Env) {
     while let Some(item) = stream.next().await {
         let (frame, _) = item.unwrap();
         let framecaches = (20..1120).contains(&frame.seq);
-        assert_eq!(frame.chunk_id, u64::from(framecaches), "frame {}", frame.seq);
+        assert_eq!(
+            frame.chunk_id,
+            u64::from(framecaches),
+            "frame {}",
+            frame.seq
+        );
         seqs.push(frame.seq);
     }
     assert_eq!(seqs, (0..1130).collect::<Vec<_>>());
