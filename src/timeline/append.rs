@@ -332,8 +332,8 @@ fn first_generation(timeline: &str) -> String {
 }
 
 /// Indexes of the chunks an append of `entries` rewrites: those whose span holds one of its
-/// seqs, and the chunk just before its first seq when that chunk and every entry fit in one
-/// chunk (so that appends in seq order fill chunks rather than add one reference each).
+/// seqs, and, when its first seq falls outside every chunk, the chunk just before it if that
+/// chunk and every entry fit in one chunk (so that appends in seq order fill chunks rather than add one reference each).
 fn touched_chunks(refs: &[ChunkRef], entries: &[FrameMeta]) -> BTreeSet<usize> {
     let mut touched: BTreeSet<usize> = entries
         .iter()
@@ -344,7 +344,9 @@ fn touched_chunks(refs: &[ChunkRef], entries: &[FrameMeta]) -> BTreeSet<usize> {
         .collect();
     if let Some(first) = entries.first() {
         let before = refs.partition_point(|c| c.last < first.seq);
-        if before > 0
+        let inside = refs.get(before).is_some_and(|c| c.first <= first.seq);
+        if !inside
+            && before > 0
             && !touched.contains(&(before - 1))
             && refs[before - 1].count + entries.len() <= CHUNK_FRAMES
         {
