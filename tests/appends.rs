@@ -547,6 +547,138 @@ async fn conditional_writes_keep_both_appends(env: &Env) {
     }
 }
 
+/// An origin that runs `hook` right after the `nth` write (`put`) of `key` returns: another
+/// writer's work, placed exactly between two steps of this one.
+struct AfterPut {
+    inner: Arc<dyn Origin>,
+    key: String,
+    nth: usize,
+    puts: AtomicUsize,
+    hook: std::sync::Mutex<Option<BoxFuture<'static, ()>>>,
+}
+
+impl AfterPut {
+    fn cache(
+        env: &Env,
+        key: String,
+        nth: usize,
+        hook: BoxFuture<'static, ()>,
+    ) -> (FrameCache, Arc<AfterPut>) {
+        let origin = Arc::new(AfterPut {
+            inner: env.origin(&Arc::new(Metrics::default())),
+            key,
+            nth,
+            puts: AtomicUsize::new(0),
+            hook: std::sync::Mutex::new(Some(hook)),
+        });
+        let config = env.config(&env.disk_dir(&unique("after-put")));
+        let fc = FrameCache::from_chain(
+            config.build_with_origin(origin.clone(), Arc::new(Metrics::default())),
+            4,
+        );
+        (fc, origin)
+    }
+
+    fn ran(&self) -> bool {
+        self.hook.lock().unwrap().is_none()
+    }
+}
+
+impl Origin for AfterPut {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, framecache::Result<Option<Bytes>>> {
+        self.inner.get(key)
+    }
+    fn get_at<'a>(
+        &'a self,
+        key: &'a str,
+        version: &'a Version,
+    ) -> BoxFuture<'a, framecache::Result<Option<Bytes>>> {
+        self.inner.get_at(key, version)
+    }
+    fn stat<'a>(&'a self, key: &'a str) -> BoxFuture<'a, framecache::Result<Option<ObjectInfo>>> {
+        self.inner.stat(key)
+    }
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        value: Bytes,
+    ) -> BoxFuture<'a, framecache::Result<Option<Version>>> {
+        async move {
+            let version = self.inner.put(key, value).await?;
+            if key == self.key && self.puts.fetch_add(1, SeqCst) + 1 == self.nth {
+                let hook = self.hook.lock().unwrap().take();
+                if let Some(hook) = hook {
+                    hook.await;
+                }
+            }
+            Ok(version)
+        }
+        .boxed()
+    }
+    fn put_if<'a>(
+        &'a self,
+        key: &'a str,
+        value: Bytes,
+        condition: PutCondition<'a>,
+    ) -> BoxFuture<'a, framecache::Result<PutOutcome>> {
+        self.inner.put_if(key, value, condition)
+    }
+    fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, framecache::Result<()>> {
+        self.inner.remove(key)
+    }
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, framecache::Result<Vec<ObjectInfo>>> {
+        self.inner.list(prefix)
+    }
+    fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, framecache::Result<bool>> {
+        self.inner.exists(key)
+    }
+    fn has_any<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, framecache::Result<bool>> {
+        self.inner.has_any(prefix)
+    }
+    fn remove_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, framecache::Result<()>> {
+        self.inner.remove_prefix(prefix)
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+/// An append lands right after a rebuild publishes its manifest (the append keeps the
+/// rebuild's generation): the rebuild's last round sees another writer's head and leaves
+/// the appended frames alone; the timeline loads with both.
+async fn an_append_right_after_a_rebuild_publishes_keeps_its_frames(env: &Env) {
+    let tl = base(env, "append-after-rebuild").await;
+    let appender = cache(env, "after-rebuild");
+    let tl_b = tl.clone();
+    // The rebuild writes its manifest twice: incomplete first, then published.
+    let (rebuild, origin) = AfterPut::cache(
+        env,
+        layout::manifest_key(&tl).unwrap(),
+        2,
+        async move {
+            appender
+                .cache_jpegs(&tl_b, encoded(20, 10, 2, 3), &|_| {})
+                .await
+                .unwrap();
+        }
+        .boxed(),
+    );
+    rebuild
+        .cache_jpegs_with(&tl, encoded(10, 10, 1, 2), WriteMode::Replace, &|_| {})
+        .await
+        .unwrap();
+    assert!(origin.ran(), "the append ran after the rebuild published");
+    let frames = loaded(env, &tl).await;
+    assert_eq!(
+        frames.iter().map(|f| f.seq).collect::<Vec<_>>(),
+        (10..30).collect::<Vec<_>>()
+    );
+    for f in &frames {
+        let chunk = f.seq / 10;
+        assert_written(f, chunk, chunk as u8 + 1);
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Two appender processes
 
@@ -769,6 +901,7 @@ backend_tests!(
     a_dropped_append_merges_again,
     two_first_appends_keep_both,
     two_appends_from_one_manifest_keep_every_frame,
+    an_append_right_after_a_rebuild_publishes_keeps_its_frames,
 );
 
 #[test]
