@@ -12,7 +12,7 @@ use common::child::{CHILD_ENV, result_of, spawn_child, var};
 use common::{Env, Instrumented, jpeg_variant as jpeg, unique};
 use framecache::tier::{ObjectInfo, Origin, PutCondition, PutOutcome, Version};
 use framecache::{
-    EncodedFrame, Frame, FrameCache, Metrics, TimelineStatus, WriteMode, codec, layout,
+    ClearScope, EncodedFrame, Frame, FrameCache, Metrics, TimelineStatus, WriteMode, codec, layout,
 };
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -547,12 +547,13 @@ async fn conditional_writes_keep_both_appends(env: &Env) {
     }
 }
 
-/// An origin that runs `hook` right after the `nth` write (`put`) of `key` returns: another
-/// writer's work, placed exactly between two steps of this one.
+/// An origin that runs `hook` right after the `nth` write (`put`; with `gets`, read) of
+/// `key` returns: another writer's work, placed exactly between two steps of this one.
 struct AfterPut {
     inner: Arc<dyn Origin>,
     key: String,
     nth: usize,
+    gets: bool,
     puts: AtomicUsize,
     hook: std::sync::Mutex<Option<BoxFuture<'static, ()>>>,
 }
@@ -561,13 +562,14 @@ impl AfterPut {
     fn cache(
         env: &Env,
         key: String,
-        nth: usize,
+        (nth, gets): (usize, bool),
         hook: BoxFuture<'static, ()>,
     ) -> (FrameCache, Arc<AfterPut>) {
         let origin = Arc::new(AfterPut {
             inner: env.origin(&Arc::new(Metrics::default())),
             key,
             nth,
+            gets,
             puts: AtomicUsize::new(0),
             hook: std::sync::Mutex::new(Some(hook)),
         });
@@ -582,11 +584,25 @@ impl AfterPut {
     fn ran(&self) -> bool {
         self.hook.lock().unwrap().is_none()
     }
+
+    async fn after(&self, key: &str, get: bool) {
+        if key == self.key && get == self.gets && self.puts.fetch_add(1, SeqCst) + 1 == self.nth {
+            let hook = self.hook.lock().unwrap().take();
+            if let Some(hook) = hook {
+                hook.await;
+            }
+        }
+    }
 }
 
 impl Origin for AfterPut {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, framecache::Result<Option<Bytes>>> {
-        self.inner.get(key)
+        async move {
+            let got = self.inner.get(key).await?;
+            self.after(key, true).await;
+            Ok(got)
+        }
+        .boxed()
     }
     fn get_at<'a>(
         &'a self,
@@ -605,12 +621,7 @@ impl Origin for AfterPut {
     ) -> BoxFuture<'a, framecache::Result<Option<Version>>> {
         async move {
             let version = self.inner.put(key, value).await?;
-            if key == self.key && self.puts.fetch_add(1, SeqCst) + 1 == self.nth {
-                let hook = self.hook.lock().unwrap().take();
-                if let Some(hook) = hook {
-                    hook.await;
-                }
-            }
+            self.after(key, false).await;
             Ok(version)
         }
         .boxed()
@@ -654,7 +665,7 @@ async fn an_append_right_after_a_rebuild_publishes_keeps_its_frames(env: &Env) {
     let (rebuild, origin) = AfterPut::cache(
         env,
         layout::manifest_key(&tl).unwrap(),
-        2,
+        (2, false),
         async move {
             appender
                 .cache_jpegs(&tl_b, encoded(20, 10, 2, 3), &|_| {})
@@ -677,6 +688,72 @@ async fn an_append_right_after_a_rebuild_publishes_keeps_its_frames(env: &Env) {
         let chunk = f.seq / 10;
         assert_written(f, chunk, chunk as u8 + 1);
     }
+}
+
+/// A `clear` between an append's head read and its head write: the head written names
+/// frames and a chunk the clear removed. The timeline loads (empty), and a later append
+/// loads with its metadata: entries without objects and chunks gone are left out.
+async fn an_append_racing_a_clear_leaves_a_loadable_timeline(env: &Env) {
+    let tl = unique("append-clear");
+    // Chunk 2 first, so that the append of chunk 0 leaves its manifest chunk untouched.
+    cache(env, "clear-base")
+        .cache_jpegs(&tl, encoded(20, 10, 2, 1), &|_| {})
+        .await
+        .unwrap();
+    let clearer = cache(env, "clearer");
+    let tl_c = tl.clone();
+    let (appender, origin) = AfterPut::cache(
+        env,
+        layout::manifest_key(&tl).unwrap(),
+        (1, true),
+        async move { clearer.clear(&tl_c, ClearScope::All).await.unwrap() }.boxed(),
+    );
+    appender
+        .cache_jpegs(&tl, encoded(0, 10, 0, 2), &|_| {})
+        .await
+        .unwrap();
+    assert!(
+        origin.ran(),
+        "the clear ran between the head read and write"
+    );
+    let reader = cache(env, "clear-reader");
+    assert!(reader.load_jpegs(&tl).await.unwrap().is_empty());
+    assert!(matches!(
+        reader.status(&tl).await.unwrap(),
+        TimelineStatus::Complete { frames: 0, .. }
+    ));
+    cache(env, "clear-again")
+        .cache_jpegs(&tl, encoded(0, 10, 0, 3), &|_| {})
+        .await
+        .unwrap();
+    let frames = loaded(env, &tl).await;
+    assert_eq!(frames.len(), 10);
+    frames.iter().for_each(|f| assert_written(f, 0, 3));
+}
+
+/// Frames removed under a complete manifest (by hand, or a rebuild racing an append) are
+/// simply not there; the others keep their metadata.
+async fn frames_removed_under_a_complete_manifest_are_left_out(env: &Env) {
+    let tl = unique("removed");
+    let fc = cache(env, "removed");
+    for chunk in 0..3 {
+        fc.cache_jpegs(&tl, encoded(chunk * 10, 10, chunk, 1), &|_| {})
+            .await
+            .unwrap();
+    }
+    let origin = env.origin(&Arc::new(Metrics::default()));
+    for seq in 10..20 {
+        origin
+            .remove(&layout::frame_key(&tl, seq).unwrap())
+            .await
+            .unwrap();
+    }
+    let frames = loaded(env, &tl).await;
+    assert_eq!(
+        frames.iter().map(|f| f.seq).collect::<Vec<_>>(),
+        (0..10).chain(20..30).collect::<Vec<_>>()
+    );
+    frames.iter().for_each(|f| assert_written(f, f.seq / 10, 1));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -902,6 +979,8 @@ backend_tests!(
     two_first_appends_keep_both,
     two_appends_from_one_manifest_keep_every_frame,
     an_append_right_after_a_rebuild_publishes_keeps_its_frames,
+    an_append_racing_a_clear_leaves_a_loadable_timeline,
+    frames_removed_under_a_complete_manifest_are_left_out,
 );
 
 #[test]

@@ -276,13 +276,8 @@ impl FrameCache {
                         },
                     );
                 }
-                None => {
-                    absent.push(seq);
-                    // A frame the manifest lists is missing: the timeline is incomplete.
-                    if let (Some(head), Some(_)) = (head, meta) {
-                        return Err(self.incomplete(timeline, head).await);
-                    }
-                }
+                // Not there, whatever a complete manifest lists (see `join_index`).
+                None => absent.push(seq),
             }
         }
         let found_list: Vec<FrameEntry> = found.values().cloned().collect();
