@@ -12,7 +12,8 @@ use common::child::{CHILD_ENV, result_of, spawn_child, var};
 use common::{Env, Instrumented, jpeg_variant as jpeg, unique};
 use framecache::tier::{ObjectInfo, Origin, PutCondition, PutOutcome, Version};
 use framecache::{
-    ClearScope, EncodedFrame, Frame, FrameCache, Metrics, TimelineStatus, WriteMode, codec, layout,
+    ClearScope, EncodedFrame, Error, Frame, FrameCache, Metrics, TimelineStatus, WriteMode, codec,
+    layout,
 };
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -401,12 +402,57 @@ struct Conditional {
     inner: Arc<dyn Origin>,
     lock: tokio::sync::Mutex<()>,
     refused: AtomicUsize,
+    /// Run before the next write (conditional or not) of its key.
     hook: std::sync::Mutex<Option<(String, BoxFuture<'static, ()>)>>,
+    /// Run after the next stat of its key has looked, before it returns.
+    stat_hook: std::sync::Mutex<Option<(String, BoxFuture<'static, ()>)>>,
+    /// Every conditional write of this key is refused.
+    refuse: Option<String>,
 }
 
 impl Conditional {
+    fn new(env: &Env) -> Arc<Conditional> {
+        Conditional::refusing(env, None)
+    }
+
+    fn refusing(env: &Env, refuse: Option<String>) -> Arc<Conditional> {
+        Arc::new(Conditional {
+            inner: env.origin(&Arc::new(Metrics::default())),
+            lock: tokio::sync::Mutex::new(()),
+            refused: AtomicUsize::new(0),
+            hook: std::sync::Mutex::new(None),
+            stat_hook: std::sync::Mutex::new(None),
+            refuse,
+        })
+    }
+
+    fn handle(self: &Arc<Self>, env: &Env, name: &str) -> FrameCache {
+        let config = env.config(&env.disk_dir(&unique(name)));
+        FrameCache::from_chain(
+            config.build_with_origin(self.clone(), Arc::new(Metrics::default())),
+            4,
+        )
+    }
+
     fn etag(bytes: &[u8]) -> String {
         format!("\"{}\"", blake3::hash(bytes).to_hex())
+    }
+
+    async fn run_hook(
+        hook: &std::sync::Mutex<Option<(String, BoxFuture<'static, ()>)>>,
+        key: &str,
+    ) {
+        let hook = {
+            let mut hook = hook.lock().unwrap();
+            if hook.as_ref().is_some_and(|(k, _)| k == key) {
+                hook.take().map(|(_, f)| f)
+            } else {
+                None
+            }
+        };
+        if let Some(other) = hook {
+            other.await;
+        }
     }
 }
 
@@ -414,16 +460,41 @@ impl Origin for Conditional {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, framecache::Result<Option<Bytes>>> {
         self.inner.get(key)
     }
+    fn get_at<'a>(
+        &'a self,
+        key: &'a str,
+        version: &'a Version,
+    ) -> BoxFuture<'a, framecache::Result<Option<Bytes>>> {
+        async move {
+            let now = self.inner.get(key).await?;
+            if let (Some(bytes), Some(etag)) = (&now, &version.etag)
+                && Conditional::etag(bytes) != *etag
+            {
+                return Err(framecache::Error::Storage {
+                    op: "read",
+                    key: key.to_owned(),
+                    source: Box::new(opendal::Error::new(
+                        opendal::ErrorKind::ConditionNotMatch,
+                        "changed since the stat",
+                    )),
+                });
+            }
+            Ok(now)
+        }
+        .boxed()
+    }
     fn stat<'a>(&'a self, key: &'a str) -> BoxFuture<'a, framecache::Result<Option<ObjectInfo>>> {
         async move {
-            Ok(self.inner.get(key).await?.map(|bytes| ObjectInfo {
+            let info = self.inner.get(key).await?.map(|bytes| ObjectInfo {
                 key: key.to_owned(),
                 size: bytes.len() as u64,
                 version: Some(Version {
                     tag: format!("e:{}", Conditional::etag(&bytes)),
                     etag: Some(Conditional::etag(&bytes)),
                 }),
-            }))
+            });
+            Conditional::run_hook(&self.stat_hook, key).await;
+            Ok(info)
         }
         .boxed()
     }
@@ -433,6 +504,7 @@ impl Origin for Conditional {
         value: Bytes,
     ) -> BoxFuture<'a, framecache::Result<Option<Version>>> {
         async move {
+            Conditional::run_hook(&self.hook, key).await;
             let _held = self.lock.lock().await;
             self.inner.put(key, value).await
         }
@@ -445,23 +517,16 @@ impl Origin for Conditional {
         condition: PutCondition<'a>,
     ) -> BoxFuture<'a, framecache::Result<PutOutcome>> {
         async move {
-            let hook = {
-                let mut hook = self.hook.lock().unwrap();
-                if hook.as_ref().is_some_and(|(k, _)| k == key) {
-                    hook.take().map(|(_, f)| f)
-                } else {
-                    None
-                }
-            };
-            if let Some(other) = hook {
-                other.await;
-            }
+            Conditional::run_hook(&self.hook, key).await;
             let _held = self.lock.lock().await;
             let now = self.inner.get(key).await?;
-            let holds = match condition {
-                PutCondition::Absent => now.is_none(),
-                PutCondition::Matches(etag) => now.is_some_and(|b| Conditional::etag(&b) == etag),
-            };
+            let holds = self.refuse.as_deref() != Some(key)
+                && match condition {
+                    PutCondition::Absent => now.is_none(),
+                    PutCondition::Matches(etag) => {
+                        now.is_some_and(|b| Conditional::etag(&b) == etag)
+                    }
+                };
             if !holds {
                 self.refused.fetch_add(1, SeqCst);
                 return Ok(PutOutcome::Refused);
@@ -500,20 +565,8 @@ async fn conditional_writes_keep_both_appends(env: &Env) {
         .cache_jpegs(&tl, encoded(0, 10, 0, 1), &|_| {})
         .await
         .unwrap();
-    let origin = Arc::new(Conditional {
-        inner: env.origin(&Arc::new(Metrics::default())),
-        lock: tokio::sync::Mutex::new(()),
-        refused: AtomicUsize::new(0),
-        hook: std::sync::Mutex::new(None),
-    });
-    let handle = |name: &str| {
-        let config = env.config(&env.disk_dir(&unique(name)));
-        FrameCache::from_chain(
-            config.build_with_origin(origin.clone(), Arc::new(Metrics::default())),
-            4,
-        )
-    };
-    let (a, b) = (handle("cond-a"), handle("cond-b"));
+    let origin = Conditional::new(env);
+    let (a, b) = (origin.handle(env, "cond-a"), origin.handle(env, "cond-b"));
     // Each handle probes once, before the hook is set.
     a.cache_jpegs(&unique("cond-warm"), encoded(0, 1, 0, 1), &|_| {})
         .await
@@ -756,6 +809,105 @@ async fn frames_removed_under_a_complete_manifest_are_left_out(env: &Env) {
     frames.iter().for_each(|f| assert_written(f, f.seq / 10, 1));
 }
 
+/// The head changes between A's stat and its read of that version (B appends), and again
+/// before A's write (C appends): A keeps the stat's ETag, so its `If-Match` write is refused
+/// and it merges again; every append keeps its metadata.
+async fn a_head_changed_after_its_stat_is_written_conditionally(env: &Env) {
+    let tl = base(env, "stale-etag").await;
+    let origin = Conditional::new(env);
+    let (a, b, c) = (
+        origin.handle(env, "stale-a"),
+        origin.handle(env, "stale-b"),
+        origin.handle(env, "stale-c"),
+    );
+    // Each handle probes once, before the hooks are set.
+    for fc in [&a, &b, &c] {
+        fc.cache_jpegs(&unique("stale-warm"), encoded(0, 1, 0, 1), &|_| {})
+            .await
+            .unwrap();
+    }
+    let key = layout::manifest_key(&tl).unwrap();
+    let tl_b = tl.clone();
+    *origin.stat_hook.lock().unwrap() = Some((
+        key.clone(),
+        async move {
+            b.cache_jpegs(&tl_b, encoded(20, 10, 2, 3), &|_| {})
+                .await
+                .unwrap();
+        }
+        .boxed(),
+    ));
+    let tl_c = tl.clone();
+    let hook_origin = origin.clone();
+    *origin.hook.lock().unwrap() = Some((
+        key.clone(),
+        async move {
+            // B's own write passes first; C goes in before A's.
+            *hook_origin.hook.lock().unwrap() = Some((
+                layout::manifest_key(&tl_c).unwrap(),
+                async move {
+                    c.cache_jpegs(&tl_c, encoded(30, 10, 3, 4), &|_| {})
+                        .await
+                        .unwrap();
+                }
+                .boxed(),
+            ));
+        }
+        .boxed(),
+    ));
+    a.cache_jpegs(&tl, encoded(10, 10, 1, 2), &|_| {})
+        .await
+        .unwrap();
+    assert!(origin.stat_hook.lock().unwrap().is_none(), "B ran");
+    assert!(origin.hook.lock().unwrap().is_none(), "C ran");
+    let frames = loaded(env, &tl).await;
+    assert_eq!(
+        frames.iter().map(|f| f.seq).collect::<Vec<_>>(),
+        (0..40).collect::<Vec<_>>()
+    );
+    for f in &frames {
+        let chunk = f.seq / 10;
+        assert_written(f, chunk, chunk as u8 + 1);
+    }
+}
+
+/// An append whose conditional head writes keep being refused fails with
+/// `Error::Contended` instead of returning as if its entries were in; its frames are stored.
+async fn an_append_refused_every_time_fails_contended(env: &Env) {
+    let tl = base(env, "refused").await;
+    let origin = Conditional::refusing(env, Some(layout::manifest_key(&tl).unwrap()));
+    let fc = origin.handle(env, "refused");
+    let err = fc
+        .cache_jpegs(&tl, encoded(10, 10, 1, 2), &|_| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Contended { .. }), "{err}");
+    let frames = loaded(env, &tl).await;
+    assert_eq!(frames.len(), 20, "the frames are stored");
+    frames[10..].iter().for_each(|f| assert_module(f, 2));
+}
+
+/// A head this build cannot read (a later format) is left as it is by an append: the
+/// append's frames are stored, the other frames' metadata is not overwritten.
+async fn an_append_leaves_an_unreadable_head_alone(env: &Env) {
+    let tl = base(env, "unreadable").await;
+    let origin = env.origin(&Arc::new(Metrics::default()));
+    let key = layout::manifest_key(&tl).unwrap();
+    let head = origin.get(&key).await.unwrap().unwrap();
+    let mut future: Value = serde_json::from_slice(&head).unwrap();
+    future["format"] = 99.into();
+    let future = Bytes::from(serde_json::to_vec(&future).unwrap());
+    origin.put(&key, future.clone()).await.unwrap();
+    let fc = cache(env, "unreadable");
+    fc.cache_jpegs(&tl, encoded(10, 10, 1, 2), &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(origin.get(&key).await.unwrap().unwrap(), future);
+    assert_eq!(fc.chain().metrics().snapshot().unreadable_manifests, 1);
+    let frames = loaded(env, &tl).await;
+    assert_eq!(frames.len(), 20);
+}
+
 // ---------------------------------------------------------------------------------------
 // Two appender processes
 
@@ -981,6 +1133,9 @@ backend_tests!(
     an_append_right_after_a_rebuild_publishes_keeps_its_frames,
     an_append_racing_a_clear_leaves_a_loadable_timeline,
     frames_removed_under_a_complete_manifest_are_left_out,
+    a_head_changed_after_its_stat_is_written_conditionally,
+    an_append_refused_every_time_fails_contended,
+    an_append_leaves_an_unreadable_head_alone,
 );
 
 #[test]

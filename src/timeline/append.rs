@@ -19,7 +19,10 @@
 //! on the head before this one, replaced it) the append is merged again into the head read
 //! back, in at most [`APPEND_ROUNDS`] rounds. A head written by another appender after that
 //! read back can still drop this append's entries: its frames then load with the module's
-//! defaults (their JPEGs are at the origin regardless).
+//! defaults (their JPEGs are at the origin regardless). An append whose conditional writes
+//! keep being refused, or whose entries keep being dropped, fails with
+//! [`Error::Contended`] after its rounds (with jittered backoff) instead of returning as if
+//! its entries were in. A head this build cannot read is never replaced by an append.
 
 use super::FrameCache;
 use super::manifest::{
@@ -28,14 +31,43 @@ use super::manifest::{
 };
 use crate::error::{Error, Result};
 use crate::layout;
+use crate::metrics::TierCounters;
 use crate::tier::{PutCondition, PutOutcome, Version};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-/// Rounds of merge, write and check before an append leaves its entries to chance.
-pub(super) const APPEND_ROUNDS: usize = 4;
+/// Rounds of merge, write and read back (no conditional writes) before an append whose
+/// entries keep being replaced fails with [`Error::Contended`].
+pub(super) const APPEND_ROUNDS: usize = 8;
+
+/// Refused conditional head writes before an append fails with [`Error::Contended`]: each
+/// refusal means another appender wrote the head meanwhile.
+const REFUSALS: usize = 10;
+
+/// The error of an append whose entries could not be made to stick: its frames are stored
+/// (their JPEGs are at the origin), their metadata may be missing; writing again restores it.
+fn contended(timeline: &str, entries: &[FrameMeta], rounds: usize) -> Error {
+    tracing::warn!(
+        "{timeline}: the manifest kept changing under {rounds} rounds of appends; {} frames \
+         are stored and may load without their metadata",
+        entries.len()
+    );
+    Error::Contended {
+        timeline: timeline.to_owned(),
+        rounds,
+    }
+}
+
+/// Waits before another round: 10 ms doubling per round up to 320 ms, times a random
+/// factor in [0.5, 1.5), so that appenders that collided do not collide again in step.
+async fn backoff(round: usize) {
+    let base = 10u64 << round.min(5);
+    let random = u64::from_str_radix(&new_generation()[..8], 16).unwrap_or_default();
+    let ms = base / 2 + random % base.max(1);
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+}
 
 /// The head as this append found it, with the ETag to write it back with `If-Match`.
 struct Found {
@@ -67,61 +99,79 @@ impl FrameCache {
         let conditional = self.conditional_writes().await;
         let mut found = self.found_head(&key, conditional).await?;
         let mut merged_into: Option<String> = None;
-        for _ in 0..APPEND_ROUNDS {
-            if let Some(head) = &found.head {
-                if !head.complete {
-                    tracing::info!(
-                        "{timeline}: a rebuild has not finished; its manifest is left to it"
+        // Refused conditional writes (each means another appender progressed) and rounds of
+        // write and read back, each bounded.
+        let (mut refusals, mut rounds) = (0, 0);
+        loop {
+            match &found.head {
+                Some(head) => {
+                    if !head.complete {
+                        tracing::info!(
+                            "{timeline}: a rebuild has not finished; its manifest is left to it"
+                        );
+                        return Ok(());
+                    }
+                    // A rebuild published after this append's last head write: it decides.
+                    if merged_into.as_ref().is_some_and(|g| *g != head.generation) {
+                        return Ok(());
+                    }
+                }
+                None if found.exists => {
+                    // A head this build cannot read (a later format, or a rejected one):
+                    // replacing it would drop every other frame's metadata.
+                    tracing::warn!(
+                        "{timeline}: manifest unreadable; {} frames stored without entries, \
+                         the manifest left as it is",
+                        entries.len()
                     );
+                    TierCounters::bump(&self.cache.metrics().unreadable_manifests);
                     return Ok(());
                 }
-                // A rebuild published after this append's last head write: it decides.
-                if merged_into.as_ref().is_some_and(|g| *g != head.generation) {
-                    return Ok(());
-                }
+                None => {}
             }
             let merged = self.merge(timeline, found.head.as_ref(), entries).await?;
             merged_into = Some(merged.generation.clone());
             if conditional {
                 let condition = match (&found.etag, found.exists) {
-                    (Some(etag), _) => PutCondition::Matches(etag),
-                    (None, false) => PutCondition::Absent,
-                    // Exists, but its ETag is unknown: take the unconditional path.
-                    (None, true) => {
-                        self.cache.origin().put(&key, merged.bytes).await?;
-                        return Ok(());
-                    }
+                    (Some(etag), _) => Some(PutCondition::Matches(etag)),
+                    (None, false) => Some(PutCondition::Absent),
+                    // Exists, but its ETag is unknown: write and read back.
+                    (None, true) => None,
                 };
-                match self
-                    .cache
-                    .origin()
-                    .put_if(&key, merged.bytes.clone(), condition)
-                    .await?
-                {
-                    PutOutcome::Written(_) => return Ok(()),
-                    PutOutcome::Refused => {
-                        found = self.found_head(&key, true).await?;
-                        continue;
-                    }
-                    PutOutcome::Unsupported => {
-                        self.cache.origin().put(&key, merged.bytes).await?;
-                        return Ok(());
+                if let Some(condition) = condition {
+                    match self
+                        .cache
+                        .origin()
+                        .put_if(&key, merged.bytes.clone(), condition)
+                        .await?
+                    {
+                        PutOutcome::Written(_) => return Ok(()),
+                        PutOutcome::Refused => {
+                            refusals += 1;
+                            if refusals >= REFUSALS {
+                                return Err(contended(timeline, entries, refusals));
+                            }
+                            backoff(refusals).await;
+                            found = self.found_head(&key, true).await?;
+                            continue;
+                        }
+                        // Write and read back.
+                        PutOutcome::Unsupported => {}
                     }
                 }
             }
             self.cache.origin().put(&key, merged.bytes.clone()).await?;
-            found = self.found_head(&key, false).await?;
+            found = self.found_head(&key, conditional).await?;
             if self.holds(timeline, &found, &merged, entries).await? {
                 return Ok(());
             }
+            rounds += 1;
+            if rounds >= APPEND_ROUNDS {
+                return Err(contended(timeline, entries, rounds));
+            }
             tracing::info!("{timeline}: another append replaced the manifest; merging again");
+            backoff(rounds).await;
         }
-        tracing::warn!(
-            "{timeline}: the manifest kept changing under {APPEND_ROUNDS} rounds of appends; \
-             {} frames are stored and may load without their metadata",
-            entries.len()
-        );
-        Ok(())
     }
 
     /// The head at the origin; with `etag`, its ETag too (a stat, then a read of exactly
@@ -143,8 +193,12 @@ impl FrameCache {
             };
             match read {
                 Ok(bytes) => (bytes, version.and_then(|v: Version| v.etag)),
-                // Changed between the stat and the read: the If-Match write will say so.
-                Err(e) if e.is_stale_version() => (origin.get(key).await?, None),
+                // Changed between the stat and the read: the newer bytes, with the stat's
+                // ETag, so the If-Match write is refused and the round starts again.
+                Err(e) if e.is_stale_version() => (
+                    origin.get(key).await?,
+                    version.and_then(|v: Version| v.etag),
+                ),
                 Err(e) => return Err(e),
             }
         } else {
