@@ -269,7 +269,7 @@ impl FrameCache {
         let mut chunks = untouched;
         chunks.extend(new_refs);
         chunks.sort_by_key(|c| c.first);
-        let count = chunks.iter().map(|c| c.count).sum();
+        let count = chunks.iter().fold(0usize, |n, c| n.saturating_add(c.count));
         let bytes = head_bytes(&StoredHead {
             format: MANIFEST_FORMAT,
             generation: generation.clone(),
@@ -402,7 +402,7 @@ fn touched_chunks(refs: &[ChunkRef], entries: &[FrameMeta]) -> BTreeSet<usize> {
         if !inside
             && before > 0
             && !touched.contains(&(before - 1))
-            && refs[before - 1].count + entries.len() <= CHUNK_FRAMES
+            && refs[before - 1].count.saturating_add(entries.len()) <= CHUNK_FRAMES
         {
             touched.insert(before - 1);
         }
