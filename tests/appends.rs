@@ -427,7 +427,11 @@ impl Conditional {
     }
 
     fn handle(self: &Arc<Self>, env: &Env, name: &str) -> FrameCache {
-        let config = env.config(&env.disk_dir(&unique(name)));
+        self.handle_at(&env.disk_dir(&unique(name)), env)
+    }
+
+    fn handle_at(self: &Arc<Self>, disk: &Path, env: &Env) -> FrameCache {
+        let config = env.config(disk);
         FrameCache::from_chain(
             config.build_with_origin(self.clone(), Arc::new(Metrics::default())),
             4,
@@ -908,6 +912,48 @@ async fn an_append_leaves_an_unreadable_head_alone(env: &Env) {
     assert_eq!(frames.len(), 20);
 }
 
+/// The conditional-writes verdict is kept in the disk directory: a second handle on it (a
+/// second `framecache put`, say) does not probe again.
+async fn the_probe_verdict_is_kept_on_disk(env: &Env) {
+    let origin = Conditional::new(env);
+    let disk = env.disk_dir(&unique("probe-kept"));
+    origin
+        .handle_at(&disk, env)
+        .cache_jpegs(&unique("probe-kept"), encoded(0, 1, 0, 1), &|_| {})
+        .await
+        .unwrap();
+    let refused = origin.refused.load(SeqCst);
+    assert_eq!(refused, 2, "the first handle probed");
+    let tl = base(env, "probe-kept").await;
+    let second = origin.handle_at(&disk, env);
+    second
+        .cache_jpegs(&tl, encoded(10, 10, 1, 2), &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(origin.refused.load(SeqCst), refused, "no second probe");
+    // The verdict kept says conditional writes are honoured: the second handle used them
+    // (a refusal makes it merge again, as the first handle would).
+    let tl_c = tl.clone();
+    let other = origin.handle(env, "probe-other");
+    *origin.hook.lock().unwrap() = Some((
+        layout::manifest_key(&tl).unwrap(),
+        async move {
+            other
+                .cache_jpegs(&tl_c, encoded(30, 10, 3, 4), &|_| {})
+                .await
+                .unwrap();
+        }
+        .boxed(),
+    ));
+    second
+        .cache_jpegs(&tl, encoded(20, 10, 2, 3), &|_| {})
+        .await
+        .unwrap();
+    // The other handle probed (2 refusals), the second handle's write was refused once.
+    assert_eq!(origin.refused.load(SeqCst), refused + 3);
+    assert_eq!(loaded(env, &tl).await.len(), 40);
+}
+
 // ---------------------------------------------------------------------------------------
 // Two appender processes
 
@@ -1136,6 +1182,7 @@ backend_tests!(
     a_head_changed_after_its_stat_is_written_conditionally,
     an_append_refused_every_time_fails_contended,
     an_append_leaves_an_unreadable_head_alone,
+    the_probe_verdict_is_kept_on_disk,
 );
 
 #[test]

@@ -333,15 +333,32 @@ impl FrameCache {
             }))
     }
 
-    /// Whether the origin honours conditional writes: probed once per cache handle by
-    /// writing an object with `If-None-Match: *`, then again (which must be refused), then
-    /// with `If-Match` on an ETag it does not have (refused too), and removing it. Origins
-    /// without the capability are not asked at all.
+    /// Whether the origin honours conditional writes: probed on the first append of a cache
+    /// handle by writing an object with `If-None-Match: *`, then again (which must be
+    /// refused), then with `If-Match` on an ETag it does not have (refused too), and
+    /// removing it (4 requests). The verdict is kept in the local tiers (the shared disk
+    /// directory) for [`PROBE_KEPT`], so other handles and processes on this machine do not
+    /// probe again. Origins without the capability are not asked at all.
     pub(super) async fn conditional_writes(&self) -> bool {
         *self
             .conditional
             .get_or_init(|| async {
                 let origin = self.cache.origin();
+                let kept_key = format!(
+                    "{}/\nconditional-writes\n{}",
+                    layout::CACHE_PREFIX,
+                    origin.describe()
+                );
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or_default();
+                if let Some(hit) = self.cache.get_local(&kept_key).await
+                    && let Ok(kept) = serde_json::from_slice::<KeptVerdict>(&hit.bytes)
+                    && now.saturating_sub(kept.at) < PROBE_KEPT.as_secs()
+                {
+                    return kept.honoured;
+                }
                 let key = format!(
                     "{}/.framecache-probe-{}",
                     layout::CACHE_PREFIX,
@@ -349,7 +366,7 @@ impl FrameCache {
                 );
                 let probe =
                     |condition| origin.put_if(&key, Bytes::from_static(b"probe"), condition);
-                let honoured = match probe(PutCondition::Absent).await {
+                let (honoured, known) = match probe(PutCondition::Absent).await {
                     Ok(PutOutcome::Written(_)) => {
                         let again = probe(PutCondition::Absent).await;
                         let other =
@@ -357,13 +374,14 @@ impl FrameCache {
                         if let Err(e) = origin.remove(&key).await {
                             tracing::warn!("cannot remove the probe {key}: {e}");
                         }
-                        matches!(again, Ok(PutOutcome::Refused))
-                            && matches!(other, Ok(PutOutcome::Refused))
+                        let honoured = matches!(again, Ok(PutOutcome::Refused))
+                            && matches!(other, Ok(PutOutcome::Refused));
+                        (honoured, again.is_ok() && other.is_ok())
                     }
-                    Ok(_) => false,
+                    Ok(_) => (false, true),
                     Err(e) => {
                         tracing::warn!("probing conditional writes failed: {e}");
-                        false
+                        (false, false)
                     }
                 };
                 tracing::debug!(
@@ -371,10 +389,28 @@ impl FrameCache {
                     origin.describe(),
                     if honoured { "honoured" } else { "not honoured" }
                 );
+                // A probe that failed is not kept: the next handle asks again.
+                if known {
+                    let verdict = KeptVerdict { honoured, at: now };
+                    if let Ok(json) = serde_json::to_vec(&verdict) {
+                        self.cache.put_local(&kept_key, Bytes::from(json)).await;
+                    }
+                }
                 honoured
             })
             .await
     }
+}
+
+/// How long a probed conditional-writes verdict is kept on this machine.
+const PROBE_KEPT: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
+/// A conditional-writes verdict as kept in the local tiers.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KeptVerdict {
+    honoured: bool,
+    /// When it was probed, in seconds since the Unix epoch.
+    at: u64,
 }
 
 /// The generation of a manifest an append creates: the same for every appender of the
