@@ -422,8 +422,9 @@ fn first_generation(timeline: &str) -> String {
 }
 
 /// Indexes of the chunks an append of `entries` rewrites: those whose span holds one of its
-/// seqs, and, when its first seq falls outside every chunk, the chunk just before it if that
-/// chunk and every entry fit in one chunk (so that appends in seq order fill chunks rather than add one reference each).
+/// seqs, and, when its first (last) seq falls outside every chunk, the chunk just before
+/// (after) it if that chunk and every entry fit in one chunk (so that appends in ascending
+/// or descending seq order fill chunks rather than add one reference each).
 fn touched_chunks(refs: &[ChunkRef], entries: &[FrameMeta]) -> BTreeSet<usize> {
     let mut touched: BTreeSet<usize> = entries
         .iter()
@@ -441,6 +442,18 @@ fn touched_chunks(refs: &[ChunkRef], entries: &[FrameMeta]) -> BTreeSet<usize> {
             && refs[before - 1].count.saturating_add(entries.len()) <= CHUNK_FRAMES
         {
             touched.insert(before - 1);
+        }
+    }
+    // Likewise the chunk just after its last seq, so that appends in descending seq order
+    // fill chunks too.
+    if let Some(last) = entries.last() {
+        let after = refs.partition_point(|c| c.last < last.seq);
+        if let Some(next) = refs.get(after)
+            && next.first > last.seq
+            && !touched.contains(&after)
+            && next.count.saturating_add(entries.len()) <= CHUNK_FRAMES
+        {
+            touched.insert(after);
         }
     }
     touched
@@ -499,6 +512,25 @@ mod tests {
         assert!(touched_chunks(&full, &entries).is_empty());
         let partial = [chunk(0, 999, 1000), chunk(1000, 1049, 50)];
         assert_eq!(touched_chunks(&partial, &entries), BTreeSet::from([1usize]));
+    }
+
+    #[test]
+    fn appends_in_descending_order_fill_chunks() {
+        let mut refs: Vec<ChunkRef> = Vec::new();
+        for start in (0..100u64).rev().map(|i| i * 100) {
+            let entries: Vec<FrameMeta> = (start..start + 100).map(meta).collect();
+            let touched = touched_chunks(&refs, &entries);
+            let mut count = entries.len();
+            let mut last = start + 99;
+            for &i in touched.iter().rev() {
+                count += refs[i].count;
+                last = last.max(refs[i].last);
+                refs.remove(i);
+            }
+            refs.push(chunk(start, last, count));
+            refs.sort_by_key(|c| c.first);
+        }
+        assert_eq!(refs.len(), 10, "{} references", refs.len());
     }
 
     #[test]
