@@ -534,6 +534,51 @@ mod tests {
     }
 
     #[test]
+    fn appends_into_gaps_keep_the_references_bounded() {
+        // 10 frames at a time, each batch into a gap between the earlier ones; each chunk
+        // modelled with its entries, cut by `split_runs` as an append cuts them.
+        let mut chunks: Vec<Vec<FrameMeta>> = Vec::new();
+        let refs_of = |chunks: &[Vec<FrameMeta>]| -> Vec<ChunkRef> {
+            chunks
+                .iter()
+                .map(|c| chunk(c[0].seq, c[c.len() - 1].seq, c.len()))
+                .collect()
+        };
+        for k in 0..1000u64 {
+            let start = (k * 7919 % 1000) * 100;
+            let entries: Vec<FrameMeta> = (start..start + 10).map(meta).collect();
+            let refs = refs_of(&chunks);
+            let touched = touched_chunks(&refs, &entries);
+            let mut merged: Vec<FrameMeta> = entries;
+            let mut untouched = Vec::new();
+            for (i, c) in chunks.into_iter().enumerate() {
+                if touched.contains(&i) {
+                    merged.extend(c);
+                } else {
+                    untouched.push(c);
+                }
+            }
+            merged.sort_by_key(|f| f.seq);
+            let parts: Vec<Vec<FrameMeta>> = split_runs(&merged, &refs_of(&untouched))
+                .into_iter()
+                .map(<[FrameMeta]>::to_vec)
+                .collect();
+            chunks = untouched;
+            chunks.extend(parts);
+            chunks.sort_by_key(|c| c[0].seq);
+        }
+        let total: usize = chunks.iter().map(Vec::len).sum();
+        assert_eq!(total, 10_000);
+        // Merging into the chunk before or after fills chunks: no more than one reference
+        // per 500 entries, and a few.
+        assert!(
+            chunks.len() <= total / 500 + 8,
+            "{} references",
+            chunks.len()
+        );
+    }
+
+    #[test]
     fn an_append_inside_spans_touches_the_chunks_holding_its_seqs() {
         let refs = [chunk(0, 9, 10), chunk(10, 19, 10), chunk(20, 29, 10)];
         let entries = vec![meta(12), meta(25)];
