@@ -116,13 +116,13 @@ pub enum Error {
         /// The generation of the manifest the other writer stored.
         other: String,
     },
-    /// Other writers kept replacing the timeline's frames while this write was finishing; its
-    /// manifest is marked incomplete again (best effort) rather than left complete over
-    /// frames that are not its own.
+    /// Other writers kept changing the timeline while this write was finishing. A rebuild
+    /// marks its manifest incomplete again (best effort) rather than leave it complete over
+    /// frames that are not its own; an append's frames are stored but their manifest
+    /// entries may be missing (they load with the defaults). Writing again completes either.
     #[error(
         "timeline {timeline:?} kept changing while this write finished ({rounds} rounds): \
-         other writers are at work on it, so it is left incomplete (write again once they \
-         are done)"
+         other writers are at work on it (write again once they are done)"
     )]
     Contended {
         /// The timeline id.

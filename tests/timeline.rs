@@ -230,10 +230,27 @@ async fn partial_timelines_are_distinguishable(env: &Env) {
     let fc = cache(env, "partial");
     let tl = unique("partial");
     fc.cache_frames(&tl, &frames(5), 85).await.unwrap();
-    // A writer that died before writing frame 3: its object is missing.
-    fc.chain()
-        .origin()
+    let origin = fc.chain().origin();
+    // Frame 3 removed under a complete manifest: simply not there.
+    origin
         .remove(&layout::frame_key(&tl, 3).unwrap())
+        .await
+        .unwrap();
+    assert!(matches!(
+        fc.status(&tl).await.unwrap(),
+        TimelineStatus::Complete { frames: 4, .. }
+    ));
+    // A rebuild that died (its manifest still incomplete): the timeline is partial.
+    let key = layout::manifest_key(&tl).unwrap();
+    let head = origin
+        .get(&key, framecache::tier::Limit::object(u64::MAX))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut head: serde_json::Value = serde_json::from_slice(&head).unwrap();
+    head["complete"] = false.into();
+    origin
+        .put(&key, serde_json::to_vec(&head).unwrap().into())
         .await
         .unwrap();
     assert_eq!(
@@ -256,8 +273,10 @@ async fn partial_timelines_are_distinguishable(env: &Env) {
         "{err}"
     );
     assert!(err.to_string().contains(&tl));
-    // Rewriting the timeline completes it.
-    fc.cache_frames(&tl, &frames(5), 85).await.unwrap();
+    // Rebuilding the timeline completes it.
+    fc.cache_frames_with(&tl, &frames(5), 85, WriteMode::Replace)
+        .await
+        .unwrap();
     assert_eq!(fc.load_frames(&tl).await.unwrap().len(), 5);
 }
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import signal
 import threading
@@ -247,6 +248,11 @@ def test_incomplete_is_raised_from_async_too(backend, timeline):
     fc = backend.cache()
     fc.cache_frames(timeline, seed_frames(2))
     backend.raw.delete(f"cache/timelines/{timeline}/frames/0.jpg")
+    # A rebuild that died: its manifest incomplete.
+    key = f"cache/timelines/{timeline}/frames/manifest.json"
+    head = json.loads(backend.raw.get(key))
+    head["complete"] = False
+    backend.raw.put(key, json.dumps(head).encode())
 
     async def main():
         return await fc.load_frames_async(timeline)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from conftest import SeedFrame, frame_key, seed_frames, synthetic_image
@@ -125,7 +127,13 @@ def test_local_storage_failure(tmp_path):
 
 def test_incomplete_timeline(dropin, backend, timeline):
     dropin.cache_frames(timeline, seed_frames(3))
-    backend.raw.delete(frame_key(timeline, 1))  # as if its writer had died
+    # As if a rebuild had died: its manifest incomplete, one of its frames missing.
+    # (Under a complete manifest, a missing frame is simply not there.)
+    backend.raw.delete(frame_key(timeline, 1))
+    key = f"cache/timelines/{timeline}/frames/manifest.json"
+    head = json.loads(backend.raw.get(key))
+    head["complete"] = False
+    backend.raw.put(key, json.dumps(head).encode())
     with pytest.raises(IncompleteTimelineError) as caught:
         dropin.load_cached_frames(timeline)
     err = caught.value

@@ -19,7 +19,10 @@
 //! on the head before this one, replaced it) the append is merged again into the head read
 //! back, in at most [`APPEND_ROUNDS`] rounds. A head written by another appender after that
 //! read back can still drop this append's entries: its frames then load with the module's
-//! defaults (their JPEGs are at the origin regardless).
+//! defaults (their JPEGs are at the origin regardless). An append whose conditional writes
+//! keep being refused, or whose entries keep being dropped, fails with
+//! [`Error::Contended`] after its rounds (with jittered backoff) instead of returning as if
+//! its entries were in. A head this build cannot read is never replaced by an append.
 
 use super::FrameCache;
 use super::manifest::{
@@ -28,14 +31,43 @@ use super::manifest::{
 };
 use crate::error::{Error, Result};
 use crate::layout;
+use crate::metrics::TierCounters;
 use crate::tier::{PutCondition, PutOutcome, Version};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-/// Rounds of merge, write and check before an append leaves its entries to chance.
-pub(super) const APPEND_ROUNDS: usize = 4;
+/// Rounds of merge, write and read back (no conditional writes) before an append whose
+/// entries keep being replaced fails with [`Error::Contended`].
+pub(super) const APPEND_ROUNDS: usize = 8;
+
+/// Refused conditional head writes before an append fails with [`Error::Contended`]: each
+/// refusal means another appender wrote the head meanwhile.
+const REFUSALS: usize = 10;
+
+/// The error of an append whose entries could not be made to stick: its frames are stored
+/// (their JPEGs are at the origin), their metadata may be missing; writing again restores it.
+fn contended(timeline: &str, entries: &[FrameMeta], rounds: usize) -> Error {
+    tracing::warn!(
+        "{timeline}: the manifest kept changing under {rounds} rounds of appends; {} frames \
+         are stored and may load without their metadata",
+        entries.len()
+    );
+    Error::Contended {
+        timeline: timeline.to_owned(),
+        rounds,
+    }
+}
+
+/// Waits before another round: 10 ms doubling per round up to 320 ms, times a random
+/// factor in [0.5, 1.5), so that appenders that collided do not collide again in step.
+async fn backoff(round: usize) {
+    let base = 10u64 << round.min(5);
+    let random = u64::from_str_radix(&new_generation()[..8], 16).unwrap_or_default();
+    let ms = base / 2 + random % base.max(1);
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+}
 
 /// The head as this append found it, with the ETag to write it back with `If-Match`.
 struct Found {
@@ -67,61 +99,79 @@ impl FrameCache {
         let conditional = self.conditional_writes().await;
         let mut found = self.found_head(&key, conditional).await?;
         let mut merged_into: Option<String> = None;
-        for _ in 0..APPEND_ROUNDS {
-            if let Some(head) = &found.head {
-                if !head.complete {
-                    tracing::info!(
-                        "{timeline}: a rebuild has not finished; its manifest is left to it"
+        // Refused conditional writes (each means another appender progressed) and rounds of
+        // write and read back, each bounded.
+        let (mut refusals, mut rounds) = (0, 0);
+        loop {
+            match &found.head {
+                Some(head) => {
+                    if !head.complete {
+                        tracing::info!(
+                            "{timeline}: a rebuild has not finished; its manifest is left to it"
+                        );
+                        return Ok(());
+                    }
+                    // A rebuild published after this append's last head write: it decides.
+                    if merged_into.as_ref().is_some_and(|g| *g != head.generation) {
+                        return Ok(());
+                    }
+                }
+                None if found.exists => {
+                    // A head this build cannot read (a later format, or a rejected one):
+                    // replacing it would drop every other frame's metadata.
+                    tracing::warn!(
+                        "{timeline}: manifest unreadable; {} frames stored without entries, \
+                         the manifest left as it is",
+                        entries.len()
                     );
+                    TierCounters::bump(&self.cache.metrics().unreadable_manifests);
                     return Ok(());
                 }
-                // A rebuild published after this append's last head write: it decides.
-                if merged_into.as_ref().is_some_and(|g| *g != head.generation) {
-                    return Ok(());
-                }
+                None => {}
             }
             let merged = self.merge(timeline, found.head.as_ref(), entries).await?;
             merged_into = Some(merged.generation.clone());
             if conditional {
                 let condition = match (&found.etag, found.exists) {
-                    (Some(etag), _) => PutCondition::Matches(etag),
-                    (None, false) => PutCondition::Absent,
-                    // Exists, but its ETag is unknown: take the unconditional path.
-                    (None, true) => {
-                        self.cache.origin().put(&key, merged.bytes).await?;
-                        return Ok(());
-                    }
+                    (Some(etag), _) => Some(PutCondition::Matches(etag)),
+                    (None, false) => Some(PutCondition::Absent),
+                    // Exists, but its ETag is unknown: write and read back.
+                    (None, true) => None,
                 };
-                match self
-                    .cache
-                    .origin()
-                    .put_if(&key, merged.bytes.clone(), condition)
-                    .await?
-                {
-                    PutOutcome::Written(_) => return Ok(()),
-                    PutOutcome::Refused => {
-                        found = self.found_head(&key, true).await?;
-                        continue;
-                    }
-                    PutOutcome::Unsupported => {
-                        self.cache.origin().put(&key, merged.bytes).await?;
-                        return Ok(());
+                if let Some(condition) = condition {
+                    match self
+                        .cache
+                        .origin()
+                        .put_if(&key, merged.bytes.clone(), condition)
+                        .await?
+                    {
+                        PutOutcome::Written(_) => return Ok(()),
+                        PutOutcome::Refused => {
+                            refusals += 1;
+                            if refusals >= REFUSALS {
+                                return Err(contended(timeline, entries, refusals));
+                            }
+                            backoff(refusals).await;
+                            found = self.found_head(&key, true).await?;
+                            continue;
+                        }
+                        // Write and read back.
+                        PutOutcome::Unsupported => {}
                     }
                 }
             }
             self.cache.origin().put(&key, merged.bytes.clone()).await?;
-            found = self.found_head(&key, false).await?;
+            found = self.found_head(&key, conditional).await?;
             if self.holds(timeline, &found, &merged, entries).await? {
                 return Ok(());
             }
+            rounds += 1;
+            if rounds >= APPEND_ROUNDS {
+                return Err(contended(timeline, entries, rounds));
+            }
             tracing::info!("{timeline}: another append replaced the manifest; merging again");
+            backoff(rounds).await;
         }
-        tracing::warn!(
-            "{timeline}: the manifest kept changing under {APPEND_ROUNDS} rounds of appends; \
-             {} frames are stored and may load without their metadata",
-            entries.len()
-        );
-        Ok(())
     }
 
     /// The head at the origin; with `etag`, its ETag too (a stat, then a read of exactly
@@ -143,8 +193,12 @@ impl FrameCache {
             };
             match read {
                 Ok(bytes) => (bytes, version.and_then(|v: Version| v.etag)),
-                // Changed between the stat and the read: the If-Match write will say so.
-                Err(e) if e.is_stale_version() => (origin.get(key, HEAD_LIMIT).await?, None),
+                // Changed between the stat and the read: the newer bytes, with the stat's
+                // ETag, so the If-Match write is refused and the round starts again.
+                Err(e) if e.is_stale_version() => (
+                    origin.get(key, HEAD_LIMIT).await?,
+                    version.and_then(|v: Version| v.etag),
+                ),
                 Err(e) => return Err(e),
             }
         } else {
@@ -215,7 +269,7 @@ impl FrameCache {
         let mut chunks = untouched;
         chunks.extend(new_refs);
         chunks.sort_by_key(|c| c.first);
-        let count = chunks.iter().map(|c| c.count).sum();
+        let count = chunks.iter().fold(0usize, |n, c| n.saturating_add(c.count));
         let bytes = head_bytes(&StoredHead {
             format: MANIFEST_FORMAT,
             generation: generation.clone(),
@@ -279,15 +333,32 @@ impl FrameCache {
             }))
     }
 
-    /// Whether the origin honours conditional writes: probed once per cache handle by
-    /// writing an object with `If-None-Match: *`, then again (which must be refused), then
-    /// with `If-Match` on an ETag it does not have (refused too), and removing it. Origins
-    /// without the capability are not asked at all.
+    /// Whether the origin honours conditional writes: probed on the first append of a cache
+    /// handle by writing an object with `If-None-Match: *`, then again (which must be
+    /// refused), then with `If-Match` on an ETag it does not have (refused too), and
+    /// removing it (4 requests). The verdict is kept in the local tiers (the shared disk
+    /// directory) for [`PROBE_KEPT`], so other handles and processes on this machine do not
+    /// probe again. Origins without the capability are not asked at all.
     pub(super) async fn conditional_writes(&self) -> bool {
         *self
             .conditional
             .get_or_init(|| async {
                 let origin = self.cache.origin();
+                let kept_key = format!(
+                    "{}/\nconditional-writes\n{}",
+                    layout::CACHE_PREFIX,
+                    origin.describe()
+                );
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or_default();
+                if let Some(hit) = self.cache.get_local(&kept_key).await
+                    && let Ok(kept) = serde_json::from_slice::<KeptVerdict>(&hit.bytes)
+                    && now.saturating_sub(kept.at) < PROBE_KEPT.as_secs()
+                {
+                    return kept.honoured;
+                }
                 let key = format!(
                     "{}/.framecache-probe-{}",
                     layout::CACHE_PREFIX,
@@ -295,7 +366,7 @@ impl FrameCache {
                 );
                 let probe =
                     |condition| origin.put_if(&key, Bytes::from_static(b"probe"), condition);
-                let honoured = match probe(PutCondition::Absent).await {
+                let (honoured, known) = match probe(PutCondition::Absent).await {
                     Ok(PutOutcome::Written(_)) => {
                         let again = probe(PutCondition::Absent).await;
                         let other =
@@ -303,13 +374,14 @@ impl FrameCache {
                         if let Err(e) = origin.remove(&key).await {
                             tracing::warn!("cannot remove the probe {key}: {e}");
                         }
-                        matches!(again, Ok(PutOutcome::Refused))
-                            && matches!(other, Ok(PutOutcome::Refused))
+                        let honoured = matches!(again, Ok(PutOutcome::Refused))
+                            && matches!(other, Ok(PutOutcome::Refused));
+                        (honoured, again.is_ok() && other.is_ok())
                     }
-                    Ok(_) => false,
+                    Ok(_) => (false, true),
                     Err(e) => {
                         tracing::warn!("probing conditional writes failed: {e}");
-                        false
+                        (false, false)
                     }
                 };
                 tracing::debug!(
@@ -317,10 +389,28 @@ impl FrameCache {
                     origin.describe(),
                     if honoured { "honoured" } else { "not honoured" }
                 );
+                // A probe that failed is not kept: the next handle asks again.
+                if known {
+                    let verdict = KeptVerdict { honoured, at: now };
+                    if let Ok(json) = serde_json::to_vec(&verdict) {
+                        self.cache.put_local(&kept_key, Bytes::from(json)).await;
+                    }
+                }
                 honoured
             })
             .await
     }
+}
+
+/// How long a probed conditional-writes verdict is kept on this machine.
+const PROBE_KEPT: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
+/// A conditional-writes verdict as kept in the local tiers.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KeptVerdict {
+    honoured: bool,
+    /// When it was probed, in seconds since the Unix epoch.
+    at: u64,
 }
 
 /// The generation of a manifest an append creates: the same for every appender of the
@@ -332,8 +422,9 @@ fn first_generation(timeline: &str) -> String {
 }
 
 /// Indexes of the chunks an append of `entries` rewrites: those whose span holds one of its
-/// seqs, and the chunk just before its first seq when that chunk and every entry fit in one
-/// chunk (so that appends in seq order fill chunks rather than add one reference each).
+/// seqs, and, when its first (last) seq falls outside every chunk, the chunk just before
+/// (after) it if that chunk and every entry fit in one chunk (so that appends in ascending
+/// or descending seq order fill chunks rather than add one reference each).
 fn touched_chunks(refs: &[ChunkRef], entries: &[FrameMeta]) -> BTreeSet<usize> {
     let mut touched: BTreeSet<usize> = entries
         .iter()
@@ -344,11 +435,25 @@ fn touched_chunks(refs: &[ChunkRef], entries: &[FrameMeta]) -> BTreeSet<usize> {
         .collect();
     if let Some(first) = entries.first() {
         let before = refs.partition_point(|c| c.last < first.seq);
-        if before > 0
+        let inside = refs.get(before).is_some_and(|c| c.first <= first.seq);
+        if !inside
+            && before > 0
             && !touched.contains(&(before - 1))
-            && refs[before - 1].count + entries.len() <= CHUNK_FRAMES
+            && refs[before - 1].count.saturating_add(entries.len()) <= CHUNK_FRAMES
         {
             touched.insert(before - 1);
+        }
+    }
+    // Likewise the chunk just after its last seq, so that appends in descending seq order
+    // fill chunks too.
+    if let Some(last) = entries.last() {
+        let after = refs.partition_point(|c| c.last < last.seq);
+        if let Some(next) = refs.get(after)
+            && next.first > last.seq
+            && !touched.contains(&after)
+            && next.count.saturating_add(entries.len()) <= CHUNK_FRAMES
+        {
+            touched.insert(after);
         }
     }
     touched
@@ -407,6 +512,70 @@ mod tests {
         assert!(touched_chunks(&full, &entries).is_empty());
         let partial = [chunk(0, 999, 1000), chunk(1000, 1049, 50)];
         assert_eq!(touched_chunks(&partial, &entries), BTreeSet::from([1usize]));
+    }
+
+    #[test]
+    fn appends_in_descending_order_fill_chunks() {
+        let mut refs: Vec<ChunkRef> = Vec::new();
+        for start in (0..100u64).rev().map(|i| i * 100) {
+            let entries: Vec<FrameMeta> = (start..start + 100).map(meta).collect();
+            let touched = touched_chunks(&refs, &entries);
+            let mut count = entries.len();
+            let mut last = start + 99;
+            for &i in touched.iter().rev() {
+                count += refs[i].count;
+                last = last.max(refs[i].last);
+                refs.remove(i);
+            }
+            refs.push(chunk(start, last, count));
+            refs.sort_by_key(|c| c.first);
+        }
+        assert_eq!(refs.len(), 10, "{} references", refs.len());
+    }
+
+    #[test]
+    fn appends_into_gaps_keep_the_references_bounded() {
+        // 10 frames at a time, each batch into a gap between the earlier ones; each chunk
+        // modelled with its entries, cut by `split_runs` as an append cuts them.
+        let mut chunks: Vec<Vec<FrameMeta>> = Vec::new();
+        let refs_of = |chunks: &[Vec<FrameMeta>]| -> Vec<ChunkRef> {
+            chunks
+                .iter()
+                .map(|c| chunk(c[0].seq, c[c.len() - 1].seq, c.len()))
+                .collect()
+        };
+        for k in 0..1000u64 {
+            let start = (k * 7919 % 1000) * 100;
+            let entries: Vec<FrameMeta> = (start..start + 10).map(meta).collect();
+            let refs = refs_of(&chunks);
+            let touched = touched_chunks(&refs, &entries);
+            let mut merged: Vec<FrameMeta> = entries;
+            let mut untouched = Vec::new();
+            for (i, c) in chunks.into_iter().enumerate() {
+                if touched.contains(&i) {
+                    merged.extend(c);
+                } else {
+                    untouched.push(c);
+                }
+            }
+            merged.sort_by_key(|f| f.seq);
+            let parts: Vec<Vec<FrameMeta>> = split_runs(&merged, &refs_of(&untouched))
+                .into_iter()
+                .map(<[FrameMeta]>::to_vec)
+                .collect();
+            chunks = untouched;
+            chunks.extend(parts);
+            chunks.sort_by_key(|c| c[0].seq);
+        }
+        let total: usize = chunks.iter().map(Vec::len).sum();
+        assert_eq!(total, 10_000);
+        // Merging into the chunk before or after fills chunks: no more than one reference
+        // per 500 entries, and a few.
+        assert!(
+            chunks.len() <= total / 500 + 8,
+            "{} references",
+            chunks.len()
+        );
     }
 
     #[test]

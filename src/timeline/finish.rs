@@ -83,6 +83,7 @@ impl FrameCache {
         let generation = manifest.generation.as_str();
         let ours: HashSet<u64> = written.iter().map(|w| w.seq).collect();
         let mut published = false;
+        let head = manifest_bytes(manifest);
         for _ in 0..FINISH_ROUNDS {
             let listed: HashMap<u64, ObjectInfo> = self
                 .cache
@@ -111,7 +112,12 @@ impl FrameCache {
             }
             // After the listing, so nothing the listing missed is overwritten unseen.
             if let Some(end) = self
-                .check_owner(timeline, manifest_key, generation, published)
+                .check_owner(
+                    timeline,
+                    manifest_key,
+                    generation,
+                    published.then_some(&head),
+                )
                 .await?
             {
                 return end;
@@ -144,7 +150,12 @@ impl FrameCache {
                 // Frames of an earlier, longer version, or of another writer.
                 if repairing
                     && let Some(end) = self
-                        .check_owner(timeline, manifest_key, generation, published)
+                        .check_owner(
+                            timeline,
+                            manifest_key,
+                            generation,
+                            published.then_some(&head),
+                        )
                         .await?
                 {
                     return end;
@@ -158,15 +169,17 @@ impl FrameCache {
             if !published {
                 if changed
                     && let Some(end) = self
-                        .check_owner(timeline, manifest_key, generation, published)
+                        .check_owner(
+                            timeline,
+                            manifest_key,
+                            generation,
+                            published.then_some(&head),
+                        )
                         .await?
                 {
                     return end;
                 }
-                self.cache
-                    .origin()
-                    .put(manifest_key, manifest_bytes(manifest))
-                    .await?;
+                self.cache.origin().put(manifest_key, head.clone()).await?;
                 published = true;
             }
         }
@@ -178,17 +191,19 @@ impl FrameCache {
     }
 
     /// Reads the manifest and says whether this writer must stop, and with what result.
+    /// `published`: the head this writer published, if it has.
     async fn check_owner(
         &self,
         timeline: &str,
         manifest_key: &str,
         generation: &str,
-        published: bool,
+        published: Option<&Bytes>,
     ) -> Result<Option<Result<()>>> {
         Ok(
             match (
-                self.manifest_owner(manifest_key, generation).await?,
-                published,
+                self.manifest_owner(manifest_key, generation, published)
+                    .await?,
+                published.is_some(),
             ) {
                 (Owner::Ours, _) => None,
                 // Another writer stored its manifest after this one published (or the timeline
@@ -203,10 +218,21 @@ impl FrameCache {
         )
     }
 
-    async fn manifest_owner(&self, manifest_key: &str, generation: &str) -> Result<Owner> {
+    /// Whose manifest the origin holds. Once this writer has `published` its head, a head
+    /// of its generation with other bytes is an append's (appends keep the generation they
+    /// merge into): another writer has the timeline now, and its frames must not be removed.
+    async fn manifest_owner(
+        &self,
+        manifest_key: &str,
+        generation: &str,
+        published: Option<&Bytes>,
+    ) -> Result<Owner> {
         let Some(bytes) = self.cache.origin().get(manifest_key, HEAD_LIMIT).await? else {
             return Ok(Owner::Gone);
         };
+        if published.is_some_and(|p| *p != bytes) {
+            return Ok(Owner::Done);
+        }
         Ok(match serde_json::from_slice::<ManifestHead>(&bytes) {
             Ok(head) if head.generation == generation => Owner::Ours,
             Ok(head) if head.complete || head.abandoned => Owner::Done,

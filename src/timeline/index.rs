@@ -2,13 +2,15 @@
 //! timeline ids.
 
 use super::FrameCache;
-use super::manifest::{FrameMeta, Head};
+use super::manifest::{Entries, FrameMeta, Head};
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::metrics::TierCounters;
 use crate::tier::{ObjectInfo, Version};
+use futures::{StreamExt, TryStreamExt, stream};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// What a timeline's objects say about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,7 +139,7 @@ impl FrameCache {
     ) -> Result<Index> {
         let prefix = layout::frames_prefix(timeline)?;
         let metas = match &head {
-            Some(head) if head.complete => self.all_metas(timeline, head).await?,
+            Some(head) if head.complete => self.readable_metas(timeline, head).await?,
             _ => Vec::new(),
         };
         let mut metas: HashMap<u64, FrameMeta> = metas.into_iter().map(|f| (f.seq, f)).collect();
@@ -166,29 +168,68 @@ impl FrameCache {
         }
         entries.sort_by_key(|e| e.seq);
         let status = match head {
-            Some(head) => {
-                let expected = head.count;
-                if head.complete && metas.is_empty() {
-                    TimelineStatus::Complete {
-                        frames: entries.len(),
-                        generation: head.generation,
-                    }
-                } else {
-                    // An incomplete manifest has no entries yet: every frame present counts.
-                    let present = if head.complete {
-                        expected.saturating_sub(metas.len())
-                    } else {
-                        entries.len().min(expected)
-                    };
-                    TimelineStatus::Partial { expected, present }
+            Some(head) if head.complete => {
+                // Entries without an object: frames removed under a complete manifest (a
+                // `clear` or a rebuild racing an append, or by hand). Only an incomplete
+                // manifest (a rebuild at work, or one that died) makes a timeline partial;
+                // these frames are simply not there.
+                if !metas.is_empty() {
+                    tracing::debug!(
+                        "{timeline}: {} manifest entries name no object; left out",
+                        metas.len()
+                    );
+                }
+                TimelineStatus::Complete {
+                    frames: entries.len(),
+                    generation: head.generation,
                 }
             }
+            // An incomplete manifest has no entries yet: every frame present counts.
+            Some(head) => TimelineStatus::Partial {
+                expected: head.count,
+                present: entries.len().min(head.count),
+            },
             None if entries.is_empty() => TimelineStatus::Missing,
             None => TimelineStatus::Unmanaged {
                 frames: entries.len(),
             },
         };
         Ok(Index { entries, status })
+    }
+
+    /// Every manifest entry of a complete `head` that can be read: a chunk gone from the
+    /// origin or unreadable (removed under the head by a `clear` or a rebuild racing an
+    /// append) leaves its frames without metadata, with a warning and a count, rather than
+    /// failing the load.
+    pub(super) async fn readable_metas(
+        &self,
+        timeline: &str,
+        head: &Head,
+    ) -> Result<Vec<FrameMeta>> {
+        let Entries::Chunked(chunks) = &head.entries else {
+            return self.all_metas(timeline, head).await;
+        };
+        let chunks: &[_] = chunks;
+        let parts: Vec<Arc<Vec<FrameMeta>>> = stream::iter(0..chunks.len())
+            .map(|i| async move {
+                let chunk = &chunks[i];
+                match self.chunk(timeline, chunk).await {
+                    Err(e @ (Error::Vanished { .. } | Error::Decode { .. })) => {
+                        tracing::warn!(
+                            "{timeline}: manifest chunk unreadable ({e}); its {} frames load \
+                             without metadata",
+                            chunk.count
+                        );
+                        TierCounters::bump(&self.cache.metrics().unreadable_manifests);
+                        Ok(Arc::new(Vec::new()))
+                    }
+                    other => other,
+                }
+            })
+            .buffered(self.concurrency)
+            .try_collect()
+            .await?;
+        Ok(parts.iter().flat_map(|p| p.iter().cloned()).collect())
     }
 
     /// The complete index of a timeline, or the reason it cannot be loaded.

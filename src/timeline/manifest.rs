@@ -213,6 +213,13 @@ pub(super) fn parse_head(key: &str, bytes: &[u8]) -> Option<Head> {
                 tracing::warn!("{key}: manifest ignored: chunk spans out of order");
                 return None;
             }
+            // A chunk holds at most CHUNK_FRAMES entries, and no more than its span has seqs.
+            if stored.chunks.iter().any(|c| {
+                c.count > CHUNK_FRAMES || (c.count as u64).saturating_sub(1) > c.last - c.first
+            }) {
+                tracing::warn!("{key}: manifest ignored: a chunk count out of range");
+                return None;
+            }
             Entries::Chunked(Arc::new(stored.chunks))
         }
         other => {
@@ -449,6 +456,17 @@ impl FrameCache {
                         key: key.clone(),
                         reason: format!("manifest chunk: {e}"),
                     })?;
+                // Binary searches over the head assume every entry lies within its span.
+                if parsed
+                    .iter()
+                    .any(|f| f.seq < reference.first || f.seq > reference.last)
+                {
+                    return Err(Error::Decode {
+                        key,
+                        reason: "manifest chunk: an entry outside the span its manifest lists"
+                            .into(),
+                    });
+                }
                 let parsed = Arc::new(parsed);
                 let mut memo = self.chunks.lock().expect("chunk memo lock");
                 if memo.len() >= KEPT_CHUNKS {
@@ -604,6 +622,21 @@ mod tests {
         let hostile = br#"{"format":2,"generation":"../x","complete":true,"count":5}"#;
         assert!(parse_head("k", hostile).is_none());
         assert!(parse_head("k", br#"{"format":4,"generation":"g","complete":true}"#).is_none());
+    }
+
+    #[test]
+    fn format_3_chunk_counts_beyond_their_span_or_chunk_size_are_rejected() {
+        let head = |count: &str, last: u64| {
+            format!(
+                r#"{{"format":3,"generation":"g","complete":true,"count":1,"chunks":[
+                {{"first":0,"last":{last},"count":{count},"blake3":"x","dir":"d"}}]}}"#
+            )
+        };
+        assert!(parse_head("k", head("1", 0).as_bytes()).is_some());
+        assert!(parse_head("k", head("1000", 5000).as_bytes()).is_some());
+        assert!(parse_head("k", head("2", 0).as_bytes()).is_none());
+        assert!(parse_head("k", head("1001", 5000).as_bytes()).is_none());
+        assert!(parse_head("k", head("18446744073709551615", u64::MAX).as_bytes()).is_none());
     }
 
     #[test]
