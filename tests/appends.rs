@@ -475,9 +475,10 @@ impl Origin for Conditional {
         &'a self,
         key: &'a str,
         version: &'a Version,
+        limit: Limit,
     ) -> BoxFuture<'a, framecache::Result<Option<Bytes>>> {
         async move {
-            let now = self.inner.get(key).await?;
+            let now = self.inner.get(key, limit).await?;
             if let (Some(bytes), Some(etag)) = (&now, &version.etag)
                 && Conditional::etag(bytes) != *etag
             {
@@ -660,9 +661,13 @@ impl AfterPut {
 }
 
 impl Origin for AfterPut {
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, framecache::Result<Option<Bytes>>> {
+    fn get<'a>(
+        &'a self,
+        key: &'a str,
+        limit: Limit,
+    ) -> BoxFuture<'a, framecache::Result<Option<Bytes>>> {
         async move {
-            let got = self.inner.get(key).await?;
+            let got = self.inner.get(key, limit).await?;
             self.after(key, true).await;
             Ok(got)
         }
@@ -672,8 +677,9 @@ impl Origin for AfterPut {
         &'a self,
         key: &'a str,
         version: &'a Version,
+        limit: Limit,
     ) -> BoxFuture<'a, framecache::Result<Option<Bytes>>> {
-        self.inner.get_at(key, version)
+        self.inner.get_at(key, version, limit)
     }
     fn stat<'a>(&'a self, key: &'a str) -> BoxFuture<'a, framecache::Result<Option<ObjectInfo>>> {
         self.inner.stat(key)
@@ -904,7 +910,7 @@ async fn an_append_leaves_an_unreadable_head_alone(env: &Env) {
     let tl = base(env, "unreadable").await;
     let origin = env.origin(&Arc::new(Metrics::default()));
     let key = layout::manifest_key(&tl).unwrap();
-    let head = origin.get(&key).await.unwrap().unwrap();
+    let head = origin.get(&key, ANY).await.unwrap().unwrap();
     let mut future: Value = serde_json::from_slice(&head).unwrap();
     future["format"] = 99.into();
     let future = Bytes::from(serde_json::to_vec(&future).unwrap());
@@ -913,7 +919,7 @@ async fn an_append_leaves_an_unreadable_head_alone(env: &Env) {
     fc.cache_jpegs(&tl, encoded(10, 10, 1, 2), &|_| {})
         .await
         .unwrap();
-    assert_eq!(origin.get(&key).await.unwrap().unwrap(), future);
+    assert_eq!(origin.get(&key, ANY).await.unwrap().unwrap(), future);
     assert_eq!(fc.chain().metrics().snapshot().unreadable_manifests, 1);
     let frames = loaded(env, &tl).await;
     assert_eq!(frames.len(), 20);
