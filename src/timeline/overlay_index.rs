@@ -20,7 +20,7 @@ pub struct OverlayRef {
 
 impl FrameCache {
     /// The `(job, stage)` pairs that hold at least one object of `timeline`'s overlays,
-    /// sorted; at most [`MAX_OVERLAY_STAGES`] (the first in key order).
+    /// sorted; at most 256 (the first in key order).
     ///
     /// Cost: delimiter listings of the jobs and of each job's stages, and one listing of
     /// at most one object per stage, never a listing of the overlays themselves: bounded

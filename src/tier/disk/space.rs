@@ -31,8 +31,7 @@ const SAMPLE_EVERY_MAX: u64 = 64 << 20;
 /// How much of a filesystem the disk tiers leave free for everything else.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub enum MinFree {
-    /// The smaller of [`DEFAULT_MIN_FREE_PERCENT`] of the filesystem and
-    /// [`DEFAULT_MIN_FREE_BYTES`].
+    /// The smaller of 5 % of the filesystem and 4 GiB.
     #[default]
     Auto,
     /// A number of bytes; 0 lets the tiers fill the filesystem up to their capacities.
