@@ -16,6 +16,19 @@ use framecache::{Error, FrameCache, TimelineStatus, layout, synthetic_frame};
 use std::sync::Arc;
 
 /// Bytes this process has read so far, from files and sockets.
+/// What refusing an object may read in all: a few reads stopped past their limits (8 MiB at
+/// most, and a chunk), never the object (2 GiB on the filesystem).
+const READ_BOUND: u64 = 32 << 20;
+
+/// Held for each whole test: `bytes_read` counts the whole process, so no other test may
+/// read while one measures.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn bytes_read() -> u64 {
     let io = std::fs::read_to_string("/proc/self/io").unwrap();
     io.lines()
@@ -71,6 +84,7 @@ fn assert_refused(err: &Error, key: &str, size: u64, limit: u64, what: &str) {
 }
 
 async fn a_manifest_head_over_its_limit_is_refused_unread(env: &Env) {
+    let _serial = serial();
     let tl = unique("big-head");
     let fc = FrameCache::new(&env.config(&env.disk_dir("a"))).unwrap();
     let frames: Vec<_> = (0..2).map(|s| synthetic_frame(s, 32, 16)).collect();
@@ -83,20 +97,37 @@ async fn a_manifest_head_over_its_limit_is_refused_unread(env: &Env) {
     let read = bytes_read() - before;
     assert_refused(&err, &key, size, 8 << 20, "the manifest head limit");
     assert!(
-        read < 16 << 20,
+        read < READ_BOUND,
         "{read} bytes read to refuse a {size}-byte head"
     );
 }
 
 async fn a_manifest_chunk_over_its_limit_is_refused_unread(env: &Env) {
+    let _serial = serial();
     let tl = unique("big-chunk");
     let fc = FrameCache::new(&env.config(&env.disk_dir("a"))).unwrap();
     let frames: Vec<_> = (0..2).map(|s| synthetic_frame(s, 32, 16)).collect();
     fc.cache_frames(&tl, &frames, 85).await.unwrap();
-    let TimelineStatus::Complete { generation, .. } = fc.status(&tl).await.unwrap() else {
-        panic!("not complete");
+    assert!(matches!(
+        fc.status(&tl).await.unwrap(),
+        TimelineStatus::Complete { .. }
+    ));
+    // The one chunk the write stored, wherever its head says it is.
+    let prefix = layout::frames_prefix(&tl).unwrap();
+    let chunks: Vec<String> = fc
+        .chain()
+        .origin()
+        .list(&prefix)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .filter(|k| k.contains("/manifest.d/"))
+        .collect();
+    let [key] = &chunks[..] else {
+        panic!("one manifest chunk expected: {chunks:?}");
     };
-    let key = layout::manifest_chunk_key(&tl, &generation, 0).unwrap();
+    let key = key.clone();
     let size = big_size(env);
     store_big(env, fc.chain().origin(), &key, size).await;
     // A fresh cache: the chunk is not parsed in this process yet, nor on its disk.
@@ -106,12 +137,13 @@ async fn a_manifest_chunk_over_its_limit_is_refused_unread(env: &Env) {
     let read = bytes_read() - before;
     assert_refused(&err, &key, size, 4 << 20, "the manifest chunk limit");
     assert!(
-        read < 16 << 20,
+        read < READ_BOUND,
         "{read} bytes read to refuse a {size}-byte chunk"
     );
 }
 
 async fn a_frame_over_max_object_size_is_refused_unread(env: &Env) {
+    let _serial = serial();
     let tl = unique("big-frame");
     let mut config = env.config(&env.disk_dir("a"));
     config.max_object_size = 1 << 20;
@@ -125,7 +157,7 @@ async fn a_frame_over_max_object_size_is_refused_unread(env: &Env) {
     let read = bytes_read() - before;
     assert_refused(&err, &key, size, 1 << 20, "max_object_size");
     assert!(
-        read < 16 << 20,
+        read < READ_BOUND,
         "{read} bytes read to refuse a {size}-byte frame"
     );
     assert_eq!(fc.chain().local_source(&key, None), None, "kept somewhere");
@@ -137,6 +169,7 @@ async fn a_frame_over_max_object_size_is_refused_unread(env: &Env) {
 }
 
 async fn an_overlay_over_max_object_size_is_refused_from_its_listing(env: &Env) {
+    let _serial = serial();
     let tl = unique("big-overlay");
     let mut config = env.config(&env.disk_dir("a"));
     config.max_object_size = 1 << 20;
@@ -155,6 +188,7 @@ async fn an_overlay_over_max_object_size_is_refused_from_its_listing(env: &Env) 
 }
 
 async fn timelines_are_listed_a_page_at_a_time(env: &Env) {
+    let _serial = serial();
     let fc = FrameCache::new(&env.config(&env.disk_dir("a"))).unwrap();
     let origin = fc.chain().origin().clone();
     let base = unique("page");
@@ -216,12 +250,13 @@ backend_tests!(
 #[cfg(feature = "server")]
 mod server {
     use super::common::{self, Env, unique};
-    use super::{big_size, bytes_read, store_big};
+    use super::{big_size, bytes_read, serial, store_big};
     use framecache::{FrameCache, layout, synthetic_frame};
 
     /// One index request for a timeline whose `manifest.json` is huge: an error naming the
     /// limit, after reading no more than the limit.
     async fn the_server_refuses_a_huge_manifest_without_reading_it(env: &Env) {
+        let _serial = serial();
         use framecache::server::{ServeOptions, Server};
         let tl = unique("srv-big-head");
         let fc = FrameCache::new(&env.config(&env.disk_dir("a"))).unwrap();
@@ -253,7 +288,7 @@ mod server {
                 && message.contains(&(8u64 << 20).to_string()),
             "{message}"
         );
-        assert!(read < 16 << 20, "{read} bytes read to answer");
+        assert!(read < super::READ_BOUND, "{read} bytes read to answer");
         let _ = stop.send(());
         running.await.unwrap().unwrap();
     }

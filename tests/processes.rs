@@ -87,6 +87,16 @@ fn entry_bytes_locked_with<T>(dir: &Path, also: impl FnOnce() -> T) -> (T, u64) 
     (also, total)
 }
 
+/// Gives `path` and everything under it to `uid` (its group too), not following links.
+fn chown_tree(path: &Path, uid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(uid)).unwrap();
+    if fs::symlink_metadata(path).unwrap().is_dir() {
+        for child in fs::read_dir(path).unwrap().flatten() {
+            chown_tree(&child.path(), uid);
+        }
+    }
+}
+
 fn set_tree_mode(path: &Path, dir_mode: u32, file_mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     let meta = fs::symlink_metadata(path).unwrap();
@@ -297,12 +307,15 @@ fn child_load() {
     println!("RESULT {result}");
 }
 
+/// The user an unprivileged child runs as.
+const NOBODY: u32 = 65534;
+
 fn drop_privileges() {
     // SAFETY: plain libc calls on this single-threaded child before it starts any work.
     unsafe {
         if libc::geteuid() == 0 {
-            assert_eq!(libc::setgid(65534), 0, "setgid");
-            assert_eq!(libc::setuid(65534), 0, "setuid");
+            assert_eq!(libc::setgid(NOBODY), 0, "setgid");
+            assert_eq!(libc::setuid(NOBODY), 0, "setuid");
         }
     }
 }
@@ -526,6 +539,12 @@ fn a_read_only_cache_directory_passes_reads_through() {
     });
     set_tree_mode(tmp.path(), 0o755, 0o644);
     set_tree_mode(&cache, 0o555, 0o444);
+    // The unprivileged child's own directory (another user's is refused at open), whose
+    // contents it cannot write.
+    // SAFETY: a plain query of this process's effective user.
+    if unsafe { libc::geteuid() } == 0 {
+        chown_tree(&cache, NOBODY);
+    }
     let (result, stderr) = run_child(
         "load",
         &[
