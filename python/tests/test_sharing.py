@@ -32,6 +32,7 @@ def test_share_group_gives_the_cache_directory_the_groups_modes(backend, timelin
     backend.cache("writer").cache_frames(timeline, seed_frames(3))
     fc = backend.cache("shared", share_group=gid)
     assert len(fc.load_frames(timeline)) == 3
+    assert fc.flush_raw_writes()
     cache_dir = backend.cache_kwargs("shared")["cache_dir"]
     dirs, files = modes(cache_dir)
     # Entries of both disk tiers, their ledgers and referenced bits were written.
@@ -41,7 +42,9 @@ def test_share_group_gives_the_cache_directory_the_groups_modes(backend, timelin
     assert {p: m for p, m in files.items() if m != 0o660} == {}
     assert os.lstat(cache_dir).st_gid == gid
     # Without the keyword the cache stays private.
-    backend.cache("private").load_frames(timeline)
+    private = backend.cache("private")
+    private.load_frames(timeline)
+    assert private.flush_raw_writes()
     dirs, files = modes(backend.cache_kwargs("private")["cache_dir"])
     assert set(dirs.values()) == {0o700}
     assert set(files.values()) == {0o600}
