@@ -395,7 +395,13 @@ async fn a_small_cache_holds_its_own_files_within_its_capacity(env: &Env) {
     writer.cache_frames(&timeline, &big, 95).await.unwrap();
     let mut jpeg_bytes = 0;
     for seq in 0..N {
-        jpeg_bytes += writer.frame_jpeg(&timeline, seq).await.unwrap().unwrap().0.len() as u64;
+        jpeg_bytes += writer
+            .frame_jpeg(&timeline, seq)
+            .await
+            .unwrap()
+            .unwrap()
+            .0
+            .len() as u64;
     }
     drop(writer);
     assert!(jpeg_bytes > 2 * CAP, "only {jpeg_bytes} bytes of JPEG");
@@ -442,8 +448,14 @@ async fn a_small_cache_holds_its_own_files_within_its_capacity(env: &Env) {
          {raw_files} (capacity {CAP} each)\n{:?}\n{:?}",
         stats.disk_eviction, stats.decoded_disk_eviction
     );
-    assert!(jpeg_files <= CAP, "the JPEG tier's files take {jpeg_files} bytes");
-    assert!(raw_files <= CAP, "the decoded tier's files take {raw_files} bytes");
+    assert!(
+        jpeg_files <= CAP,
+        "the JPEG tier's files take {jpeg_files} bytes"
+    );
+    assert!(
+        raw_files <= CAP,
+        "the decoded tier's files take {raw_files} bytes"
+    );
     drop(fc);
 }
 

@@ -33,7 +33,10 @@ const MAX_LEN: u64 = 2 << 20;
 /// The bitmap's length in bytes for a tier of `capacity` bytes.
 pub(super) fn len_for(capacity: u64) -> u64 {
     let bytes = (capacity / CAPACITY_PER_BIT).div_ceil(8);
-    bytes.div_ceil(PAGE).saturating_mul(PAGE).clamp(MIN_LEN, MAX_LEN)
+    bytes
+        .div_ceil(PAGE)
+        .saturating_mul(PAGE)
+        .clamp(MIN_LEN, MAX_LEN)
 }
 
 /// The referenced bits, shared through a mapped file, or private when it cannot be mapped.
@@ -216,7 +219,9 @@ mod tests {
         let clock = Clock::open(tmp.path(), 4 << 20, Sharing::Private);
         assert!(clock.is_shared());
         assert_eq!(clock.file_len(), PAGE);
-        let len = std::fs::metadata(tmp.path().join(CLOCK_FILE)).unwrap().len();
+        let len = std::fs::metadata(tmp.path().join(CLOCK_FILE))
+            .unwrap()
+            .len();
         assert_eq!(len, PAGE);
     }
 
@@ -231,7 +236,9 @@ mod tests {
         old.mark(&name);
         let small = Clock::open(tmp.path(), 4 << 20, Sharing::Private);
         assert!(small.is_shared());
-        let len = std::fs::metadata(tmp.path().join(CLOCK_FILE)).unwrap().len();
+        let len = std::fs::metadata(tmp.path().join(CLOCK_FILE))
+            .unwrap()
+            .len();
         assert_eq!(len, PAGE);
         // The new bitmap starts clear; the old mapping is still there, still marked.
         assert!(!small.take(&name));
