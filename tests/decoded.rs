@@ -1,7 +1,8 @@
 //! The decoded-frame tiers against real backends: pixels equal a fresh decode at every tier
 //! and scale, a changed JPEG never returns old pixels, corrupt raw entries are dropped and
 //! decoded again, writes to returned frames stay with their caller, and across real
-//! processes a timeline is decoded once per machine and the raw budget holds.
+//! processes a timeline is decoded once per machine and the raw budget holds; a small cache
+//! holds its entries and its own files within its capacities.
 
 mod common;
 
@@ -10,7 +11,7 @@ use common::child::{CHILD_ENV, result_of, spawn_child, var};
 use framecache::tier::DiskTier;
 use framecache::{
     Access, Backend, Backing, CacheConfig, ClearScope, DecodedConfig, DiskConfig, Frame,
-    FrameCache, LoadOptions, Metrics, Pixels, Scale, codec, layout, synthetic_frame,
+    FrameCache, LoadOptions, Metrics, MinFree, Pixels, Scale, codec, layout, synthetic_frame,
 };
 use serde_json::json;
 use std::fs;
@@ -350,13 +351,113 @@ async fn eviction_runs_while_frames_map_raw_entries(env: &Env) {
     let stats = fc.stats();
     assert!(stats.decoded_disk.evictions > 0, "{stats:?}");
     let eviction = stats.decoded_disk_eviction.unwrap();
-    assert_eq!(eviction.hard_limit, cap, "{eviction:?}");
+    // The tier's ledger page and one-page bitmap count in its capacity.
+    assert_eq!(eviction.hard_limit, cap - 2 * 4096, "{eviction:?}");
     assert!(eviction.used_bytes <= cap, "{eviction:?}");
     // The first load's frames still hold their pixels, their entries long gone.
     assert_eq!(images(&held), want_a.iter().collect::<Vec<_>>());
     assert!(raw_entries(&dir).len() <= 4);
     fc.clear(&a, ClearScope::All).await.unwrap();
     fc.clear(&b, ClearScope::All).await.unwrap();
+}
+
+/// The bytes of every file under `dir` (entries, temp files and the tier's own files),
+/// leaving out the sub-directory `skip`.
+fn file_bytes(dir: &Path, skip: Option<&Path>) -> u64 {
+    let mut total = 0;
+    for item in fs::read_dir(dir).unwrap().flatten() {
+        let path = item.path();
+        let meta = fs::symlink_metadata(&path).unwrap();
+        if meta.is_dir() {
+            if Some(path.as_path()) != skip {
+                total += file_bytes(&path, skip);
+            }
+        } else {
+            total += meta.len();
+        }
+    }
+    total
+}
+
+/// A cache capped at 4 MiB per disk tier, loaded with several times that, holds every file
+/// of each tier (entries and the tier's own: ledger, referenced bits) within its capacity
+/// once eviction settles. Before, each tier's bitmap alone was 2 MiB beyond its capacity.
+async fn a_small_cache_holds_its_own_files_within_its_capacity(env: &Env) {
+    const CAP: u64 = 4 << 20;
+    const N: u64 = 100;
+    let timeline = common::unique("metasize");
+    let writer = FrameCache::new(&env.config(&env.disk_dir("writer"))).unwrap();
+    let big: Vec<Frame> = (0..N)
+        .map(|seq| Frame {
+            seq,
+            ..synthetic_frame(seq, 640, 480)
+        })
+        .collect();
+    writer.cache_frames(&timeline, &big, 95).await.unwrap();
+    let mut jpeg_bytes = 0;
+    for seq in 0..N {
+        jpeg_bytes += writer
+            .frame_jpeg(&timeline, seq)
+            .await
+            .unwrap()
+            .unwrap()
+            .0
+            .len() as u64;
+    }
+    drop(writer);
+    assert!(jpeg_bytes > 2 * CAP, "only {jpeg_bytes} bytes of JPEG");
+
+    let dir = env.disk_dir("capped");
+    let config = CacheConfig {
+        memory_capacity: 0,
+        disk: Some(DiskConfig {
+            dir: dir.clone(),
+            capacity: CAP,
+        }),
+        decoded: DecodedConfig {
+            memory_capacity: 0,
+            disk_capacity: CAP,
+        },
+        min_free: MinFree::Bytes(0),
+        ..env.config(&dir)
+    };
+    let fc = FrameCache::new(&config).unwrap();
+    for seq in 0..N {
+        let frame = fc.load_frame(&timeline, seq).await.unwrap().unwrap();
+        assert_eq!(frame.seq, seq);
+    }
+    assert!(fc.flush_raw_writes(FLUSH), "raw writes still pending");
+    // This process is the only one on the directory, so its evictor: wait for its state.
+    let settled = || {
+        let stats = fc.stats();
+        let (jpeg, raw) = (
+            stats.disk_eviction.unwrap(),
+            stats.decoded_disk_eviction.unwrap(),
+        );
+        jpeg.used_bytes <= jpeg.high_watermark && raw.used_bytes <= raw.high_watermark
+    };
+    common::wait_until("the evictors to settle", settled).await;
+
+    let stats = fc.stats();
+    assert!(stats.disk.evictions > 0, "{:?}", stats.disk);
+    assert!(stats.decoded_disk.evictions > 0, "{:?}", stats.decoded_disk);
+    let decoded = dir.join("decoded");
+    let jpeg_files = file_bytes(&dir, Some(&decoded));
+    let raw_files = file_bytes(&decoded, None);
+    eprintln!(
+        "{jpeg_bytes} bytes of JPEG loaded; files: JPEG tier {jpeg_files}, decoded tier \
+         {raw_files} (capacity {CAP} each)\n{:?}\n{:?}",
+        stats.disk_eviction, stats.decoded_disk_eviction
+    );
+    assert!(
+        jpeg_files <= CAP,
+        "the JPEG tier's files take {jpeg_files} bytes"
+    );
+    assert!(
+        raw_files <= CAP,
+        "the decoded tier's files take {raw_files} bytes"
+    );
+    drop(fc);
 }
 
 backend_tests!(
@@ -367,6 +468,7 @@ backend_tests!(
     corrupt_raw_entries_are_decoded_again,
     writes_to_returned_frames_stay_with_their_caller,
     clear_drops_decoded_frames,
+    a_small_cache_holds_its_own_files_within_its_capacity,
 );
 
 #[tokio::test]

@@ -65,7 +65,7 @@ fn limit_line(e: &EvictionStatus) -> String {
             e.fs_free, e.fs_size, e.min_free
         ),
         LimitedBy::Budget | LimitedBy::Unknown => format!(
-            "the capacity; the filesystem has {} bytes free of {}, keeps {} free",
+            "the capacity less the tier's own files; the filesystem has {} bytes free of {}, keeps {} free",
             e.fs_free, e.fs_size, e.min_free
         ),
     };

@@ -5,15 +5,17 @@
 //! - `{h[0..2]}/.tmp-{pid}-{nonce}-{n}-{len}`: a write in progress, `len` bytes when done;
 //! - `.usage`: the ledger, a page every process maps: bytes in use per shard directory,
 //!   the eviction hand and the evictor's state;
-//! - `.recent`: the referenced bits (CLOCK), a mapped bitmap set by hits and writes;
+//! - `.recent`: the referenced bits (CLOCK), a mapped bitmap set by hits and writes, sized
+//!   by the capacity;
 //! - `.lock`: `flock`ed shared to reserve, commit, remove or evict, exclusively to recount;
 //! - `.evictor`: `flock`ed (tried, never waited for) by the one evictor of the machine.
 //!
 //! A write goes to a temp file that is hard-linked into place (renamed where links are not
 //! supported), so a reader sees the old entry, the new one or none, never a partial one.
 //! Nothing is rewritten or truncated in place, which is what makes memory-mapping safe.
-//! A writer reserves its bytes in the ledger before writing. The limit is the capacity, or
-//! less when the filesystem cannot spare it beside `min_free` (see `space.rs`). The evictor
+//! A writer reserves its bytes in the ledger before writing. The limit is the capacity less
+//! the ledger and the bitmap (the tier's own files count in its capacity), or less when the
+//! filesystem cannot spare it beside `min_free` (see `space.rs`). The evictor
 //! (one process per machine, in the background) keeps usage between the low and the high
 //! watermark of that limit, visiting one shard directory at a time with a CLOCK hand; a
 //! writer whose reservation crosses the limit evicts one bounded batch itself, and a write
@@ -87,6 +89,8 @@ struct Inner {
     ledger: Ledger,
     /// The referenced bits.
     clock: Clock,
+    /// Bytes of the tier's own files (the ledger and the bitmap), counted in its capacity.
+    metadata: u64,
     /// Whether this process is the directory's evictor.
     elected: AtomicBool,
     /// The slow sweep's next shard.
@@ -180,10 +184,17 @@ impl DiskTier {
         if ledger.is_private() {
             TierCounters::bump(&metrics.private_ledgers);
         }
+        let clock = Clock::open(&dir, capacity, sharing);
+        let metadata = if ledger.is_shared() {
+            ledger::LEDGER_LEN
+        } else {
+            0
+        } + clock.file_len();
         let (stop, stopped) = mpsc::channel();
         DiskTier {
             inner: Arc::new(Inner {
-                clock: Clock::open(&dir, sharing),
+                clock,
+                metadata,
                 ledger,
                 elected: AtomicBool::new(false),
                 sweep: AtomicU64::new(128),

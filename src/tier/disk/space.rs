@@ -279,10 +279,11 @@ impl DiskTier {
     /// Asks the filesystem how much it can spare and publishes the limit in the ledger.
     pub(super) fn sample_space(&self) -> Sampled {
         self.inner.since_sample.store(0, Ordering::Relaxed);
-        let capacity = self.inner.capacity;
+        // The tier's own files (ledger, bitmap) count in its capacity: entries get the rest.
+        let capacity = self.inner.capacity.saturating_sub(self.inner.metadata);
         let own = Share {
             used: self.inner.ledger.used(),
-            weight: capacity,
+            weight: self.inner.capacity,
         };
         let sampled = match (fs_space(&self.inner.dir), self.inner.space.lock()) {
             (Ok(fs), Ok(policy)) => {

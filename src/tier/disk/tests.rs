@@ -362,7 +362,11 @@ fn nested_writes(disk: &DiskTier, lens: &[u64]) -> Vec<Result<File>> {
 fn writes_in_progress_never_take_the_directory_over_its_capacity() {
     const LEN: u64 = 10_000;
     let tmp = tempfile::tempdir().unwrap();
-    let (disk, _) = tier(tmp.path(), 3 * LEN);
+    // The tier's own files (a ledger page and a one-page bitmap) count in its capacity:
+    // room for exactly three entries beside them.
+    let metadata = ledger::LEDGER_LEN + clock::len_for(3 * LEN);
+    let (disk, _) = tier(tmp.path(), 3 * LEN + metadata);
+    assert_eq!(disk.inner.metadata, metadata);
     disk.recount();
     // Four writes in progress at once where three fit: eviction cannot help (there is no
     // entry yet), so the one whose reservation crosses the cap is refused; before, all four
