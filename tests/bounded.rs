@@ -22,11 +22,9 @@ const READ_BOUND: u64 = 32 << 20;
 
 /// Held for each whole test: `bytes_read` counts the whole process, so no other test may
 /// read while one measures.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    SERIAL.lock().await
 }
 
 fn bytes_read() -> u64 {
@@ -84,7 +82,7 @@ fn assert_refused(err: &Error, key: &str, size: u64, limit: u64, what: &str) {
 }
 
 async fn a_manifest_head_over_its_limit_is_refused_unread(env: &Env) {
-    let _serial = serial();
+    let _serial = serial().await;
     let tl = unique("big-head");
     let fc = FrameCache::new(&env.config(&env.disk_dir("a"))).unwrap();
     let frames: Vec<_> = (0..2).map(|s| synthetic_frame(s, 32, 16)).collect();
@@ -103,7 +101,7 @@ async fn a_manifest_head_over_its_limit_is_refused_unread(env: &Env) {
 }
 
 async fn a_manifest_chunk_over_its_limit_is_refused_unread(env: &Env) {
-    let _serial = serial();
+    let _serial = serial().await;
     let tl = unique("big-chunk");
     let fc = FrameCache::new(&env.config(&env.disk_dir("a"))).unwrap();
     let frames: Vec<_> = (0..2).map(|s| synthetic_frame(s, 32, 16)).collect();
@@ -143,7 +141,7 @@ async fn a_manifest_chunk_over_its_limit_is_refused_unread(env: &Env) {
 }
 
 async fn a_frame_over_max_object_size_is_refused_unread(env: &Env) {
-    let _serial = serial();
+    let _serial = serial().await;
     let tl = unique("big-frame");
     let mut config = env.config(&env.disk_dir("a"));
     config.max_object_size = 1 << 20;
@@ -169,7 +167,7 @@ async fn a_frame_over_max_object_size_is_refused_unread(env: &Env) {
 }
 
 async fn an_overlay_over_max_object_size_is_refused_from_its_listing(env: &Env) {
-    let _serial = serial();
+    let _serial = serial().await;
     let tl = unique("big-overlay");
     let mut config = env.config(&env.disk_dir("a"));
     config.max_object_size = 1 << 20;
@@ -188,7 +186,7 @@ async fn an_overlay_over_max_object_size_is_refused_from_its_listing(env: &Env) 
 }
 
 async fn timelines_are_listed_a_page_at_a_time(env: &Env) {
-    let _serial = serial();
+    let _serial = serial().await;
     let fc = FrameCache::new(&env.config(&env.disk_dir("a"))).unwrap();
     let origin = fc.chain().origin().clone();
     let base = unique("page");
@@ -256,7 +254,7 @@ mod server {
     /// One index request for a timeline whose `manifest.json` is huge: an error naming the
     /// limit, after reading no more than the limit.
     async fn the_server_refuses_a_huge_manifest_without_reading_it(env: &Env) {
-        let _serial = serial();
+        let _serial = serial().await;
         use framecache::server::{ServeOptions, Server};
         let tl = unique("srv-big-head");
         let fc = FrameCache::new(&env.config(&env.disk_dir("a"))).unwrap();

@@ -29,6 +29,7 @@ import json
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -158,8 +159,49 @@ def start_workers(how: str, count: int, work, args: tuple) -> list:
         return workers
 
 
+def dump_stacks(pid: int) -> None:
+    """Prints to stderr where a worker still running at its deadline is: every native
+    thread's stack (gdb, when installed), else what the kernel shows of each thread; then
+    its Python threads' stacks, which the worker's own faulthandler prints on SIGUSR1 (set up
+    by the scenario, inherited through the fork)."""
+    print(f"worker {pid} still running at its deadline; its stacks:", file=sys.stderr, flush=True)
+    gdb = shutil.which("gdb")
+    shown = False
+    if gdb:
+        try:
+            out = subprocess.run(
+                [gdb, "-batch", "-nx", "-p", str(pid), "-ex", "thread apply all bt"],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            text = out.stdout + out.stderr
+            shown = "Thread " in text or "#0 " in text
+            print(text, file=sys.stderr, flush=True)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            print(f"(gdb: {e})", file=sys.stderr, flush=True)
+    if not shown:
+        task = f"/proc/{pid}/task"
+        for tid in sorted(os.listdir(task)) if os.path.isdir(task) else []:
+            parts = []
+            for what in ("comm", "wchan", "syscall", "stack"):
+                try:
+                    with open(f"{task}/{tid}/{what}") as f:
+                        parts.append(f"{what}: {f.read().strip()}")
+                except OSError as e:
+                    parts.append(f"{what}: ({e})")
+            print(f"--- thread {tid}\n" + "\n".join(parts), file=sys.stderr, flush=True)
+    try:
+        os.kill(pid, signal.SIGUSR1)
+        time.sleep(1.0)
+    except ProcessLookupError:
+        pass
+
+
 def join_workers(workers: list, deadline: float) -> list[int | None]:
-    """Each worker's exit code, None for one still running at the deadline (killed)."""
+    """Each worker's exit code, None for one still running at the deadline (its stacks are
+    printed, then it is killed)."""
     codes: list[int | None] = []
     for w in workers:
         if isinstance(w, int):
@@ -169,6 +211,7 @@ def join_workers(workers: list, deadline: float) -> list[int | None]:
                     codes.append(os.waitstatus_to_exitcode(status))
                     break
                 if time.monotonic() > deadline:
+                    dump_stacks(w)
                     os.kill(w, signal.SIGKILL)
                     os.waitpid(w, 0)
                     codes.append(None)
@@ -177,6 +220,7 @@ def join_workers(workers: list, deadline: float) -> list[int | None]:
         else:
             w.join(max(0.0, deadline - time.monotonic()))
             if w.is_alive():
+                dump_stacks(w.pid)
                 w.kill()
                 w.join()
                 codes.append(None)
@@ -393,5 +437,7 @@ if __name__ == "__main__":
     # lock, so it works even when a deadlock holds it.
     args = json.loads(sys.argv[1])
     faulthandler.dump_traceback_later(BOUND, exit=True)
+    # A worker that hangs prints its Python stacks on SIGUSR1 (see dump_stacks).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     scenario = {"gated": gated, "cold": cold, "logging": logging_during_fork}[args.pop("scenario")]
     scenario(**args)

@@ -56,12 +56,15 @@ struct State {
     path: Option<PathBuf>,
     /// The test let it go.
     released: bool,
+    /// Only a lock file under this directory stops a thread (see [`arm_under`]).
+    under: Option<PathBuf>,
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
     held: false,
     path: None,
     released: false,
+    under: None,
 });
 static CHANGED: Condvar = Condvar::new();
 
@@ -77,6 +80,26 @@ fn state() -> std::sync::MutexGuard<'static, State> {
 /// [`release`].
 pub fn arm(kind: LockKind) {
     *state() = State::default();
+    ARMED.store(kind as u8, Ordering::SeqCst);
+}
+
+/// Arms the gate for the locks of one cache directory only: the next thread to take a lock
+/// of `kind` whose file is under `dir` stops holding it until [`release`]
+/// ([`LockKind::RawWrite`], which has no file, stops as with [`arm`]).
+///
+/// What a fork test needs: every thread of the process takes locks, among them threads of
+/// other tests running beside it and the evictor threads of caches it has just dropped
+/// (which go on for a moment, on their own directories). Armed for any directory, the gate
+/// may stop one of those instead of the load the test started, so that the fork lands at
+/// a moment the test did not choose and the lock the child checks is another directory's,
+/// possibly deleted by then.
+pub fn arm_under(kind: LockKind, dir: &std::path::Path) {
+    // Compared with the paths the system gives for open files: symbolic links resolved.
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    *state() = State {
+        under: Some(dir),
+        ..State::default()
+    };
     ARMED.store(kind as u8, Ordering::SeqCst);
 }
 
@@ -116,15 +139,23 @@ pub fn release() {
 /// [`LockKind::RawWrite`]): stops here if the gate is armed for that kind and no other
 /// thread stopped first.
 pub(crate) fn reached(kind: LockKind, file: Option<&File>) {
-    if ARMED.load(Ordering::Relaxed) != kind as u8
-        || ARMED
-            .compare_exchange(kind as u8, 0, Ordering::SeqCst, Ordering::SeqCst)
-            .is_err()
+    if ARMED.load(Ordering::Relaxed) != kind as u8 {
+        return;
+    }
+    let path = file.and_then(path_of);
+    let under = state().under.clone();
+    if let (Some(dir), Some(_)) = (&under, file)
+        && !path.as_ref().is_some_and(|p| p.starts_with(dir))
+    {
+        return;
+    }
+    if ARMED
+        .compare_exchange(kind as u8, 0, Ordering::SeqCst, Ordering::SeqCst)
+        .is_err()
     {
         return;
     }
     let deadline = Instant::now() + STOP_BOUND;
-    let path = file.and_then(path_of);
     let mut state = state();
     state.held = true;
     state.path = path;
