@@ -343,24 +343,41 @@ impl BlobTier {
     /// On the fs backend, whether `key` may be touched: it resolves inside the root through
     /// no link and, for an object to read, is a regular file. `false` is logged; callers
     /// treat the key as missing (reads, listings) or fail (writes).
-    async fn fs_allows(&self, key: &str, object: bool) -> bool {
+    ///
+    /// # Errors
+    /// The check itself failed (the root is gone, or is not a directory): an origin failure
+    /// like any other, so loads fall back to what this machine kept.
+    async fn fs_allows(&self, key: &str, object: bool) -> Result<bool> {
         let Some(root) = self.fs_root.clone() else {
-            return true;
+            return Ok(true);
         };
         let k = key.to_owned();
-        let allowed = tokio::task::spawn_blocking(move || {
-            root.contains(&k).unwrap_or(false) && (!object || root.is_regular_or_missing(&k))
+        let checked = tokio::task::spawn_blocking(move || {
+            Ok::<_, std::io::Error>(
+                root.contains(&k)? && (!object || root.is_regular_or_missing(&k)),
+            )
         })
         .await
-        .unwrap_or(false);
+        .map_err(|e| Error::task(format!("checking {key}"), e))?;
+        let allowed = match checked {
+            Ok(allowed) => allowed,
+            Err(e) => {
+                return Err(self.failed(
+                    "stat",
+                    key,
+                    opendal::Error::new(ErrorKind::Unexpected, e.to_string()),
+                ));
+            }
+        };
         if !allowed {
             crate::metrics::TierCounters::bump(&self.metrics.origin.errors);
             tracing::warn!(
-                "{}: {key:?} is a symbolic link, resolves outside the store or is not a                  regular file: not served",
+                "{}: {key:?} is a symbolic link, resolves outside the store or is not a \
+                 regular file: not served",
                 self.description
             );
         }
-        allowed
+        Ok(allowed)
     }
 
     fn refused(&self, op: &'static str, key: &str) -> Error {
@@ -439,7 +456,7 @@ impl BlobTier {
     /// bytes came (the filesystem reads in chunks of at most 2 MiB), so it never holds more
     /// than `limit` and one chunk.
     async fn read(&self, key: &str, etag: Option<&str>, limit: Limit) -> Result<Option<Bytes>> {
-        if !self.fs_allows(key, true).await {
+        if !self.fs_allows(key, true).await? {
             self.metrics.origin.miss();
             return Ok(None);
         }
@@ -740,7 +757,7 @@ impl Origin for BlobTier {
     fn stat<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<ObjectInfo>>> {
         async move {
             self.request();
-            if !self.fs_allows(key, true).await {
+            if !self.fs_allows(key, true).await? {
                 return Ok(None);
             }
             match self.op.stat(key).await {
@@ -761,7 +778,7 @@ impl Origin for BlobTier {
         async move {
             let len = value.len();
             self.request();
-            if !self.fs_allows(key, false).await {
+            if !self.fs_allows(key, false).await? {
                 return Err(self.refused("write", key));
             }
             if let Some(root) = self.fs_root.clone() {
@@ -816,7 +833,7 @@ impl Origin for BlobTier {
     fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
         async move {
             self.request();
-            if !self.fs_allows(key, false).await {
+            if !self.fs_allows(key, false).await? {
                 return Err(self.refused("delete", key));
             }
             match self.op.delete(key).await {
@@ -829,7 +846,7 @@ impl Origin for BlobTier {
     }
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<ObjectInfo>>> {
         async move {
-            if !self.fs_allows(prefix, false).await {
+            if !self.fs_allows(prefix, false).await? {
                 return Ok(Vec::new());
             }
             let entries = match self.op.list_with(prefix).recursive(true).await {
@@ -937,7 +954,7 @@ impl Origin for BlobTier {
     fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
         async move {
             self.request();
-            if !self.fs_allows(key, true).await {
+            if !self.fs_allows(key, true).await? {
                 return Ok(false);
             }
             self.op
@@ -951,7 +968,7 @@ impl Origin for BlobTier {
     fn has_any<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<bool>> {
         async move {
             self.request();
-            if !self.fs_allows(prefix, false).await {
+            if !self.fs_allows(prefix, false).await? {
                 return Ok(false);
             }
             let mut lister = match self.op.lister_with(prefix).recursive(true).limit(1).await {
@@ -976,7 +993,7 @@ impl Origin for BlobTier {
     fn remove_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<()>> {
         async move {
             self.request();
-            if !self.fs_allows(prefix, false).await {
+            if !self.fs_allows(prefix, false).await? {
                 return Err(self.refused("delete", prefix));
             }
             match self.op.delete_with(prefix).recursive(true).await {
