@@ -890,7 +890,7 @@ impl Origin for BlobTier {
                 let (owned, after) = (prefix.to_owned(), after.map(str::to_owned));
                 tokio::task::spawn_blocking(move || fs_page(&dir, &owned, after.as_deref(), limit))
                     .await
-                    .map_err(|e| Error::Config(format!("listing task failed: {e}")))?
+                    .map_err(|e| Error::task(format!("listing {prefix}"), e))?
                     .map_err(|e| self.failed("list", prefix, e))
             } else {
                 let listed = self.list(prefix).await?;
