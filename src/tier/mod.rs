@@ -1,11 +1,11 @@
 //! The tiers, one module each: memory, disk, and the origin (blob storage). The
 //! read-through chain, [`crate::TieredCache`], composes them.
 
-mod blob;
+mod origin;
 mod disk;
 mod memory;
 
-pub use blob::{
+pub use origin::{
     BlobTier, LIST_PAGE, Limit, ListPage, ObjectInfo, Origin, PutCondition, PutOutcome, Version,
 };
 pub use disk::{
