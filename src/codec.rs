@@ -183,7 +183,7 @@ impl Scale {
     }
 }
 
-/// Default of [`crate::CacheConfig::max_frame_pixels`]: Pillow's decompression-bomb limit
+/// Default of [`crate::DecodedConfig::max_frame_pixels`]: Pillow's decompression-bomb limit
 /// (twice `Image.MAX_IMAGE_PIXELS`), which the Python module's users already live with.
 pub const DEFAULT_MAX_FRAME_PIXELS: u64 = 178_956_970;
 

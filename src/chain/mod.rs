@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
+mod build;
 mod fetch;
 
 use fetch::FinishFlight;
@@ -99,7 +100,7 @@ impl TieredCache {
     /// Refuses origin objects over `limit` bytes with [`Error::ObjectTooLarge`]: a read
     /// stops as soon as its object shows to be larger (never read whole), and nothing of it
     /// is returned or kept in any tier. (Callers that have the listed size refuse before
-    /// reading; see [`crate::CacheConfig::max_object_size`].)
+    /// reading; see [`crate::OriginConfig::max_object_size`].)
     pub fn with_max_object_size(self, limit: u64) -> Self {
         self.inner.max_object_size.store(limit, Relaxed);
         self

@@ -33,7 +33,7 @@ const LOCKS_DIR: &str = "locks";
 /// the capacity of the JPEG disk tier beside it (its weight in sharing the spare space).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Space {
-    /// See [`crate::CacheConfig::min_free`].
+    /// See [`crate::DiskConfig::min_free`].
     pub(crate) min_free: crate::tier::MinFree,
     /// The JPEG disk tier's capacity.
     pub(crate) jpeg_capacity: u64,

@@ -6,13 +6,15 @@ mod disk;
 mod memory;
 
 pub use origin::{
-    BlobTier, LIST_PAGE, Limit, ListPage, ObjectInfo, Origin, PutCondition, PutOutcome, Version,
+    BlobTier, build_operator, build_origin, LIST_PAGE, Limit, ListPage, ObjectInfo, Origin, PutCondition, PutOutcome, Version,
 };
 pub use disk::{
     BadEntry, DiskTier, DiskUsage, EvictionStatus, FetchLock, LimitedBy, MinFree, Recount,
     VerifyReport, auto_capacity,
 };
 pub use memory::MemoryTier;
+#[cfg(feature = "test-hooks")]
+pub use origin::build_origin_with_read_faults;
 
 use serde::Serialize;
 

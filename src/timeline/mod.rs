@@ -113,12 +113,12 @@ impl FrameCache {
     }
 
     /// Adds the decoded-frame tiers `config` describes (counted in this chain's metrics)
-    /// and takes its decode limit ([`CacheConfig::max_frame_pixels`]).
+    /// and takes its decode limit ([`crate::DecodedConfig::max_frame_pixels`]).
     pub fn with_decoded_tiers(mut self, config: &CacheConfig) -> Self {
         self.decoded = config
             .build_decoded(self.cache.metrics().clone())
             .map(Arc::new);
-        self.max_frame_pixels = config.max_frame_pixels;
+        self.max_frame_pixels = config.decoded.max_frame_pixels;
         self
     }
 

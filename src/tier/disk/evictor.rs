@@ -52,7 +52,7 @@ pub struct EvictionStatus {
     pub fs_size: u64,
     /// Its bytes available to the cache, as last sampled.
     pub fs_free: u64,
-    /// The bytes the tiers leave free on it ([`crate::CacheConfig::min_free`]).
+    /// The bytes the tiers leave free on it ([`crate::DiskConfig::min_free`]).
     pub min_free: u64,
     /// Writes that found the filesystem full: skipped (the load went on without them), and
     /// a batch evicted to make room.

@@ -17,60 +17,13 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
-/// The default of [`MinFree`]: this percentage of the filesystem's size...
-pub const DEFAULT_MIN_FREE_PERCENT: f64 = 5.0;
-/// ...or this many bytes, whichever is smaller (4 GiB).
-pub const DEFAULT_MIN_FREE_BYTES: u64 = 4 << 30;
+pub use crate::config::MinFree;
 
 /// A writer samples the filesystem again after reserving this fraction of the last limit
 /// (bounded below and above by the next two constants).
 const SAMPLE_EVERY_FRACTION: u64 = 16;
 const SAMPLE_EVERY_MIN: u64 = 1 << 20;
 const SAMPLE_EVERY_MAX: u64 = 64 << 20;
-
-/// How much of a filesystem the disk tiers leave free for everything else.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub enum MinFree {
-    /// The smaller of 5 % of the filesystem and 4 GiB.
-    #[default]
-    Auto,
-    /// A number of bytes; 0 lets the tiers fill the filesystem up to their capacities.
-    Bytes(u64),
-    /// A percentage (0 to 100) of the filesystem's size.
-    Percent(f64),
-}
-
-impl MinFree {
-    /// The bytes to keep free on a filesystem of `fs_size` bytes.
-    pub fn bytes(self, fs_size: u64) -> u64 {
-        let percent = |p: f64| (fs_size as f64 * p.clamp(0.0, 100.0) / 100.0) as u64;
-        match self {
-            MinFree::Auto => percent(DEFAULT_MIN_FREE_PERCENT).min(DEFAULT_MIN_FREE_BYTES),
-            MinFree::Bytes(n) => n,
-            MinFree::Percent(p) => percent(p),
-        }
-    }
-
-    /// Parses `auto`, a percentage (`5%`, `2.5%`) or a size (`2GiB`, `0`).
-    ///
-    /// # Errors
-    /// A message saying what is wrong with the text.
-    pub fn parse(text: &str) -> Result<MinFree, String> {
-        let t = text.trim();
-        if t.eq_ignore_ascii_case("auto") {
-            return Ok(MinFree::Auto);
-        }
-        if let Some(p) = t.strip_suffix('%') {
-            return match p.trim().parse::<f64>() {
-                Ok(p) if (0.0..=100.0).contains(&p) => Ok(MinFree::Percent(p)),
-                _ => Err("expected a percentage from 0% to 100%".into()),
-            };
-        }
-        crate::config::parse_size(t)
-            .map(MinFree::Bytes)
-            .map_err(|rule| format!("{rule}, a percentage (5%) or auto"))
-    }
-}
 
 /// Why a tier's limit is what it is.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -455,7 +408,10 @@ mod tests {
     #[test]
     fn min_free_resolves_against_the_filesystem() {
         assert_eq!(MinFree::Auto.bytes(30_000_000), 1_500_000);
-        assert_eq!(MinFree::Auto.bytes(2000 * GIB), DEFAULT_MIN_FREE_BYTES);
+        assert_eq!(
+            MinFree::Auto.bytes(2000 * GIB),
+            crate::config::DEFAULT_MIN_FREE_BYTES
+        );
         assert_eq!(MinFree::Percent(10.0).bytes(1000), 100);
         assert_eq!(MinFree::Bytes(7).bytes(1000), 7);
         assert_eq!(MinFree::parse("auto"), Ok(MinFree::Auto));

@@ -1,5 +1,12 @@
 //! The origin tier: blob storage through an OpenDAL `Operator` (S3, filesystem, memory).
 
+mod build;
+
+pub use build::build_operator;
+pub use build::build_origin;
+#[cfg(feature = "test-hooks")]
+pub use build::build_origin_with_read_faults;
+
 use crate::error::{Error, Result};
 use crate::localfs::{self, How, Sharing};
 use crate::metrics::Metrics;
@@ -33,7 +40,7 @@ impl Limit {
         Limit { bytes, what }
     }
 
-    /// [`crate::CacheConfig::max_object_size`].
+    /// [`crate::OriginConfig::max_object_size`].
     pub const fn object(bytes: u64) -> Self {
         Limit::new(bytes, "max_object_size")
     }
