@@ -11,8 +11,8 @@
 //! (`AWS_CONTAINER_CREDENTIALS_FULL_URI`/`_RELATIVE_URI`); EC2 instance metadata (IMDSv2).
 //! Temporary credentials are refreshed by reqsign's signer when less than two minutes are left.
 
-pub use crate::config::abbreviate_key_id;
 use crate::config::S3Config;
+pub use crate::config::abbreviate_key_id;
 use reqsign_aws_v4::{
     AssumeRoleWithWebIdentityCredentialProvider, Credential, ECSCredentialProvider,
     IMDSv2CredentialProvider, ProcessCredentialProvider, ProfileCredentialProvider,

@@ -30,9 +30,10 @@ pub use chain::{Hit, TieredCache};
 pub use codec::Scale;
 pub use config::{
     AUTO_CAPACITY, AUTO_DECODED_MAX, AUTO_DECODED_PERCENT, AUTO_DISK_MAX, AUTO_DISK_PERCENT,
-    Addressing, Backend, CacheConfig, DEFAULT_BUCKET, DEFAULT_MAX_OBJECT_SIZE, DEFAULT_REGION,
-    DecodedConfig, DiskConfig, MemoryConfig, MinFree, OriginConfig, S3Config, default_cache_dir,
-    default_fs_root, parse_capacity, parse_flag, parse_pixels, parse_seconds, parse_size,
+    Addressing, Backend, CacheConfig, DEFAULT_BUCKET, DEFAULT_MAX_OBJECT_SIZE,
+    DEFAULT_MIN_FREE_BYTES, DEFAULT_MIN_FREE_PERCENT, DEFAULT_REGION, DecodedConfig, DiskConfig,
+    MemoryConfig, MinFree, OriginConfig, S3Config, default_cache_dir, default_fs_root,
+    parse_capacity, parse_flag, parse_pixels, parse_seconds, parse_size,
 };
 pub use decoded::{Access, LoadOptions, flush_raw_writes};
 pub use error::{Error, Result};

@@ -75,7 +75,10 @@ impl CacheConfig {
             .zip(capacities)
             .map(|(d, (_, decoded))| (d.dir.as_path(), decoded));
         let space = crate::decoded::DiskSpace {
-            min_free: self.disk.as_ref().map_or_else(MinFree::default, |d| d.min_free),
+            min_free: self
+                .disk
+                .as_ref()
+                .map_or_else(MinFree::default, |d| d.min_free),
             jpeg_capacity: capacities.map_or(0, |c| c.0),
         };
         crate::decoded::DecodedTiers::new(
@@ -103,6 +106,7 @@ impl CacheConfig {
                     // The decoded tier of the same cache directory: the spare space is shared.
                     .with_sibling(&d.dir.join(crate::decoded::DECODED_DIR), decoded)
             });
-        TieredCache::new(memory, disk, origin, metrics).with_max_object_size(self.origin.max_object_size)
+        TieredCache::new(memory, disk, origin, metrics)
+            .with_max_object_size(self.origin.max_object_size)
     }
 }

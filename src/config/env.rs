@@ -3,13 +3,13 @@
 //! XDG base directories), turned into a [`CacheConfig`]. The command line and the Python
 //! package start from [`CacheConfig::from_env`] and put their flags and keywords over it.
 
+use super::profile::profile_settings;
 use super::{
     Addressing, Backend, CacheConfig, DEFAULT_BUCKET, DEFAULT_REGION, MinFree, S3Config,
     parse_capacity, parse_flag, parse_pixels, parse_seconds, parse_size,
 };
 use crate::error::{Error, Result};
 use crate::localfs::{self, Sharing};
-use super::profile::profile_settings;
 use std::path::PathBuf;
 
 impl S3Config {
@@ -48,9 +48,7 @@ impl S3Config {
             .map(PathBuf::from)
             .or_else(|| var("HOME").map(|home| PathBuf::from(home).join(".aws").join("config")));
         let from_profile = config_file
-            .map(|file| {
-                profile_settings(&file, profile.as_deref().unwrap_or("default"))
-            })
+            .map(|file| profile_settings(&file, profile.as_deref().unwrap_or("default")))
             .unwrap_or_default();
         let flag = |name: &'static str| -> Result<Option<bool>> {
             match var(name) {
@@ -106,7 +104,6 @@ impl S3Config {
                 .map(PathBuf::from),
         })
     }
-
 }
 
 /// A variable of the environment; unset, empty and blank are the same.
@@ -363,7 +360,6 @@ mod tests {
 
     #[test]
     fn addressing_is_virtual_hosted_on_aws_and_path_style_elsewhere() {
-        
         let at = |endpoint: Option<&str>, addressing: Addressing| S3Config {
             endpoint: endpoint.map(str::to_owned),
             addressing,
@@ -377,5 +373,5 @@ mod tests {
         assert!(at(Some("http://127.0.0.1:3900"), Addressing::VirtualHosted).virtual_hosted());
         let s3 = s3_from(&[("FRAMECACHE_S3_ADDRESSING", "path")]).unwrap();
         assert_eq!(s3.addressing, Addressing::Path);
-}
+    }
 }

@@ -98,10 +98,7 @@ impl std::fmt::Debug for S3Config {
             .field("region", &self.region)
             .field(
                 "access_key_id",
-                &self
-                    .access_key_id
-                    .as_deref()
-                    .map(abbreviate_key_id),
+                &self.access_key_id.as_deref().map(abbreviate_key_id),
             )
             .field(
                 "secret_access_key",

@@ -192,4 +192,3 @@ fn http_transport(s3: &S3Config) -> Result<opendal::HttpTransporter> {
         opendal_http_transport_reqwest::ReqwestTransport::new(client),
     ))
 }
-
