@@ -25,7 +25,8 @@
 
 use super::Decoded;
 use super::disk::DecodedDisk;
-use crate::flock::gate::{self, LockKind};
+#[cfg(feature = "test-hooks")]
+use crate::flock::{LockKind, gate};
 use crate::flock::{Backoff, LockFile, Mode, fork_generation};
 use crate::metrics::TierCounters;
 use std::collections::{HashMap, VecDeque};
@@ -214,6 +215,7 @@ impl Behind {
                             table = self.work.wait(table).unwrap_or_else(|p| p.into_inner());
                         }
                     };
+                    #[cfg(feature = "test-hooks")]
                     gate::reached(LockKind::RawWrite, None);
                     let bytes = job.decoded.pixel_bytes();
                     self.write(job, bytes);

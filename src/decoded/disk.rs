@@ -14,7 +14,7 @@ use super::format::{self, HEADER_LEN, RawCorruption};
 use crate::codec::{DecodeError, Scale};
 use crate::error::{Error, Result};
 use crate::flock::LockFile;
-use crate::flock::gate::LockKind;
+use crate::flock::LockKind;
 use crate::localfs::{self, How, Sharing};
 use crate::metrics::{Metrics, TierCounters};
 use crate::tier::{DiskTier, DiskUsage, VerifyReport};

@@ -6,7 +6,7 @@
 
 use super::DiskTier;
 use super::ledger::{LAYOUT, word};
-use crate::flock::gate::LockKind;
+use crate::flock::LockKind;
 use crate::flock::{LockFile, Mode};
 use serde::Serialize;
 use std::sync::atomic::Ordering;

@@ -7,7 +7,7 @@
 //! forked child never keeps one, and every wait for them is bounded.
 
 use super::DiskTier;
-use crate::flock::gate::LockKind;
+use crate::flock::LockKind;
 use crate::flock::{LockFile, Mode, Waited};
 use crate::localfs::{self, How, Sharing};
 use crate::metrics::TierCounters;

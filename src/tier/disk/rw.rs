@@ -4,7 +4,7 @@ use super::DiskTier;
 use super::evict::shard_of;
 use crate::entry::{self, Corruption, FIXED_HEADER_LEN};
 use crate::error::{Error, Result};
-use crate::flock::gate::LockKind;
+use crate::flock::LockKind;
 use crate::flock::{LockFile, Mode, Waited};
 use crate::localfs::{self, How, Sharing};
 use crate::metrics::TierCounters;

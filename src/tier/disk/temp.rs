@@ -1,7 +1,7 @@
 //! Temp files of writes in progress: their names, and whether their writer is gone.
 
 use super::DiskTier;
-use crate::flock::gate::LockKind;
+use crate::flock::LockKind;
 use crate::flock::{LockFile, Mode};
 use std::fs;
 use std::io;
