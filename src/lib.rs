@@ -13,6 +13,7 @@ pub mod decoded;
 pub mod entry;
 mod error;
 pub mod flock;
+#[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod layout;

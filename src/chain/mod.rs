@@ -131,7 +131,8 @@ impl TieredCache {
         &self.inner.metrics
     }
 
-    /// Fetches currently in flight (for tests and diagnostics).
+    /// Fetches currently in flight. A test hook (feature `test-hooks`).
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub fn fetches_in_flight(&self) -> usize {
         self.inner.inflight.lock().expect("inflight lock").len()

@@ -34,8 +34,10 @@ mod write;
 
 pub use b64::{DEFAULT_B64_QUALITY, FrameB64, frames_to_b64};
 pub use index::{FrameEntry, TimelinePage, TimelineStatus};
+#[cfg(feature = "test-hooks")]
 pub(crate) use kept::fuzz_kept_listing;
 pub use manifest::FrameMeta;
+#[cfg(feature = "test-hooks")]
 pub(crate) use manifest::fuzz_manifest;
 pub use overlay_index::OverlayRef;
 pub use read::{Frame, FrameJpeg};
