@@ -151,7 +151,10 @@ impl Overrides {
             &mut config.decoded.memory_capacity,
             self.decoded_memory_capacity,
         );
-        set(&mut config.decoded.disk_capacity, self.decoded_disk_capacity);
+        set(
+            &mut config.decoded.disk_capacity,
+            self.decoded_disk_capacity,
+        );
         if let Some(n) = self.max_frame_pixels {
             if n == 0 {
                 return Err(invalid("max_frame_pixels", n, "must be at least 1"));

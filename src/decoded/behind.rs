@@ -25,9 +25,9 @@
 
 use super::Decoded;
 use super::disk::DecodedDisk;
+use crate::flock::{Backoff, LockFile, Mode, fork_generation};
 #[cfg(feature = "test-hooks")]
 use crate::flock::{LockKind, gate};
-use crate::flock::{Backoff, LockFile, Mode, fork_generation};
 use crate::metrics::TierCounters;
 use std::collections::{HashMap, VecDeque};
 use std::io;
