@@ -3,13 +3,13 @@
 //! XDG base directories), turned into a [`CacheConfig`]. The command line and the Python
 //! package start from [`CacheConfig::from_env`] and put their flags and keywords over it.
 
+use super::dirs::default_fs_root;
+use super::parse::{parse_capacity, parse_flag, parse_pixels, parse_seconds, parse_size};
 use super::profile::profile_settings;
-use super::{
-    Addressing, Backend, CacheConfig, DEFAULT_BUCKET, DEFAULT_REGION, MinFree, S3Config,
-    parse_capacity, parse_flag, parse_pixels, parse_seconds, parse_size,
-};
+use super::s3::{Addressing, DEFAULT_BUCKET, DEFAULT_REGION, S3Config};
+use super::settings::{Backend, CacheConfig, MinFree};
 use crate::error::{Error, Result};
-use crate::localfs::{self, Sharing};
+use crate::localfs::Sharing;
 use std::path::PathBuf;
 
 impl S3Config {
@@ -121,7 +121,7 @@ impl CacheConfig {
     /// | `origin.max_object_size` | `FRAMECACHE_MAX_OBJECT_SIZE` (a size such as `64MiB`) |
     /// | `memory.capacity` | `FRAMECACHE_MEMORY_CAPACITY` (a size) |
     /// | `disk.dir` | `FRAMECACHE_CACHE_DIR` |
-    /// | `disk.capacity` | `FRAMECACHE_DISK_CAPACITY` (a size or `auto`, [`super::AUTO_CAPACITY`]) |
+    /// | `disk.capacity` | `FRAMECACHE_DISK_CAPACITY` (a size or `auto`, [`crate::AUTO_CAPACITY`]) |
     /// | `disk.min_free` | `FRAMECACHE_MIN_FREE` (`auto`, a size or a percentage such as `5%`) |
     /// | `disk.allow_network_fs` | `FRAMECACHE_ALLOW_NETWORK_FS` (`1`) |
     /// | `decoded.memory_capacity` | `FRAMECACHE_DECODED_MEMORY_CAPACITY` (a size) |
@@ -230,31 +230,6 @@ impl CacheConfig {
             config.sharing = sharing;
         }
         Ok(config)
-    }
-}
-
-/// `$XDG_CACHE_HOME/framecache`, else `~/.cache/framecache`, else
-/// `{tmp}/framecache-{uid}/.cache/framecache`: a per-user directory, checked at open to be
-/// this user's own with mode `0700` (never a directory every user shares).
-pub fn default_cache_dir() -> PathBuf {
-    base_dir("XDG_CACHE_HOME", ".cache").join("framecache")
-}
-
-/// `$XDG_DATA_HOME/framecache/store`, else `~/.local/share/framecache/store`, else under
-/// the per-user directory of [`default_cache_dir`].
-pub fn default_fs_root() -> PathBuf {
-    base_dir("XDG_DATA_HOME", ".local/share")
-        .join("framecache")
-        .join("store")
-}
-
-fn base_dir(xdg: &str, home_relative: &str) -> PathBuf {
-    if let Some(dir) = std::env::var_os(xdg).filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
-        Some(home) => PathBuf::from(home).join(home_relative),
-        None => localfs::fallback_base().join(home_relative),
     }
 }
 

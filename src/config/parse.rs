@@ -1,7 +1,7 @@
 //! Parsing the values settings take as text (sizes, capacities, pixel counts, flags,
 //! seconds): shared by the environment reader, the command line and the Python keywords.
 
-use super::AUTO_CAPACITY;
+use super::settings::{AUTO_CAPACITY, MinFree};
 use std::time::Duration;
 
 /// Parses a byte size: `4096`, `512MiB`, `10GiB`, `1.5GB` (decimal and binary units).
@@ -86,6 +86,28 @@ pub fn parse_seconds(text: &str) -> std::result::Result<Duration, String> {
         .ok()
         .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
         .ok_or_else(|| "expected a number of seconds, 0 or more (60, 2.5)".to_owned())
+}
+
+impl MinFree {
+    /// Parses `auto`, a percentage (`5%`, `2.5%`) or a size (`2GiB`, `0`).
+    ///
+    /// # Errors
+    /// A message saying what is wrong with the text.
+    pub fn parse(text: &str) -> Result<MinFree, String> {
+        let t = text.trim();
+        if t.eq_ignore_ascii_case("auto") {
+            return Ok(MinFree::Auto);
+        }
+        if let Some(p) = t.strip_suffix('%') {
+            return match p.trim().parse::<f64>() {
+                Ok(p) if (0.0..=100.0).contains(&p) => Ok(MinFree::Percent(p)),
+                _ => Err("expected a percentage from 0% to 100%".into()),
+            };
+        }
+        parse_size(t)
+            .map(MinFree::Bytes)
+            .map_err(|rule| format!("{rule}, a percentage (5%) or auto"))
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! The S3 origin's settings: bucket, endpoint, region, keys, addressing, instance metadata,
-//! private CA. Plain data; [`super::env`] reads them from the environment.
+//! private CA. Plain data; `env.rs` reads them from the environment.
 
 use std::path::PathBuf;
 
