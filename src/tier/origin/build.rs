@@ -3,7 +3,7 @@
 //! own that trusts `AWS_CA_BUNDLE`'s roots), a timeout per attempt inside bounded, jittered
 //! retries, wrapped as a [`BlobTier`].
 
-use super::BlobTier;
+use super::blob::BlobTier;
 use crate::config::{Backend, CacheConfig, S3Config};
 use crate::credentials::{Chain, SigningRecord};
 use crate::error::{Error, Result};
