@@ -5,7 +5,7 @@
 //! Disarmed it costs one relaxed atomic load per lock taken. Built only with the
 //! `test-hooks` feature (the tests turn it on); release builds have no gate.
 
-use super::LockKind;
+use super::kind::LockKind;
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};
