@@ -16,7 +16,7 @@ use std::sync::Arc;
 /// Builds the origin operator with its layers: a timeout per attempt inside bounded,
 /// jittered retries (OpenDAL's defaults wait seconds between attempts, too slow for a cache).
 pub fn build_operator(config: &CacheConfig, metrics: &Arc<Metrics>) -> Result<(Operator, String)> {
-    build_operator_recording(config, metrics, Arc::default(), 0.0)
+    build_operator_recording(config, metrics, Arc::default(), Ok)
 }
 
 /// The origin as a [`BlobTier`], whose access-denied errors name the credentials used.
@@ -24,7 +24,7 @@ pub fn build_operator(config: &CacheConfig, metrics: &Arc<Metrics>) -> Result<(O
 /// # Errors
 /// [`Error::Config`] or [`Error::Io`] when the origin cannot be set up.
 pub fn build_origin(config: &CacheConfig, metrics: &Arc<Metrics>) -> Result<BlobTier> {
-    origin_with_faults(config, metrics, 0.0)
+    origin_with(config, metrics, Ok)
 }
 
 /// [`build_origin`] with a fraction (0.0 to 1.0) of reads failing with a transient error
@@ -39,16 +39,28 @@ pub fn build_origin_with_read_faults(
     metrics: &Arc<Metrics>,
     read_faults: f64,
 ) -> Result<BlobTier> {
-    origin_with_faults(config, metrics, read_faults)
+    if !(0.0..=1.0).contains(&read_faults) {
+        return Err(Error::Invalid {
+            what: "injected read fault ratio",
+            value: read_faults.to_string(),
+            rule: "must be between 0 and 1".into(),
+        });
+    }
+    origin_with(config, metrics, |op| {
+        // Innermost, so every injected fault goes through the timeout and retry layers.
+        Ok(op.layer(opendal::layers::ChaosLayer::new(read_faults)))
+    })
 }
 
-fn origin_with_faults(
+/// The origin, with `innermost` applied to the service's operator before the timeout and
+/// retry layers.
+fn origin_with(
     config: &CacheConfig,
     metrics: &Arc<Metrics>,
-    read_faults: f64,
+    innermost: impl FnOnce(Operator) -> Result<Operator>,
 ) -> Result<BlobTier> {
     let record = Arc::new(SigningRecord::default());
-    let (op, description) = build_operator_recording(config, metrics, record.clone(), read_faults)?;
+    let (op, description) = build_operator_recording(config, metrics, record.clone(), innermost)?;
     let tier = BlobTier::new(op, description, metrics.clone()).with_sharing(config.sharing);
     Ok(match &config.origin.backend {
         Backend::S3(s3) if !s3.anonymous => tier.with_signing_record(record),
@@ -60,7 +72,7 @@ fn build_operator_recording(
     config: &CacheConfig,
     metrics: &Arc<Metrics>,
     record: Arc<SigningRecord>,
-    read_faults: f64,
+    innermost: impl FnOnce(Operator) -> Result<Operator>,
 ) -> Result<(Operator, String)> {
     let origin = &config.origin;
     let (op, description) = match &origin.backend {
@@ -136,19 +148,8 @@ fn build_operator_recording(
             opendal::OperationContext::new().with_http_transport(http_transport(s3)?),
         );
     }
-    if !(0.0..=1.0).contains(&read_faults) {
-        return Err(Error::Invalid {
-            what: "injected read fault ratio",
-            value: read_faults.to_string(),
-            rule: "must be between 0 and 1".into(),
-        });
-    }
-    if read_faults > 0.0 {
-        // Innermost, so every injected fault goes through the timeout and retry layers.
-        op = op.layer(opendal::layers::ChaosLayer::new(read_faults));
-    }
     let retry_metrics = metrics.clone();
-    let op = op
+    let op = innermost(op)?
         .layer(
             TimeoutLayer::new()
                 .with_timeout(origin.timeout)
