@@ -249,6 +249,89 @@ mod tests {
         )
     }
 
+    /// [`CacheConfig::read`] over a fixed set of variables.
+    fn config_from(vars: &[(&str, &str)], backend: Option<&str>) -> crate::Result<CacheConfig> {
+        let map: std::collections::HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        CacheConfig::read(
+            |name: &str| map.get(name).cloned().filter(|v| !v.is_empty()),
+            backend,
+        )
+    }
+
+    #[test]
+    fn each_variable_sets_its_group_and_nothing_else() {
+        use crate::config::{AUTO_CAPACITY, MinFree};
+        let defaults = CacheConfig::default();
+        let read = config_from(&[], None).unwrap();
+        assert_eq!(read.memory.capacity, defaults.memory.capacity);
+        assert_eq!(read.origin.max_object_size, defaults.origin.max_object_size);
+        assert_eq!(
+            read.decoded.max_frame_pixels,
+            defaults.decoded.max_frame_pixels
+        );
+        assert!(matches!(read.origin.backend, Backend::Fs { .. }));
+        let read = config_from(
+            &[
+                ("FRAMECACHE_ROOT", "/srv/store"),
+                ("FRAMECACHE_CACHE_DIR", "/mnt/cache"),
+                ("FRAMECACHE_MEMORY_CAPACITY", "1MiB"),
+                ("FRAMECACHE_DISK_CAPACITY", "auto"),
+                ("FRAMECACHE_MIN_FREE", "5%"),
+                ("FRAMECACHE_ALLOW_NETWORK_FS", "yes"),
+                ("FRAMECACHE_DECODED_MEMORY_CAPACITY", "0"),
+                ("FRAMECACHE_DECODED_DISK_CAPACITY", "3GiB"),
+                ("FRAMECACHE_MAX_FRAME_PIXELS", "100x100"),
+                ("FRAMECACHE_MAX_OBJECT_SIZE", "2MiB"),
+                ("FRAMECACHE_LOCK_WAIT", "2.5"),
+                ("FRAMECACHE_REVALIDATE_AFTER", "30"),
+            ],
+            None,
+        )
+        .unwrap();
+        assert!(
+            matches!(&read.origin.backend, Backend::Fs { root } if root.as_os_str() == "/srv/store")
+        );
+        assert_eq!(read.origin.max_object_size, 2 << 20);
+        assert_eq!(read.memory.capacity, 1 << 20);
+        let disk = read.disk.as_ref().unwrap();
+        assert_eq!(disk.dir.as_os_str(), "/mnt/cache");
+        assert_eq!(disk.capacity, AUTO_CAPACITY);
+        assert_eq!(disk.min_free, MinFree::Percent(5.0));
+        assert!(disk.allow_network_fs);
+        assert_eq!(read.decoded.memory_capacity, 0);
+        assert_eq!(read.decoded.disk_capacity, 3 << 30);
+        assert_eq!(read.decoded.max_frame_pixels, 10_000);
+        assert_eq!(read.lock_wait, std::time::Duration::from_millis(2500));
+        assert_eq!(read.revalidate_after, std::time::Duration::from_secs(30));
+        // Untouched by any variable: the defaults.
+        assert_eq!(read.concurrency, defaults.concurrency);
+        assert_eq!(read.origin.retries, defaults.origin.retries);
+    }
+
+    #[test]
+    fn a_bad_value_or_backend_is_refused_by_name() {
+        for (name, value) in [
+            ("FRAMECACHE_MEMORY_CAPACITY", "lots"),
+            ("FRAMECACHE_DISK_CAPACITY", "most"),
+            ("FRAMECACHE_MIN_FREE", "150%"),
+            ("FRAMECACHE_MAX_FRAME_PIXELS", "0"),
+            ("FRAMECACHE_LOCK_WAIT", "soon"),
+            ("FRAMECACHE_ALLOW_NETWORK_FS", "maybe"),
+            ("FRAMECACHE_BACKEND", "ftp"),
+        ] {
+            let err = config_from(&[(name, value)], None).unwrap_err();
+            assert!(err.to_string().contains(name), "{name}: {err}");
+        }
+        let err = config_from(&[("FRAMECACHE_BACKEND", "fs")], Some("ftp")).unwrap_err();
+        assert!(err.to_string().contains("backend"), "{err}");
+        // The backend chosen by a flag or keyword wins over the variable.
+        let read = config_from(&[("FRAMECACHE_BACKEND", "fs")], Some("s3")).unwrap();
+        assert!(matches!(read.origin.backend, Backend::S3(_)));
+    }
+
     #[test]
     fn endpoint_and_region_follow_one_precedence() {
         let dir = tempfile::tempdir().unwrap();
