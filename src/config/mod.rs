@@ -12,6 +12,8 @@ mod parse;
 mod profile;
 mod s3;
 mod settings;
+#[cfg(test)]
+mod tests;
 
 pub use dirs::{default_cache_dir, default_fs_root};
 pub use parse::{parse_capacity, parse_flag, parse_pixels, parse_seconds, parse_size};
