@@ -24,6 +24,7 @@
 #         operations.md, and every `` `name=`` there is a keyword of some function of the
 #         stubs or of python/framecache/*.py;
 #     the code is found by pattern, never by file name, so settings code can move;
+#   - constants: a backticked `UPPER_CASE` name (`FINISH_ROUNDS`) is a word of the code;
 #   - README.md stays a front door: at most 250 lines;
 #   - no page names a work item or ticket number ("issue 12", "ticket #3") or a path of one
 #     machine (`/home/…`, `/work/…`, `/Users/…`, `/root/…`).
@@ -133,6 +134,14 @@ for doc in "${docs[@]}"; do
         done < <(expand "$word")
     done < <(grep -oE '(^|[^A-Za-z0-9_./{}-])[A-Za-z0-9_.{},/-]*[A-Za-z0-9_}]\.(rs|pyi?|sh|js|html|toml|md|c|h|css)([^A-Za-z0-9_]|$)' "$doc" |
         sed -E 's/[^A-Za-z0-9_}]$//' | sort -u)
+
+    # Constants: a backticked `UPPER_CASE` name (not a variable) is a word of the code.
+    while IFS= read -r constant; do
+        grep -rqw --include='*.rs' --include='*.py' --include='*.pyi' --include='*.sh' --include='*.c' \
+            -- "$constant" src python tests benches examples scripts csrc 2>/dev/null ||
+            fail "$doc names \`$constant\`, which the code does not define or use"
+    done < <(grep -oE '`[A-Z][A-Z0-9]*(_[A-Z0-9]+)+`' "$doc" | tr -d '`' | sort -u |
+        grep -vE '^(FRAMECACHE|S3|AWS|SSL)_' || true)
 
     if grep -nEi '(issue|ticket|work item)[ -]*#?[0-9]' "$doc" >/dev/null; then
         while IFS= read -r hit; do
