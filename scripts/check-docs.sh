@@ -21,8 +21,8 @@
 #         every `--flag` there is declared (or in `foreign_flags`, other tools' flags);
 #       * Python keywords: every keyword of `FrameCache.__init__` in the type stubs (any
 #         `.pyi` under python/ that defines `class FrameCache`) appears as `` `name=`` in
-#         operations.md, and every `` `name=`` there is a keyword of some function of the
-#         stubs or of python/framecache/*.py;
+#         operations.md (and as `` `name` `` in docs/python.md), and every `` `name=`` in
+#         operations.md is a keyword of some function of the stubs or of python/framecache/*.py;
 #     the code is found by pattern, never by file name, so settings code can move;
 #   - constants: a backticked `UPPER_CASE` name (`FINISH_ROUNDS`) is a word of the code;
 #   - README.md stays a front door: at most 250 lines;
@@ -248,6 +248,13 @@ else
         grep -qxF "$keyword" <<<"$docs_keywords" ||
             fail "FrameCache(...) takes the keyword $keyword=; $operations does not name it (as \`$keyword=\`)"
     done
+    # The Python page lists them too (each in backticks).
+    if [[ -e docs/python.md ]]; then
+        for keyword in $init_keywords; do
+            grep -qE "\`$keyword(=[^\`]*)?\`" docs/python.md ||
+                fail "FrameCache(...) takes the keyword $keyword=; docs/python.md does not name it (as \`$keyword\`)"
+        done
+    fi
     for keyword in $docs_keywords; do
         grep -qxF "$keyword" <<<"$(printf '%s\n' $init_keywords $api_keywords)" ||
             fail "$operations names the Python keyword $keyword=, which no function of the package takes"
