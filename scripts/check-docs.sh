@@ -41,9 +41,7 @@ operations=docs/operations.md
 
 roots='src|python|scripts|tests|benches|docs|examples|csrc|fuzz'
 # Bare names that are not files of this tree, with why.
-allowed_names=(
-    run.sh # a baseline's script, a placeholder in performance.md's recipe
-)
+allowed_names=()
 # Variables read by the S3 signer's credential chain (reqsign's providers), not by framecache's
 # own code; operations.md lists them because they choose the credentials. `AWS_ENDPOINT_URL_STS`
 # is named there as not read.
@@ -94,7 +92,7 @@ while IFS= read -r file; do
         rest=${rest#*/}
     done
 done <<<"$tree"
-for name in "${allowed_names[@]}"; do
+for name in ${allowed_names[@]+"${allowed_names[@]}"}; do
     ends[$name]=1
 done
 
