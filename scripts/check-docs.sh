@@ -25,6 +25,8 @@
 #         operations.md is a keyword of some function of the stubs or of python/framecache/*.py;
 #     the code is found by pattern, never by file name, so settings code can move;
 #   - constants: a backticked `UPPER_CASE` name (`FINISH_ROUNDS`) is a word of the code;
+#   - CHANGELOG.md has one section per release, each with `### Added`, `### Changed`,
+#     `### Fixed`, `### Removed` (or Deprecated, Security) at most once;
 #   - README.md stays a front door: at most 250 lines;
 #   - no page names a work item or ticket number ("issue 12", "ticket #3") or a path of one
 #     machine (`/home/…`, `/work/…`, `/Users/…`, `/root/…`).
@@ -257,6 +259,21 @@ else
         grep -qxF "$keyword" <<<"$(printf '%s\n' $init_keywords $api_keywords)" ||
             fail "$operations names the Python keyword $keyword=, which no function of the package takes"
     done
+fi
+
+# CHANGELOG.md: one section per release, each heading at most once in it.
+if [[ -e CHANGELOG.md ]]; then
+    while IFS= read -r problem; do
+        fail "CHANGELOG.md:$problem"
+    done < <(awk '
+        /^## / { section = $0; split("", seen); if (sections[section]++) print NR ": the section \"" section "\" appears twice"; next }
+        /^### / {
+            if ($0 !~ /^### (Added|Changed|Deprecated|Removed|Fixed|Security)$/)
+                print NR ": \"" $0 "\" is none of Added, Changed, Deprecated, Removed, Fixed, Security"
+            else if (seen[$0]++)
+                print NR ": \"" $0 "\" appears twice in \"" section "\"; merge its entries into the first"
+        }
+    ' CHANGELOG.md)
 fi
 
 lines=$(wc -l <README.md)
