@@ -167,7 +167,15 @@ if [[ ! -e $operations ]]; then
     fail "$operations is missing"
 else
     # Environment variables.
-    code_env=$(grep -ohE '"(FRAMECACHE|S3|AWS)_[A-Z0-9_]+"' "${sources[@]}" | tr -d '"' | sort -u)
+    # Product code only: a Rust file's top-level `#[cfg(test)] mod …` and what follows it
+    # (unit tests may set variables that are no setting) are left out.
+    code_env=$(awk '
+        FNR == 1 { intests = 0; held = 0 }
+        intests { next }
+        held { held = 0; if ($0 ~ /^(pub(\([a-z]+\))? )?mod /) { intests = 1; next } }
+        /^#\[cfg\(test\)\]/ && FILENAME ~ /\.rs$/ { held = 1; next }
+        { print }
+    ' "${sources[@]}" | grep -ohE '"(FRAMECACHE|S3|AWS)_[A-Z0-9_]+"' | tr -d '"' | sort -u)
     script_env=$(grep -rohE '\$\{?(FRAMECACHE|S3|AWS)_[A-Z0-9_]+' scripts | sed -E 's/^\$\{?//' | sort -u)
     docs_env=$(grep -ohE '(FRAMECACHE|S3|AWS)_[A-Z0-9_]*[A-Z0-9]' "$operations" | sort -u)
     known_env=$(printf '%s\n' $code_env $script_env "${signer_reads[@]}" | sort -u)
@@ -199,8 +207,11 @@ else
                 print "--" (given != "" ? given : field)
                 pending = 0; given = ""
             }
-        ' "${cli_sources[@]}" | sort -u
-    )
+        ' "${cli_sources[@]}"
+        # clap's builder form, should flags be declared that way: `.long("lock-wait")`.
+        grep -ohE '\.long\("[a-z][a-z0-9-]*"\)' "${sources[@]}" | sed -E 's/^\.long\("/--/; s/"\)$//'
+        true
+    ) && code_flags=$(sort -u <<<"$code_flags")
     docs_flags=$(grep -ohE '(^|[^A-Za-z0-9-])--[a-z][a-z0-9-]*' "$operations" | sed -E 's/^[^-]//' | sort -u)
     for flag in $code_flags; do
         grep -qxF -- "$flag" <<<"$docs_flags" ||
