@@ -24,6 +24,8 @@
 #         operations.md (and as `` `name` `` in docs/python.md), and every `` `name=`` in
 #         operations.md is a keyword of some function of the stubs or of python/framecache/*.py;
 #     the code is found by pattern, never by file name, so settings code can move;
+#   - links between pages (`[..](operations.md#settings)`, `[..](#credentials)`) reach a
+#     heading of the page they name;
 #   - constants: a backticked `UPPER_CASE` name (`FINISH_ROUNDS`) is a word of the code;
 #   - CHANGELOG.md has one section per release, each with `### Added`, `### Changed`,
 #     `### Fixed`, `### Removed` (or Deprecated, Security) at most once;
@@ -151,6 +153,30 @@ for doc in "${docs[@]}"; do
     while IFS= read -r hit; do
         fail "$doc:${hit%%:*} names a path of one machine: ${hit#*:}"
     done < <(grep -noE '(^|[^A-Za-z0-9_.~-])/(home|work|Users|root)/[^ `)]*' "$doc" || true)
+done
+
+# Links between pages: `[..](page.md#anchor)` and `[..](#anchor)` name a heading of the page
+# (GitHub's anchors: lower case, punctuation dropped, spaces as hyphens).
+anchors() {
+    grep -E '^#{1,6} ' "$1" | sed -E 's/^#+ +//' | tr 'A-Z' 'a-z' | sed -E 's/[^a-z0-9 _-]//g; s/ /-/g'
+}
+for doc in "${docs[@]}"; do
+    [[ -e $doc ]] || continue
+    while IFS= read -r link; do
+        target=${link%%#*} anchor=${link#*#}
+        [[ $target == http* ]] && continue
+        if [[ -z $target ]]; then
+            page=$doc
+        else
+            page=$(dirname "$doc")/$target
+            [[ -e $page ]] || { fail "$doc links to $target, which does not exist"; continue; }
+        fi
+        anchors "$page" | grep -qxF -- "$anchor" ||
+            fail "$doc links to $link: $page has no heading with that anchor"
+    done < <(grep -oE '\]\([^) ]*#[^) ]+\)' "$doc" | sed -E 's/^\]\(//; s/\)$//' | sort -u)
+    while IFS= read -r target; do
+        [[ -e $(dirname "$doc")/$target ]] || fail "$doc links to $target, which does not exist"
+    done < <(grep -oE '\]\([^) #:]+\)' "$doc" | sed -E 's/^\]\(//; s/\)$//' | sort -u)
 done
 
 # --- Settings: the code and operations.md name the same ones. ---------------------------
