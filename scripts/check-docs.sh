@@ -27,13 +27,15 @@
 #   - links between pages (`[..](operations.md#settings)`, `[..](#credentials)`) reach a
 #     heading of the page they name;
 #   - constants: a backticked `UPPER_CASE` name (`FINISH_ROUNDS`) is a word of the code;
+#   - Rust paths: each segment of a backticked `Type::item` (`Error::NoFrame`) is a word of
+#     the Rust code;
 #   - CHANGELOG.md has one section per release, each with `### Added`, `### Changed`,
 #     `### Fixed`, `### Removed` (or Deprecated, Security) at most once;
 #   - README.md stays a front door: at most 250 lines;
 #   - no page names a work item or ticket number ("issue 12", "ticket #3") or a path of one
 #     machine (`/home/…`, `/work/…`, `/Users/…`, `/root/…`).
 # Prints each problem with the file it is in and exits 1 if there is any. Needs only bash,
-# git (or find), grep, sed, awk and sort; runs in about a second.
+# git (or find), grep, sed, awk and sort; runs in a few seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -100,6 +102,14 @@ for name in ${allowed_names[@]+"${allowed_names[@]}"}; do
     ends[$name]=1
 done
 
+# Every word (identifier) of the code, for the constants and Rust paths the docs name.
+declare -A rust_words=() code_words=()
+while IFS= read -r word; do rust_words[$word]=1; done < <(
+    grep -rhoE --include='*.rs' '[A-Za-z_][A-Za-z0-9_]*' src python/src tests benches examples 2>/dev/null | sort -u)
+while IFS= read -r word; do code_words[$word]=1; done < <(
+    grep -rhoE --include='*.rs' --include='*.py' --include='*.pyi' --include='*.sh' --include='*.c' \
+        '[A-Za-z_][A-Za-z0-9_]*' src python tests benches examples scripts csrc 2>/dev/null | sort -u)
+
 for doc in "${docs[@]}"; do
     [[ -e $doc ]] || { fail "$doc is missing"; continue; }
     # ARCHITECTURE.md is the map: every path-like word in it. Elsewhere, the leading word of
@@ -139,11 +149,22 @@ for doc in "${docs[@]}"; do
 
     # Constants: a backticked `UPPER_CASE` name (not a variable) is a word of the code.
     while IFS= read -r constant; do
-        grep -rqw --include='*.rs' --include='*.py' --include='*.pyi' --include='*.sh' --include='*.c' \
-            -- "$constant" src python tests benches examples scripts csrc 2>/dev/null ||
+        [[ -n ${code_words[$constant]+x} ]] ||
             fail "$doc names \`$constant\`, which the code does not define or use"
     done < <(grep -oE '`[A-Z][A-Z0-9]*(_[A-Z0-9]+)+`' "$doc" | tr -d '`' | sort -u |
         grep -vE '^(FRAMECACHE|S3|AWS|SSL)_' || true)
+
+    # Rust paths: each segment of a backticked `Type::item` (`Error::NoFrame`,
+    # `CacheConfig::from_env`, `framecache::PerProcess`) is a word of the Rust code.
+    while IFS= read -r item; do
+        item=${item%'()'}
+        IFS=: read -ra segments <<<"${item//::/:}"
+        for segment in "${segments[@]}"; do
+            [[ $segment == framecache || $segment == crate || $segment == std ]] && continue
+            [[ -n ${rust_words[$segment]+x} ]] ||
+                { fail "$doc names \`$item\`: the code has no \`$segment\`"; break; }
+        done
+    done < <(grep -oE '`[A-Za-z_][A-Za-z0-9_]*(::[A-Za-z_][A-Za-z0-9_]*)+(\(\))?`' "$doc" | tr -d '`' | sort -u)
 
     if grep -nEi '(issue|ticket|work item)[ -]*#?[0-9]' "$doc" >/dev/null; then
         while IFS= read -r hit; do
