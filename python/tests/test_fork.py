@@ -87,10 +87,10 @@ def settings(root: str, cache_dir: str) -> dict:
 STOPS = {
     # The JPEG disk tier's lock: a fetch waits to write its entry, holding the key's fetch
     # lock (and, loading through the decoded tiers, the frame's decode lock).
-    "fetch": ("", ".fetch"),
+    "fetch": ("v1", os.path.join("v1", ".fetch")),
     # The decoded disk tier's lock: the raw frame writer waits to write, holding the frame's
     # decode lock.
-    "decode": ("decoded", os.path.join("decoded", "locks")),
+    "decode": (os.path.join("decoded", "v1"), os.path.join("decoded", "locks")),
 }
 
 
@@ -99,19 +99,24 @@ class Blocker:
     until :meth:`release` kills it (the kernel then drops its lock)."""
 
     def __init__(self, directory: str) -> None:
-        os.makedirs(directory, exist_ok=True)
+        # The cache creates its lock file when it opens (its evictor takes it): one that
+        # never appears means the layout moved and this test must follow.
+        path = os.path.join(directory, ".lock")
+        deadline = time.monotonic() + HANG
+        while not os.path.exists(path):
+            assert time.monotonic() < deadline, f"no lock file {path}"
+            time.sleep(0.01)
         code = (
             "import fcntl, os, sys, time\n"
-            "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\n"
+            "fd = os.open(sys.argv[1], os.O_RDWR)\n"
             "fcntl.flock(fd, fcntl.LOCK_EX)\n"
             "print('locked', flush=True)\n"
             "time.sleep(3600)\n"
         )
         self.process = subprocess.Popen(
-            [sys.executable, "-c", code, os.path.join(directory, ".lock")],
+            [sys.executable, "-c", code, path],
             stdout=subprocess.PIPE,
             text=True,
-            start_new_session=True,
         )
         assert self.process.stdout.readline().strip() == "locked"
 
@@ -314,11 +319,9 @@ def gated(root: str, name: str, expected: str, base: str, kind: str, how: str, c
         kwargs = settings(root, box)
         parent = FrameCache(**kwargs)
         result: list[str] = []
-        if call == "iter_frames":
-            it = parent.iter_frames(name)
-            first = [next(it) for _ in range(3)]
-        # The parent's load stops at the directory lock another process holds, its thread
-        # holding a lock of this kind.
+        # Another process takes the directory lock before the load starts (a load that ran
+        # ahead could otherwise be done before it holds the lock): the parent's load then
+        # stops at it, its thread holding a lock of this kind.
         locked, holding = STOPS[kind]
         blocker = Blocker(os.path.join(box, locked))
 
@@ -326,7 +329,7 @@ def gated(root: str, name: str, expected: str, base: str, kind: str, how: str, c
             if call == "load_frames":
                 result.append(digest(parent.load_frames(name)))
             else:
-                result.append(digest(first + list(it)))
+                result.append(digest(list(parent.iter_frames(name))))
 
         loader = threading.Thread(target=load, daemon=True)
         loader.start()
