@@ -263,7 +263,7 @@ pub fn with_defaults(command: clap::Command) -> clap::Command {
 /// `512MiB`, `10GiB`: bytes in the largest binary unit that divides them.
 fn size(bytes: u64) -> String {
     for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {
-        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
             return format!("{}{unit}", bytes >> shift);
         }
     }
