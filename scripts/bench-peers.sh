@@ -14,15 +14,18 @@
 # Prints each step's JSON line, then one JSON line of medians and ratios.
 #
 #   scripts/bench-peers.sh --seed PATH/TO/baseline [--frames 300] [--width 1280]
-#                          [--height 720] [--rounds 3] [--no-build]
+#                          [--height 720] [--rounds 3] [--no-build] [--variant NAME=DIR ...]
 #
+# --variant NAME=DIR adds a build of the package (DIR holds a `framecache` package directory,
+# e.g. a copy of python/framecache with its compiled module) run in every round beside the
+# current one, for before/after figures side by side; each variant gets its own ratios.
 # --seed is the module's directory (core/detect/checkpoint/frames.py). The module (boto3,
 # pillow, numpy) and the peer (fsspec, s3fs, pillow, numpy) get virtualenvs of their own
 # beside framecache's. --no-build uses the package and binary built last (release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-frames=300 width=1280 height=720 rounds=3 seed="" build=1
+frames=300 width=1280 height=720 rounds=3 seed="" build=1 variants=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --frames) frames=$2; shift 2 ;;
@@ -31,6 +34,7 @@ while [ $# -gt 0 ]; do
     --rounds) rounds=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
     --no-build) build=0; shift ;;
+    --variant) variants+=("$2"); shift 2 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -80,12 +84,19 @@ for round in $(seq 1 "$rounds"); do
   "$seed_venv/bin/python" python/bench/bench_peers.py seed-load "$seed" "$timeline" | tee -a "$log"
   "$peer_venv/bin/python" python/bench/peer_fsspec.py load "$timeline" "$d-peer" | tee -a "$log"  # cold
   "$peer_venv/bin/python" python/bench/peer_fsspec.py load "$timeline" "$d-peer" | tee -a "$log"  # warm
-  fc bytes "$timeline" "$d-bytes" | tee -a "$log"
-  fc load "$timeline" "$d-disk" | tee -a "$log"   # cold, then hot
-  fc load "$timeline" "$d-disk" | tee -a "$log"   # warm, then hot
-  fc decode "$timeline" "$d-bytes" | tee -a "$log"
-  fc export "$cli" "$timeline" "$d-disk" "$d-export" | tee -a "$log"
-  fc write "$state" "w$round-$$" "$d-write" | tee -a "$log"
+  for variant in "framecache=" "${variants[@]}"; do
+    export FRAMECACHE_BENCH_VARIANT="${variant%%=*}"
+    export PYTHONPATH="${variant#*=}"
+    v="$d-$FRAMECACHE_BENCH_VARIANT"
+    fc bytes "$timeline" "$v-bytes" | tee -a "$log"
+    fc load "$timeline" "$v-disk" | tee -a "$log"   # cold, then hot
+    fc load "$timeline" "$v-disk" | tee -a "$log"   # warm, then hot
+    fc decode "$timeline" "$v-bytes" | tee -a "$log"
+    fc export "$cli" "$timeline" "$v-disk" "$v-export" | tee -a "$log"
+    fc write "$state" "w$round-$FRAMECACHE_BENCH_VARIANT-$$" "$v-write" | tee -a "$log"
+    rm -rf "$v"-*
+  done
+  unset FRAMECACHE_BENCH_VARIANT PYTHONPATH
   "$seed_venv/bin/python" python/bench/bench_peers.py seed-write "$seed" "$state" "s$round-$$" | tee -a "$log"
   rm -rf "$d"-*   # raw frames take 24x the JPEGs' space
 done
@@ -101,13 +112,8 @@ def m(phase, key="s", **match):
     return med([r[key] for r in of(phase, **match)])
 seed_load, seed_b64, seed_write = m("seed-load"), m("seed-load", "b64_s"), m("seed-write")
 peer_warm, peer_cold = m("peer", first="warm"), m("peer", first="cold")
-warm, cold = m("load", first="warm"), m("load", first="cold")
-hot = m("load", "hot_s")
-fetch, dec, pil = m("bytes"), m("decode"), m("decode", "pillow_s")
-write, encode, upload = m("write"), m("write", "encode_s"), m("write", "upload_s")
-export = m("export")
-# The same frames, decoded by three decoders (libjpeg-turbo twice, maybe zune-jpeg).
 sums = [r["checksum"] for r in of("seed-load") + of("peer") + of("load")]
+# The same frames, decoded by libjpeg-turbo in Pillow and in framecache (a unit may differ).
 assert max(sums) - min(sums) <= 0.01 * max(sums), "the contenders loaded different pixels"
 assert all(r["decodes"] == 0 for r in of("load", first="warm")), "a warm load decoded"
 machine = of("machine")
@@ -116,16 +122,29 @@ out = {
     "loadavg_before": machine[0]["loadavg"], "loadavg_after": machine[-1]["loadavg"],
     "seed_load_s": seed_load, "seed_b64_s": seed_b64, "seed_cache_frames_s": seed_write,
     "peer_cold_s": peer_cold, "peer_warm_s": peer_warm,
-    "cold_s": cold, "warm_s": warm, "hot_s": hot, "warm_import_s": m("load", "import_s", first="warm"),
-    "bytes_cold_s": fetch, "decode_only_s": dec, "pillow_decode_s": pil,
-    "cache_frames_s": write, "encode_s": encode, "upload_s": upload,
-    "export_s": export,
-    "warm_vs_module": seed_load / warm,
-    "warm_vs_peer": peer_warm / warm,
-    "cold_vs_bytes_plus_decode": cold / (fetch + dec),
-    "cache_frames_vs_module": seed_write / write,
-    "cache_frames_vs_max_encode_upload": write / max(encode, upload),
-    "export_vs_module_b64": seed_b64 / export,
 }
-print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}))
+for variant in dict.fromkeys(r["variant"] for r in of("load")):
+    def v(phase, key="s", **match):
+        return m(phase, key, variant=variant, **match)
+    warm, cold, hot = v("load", first="warm"), v("load", first="cold"), v("load", "hot_s")
+    fetch, dec = v("bytes"), v("decode")
+    write, encode, upload = v("write"), v("write", "encode_s"), v("write", "upload_s")
+    export = v("export")
+    out[variant] = {
+        "cold_s": cold, "warm_s": warm, "hot_s": hot,
+        "warm_import_s": v("load", "import_s", first="warm"),
+        "bytes_cold_s": fetch, "decode_only_s": dec, "pillow_decode_s": v("decode", "pillow_s"),
+        "cache_frames_s": write, "encode_s": encode, "upload_s": upload, "export_s": export,
+        "warm_vs_module": seed_load / warm,
+        "warm_vs_peer": peer_warm / warm,
+        "cold_vs_bytes_plus_decode": cold / (fetch + dec),
+        "cache_frames_vs_module": seed_write / write,
+        "cache_frames_vs_max_encode_upload": write / max(encode, upload),
+        "export_vs_module_b64": seed_b64 / export,
+    }
+def rounded(x):
+    if isinstance(x, dict):
+        return {k: rounded(v) for k, v in x.items()}
+    return round(x, 3) if isinstance(x, float) else x
+print(json.dumps(rounded(out)))
 PY

@@ -226,6 +226,9 @@ def main(argv: list[str]) -> None:
         raise SystemExit(f"unknown command {command!r}\n{__doc__}")
     out = commands[command]()
     out["process_s"] = time.perf_counter() - started
+    if not command.startswith("seed"):
+        # Which build of the package ran (scripts/bench-peers.sh --variant).
+        out["variant"] = os.environ.get("FRAMECACHE_BENCH_VARIANT", "framecache")
     print(json.dumps(out))
 
 
