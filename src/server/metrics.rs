@@ -3,7 +3,7 @@
 
 use super::limits::{ConnectionGauge, InFlight};
 use crate::codec::Scale;
-use crate::metrics::{Stats, TierStats};
+use crate::metrics::{Counter, Stats, TIER_COUNTERS};
 use crate::tier::EvictionStatus;
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -238,92 +238,53 @@ impl HttpMetrics {
     }
 }
 
+/// The cache's counters, as their tables in `metrics.rs` name them: one metric per tier
+/// counter labelled by tier, then the others, labelled where several share a metric.
 fn render_tiers(out: &mut String, stats: &Stats) {
-    type Field = (&'static str, &'static str, fn(&TierStats) -> u64);
-    const FIELDS: [Field; 9] = [
-        ("hits", "Reads answered by the tier.", |t| t.hits),
-        ("misses", "Reads the tier could not answer.", |t| t.misses),
-        ("bytes_read", "Payload bytes returned by hits.", |t| {
-            t.bytes_read
-        }),
-        ("bytes_written", "Payload bytes stored.", |t| {
-            t.bytes_written
-        }),
-        ("writes", "Entries stored.", |t| t.writes),
-        ("corrupt", "Entries found corrupt and removed.", |t| {
-            t.corrupt
-        }),
-        (
-            "evictions",
-            "Entries removed to stay within capacity.",
-            |t| t.evictions,
-        ),
-        ("errors", "Operations that failed.", |t| t.errors),
-        ("retries", "Retried origin requests.", |t| t.retries),
-    ];
-    let tiers = [
-        ("memory", &stats.memory),
-        ("disk", &stats.disk),
-        ("origin", &stats.origin),
-    ];
-    for (field, help, get) in FIELDS {
-        let name = format!("framecache_tier_{field}_total");
-        counter(out, &name, help);
-        for (tier, t) in tiers {
-            let _ = writeln!(out, "{name}{{tier=\"{tier}\"}} {}", get(t));
+    let tiers: Vec<(&str, Vec<u64>)> = stats
+        .tiers()
+        .filter(|(t, _)| t.exported)
+        .map(|(t, s)| (t.name, s.values().map(|(_, v)| v).collect()))
+        .collect();
+    for (i, counter) in TIER_COUNTERS.iter().enumerate() {
+        declare(out, counter);
+        for (tier, values) in &tiers {
+            let _ = writeln!(out, "{}{{tier=\"{tier}\"}} {}", counter.metric, values[i]);
         }
     }
-    for (name, help, value) in [
-        (
-            "framecache_coalesced_total",
-            "Gets that joined a fetch already in flight.",
-            stats.coalesced,
-        ),
-        (
-            "framecache_skipped_names_total",
-            "Listed object names that were not canonical and were skipped.",
-            stats.skipped_names,
-        ),
-        (
-            "framecache_offline_loads_total",
-            "Timeline loads served from a local manifest while the origin failed.",
-            stats.offline_loads,
-        ),
-        (
-            "framecache_inherited_locks_closed_total",
-            "Lock descriptors inherited through fork and closed in the child.",
-            stats.inherited_locks_closed,
-        ),
-        (
-            "framecache_raw_writes_dropped_total",
-            "Raw decoded frames not written to disk because the queue behind loads was full.",
-            stats.raw_writes_dropped,
-        ),
-    ] {
-        counter(out, name, help);
-        let _ = writeln!(out, "{name} {value}");
-    }
-    let name = "framecache_raw_writes_pending";
-    gauge(
-        out,
-        name,
-        "Raw decoded frames queued behind loads and not yet written.",
-    );
-    let _ = writeln!(out, "{name} {}", stats.raw_writes_pending);
-    let name = "framecache_lock_timeouts_total";
-    counter(
-        out,
-        name,
-        "Lock waits that reached their bound; the waiter went on without the lock.",
-    );
-    for (lock, value) in [
-        ("decode", stats.decode_lock_timeouts),
-        ("fetch", stats.fetch_lock_timeouts),
-        ("directory", stats.dir_lock_timeouts),
-    ] {
-        let _ = writeln!(out, "{name}{{lock=\"{lock}\"}} {value}");
+    let values: Vec<_> = stats
+        .values()
+        .filter(|(c, _)| !c.metric.is_empty())
+        .collect();
+    let mut declared = Vec::new();
+    for (counter, _) in &values {
+        if declared.contains(&counter.metric) {
+            continue;
+        }
+        declared.push(counter.metric);
+        declare(out, counter);
+        // Every sample of this metric together, under its one HELP.
+        for (sample, value) in values.iter().filter(|(c, _)| c.metric == counter.metric) {
+            match sample.label {
+                Some((key, label)) => {
+                    let _ = writeln!(out, "{}{{{key}=\"{label}\"}} {value}", sample.metric);
+                }
+                None => {
+                    let _ = writeln!(out, "{} {value}", sample.metric);
+                }
+            }
+        }
     }
     render_eviction(out, stats);
+}
+
+/// The HELP and TYPE lines of a counter's metric.
+fn declare(out: &mut String, counter: &Counter) {
+    if counter.gauge {
+        gauge(out, counter.metric, counter.help);
+    } else {
+        self::counter(out, counter.metric, counter.help);
+    }
 }
 
 /// The disk tiers' eviction state, labelled `tier="disk"` and `tier="decoded_disk"`.

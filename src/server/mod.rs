@@ -16,6 +16,7 @@
 
 mod auth;
 mod conn;
+mod dashboard;
 mod error;
 mod fast;
 mod host;
