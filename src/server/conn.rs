@@ -2,7 +2,7 @@
 //! header-read timeout, its stream bounded in idleness and per-request time.
 
 use super::Guard;
-use super::limits::{CappedListener, ConnState, ConnStream, ConnectionGauge};
+use super::stream::{CappedListener, ConnState, ConnStream, ConnectionGauge};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
