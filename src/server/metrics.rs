@@ -1,7 +1,7 @@
 //! `/metrics` in the Prometheus text format: the cache's counters per tier, and requests
 //! per route and status with a latency histogram per route.
 
-use super::stream::{ConnectionGauge, InFlight};
+use super::caps::{ConnectionGauge, InFlight};
 use crate::codec::Scale;
 use crate::metrics::{Counter, Stats, TIER_COUNTERS};
 use crate::tier::EvictionStatus;

@@ -15,6 +15,7 @@
 //! log line, and `5xx` answers carry a request id instead of their detail.
 
 mod auth;
+mod caps;
 mod conn;
 mod dashboard;
 mod error;
@@ -241,7 +242,7 @@ impl Shared {
 fn build(
     cache: FrameCache,
     opts: &ServeOptions,
-    connections: Option<stream::ConnectionGauge>,
+    connections: Option<caps::ConnectionGauge>,
 ) -> Result<(Router, Arc<Guard>)> {
     opts.validate()?;
     let state: AppState = Arc::new(Shared {
@@ -251,8 +252,7 @@ fn build(
         redactor: error::Redactor::from_env(opts.token.as_deref()),
         retry_after: opts.retry_after,
     });
-    let in_flight =
-        stream::InFlight::new(opts.max_in_flight, opts.request_timeout, opts.retry_after);
+    let in_flight = caps::InFlight::new(opts.max_in_flight, opts.request_timeout, opts.retry_after);
     state.metrics.set_in_flight(in_flight.clone());
     let guard = Arc::new(Guard {
         state: state.clone(),
@@ -273,7 +273,7 @@ struct Guard {
     state: AppState,
     token: Option<auth::Token>,
     hosts: host::HostPolicy,
-    in_flight: stream::InFlight,
+    in_flight: caps::InFlight,
 }
 
 impl Guard {
@@ -310,7 +310,7 @@ async fn guard_request(State(guard): State<Arc<Guard>>, request: Request, next: 
     let denied = guard.deny(&request);
     let response = match denied {
         Some(denied) => denied,
-        None => stream::bounded(&guard.in_flight, next.run(request)).await,
+        None => caps::bounded(&guard.in_flight, next.run(request)).await,
     };
     let mut response = error::json_for_bare_errors(response);
     guard.seal(&mut response);
@@ -326,7 +326,7 @@ async fn guard_request(State(guard): State<Arc<Guard>>, request: Request, next: 
 
 /// A bound server, ready to run: bind first to learn the address (port 0 picks one).
 pub struct Server {
-    listener: stream::CappedListener,
+    listener: caps::CappedListener,
     app: Router,
     guard: Arc<Guard>,
     timeouts: conn::Timeouts,
@@ -343,7 +343,7 @@ impl Server {
             .await
             .map_err(|e| Error::io("bind", opts.bind.to_string(), e))?;
         let listener =
-            stream::CappedListener::new(tcp, opts.max_connections, opts.max_connections_per_client);
+            caps::CappedListener::new(tcp, opts.max_connections, opts.max_connections_per_client);
         let (app, guard) = build(cache, opts, Some(listener.gauge()))?;
         let timeouts = conn::Timeouts {
             header: opts.header_timeout,
