@@ -23,6 +23,7 @@ mod fast;
 mod host;
 mod metrics;
 mod options;
+mod prometheus;
 mod routes;
 mod stream;
 mod versions;
