@@ -9,11 +9,13 @@
 //! error, never a grey-filled frame), bounded in progressive scans ([`MAX_SCANS`]), and
 //! every decode checks the header's dimensions against a pixel limit before allocating.
 //!
-//! `encode.rs`: encoding; `decode.rs`: the decode entry points, limits and errors;
-//! `zune.rs`: the pure-Rust decoder; `turbo.rs`: libjpeg-turbo's shims; `scale.rs`: [`Scale`].
+//! `encode.rs`: encoding; `decode.rs`: the decode entry points; `limits.rs`: the decode
+//! limits and [`DecodeError`]; `zune.rs`: the pure-Rust decoder; `turbo.rs`:
+//! libjpeg-turbo's shims; `scale.rs`: [`Scale`].
 
 mod decode;
 mod encode;
+mod limits;
 mod scale;
 #[cfg(test)]
 mod tests;
@@ -22,13 +24,13 @@ mod turbo;
 mod zune;
 
 pub use decode::{
-    DEFAULT_MAX_FRAME_PIXELS, DecodeError, MAX_SCANS, check_pixels, checked_dimensions,
-    decode_into, decode_jpeg, decode_jpeg_limited, decode_jpeg_scaled, decoded_dimensions,
-    frame_dimensions,
+    checked_dimensions, decode_into, decode_jpeg, decode_jpeg_limited, decode_jpeg_scaled,
+    decoded_dimensions, frame_dimensions,
 };
 pub use encode::encode_jpeg;
 #[doc(hidden)]
 pub use encode::encode_jpeg_failing_at;
+pub use limits::{DEFAULT_MAX_FRAME_PIXELS, DecodeError, MAX_SCANS, check_pixels};
 pub use scale::Scale;
 pub use zune::{decode_into_zune, decode_jpeg_zune};
 

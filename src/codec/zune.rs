@@ -1,7 +1,7 @@
 //! The pure-Rust decoder, zune-jpeg, set up strictly: the fallback for files libjpeg-turbo
 //! rejects and the decoder of builds without it.
 
-use super::decode::{DEFAULT_MAX_FRAME_PIXELS, DecodeError, MAX_SCANS, check_pixels};
+use super::limits::{DEFAULT_MAX_FRAME_PIXELS, DecodeError, MAX_SCANS, check_pixels};
 use super::{MAX_DIMENSION, Scale};
 use crate::pixels::Pixels;
 use image::RgbImage;
@@ -73,7 +73,7 @@ pub(super) fn decode_zune_scaled(
 /// exactly its RGB8 pixels.
 ///
 /// # Errors
-/// As [`decode_jpeg`], or when `out` has the wrong length.
+/// As [`decode_jpeg`](super::decode_jpeg), or when `out` has the wrong length.
 pub fn decode_into_zune(bytes: &[u8], out: &mut [u8]) -> Result<(), DecodeError> {
     decode_zune_scaled(bytes, Scale::Full, out)
 }
@@ -82,7 +82,7 @@ pub fn decode_into_zune(bytes: &[u8], out: &mut [u8]) -> Result<(), DecodeError>
 /// [`DEFAULT_MAX_FRAME_PIXELS`]: for comparing decoders, and the fallback's own tests.
 ///
 /// # Errors
-/// As [`decode_jpeg`].
+/// As [`decode_jpeg`](super::decode_jpeg).
 pub fn decode_jpeg_zune(bytes: &[u8]) -> Result<Pixels, DecodeError> {
     let mut decoder = zune_decoder(bytes);
     decoder
