@@ -3,7 +3,9 @@
 //! stats JSON and Python's dict), the Prometheus names and help, and the dashboard's series.
 //!
 //! Adding a counter is one entry in a table (its doc, its name, how it is shown), then
-//! bumping it where it happens; `server/metrics.rs`, the dashboard and Python follow.
+//! bumping it where it happens; `/metrics`, the dashboard and Python's dict follow, and
+//! tests hold the Python stubs and docs/operations.md to the tables. A `sampled` entry (a
+//! value kept elsewhere) is also filled in by [`crate::FrameCache::stats`].
 
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
