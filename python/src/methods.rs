@@ -96,17 +96,12 @@ pymethods_with_twins! {
             describe(self.config())
         }
 
-        /// Every counter of this process's cache: per tier (``memory``, ``disk``, ``origin``,
-        /// ``decoded_memory``, ``decoded_disk``) hits, misses, bytes read and written, writes,
-        /// corrupt entries, evictions, errors, retries; and ``coalesced``, ``skipped_names``,
-        /// ``offline_loads``, ``fetched_by_other_process``, ``fetch_lock_timeouts``,
-        /// ``decodes``, ``decode_waits``, ``thumbnails`` (made for the HTTP server),
-        /// ``decode_lock_timeouts``, ``dir_lock_timeouts``, ``inherited_locks_closed``,
-        /// ``unreadable_manifests``, ``private_ledgers``, ``raw_writes_dropped`` (raw frames
-        /// whose entry could not be written: disk full, I/O error), ``raw_writes_pending``,
-        /// ``origin_requests`` (requests sent to the origin); and ``disk_eviction``,
-        /// ``decoded_disk_eviction``: the machine's evictor, the last eviction round and usage against the watermarks (from the shared ledger, no scan;
-        /// ``None`` without that disk tier).
+        /// Every counter of this process's cache, as a dict: per tier (``memory``, ``disk``,
+        /// ``origin``, ``decoded_memory``, ``decoded_disk``) a dict of counts, then the
+        /// process's counts, and ``disk_eviction``, ``decoded_disk_eviction``: the machine's
+        /// evictor, the last eviction round and usage against the watermarks (``None`` without
+        /// that disk tier). Its keys are the fields of the core's ``Stats`` (the ``Stats``
+        /// type in the stubs); docs/operations.md says what each counts.
         fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
             Json::of(&self.core()?.stats()).to_python(py)
         }

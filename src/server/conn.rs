@@ -2,7 +2,8 @@
 //! header-read timeout, its stream bounded in idleness and per-request time.
 
 use super::Guard;
-use super::limits::{CappedListener, ConnState, ConnStream, ConnectionGauge};
+use super::caps::{CappedListener, ConnectionGauge};
+use super::stream::{ConnState, ConnStream};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
