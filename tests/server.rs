@@ -7,6 +7,7 @@ mod common;
 
 use bytes::Bytes;
 use common::{Env, cache_with_failing_origin, unique};
+use framecache::WriteOptions;
 use framecache::server::{ServeOptions, Server};
 use framecache::{FrameCache, synthetic_frame};
 use reqwest::StatusCode;
@@ -138,7 +139,10 @@ fn png(tag: u8) -> Bytes {
 /// `job-1`, stage `detect`; returns the stored JPEGs by seq.
 async fn write_timeline(cache: &FrameCache, timeline: &str, n: u64) -> BTreeMap<u64, Bytes> {
     let frames: Vec<_> = (0..n).map(|s| synthetic_frame(s, 64, 48)).collect();
-    cache.cache_frames(timeline, &frames, 85).await.unwrap();
+    cache
+        .cache_frames(timeline, &frames, WriteOptions::default())
+        .await
+        .unwrap();
     for seq in [1, 3] {
         let overlays = BTreeMap::from([("edges".to_owned(), png(seq as u8))]);
         cache
@@ -327,7 +331,10 @@ async fn a_rebuilt_timeline_is_served_fresh_under_its_new_version(env: &Env) {
             f
         })
         .collect();
-    writer.cache_frames(&tl, &frames, 85).await.unwrap();
+    writer
+        .cache_frames(&tl, &frames, WriteOptions::default())
+        .await
+        .unwrap();
     let (new, _) = writer.frame_jpeg(&tl, 1).await.unwrap().unwrap();
     assert_ne!(new, old[&1]);
 

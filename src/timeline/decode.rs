@@ -3,9 +3,10 @@
 
 use super::FrameCache;
 use super::index::FrameEntry;
+use super::options::LoadOptions;
 use super::read::Frame;
 use crate::codec;
-use crate::decoded::{DecodedKey, LoadOptions};
+use crate::decoded::DecodedKey;
 use crate::error::{Error, Result};
 use crate::metrics::TierCounters;
 use crate::pixels::Pixels;

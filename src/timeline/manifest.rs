@@ -14,6 +14,7 @@
 //! still read.
 
 use super::FrameCache;
+use super::options::PageStart;
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::metrics::TierCounters;
@@ -152,15 +153,6 @@ pub(super) enum Entries {
     Inline(Arc<Vec<FrameMeta>>),
     /// Format 2.
     Chunked(Arc<Vec<ChunkRef>>),
-}
-
-/// Where a page of the index starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Start {
-    /// At the first frame whose seq is at least this.
-    Seq(u64),
-    /// At the frame with this position in seq order (the first is 0).
-    Position(usize),
 }
 
 /// Parsed chunks by key, shared by the clones of one [`FrameCache`].
@@ -377,7 +369,7 @@ impl FrameCache {
         n: usize,
     ) -> Result<Vec<FrameMeta>> {
         Ok(self
-            .metas_page(timeline, head, Start::Seq(from), n)
+            .metas_page(timeline, head, PageStart::Seq(from), n)
             .await?
             .1)
     }
@@ -389,14 +381,14 @@ impl FrameCache {
         &self,
         timeline: &str,
         head: &Head,
-        start: Start,
+        start: PageStart,
         n: usize,
     ) -> Result<(usize, Vec<FrameMeta>)> {
         match &head.entries {
             Entries::Inline(frames) => {
                 let at = match start {
-                    Start::Seq(from) => frames.partition_point(|f| f.seq < from),
-                    Start::Position(at) => at.min(frames.len()),
+                    PageStart::Seq(from) => frames.partition_point(|f| f.seq < from),
+                    PageStart::Position(at) => at.min(frames.len()),
                 };
                 Ok((at, frames[at..].iter().take(n).cloned().collect()))
             }
@@ -410,8 +402,8 @@ impl FrameCache {
                         break;
                     }
                     let skip_chunk = match start {
-                        Start::Seq(from) => chunk.last < from,
-                        Start::Position(at) => before.saturating_add(chunk.count) <= at,
+                        PageStart::Seq(from) => chunk.last < from,
+                        PageStart::Position(at) => before.saturating_add(chunk.count) <= at,
                     };
                     if skip_chunk {
                         before = before.saturating_add(chunk.count);
@@ -419,8 +411,8 @@ impl FrameCache {
                     }
                     let part = self.chunk(timeline, chunk).await?;
                     let skip = match start {
-                        Start::Seq(from) => part.partition_point(|f| f.seq < from),
-                        Start::Position(at) => at.saturating_sub(before).min(part.len()),
+                        PageStart::Seq(from) => part.partition_point(|f| f.seq < from),
+                        PageStart::Position(at) => at.saturating_sub(before).min(part.len()),
                     };
                     first.get_or_insert(before.saturating_add(skip));
                     let rest = n - out.len();
