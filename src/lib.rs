@@ -47,6 +47,6 @@ pub use tier::{
 pub use timeline::{
     CacheUsage, ClearScope, DEFAULT_B64_QUALITY, DEFAULT_QUALITY, DecodedUsage, EncodedFrame,
     Frame, FrameB64, FrameCache, FrameEntry, FrameJpeg, FrameMeta, FramePage, LoadOptions,
-    MAX_SELECTION, OverlayRef, PageStart, Seqs, THUMBNAIL_QUALITY, Thumbnail, TierUsage,
-    TimelinePage, TimelineStatus, WriteMode, WriteOptions, frames_to_b64,
+    MAX_SELECTION, OverlayPage, OverlayRef, PageStart, Seqs, THUMBNAIL_QUALITY, Thumbnail,
+    TierUsage, TimelinePage, TimelineStatus, WriteMode, WriteOptions, frames_to_b64,
 };

@@ -39,7 +39,7 @@ pub(crate) use kept::fuzz_kept_listing;
 pub use manifest::FrameMeta;
 pub(crate) use manifest::fuzz_manifest;
 pub use options::{LoadOptions, MAX_SELECTION, PageStart, Seqs, WriteMode, WriteOptions};
-pub use overlay_index::OverlayRef;
+pub use overlay_index::{OverlayPage, OverlayRef};
 pub use read::{Frame, FrameJpeg};
 pub use select::FramePage;
 pub use thumbnail::{THUMBNAIL_QUALITY, Thumbnail};
