@@ -8,7 +8,7 @@
 mod chain;
 pub mod codec;
 mod config;
-pub mod credentials;
+mod credentials;
 pub mod decoded;
 pub mod entry;
 mod error;

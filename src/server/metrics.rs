@@ -2,9 +2,9 @@
 //! per route and status with a latency histogram per route.
 
 use super::limits::{ConnectionGauge, InFlight};
-use crate::codec::Scale;
-use crate::metrics::{Stats, TierStats};
-use crate::tier::EvictionStatus;
+use crate::Scale;
+use crate::{Stats, TierStats};
+use crate::EvictionStatus;
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::OnceLock;
@@ -364,7 +364,7 @@ fn render_eviction(out: &mut String, stats: &Stats) {
             "limited_by_free_space",
             "1 when the hard limit is what the filesystem spares, under the capacity.",
             false,
-            |e| f64::from(u8::from(e.limited_by == crate::tier::LimitedBy::FreeSpace)),
+            |e| f64::from(u8::from(e.limited_by == crate::LimitedBy::FreeSpace)),
         ),
         (
             "filesystem_size_bytes",
@@ -491,7 +491,7 @@ mod tests {
             disk_eviction: Some(EvictionStatus {
                 evictor_running: true,
                 last_round_us: 1_500,
-                limited_by: crate::tier::LimitedBy::FreeSpace,
+                limited_by: crate::LimitedBy::FreeSpace,
                 full_writes: 3,
                 ..EvictionStatus::default()
             }),

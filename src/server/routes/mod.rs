@@ -14,7 +14,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::versions::{self, VERSION_LEN};
 use crate::layout;
-use crate::tier::Source;
+use crate::Source;
 use axum::Router;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::response::Response;
