@@ -48,14 +48,11 @@ impl FrameCache {
         match index.status {
             TimelineStatus::Missing => {
                 let old: Option<KeptHead> = self.read_kept(&key).await;
-                self.kept.lock().expect("kept listings lock").remove(&key);
+                self.kept.remove(&key);
                 self.cache.invalidate_local(&key).await;
                 for part in old.map(|h| h.parts).unwrap_or_default() {
                     if let Ok(part_key) = part_key(timeline, part) {
-                        self.kept
-                            .lock()
-                            .expect("kept listings lock")
-                            .remove(&part_key);
+                        self.kept.remove(&part_key);
                         self.cache.invalidate_local(&part_key).await;
                     }
                 }
@@ -75,7 +72,7 @@ impl FrameCache {
         // The parts an older listing kept and this one has not must be emptied; unless this
         // process kept this very head last, which names the same parts.
         let same_head = serde_json::to_vec(&head).is_ok_and(|json| {
-            self.kept.lock().expect("kept listings lock").get(&key) == Some(&blake3::hash(&json))
+            self.kept.get(&key) == Some(blake3::hash(&json))
         });
         let old: Option<KeptHead> = if same_head {
             None
@@ -180,12 +177,7 @@ impl FrameCache {
             return;
         };
         let digest = blake3::hash(&json);
-        let unchanged = self
-            .kept
-            .lock()
-            .expect("kept listings lock")
-            .insert(key.to_owned(), digest)
-            == Some(digest);
+        let unchanged = self.kept.replace(key.to_owned(), digest) == Some(digest);
         if unchanged && self.cache.local_source(key, None).is_some() {
             self.cache.touch_local(key).await;
             return;
@@ -207,10 +199,7 @@ impl FrameCache {
             Ok(value) => {
                 // Remember what is there, so an unchanged listing is not written again.
                 self.kept
-                    .lock()
-                    .expect("kept listings lock")
-                    .entry(key.to_owned())
-                    .or_insert_with(|| blake3::hash(&hit.bytes));
+                    .insert_if_absent(key, || blake3::hash(&hit.bytes));
                 Some(value)
             }
             Err(e) => {

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Version of the manifest's JSON layout this build writes.
 pub(super) const MANIFEST_FORMAT: u32 = 3;
@@ -39,8 +39,8 @@ pub(super) const CHUNK_FRAMES: usize = 1000;
 pub(super) const HEAD_LIMIT: Limit = Limit::new(8 << 20, "the manifest head limit");
 /// The largest manifest chunk read: [`CHUNK_FRAMES`] entries of ~130 bytes, with room.
 const CHUNK_LIMIT: Limit = Limit::new(4 << 20, "the manifest chunk limit");
-/// Parsed chunks this process keeps (about 0.2 MB each parsed) before starting over.
-const KEPT_CHUNKS: usize = 256;
+/// Parsed chunks this process keeps (about 0.2 MB each parsed).
+pub(super) const KEPT_CHUNKS: u64 = 256;
 
 /// One frame's entry in the manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -155,8 +155,6 @@ pub(super) enum Entries {
     Chunked(Arc<Vec<ChunkRef>>),
 }
 
-/// Parsed chunks by key, shared by the clones of one [`FrameCache`].
-pub(super) type ChunkMemo = Arc<Mutex<HashMap<String, Arc<Vec<FrameMeta>>>>>;
 
 /// A manifest of a known format; anything else is logged and ignored.
 pub(super) fn parse_head(key: &str, bytes: &[u8]) -> Option<Head> {
@@ -433,8 +431,8 @@ impl FrameCache {
         reference: &ChunkRef,
     ) -> Result<Arc<Vec<FrameMeta>>> {
         let key = layout::manifest_chunk_key(timeline, &reference.dir, reference.n)?;
-        if let Some(parsed) = self.chunks.lock().expect("chunk memo lock").get(&key) {
-            return Ok(parsed.clone());
+        if let Some(parsed) = self.chunks.get(&key) {
+            return Ok(parsed);
         }
         let mut hit = self.cache.get_within(&key, None, Some(CHUNK_LIMIT)).await?;
         for attempt in 0..2 {
@@ -460,11 +458,7 @@ impl FrameCache {
                     });
                 }
                 let parsed = Arc::new(parsed);
-                let mut memo = self.chunks.lock().expect("chunk memo lock");
-                if memo.len() >= KEPT_CHUNKS {
-                    memo.clear();
-                }
-                memo.insert(key, parsed.clone());
+                self.chunks.insert(key, parsed.clone());
                 return Ok(parsed);
             }
             if attempt == 0 && found.source != crate::tier::Source::Origin {

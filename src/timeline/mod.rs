@@ -24,6 +24,7 @@ mod finish;
 mod index;
 mod kept;
 mod manifest;
+mod memo;
 mod options;
 mod overlay_index;
 mod overlays;
@@ -51,8 +52,11 @@ use crate::decoded::DecodedTiers;
 use crate::error::Result;
 use crate::layout;
 use crate::metrics::Stats;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use memo::Memo;
+use std::sync::Arc;
+
+/// Digests of kept listings remembered (a head and its parts per timeline read).
+const KEPT_LISTINGS: u64 = 1 << 16;
 
 /// Default JPEG quality of [`FrameCache::cache_frames`], as the Python module.
 pub const DEFAULT_QUALITY: u8 = 85;
@@ -74,9 +78,9 @@ pub struct FrameCache {
     cache: TieredCache,
     concurrency: usize,
     /// Digest of the listing this process last kept locally, per kept key.
-    kept: Arc<Mutex<HashMap<String, blake3::Hash>>>,
+    kept: Memo<blake3::Hash>,
     /// Manifest chunks this process parsed, by key (each generation's are immutable).
-    chunks: manifest::ChunkMemo,
+    chunks: Memo<Arc<Vec<FrameMeta>>>,
     /// Whether the origin honours conditional writes, probed on the first append.
     conditional: Arc<tokio::sync::OnceCell<bool>>,
     /// Slots for JPEG encodes and decodes, a few per core: enough to keep every core busy,
@@ -88,7 +92,7 @@ pub struct FrameCache {
     /// The blake3 of each frame version this process has read (by local key): what finds
     /// its decoded pixels without reading the JPEG. A manifest's blake3 cannot: another
     /// writer may have rewritten the frame and left the manifest behind.
-    verified: Arc<Mutex<HashMap<String, blake3::Hash>>>,
+    verified: Memo<blake3::Hash>,
     /// Frames whose header claims more pixels are refused before decoding.
     max_frame_pixels: u64,
     /// Listing pages and manifest heads confirmed at the origin, for reads of selections.
@@ -130,10 +134,10 @@ impl FrameCache {
         FrameCache {
             cache,
             concurrency: concurrency.max(1),
-            kept: Arc::default(),
-            chunks: Arc::default(),
+            kept: Memo::new(KEPT_LISTINGS),
+            chunks: Memo::new(manifest::KEPT_CHUNKS),
             conditional: Arc::default(),
-            verified: Arc::default(),
+            verified: Memo::new(decode::VERIFIED_LIMIT),
             codec_slots: Arc::new(tokio::sync::Semaphore::new(
                 4 * std::thread::available_parallelism().map_or(1, |n| n.get()),
             )),
@@ -181,10 +185,7 @@ impl FrameCache {
     /// Forgets which listings were kept locally, after a clear dropped them.
     pub(super) fn forget_kept(&self, timeline: &str) -> Result<()> {
         let prefix = layout::timeline_prefix(timeline)?;
-        self.kept
-            .lock()
-            .expect("kept listings lock")
-            .retain(|k, _| !k.starts_with(&prefix));
+        self.kept.remove_prefixed(&prefix);
         Ok(())
     }
 

@@ -31,7 +31,8 @@ use crate::metrics::TierCounters;
 use crate::tier::{LIST_PAGE, ListPage, ObjectInfo};
 use futures::{StreamExt, TryStreamExt, stream};
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use super::memo::Memo;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Names of listing pages a process keeps (about 150 bytes each): a 100,000-frame
@@ -40,8 +41,8 @@ const KEPT_NAMES: u64 = 200_000;
 /// How long a page stays in memory without a window: long enough for the windows of one
 /// read to share it, after which no read would take it anyway.
 const STRICT_TTL: Duration = Duration::from_secs(60);
-/// Manifest heads kept, one per timeline, before starting over.
-const KEPT_HEADS: usize = 4096;
+/// Manifest heads kept, one per timeline.
+const KEPT_HEADS: u64 = 4096;
 /// Rounds of listing for keys the planned pages did not cover, before a stat each.
 const ROUNDS: usize = 8;
 
@@ -84,7 +85,7 @@ pub(super) struct Pages {
     window: Duration,
     pages: moka::future::Cache<(String, String), Arc<Page>>,
     /// The last head confirmed of each timeline: for the window, and for its count.
-    heads: Mutex<HashMap<String, Arc<KnownHead>>>,
+    heads: Memo<Arc<KnownHead>>,
     /// Heads read at the version a listing reported, by timeline and version tag: a
     /// version names one content, so these never go stale.
     versioned: moka::future::Cache<(String, String), Arc<Option<Head>>>,
@@ -102,7 +103,7 @@ impl Pages {
                 .time_to_live(window.max(STRICT_TTL))
                 .support_invalidation_closures()
                 .build(),
-            heads: Mutex::default(),
+            heads: Memo::new(KEPT_HEADS),
             versioned: moka::future::Cache::new(KEPT_HEADS as u64),
         }
     }
@@ -120,25 +121,17 @@ impl Pages {
     }
 
     fn head(&self, timeline: &str) -> Option<Arc<KnownHead>> {
-        self.heads
-            .lock()
-            .expect("heads lock")
-            .get(timeline)
-            .cloned()
+        self.heads.get(timeline)
     }
 
     fn note_head(&self, timeline: &str, known: KnownHead) {
-        let mut heads = self.heads.lock().expect("heads lock");
-        if heads.len() >= KEPT_HEADS {
-            heads.clear();
-        }
-        heads.insert(timeline.to_owned(), Arc::new(known));
+        self.heads.insert(timeline.to_owned(), Arc::new(known));
     }
 
     /// Forgets a timeline's head (its chunks are gone: it was rewritten) or everything of
     /// it (cleared).
     pub(super) fn forget(&self, timeline: &str, pages_too: bool) {
-        self.heads.lock().expect("heads lock").remove(timeline);
+        self.heads.remove(timeline);
         if pages_too {
             let timeline = timeline.to_owned();
             // Fails only without invalidation closures, which the builder enables.
