@@ -140,7 +140,7 @@ impl TieredCache {
     /// (object keys never contain control characters, so the two never collide).
     pub fn local_key(key: &str, version: Option<&Version>) -> String {
         match version {
-            Some(v) => format!("{key}\n{}", v.tag),
+            Some(v) => crate::layout::versioned_key(key, &v.tag),
             None => key.to_owned(),
         }
     }
@@ -325,7 +325,9 @@ impl TieredCache {
         self.forget_flight(key);
         self.inner.drop_local(key).await;
         if let Some(memory) = &self.inner.memory {
-            memory.invalidate_prefix(&format!("{key}\n")).await;
+            memory
+                .invalidate_prefix(&crate::layout::versions_prefix(key))
+                .await;
         }
         if let Some(disk) = &self.inner.disk {
             let (disk, key) = (disk.clone(), key.to_owned());

@@ -2,9 +2,9 @@
 //! per route and status with a latency histogram per route.
 
 use super::limits::{ConnectionGauge, InFlight};
+use crate::EvictionStatus;
 use crate::Scale;
 use crate::{Stats, TierStats};
-use crate::EvictionStatus;
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::OnceLock;

@@ -24,8 +24,8 @@ mod metrics;
 mod routes;
 mod versions;
 
-use crate::{Error, Result};
 use crate::FrameCache;
+use crate::{Error, Result};
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{Next, from_fn_with_state};
@@ -231,10 +231,9 @@ impl Shared {
         use std::sync::atomic::Ordering::Relaxed;
         let memory = &self.cache.chain().metrics().memory;
         memory.hits.fetch_add(1, Relaxed);
-        memory.bytes_read.fetch_add(
-            u64::try_from(len).unwrap_or(u64::MAX),
-            Relaxed,
-        );
+        memory
+            .bytes_read
+            .fetch_add(u64::try_from(len).unwrap_or(u64::MAX), Relaxed);
     }
 }
 

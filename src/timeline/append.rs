@@ -344,11 +344,7 @@ impl FrameCache {
             .conditional
             .get_or_init(|| async {
                 let origin = self.cache.origin();
-                let kept_key = format!(
-                    "{}/\nconditional-writes\n{}",
-                    layout::CACHE_PREFIX,
-                    origin.describe()
-                );
+                let kept_key = layout::conditional_writes_key(&origin.describe());
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs())

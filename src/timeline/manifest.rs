@@ -155,7 +155,6 @@ pub(super) enum Entries {
     Chunked(Arc<Vec<ChunkRef>>),
 }
 
-
 /// A manifest of a known format; anything else is logged and ignored.
 pub(super) fn parse_head(key: &str, bytes: &[u8]) -> Option<Head> {
     let stored = match serde_json::from_slice::<StoredHead>(bytes) {

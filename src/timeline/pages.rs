@@ -25,13 +25,13 @@
 
 use super::FrameCache;
 use super::manifest::{HEAD_LIMIT, Head, parse_head};
+use super::memo::Memo;
 use crate::error::{Error, Result};
-use crate::layout;
+use crate::layout::{self, frame_name};
 use crate::metrics::TierCounters;
 use crate::tier::{LIST_PAGE, ListPage, ObjectInfo};
 use futures::{StreamExt, TryStreamExt, stream};
 use std::collections::{BTreeSet, HashMap};
-use super::memo::Memo;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -366,10 +366,6 @@ impl FrameCache {
 /// Keys per planned page: what one listing request returns.
 const PAGE: u64 = LIST_PAGE as u64;
 
-fn frame_name(seq: u64) -> String {
-    format!("{seq}.jpg")
-}
-
 /// Every seq from 0 to `m`, in the order of their keys: where a key falls among them.
 #[derive(Debug, Clone, Copy)]
 struct Model {
@@ -468,7 +464,7 @@ mod tests {
 
     fn sorted_keys(m: u64) -> Vec<u64> {
         let mut seqs: Vec<u64> = (0..=m).collect();
-        seqs.sort_by_key(|s| format!("{s}.jpg"));
+        seqs.sort_by_key(|s| frame_name(*s));
         seqs
     }
 
@@ -488,8 +484,8 @@ mod tests {
         let model = Model { m: 239 };
         let keys = sorted_keys(239);
         for seq in [240, 999, 5000, 1_000_000] {
-            let name = format!("{seq}.jpg");
-            let expected = keys.iter().filter(|s| format!("{s}.jpg") < name).count();
+            let name = frame_name(seq);
+            let expected = keys.iter().filter(|s| frame_name(**s) < name).count();
             assert_eq!(model.rank(seq), expected as u64, "{seq}");
         }
     }
