@@ -42,7 +42,7 @@ type FlightResult = std::result::Result<Option<Hit>, Arc<Error>>;
 /// What a fetch reads: the object key at the origin, the version it must be (if known),
 /// and the key of its local copies.
 #[derive(Clone)]
-pub(super) struct Want {
+pub(super) struct FetchTarget {
     pub(super) key: String,
     pub(super) version: Option<Version>,
     pub(super) local: String,
@@ -187,7 +187,7 @@ impl TieredCache {
                 blake3: None,
             }));
         }
-        let flight = self.join_or_start(Want {
+        let flight = self.join_or_start(FetchTarget {
             key: key.to_owned(),
             version: version.cloned(),
             local,
@@ -196,7 +196,7 @@ impl TieredCache {
         flight.await.map_err(Error::from_shared)
     }
 
-    fn join_or_start(&self, want: Want) -> Shared<BoxFuture<'static, FlightResult>> {
+    fn join_or_start(&self, want: FetchTarget) -> Shared<BoxFuture<'static, FlightResult>> {
         let mut inflight = self.inner.inflight.lock().expect("inflight lock");
         let generation = crate::flock::fork_generation();
         if let Some(flight) = inflight.get(&want.local)

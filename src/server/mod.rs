@@ -17,8 +17,8 @@
 mod auth;
 mod conn;
 mod error;
-mod fast;
 mod host;
+mod hot_path;
 mod limits;
 mod metrics;
 mod routes;

@@ -11,20 +11,23 @@
 //! never served from stale copies, at no extra request. The manifest's blake3 then only
 //! says whether its metadata describes the bytes.
 //!
-//! Origin failures: the last listing a load saw is kept in the local tiers (`kept`). When
-//! the origin fails (down, timing out, refusing credentials), a load falls back to it
+//! Origin failures: the last listing a load saw is kept in the local tiers
+//! (`offline_listing.rs`). When the origin fails (down, timing out, refusing credentials), a load falls back to it
 //! and serves what memory and disk hold, logging it and counting it in
 //! [`Stats::offline_loads`]; frames held nowhere locally then fail with the origin's error.
 //! An origin error is never taken for a missing timeline or frame.
 
 mod append;
+mod append_chunks;
 mod b64;
 mod decode;
 mod finish;
 mod index;
-mod kept;
+mod key_order;
 mod manifest;
+mod manifest_io;
 mod memo;
+mod offline_listing;
 mod options;
 mod overlay_index;
 mod overlays;
@@ -35,14 +38,13 @@ mod thumbnail;
 mod write;
 
 pub use b64::{DEFAULT_B64_QUALITY, FrameB64, frames_to_b64};
-pub use index::{FrameEntry, TimelinePage, TimelineStatus};
-pub(crate) use kept::fuzz_kept_listing;
+pub use index::{FrameEntry, FramePage, TimelinePage, TimelineStatus};
 pub use manifest::FrameMeta;
 pub(crate) use manifest::fuzz_manifest;
+pub(crate) use offline_listing::fuzz_kept_listing;
 pub use options::{LoadOptions, MAX_SELECTION, PageStart, Seqs, WriteMode, WriteOptions};
 pub use overlay_index::{OverlayPage, OverlayRef};
 pub use read::{Frame, FrameJpeg};
-pub use select::FramePage;
 pub use thumbnail::{THUMBNAIL_QUALITY, Thumbnail};
 pub use write::EncodedFrame;
 

@@ -2,7 +2,7 @@
 
 use super::FrameCache;
 use super::index::FrameEntry;
-use super::options::LoadOptions;
+use super::options::{LoadOptions, Seqs};
 use crate::chain::Hit;
 use crate::error::{Error, Result};
 use crate::layout;
@@ -10,7 +10,8 @@ use crate::metrics::TierCounters;
 use crate::pixels::Pixels;
 use crate::tier::{Limit, Source};
 use bytes::Bytes;
-use futures::{Stream, StreamExt, stream};
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt, TryStreamExt, stream};
 use std::time::Instant;
 
 /// One video frame with its metadata.
@@ -250,5 +251,80 @@ impl FrameCache {
             jpeg: fetched.bytes,
             source: fetched.source,
         })
+    }
+
+    /// Streams the frames `seqs` names in its order (seq order for [`Seqs::All`]), each as
+    /// soon as it and those before it are ready, with at most `concurrency` fetches and
+    /// decodes in flight, scaled and shared as `options` say.
+    ///
+    /// # Errors
+    /// Each item fails on its own: a seq the timeline lacks ([`Error::NoFrame`]), an
+    /// incomplete timeline ([`Error::Incomplete`]), an origin failure, a frame that does not
+    /// decode ([`Error::Decode`] naming its key). Stray object names are skipped and counted
+    /// in [`Stats::skipped_names`](crate::Stats::skipped_names), never an error.
+    pub fn stream_frames<'a>(
+        &'a self,
+        timeline: &'a str,
+        seqs: Seqs,
+        options: LoadOptions,
+    ) -> impl Stream<Item = Result<(Frame, Source)>> + Send + 'a {
+        self.entries_of(timeline, seqs)
+            .map_ok(move |entry| self.fetch_decoded(entry, options))
+            .try_buffered(self.concurrency)
+    }
+
+    /// The frames `seqs` names, decoded, in its order ([`Seqs::All`]: every frame, sorted
+    /// by seq; empty when there are none).
+    ///
+    /// # Errors
+    /// As [`FrameCache::stream_frames`], the first error met.
+    pub async fn load_frames(
+        &self,
+        timeline: &str,
+        seqs: Seqs,
+        options: LoadOptions,
+    ) -> Result<Vec<Frame>> {
+        self.stream_frames(timeline, seqs, options)
+            .map_ok(|(frame, _)| frame)
+            .try_collect()
+            .await
+    }
+
+    /// The stored JPEGs of the frames `seqs` names, in its order, checked against the
+    /// manifest, with their timestamps and the tier that answered; nothing is decoded. Also
+    /// returns the number of frames the stream will yield, known before the first one
+    /// arrives (for [`Seqs::All`], from the listing), for progress reporting.
+    ///
+    /// # Errors
+    /// As [`FrameCache::stream_frames`], without decoding: the listing's errors here (for
+    /// [`Seqs::All`]), each frame's in the stream.
+    pub async fn stream_jpegs<'a>(
+        &'a self,
+        timeline: &'a str,
+        seqs: Seqs,
+    ) -> Result<(usize, BoxStream<'a, Result<FrameJpeg>>)> {
+        if seqs == Seqs::All {
+            let entries = self.loadable(timeline).await?;
+            return Ok((entries.len(), self.jpegs_of(entries).boxed()));
+        }
+        seqs.check()?;
+        layout::validate_id("timeline id", timeline)?;
+        let n = seqs.len().unwrap_or(0);
+        let jpegs = self
+            .entries_of(timeline, seqs)
+            .map_ok(move |entry| self.jpeg_of(entry))
+            .try_buffered(self.concurrency)
+            .boxed();
+        Ok((n, jpegs))
+    }
+
+    /// The stored JPEGs of the frames `seqs` names, in its order, as
+    /// [`FrameCache::stream_jpegs`] yields them.
+    ///
+    /// # Errors
+    /// As [`FrameCache::stream_jpegs`].
+    pub async fn load_jpegs(&self, timeline: &str, seqs: Seqs) -> Result<Vec<FrameJpeg>> {
+        let (_, jpegs) = self.stream_jpegs(timeline, seqs).await?;
+        jpegs.try_collect().await
     }
 }

@@ -14,15 +14,14 @@
 use super::FrameCache;
 use super::index::{FrameEntry, Index, TimelineStatus};
 use super::manifest::{FrameMeta, Head};
-use super::options::{LoadOptions, PageStart, Seqs};
-use super::read::{Frame, FrameJpeg};
+use super::options::Seqs;
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::metrics::TierCounters;
-use crate::tier::{ObjectInfo, Source};
+use crate::tier::ObjectInfo;
 use futures::future::{RemoteHandle, Shared};
 use futures::stream::BoxStream;
-use futures::{FutureExt, Stream, StreamExt, TryStreamExt, stream};
+use futures::{FutureExt, StreamExt, TryStreamExt, stream};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,20 +29,6 @@ use std::time::Instant;
 /// Seqs resolved (confirmed by their pages) together: a stream's first frames wait for one
 /// window, not all.
 const WINDOW: usize = 256;
-/// One page of a timeline's index, from [`FrameCache::list_frames_page`].
-#[derive(Debug, Clone)]
-pub struct FramePage {
-    /// The frames from the page's start on, at most `limit` of them, sorted by seq.
-    pub frames: Vec<FrameEntry>,
-    /// Frames in the whole timeline.
-    pub total: usize,
-    /// The position of the page's first frame in the timeline, in seq order (the first
-    /// frame's is 0); `total` when the page is empty.
-    pub offset: usize,
-    /// The `from` of the next page; `None` on the last.
-    pub next: Option<u64>,
-}
-
 /// A timeline's listing, awaited by a stream that goes on without it meanwhile.
 type Listing = Shared<RemoteHandle<std::result::Result<Arc<Vec<ObjectInfo>>, Arc<Error>>>>;
 
@@ -189,7 +174,7 @@ impl FrameCache {
 
     /// The entries of a selection, a window at a time (the next one resolved while the
     /// caller works through the current one).
-    fn entries_of<'a>(
+    pub(super) fn entries_of<'a>(
         &'a self,
         timeline: &'a str,
         seqs: Seqs,
@@ -331,145 +316,5 @@ impl FrameCache {
         .map_ok(|entries: Vec<FrameEntry>| stream::iter(entries).map(Ok::<_, Error>))
         .try_flatten()
         .boxed()
-    }
-
-    /// Streams the frames `seqs` names in its order (seq order for [`Seqs::All`]), each as
-    /// soon as it and those before it are ready, with at most `concurrency` fetches and
-    /// decodes in flight, scaled and shared as `options` say.
-    ///
-    /// # Errors
-    /// Each item fails on its own: a seq the timeline lacks ([`Error::NoFrame`]), an
-    /// incomplete timeline ([`Error::Incomplete`]), an origin failure, a frame that does not
-    /// decode ([`Error::Decode`] naming its key). Stray object names are skipped and counted
-    /// in [`Stats::skipped_names`](crate::Stats::skipped_names), never an error.
-    pub fn stream_frames<'a>(
-        &'a self,
-        timeline: &'a str,
-        seqs: Seqs,
-        options: LoadOptions,
-    ) -> impl Stream<Item = Result<(Frame, Source)>> + Send + 'a {
-        self.entries_of(timeline, seqs)
-            .map_ok(move |entry| self.fetch_decoded(entry, options))
-            .try_buffered(self.concurrency)
-    }
-
-    /// The frames `seqs` names, decoded, in its order ([`Seqs::All`]: every frame, sorted
-    /// by seq; empty when there are none).
-    ///
-    /// # Errors
-    /// As [`FrameCache::stream_frames`], the first error met.
-    pub async fn load_frames(
-        &self,
-        timeline: &str,
-        seqs: Seqs,
-        options: LoadOptions,
-    ) -> Result<Vec<Frame>> {
-        self.stream_frames(timeline, seqs, options)
-            .map_ok(|(frame, _)| frame)
-            .try_collect()
-            .await
-    }
-
-    /// The stored JPEGs of the frames `seqs` names, in its order, checked against the
-    /// manifest, with their timestamps and the tier that answered; nothing is decoded. Also
-    /// returns the number of frames the stream will yield, known before the first one
-    /// arrives (for [`Seqs::All`], from the listing), for progress reporting.
-    ///
-    /// # Errors
-    /// As [`FrameCache::stream_frames`], without decoding: the listing's errors here (for
-    /// [`Seqs::All`]), each frame's in the stream.
-    pub async fn stream_jpegs<'a>(
-        &'a self,
-        timeline: &'a str,
-        seqs: Seqs,
-    ) -> Result<(usize, BoxStream<'a, Result<FrameJpeg>>)> {
-        if seqs == Seqs::All {
-            let entries = self.loadable(timeline).await?;
-            return Ok((entries.len(), self.jpegs_of(entries).boxed()));
-        }
-        seqs.check()?;
-        layout::validate_id("timeline id", timeline)?;
-        let n = seqs.len().unwrap_or(0);
-        let jpegs = self
-            .entries_of(timeline, seqs)
-            .map_ok(move |entry| self.jpeg_of(entry))
-            .try_buffered(self.concurrency)
-            .boxed();
-        Ok((n, jpegs))
-    }
-
-    /// The stored JPEGs of the frames `seqs` names, in its order, as
-    /// [`FrameCache::stream_jpegs`] yields them.
-    ///
-    /// # Errors
-    /// As [`FrameCache::stream_jpegs`].
-    pub async fn load_jpegs(&self, timeline: &str, seqs: Seqs) -> Result<Vec<FrameJpeg>> {
-        let (_, jpegs) = self.stream_jpegs(timeline, seqs).await?;
-        jpegs.try_collect().await
-    }
-
-    /// One page of a timeline's index: up to `limit` frames from `start` on. With a
-    /// complete manifest it is read from the chunks covering the page (no listing; the
-    /// entries carry no version); otherwise from a listing (or the one kept here while the
-    /// origin is down), as [`FrameCache::list_frames`].
-    ///
-    /// # Errors
-    /// Invalid id, or the origin failed with nothing kept here.
-    pub async fn list_frames_page(
-        &self,
-        timeline: &str,
-        start: PageStart,
-        limit: usize,
-    ) -> Result<FramePage> {
-        self.page(timeline, start, limit).await
-    }
-
-    async fn page(&self, timeline: &str, start: PageStart, limit: usize) -> Result<FramePage> {
-        if let Ok(Some(head)) = self.read_head(timeline).await
-            && head.complete
-        {
-            let (offset, mut metas) = self
-                .metas_page(timeline, &head, start, limit.saturating_add(1))
-                .await?;
-            let next = (metas.len() > limit).then(|| metas[limit].seq);
-            metas.truncate(limit);
-            let frames = metas
-                .into_iter()
-                .map(|meta| {
-                    Ok(FrameEntry {
-                        seq: meta.seq,
-                        key: layout::frame_key(timeline, meta.seq)?,
-                        size: meta.size,
-                        version: None,
-                        meta: Some(meta),
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            return Ok(FramePage {
-                frames,
-                total: head.count,
-                offset,
-                next,
-            });
-        }
-        let entries = self.index(timeline).await?.entries;
-        let total = entries.len();
-        let offset = match start {
-            PageStart::Seq(from) => entries.partition_point(|e| e.seq < from),
-            PageStart::Position(at) => at.min(total),
-        };
-        let mut frames: Vec<FrameEntry> = entries
-            .into_iter()
-            .skip(offset)
-            .take(limit.saturating_add(1))
-            .collect();
-        let next = (frames.len() > limit).then(|| frames[limit].seq);
-        frames.truncate(limit);
-        Ok(FramePage {
-            frames,
-            total,
-            offset,
-            next,
-        })
     }
 }
