@@ -345,9 +345,9 @@ fn child() {
     }
 }
 
-/// Rebuilds `FC_TIMELINE` as `FC_FRAMES` frames of `FC_VARIANT` with `cache_jpegs` in `WriteMode::Replace`; `FC_HOLD`
-/// (`manifest:2`, `frame0:1`, `list:2`) holds one access at the gate `FC_GATE`, and writes of
-/// `FC_FAIL_PUT` fail.
+/// Rebuilds `FC_TIMELINE` as `FC_FRAMES` frames of `FC_VARIANT` with `cache_jpegs` in
+/// `WriteMode::Replace`; `FC_HOLD` (`manifest:2`, `frame0:1`, `list:2`) holds one access at
+/// the gate `FC_GATE`, and writes of `FC_FAIL_PUT` fail.
 fn child_write() {
     let env = Env::in_child();
     let timeline = var("FC_TIMELINE");
