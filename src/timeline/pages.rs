@@ -105,7 +105,7 @@ impl Pages {
                 .support_invalidation_closures()
                 .build(),
             heads: Memo::new(KEPT_HEADS),
-            versioned: moka::future::Cache::new(KEPT_HEADS as u64),
+            versioned: moka::future::Cache::new(KEPT_HEADS),
         }
     }
 
