@@ -101,7 +101,8 @@ pub(super) struct Manifest {
     pub(super) generation: String,
     pub(super) complete: bool,
     pub(super) frames: Vec<FrameMeta>,
-    /// The chunks as stored ([`FrameCache::put_chunks`](super::FrameCache::put_chunks)); empty while incomplete.
+    /// The chunks as stored ([`FrameCache::put_chunks`](super::FrameCache::put_chunks));
+    /// empty while incomplete.
     pub(super) chunks: Vec<ChunkRef>,
 }
 
