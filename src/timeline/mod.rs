@@ -12,9 +12,10 @@
 //! says whether its metadata describes the bytes.
 //!
 //! Origin failures: the last listing a load saw is kept in the local tiers
-//! (`offline_listing.rs`). When the origin fails (down, timing out, refusing credentials), a load falls back to it
-//! and serves what memory and disk hold, logging it and counting it in
-//! [`Stats::offline_loads`]; frames held nowhere locally then fail with the origin's error.
+//! (`offline_listing.rs`). When the origin fails (down, timing out, refusing credentials),
+//! a load falls back to it and serves what memory and disk hold, logging it and counting it
+//! in [`Stats::offline_loads`]; frames held nowhere locally then fail with the origin's
+//! error.
 //! An origin error is never taken for a missing timeline or frame.
 
 mod append;
