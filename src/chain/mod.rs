@@ -37,6 +37,9 @@ pub struct Hit {
     pub blake3: Option<blake3::Hash>,
 }
 
+/// Default of [`CacheConfig::max_object_size`](crate::CacheConfig::max_object_size): 64 MiB.
+pub const DEFAULT_MAX_OBJECT_SIZE: u64 = 64 << 20;
+
 type FlightResult = std::result::Result<Option<Hit>, Arc<Error>>;
 
 /// What a fetch reads: the object key at the origin, the version it must be (if known),
@@ -91,7 +94,7 @@ impl TieredCache {
                 inflight: Mutex::new(HashMap::new()),
                 next_flight: AtomicU64::new(0),
                 metrics,
-                max_object_size: AtomicU64::new(crate::config::DEFAULT_MAX_OBJECT_SIZE),
+                max_object_size: AtomicU64::new(DEFAULT_MAX_OBJECT_SIZE),
             }),
         }
     }
