@@ -11,6 +11,7 @@ use crate::convert::{Decoded, Json, ToPython};
 use crate::errors::other;
 use crate::iter::FrameIterator;
 use crate::twins::pymethods_with_twins;
+use framecache::WriteOptions;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::path::PathBuf;
@@ -187,7 +188,7 @@ pymethods_with_twins! {
             let options = load_options(writeable, scale)?;
             let seqs = seqs_of(seqs)?;
             async move {
-                let frames = fc.load_frames_of(&timeline, seqs, options).await?;
+                let frames = fc.load_frames(&timeline, seqs, options).await?;
                 Ok(Decoded::all(frames, options.access))
             }
         }
@@ -205,7 +206,7 @@ pymethods_with_twins! {
             let fc = self.core()?;
             let options = load_options(writeable, scale)?;
             async move {
-                let frame = fc.load_frame_with(&timeline, seq, options).await?;
+                let frame = fc.load_frame(&timeline, seq, options).await?;
                 Ok(frame.map(|f| Decoded(f, options.access)))
             }
         }
@@ -226,7 +227,7 @@ pymethods_with_twins! {
         fn load_jpegs / load_jpegs_async(&self, timeline: String, seqs: Option<&Bound<'_, PyAny>>) {
             let fc = self.core()?;
             let seqs = seqs_of(seqs)?;
-            async move { fc.load_jpegs_of(&timeline, seqs).await }
+            async move { fc.load_jpegs(&timeline, seqs).await }
         }
 
         /// Every frame as ``{"seq", "timestamp", "jpeg_b64"}``, the stored JPEG in base64
@@ -254,7 +255,7 @@ pymethods_with_twins! {
             let frames = frames_from_py(frames)?;
             let fc = self.core()?;
             let mode = write_mode(replace);
-            async move { fc.cache_frames_with(&timeline, &frames, quality, mode).await }
+            async move { fc.cache_frames(&timeline, &frames, WriteOptions::default().quality(quality).mode(mode)).await }
         }
 
         /// Stores overlays (``{name: PNG bytes}``, stored as given) of one frame of a job's
@@ -353,7 +354,7 @@ pymethods_with_twins! {
             let frames = encoded_from_py(frames)?;
             let fc = self.core()?;
             let mode = write_mode(replace);
-            async move { fc.cache_jpegs_with(&timeline, frames, mode, &|_| {}).await }
+            async move { fc.cache_jpegs(&timeline, frames, WriteOptions::default().mode(mode)).await }
         }
 
         /// Ids of every timeline in blob storage, sorted.

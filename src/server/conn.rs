@@ -113,7 +113,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let conn = Some(self.conn.clone());
-        match super::fast::answer(&self.guard, &request, &self.conn) {
+        match super::hot_path::answer(&self.guard, &request, &self.conn) {
             Some(response) => Respond::Ready {
                 response: Some(response),
                 conn,

@@ -4,8 +4,8 @@
 
 use super::caps::{ConnectionGauge, InFlight};
 use super::prometheus::{self, counter, escape, gauge};
-use crate::codec::Scale;
-use crate::metrics::Stats;
+use crate::Scale;
+use crate::Stats;
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::OnceLock;
@@ -254,7 +254,7 @@ mod tests {
             disk_eviction: Some(EvictionStatus {
                 evictor_running: true,
                 last_round_us: 1_500,
-                limited_by: crate::tier::LimitedBy::FreeSpace,
+                limited_by: crate::LimitedBy::FreeSpace,
                 full_writes: 3,
                 ..EvictionStatus::default()
             }),

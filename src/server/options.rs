@@ -1,7 +1,7 @@
 //! What `framecache serve` is told: [`ServeOptions`] (plain data, safe defaults) and their
 //! checks, and the bearer token read from a file.
 
-use crate::error::{Error, Result};
+use crate::{Error, Result};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
