@@ -17,8 +17,7 @@ pub const DEFAULT_BUCKET: &str = "mpr";
 /// Default S3 region.
 pub const DEFAULT_REGION: &str = "us-east-1";
 
-/// Default of [`CacheConfig::max_object_size`]: 64 MiB.
-pub const DEFAULT_MAX_OBJECT_SIZE: u64 = 64 << 20;
+pub use crate::chain::DEFAULT_MAX_OBJECT_SIZE;
 
 /// A disk tier capacity that follows the filesystem under the cache directory (the default
 /// of both disk tiers), resolved when the tier opens: the JPEG disk tier takes
