@@ -11,6 +11,7 @@ mod common;
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use framecache::WriteOptions;
 use framecache::{Backend, CacheConfig, DiskConfig, EncodedFrame, FrameCache, WriteMode, layout};
 use std::time::{Duration, Instant};
 
@@ -74,8 +75,12 @@ fn bench_backend(c: &mut Criterion, name: &str, backend: Backend) {
     group.measurement_time(Duration::from_secs(10));
     for &length in lengths {
         let base = format!("bench-append-{}-{length}", std::process::id());
-        rt.block_on(fc.cache_jpegs_with(&base, tiny(0..length), WriteMode::Replace, &|_| {}))
-            .unwrap();
+        rt.block_on(fc.cache_jpegs(
+            &base,
+            tiny(0..length),
+            WriteOptions::default().mode(WriteMode::Replace),
+        ))
+        .unwrap();
         let mut run = 0u64;
         group.bench_function(BenchmarkId::new("onto", length), |b| {
             b.iter_custom(|iters| {
@@ -86,7 +91,8 @@ fn bench_backend(c: &mut Criterion, name: &str, backend: Backend) {
                     rt.block_on(copy_manifest(&fc, &base, &tl));
                     let frames = tiny(length..length + APPENDED);
                     let start = Instant::now();
-                    rt.block_on(fc.cache_jpegs(&tl, frames, &|_| {})).unwrap();
+                    rt.block_on(fc.cache_jpegs(&tl, frames, WriteOptions::default()))
+                        .unwrap();
                     total += start.elapsed();
                     rt.block_on(fc.clear(&tl, framecache::ClearScope::All))
                         .unwrap();

@@ -4,6 +4,7 @@
 mod common;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use framecache::WriteOptions;
 use framecache::{Backend, CacheConfig, DiskConfig, Frame, FrameCache, synthetic_frame};
 use std::time::{Duration, Instant};
 
@@ -38,7 +39,8 @@ fn bench_backend(c: &mut Criterion, name: &str, backend: Backend) {
                 .unwrap();
                 let tl = format!("bench-{}-w{run}", std::process::id());
                 let start = Instant::now();
-                rt.block_on(fc.cache_frames(&tl, &frames, 85)).unwrap();
+                rt.block_on(fc.cache_frames(&tl, &frames, WriteOptions::default()))
+                    .unwrap();
                 total += start.elapsed();
                 rt.block_on(fc.clear(&tl, framecache::ClearScope::All))
                     .unwrap();

@@ -12,6 +12,7 @@ use framecache::{
     Access, Backend, CacheConfig, DecodedConfig, DiskConfig, Frame, FrameCache, LoadOptions,
     synthetic_frame,
 };
+use framecache::{Seqs, WriteOptions};
 use std::time::{Duration, Instant};
 
 fn config(backend: &Backend, disk: &std::path::Path) -> CacheConfig {
@@ -37,7 +38,7 @@ fn bench_backend(c: &mut Criterion, name: &str, backend: Backend) {
     let frames: Vec<Frame> = (0..n).map(|s| synthetic_frame(s, 1280, 720)).collect();
     let timeline = format!("bench-{}", std::process::id());
     let writer = FrameCache::new(&config(&backend, &scratch.path().join("writer"))).unwrap();
-    rt.block_on(writer.cache_frames(&timeline, &frames, 85))
+    rt.block_on(writer.cache_frames(&timeline, &frames, WriteOptions::default()))
         .unwrap();
 
     let mut group = c.benchmark_group(format!("timeline_{n}x1280x720/{name}"));
@@ -55,7 +56,9 @@ fn bench_backend(c: &mut Criterion, name: &str, backend: Backend) {
                     FrameCache::new(&config(&backend, &scratch.path().join(format!("c{run}"))))
                         .unwrap();
                 let start = Instant::now();
-                let loaded = rt.block_on(fc.load_frames(&timeline)).unwrap();
+                let loaded = rt
+                    .block_on(fc.load_frames(&timeline, Seqs::All, LoadOptions::default()))
+                    .unwrap();
                 total += start.elapsed();
                 assert_eq!(loaded.len(), n as usize);
                 assert!(fc.stats().origin.hits >= n, "every frame from the origin");
@@ -65,7 +68,8 @@ fn bench_backend(c: &mut Criterion, name: &str, backend: Backend) {
     });
     let warm_dir = scratch.path().join("warm");
     let warming = FrameCache::new(&config(&backend, &warm_dir)).unwrap();
-    rt.block_on(warming.load_frames(&timeline)).unwrap();
+    rt.block_on(warming.load_frames(&timeline, Seqs::All, LoadOptions::default()))
+        .unwrap();
     // Raw frames are written behind the load; the warm runs need them on disk.
     assert!(warming.flush_raw_writes(Duration::from_secs(120)));
     group.bench_function("load_frames/warm_decoded_disk", |b| {
@@ -74,7 +78,9 @@ fn bench_backend(c: &mut Criterion, name: &str, backend: Backend) {
             for _ in 0..iters {
                 let fc = FrameCache::new(&config(&backend, &warm_dir)).unwrap();
                 let start = Instant::now();
-                let loaded = rt.block_on(fc.load_frames(&timeline)).unwrap();
+                let loaded = rt
+                    .block_on(fc.load_frames(&timeline, Seqs::All, LoadOptions::default()))
+                    .unwrap();
                 total += start.elapsed();
                 assert_eq!(loaded.len(), n as usize);
                 assert_eq!((fc.stats().decoded_disk.hits, fc.stats().decodes), (n, 0));
@@ -96,7 +102,9 @@ fn bench_backend(c: &mut Criterion, name: &str, backend: Backend) {
             for _ in 0..iters {
                 let fc = FrameCache::new(&jpeg_only).unwrap();
                 let start = Instant::now();
-                let loaded = rt.block_on(fc.load_frames(&timeline)).unwrap();
+                let loaded = rt
+                    .block_on(fc.load_frames(&timeline, Seqs::All, LoadOptions::default()))
+                    .unwrap();
                 total += start.elapsed();
                 assert_eq!(loaded.len(), n as usize);
                 // Every frame from disk (the manifest chunk and the kept listing are disk
@@ -107,9 +115,13 @@ fn bench_backend(c: &mut Criterion, name: &str, backend: Backend) {
         })
     });
     let hot = FrameCache::new(&config(&backend, &warm_dir)).unwrap();
-    rt.block_on(hot.load_frames(&timeline)).unwrap();
+    rt.block_on(hot.load_frames(&timeline, Seqs::All, LoadOptions::default()))
+        .unwrap();
     group.bench_function("load_frames/hot_memory", |b| {
-        b.iter(|| rt.block_on(hot.load_frames(&timeline)).unwrap())
+        b.iter(|| {
+            rt.block_on(hot.load_frames(&timeline, Seqs::All, LoadOptions::default()))
+                .unwrap()
+        })
     });
     let read_only = LoadOptions {
         access: Access::ReadOnly,
@@ -117,7 +129,7 @@ fn bench_backend(c: &mut Criterion, name: &str, backend: Backend) {
     };
     group.bench_function("load_frames/hot_memory_read_only", |b| {
         b.iter(|| {
-            rt.block_on(hot.load_frames_with(&timeline, read_only))
+            rt.block_on(hot.load_frames(&timeline, Seqs::All, read_only))
                 .unwrap()
         })
     });

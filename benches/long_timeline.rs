@@ -10,6 +10,7 @@
 
 mod common;
 
+use framecache::WriteOptions;
 use framecache::{
     Backend, CacheConfig, DiskConfig, EncodedFrame, FrameCache, LoadOptions, S3Config, Seqs,
     TimelineStatus,
@@ -75,7 +76,10 @@ fn ensure(backend: &Backend, tl: &str, n: u64) {
                 jpeg: jpegs[(seq % 16) as usize].clone(),
             })
             .collect();
-        writer.cache_jpegs(tl, frames, &|_| {}).await.unwrap();
+        writer
+            .cache_jpegs(tl, frames, WriteOptions::default())
+            .await
+            .unwrap();
         eprintln!("  wrote {tl} ({n} frames) in {:.1?}", start.elapsed());
     });
 }
@@ -89,18 +93,23 @@ fn measure(what: &str, backend: Backend, tl: &str, n: u64, disk: &Path) -> f64 {
         let mid = n / 2;
         match what {
             "first" => {
-                let mut stream = Box::pin(fc.stream_frames(tl));
+                let mut stream = Box::pin(fc.stream_frames(tl, Seqs::All, LoadOptions::default()));
                 let (frame, _) = stream.next().await.unwrap().unwrap();
                 assert_eq!(frame.seq, 0);
             }
             "middle" => {
-                assert!(fc.load_frame(tl, mid).await.unwrap().is_some());
+                assert!(
+                    fc.load_frame(tl, mid, LoadOptions::default())
+                        .await
+                        .unwrap()
+                        .is_some()
+                );
             }
             "range" => {
                 let from = mid - RANGE / 2;
                 let seqs = Seqs::Range(from..from + RANGE);
                 let frames = fc
-                    .load_frames_of(tl, seqs, LoadOptions::default())
+                    .load_frames(tl, seqs, LoadOptions::default())
                     .await
                     .unwrap();
                 assert_eq!(frames.len() as u64, RANGE);

@@ -16,6 +16,7 @@ use framecache::{
     Backend, CacheConfig, ClearScope, DecodedConfig, DiskConfig, Frame, FrameCache, S3Config,
     codec, synthetic_frame,
 };
+use framecache::{LoadOptions, Seqs, WriteOptions};
 use futures::TryStreamExt;
 use serde_json::json;
 use std::path::Path;
@@ -111,7 +112,9 @@ fn child_load(mut args: impl Iterator<Item = String>) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let fc = FrameCache::new(&config(&backend, &cache, 256 << 20)).unwrap();
     let start = Instant::now();
-    let frames = rt.block_on(fc.load_frames(&timeline)).unwrap();
+    let frames = rt
+        .block_on(fc.load_frames(&timeline, Seqs::All, LoadOptions::default()))
+        .unwrap();
     let took = start.elapsed().as_secs_f64();
     // The raw frames written behind the load land before the process exits.
     assert!(fc.flush_raw_writes(Duration::from_secs(120)));
@@ -143,7 +146,7 @@ fn child_write(mut args: impl Iterator<Item = String>) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let fc = FrameCache::new(&config(&backend, &cache, 256 << 20)).unwrap();
     let start = Instant::now();
-    rt.block_on(fc.cache_frames(&timeline, &frames, 85))
+    rt.block_on(fc.cache_frames(&timeline, &frames, WriteOptions::default()))
         .unwrap();
     let took = start.elapsed().as_secs_f64();
     println!("{}", json!({"frames": n, "s": took}));
@@ -232,7 +235,7 @@ fn main() {
         ))
         .unwrap();
         let start = Instant::now();
-        rt.block_on(fc.cache_frames(&timeline, &frames, 85))
+        rt.block_on(fc.cache_frames(&timeline, &frames, WriteOptions::default()))
             .unwrap();
         cache_runs.push(start.elapsed());
     }
@@ -261,7 +264,9 @@ fn main() {
         let measure = run == 0 && reset_peak_rss();
         let before = rss();
         let start = Instant::now();
-        let loaded = rt.block_on(fc.load_frames(&timeline)).unwrap();
+        let loaded = rt
+            .block_on(fc.load_frames(&timeline, Seqs::All, LoadOptions::default()))
+            .unwrap();
         cold_runs.push(start.elapsed());
         if let (true, Some((_, base)), Some((peak, _))) = (measure, before, rss()) {
             let output: u64 = loaded.iter().map(|f| f.image.as_raw().len() as u64).sum();
@@ -294,13 +299,15 @@ fn main() {
     for _ in 0..args.runs {
         let fc = FrameCache::new(&config(&backend, &warm_dir, mem)).unwrap();
         let start = Instant::now();
-        rt.block_on(fc.load_frames(&timeline)).unwrap();
+        rt.block_on(fc.load_frames(&timeline, Seqs::All, LoadOptions::default()))
+            .unwrap();
         warm_runs.push(start.elapsed());
         let stats = fc.stats();
         assert_eq!((stats.decoded_disk.hits, stats.decodes), (args.frames, 0));
         let fc = FrameCache::new(&jpeg_only(config(&backend, &warm_dir, mem))).unwrap();
         let start = Instant::now();
-        rt.block_on(fc.load_frames(&timeline)).unwrap();
+        rt.block_on(fc.load_frames(&timeline, Seqs::All, LoadOptions::default()))
+            .unwrap();
         warm_jpeg_runs.push(start.elapsed());
         assert_eq!(fc.stats().disk.hits, args.frames);
         let fc = FrameCache::new(&config(&backend, &warm_dir, mem)).unwrap();
@@ -309,7 +316,8 @@ fn main() {
         warm_b64_runs.push(start.elapsed());
     }
     let hot = FrameCache::new(&config(&backend, &warm_dir, mem.max(1 << 30))).unwrap();
-    rt.block_on(hot.load_frames(&timeline)).unwrap();
+    rt.block_on(hot.load_frames(&timeline, Seqs::All, LoadOptions::default()))
+        .unwrap();
     let mut hot_runs = Vec::new();
     let mut hot_read_only_runs = Vec::new();
     let read_only = framecache::LoadOptions {
@@ -318,11 +326,13 @@ fn main() {
     };
     for _ in 0..args.runs {
         let start = Instant::now();
-        let frames = rt.block_on(hot.load_frames(&timeline)).unwrap();
+        let frames = rt
+            .block_on(hot.load_frames(&timeline, Seqs::All, LoadOptions::default()))
+            .unwrap();
         hot_runs.push(start.elapsed());
         drop(frames);
         let start = Instant::now();
-        rt.block_on(hot.load_frames_with(&timeline, read_only))
+        rt.block_on(hot.load_frames(&timeline, Seqs::All, read_only))
             .unwrap();
         hot_read_only_runs.push(start.elapsed());
     }
@@ -334,7 +344,7 @@ fn main() {
     // The same JPEGs decoded from memory on every core: what a cold load is held to.
     let jpegs: Vec<bytes::Bytes> = rt
         .block_on(async {
-            let (_, stream) = hot.stream_jpegs(&timeline).await?;
+            let (_, stream) = hot.stream_jpegs(&timeline, Seqs::All).await?;
             futures::TryStreamExt::try_collect::<Vec<_>>(stream).await
         })
         .unwrap()
@@ -384,7 +394,8 @@ fn main() {
                 0,
             ))
             .unwrap();
-            rt.block_on(writer.cache_frames(&tl, &small, 85)).unwrap();
+            rt.block_on(writer.cache_frames(&tl, &small, WriteOptions::default()))
+                .unwrap();
             let reader = FrameCache::new(&config(
                 &backend,
                 &scratch.path().join(format!("sr-{name}")),
@@ -395,7 +406,7 @@ fn main() {
             let count = rt
                 .block_on(
                     reader
-                        .stream_frames(&tl)
+                        .stream_frames(&tl, Seqs::All, LoadOptions::default())
                         .try_fold(0u64, |n, _| async move { Ok(n + 1) }),
                 )
                 .unwrap();

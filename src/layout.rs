@@ -68,7 +68,10 @@ pub fn frames_prefix(timeline: &str) -> Result<String> {
 /// `cache/timelines/{timeline}/frames/{seq}.jpg`.
 pub fn frame_key(timeline: &str, seq: u64) -> Result<String> {
     validate_id("timeline id", timeline)?;
-    Ok(format!("{CACHE_PREFIX}/{timeline}/frames/{seq}.jpg"))
+    Ok(format!(
+        "{CACHE_PREFIX}/{timeline}/frames/{}",
+        frame_name(seq)
+    ))
 }
 
 /// `cache/timelines/{timeline}/frames/manifest.json`.
@@ -178,10 +181,81 @@ pub fn timeline_of(key: &str) -> Option<&str> {
     Some(id)
 }
 
+// Local keys: what this machine's tiers keep beside the objects, never sent to the origin.
+// Each holds a newline, which no object key may, so none can collide with an object's.
+
+/// The key local tiers keep `key` under at the version tagged `tag`: `{key}\n{tag}`.
+pub(crate) fn versioned_key(key: &str, tag: &str) -> String {
+    format!("{key}\n{tag}")
+}
+
+/// The prefix of every versioned local key of `key` (see [`versioned_key`]).
+pub(crate) fn versions_prefix(key: &str) -> String {
+    format!("{key}\n")
+}
+
+/// The local key of the last listing of `timeline` kept on this machine (its head).
+pub(crate) fn kept_listing_key(timeline: &str) -> Result<String> {
+    Ok(format!("{}\nlisting", frames_prefix(timeline)?))
+}
+
+/// The local key of part `part` of the kept listing of `timeline`.
+pub(crate) fn kept_listing_part_key(timeline: &str, part: u64) -> Result<String> {
+    Ok(format!("{}\nlisting.{part}", frames_prefix(timeline)?))
+}
+
+/// The local key of whether the origin `origin` (its description) honours conditional writes.
+pub(crate) fn conditional_writes_key(origin: &str) -> String {
+    format!("{CACHE_PREFIX}/\nconditional-writes\n{origin}")
+}
+
+/// The local key of the thumbnail at 1/`denominator` of the frame `frame_key`, made from
+/// the JPEG hashing to `jpeg`.
+pub(crate) fn thumbnail_key(frame_key: &str, denominator: u32, jpeg: &blake3::Hash) -> String {
+    format!("{frame_key}\nt:{denominator}:{}", jpeg.to_hex())
+}
+
+/// The name of frame `seq`'s object in its timeline's frames folder: `{seq}.jpg`.
+pub fn frame_name(seq: u64) -> String {
+    format!("{seq}.jpg")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn local_keys_keep_their_formats_and_never_name_an_object() {
+        let frame = frame_key("tl", 7).unwrap();
+        let jpeg = blake3::hash(b"jpeg");
+        let keys = [
+            (versioned_key(&frame, "e1"), format!("{frame}\ne1")),
+            (
+                kept_listing_key("tl").unwrap(),
+                "cache/timelines/tl/frames/\nlisting".to_owned(),
+            ),
+            (
+                kept_listing_part_key("tl", 3).unwrap(),
+                "cache/timelines/tl/frames/\nlisting.3".to_owned(),
+            ),
+            (
+                conditional_writes_key("s3://b"),
+                "cache/timelines/\nconditional-writes\ns3://b".to_owned(),
+            ),
+            (
+                thumbnail_key(&frame, 4, &jpeg),
+                format!("{frame}\nt:4:{}", jpeg.to_hex()),
+            ),
+        ];
+        for (key, expected) in keys {
+            assert_eq!(key, expected);
+            // Object keys are made of valid ids, which hold no control character.
+            assert!(key.contains('\n'), "{key:?}");
+        }
+        assert!(versioned_key(&frame, "e1").starts_with(&versions_prefix(&frame)));
+        assert_eq!(frame_name(17), "17.jpg");
+    }
 
     #[test]
     fn keys_match_the_seed_layout() {

@@ -8,7 +8,7 @@
 mod chain;
 pub mod codec;
 mod config;
-pub mod credentials;
+mod credentials;
 pub mod decoded;
 pub mod entry;
 mod error;
@@ -36,7 +36,7 @@ pub use config::{
     MemoryConfig, MinFree, OriginConfig, S3Config, default_cache_dir, default_fs_root,
     parse_capacity, parse_flag, parse_pixels, parse_seconds, parse_size,
 };
-pub use decoded::{Access, LoadOptions, flush_raw_writes};
+pub use decoded::{Access, flush_raw_writes};
 pub use error::{Error, Result};
 pub use localfs::Sharing;
 pub use metrics::{Metrics, Stats, TierCounters, TierStats};
@@ -51,7 +51,7 @@ pub use tier::{
 };
 pub use timeline::{
     CacheUsage, ClearScope, DEFAULT_B64_QUALITY, DEFAULT_QUALITY, DecodedUsage, EncodedFrame,
-    Frame, FrameB64, FrameCache, FrameEntry, FrameJpeg, FrameMeta, FramePage, MAX_SELECTION,
-    OverlayRef, Seqs, THUMBNAIL_QUALITY, Thumbnail, TierUsage, TimelinePage, TimelineStatus,
-    WriteMode, frames_to_b64,
+    Frame, FrameB64, FrameCache, FrameEntry, FrameJpeg, FrameMeta, FramePage, LoadOptions,
+    MAX_SELECTION, OverlayPage, OverlayRef, PageStart, Seqs, THUMBNAIL_QUALITY, Thumbnail,
+    TierUsage, TimelinePage, TimelineStatus, WriteMode, WriteOptions, frames_to_b64,
 };

@@ -15,6 +15,7 @@ use framecache::{
     ClearScope, EncodedFrame, Error, Frame, FrameCache, Metrics, TimelineStatus, WriteMode, codec,
     layout,
 };
+use framecache::{LoadOptions, PageStart, Seqs, WriteOptions};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
@@ -54,7 +55,10 @@ async fn module_put(env: &Env, timeline: &str, seq: u64, variant: u8) {
 
 /// What a fresh machine loads: every frame's seq, bytes and metadata.
 async fn loaded(env: &Env, timeline: &str) -> Vec<framecache::FrameJpeg> {
-    cache(env, "reader").load_jpegs(timeline).await.unwrap()
+    cache(env, "reader")
+        .load_jpegs(timeline, Seqs::All)
+        .await
+        .unwrap()
 }
 
 /// Asserts frame `f` is `variant`'s bytes with the metadata `encoded` gave it.
@@ -85,7 +89,11 @@ async fn chunk_by_chunk_writes_keep_every_frame(env: &Env) {
     let fc = cache(env, "chunks");
     for chunk in 0..3 {
         let n = fc
-            .cache_jpegs(&tl, encoded(chunk * 10, 10, chunk, 1), &|_| {})
+            .cache_jpegs(
+                &tl,
+                encoded(chunk * 10, 10, chunk, 1),
+                WriteOptions::default(),
+            )
             .await
             .unwrap();
         assert_eq!(n, 10);
@@ -108,9 +116,14 @@ async fn chunk_by_chunk_writes_keep_every_frame(env: &Env) {
                 ..framecache::synthetic_frame(seq, 32, 16)
             })
             .collect();
-        fc.cache_frames(&tl, &frames, 85).await.unwrap();
+        fc.cache_frames(&tl, &frames, WriteOptions::default())
+            .await
+            .unwrap();
     }
-    let back = cache(env, "pixels-reader").load_frames(&tl).await.unwrap();
+    let back = cache(env, "pixels-reader")
+        .load_frames(&tl, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap();
     assert_eq!(back.len(), 30);
     assert!(back.iter().all(|f| f.chunk_id == f.seq / 10));
 }
@@ -119,16 +132,23 @@ async fn a_chunk_written_again_replaces_only_its_seqs(env: &Env) {
     let tl = unique("rewrite");
     let fc = cache(env, "rewrite");
     for chunk in 0..3 {
-        fc.cache_jpegs(&tl, encoded(chunk * 10, 10, chunk, 1), &|_| {})
-            .await
-            .unwrap();
-    }
-    // Read once here, so this machine's copies must be revalidated.
-    assert_eq!(fc.load_jpegs(&tl).await.unwrap().len(), 30);
-    fc.cache_jpegs(&tl, encoded(10, 10, 7, 2), &|_| {})
+        fc.cache_jpegs(
+            &tl,
+            encoded(chunk * 10, 10, chunk, 1),
+            WriteOptions::default(),
+        )
         .await
         .unwrap();
-    for frames in [fc.load_jpegs(&tl).await.unwrap(), loaded(env, &tl).await] {
+    }
+    // Read once here, so this machine's copies must be revalidated.
+    assert_eq!(fc.load_jpegs(&tl, Seqs::All).await.unwrap().len(), 30);
+    fc.cache_jpegs(&tl, encoded(10, 10, 7, 2), WriteOptions::default())
+        .await
+        .unwrap();
+    for frames in [
+        fc.load_jpegs(&tl, Seqs::All).await.unwrap(),
+        loaded(env, &tl).await,
+    ] {
         assert_eq!(frames.len(), 30);
         for f in &frames {
             match f.seq {
@@ -143,14 +163,22 @@ async fn an_explicit_rebuild_removes_every_other_frame(env: &Env) {
     let tl = unique("rebuild");
     let fc = cache(env, "rebuild");
     for chunk in 0..3 {
-        fc.cache_jpegs(&tl, encoded(chunk * 10, 10, chunk, 1), &|_| {})
-            .await
-            .unwrap();
-    }
-    module_put(env, &tl, 50, 3).await;
-    fc.cache_jpegs_with(&tl, encoded(10, 5, 4, 2), WriteMode::Replace, &|_| {})
+        fc.cache_jpegs(
+            &tl,
+            encoded(chunk * 10, 10, chunk, 1),
+            WriteOptions::default(),
+        )
         .await
         .unwrap();
+    }
+    module_put(env, &tl, 50, 3).await;
+    fc.cache_jpegs(
+        &tl,
+        encoded(10, 5, 4, 2),
+        WriteOptions::default().mode(WriteMode::Replace),
+    )
+    .await
+    .unwrap();
     let frames = loaded(env, &tl).await;
     assert_eq!(
         frames.iter().map(|f| f.seq).collect::<Vec<_>>(),
@@ -162,7 +190,7 @@ async fn an_explicit_rebuild_removes_every_other_frame(env: &Env) {
         TimelineStatus::Complete { frames: 5, .. }
     ));
     // Appends after a rebuild add to it.
-    fc.cache_jpegs(&tl, encoded(20, 5, 5, 1), &|_| {})
+    fc.cache_jpegs(&tl, encoded(20, 5, 5, 1), WriteOptions::default())
         .await
         .unwrap();
     assert_eq!(loaded(env, &tl).await.len(), 10);
@@ -179,9 +207,13 @@ async fn a_mixed_fleet_keeps_every_chunk(env: &Env) {
                 module_put(env, &tl, seq, 3).await;
             }
         } else {
-            fc.cache_jpegs(&tl, encoded(chunk * 10, 10, chunk, 1), &|_| {})
-                .await
-                .unwrap();
+            fc.cache_jpegs(
+                &tl,
+                encoded(chunk * 10, 10, chunk, 1),
+                WriteOptions::default(),
+            )
+            .await
+            .unwrap();
         }
     }
     let frames = loaded(env, &tl).await;
@@ -237,7 +269,7 @@ async fn a_long_mixed_timeline_streams_every_frame(env: &Env) {
     use futures::StreamExt;
     let tl = unique("long-mixed");
     cache(env, "long-writer")
-        .cache_jpegs(&tl, encoded(20, 1100, 1, 1), &|_| {})
+        .cache_jpegs(&tl, encoded(20, 1100, 1, 1), WriteOptions::default())
         .await
         .unwrap();
     for seq in (0..20).chain(1120..1130) {
@@ -253,7 +285,7 @@ async fn a_long_mixed_timeline_streams_every_frame(env: &Env) {
     );
     let config = env.config(&env.disk_dir(&unique("long-reader")));
     let reader = FrameCache::from_chain(config.build_with_origin(Arc::new(probe), metrics), 8);
-    let mut stream = Box::pin(reader.stream_frames_of(
+    let mut stream = Box::pin(reader.stream_frames(
         &tl,
         framecache::Seqs::All,
         framecache::LoadOptions::default(),
@@ -284,7 +316,7 @@ async fn a_long_mixed_timeline_streams_every_frame(env: &Env) {
 async fn an_appender_that_dies_before_its_manifest_leaves_frames_with_defaults(env: &Env) {
     let tl = unique("died");
     cache(env, "died-first")
-        .cache_jpegs(&tl, encoded(0, 10, 0, 1), &|_| {})
+        .cache_jpegs(&tl, encoded(0, 10, 0, 1), WriteOptions::default())
         .await
         .unwrap();
     let metrics = Arc::new(Metrics::default());
@@ -295,7 +327,7 @@ async fn an_appender_that_dies_before_its_manifest_leaves_frames_with_defaults(e
     let dying = FrameCache::from_chain(config.build_with_origin(origin, metrics), 4);
     assert!(
         dying
-            .cache_jpegs(&tl, encoded(10, 10, 1, 2), &|_| {})
+            .cache_jpegs(&tl, encoded(10, 10, 1, 2), WriteOptions::default())
             .await
             .is_err()
     );
@@ -331,7 +363,7 @@ async fn an_append_costs_what_it_writes(env: &Env) {
         })
         .collect();
     filler
-        .cache_jpegs_with(&tl, fill, WriteMode::Replace, &|_| {})
+        .cache_jpegs(&tl, fill, WriteOptions::default().mode(WriteMode::Replace))
         .await
         .unwrap();
 
@@ -340,9 +372,13 @@ async fn an_append_costs_what_it_writes(env: &Env) {
     let config = env.config(&env.disk_dir(&unique("cost")));
     let fc = FrameCache::from_chain(config.build_with_origin(probe.clone(), metrics), 8);
     // The first append of a cache handle probes the origin for conditional writes (once).
-    fc.cache_jpegs(&unique("cost-warm"), encoded(0, 1, 0, 1), &|_| {})
-        .await
-        .unwrap();
+    fc.cache_jpegs(
+        &unique("cost-warm"),
+        encoded(0, 1, 0, 1),
+        WriteOptions::default(),
+    )
+    .await
+    .unwrap();
     for round in 0..2u64 {
         let counts = || {
             [
@@ -355,7 +391,7 @@ async fn an_append_costs_what_it_writes(env: &Env) {
         };
         let before = counts();
         let first = base + round * 100;
-        fc.cache_jpegs(&tl, encoded(first, 100, 9, 1), &|_| {})
+        fc.cache_jpegs(&tl, encoded(first, 100, 9, 1), WriteOptions::default())
             .await
             .unwrap();
         let after = counts();
@@ -380,7 +416,7 @@ async fn an_append_costs_what_it_writes(env: &Env) {
         "{status:?}"
     );
     let page = cache(env, "cost-page")
-        .list_frames_page(&tl, base + 50, 100)
+        .list_frames_page(&tl, PageStart::Seq(base + 50), 100)
         .await
         .unwrap();
     assert_eq!(page.total as u64, base + 200);
@@ -574,28 +610,32 @@ impl Origin for Conditional {
 async fn conditional_writes_keep_both_appends(env: &Env) {
     let tl = unique("conditional");
     cache(env, "cond-base")
-        .cache_jpegs(&tl, encoded(0, 10, 0, 1), &|_| {})
+        .cache_jpegs(&tl, encoded(0, 10, 0, 1), WriteOptions::default())
         .await
         .unwrap();
     let origin = Conditional::new(env);
     let (a, b) = (origin.handle(env, "cond-a"), origin.handle(env, "cond-b"));
     // Each handle probes once, before the hook is set.
-    a.cache_jpegs(&unique("cond-warm"), encoded(0, 1, 0, 1), &|_| {})
-        .await
-        .unwrap();
+    a.cache_jpegs(
+        &unique("cond-warm"),
+        encoded(0, 1, 0, 1),
+        WriteOptions::default(),
+    )
+    .await
+    .unwrap();
     let refused_by_probes = origin.refused.load(SeqCst);
     assert!(refused_by_probes >= 2, "the probe saw refusals");
     let tl_b = tl.clone();
     *origin.hook.lock().unwrap() = Some((
         layout::manifest_key(&tl).unwrap(),
         async move {
-            b.cache_jpegs(&tl_b, encoded(20, 10, 2, 2), &|_| {})
+            b.cache_jpegs(&tl_b, encoded(20, 10, 2, 2), WriteOptions::default())
                 .await
                 .unwrap();
         }
         .boxed(),
     ));
-    a.cache_jpegs(&tl, encoded(10, 10, 1, 1), &|_| {})
+    a.cache_jpegs(&tl, encoded(10, 10, 1, 1), WriteOptions::default())
         .await
         .unwrap();
     assert!(origin.hook.lock().unwrap().is_none(), "B ran in between");
@@ -738,14 +778,18 @@ async fn an_append_right_after_a_rebuild_publishes_keeps_its_frames(env: &Env) {
         (2, false),
         async move {
             appender
-                .cache_jpegs(&tl_b, encoded(20, 10, 2, 3), &|_| {})
+                .cache_jpegs(&tl_b, encoded(20, 10, 2, 3), WriteOptions::default())
                 .await
                 .unwrap();
         }
         .boxed(),
     );
     rebuild
-        .cache_jpegs_with(&tl, encoded(10, 10, 1, 2), WriteMode::Replace, &|_| {})
+        .cache_jpegs(
+            &tl,
+            encoded(10, 10, 1, 2),
+            WriteOptions::default().mode(WriteMode::Replace),
+        )
         .await
         .unwrap();
     assert!(origin.ran(), "the append ran after the rebuild published");
@@ -767,7 +811,7 @@ async fn an_append_racing_a_clear_leaves_a_loadable_timeline(env: &Env) {
     let tl = unique("append-clear");
     // Chunk 2 first, so that the append of chunk 0 leaves its manifest chunk untouched.
     cache(env, "clear-base")
-        .cache_jpegs(&tl, encoded(20, 10, 2, 1), &|_| {})
+        .cache_jpegs(&tl, encoded(20, 10, 2, 1), WriteOptions::default())
         .await
         .unwrap();
     let clearer = cache(env, "clearer");
@@ -779,7 +823,7 @@ async fn an_append_racing_a_clear_leaves_a_loadable_timeline(env: &Env) {
         async move { clearer.clear(&tl_c, ClearScope::All).await.unwrap() }.boxed(),
     );
     appender
-        .cache_jpegs(&tl, encoded(0, 10, 0, 2), &|_| {})
+        .cache_jpegs(&tl, encoded(0, 10, 0, 2), WriteOptions::default())
         .await
         .unwrap();
     assert!(
@@ -787,13 +831,13 @@ async fn an_append_racing_a_clear_leaves_a_loadable_timeline(env: &Env) {
         "the clear ran between the head read and write"
     );
     let reader = cache(env, "clear-reader");
-    assert!(reader.load_jpegs(&tl).await.unwrap().is_empty());
+    assert!(reader.load_jpegs(&tl, Seqs::All).await.unwrap().is_empty());
     assert!(matches!(
         reader.status(&tl).await.unwrap(),
         TimelineStatus::Complete { frames: 0, .. }
     ));
     cache(env, "clear-again")
-        .cache_jpegs(&tl, encoded(0, 10, 0, 3), &|_| {})
+        .cache_jpegs(&tl, encoded(0, 10, 0, 3), WriteOptions::default())
         .await
         .unwrap();
     let frames = loaded(env, &tl).await;
@@ -807,9 +851,13 @@ async fn frames_removed_under_a_complete_manifest_are_left_out(env: &Env) {
     let tl = unique("removed");
     let fc = cache(env, "removed");
     for chunk in 0..3 {
-        fc.cache_jpegs(&tl, encoded(chunk * 10, 10, chunk, 1), &|_| {})
-            .await
-            .unwrap();
+        fc.cache_jpegs(
+            &tl,
+            encoded(chunk * 10, 10, chunk, 1),
+            WriteOptions::default(),
+        )
+        .await
+        .unwrap();
     }
     let origin = env.origin(&Arc::new(Metrics::default()));
     for seq in 10..20 {
@@ -839,16 +887,20 @@ async fn a_head_changed_after_its_stat_is_written_conditionally(env: &Env) {
     );
     // Each handle probes once, before the hooks are set.
     for fc in [&a, &b, &c] {
-        fc.cache_jpegs(&unique("stale-warm"), encoded(0, 1, 0, 1), &|_| {})
-            .await
-            .unwrap();
+        fc.cache_jpegs(
+            &unique("stale-warm"),
+            encoded(0, 1, 0, 1),
+            WriteOptions::default(),
+        )
+        .await
+        .unwrap();
     }
     let key = layout::manifest_key(&tl).unwrap();
     let tl_b = tl.clone();
     *origin.stat_hook.lock().unwrap() = Some((
         key.clone(),
         async move {
-            b.cache_jpegs(&tl_b, encoded(20, 10, 2, 3), &|_| {})
+            b.cache_jpegs(&tl_b, encoded(20, 10, 2, 3), WriteOptions::default())
                 .await
                 .unwrap();
         }
@@ -863,7 +915,7 @@ async fn a_head_changed_after_its_stat_is_written_conditionally(env: &Env) {
             *hook_origin.hook.lock().unwrap() = Some((
                 layout::manifest_key(&tl_c).unwrap(),
                 async move {
-                    c.cache_jpegs(&tl_c, encoded(30, 10, 3, 4), &|_| {})
+                    c.cache_jpegs(&tl_c, encoded(30, 10, 3, 4), WriteOptions::default())
                         .await
                         .unwrap();
                 }
@@ -872,7 +924,7 @@ async fn a_head_changed_after_its_stat_is_written_conditionally(env: &Env) {
         }
         .boxed(),
     ));
-    a.cache_jpegs(&tl, encoded(10, 10, 1, 2), &|_| {})
+    a.cache_jpegs(&tl, encoded(10, 10, 1, 2), WriteOptions::default())
         .await
         .unwrap();
     assert!(origin.stat_hook.lock().unwrap().is_none(), "B ran");
@@ -895,7 +947,7 @@ async fn an_append_refused_every_time_fails_contended(env: &Env) {
     let origin = Conditional::refusing(env, Some(layout::manifest_key(&tl).unwrap()));
     let fc = origin.handle(env, "refused");
     let err = fc
-        .cache_jpegs(&tl, encoded(10, 10, 1, 2), &|_| {})
+        .cache_jpegs(&tl, encoded(10, 10, 1, 2), WriteOptions::default())
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Contended { .. }), "{err}");
@@ -916,7 +968,7 @@ async fn an_append_leaves_an_unreadable_head_alone(env: &Env) {
     let future = Bytes::from(serde_json::to_vec(&future).unwrap());
     origin.put(&key, future.clone()).await.unwrap();
     let fc = cache(env, "unreadable");
-    fc.cache_jpegs(&tl, encoded(10, 10, 1, 2), &|_| {})
+    fc.cache_jpegs(&tl, encoded(10, 10, 1, 2), WriteOptions::default())
         .await
         .unwrap();
     assert_eq!(origin.get(&key, ANY).await.unwrap().unwrap(), future);
@@ -932,7 +984,11 @@ async fn the_probe_verdict_is_kept_on_disk(env: &Env) {
     let disk = env.disk_dir(&unique("probe-kept"));
     origin
         .handle_at(&disk, env)
-        .cache_jpegs(&unique("probe-kept"), encoded(0, 1, 0, 1), &|_| {})
+        .cache_jpegs(
+            &unique("probe-kept"),
+            encoded(0, 1, 0, 1),
+            WriteOptions::default(),
+        )
         .await
         .unwrap();
     let refused = origin.refused.load(SeqCst);
@@ -940,7 +996,7 @@ async fn the_probe_verdict_is_kept_on_disk(env: &Env) {
     let tl = base(env, "probe-kept").await;
     let second = origin.handle_at(&disk, env);
     second
-        .cache_jpegs(&tl, encoded(10, 10, 1, 2), &|_| {})
+        .cache_jpegs(&tl, encoded(10, 10, 1, 2), WriteOptions::default())
         .await
         .unwrap();
     assert_eq!(origin.refused.load(SeqCst), refused, "no second probe");
@@ -952,14 +1008,14 @@ async fn the_probe_verdict_is_kept_on_disk(env: &Env) {
         layout::manifest_key(&tl).unwrap(),
         async move {
             other
-                .cache_jpegs(&tl_c, encoded(30, 10, 3, 4), &|_| {})
+                .cache_jpegs(&tl_c, encoded(30, 10, 3, 4), WriteOptions::default())
                 .await
                 .unwrap();
         }
         .boxed(),
     ));
     second
-        .cache_jpegs(&tl, encoded(20, 10, 2, 3), &|_| {})
+        .cache_jpegs(&tl, encoded(20, 10, 2, 3), WriteOptions::default())
         .await
         .unwrap();
     // The other handle probed (2 refusals), the second handle's write was refused once.
@@ -1050,7 +1106,7 @@ const READ_BACK: usize = 3;
 async fn base(env: &Env, name: &str) -> String {
     let tl = unique(name);
     cache(env, "base")
-        .cache_jpegs(&tl, encoded(0, 10, 0, 1), &|_| {})
+        .cache_jpegs(&tl, encoded(0, 10, 0, 1), WriteOptions::default())
         .await
         .unwrap();
     tl
@@ -1228,7 +1284,11 @@ fn child_append() {
     let fc = FrameCache::from_chain(config.build_with_origin(Arc::new(probe), metrics), 4);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let written = runtime
-        .block_on(fc.cache_jpegs(&timeline, encoded(first, 10, first / 10, variant), &|_| {}))
+        .block_on(fc.cache_jpegs(
+            &timeline,
+            encoded(first, 10, first / 10, variant),
+            WriteOptions::default(),
+        ))
         .unwrap();
     println!("RESULT {}", json!({ "written": written }));
 }

@@ -11,6 +11,7 @@ mod common;
 
 use bytes::Bytes;
 use common::{Env, unique};
+use framecache::WriteOptions;
 use framecache::tier::Origin;
 use framecache::{Error, FrameCache, TimelineStatus, layout, synthetic_frame};
 use std::sync::Arc;
@@ -86,7 +87,9 @@ async fn a_manifest_head_over_its_limit_is_refused_unread(env: &Env) {
     let tl = unique("big-head");
     let fc = FrameCache::new(&env.config(&env.disk_dir("a"))).unwrap();
     let frames: Vec<_> = (0..2).map(|s| synthetic_frame(s, 32, 16)).collect();
-    fc.cache_frames(&tl, &frames, 85).await.unwrap();
+    fc.cache_frames(&tl, &frames, WriteOptions::default())
+        .await
+        .unwrap();
     let key = layout::manifest_key(&tl).unwrap();
     let size = big_size(env);
     store_big(env, fc.chain().origin(), &key, size).await;
@@ -105,7 +108,9 @@ async fn a_manifest_chunk_over_its_limit_is_refused_unread(env: &Env) {
     let tl = unique("big-chunk");
     let fc = FrameCache::new(&env.config(&env.disk_dir("a"))).unwrap();
     let frames: Vec<_> = (0..2).map(|s| synthetic_frame(s, 32, 16)).collect();
-    fc.cache_frames(&tl, &frames, 85).await.unwrap();
+    fc.cache_frames(&tl, &frames, WriteOptions::default())
+        .await
+        .unwrap();
     assert!(matches!(
         fc.status(&tl).await.unwrap(),
         TimelineStatus::Complete { .. }
@@ -249,7 +254,7 @@ backend_tests!(
 mod server {
     use super::common::{self, Env, unique};
     use super::{big_size, bytes_read, serial, store_big};
-    use framecache::{FrameCache, layout, synthetic_frame};
+    use framecache::{FrameCache, WriteOptions, layout, synthetic_frame};
 
     /// One index request for a timeline whose `manifest.json` is huge: an error naming the
     /// limit, after reading no more than the limit.
@@ -259,7 +264,9 @@ mod server {
         let tl = unique("srv-big-head");
         let fc = FrameCache::new(&env.config(&env.disk_dir("a"))).unwrap();
         let frames: Vec<_> = (0..2).map(|s| synthetic_frame(s, 32, 16)).collect();
-        fc.cache_frames(&tl, &frames, 85).await.unwrap();
+        fc.cache_frames(&tl, &frames, WriteOptions::default())
+            .await
+            .unwrap();
         let key = layout::manifest_key(&tl).unwrap();
         store_big(env, fc.chain().origin(), &key, big_size(env)).await;
         let opts = ServeOptions {

@@ -5,6 +5,7 @@ mod common;
 
 use bytes::Bytes;
 use common::{Env, unique};
+use framecache::WriteOptions;
 use framecache::{Source, TieredCache, layout};
 use std::fs;
 use std::time::Duration;
@@ -227,7 +228,7 @@ async fn invalid_ids_write_nothing(env: &Env) {
     let png = Bytes::from_static(b"\x89PNG\r\n\x1a\nnot-checked-further");
     for bad in ["", "..", "a/b", "a\\b", "a\0b", "../escape"] {
         let err = fc
-            .cache_frames(bad, std::slice::from_ref(&frame), 85)
+            .cache_frames(bad, std::slice::from_ref(&frame), WriteOptions::default())
             .await
             .unwrap_err();
         assert!(err.is_invalid_input(), "{err}");

@@ -6,6 +6,7 @@ mod common;
 use assert_cmd::Command;
 use common::{Env, unique};
 use framecache::Backend;
+use framecache::WriteOptions;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -269,7 +270,10 @@ async fn four_processes_download_each_frame_once(env: &Env) {
     let frames: Vec<_> = (0..FRAMES)
         .map(|s| framecache::synthetic_frame(s, 160, 90))
         .collect();
-    writer.cache_frames(&tl, &frames, 85).await.unwrap();
+    writer
+        .cache_frames(&tl, &frames, WriteOptions::default())
+        .await
+        .unwrap();
     let cli = Cli::new(env, "four");
     let children: Vec<_> = (0..4)
         .map(|_| {

@@ -13,6 +13,7 @@ use framecache::{
     Access, Backend, Backing, CacheConfig, ClearScope, DecodedConfig, DiskConfig, Frame,
     FrameCache, LoadOptions, Metrics, MinFree, Pixels, Scale, codec, layout, synthetic_frame,
 };
+use framecache::{Seqs, WriteOptions};
 use serde_json::json;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -71,13 +72,16 @@ async fn pixels_equal_a_fresh_decode_at_every_tier(env: &Env) {
     let dir = env.disk_dir("tiers");
     let writer = FrameCache::new(&env.config(&env.disk_dir("tiers-writer"))).unwrap();
     writer
-        .cache_frames(&timeline, &frames(5, 0), 85)
+        .cache_frames(&timeline, &frames(5, 0), WriteOptions::default())
         .await
         .unwrap();
     let fc = FrameCache::new(&env.config(&dir)).unwrap();
     let want = fresh(&writer, &timeline, 5, Scale::Full).await;
 
-    let cold = fc.load_frames(&timeline).await.unwrap();
+    let cold = fc
+        .load_frames(&timeline, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap();
     assert_eq!(images(&cold), want.iter().collect::<Vec<_>>());
     // The raw entries are written behind the load.
     assert!(fc.flush_raw_writes(FLUSH));
@@ -86,7 +90,10 @@ async fn pixels_equal_a_fresh_decode_at_every_tier(env: &Env) {
     assert_eq!(stats.decoded_disk.writes, 5, "{stats:?}");
 
     // Hot: the memory tier's buffers, no decode, no JPEG read.
-    let hot = fc.load_frames(&timeline).await.unwrap();
+    let hot = fc
+        .load_frames(&timeline, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap();
     assert_eq!(images(&hot), want.iter().collect::<Vec<_>>());
     assert!(hot.iter().all(|f| f.image.backing() == Backing::Private));
     let stats = fc.stats();
@@ -99,10 +106,13 @@ async fn pixels_equal_a_fresh_decode_at_every_tier(env: &Env) {
         access: Access::ReadOnly,
         ..LoadOptions::default()
     };
-    let shared = fc.load_frames_with(&timeline, read_only).await.unwrap();
+    let shared = fc
+        .load_frames(&timeline, Seqs::All, read_only)
+        .await
+        .unwrap();
     assert!(shared.iter().all(|f| f.image.backing() == Backing::Shared));
     assert_eq!(images(&shared), want.iter().collect::<Vec<_>>());
-    let one = fc.load_frame_with(&timeline, 3, read_only).await.unwrap();
+    let one = fc.load_frame(&timeline, 3, read_only).await.unwrap();
     let one = one.unwrap().image;
     assert_eq!(one.backing(), Backing::Shared);
     assert_eq!(one.as_raw().as_ptr(), shared[3].image.as_raw().as_ptr());
@@ -111,7 +121,10 @@ async fn pixels_equal_a_fresh_decode_at_every_tier(env: &Env) {
     // read either. The blake3 of the listed version (the manifest's may belong to bytes
     // another writer replaced) comes from the header of that version's disk entry.
     let warm = FrameCache::new(&env.config(&dir)).unwrap();
-    let frames = warm.load_frames(&timeline).await.unwrap();
+    let frames = warm
+        .load_frames(&timeline, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap();
     assert_eq!(images(&frames), want.iter().collect::<Vec<_>>());
     let stats = warm.stats();
     assert_eq!(
@@ -124,7 +137,9 @@ async fn pixels_equal_a_fresh_decode_at_every_tier(env: &Env) {
     // unchanged listing is not written again).
     assert_eq!((stats.disk.hits, stats.origin.hits), (3, 1), "{stats:?}");
     // Once known, the pixels are found in memory, with no disk read at all.
-    warm.load_frames(&timeline).await.unwrap();
+    warm.load_frames(&timeline, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap();
     assert_eq!(warm.stats().disk.hits + warm.stats().memory.hits, 3);
     // Metadata comes with the pixels.
     assert_eq!(frames[3].timestamp, synthetic_frame(3, 1, 1).timestamp);
@@ -135,7 +150,10 @@ async fn pixels_equal_a_fresh_decode_at_every_tier(env: &Env) {
             scale,
             ..LoadOptions::default()
         };
-        let small = warm.load_frames_with(&timeline, options).await.unwrap();
+        let small = warm
+            .load_frames(&timeline, Seqs::All, options)
+            .await
+            .unwrap();
         let want_small = fresh(&writer, &timeline, 5, scale).await;
         assert_eq!(images(&small), want_small.iter().collect::<Vec<_>>());
         assert_eq!(small[0].image.dimensions(), scale.apply((W, H)));
@@ -151,9 +169,13 @@ async fn a_damaged_jpeg_header_costs_a_miss_never_other_pixels(env: &Env) {
     let timeline = common::unique("dec-header");
     let dir = env.disk_dir("header");
     let fc = FrameCache::new(&env.config(&dir)).unwrap();
-    fc.cache_frames(&timeline, &frames(3, 0), 85).await.unwrap();
+    fc.cache_frames(&timeline, &frames(3, 0), WriteOptions::default())
+        .await
+        .unwrap();
     let want = fresh(&fc, &timeline, 3, Scale::Full).await;
-    fc.load_frames(&timeline).await.unwrap();
+    fc.load_frames(&timeline, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap();
     assert!(fc.flush_raw_writes(FLUSH));
     // Flip a bit of the recorded blake3 (bytes 24..56) in each frame's JPEG entry.
     let mut damaged = 0;
@@ -177,7 +199,10 @@ async fn a_damaged_jpeg_header_costs_a_miss_never_other_pixels(env: &Env) {
     }
     assert_eq!(damaged, 3);
     let again = FrameCache::new(&env.config(&dir)).unwrap();
-    let got = again.load_frames(&timeline).await.unwrap();
+    let got = again
+        .load_frames(&timeline, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap();
     assert_eq!(images(&got), want.iter().collect::<Vec<_>>());
     let stats = again.stats();
     // Each JPEG read after the miss, found damaged and read from the origin again; then
@@ -193,21 +218,31 @@ async fn a_changed_jpeg_never_returns_old_pixels(env: &Env) {
     let timeline = common::unique("dec-changed");
     let dir = env.disk_dir("changed");
     let fc = FrameCache::new(&env.config(&dir)).unwrap();
-    fc.cache_frames(&timeline, &frames(3, 0), 85).await.unwrap();
-    fc.load_frames(&timeline).await.unwrap();
+    fc.cache_frames(&timeline, &frames(3, 0), WriteOptions::default())
+        .await
+        .unwrap();
+    fc.load_frames(&timeline, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap();
     // Rebuilt elsewhere: another machine writes other pictures under the same seqs.
     let other = FrameCache::new(&env.config(&env.disk_dir("changed-other"))).unwrap();
     other
-        .cache_frames(&timeline, &frames(3, 50), 85)
+        .cache_frames(&timeline, &frames(3, 50), WriteOptions::default())
         .await
         .unwrap();
     let want = fresh(&other, &timeline, 3, Scale::Full).await;
     for _ in 0..2 {
-        let got = fc.load_frames(&timeline).await.unwrap();
+        let got = fc
+            .load_frames(&timeline, Seqs::All, LoadOptions::default())
+            .await
+            .unwrap();
         assert_eq!(images(&got), want.iter().collect::<Vec<_>>());
     }
     let again = FrameCache::new(&env.config(&dir)).unwrap();
-    let got = again.load_frames(&timeline).await.unwrap();
+    let got = again
+        .load_frames(&timeline, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap();
     assert_eq!(images(&got), want.iter().collect::<Vec<_>>());
 
     // A timeline without a manifest (as the Python module writes) whose JPEG is replaced
@@ -216,11 +251,17 @@ async fn a_changed_jpeg_never_returns_old_pixels(env: &Env) {
     let key = layout::frame_key(&bare, 0).unwrap();
     let first = codec::encode_jpeg(&synthetic_frame(1, W, H).image, 85).unwrap();
     fc.chain().put(&key, first.clone().into()).await.unwrap();
-    let got = fc.load_frames(&bare).await.unwrap();
+    let got = fc
+        .load_frames(&bare, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap();
     assert_eq!(got[0].image, codec::decode_jpeg(&first).unwrap());
     let second = codec::encode_jpeg(&synthetic_frame(77, W, H).image, 85).unwrap();
     fc.chain().put(&key, second.clone().into()).await.unwrap();
-    let got = fc.load_frames(&bare).await.unwrap();
+    let got = fc
+        .load_frames(&bare, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap();
     assert_eq!(got[0].image, codec::decode_jpeg(&second).unwrap());
     fc.clear(&timeline, ClearScope::All).await.unwrap();
     fc.clear(&bare, ClearScope::All).await.unwrap();
@@ -230,9 +271,13 @@ async fn corrupt_raw_entries_are_decoded_again(env: &Env) {
     let timeline = common::unique("dec-corrupt");
     let dir = env.disk_dir("corrupt");
     let fc = FrameCache::new(&env.config(&dir)).unwrap();
-    fc.cache_frames(&timeline, &frames(4, 0), 85).await.unwrap();
+    fc.cache_frames(&timeline, &frames(4, 0), WriteOptions::default())
+        .await
+        .unwrap();
     let want = fresh(&fc, &timeline, 4, Scale::Full).await;
-    fc.load_frames(&timeline).await.unwrap();
+    fc.load_frames(&timeline, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap();
     assert!(fc.flush_raw_writes(FLUSH));
     let entries = raw_entries(&dir);
     assert_eq!(entries.len(), 4);
@@ -253,7 +298,10 @@ async fn corrupt_raw_entries_are_decoded_again(env: &Env) {
         fs::rename(&tmp, path).unwrap();
     }
     let fresh_handle = FrameCache::new(&env.config(&dir)).unwrap();
-    let got = fresh_handle.load_frames(&timeline).await.unwrap();
+    let got = fresh_handle
+        .load_frames(&timeline, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap();
     assert_eq!(images(&got), want.iter().collect::<Vec<_>>());
     let stats = fresh_handle.stats();
     assert_eq!(stats.decoded_disk.corrupt, 4, "{stats:?}");
@@ -269,26 +317,46 @@ async fn writes_to_returned_frames_stay_with_their_caller(env: &Env) {
     let timeline = common::unique("dec-writes");
     let dir = env.disk_dir("writes");
     let fc = FrameCache::new(&env.config(&dir)).unwrap();
-    fc.cache_frames(&timeline, &frames(3, 0), 85).await.unwrap();
+    fc.cache_frames(&timeline, &frames(3, 0), WriteOptions::default())
+        .await
+        .unwrap();
     let want = fresh(&fc, &timeline, 3, Scale::Full).await;
     // The cold load's frames, a hot load's (private maps) and read-only views, all written.
-    let mut loads = vec![fc.load_frames(&timeline).await.unwrap()];
-    loads.push(fc.load_frames(&timeline).await.unwrap());
+    let mut loads = vec![
+        fc.load_frames(&timeline, Seqs::All, LoadOptions::default())
+            .await
+            .unwrap(),
+    ];
+    loads.push(
+        fc.load_frames(&timeline, Seqs::All, LoadOptions::default())
+            .await
+            .unwrap(),
+    );
     let read_only = LoadOptions {
         access: Access::ReadOnly,
         ..LoadOptions::default()
     };
-    loads.push(fc.load_frames_with(&timeline, read_only).await.unwrap());
+    loads.push(
+        fc.load_frames(&timeline, Seqs::All, read_only)
+            .await
+            .unwrap(),
+    );
     for frames in &mut loads {
         for f in frames.iter_mut() {
             f.image.make_mut().fill(0xEE);
         }
     }
     assert!(loads.iter().flatten().all(|f| f.image.as_raw()[0] == 0xEE));
-    let hot = fc.load_frames(&timeline).await.unwrap();
+    let hot = fc
+        .load_frames(&timeline, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap();
     assert_eq!(images(&hot), want.iter().collect::<Vec<_>>());
     let other_process = FrameCache::new(&env.config(&dir)).unwrap();
-    let warm = other_process.load_frames(&timeline).await.unwrap();
+    let warm = other_process
+        .load_frames(&timeline, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap();
     assert_eq!(images(&warm), want.iter().collect::<Vec<_>>());
     let report = other_process.verify_decoded_blocking(|_, _| {}).unwrap();
     assert!(report.bad.is_empty(), "{report:?}");
@@ -299,14 +367,20 @@ async fn clear_drops_decoded_frames(env: &Env) {
     let timeline = common::unique("dec-clear");
     let dir = env.disk_dir("clear");
     let fc = FrameCache::new(&env.config(&dir)).unwrap();
-    fc.cache_frames(&timeline, &frames(2, 0), 85).await.unwrap();
-    fc.load_frames(&timeline).await.unwrap();
+    fc.cache_frames(&timeline, &frames(2, 0), WriteOptions::default())
+        .await
+        .unwrap();
+    fc.load_frames(&timeline, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap();
     assert!(fc.flush_raw_writes(FLUSH));
     assert_eq!(fc.decoded_usage().disk.unwrap().entries, 2);
     // Two JPEGs, the manifest's chunk, the kept listing (head and part) and two raw frames.
     assert_eq!(fc.clear_local(&timeline, ClearScope::All).await.unwrap(), 7);
     assert_eq!(fc.decoded_usage().disk.unwrap().entries, 0);
-    fc.load_frames(&timeline).await.unwrap();
+    fc.load_frames(&timeline, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap();
     assert_eq!(fc.stats().decodes, 4, "decoded again after the clear");
     fc.clear(&timeline, ClearScope::All).await.unwrap();
     assert_eq!(fc.decoded_usage().disk.unwrap().entries, 0);
@@ -330,21 +404,33 @@ async fn eviction_runs_while_frames_map_raw_entries(env: &Env) {
         ..env.config(&dir)
     };
     let fc = FrameCache::new(&config).unwrap();
-    fc.cache_frames(&a, &frames(12, 0), 85).await.unwrap();
-    fc.cache_frames(&b, &frames(12, 50), 85).await.unwrap();
+    fc.cache_frames(&a, &frames(12, 0), WriteOptions::default())
+        .await
+        .unwrap();
+    fc.cache_frames(&b, &frames(12, 50), WriteOptions::default())
+        .await
+        .unwrap();
     let want_a = fresh(&fc, &a, 12, Scale::Full).await;
     let want_b = fresh(&fc, &b, 12, Scale::Full).await;
     // The cold load's frames are in memory; a second load maps the entries written behind it.
-    fc.load_frames(&a).await.unwrap();
+    fc.load_frames(&a, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap();
     assert!(fc.flush_raw_writes(FLUSH));
-    let held = fc.load_frames(&a).await.unwrap();
+    let held = fc
+        .load_frames(&a, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap();
     let mapped = held
         .iter()
         .filter(|f| f.image.backing() == Backing::Private)
         .count();
     assert!(mapped > 0, "no frame maps a raw entry");
     for _ in 0..3 {
-        let loaded = fc.load_frames(&b).await.unwrap();
+        let loaded = fc
+            .load_frames(&b, Seqs::All, LoadOptions::default())
+            .await
+            .unwrap();
         assert_eq!(images(&loaded), want_b.iter().collect::<Vec<_>>());
     }
     // A write in progress may stand over the cap until it has made room: settled first.
@@ -394,7 +480,10 @@ async fn a_small_cache_holds_its_own_files_within_its_capacity(env: &Env) {
             ..synthetic_frame(seq, 640, 480)
         })
         .collect();
-    writer.cache_frames(&timeline, &big, 95).await.unwrap();
+    writer
+        .cache_frames(&timeline, &big, WriteOptions::default().quality(95))
+        .await
+        .unwrap();
     let mut jpeg_bytes = 0;
     for seq in 0..N {
         jpeg_bytes += writer
@@ -426,7 +515,11 @@ async fn a_small_cache_holds_its_own_files_within_its_capacity(env: &Env) {
     };
     let fc = FrameCache::new(&config).unwrap();
     for seq in 0..N {
-        let frame = fc.load_frame(&timeline, seq).await.unwrap().unwrap();
+        let frame = fc
+            .load_frame(&timeline, seq, LoadOptions::default())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(frame.seq, seq);
     }
     assert!(fc.flush_raw_writes(FLUSH), "raw writes still pending");
@@ -487,10 +580,15 @@ async fn without_decoded_tiers_every_load_decodes() {
         ..env.config(&env.disk_dir("off"))
     };
     let fc = FrameCache::new(&config).unwrap();
-    fc.cache_frames(&timeline, &frames(2, 0), 85).await.unwrap();
+    fc.cache_frames(&timeline, &frames(2, 0), WriteOptions::default())
+        .await
+        .unwrap();
     let want = fresh(&fc, &timeline, 2, Scale::Full).await;
     for _ in 0..2 {
-        let got = fc.load_frames(&timeline).await.unwrap();
+        let got = fc
+            .load_frames(&timeline, Seqs::All, LoadOptions::default())
+            .await
+            .unwrap();
         assert_eq!(images(&got), want.iter().collect::<Vec<_>>());
         assert!(got.iter().all(|f| f.image.backing() == Backing::Owned));
     }
@@ -534,7 +632,11 @@ fn seed(origin: &Path, timeline: &str, salt: u64) {
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         FrameCache::new(&config)
             .unwrap()
-            .cache_frames(timeline, &frames(PROCESS_FRAMES, salt), 85)
+            .cache_frames(
+                timeline,
+                &frames(PROCESS_FRAMES, salt),
+                WriteOptions::default(),
+            )
             .await
             .unwrap();
     });
@@ -558,7 +660,7 @@ fn child() {
             ..LoadOptions::default()
         };
         let frames = fc
-            .load_frames_with(&var("FC_TIMELINE"), options)
+            .load_frames(&var("FC_TIMELINE"), Seqs::All, options)
             .await
             .unwrap();
         // Written behind the load: flushed, as a process that wants them kept does.

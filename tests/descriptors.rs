@@ -5,6 +5,7 @@
 mod common;
 
 use common::{Env, jpeg_variant, unique};
+use framecache::WriteOptions;
 use framecache::{CacheConfig, EncodedFrame, FrameCache, LoadOptions, Seqs};
 use std::time::Duration;
 
@@ -54,7 +55,10 @@ async fn thousands_of_mapped_frames_hold_no_descriptors(env: &Env) {
             perceptual_hash: String::new(),
         })
         .collect();
-    writer.cache_jpegs(&tl, frames, &|_| {}).await.unwrap();
+    writer
+        .cache_jpegs(&tl, frames, WriteOptions::default())
+        .await
+        .unwrap();
     // Decoded once, a window at a time, each window's raw entries written before the next
     // (the writer behind loads drops what does not fit its queue).
     let decoder = FrameCache::new(&CacheConfig {
@@ -68,7 +72,7 @@ async fn thousands_of_mapped_frames_hold_no_descriptors(env: &Env) {
     for start in (0..FRAMES).step_by(50) {
         let range = Seqs::Range(start..(start + 50).min(FRAMES));
         decoder
-            .load_frames_of(&tl, range, LoadOptions::default())
+            .load_frames(&tl, range, LoadOptions::default())
             .await
             .unwrap();
         assert!(decoder.flush_raw_writes(Duration::from_secs(60)));
@@ -77,7 +81,10 @@ async fn thousands_of_mapped_frames_hold_no_descriptors(env: &Env) {
 
     // A fresh handle maps every frame from the decoded disk tier and keeps them all.
     let reader = FrameCache::new(&config).unwrap();
-    let mut frames = reader.load_frames(&tl).await.unwrap();
+    let mut frames = reader
+        .load_frames(&tl, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap();
     assert_eq!(frames.len() as u64, FRAMES);
     let stats = reader.stats();
     assert_eq!(stats.decoded_disk.hits, FRAMES, "{stats:?}");

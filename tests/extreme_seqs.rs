@@ -5,6 +5,7 @@ mod common;
 
 use common::{Env, jpeg_variant, unique};
 use framecache::{CacheConfig, EncodedFrame, FrameCache, Seqs};
+use framecache::{LoadOptions, PageStart, WriteOptions};
 use futures::StreamExt;
 
 const LAST: u64 = u64::MAX;
@@ -30,11 +31,13 @@ async fn a_timeline_ending_at_the_largest_seq_reads_whole(env: &Env) {
     let fc = FrameCache::new(&config).unwrap();
     let seqs = [0, 1, LAST - 1, LAST];
     let frames = seqs.iter().map(|&s| encoded(s)).collect();
-    fc.cache_jpegs(&tl, frames, &|_| {}).await.unwrap();
+    fc.cache_jpegs(&tl, frames, WriteOptions::default())
+        .await
+        .unwrap();
 
     let fresh = FrameCache::new(&config).unwrap();
     let streamed: Vec<u64> = fresh
-        .stream_frames(&tl)
+        .stream_frames(&tl, Seqs::All, LoadOptions::default())
         .map(|f| f.unwrap().0.seq)
         .take(10)
         .collect()
@@ -48,14 +51,17 @@ async fn a_timeline_ending_at_the_largest_seq_reads_whole(env: &Env) {
         .map(|e| e.seq)
         .collect();
     assert_eq!(listed, seqs);
-    let page = fresh.list_frames_page(&tl, LAST, 10).await.unwrap();
+    let page = fresh
+        .list_frames_page(&tl, PageStart::Seq(LAST), 10)
+        .await
+        .unwrap();
     assert_eq!(
         page.frames.iter().map(|e| e.seq).collect::<Vec<_>>(),
         [LAST]
     );
     assert_eq!(page.next, None);
     let loaded: Vec<u64> = fresh
-        .load_frames(&tl)
+        .load_frames(&tl, Seqs::All, LoadOptions::default())
         .await
         .unwrap()
         .iter()
@@ -63,7 +69,12 @@ async fn a_timeline_ending_at_the_largest_seq_reads_whole(env: &Env) {
         .collect();
     assert_eq!(loaded, seqs);
     assert_eq!(
-        fresh.load_frame(&tl, LAST).await.unwrap().unwrap().seq,
+        fresh
+            .load_frame(&tl, LAST, LoadOptions::default())
+            .await
+            .unwrap()
+            .unwrap()
+            .seq,
         LAST
     );
 
@@ -77,7 +88,7 @@ async fn a_timeline_ending_at_the_largest_seq_reads_whole(env: &Env) {
         ("18446744073709551614..18446744073709551615", vec![LAST - 1]),
     ] {
         let sel = Seqs::parse(text).unwrap();
-        let (n, stream) = fresh.stream_jpegs_of(&tl, sel).await.unwrap();
+        let (n, stream) = fresh.stream_jpegs(&tl, sel).await.unwrap();
         let got: Vec<u64> = stream.map(|j| j.unwrap().seq).collect().await;
         assert_eq!(n, want.len(), "{text}");
         assert_eq!(got, want, "{text}");
@@ -99,10 +110,13 @@ async fn a_stream_ahead_of_the_listing_stops_after_the_largest_seq(env: &Env) {
     // Over 1,000 frames: the stream reads the manifest ahead of the listing.
     let seqs: Vec<u64> = (0..1001).chain([LAST]).collect();
     let frames = seqs.iter().map(|&s| encoded(s)).collect();
-    writer.cache_jpegs(&tl, frames, &|_| {}).await.unwrap();
+    writer
+        .cache_jpegs(&tl, frames, WriteOptions::default())
+        .await
+        .unwrap();
 
     let fc = FrameCache::new(&env.config(&env.disk_dir("ahead"))).unwrap();
-    let mut stream = Box::pin(fc.stream_frames(&tl));
+    let mut stream = Box::pin(fc.stream_frames(&tl, Seqs::All, LoadOptions::default()));
     let mut seen = Vec::new();
     while let Some(item) = tokio::time::timeout(std::time::Duration::from_secs(60), stream.next())
         .await

@@ -5,6 +5,7 @@ mod common;
 
 use common::{Env, Proxy, ProxyMode, unique};
 use framecache::{Backend, CacheConfig, Error, Frame, FrameCache, Source, synthetic_frame};
+use framecache::{LoadOptions, Seqs, WriteOptions};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -37,7 +38,7 @@ async fn injected_read_faults_never_serve_a_wrong_byte(env: &Env) {
     let tl = unique("chaos");
     let writer = FrameCache::new(&env.config(&env.disk_dir("chaos-writer"))).unwrap();
     writer
-        .cache_frames(&tl, &frames(FRAMES, 320, 240), 85)
+        .cache_frames(&tl, &frames(FRAMES, 320, 240), WriteOptions::default())
         .await
         .unwrap();
     let expected = origin_jpegs(env, &tl, FRAMES).await;
@@ -108,9 +109,17 @@ async fn an_impossible_cache_directory_passes_reads_through(env: &Env) {
         ..env.config(&blocker.join("cache"))
     })
     .unwrap();
-    fc.cache_frames(&tl, &frames(3, 64, 48), 85).await.unwrap();
+    fc.cache_frames(&tl, &frames(3, 64, 48), WriteOptions::default())
+        .await
+        .unwrap();
     for _ in 0..2 {
-        assert_eq!(fc.load_frames(&tl).await.unwrap().len(), 3);
+        assert_eq!(
+            fc.load_frames(&tl, Seqs::All, LoadOptions::default())
+                .await
+                .unwrap()
+                .len(),
+            3
+        );
     }
     let stats = fc.stats();
     assert!(stats.disk.errors >= 6, "{stats:?}");
@@ -127,11 +136,19 @@ async fn a_deleted_cache_directory_is_rebuilt(env: &Env) {
         ..env.config(&dir)
     };
     let fc = FrameCache::new(&config).unwrap();
-    fc.cache_frames(&tl, &frames(3, 64, 48), 85).await.unwrap();
+    fc.cache_frames(&tl, &frames(3, 64, 48), WriteOptions::default())
+        .await
+        .unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
-    assert_eq!(fc.load_frames(&tl).await.unwrap().len(), 3);
+    assert_eq!(
+        fc.load_frames(&tl, Seqs::All, LoadOptions::default())
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
     let again = FrameCache::new(&config).unwrap();
-    let mut stream = Box::pin(again.stream_frames(&tl));
+    let mut stream = Box::pin(again.stream_frames(&tl, Seqs::All, LoadOptions::default()));
     use futures::StreamExt;
     while let Some(item) = stream.next().await {
         assert_eq!(item.unwrap().1, Source::Disk);
@@ -177,15 +194,22 @@ async fn origin_down_serves_local_hits_and_recovers() {
     let (cached, uncached) = (unique("down-cached"), unique("down-uncached"));
     let writer = FrameCache::new(&env.config(&env.disk_dir("down-writer"))).unwrap();
     writer
-        .cache_frames(&cached, &frames(4, 64, 48), 85)
+        .cache_frames(&cached, &frames(4, 64, 48), WriteOptions::default())
         .await
         .unwrap();
     writer
-        .cache_frames(&uncached, &frames(4, 64, 48), 85)
+        .cache_frames(&uncached, &frames(4, 64, 48), WriteOptions::default())
         .await
         .unwrap();
     let gpu_box = FrameCache::new(&config).unwrap();
-    assert_eq!(gpu_box.load_frames(&cached).await.unwrap().len(), 4);
+    assert_eq!(
+        gpu_box
+            .load_frames(&cached, Seqs::All, LoadOptions::default())
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
     let version_of_2 = gpu_box.list_frames(&cached).await.unwrap()[2]
         .version
         .clone();
@@ -193,7 +217,14 @@ async fn origin_down_serves_local_hits_and_recovers() {
     for mode in [ProxyMode::Refuse, ProxyMode::BlackHole] {
         proxy.set(mode);
         // Hits: the memory tier of this handle, the disk tier for a new one.
-        assert_eq!(gpu_box.load_frames(&cached).await.unwrap().len(), 4);
+        assert_eq!(
+            gpu_box
+                .load_frames(&cached, Seqs::All, LoadOptions::default())
+                .await
+                .unwrap()
+                .len(),
+            4
+        );
         let restarted = FrameCache::new(&config).unwrap();
         let loaded = restarted.load_frames_b64(&cached).await.unwrap();
         assert_eq!(loaded.len(), 4, "{mode:?}");
@@ -208,10 +239,20 @@ async fn origin_down_serves_local_hits_and_recovers() {
             continue; // each call below would wait out its deadlines again
         }
         // Errors, never "missing".
-        assert!(gpu_box.load_frames(&uncached).await.is_err());
+        assert!(
+            gpu_box
+                .load_frames(&uncached, Seqs::All, LoadOptions::default())
+                .await
+                .is_err()
+        );
         assert!(gpu_box.exists(&uncached).await.is_err());
         assert!(gpu_box.status(&uncached).await.is_err());
-        assert!(gpu_box.load_frame(&uncached, 0).await.is_err());
+        assert!(
+            gpu_box
+                .load_frame(&uncached, 0, LoadOptions::default())
+                .await
+                .is_err()
+        );
         assert!(gpu_box.timelines().await.is_err());
         // Nothing local was dropped.
         let key = framecache::layout::frame_key(&cached, 2).unwrap();
@@ -226,9 +267,19 @@ async fn origin_down_serves_local_hits_and_recovers() {
     assert!(gpu_box.chain().disk().unwrap().path_of(&local).is_file());
 
     proxy.set(ProxyMode::Up);
-    let recovered = gpu_box.load_frames(&uncached).await.unwrap();
+    let recovered = gpu_box
+        .load_frames(&uncached, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap();
     assert_eq!(recovered.len(), 4);
     let offline = gpu_box.stats().offline_loads;
-    assert_eq!(gpu_box.load_frames(&cached).await.unwrap().len(), 4);
+    assert_eq!(
+        gpu_box
+            .load_frames(&cached, Seqs::All, LoadOptions::default())
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
     assert_eq!(gpu_box.stats().offline_loads, offline, "back online");
 }

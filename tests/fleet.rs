@@ -8,6 +8,7 @@ use bytes::Bytes;
 use common::{Env, jpeg_variant as jpeg, unique};
 use framecache::tier::Origin;
 use framecache::{Backend, FrameCache, TimelineStatus, layout};
+use framecache::{LoadOptions, Seqs, WriteOptions};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -54,8 +55,14 @@ async fn python_rewrites_are_never_served_stale(env: &Env) {
     )
     .await;
     // Warm every path.
-    assert_eq!(fc.load_frames(&tl).await.unwrap().len(), 3);
-    assert_eq!(fc.load_jpegs(&tl).await.unwrap().len(), 3);
+    assert_eq!(
+        fc.load_frames(&tl, Seqs::All, LoadOptions::default())
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(fc.load_jpegs(&tl, Seqs::All).await.unwrap().len(), 3);
     assert_eq!(fc.frame_jpeg(&tl, 1).await.unwrap().unwrap().0, jpeg(1, 0));
     assert!(
         fc.load_overlays(&tl, "job", "edges", 1)
@@ -93,8 +100,14 @@ async fn python_rewrites_are_never_served_stale(env: &Env) {
         jpeg(1, 200)
     );
     let fresh = handle(env, "py-rewrite-decode");
-    let loaded = fc.load_frames(&tl).await.unwrap();
-    let expected = fresh.load_frames(&tl).await.unwrap();
+    let loaded = fc
+        .load_frames(&tl, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap();
+    let expected = fresh
+        .load_frames(&tl, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap();
     assert_eq!(loaded, expected, "load_frames serves the rewritten pixels");
     let overlays = fc
         .load_overlays(&tl, "job", "edges", 1)
@@ -120,12 +133,12 @@ async fn same_size_rewrites_are_never_served_stale(env: &Env) {
     assert_eq!(fc.frame_jpeg(&tl, 0).await.unwrap().unwrap().0, payload(1));
     python_put(env, &origin, &key, payload(2)).await;
     assert_eq!(fc.frame_jpeg(&tl, 0).await.unwrap().unwrap().0, payload(2));
-    let (count, stream) = fc.stream_jpegs(&tl).await.unwrap();
+    let (count, stream) = fc.stream_jpegs(&tl, Seqs::All).await.unwrap();
     assert_eq!(count, 1);
     let frames: Vec<_> = futures::StreamExt::collect::<Vec<_>>(stream).await;
     assert_eq!(frames[0].as_ref().unwrap().jpeg, payload(2));
     python_put(env, &origin, &key, payload(3)).await;
-    let (_, stream) = fc.stream_jpegs(&tl).await.unwrap();
+    let (_, stream) = fc.stream_jpegs(&tl, Seqs::All).await.unwrap();
     let frames: Vec<_> = futures::StreamExt::collect::<Vec<_>>(stream).await;
     assert_eq!(frames[0].as_ref().unwrap().jpeg, payload(3));
 }
@@ -141,8 +154,12 @@ async fn a_manifest_left_behind_does_not_win(env: &Env) {
     let frames: Vec<_> = (0..4)
         .map(|s| framecache::synthetic_frame(s, 64, 48))
         .collect();
-    fc.cache_frames(&tl, &frames, 85).await.unwrap();
-    fc.load_frames(&tl).await.unwrap();
+    fc.cache_frames(&tl, &frames, WriteOptions::default())
+        .await
+        .unwrap();
+    fc.load_frames(&tl, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap();
     for seq in 0..4 {
         python_put(
             env,
@@ -161,14 +178,17 @@ async fn a_manifest_left_behind_does_not_win(env: &Env) {
         assert_eq!(bytes, jpeg(f.seq, 99));
         assert_eq!(f.timestamp, 0.0, "metadata of other bytes is not reported");
     }
-    for f in fc.load_jpegs(&tl).await.unwrap() {
+    for f in fc.load_jpegs(&tl, Seqs::All).await.unwrap() {
         assert_eq!(f.jpeg, jpeg(f.seq, 99));
         assert_eq!((f.chunk_id, f.perceptual_hash.as_str()), (0, ""));
     }
     // Decoded frames too: the pixels are the rewritten JPEG's, not the manifest's.
-    let loaded = fc.load_frames(&tl).await.unwrap();
+    let loaded = fc
+        .load_frames(&tl, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap();
     let fresh = handle(env, "left-behind-decode")
-        .load_frames(&tl)
+        .load_frames(&tl, Seqs::All, LoadOptions::default())
         .await
         .unwrap();
     assert_eq!(loaded, fresh);
@@ -194,14 +214,28 @@ async fn a_deleted_timeline_is_never_served(env: &Env) {
         )
         .await;
     }
-    assert_eq!(fc.load_frames(&tl).await.unwrap().len(), 3);
+    assert_eq!(
+        fc.load_frames(&tl, Seqs::All, LoadOptions::default())
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
     origin
         .remove_prefix(&layout::timeline_prefix(&tl).unwrap())
         .await
         .unwrap();
-    assert_eq!(fc.load_frames(&tl).await.unwrap(), vec![]);
+    assert_eq!(
+        fc.load_frames(&tl, Seqs::All, LoadOptions::default())
+            .await
+            .unwrap(),
+        vec![]
+    );
     assert_eq!(fc.frame_jpeg(&tl, 1).await.unwrap(), None);
-    assert_eq!(fc.load_frame(&tl, 1).await.unwrap(), None);
+    assert_eq!(
+        fc.load_frame(&tl, 1, LoadOptions::default()).await.unwrap(),
+        None
+    );
     assert_eq!(fc.status(&tl).await.unwrap(), TimelineStatus::Missing);
 }
 
@@ -213,16 +247,27 @@ async fn an_invalid_frame_leaves_the_timeline_untouched(env: &Env) {
     let good: Vec<_> = (0..3)
         .map(|s| framecache::synthetic_frame(s, 32, 24))
         .collect();
-    fc.cache_frames(&tl, &good, 85).await.unwrap();
+    fc.cache_frames(&tl, &good, WriteOptions::default())
+        .await
+        .unwrap();
     let before = fc.status(&tl).await.unwrap();
     assert!(matches!(before, TimelineStatus::Complete { frames: 3, .. }));
     let mut bad = good.clone();
     bad[1].image = image::RgbImage::new(0, 0).into();
-    let err = fc.cache_frames(&tl, &bad, 85).await.unwrap_err();
+    let err = fc
+        .cache_frames(&tl, &bad, WriteOptions::default())
+        .await
+        .unwrap_err();
     assert!(err.is_invalid_input(), "{err}");
     assert!(err.to_string().contains("seq 1"), "{err}");
     assert_eq!(fc.status(&tl).await.unwrap(), before);
-    assert_eq!(fc.load_frames(&tl).await.unwrap().len(), 3);
+    assert_eq!(
+        fc.load_frames(&tl, Seqs::All, LoadOptions::default())
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
 }
 
 backend_tests!(

@@ -12,6 +12,7 @@ use framecache::{
     CacheConfig, EncodedFrame, Error, Frame, FrameCache, LoadOptions, Scale, Source, codec, layout,
     synthetic_frame,
 };
+use framecache::{Seqs, WriteOptions};
 use std::path::Path;
 
 const TL: &str = "hostile";
@@ -52,7 +53,10 @@ async fn store_with_bad_frame(config: &CacheConfig, bad: Vec<u8>) {
     })
     .unwrap();
     let frames = vec![encoded(0, jpeg(0)), encoded(1, bad), encoded(2, jpeg(2))];
-    writer.cache_jpegs(TL, frames, &|_| {}).await.unwrap();
+    writer
+        .cache_jpegs(TL, frames, WriteOptions::default())
+        .await
+        .unwrap();
 }
 
 /// The local tier holding frame `seq` at its current version, if any.
@@ -82,7 +86,10 @@ fn decoded_names(cache_dir: &Path) -> Vec<String> {
 /// can see what they look for).
 async fn assert_nothing_kept(fc: &FrameCache, cache_dir: &Path) {
     assert_eq!(kept_in(fc, 1).await, None, "the bad frame's JPEG is kept");
-    fc.load_frame(TL, 0).await.unwrap().unwrap();
+    fc.load_frame(TL, 0, LoadOptions::default())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(kept_in(fc, 0).await.is_some());
     let bad = format!("{}#", layout::frame_key(TL, 1).unwrap());
     let names = decoded_names(cache_dir);
@@ -104,28 +111,40 @@ async fn truncated_frames_fail(decoded_tiers: bool) {
     store_with_bad_frame(&config, whole[..whole.len() / 2].to_vec()).await;
     let fc = FrameCache::new(&config).unwrap();
     for round in 0..2 {
-        let err = fc.load_frames(TL).await.unwrap_err();
+        let err = fc
+            .load_frames(TL, Seqs::All, LoadOptions::default())
+            .await
+            .unwrap_err();
         let Error::Decode { key, .. } = &err else {
             panic!("round {round}: expected a decode error, got {err:?}");
         };
         assert_eq!(key, &layout::frame_key(TL, 1).unwrap());
-        let err = fc.load_frame(TL, 1).await.unwrap_err();
+        let err = fc
+            .load_frame(TL, 1, LoadOptions::default())
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::Decode { .. }), "{err:?}");
         let scaled = LoadOptions {
             scale: Scale::Quarter,
             ..LoadOptions::default()
         };
-        let err = fc.load_frame_with(TL, 1, scaled).await.unwrap_err();
+        let err = fc.load_frame(TL, 1, scaled).await.unwrap_err();
         assert!(matches!(err, Error::Decode { .. }), "{err:?}");
         assert_nothing_kept(&fc, &dir).await;
     }
     // Another process on the machine finds nothing either.
     let other = FrameCache::new(&config).unwrap();
     assert!(matches!(
-        other.load_frame(TL, 1).await,
+        other.load_frame(TL, 1, LoadOptions::default()).await,
         Err(Error::Decode { .. })
     ));
-    assert!(other.load_frame(TL, 0).await.unwrap().is_some());
+    assert!(
+        other
+            .load_frame(TL, 0, LoadOptions::default())
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[tokio::test]
@@ -145,7 +164,10 @@ async fn a_decompression_bomb_is_refused_from_its_header() {
     let config = env.config(&dir);
     store_with_bad_frame(&config, bomb()).await;
     let fc = FrameCache::new(&config).unwrap();
-    let err = fc.load_frames(TL).await.unwrap_err();
+    let err = fc
+        .load_frames(TL, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap_err();
     match &err {
         Error::FrameTooLarge {
             key,
@@ -176,7 +198,7 @@ async fn a_decompression_bomb_is_refused_from_its_header() {
     })
     .unwrap();
     assert!(matches!(
-        plain.load_frame(TL, 1).await,
+        plain.load_frame(TL, 1, LoadOptions::default()).await,
         Err(Error::FrameTooLarge { .. })
     ));
 }
@@ -192,7 +214,10 @@ async fn max_frame_pixels_is_a_setting() {
             ..synthetic_frame(seq, 64, 48)
         })
         .collect();
-    writer.cache_frames(TL, &frames, 85).await.unwrap();
+    writer
+        .cache_frames(TL, &frames, WriteOptions::default())
+        .await
+        .unwrap();
     config.decoded.max_frame_pixels = 64 * 48 - 1;
     config.disk = Some(framecache::DiskConfig {
         dir: env.disk_dir("b"),
@@ -200,14 +225,24 @@ async fn max_frame_pixels_is_a_setting() {
         ..Default::default()
     });
     let strict = FrameCache::new(&config).unwrap();
-    let err = strict.load_frames(TL).await.unwrap_err();
+    let err = strict
+        .load_frames(TL, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, Error::FrameTooLarge { width: 64, height: 48, limit, .. } if limit == 64 * 48 - 1),
         "{err:?}"
     );
     config.decoded.max_frame_pixels = 64 * 48;
     let exact = FrameCache::new(&config).unwrap();
-    assert_eq!(exact.load_frames(TL).await.unwrap().len(), 2);
+    assert_eq!(
+        exact
+            .load_frames(TL, Seqs::All, LoadOptions::default())
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -217,7 +252,10 @@ async fn a_progressive_jpeg_of_too_many_scans_is_refused() {
     let config = env.config(&dir);
     store_with_bad_frame(&config, include_bytes!("data/many_scans.jpg").to_vec()).await;
     let fc = FrameCache::new(&config).unwrap();
-    let err = fc.load_frame(TL, 1).await.unwrap_err();
+    let err = fc
+        .load_frame(TL, 1, LoadOptions::default())
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, Error::Decode { reason, .. } if reason.contains("scans")),
         "{err:?}"
@@ -238,7 +276,10 @@ async fn an_object_over_max_object_size_is_refused_before_it_is_read() {
     let (chain, probe) = env.instrumented(&disk);
     let chain = chain.with_max_object_size(config.origin.max_object_size);
     let fc = FrameCache::from_chain(chain, 4).with_decoded_tiers(&config);
-    let err = fc.load_frame(TL, 1).await.unwrap_err();
+    let err = fc
+        .load_frame(TL, 1, LoadOptions::default())
+        .await
+        .unwrap_err();
     match &err {
         Error::ObjectTooLarge {
             key,
@@ -256,7 +297,7 @@ async fn an_object_over_max_object_size_is_refused_before_it_is_read() {
     // refused from its stat'ed size.
     assert_eq!(probe.reads(), 2);
     assert!(matches!(
-        fc.load_frames(TL).await,
+        fc.load_frames(TL, Seqs::All, LoadOptions::default()).await,
         Err(Error::ObjectTooLarge { .. })
     ));
     assert_nothing_kept(&fc, &disk).await;
@@ -283,7 +324,10 @@ async fn a_non_finite_timestamp_is_refused_before_anything_is_written() {
                 ..synthetic_frame(7, 32, 16)
             },
         ];
-        let err = fc.cache_frames(TL, &frames, 85).await.unwrap_err();
+        let err = fc
+            .cache_frames(TL, &frames, WriteOptions::default())
+            .await
+            .unwrap_err();
         match &err {
             Error::Invalid { what, value, .. } => {
                 assert_eq!(*what, "frame timestamp");
@@ -296,7 +340,10 @@ async fn a_non_finite_timestamp_is_refused_before_anything_is_written() {
             f.timestamp = bad;
             f
         }];
-        let err = fc.cache_jpegs(TL, jpegs, &|_| {}).await.unwrap_err();
+        let err = fc
+            .cache_jpegs(TL, jpegs, WriteOptions::default())
+            .await
+            .unwrap_err();
         assert!(err.is_invalid_input(), "{err:?}");
         assert!(!fc.exists(TL).await.unwrap(), "something was written");
     }
@@ -314,7 +361,9 @@ async fn an_unreadable_manifest_is_counted_and_its_frames_still_load() {
             ..synthetic_frame(seq, 32, 16)
         })
         .collect();
-    fc.cache_frames(TL, &frames, 85).await.unwrap();
+    fc.cache_frames(TL, &frames, WriteOptions::default())
+        .await
+        .unwrap();
     // A head whose frame count is JSON's `null` (what a NaN made of a number before writes
     // refused them) does not parse.
     let key = layout::manifest_key(TL).unwrap();
@@ -331,7 +380,10 @@ async fn an_unreadable_manifest_is_counted_and_its_frames_still_load() {
     let broken = text.replacen("\"count\":2", "\"count\":null", 1);
     assert_ne!(broken, text);
     origin.put(&key, Bytes::from(broken)).await.unwrap();
-    let loaded = fc.load_frames(TL).await.unwrap();
+    let loaded = fc
+        .load_frames(TL, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap();
     assert_eq!(loaded.len(), 2);
     assert_eq!(loaded[0].timestamp, 0.0);
     assert_eq!(fc.stats().unreadable_manifests, 1);
@@ -368,7 +420,10 @@ async fn frames_that_decode_still_load_from_every_tier() {
     store_with_bad_frame(&config, include_bytes!("data/progressive.jpg").to_vec()).await;
     let fc = FrameCache::new(&config).unwrap();
     for _ in 0..2 {
-        let frames = fc.load_frames(TL).await.unwrap();
+        let frames = fc
+            .load_frames(TL, Seqs::All, LoadOptions::default())
+            .await
+            .unwrap();
         assert_eq!(frames.len(), 3);
         assert_eq!(frames[1].image.dimensions(), (32, 24));
     }

@@ -16,6 +16,7 @@ use common::Env;
 use common::child::{exit_forked, wait_forked};
 use framecache::flock::{LockKind, gate};
 use framecache::{CacheConfig, Frame, FrameCache, Pixels, Scale, codec, synthetic_frame};
+use framecache::{LoadOptions, Seqs, WriteOptions};
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::mpsc;
@@ -63,7 +64,10 @@ fn timeline(env: &Env, rt: &tokio::runtime::Runtime) -> (String, Vec<Pixels>) {
         .collect();
     let writer = FrameCache::new(&config(env, &env.disk_dir("writer"))).unwrap();
     rt.block_on(async {
-        writer.cache_frames(&name, &frames, 85).await.unwrap();
+        writer
+            .cache_frames(&name, &frames, WriteOptions::default())
+            .await
+            .unwrap();
         let mut want = Vec::new();
         for seq in 0..FRAMES {
             let (jpeg, _) = writer.frame_jpeg(&name, seq).await.unwrap().unwrap();
@@ -114,7 +118,8 @@ fn fork_while_held(kind: LockKind, rounds: usize) {
         let loader = {
             let name = name.clone();
             std::thread::spawn(move || {
-                let frames = rt.block_on(parent.load_frames(&name));
+                let frames =
+                    rt.block_on(parent.load_frames(&name, Seqs::All, LoadOptions::default()));
                 let _ = tx.send(
                     frames
                         .map_err(|e| e.to_string())
@@ -138,7 +143,9 @@ fn fork_while_held(kind: LockKind, rounds: usize) {
                 }
                 let rt = runtime();
                 let fc = FrameCache::new(&config(&env, &box_dir)).unwrap();
-                let frames = rt.block_on(fc.load_frames(&name)).unwrap();
+                let frames = rt
+                    .block_on(fc.load_frames(&name, Seqs::All, LoadOptions::default()))
+                    .unwrap();
                 if kind == LockKind::Directory {
                     fc.chain().disk().unwrap().recount();
                 }
@@ -203,7 +210,10 @@ fn a_decode_lock_held_past_the_bound_is_decoded_around() {
     let stopped = {
         let name = name.clone();
         let rt = runtime();
-        std::thread::spawn(move || rt.block_on(holder.load_frames(&name)).map(|f| f.len()))
+        std::thread::spawn(move || {
+            rt.block_on(holder.load_frames(&name, Seqs::All, LoadOptions::default()))
+                .map(|f| f.len())
+        })
     };
     assert!(gate::wait_held(Duration::from_secs(30)));
     // A second handle (another process, as far as flock knows) waits 50 ms for it, then
@@ -213,7 +223,9 @@ fn a_decode_lock_held_past_the_bound_is_decoded_around() {
         ..env.config(&dir)
     })
     .unwrap();
-    let frames = rt.block_on(waiter.load_frames(&name)).unwrap();
+    let frames = rt
+        .block_on(waiter.load_frames(&name, Seqs::All, LoadOptions::default()))
+        .unwrap();
     gate::release();
     assert!(same(&frames, &want));
     // At least the stuck frame was decoded around; a slow machine may also outwait the

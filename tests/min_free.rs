@@ -12,6 +12,7 @@ use framecache::{
     CacheConfig, DecodedConfig, DiskConfig, Frame, FrameCache, LimitedBy, Metrics, MinFree, Pixels,
     codec, synthetic_frame,
 };
+use framecache::{LoadOptions, Seqs, WriteOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -127,7 +128,10 @@ async fn a_small_filesystem_keeps_min_free_and_serves_the_right_frames(env: &Env
     };
     let timeline = common::unique("minfree");
     let writer = FrameCache::new(&env.config(&env.disk_dir("writer"))).unwrap();
-    writer.cache_frames(&timeline, &frames(), 85).await.unwrap();
+    writer
+        .cache_frames(&timeline, &frames(), WriteOptions::default())
+        .await
+        .unwrap();
     let mut want: Vec<Pixels> = Vec::new();
     for seq in 0..FRAMES {
         let (jpeg, _) = writer.frame_jpeg(&timeline, seq).await.unwrap().unwrap();
@@ -155,7 +159,10 @@ async fn a_small_filesystem_keeps_min_free_and_serves_the_right_frames(env: &Env
     };
     let fc = FrameCache::new(&config).unwrap();
     for round in 0..2 {
-        let got = fc.load_frames(&timeline).await.unwrap();
+        let got = fc
+            .load_frames(&timeline, Seqs::All, LoadOptions::default())
+            .await
+            .unwrap();
         assert_eq!(got.len(), FRAMES as usize, "round {round}");
         for (frame, want) in got.iter().zip(&want) {
             assert!(
@@ -171,7 +178,11 @@ async fn a_small_filesystem_keeps_min_free_and_serves_the_right_frames(env: &Env
     // evict more meanwhile. Once more frame by frame, holding one at a time, so that what
     // the tiers keep at the end is what the filesystem spares them.
     for seq in 0..FRAMES {
-        let frame = fc.load_frame(&timeline, seq).await.unwrap().unwrap();
+        let frame = fc
+            .load_frame(&timeline, seq, LoadOptions::default())
+            .await
+            .unwrap()
+            .unwrap();
         assert!(
             frame.image == want[seq as usize],
             "frame {seq} differs from a decode of its JPEG"

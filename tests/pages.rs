@@ -7,6 +7,7 @@ mod common;
 
 use bytes::Bytes;
 use common::{Env, Instrumented, jpeg_variant, unique};
+use framecache::WriteOptions;
 use framecache::{EncodedFrame, FrameCache, LoadOptions, Metrics, Seqs, layout};
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -27,7 +28,10 @@ async fn write(env: &Env, tl: &str, n: u64) {
             jpeg: jpeg_variant(seq, 0),
         })
         .collect();
-    writer.cache_jpegs(tl, frames, &|_| {}).await.unwrap();
+    writer
+        .cache_jpegs(tl, frames, WriteOptions::default())
+        .await
+        .unwrap();
 }
 
 /// A timeline of [`FRAMES`] frames, loaded once through a cache on disk directory `disk`
@@ -36,7 +40,10 @@ async fn warm_timeline(env: &Env, disk: &str) -> String {
     let tl = unique("pages");
     write(env, &tl, FRAMES).await;
     let warmer = FrameCache::new(&env.config(&env.disk_dir(disk))).unwrap();
-    assert_eq!(warmer.load_jpegs(&tl).await.unwrap().len(), FRAMES as usize);
+    assert_eq!(
+        warmer.load_jpegs(&tl, Seqs::All).await.unwrap().len(),
+        FRAMES as usize
+    );
     tl
 }
 
@@ -69,7 +76,7 @@ async fn a_warm_range_of_240_costs_at_most_three_requests(env: &Env) {
     let tl = warm_timeline(env, "range").await;
     let (fc, probe) = counted(env, "range", Duration::ZERO);
     let frames = fc
-        .load_frames_of(&tl, Seqs::Range(0..FRAMES), LoadOptions::default())
+        .load_frames(&tl, Seqs::Range(0..FRAMES), LoadOptions::default())
         .await
         .unwrap();
     assert_eq!(frames.len(), FRAMES as usize);
@@ -87,7 +94,7 @@ async fn a_warm_range_of_240_costs_at_most_three_requests(env: &Env) {
     // Again in the same process: the page alone (it lists the manifest's version, which
     // this process has read).
     let before = probe.requests();
-    let again = fc.load_jpegs_of(&tl, Seqs::Range(0..FRAMES)).await.unwrap();
+    let again = fc.load_jpegs(&tl, Seqs::Range(0..FRAMES)).await.unwrap();
     assert_eq!(again.len(), FRAMES as usize);
     assert_eq!(probe.requests() - before, 1);
 }
@@ -100,7 +107,7 @@ async fn thirty_warm_batches_of_eight_cost_a_request_each_or_none_in_the_window(
     let (fc, probe) = counted(env, "batches", Duration::ZERO);
     for batch in &batches {
         let frames = fc
-            .load_frames_of(&tl, Seqs::List(batch.clone()), LoadOptions::default())
+            .load_frames(&tl, Seqs::List(batch.clone()), LoadOptions::default())
             .await
             .unwrap();
         let seqs: Vec<u64> = frames.iter().map(|f| f.seq).collect();
@@ -110,18 +117,22 @@ async fn thirty_warm_batches_of_eight_cost_a_request_each_or_none_in_the_window(
     assert_eq!(probe.stats.load(SeqCst), 0);
     // Within a window: the first batch confirms the page, the other 29 ask nothing.
     let (fc, probe) = counted(env, "batches", Duration::from_secs(3600));
-    fc.load_frames_of(&tl, Seqs::List(batches[0].clone()), LoadOptions::default())
+    fc.load_frames(&tl, Seqs::List(batches[0].clone()), LoadOptions::default())
         .await
         .unwrap();
     let first = probe.requests();
     assert!(first <= 3, "{first} requests");
     for batch in &batches[1..] {
-        fc.load_frames_of(&tl, Seqs::List(batch.clone()), LoadOptions::default())
+        fc.load_frames(&tl, Seqs::List(batch.clone()), LoadOptions::default())
             .await
             .unwrap();
     }
     // Single frames too, as a dataset's `__getitem__` reads them.
-    let one = fc.load_frame(&tl, 17).await.unwrap().unwrap();
+    let one = fc
+        .load_frame(&tl, 17, LoadOptions::default())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((one.seq, one.chunk_id), (17, 1));
     assert_eq!(probe.requests(), first, "no request after the first batch");
 }
@@ -145,7 +156,7 @@ async fn concurrent_reads_share_one_page(env: &Env) {
         .map(|batch| {
             let fc = &fc;
             let tl = &tl;
-            async move { fc.load_jpegs_of(tl, Seqs::List(batch)).await.unwrap().len() }.boxed()
+            async move { fc.load_jpegs(tl, Seqs::List(batch)).await.unwrap().len() }.boxed()
         })
         .collect();
     // Polled after the eight, which have begun (and the first holds its page) by then.
@@ -169,7 +180,7 @@ async fn a_rewritten_frame_is_not_served_stale_unless_in_the_window(env: &Env) {
     let (windowed, _) = counted(env, "rewrite", Duration::from_secs(3600));
     let batch = Seqs::List(vec![3, 150, 42]);
     for fc in [&strict, &windowed] {
-        let before = fc.load_jpegs_of(&tl, batch.clone()).await.unwrap();
+        let before = fc.load_jpegs(&tl, batch.clone()).await.unwrap();
         assert_eq!(before[1].jpeg, jpeg_variant(150, 0));
     }
     let rewritten: Bytes = jpeg_variant(150, 9);
@@ -178,7 +189,7 @@ async fn a_rewritten_frame_is_not_served_stale_unless_in_the_window(env: &Env) {
         .put(&layout::frame_key(&tl, 150).unwrap(), rewritten.clone())
         .await
         .unwrap();
-    let after = strict.load_jpegs_of(&tl, batch.clone()).await.unwrap();
+    let after = strict.load_jpegs(&tl, batch.clone()).await.unwrap();
     assert_eq!(after[1].jpeg, rewritten, "strict: the origin's bytes");
     assert_eq!(
         after[1].chunk_id, 0,
@@ -186,17 +197,17 @@ async fn a_rewritten_frame_is_not_served_stale_unless_in_the_window(env: &Env) {
     );
     assert_eq!(after[0].jpeg, jpeg_variant(3, 0));
     let frames = strict
-        .load_frames_of(&tl, Seqs::List(vec![150]), LoadOptions::default())
+        .load_frames(&tl, Seqs::List(vec![150]), LoadOptions::default())
         .await
         .unwrap();
     let fresh = framecache::codec::decode_jpeg(&rewritten).unwrap();
     assert_eq!(frames[0].image.as_raw(), fresh.as_raw());
     // Within its window a handle serves what it confirmed: what the window is for.
-    let stale = windowed.load_jpegs_of(&tl, batch.clone()).await.unwrap();
+    let stale = windowed.load_jpegs(&tl, batch.clone()).await.unwrap();
     assert_eq!(stale[1].jpeg, jpeg_variant(150, 0), "the window's copy");
     // A new handle confirms the page afresh.
     let (renewed, _) = counted(env, "rewrite", Duration::from_secs(3600));
-    let renewed = renewed.load_jpegs_of(&tl, batch).await.unwrap();
+    let renewed = renewed.load_jpegs(&tl, batch).await.unwrap();
     assert_eq!(renewed[1].jpeg, rewritten);
 }
 
@@ -217,7 +228,7 @@ async fn pages_that_miss_a_key_are_listed_again_from_it(env: &Env) {
     let (fc, probe) = counted(env, "stray", Duration::ZERO);
     let asked: Vec<u64> = vec![999, 0, 1499, 5, 1000, 731, 99, 1234];
     let seqs: Vec<u64> = fc
-        .load_jpegs_of(&tl, Seqs::List(asked.clone()))
+        .load_jpegs(&tl, Seqs::List(asked.clone()))
         .await
         .unwrap()
         .iter()
@@ -225,7 +236,7 @@ async fn pages_that_miss_a_key_are_listed_again_from_it(env: &Env) {
         .collect();
     assert_eq!(seqs, asked);
     let err = fc
-        .load_jpegs_of(&tl, Seqs::List(vec![4, 1500]))
+        .load_jpegs(&tl, Seqs::List(vec![4, 1500]))
         .await
         .unwrap_err();
     assert!(

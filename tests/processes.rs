@@ -10,6 +10,7 @@ use framecache::tier::DiskTier;
 use framecache::{
     Backend, CacheConfig, DecodedConfig, DiskConfig, FrameCache, Metrics, synthetic_frame,
 };
+use framecache::{LoadOptions, Seqs, WriteOptions};
 use futures::StreamExt;
 use serde_json::json;
 use std::collections::{HashMap, VecDeque};
@@ -146,7 +147,7 @@ fn seed_timeline(origin_root: &Path, timeline: &str, frames: u64) {
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         FrameCache::new(&config)
             .unwrap()
-            .cache_frames(timeline, &frames, 85)
+            .cache_frames(timeline, &frames, WriteOptions::default())
             .await
             .unwrap();
     });
@@ -298,7 +299,8 @@ fn child_load() {
         let mut sources: HashMap<String, u64> = HashMap::new();
         let mut frames = 0;
         for _ in 0..2 {
-            let mut stream = Box::pin(fc.stream_frames(&timeline));
+            let mut stream =
+                Box::pin(fc.stream_frames(&timeline, Seqs::All, LoadOptions::default()));
             while let Some(item) = stream.next().await {
                 let (frame, source) = item.unwrap();
                 assert_eq!(frame.chunk_id, synthetic_frame(frame.seq, 1, 1).chunk_id);

@@ -8,6 +8,7 @@ mod common;
 use bytes::Bytes;
 use common::{Env, cache_with_failing_origin, jpeg_variant, unique};
 use framecache::{EncodedFrame, Error, FrameCache, LoadOptions, Metrics, Seqs, WriteMode, layout};
+use framecache::{PageStart, WriteOptions};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
@@ -38,7 +39,10 @@ fn encoded(n: u64, shared: bool) -> Vec<EncodedFrame> {
 async fn write(env: &Env, tl: &str, n: u64) {
     let writer = cache(env, &format!("writer-{tl}"));
     let frames = encoded(n, n > 1000);
-    writer.cache_jpegs(tl, frames, &|_| {}).await.unwrap();
+    writer
+        .cache_jpegs(tl, frames, WriteOptions::default())
+        .await
+        .unwrap();
 }
 
 /// Frames stored as the Python module stores them: JPEGs only, no manifest.
@@ -51,7 +55,7 @@ async fn write_unmanaged(env: &Env, tl: &str, n: u64) {
 }
 
 async fn seqs_of(fc: &FrameCache, tl: &str, seqs: Seqs) -> Result<Vec<u64>, Error> {
-    let jpegs = fc.load_jpegs_of(tl, seqs).await?;
+    let jpegs = fc.load_jpegs(tl, seqs).await?;
     Ok(jpegs.iter().map(|j| j.seq).collect())
 }
 
@@ -71,11 +75,11 @@ async fn ranges_keep_order_and_duplicates_with_and_without_a_manifest(env: &Env)
                 .unwrap(),
             [7, 3, 7, 39]
         );
-        let jpegs = fc.load_jpegs_of(tl, vec![5, 30].into()).await.unwrap();
+        let jpegs = fc.load_jpegs(tl, vec![5, 30].into()).await.unwrap();
         assert_eq!(jpegs[0].jpeg, jpeg_variant(5, 0));
         assert_eq!(jpegs[1].jpeg, jpeg_variant(30, 0));
         let frames = fc
-            .load_frames_of(tl, Seqs::Range(30..33), LoadOptions::default())
+            .load_frames(tl, Seqs::Range(30..33), LoadOptions::default())
             .await
             .unwrap();
         assert_eq!(
@@ -86,7 +90,7 @@ async fn ranges_keep_order_and_duplicates_with_and_without_a_manifest(env: &Env)
         let expected_chunk = if tl == &managed { 103 } else { 0 };
         assert_eq!(frames[0].chunk_id, expected_chunk, "{tl}");
         assert!(
-            fc.load_jpegs_of(tl, Seqs::Range(5..5))
+            fc.load_jpegs(tl, Seqs::Range(5..5))
                 .await
                 .unwrap()
                 .is_empty()
@@ -109,13 +113,13 @@ async fn a_missing_seq_is_an_error_naming_it(env: &Env) {
                 if matches!(asked, Seqs::Range(_)) && seqs[0] == 3 {
                     continue;
                 }
-                let err = fc.load_jpegs_of(tl, asked.clone()).await.unwrap_err();
+                let err = fc.load_jpegs(tl, asked.clone()).await.unwrap_err();
                 assert!(
                     matches!(&err, Error::NoFrame { timeline, seq } if timeline == tl && *seq == missing),
                     "{tl} {asked:?}: {err}"
                 );
                 let err = fc
-                    .load_frames_of(tl, asked, LoadOptions::default())
+                    .load_frames(tl, asked, LoadOptions::default())
                     .await
                     .unwrap_err();
                 assert!(
@@ -125,7 +129,12 @@ async fn a_missing_seq_is_an_error_naming_it(env: &Env) {
             }
         }
         // The single-frame lookup answers None, as it always has.
-        assert!(fc.load_frame(tl, 10).await.unwrap().is_none());
+        assert!(
+            fc.load_frame(tl, 10, LoadOptions::default())
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 }
 
@@ -138,7 +147,7 @@ async fn a_range_costs_what_it_asks_not_the_timeline(env: &Env) {
     let (chain, probe) = env.instrumented(&env.disk_dir("cost"));
     let fc = FrameCache::from_chain(chain, 8);
     let frames = fc
-        .load_frames_of(&tl, Seqs::Range(1500..1510), LoadOptions::default())
+        .load_frames(&tl, Seqs::Range(1500..1510), LoadOptions::default())
         .await
         .unwrap();
     assert_eq!(frames.len(), 10);
@@ -149,7 +158,7 @@ async fn a_range_costs_what_it_asks_not_the_timeline(env: &Env) {
     assert!((1..=2).contains(&pages), "{pages} pages");
     assert_eq!(probe.reads(), 1 + 1 + 10, "head, one chunk, ten frames");
     let again = fc
-        .load_frames_of(&tl, Seqs::Range(1500..1510), LoadOptions::default())
+        .load_frames(&tl, Seqs::Range(1500..1510), LoadOptions::default())
         .await
         .unwrap();
     assert_eq!(again, frames);
@@ -157,7 +166,11 @@ async fn a_range_costs_what_it_asks_not_the_timeline(env: &Env) {
     assert_eq!(probe.pages.load(SeqCst), pages + 1, "and one page");
     // One frame from the middle: a stat, the head, one chunk, never the whole index.
     let before = probe.reads();
-    let one = fc.load_frame(&tl, 777).await.unwrap().unwrap();
+    let one = fc
+        .load_frame(&tl, 777, LoadOptions::default())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((one.seq, one.chunk_id), (777, 177));
     assert_eq!(
         probe.reads() - before,
@@ -184,7 +197,7 @@ async fn the_first_frame_does_not_wait_for_the_listing(env: &Env) {
         .config(&env.disk_dir("first"))
         .build_with_origin(probe.clone(), metrics);
     let fc = FrameCache::from_chain(chain, 8);
-    let mut stream = Box::pin(fc.stream_frames(&tl));
+    let mut stream = Box::pin(fc.stream_frames(&tl, Seqs::All, LoadOptions::default()));
     let mut seen = Vec::new();
     for _ in 0..40 {
         let (frame, _) = tokio::time::timeout(std::time::Duration::from_secs(60), stream.next())
@@ -213,7 +226,7 @@ async fn a_frame_rewritten_by_the_python_module_is_served_fresh(env: &Env) {
     let tl = unique("rng-rewrite");
     write(env, &tl, 20).await;
     let fc = cache(env, "rewrite-reader");
-    let before = fc.load_jpegs_of(&tl, Seqs::Range(10..15)).await.unwrap();
+    let before = fc.load_jpegs(&tl, Seqs::Range(10..15)).await.unwrap();
     assert_eq!(before[2].jpeg, jpeg_variant(12, 0));
     let rewritten = jpeg_variant(12, 200);
     let origin = env.origin(&Arc::new(Metrics::default()));
@@ -221,13 +234,13 @@ async fn a_frame_rewritten_by_the_python_module_is_served_fresh(env: &Env) {
         .put(&layout::frame_key(&tl, 12).unwrap(), rewritten.clone())
         .await
         .unwrap();
-    let after = fc.load_jpegs_of(&tl, Seqs::Range(10..15)).await.unwrap();
+    let after = fc.load_jpegs(&tl, Seqs::Range(10..15)).await.unwrap();
     assert_eq!(after[2].jpeg, rewritten, "never the stale local copy");
     assert_eq!(after[2].chunk_id, 0, "the manifest no longer describes it");
     assert_eq!(after[1].chunk_id, 101);
     assert_eq!(after[3].jpeg, jpeg_variant(13, 0));
     let frames = fc
-        .load_frames_of(&tl, Seqs::List(vec![12]), LoadOptions::default())
+        .load_frames(&tl, Seqs::List(vec![12]), LoadOptions::default())
         .await
         .unwrap();
     let fresh = framecache::codec::decode_jpeg(&rewritten).unwrap();
@@ -243,14 +256,14 @@ async fn offline_ranges_read_what_was_kept(env: &Env) {
     write_unmanaged(env, &unmanaged, 30).await;
     for tl in [&managed, &unmanaged] {
         let (fc, set_down) = cache_with_failing_origin(env, &format!("off-{tl}")).await;
-        let online = fc.load_jpegs_of(tl, Seqs::Range(10..20)).await.unwrap();
+        let online = fc.load_jpegs(tl, Seqs::Range(10..20)).await.unwrap();
         set_down(true);
-        let offline = fc.load_jpegs_of(tl, Seqs::Range(12..18)).await.unwrap();
+        let offline = fc.load_jpegs(tl, Seqs::Range(12..18)).await.unwrap();
         assert_eq!(offline.len(), 6);
         assert_eq!(offline[0].jpeg, online[2].jpeg);
         assert_eq!(offline[0].chunk_id, online[2].chunk_id);
         assert!(fc.stats().offline_loads >= 1);
-        let err = fc.load_jpegs_of(tl, Seqs::Range(18..22)).await.unwrap_err();
+        let err = fc.load_jpegs(tl, Seqs::Range(18..22)).await.unwrap_err();
         assert!(err.is_origin_failure(), "{err}");
         set_down(false);
     }
@@ -262,7 +275,11 @@ async fn rebuilds_drop_old_chunks_and_pages_walk_the_index(env: &Env) {
     let tl = unique("rng-pages");
     write(env, &tl, 2100).await;
     cache(env, &format!("rebuilder-{tl}"))
-        .cache_jpegs_with(&tl, encoded(2050, true), WriteMode::Replace, &|_| {})
+        .cache_jpegs(
+            &tl,
+            encoded(2050, true),
+            WriteOptions::default().mode(WriteMode::Replace),
+        )
         .await
         .unwrap();
     let origin = env.origin(&Arc::new(Metrics::default()));
@@ -270,13 +287,19 @@ async fn rebuilds_drop_old_chunks_and_pages_walk_the_index(env: &Env) {
     let chunks = origin.list(&chunks_prefix).await.unwrap();
     assert_eq!(chunks.len(), 3, "one generation of three chunks");
     let fc = cache(env, "pages");
-    let page = fc.list_frames_page(&tl, 1500, 100).await.unwrap();
+    let page = fc
+        .list_frames_page(&tl, PageStart::Seq(1500), 100)
+        .await
+        .unwrap();
     assert_eq!(page.total, 2050);
     assert_eq!(page.frames.len(), 100);
     assert_eq!(page.frames[0].seq, 1500);
     assert_eq!(page.next, Some(1600));
     assert_eq!(page.frames[0].meta.as_ref().unwrap().chunk_id, 250);
-    let last = fc.list_frames_page(&tl, 2000, 100).await.unwrap();
+    let last = fc
+        .list_frames_page(&tl, PageStart::Seq(2000), 100)
+        .await
+        .unwrap();
     assert_eq!(last.frames.len(), 50);
     assert_eq!(last.next, None);
     // The listing skips the chunks without counting them as strays.
@@ -284,7 +307,10 @@ async fn rebuilds_drop_old_chunks_and_pages_walk_the_index(env: &Env) {
     assert_eq!(fc.stats().skipped_names, 0);
     let raw = unique("rng-pages-raw");
     write_unmanaged(env, &raw, 12).await;
-    let page = fc.list_frames_page(&raw, 3, 4).await.unwrap();
+    let page = fc
+        .list_frames_page(&raw, PageStart::Seq(3), 4)
+        .await
+        .unwrap();
     let seqs: Vec<u64> = page.frames.iter().map(|e| e.seq).collect();
     assert_eq!(
         (seqs, page.next, page.total),
@@ -300,26 +326,44 @@ async fn pages_start_at_a_position_or_a_seq(env: &Env) {
     let writer = cache(env, &format!("writer-{tl}"));
     let mut frames = encoded(2 * 2500, true);
     frames.retain(|f| f.seq % 2 == 0);
-    writer.cache_jpegs(&tl, frames, &|_| {}).await.unwrap();
+    writer
+        .cache_jpegs(&tl, frames, WriteOptions::default())
+        .await
+        .unwrap();
     let fc = cache(env, "at");
     let seqs = |p: &framecache::FramePage| p.frames.iter().map(|e| e.seq).collect::<Vec<_>>();
     // Across the first chunk's end (positions 998..1002).
-    let page = fc.list_frames_at(&tl, 998, 4).await.unwrap();
+    let page = fc
+        .list_frames_page(&tl, PageStart::Position(998), 4)
+        .await
+        .unwrap();
     assert_eq!(
         (seqs(&page), page.offset, page.next, page.total),
         (vec![1996, 1998, 2000, 2002], 998, Some(2004), 2500)
     );
     assert_eq!(page.frames[0].meta.as_ref().unwrap().chunk_id, 100 + 199);
     // A seq between two frames starts at the next one, and the page says its position.
-    let page = fc.list_frames_page(&tl, 4001, 2).await.unwrap();
+    let page = fc
+        .list_frames_page(&tl, PageStart::Seq(4001), 2)
+        .await
+        .unwrap();
     assert_eq!((seqs(&page), page.offset), (vec![4002, 4004], 2001));
-    let end = fc.list_frames_at(&tl, 2499, 10).await.unwrap();
+    let end = fc
+        .list_frames_page(&tl, PageStart::Position(2499), 10)
+        .await
+        .unwrap();
     assert_eq!((seqs(&end), end.offset, end.next), (vec![4998], 2499, None));
-    let beyond = fc.list_frames_at(&tl, 9000, 10).await.unwrap();
+    let beyond = fc
+        .list_frames_page(&tl, PageStart::Position(9000), 10)
+        .await
+        .unwrap();
     assert_eq!((beyond.frames.len(), beyond.offset), (0, 2500));
     let raw = unique("rng-at-raw");
     write_unmanaged(env, &raw, 12).await;
-    let page = fc.list_frames_at(&raw, 10, 5).await.unwrap();
+    let page = fc
+        .list_frames_page(&raw, PageStart::Position(10), 5)
+        .await
+        .unwrap();
     assert_eq!(
         (seqs(&page), page.offset, page.next),
         (vec![10, 11], 10, None)
@@ -349,9 +393,15 @@ async fn manifests_of_the_inline_format_still_load(env: &Env) {
         .await
         .unwrap();
     let fc = cache(env, "v1");
-    let range = fc.load_jpegs_of(&tl, Seqs::Range(1..3)).await.unwrap();
+    let range = fc.load_jpegs(&tl, Seqs::Range(1..3)).await.unwrap();
     assert_eq!(range.iter().map(|j| j.chunk_id).collect::<Vec<_>>(), [7, 7]);
-    assert_eq!(fc.load_frames(&tl).await.unwrap()[4].chunk_id, 7);
+    assert_eq!(
+        fc.load_frames(&tl, Seqs::All, LoadOptions::default())
+            .await
+            .unwrap()[4]
+            .chunk_id,
+        7
+    );
 }
 
 backend_tests!(

@@ -15,6 +15,7 @@ use framecache::flock::{LockKind, gate};
 use framecache::{
     Backend, Backing, CacheConfig, DecodedConfig, DiskConfig, Frame, FrameCache, synthetic_frame,
 };
+use framecache::{LoadOptions, Seqs, WriteOptions};
 use serde_json::json;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -76,7 +77,7 @@ fn seed(origin: &Path, timeline: &str, n: u64, salt: u64) {
     runtime().block_on(async {
         FrameCache::new(&config)
             .unwrap()
-            .cache_frames(timeline, &frames(n, salt), 85)
+            .cache_frames(timeline, &frames(n, salt), WriteOptions::default())
             .await
             .unwrap();
     });
@@ -117,7 +118,8 @@ fn raw_files(cache: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
 }
 
 fn load(fc: &FrameCache, rt: &tokio::runtime::Runtime, timeline: &str) -> Vec<Frame> {
-    rt.block_on(fc.load_frames(timeline)).unwrap()
+    rt.block_on(fc.load_frames(timeline, Seqs::All, LoadOptions::default()))
+        .unwrap()
 }
 
 /// Lets the writer go even when an assertion fails first, so no test leaves it stopped.
@@ -424,7 +426,10 @@ fn a_fork_with_writes_pending_leaves_both_processes_working() {
             let inherited = framecache::flush_raw_writes(Duration::ZERO);
             let rt = runtime();
             let fc = FrameCache::new(&child_config).unwrap();
-            let n = rt.block_on(fc.load_frames("child")).unwrap().len();
+            let n = rt
+                .block_on(fc.load_frames("child", Seqs::All, LoadOptions::default()))
+                .unwrap()
+                .len();
             let flushed = fc.flush_raw_writes(BOUND);
             inherited && n == 4 && flushed && fc.stats().decoded_disk.writes == 4
         });
@@ -467,7 +472,7 @@ fn cold_load_with_the_writer_stopped(env: &Env, timeline: &str) -> (String, Path
         };
         FrameCache::new(&writer)
             .unwrap()
-            .cache_frames(timeline, &frames(COLD_FRAMES, 7), 85)
+            .cache_frames(timeline, &frames(COLD_FRAMES, 7), WriteOptions::default())
             .await
             .unwrap();
     });

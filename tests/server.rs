@@ -6,13 +6,16 @@
 mod common;
 
 use bytes::Bytes;
-use common::{Env, cache_with_failing_origin, unique};
+use common::{Env, Instrumented, cache_with_failing_origin, unique};
+use framecache::WriteOptions;
 use framecache::server::{ServeOptions, Server};
-use framecache::{FrameCache, synthetic_frame};
+use framecache::{FrameCache, Metrics, synthetic_frame};
 use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -138,7 +141,10 @@ fn png(tag: u8) -> Bytes {
 /// `job-1`, stage `detect`; returns the stored JPEGs by seq.
 async fn write_timeline(cache: &FrameCache, timeline: &str, n: u64) -> BTreeMap<u64, Bytes> {
     let frames: Vec<_> = (0..n).map(|s| synthetic_frame(s, 64, 48)).collect();
-    cache.cache_frames(timeline, &frames, 85).await.unwrap();
+    cache
+        .cache_frames(timeline, &frames, WriteOptions::default())
+        .await
+        .unwrap();
     for seq in [1, 3] {
         let overlays = BTreeMap::from([("edges".to_owned(), png(seq as u8))]);
         cache
@@ -327,7 +333,10 @@ async fn a_rebuilt_timeline_is_served_fresh_under_its_new_version(env: &Env) {
             f
         })
         .collect();
-    writer.cache_frames(&tl, &frames, 85).await.unwrap();
+    writer
+        .cache_frames(&tl, &frames, WriteOptions::default())
+        .await
+        .unwrap();
     let (new, _) = writer.frame_jpeg(&tl, 1).await.unwrap().unwrap();
     assert_ne!(new, old[&1]);
 
@@ -365,6 +374,7 @@ async fn overlays_list_and_serve_versioned_pngs(env: &Env) {
             .collect::<Vec<_>>(),
         vec![1, 3]
     );
+    assert_eq!(stage["next"], Value::Null, "one page holds the stage");
     for f in frames {
         let seq = f["seq"].as_u64().unwrap();
         let png = png(seq as u8);
@@ -810,7 +820,71 @@ async fn thumbnails_are_versioned_cached_apart_and_refuse_other_scales(env: &Env
     assert!(stats["usage"]["memory"]["capacity"].as_u64().unwrap() > 0);
 }
 
+/// A stage with more overlays than a page: each request lists one page at the origin (no
+/// whole listing of the stage) and answers the cursor of the next, until the last.
+async fn a_stage_is_listed_a_page_at_a_time(env: &Env) {
+    let tl = unique("srv-stage-pages");
+    let metrics = Arc::new(Metrics::default());
+    let probe = Arc::new(Instrumented::new(env.origin(&metrics)));
+    let config = env.config(&env.disk_dir("stage-pages"));
+    let fc = FrameCache::from_chain(config.build_with_origin(probe.clone(), metrics), 8);
+    let mut stored = Vec::new();
+    for seq in 0..5u64 {
+        let overlays = BTreeMap::from([
+            ("a".to_owned(), png(seq as u8)),
+            ("b".to_owned(), png(seq as u8 + 100)),
+        ]);
+        fc.save_overlays(&tl, "job-1", "detect", seq, &overlays)
+            .await
+            .unwrap();
+        stored.extend([(seq, "a".to_owned()), (seq, "b".to_owned())]);
+    }
+    let server = Running::start(fc, ServeOptions::default()).await;
+    let stage = format!("/v1/timelines/{tl}/overlays/job-1/detect");
+    let mut seen = Vec::new();
+    let mut path = format!("{stage}?limit=4");
+    let mut requests = 0;
+    loop {
+        let (lists, pages) = (probe.lists.load(SeqCst), probe.pages.load(SeqCst));
+        let page = server.json(&path).await;
+        requests += 1;
+        assert_eq!(
+            probe.lists.load(SeqCst),
+            lists,
+            "no whole listing of the stage"
+        );
+        assert_eq!(
+            probe.pages.load(SeqCst),
+            pages + 1,
+            "one listing page per request"
+        );
+        let mut on_page = 0;
+        for frame in page["frames"].as_array().unwrap() {
+            let seq = frame["seq"].as_u64().unwrap();
+            for o in frame["overlays"].as_array().unwrap() {
+                seen.push((seq, o["name"].as_str().unwrap().to_owned()));
+                on_page += 1;
+            }
+        }
+        assert!(on_page <= 4, "{page}");
+        match page["next"].as_str() {
+            Some(next) => path = format!("{stage}?limit=4&after={next}"),
+            None => break,
+        }
+        assert!(requests < 10, "the pages do not end");
+    }
+    assert_eq!(requests, 3, "10 overlays in pages of 4");
+    seen.sort();
+    assert_eq!(seen, stored);
+    // A limit beyond a page, or a cursor that is not a name, is refused.
+    for bad in ["limit=0", "limit=1001", "after=a/b", "after="] {
+        let response = server.get(&format!("{stage}?{bad}")).await;
+        error_message(response, StatusCode::BAD_REQUEST).await;
+    }
+}
+
 backend_tests!(
+    a_stage_is_listed_a_page_at_a_time,
     the_index_pages_with_from_and_limit,
     thumbnails_are_versioned_cached_apart_and_refuse_other_scales,
     index_lists_frames_with_versions_and_overlays,

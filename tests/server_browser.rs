@@ -8,6 +8,7 @@
 mod common;
 
 use common::{Env, unique};
+use framecache::WriteOptions;
 use framecache::server::{MIN_TOKEN_LEN, ServeOptions, Server};
 use framecache::{FrameCache, synthetic_frame};
 use reqwest::StatusCode;
@@ -60,7 +61,9 @@ async fn timeline_with_frames(env: &Env, name: &str) -> (FrameCache, String) {
     let tl = unique(name);
     let fc = FrameCache::new(&env.config(&env.disk_dir(name))).unwrap();
     let frames: Vec<_> = (0..2).map(|s| synthetic_frame(s, 32, 16)).collect();
-    fc.cache_frames(&tl, &frames, 85).await.unwrap();
+    fc.cache_frames(&tl, &frames, WriteOptions::default())
+        .await
+        .unwrap();
     (fc, tl)
 }
 

@@ -9,6 +9,7 @@ mod common;
 
 use bytes::Bytes;
 use common::{Env, unique};
+use framecache::WriteOptions;
 use framecache::server::{ServeOptions, Server};
 use framecache::tier::{Limit, ObjectInfo, Origin, Version};
 use framecache::{Error, FrameCache, Metrics, Result, synthetic_frame};
@@ -350,7 +351,7 @@ async fn a_foreign_host_is_refused_without_a_token() {
     let env = Env::fs();
     let fc = cache(&env, "host");
     let tl = unique("srv-host");
-    fc.cache_frames(&tl, &[synthetic_frame(0, 64, 48)], 85)
+    fc.cache_frames(&tl, &[synthetic_frame(0, 64, 48)], WriteOptions::default())
         .await
         .unwrap();
     let server = Running::start(fc.clone(), ServeOptions::default()).await;
@@ -478,7 +479,7 @@ async fn server_errors_carry_a_request_id_and_no_detail() {
     let env = Env::fs();
     let tl = unique("srv-5xx");
     cache(&env, "5xx-writer")
-        .cache_frames(&tl, &[synthetic_frame(0, 64, 48)], 85)
+        .cache_frames(&tl, &[synthetic_frame(0, 64, 48)], WriteOptions::default())
         .await
         .unwrap();
     let metrics = Arc::new(Metrics::default());
@@ -524,7 +525,7 @@ async fn a_wrong_version_reads_nothing_from_the_origin() {
     let tl = unique("srv-wrong-v");
     let (chain, origin) = env.instrumented(&env.disk_dir("wrong-v"));
     let fc = FrameCache::from_chain(chain, 4);
-    fc.cache_frames(&tl, &[synthetic_frame(0, 64, 48)], 85)
+    fc.cache_frames(&tl, &[synthetic_frame(0, 64, 48)], WriteOptions::default())
         .await
         .unwrap();
     let (jpeg, _) = fc.frame_jpeg(&tl, 0).await.unwrap().unwrap();
@@ -562,7 +563,9 @@ async fn held_frames_are_sent_whole() {
     let tl = unique("srv-send");
     let fc = cache(&env, "send");
     let frames: Vec<_> = (0..3).map(|s| synthetic_frame(s, 1280, 720)).collect();
-    fc.cache_frames(&tl, &frames, 85).await.unwrap();
+    fc.cache_frames(&tl, &frames, WriteOptions::default())
+        .await
+        .unwrap();
     let mut jpegs = Vec::new();
     for seq in 0..3 {
         let (jpeg, _) = fc.frame_jpeg(&tl, seq).await.unwrap().unwrap();

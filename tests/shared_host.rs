@@ -7,6 +7,7 @@ mod common;
 use bytes::Bytes;
 use common::{Env, jpeg_variant, unique};
 use framecache::{Backend, CacheConfig, EncodedFrame, FrameCache, Sharing, layout};
+use framecache::{LoadOptions, Seqs, WriteOptions};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,15 +27,31 @@ fn encoded(seq: u64, variant: u8) -> EncodedFrame {
 async fn exercise(config: &CacheConfig, tl: &str) {
     let fc = FrameCache::new(config).unwrap();
     let frames = (0..3).map(|s| encoded(s, 1)).collect();
-    fc.cache_jpegs(tl, frames, &|_| {}).await.unwrap();
+    fc.cache_jpegs(tl, frames, WriteOptions::default())
+        .await
+        .unwrap();
     let reader = FrameCache::new(&CacheConfig {
         memory: framecache::MemoryConfig { capacity: 0 },
         ..config.clone()
     })
     .unwrap();
-    assert_eq!(reader.load_frames(tl).await.unwrap().len(), 3);
+    assert_eq!(
+        reader
+            .load_frames(tl, Seqs::All, LoadOptions::default())
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
     assert!(reader.flush_raw_writes(Duration::from_secs(30)));
-    assert_eq!(reader.load_frames(tl).await.unwrap().len(), 3);
+    assert_eq!(
+        reader
+            .load_frames(tl, Seqs::All, LoadOptions::default())
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
 }
 
 /// Every directory and file under `dir` (not following links), with its mode.
@@ -159,7 +176,9 @@ async fn fs_origin_links_are_never_served() {
     };
     let fc = FrameCache::new(&config).unwrap();
     let frames = (0..3).map(|s| encoded(s, 1)).collect();
-    fc.cache_jpegs(&tl, frames, &|_| {}).await.unwrap();
+    fc.cache_jpegs(&tl, frames, WriteOptions::default())
+        .await
+        .unwrap();
 
     // Frame 1 becomes a link to a "secret" outside the store (a valid JPEG, so that it
     // would be served if followed).
@@ -174,10 +193,10 @@ async fn fs_origin_links_are_never_served() {
     if let Ok(Some((jpeg, _))) = fresh.frame_jpeg(&tl, 1).await {
         panic!("served {} bytes through a link", jpeg.len());
     }
-    if let Ok(Some(_)) = fresh.load_frame(&tl, 1).await {
+    if let Ok(Some(_)) = fresh.load_frame(&tl, 1, LoadOptions::default()).await {
         panic!("decoded a frame read through a link");
     }
-    if let Ok(all) = fresh.load_jpegs(&tl).await {
+    if let Ok(all) = fresh.load_jpegs(&tl, Seqs::All).await {
         assert!(
             all.iter().all(|f| f.jpeg != secret_bytes),
             "served the secret"
@@ -199,7 +218,10 @@ async fn fs_origin_links_are_never_served() {
     })
     .unwrap();
     let frames = (0..2).map(|s| encoded(s, 2)).collect();
-    writer.cache_jpegs(&other, frames, &|_| {}).await.unwrap();
+    writer
+        .cache_jpegs(&other, frames, WriteOptions::default())
+        .await
+        .unwrap();
     let linked = root.join(
         layout::timeline_prefix(&other)
             .unwrap()
@@ -216,7 +238,7 @@ async fn fs_origin_links_are_never_served() {
     )
     .unwrap();
     assert!(fresh.frame_jpeg(&other, 0).await.unwrap_or(None).is_none());
-    if let Ok(all) = fresh.load_jpegs(&other).await {
+    if let Ok(all) = fresh.load_jpegs(&other, Seqs::All).await {
         assert!(all.is_empty(), "listed {} frames through a link", all.len());
     }
 }

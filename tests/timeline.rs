@@ -10,6 +10,7 @@ use framecache::{
     ClearScope, Error, Frame, FrameCache, Pixels, Scale, Source, TimelineStatus, WriteMode, codec,
     frames_to_b64, layout,
 };
+use framecache::{LoadOptions, Seqs, WriteOptions};
 use futures::StreamExt;
 use image::RgbImage;
 use std::collections::BTreeMap;
@@ -62,10 +63,20 @@ async fn round_trip_keeps_metadata_and_order(env: &Env) {
     let fc = cache(env, "round-trip");
     let tl = unique("round-trip");
     assert!(!fc.exists(&tl).await.unwrap());
-    assert_eq!(fc.load_frames(&tl).await.unwrap(), vec![]);
+    assert_eq!(
+        fc.load_frames(&tl, Seqs::All, LoadOptions::default())
+            .await
+            .unwrap(),
+        vec![]
+    );
     let mut input = frames(12);
     input.reverse();
-    assert_eq!(fc.cache_frames(&tl, &input, 85).await.unwrap(), 12);
+    assert_eq!(
+        fc.cache_frames(&tl, &input, WriteOptions::default())
+            .await
+            .unwrap(),
+        12
+    );
     assert!(fc.exists(&tl).await.unwrap());
     assert!(matches!(
         fc.status(&tl).await.unwrap(),
@@ -74,7 +85,7 @@ async fn round_trip_keeps_metadata_and_order(env: &Env) {
 
     // A fresh handle on a fresh disk: everything comes from the origin.
     let loaded = cache(env, "round-trip-reader")
-        .load_frames(&tl)
+        .load_frames(&tl, Seqs::All, LoadOptions::default())
         .await
         .unwrap();
     assert_eq!(loaded.len(), 12);
@@ -89,7 +100,7 @@ async fn round_trip_keeps_metadata_and_order(env: &Env) {
     }
     // The JPEGs as stored carry the same metadata.
     let jpegs = cache(env, "round-trip-jpegs")
-        .load_jpegs(&tl)
+        .load_jpegs(&tl, Seqs::All)
         .await
         .unwrap();
     for (f, decoded) in jpegs.iter().zip(&loaded) {
@@ -103,12 +114,21 @@ async fn round_trip_keeps_metadata_and_order(env: &Env) {
             )
         );
     }
-    let one = fc.load_frame(&tl, 5).await.unwrap().unwrap();
+    let one = fc
+        .load_frame(&tl, 5, LoadOptions::default())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((one.seq, one.timestamp), (5, loaded[5].timestamp));
-    assert_eq!(fc.load_frame(&tl, 99).await.unwrap(), None);
+    assert_eq!(
+        fc.load_frame(&tl, 99, LoadOptions::default())
+            .await
+            .unwrap(),
+        None
+    );
 
     // The streaming form yields in seq order, and the second load is served locally.
-    let mut stream = Box::pin(fc.stream_frames(&tl));
+    let mut stream = Box::pin(fc.stream_frames(&tl, Seqs::All, LoadOptions::default()));
     let mut seqs = Vec::new();
     while let Some(item) = stream.next().await {
         let (frame, source) = item.unwrap();
@@ -126,7 +146,9 @@ async fn round_trip_keeps_metadata_and_order(env: &Env) {
 async fn b64_is_the_stored_jpeg(env: &Env) {
     let fc = cache(env, "b64");
     let tl = unique("b64");
-    fc.cache_frames(&tl, &frames(4), 85).await.unwrap();
+    fc.cache_frames(&tl, &frames(4), WriteOptions::default())
+        .await
+        .unwrap();
     let b64 = fc.load_frames_b64(&tl).await.unwrap();
     assert_eq!(
         b64.iter().map(|f| f.seq).collect::<Vec<_>>(),
@@ -164,7 +186,10 @@ async fn seed_written_timelines_load_with_defaults(env: &Env) {
         fc.status(&tl).await.unwrap(),
         TimelineStatus::Unmanaged { frames: 3 }
     );
-    let loaded = fc.load_frames(&tl).await.unwrap();
+    let loaded = fc
+        .load_frames(&tl, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap();
     assert_eq!(
         loaded.iter().map(|f| f.seq).collect::<Vec<_>>(),
         vec![0, 1, 2]
@@ -176,7 +201,9 @@ async fn seed_written_timelines_load_with_defaults(env: &Env) {
 async fn stray_objects_are_skipped_and_bad_jpegs_named(env: &Env) {
     let fc = cache(env, "stray");
     let tl = unique("stray");
-    fc.cache_frames(&tl, &frames(3), 85).await.unwrap();
+    fc.cache_frames(&tl, &frames(3), WriteOptions::default())
+        .await
+        .unwrap();
     let origin = fc.chain().origin();
     let prefix = layout::frames_prefix(&tl).unwrap();
     for stray in ["thumb.jpg", "01.jpg", "sub/5.jpg", "notes.txt"] {
@@ -186,7 +213,10 @@ async fn stray_objects_are_skipped_and_bad_jpegs_named(env: &Env) {
             .unwrap();
     }
     let before = fc.stats().skipped_names;
-    let loaded = fc.load_frames(&tl).await.unwrap();
+    let loaded = fc
+        .load_frames(&tl, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap();
     assert_eq!(loaded.len(), 3);
     assert_eq!(fc.stats().skipped_names - before, 4);
 
@@ -197,24 +227,41 @@ async fn stray_objects_are_skipped_and_bad_jpegs_named(env: &Env) {
         .put(&bad_key, Bytes::copy_from_slice(&jpeg[..jpeg.len() / 4]))
         .await
         .unwrap();
-    let err = cache(env, "stray-2").load_frames(&tl).await.unwrap_err();
+    let err = cache(env, "stray-2")
+        .load_frames(&tl, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Decode { .. }), "{err}");
     assert!(err.to_string().contains(&bad_key), "{err}");
     // An empty one too.
     origin.put(&bad_key, Bytes::new()).await.unwrap();
-    let err = cache(env, "stray-3").load_frames(&tl).await.unwrap_err();
+    let err = cache(env, "stray-3")
+        .load_frames(&tl, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains(&bad_key), "{err}");
 }
 
 async fn rebuilding_with_fewer_frames_removes_the_extras(env: &Env) {
     let fc = cache(env, "shrink");
     let tl = unique("shrink");
-    fc.cache_frames(&tl, &frames(10), 85).await.unwrap();
-    fc.load_frames(&tl).await.unwrap();
-    fc.cache_frames_with(&tl, &frames(4), 85, WriteMode::Replace)
+    fc.cache_frames(&tl, &frames(10), WriteOptions::default())
         .await
         .unwrap();
-    let loaded = fc.load_frames(&tl).await.unwrap();
+    fc.load_frames(&tl, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap();
+    fc.cache_frames(
+        &tl,
+        &frames(4),
+        WriteOptions::default().mode(WriteMode::Replace),
+    )
+    .await
+    .unwrap();
+    let loaded = fc
+        .load_frames(&tl, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap();
     assert_eq!(
         loaded.iter().map(|f| f.seq).collect::<Vec<_>>(),
         vec![0, 1, 2, 3]
@@ -223,13 +270,18 @@ async fn rebuilding_with_fewer_frames_removes_the_extras(env: &Env) {
     assert_eq!(listed.len(), 4);
     let gone = layout::frame_key(&tl, 7).unwrap();
     assert_eq!(fc.chain().local_source(&gone, None), None);
-    assert_eq!(fc.load_frame(&tl, 7).await.unwrap(), None);
+    assert_eq!(
+        fc.load_frame(&tl, 7, LoadOptions::default()).await.unwrap(),
+        None
+    );
 }
 
 async fn partial_timelines_are_distinguishable(env: &Env) {
     let fc = cache(env, "partial");
     let tl = unique("partial");
-    fc.cache_frames(&tl, &frames(5), 85).await.unwrap();
+    fc.cache_frames(&tl, &frames(5), WriteOptions::default())
+        .await
+        .unwrap();
     let origin = fc.chain().origin();
     // Frame 3 removed under a complete manifest: simply not there.
     origin
@@ -260,7 +312,10 @@ async fn partial_timelines_are_distinguishable(env: &Env) {
             present: 4
         }
     );
-    let err = fc.load_frames(&tl).await.unwrap_err();
+    let err = fc
+        .load_frames(&tl, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -274,10 +329,20 @@ async fn partial_timelines_are_distinguishable(env: &Env) {
     );
     assert!(err.to_string().contains(&tl));
     // Rebuilding the timeline completes it.
-    fc.cache_frames_with(&tl, &frames(5), 85, WriteMode::Replace)
-        .await
-        .unwrap();
-    assert_eq!(fc.load_frames(&tl).await.unwrap().len(), 5);
+    fc.cache_frames(
+        &tl,
+        &frames(5),
+        WriteOptions::default().mode(WriteMode::Replace),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        fc.load_frames(&tl, Seqs::All, LoadOptions::default())
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
 }
 
 async fn overlays_round_trip_per_frame(env: &Env) {
@@ -346,11 +411,15 @@ async fn overlays_round_trip_per_frame(env: &Env) {
 async fn clear_removes_every_tier(env: &Env) {
     let fc = cache(env, "clear");
     let tl = unique("clear");
-    fc.cache_frames(&tl, &frames(3), 85).await.unwrap();
+    fc.cache_frames(&tl, &frames(3), WriteOptions::default())
+        .await
+        .unwrap();
     let mut ov = BTreeMap::new();
     ov.insert("edges".to_owned(), png(1));
     fc.save_overlays(&tl, "j", "s", 1, &ov).await.unwrap();
-    fc.load_frames(&tl).await.unwrap();
+    fc.load_frames(&tl, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap();
     let frame_key = layout::frame_key(&tl, 1).unwrap();
     let overlay_key = layout::overlay_key(&tl, "j", "s", 1, "edges").unwrap();
     let version = fc.list_frames(&tl).await.unwrap()[1].version.clone();
@@ -373,15 +442,26 @@ async fn clear_removes_every_tier(env: &Env) {
             .local_source(&overlay_key, overlay_version.as_ref()),
         None
     );
-    assert_eq!(fc.load_frames(&tl).await.unwrap(), vec![]);
+    assert_eq!(
+        fc.load_frames(&tl, Seqs::All, LoadOptions::default())
+            .await
+            .unwrap(),
+        vec![]
+    );
 }
 
 async fn rebuilt_timelines_are_not_served_stale(env: &Env) {
     let tl = unique("stale");
     let gpu_box = cache(env, "stale-box");
     let builder = cache(env, "stale-builder");
-    builder.cache_frames(&tl, &frames(4), 85).await.unwrap();
-    let warm = gpu_box.load_frames(&tl).await.unwrap();
+    builder
+        .cache_frames(&tl, &frames(4), WriteOptions::default())
+        .await
+        .unwrap();
+    let warm = gpu_box
+        .load_frames(&tl, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap();
     assert_eq!(warm.len(), 4);
 
     // Another machine rebuilds the timeline with different pixels and metadata.
@@ -393,9 +473,15 @@ async fn rebuilt_timelines_are_not_served_stale(env: &Env) {
         .enumerate()
         .map(|(i, f)| Frame { seq: i as u64, ..f })
         .collect();
-    builder.cache_frames(&tl, &rebuilt, 85).await.unwrap();
+    builder
+        .cache_frames(&tl, &rebuilt, WriteOptions::default())
+        .await
+        .unwrap();
 
-    let fresh = gpu_box.load_frames(&tl).await.unwrap();
+    let fresh = gpu_box
+        .load_frames(&tl, Seqs::All, LoadOptions::default())
+        .await
+        .unwrap();
     for (got, want) in fresh.iter().zip(&rebuilt) {
         assert_eq!(got.timestamp, want.timestamp);
         assert!(
@@ -409,21 +495,29 @@ async fn rebuilt_timelines_are_not_served_stale(env: &Env) {
 async fn invalid_timeline_ids_touch_nothing(env: &Env) {
     let fc = cache(env, "invalid-tl");
     for bad in ["", "..", "a/b", "tl\n"] {
-        let err = fc.cache_frames(bad, &frames(1), 85).await.unwrap_err();
+        let err = fc
+            .cache_frames(bad, &frames(1), WriteOptions::default())
+            .await
+            .unwrap_err();
         assert!(err.is_invalid_input(), "{err}");
-        assert!(fc.load_frames(bad).await.unwrap_err().is_invalid_input());
+        assert!(
+            fc.load_frames(bad, Seqs::All, LoadOptions::default())
+                .await
+                .unwrap_err()
+                .is_invalid_input()
+        );
         assert!(fc.exists(bad).await.unwrap_err().is_invalid_input());
     }
     let tl = unique("invalid-q");
     assert!(
-        fc.cache_frames(&tl, &frames(1), 0)
+        fc.cache_frames(&tl, &frames(1), WriteOptions::default().quality(0))
             .await
             .unwrap_err()
             .is_invalid_input()
     );
     let dup = vec![frame(1, 8, 8), frame(1, 8, 8)];
     assert!(
-        fc.cache_frames(&tl, &dup, 85)
+        fc.cache_frames(&tl, &dup, WriteOptions::default())
             .await
             .unwrap_err()
             .is_invalid_input()
@@ -440,7 +534,11 @@ async fn thumbnails_are_scaled_kept_apart_and_follow_their_frame(env: &Env) {
         ..frame(like, 161, 97)
     };
     writer
-        .cache_frames(&tl, &[sized(0, 0), sized(1, 1)], 90)
+        .cache_frames(
+            &tl,
+            &[sized(0, 0), sized(1, 1)],
+            WriteOptions::default().quality(90),
+        )
         .await
         .unwrap();
     let fc = cache(env, "thumbs");
@@ -518,7 +616,11 @@ async fn thumbnails_are_scaled_kept_apart_and_follow_their_frame(env: &Env) {
 
     // The frame rebuilt elsewhere: the thumbnail follows the new bytes.
     writer
-        .cache_frames(&tl, &[sized(0, 0), sized(1, 60)], 90)
+        .cache_frames(
+            &tl,
+            &[sized(0, 0), sized(1, 60)],
+            WriteOptions::default().quality(90),
+        )
         .await
         .unwrap();
     let fresh = fc

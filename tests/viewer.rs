@@ -12,6 +12,7 @@
 #![cfg(feature = "server")]
 
 use bytes::Bytes;
+use framecache::WriteOptions;
 use framecache::server::{ServeOptions, Server};
 use framecache::{CacheConfig, DiskConfig, Frame, FrameCache};
 use futures::{SinkExt, StreamExt};
@@ -449,8 +450,12 @@ async fn serve_timelines(
     })
     .unwrap();
     let frames: Vec<Frame> = (0..FRAMES).map(frame).collect();
-    fc.cache_frames("street-cam", &frames, 85).await.unwrap();
-    fc.cache_frames("lobby", &frames[..10], 85).await.unwrap();
+    fc.cache_frames("street-cam", &frames, WriteOptions::default())
+        .await
+        .unwrap();
+    fc.cache_frames("lobby", &frames[..10], WriteOptions::default())
+        .await
+        .unwrap();
     let boxes = BTreeMap::from([("boxes".to_owned(), overlay_png())]);
     let tracks = BTreeMap::from([
         (
@@ -863,7 +868,9 @@ async fn a_long_timeline_opens_from_pages_of_its_index_in_chromium() {
             jpeg: jpegs[(seq % 8) as usize].clone(),
         })
         .collect();
-    fc.cache_jpegs("long", frames, &|_| {}).await.unwrap();
+    fc.cache_jpegs("long", frames, WriteOptions::default())
+        .await
+        .unwrap();
     let server = Server::bind(
         fc,
         &ServeOptions {

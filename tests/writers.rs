@@ -15,6 +15,7 @@ use common::child::{CHILD_ENV, result_of, spawn_child, var};
 use common::{Env, Instrumented, jpeg_variant as jpeg, unique};
 use framecache::tier::{Limit, Origin};
 use framecache::{EncodedFrame, Error, FrameCache, Metrics, TimelineStatus, WriteMode, layout};
+use framecache::{Seqs, WriteOptions};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -109,7 +110,7 @@ async fn assert_timeline_is(env: &Env, timeline: &str, frames: u64, variant: u8)
         matches!(status, TimelineStatus::Complete { frames: n, .. } if n as u64 == frames),
         "{timeline}: {status:?}, expected {frames} frames, complete"
     );
-    let loaded = reader.load_jpegs(timeline).await.unwrap();
+    let loaded = reader.load_jpegs(timeline, Seqs::All).await.unwrap();
     let seqs: Vec<u64> = loaded.iter().map(|f| f.seq).collect();
     assert_eq!(seqs, (0..frames).collect::<Vec<_>>());
     for frame in &loaded {
@@ -306,7 +307,11 @@ async fn a_write_that_keeps_being_overtaken_gives_up_incomplete(env: &Env) {
         })
         .collect();
     let err = fc
-        .cache_jpegs_with(&tl, frames, WriteMode::Replace, &|_| {})
+        .cache_jpegs(
+            &tl,
+            frames,
+            WriteOptions::default().mode(WriteMode::Replace),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Contended { rounds: 4, .. }), "{err}");
@@ -340,9 +345,9 @@ fn child() {
     }
 }
 
-/// Rebuilds `FC_TIMELINE` as `FC_FRAMES` frames of `FC_VARIANT` with `cache_jpegs_with`; `FC_HOLD`
-/// (`manifest:2`, `frame0:1`, `list:2`) holds one access at the gate `FC_GATE`, and writes of
-/// `FC_FAIL_PUT` fail.
+/// Rebuilds `FC_TIMELINE` as `FC_FRAMES` frames of `FC_VARIANT` with `cache_jpegs` in
+/// `WriteMode::Replace`; `FC_HOLD` (`manifest:2`, `frame0:1`, `list:2`) holds one access at
+/// the gate `FC_GATE`, and writes of `FC_FAIL_PUT` fail.
 fn child_write() {
     let env = Env::in_child();
     let timeline = var("FC_TIMELINE");
@@ -377,7 +382,11 @@ fn child_write() {
         .collect();
     let result = tokio::runtime::Runtime::new()
         .unwrap()
-        .block_on(fc.cache_jpegs_with(&timeline, encoded, WriteMode::Replace, &|_| {}));
+        .block_on(fc.cache_jpegs(
+            &timeline,
+            encoded,
+            WriteOptions::default().mode(WriteMode::Replace),
+        ));
     let line = match result {
         Ok(written) => json!({"written": written}),
         Err(e) => json!({

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import atexit as _atexit
 
+# Every load returns numpy arrays: numpy is imported with the package rather than by the
+# first load (its import, about 0.1 s, would otherwise be paid inside that load's call).
+import numpy as _numpy  # noqa: F401
+
 from framecache._errors import (
     CodecError,
     FrameCacheError,

@@ -189,7 +189,7 @@ pub fn frame_from_py(obj: &Bound<'_, PyAny>) -> PyResult<framecache::Frame> {
         Ok(h) => optional(h, "perceptual_hash of frame", seq, "must be a string")?,
         Err(_) => None,
     };
-    let image = array_to_image(seq, &attr("image")?)?.into();
+    let image = array_to_image(seq, &attr("image")?)?;
     Ok(framecache::Frame {
         seq,
         chunk_id: chunk_id.unwrap_or(0),
@@ -218,8 +218,10 @@ fn optional<'py, T: FromPyObjectOwned<'py>>(
         .map_err(|_| invalid(what, format!("{seq}: {}", repr(&value)), rule))
 }
 
-/// Copies an H×W×3 `uint8` array (C-contiguous or not) into an `RgbImage`.
-fn array_to_image(seq: u64, image: &Bound<'_, PyAny>) -> PyResult<image::RgbImage> {
+/// Copies an H×W×3 `uint8` array (C-contiguous or not) into one buffer, held as shared
+/// pixels: the copy is the frame's own and never written, so the core's writers share it
+/// (a clone per encode job costs a reference count, not a copy of the frame).
+fn array_to_image(seq: u64, image: &Bound<'_, PyAny>) -> PyResult<framecache::Pixels> {
     let untyped = image.cast::<PyUntypedArray>().map_err(|_| {
         invalid(
             "image of frame",
@@ -249,8 +251,10 @@ fn array_to_image(seq: u64, image: &Bound<'_, PyAny>) -> PyResult<image::RgbImag
         Ok(contiguous) if untyped.is_c_contiguous() => contiguous.to_vec(),
         _ => readonly.as_array().iter().copied().collect(),
     };
-    Ok(image::RgbImage::from_raw(width, height, pixels)
-        .expect("an (H, W, 3) array holds H * W * 3 bytes"))
+    Ok(
+        framecache::Pixels::from_shared(width, height, bytes::Bytes::from(pixels))
+            .expect("an (H, W, 3) array holds H * W * 3 bytes"),
+    )
 }
 
 fn type_name(obj: &Bound<'_, PyAny>) -> String {

@@ -41,7 +41,7 @@ impl FrameIterator {
     ) -> PyResult<Self> {
         let (sender, receiver) = mpsc::channel(AHEAD);
         let task = runtime::handle()?.spawn(async move {
-            let mut frames = std::pin::pin!(cache.stream_frames_of(&timeline, seqs, options));
+            let mut frames = std::pin::pin!(cache.stream_frames(&timeline, seqs, options));
             while let Some(item) = frames.next().await {
                 let failed = item.is_err();
                 if sender.send(item.map(|(frame, _)| frame)).await.is_err() || failed {

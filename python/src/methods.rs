@@ -11,6 +11,7 @@ use crate::convert::{Decoded, Json, ToPython};
 use crate::errors::other;
 use crate::iter::FrameIterator;
 use crate::twins::pymethods_with_twins;
+use framecache::WriteOptions;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::path::PathBuf;
@@ -96,17 +97,12 @@ pymethods_with_twins! {
             describe(self.config())
         }
 
-        /// Every counter of this process's cache: per tier (``memory``, ``disk``, ``origin``,
-        /// ``decoded_memory``, ``decoded_disk``) hits, misses, bytes read and written, writes,
-        /// corrupt entries, evictions, errors, retries; and ``coalesced``, ``skipped_names``,
-        /// ``offline_loads``, ``fetched_by_other_process``, ``fetch_lock_timeouts``,
-        /// ``decodes``, ``decode_waits``, ``thumbnails`` (made for the HTTP server),
-        /// ``decode_lock_timeouts``, ``dir_lock_timeouts``, ``inherited_locks_closed``,
-        /// ``unreadable_manifests``, ``private_ledgers``, ``raw_writes_dropped`` (raw frames
-        /// whose entry could not be written: disk full, I/O error), ``raw_writes_pending``,
-        /// ``origin_requests`` (requests sent to the origin); and ``disk_eviction``,
-        /// ``decoded_disk_eviction``: the machine's evictor, the last eviction round and usage against the watermarks (from the shared ledger, no scan;
-        /// ``None`` without that disk tier).
+        /// Every counter of this process's cache, as a dict: per tier (``memory``, ``disk``,
+        /// ``origin``, ``decoded_memory``, ``decoded_disk``) a dict of counts, then the
+        /// process's counts, and ``disk_eviction``, ``decoded_disk_eviction``: the machine's
+        /// evictor, the last eviction round and usage against the watermarks (``None`` without
+        /// that disk tier). Its keys are the fields of the core's ``Stats`` (the ``Stats``
+        /// type in the stubs); docs/operations.md says what each counts.
         fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
             Json::of(&self.core()?.stats()).to_python(py)
         }
@@ -192,7 +188,7 @@ pymethods_with_twins! {
             let options = load_options(writeable, scale)?;
             let seqs = seqs_of(seqs)?;
             async move {
-                let frames = fc.load_frames_of(&timeline, seqs, options).await?;
+                let frames = fc.load_frames(&timeline, seqs, options).await?;
                 Ok(Decoded::all(frames, options.access))
             }
         }
@@ -210,7 +206,7 @@ pymethods_with_twins! {
             let fc = self.core()?;
             let options = load_options(writeable, scale)?;
             async move {
-                let frame = fc.load_frame_with(&timeline, seq, options).await?;
+                let frame = fc.load_frame(&timeline, seq, options).await?;
                 Ok(frame.map(|f| Decoded(f, options.access)))
             }
         }
@@ -231,7 +227,7 @@ pymethods_with_twins! {
         fn load_jpegs / load_jpegs_async(&self, timeline: String, seqs: Option<&Bound<'_, PyAny>>) {
             let fc = self.core()?;
             let seqs = seqs_of(seqs)?;
-            async move { fc.load_jpegs_of(&timeline, seqs).await }
+            async move { fc.load_jpegs(&timeline, seqs).await }
         }
 
         /// Every frame as ``{"seq", "timestamp", "jpeg_b64"}``, the stored JPEG in base64
@@ -259,7 +255,7 @@ pymethods_with_twins! {
             let frames = frames_from_py(frames)?;
             let fc = self.core()?;
             let mode = write_mode(replace);
-            async move { fc.cache_frames_with(&timeline, &frames, quality, mode).await }
+            async move { fc.cache_frames(&timeline, &frames, WriteOptions::default().quality(quality).mode(mode)).await }
         }
 
         /// Stores overlays (``{name: PNG bytes}``, stored as given) of one frame of a job's
@@ -358,7 +354,7 @@ pymethods_with_twins! {
             let frames = encoded_from_py(frames)?;
             let fc = self.core()?;
             let mode = write_mode(replace);
-            async move { fc.cache_jpegs_with(&timeline, frames, mode, &|_| {}).await }
+            async move { fc.cache_jpegs(&timeline, frames, WriteOptions::default().mode(mode)).await }
         }
 
         /// Ids of every timeline in blob storage, sorted.

@@ -1,17 +1,17 @@
 //! One fetch of the chain: disk, then (once per machine) the origin, filling the tiers
 //! above; and the cross-process turn-taking that makes it once per machine.
 
-use super::{Hit, Inner, Want};
+use super::{FetchTarget, Hit, Inner};
 use crate::error::{Error, Result};
 use crate::flock::{Backoff, LockFile};
 use crate::metrics::TierCounters;
 use crate::tier::{FetchLock, Limit, Source};
 use bytes::Bytes;
 
-/// A miss's place among the processes of the machine.
-enum BoxTurn {
+/// A miss's turn among the processes of the machine that want the same key.
+enum FetchTurn {
     /// Another process fetched it meanwhile: its disk entry.
-    Served((Bytes, blake3::Hash)),
+    FetchedByOther((Bytes, blake3::Hash)),
     /// Fetch it; holding the lock (if any) until the entry is on disk.
     Fetch(Option<LockFile>),
 }
@@ -22,7 +22,7 @@ impl Inner {
     /// A write or invalidation of the key while the fetch runs ends the flight early; the
     /// bytes fetched may then be older than the write's, so they are served to the
     /// waiters but withdrawn from the local tiers.
-    pub(super) async fn fetch(&self, want: &Want, id: u64) -> Result<Option<Hit>> {
+    pub(super) async fn fetch(&self, want: &FetchTarget, id: u64) -> Result<Option<Hit>> {
         let local = want.local.as_str();
         if let Some((bytes, hash)) = self.disk_hit(local).await {
             self.promote(local, &bytes, id).await;
@@ -32,8 +32,8 @@ impl Inner {
                 blake3: Some(hash),
             }));
         }
-        let _lock = match self.box_turn(local).await {
-            BoxTurn::Served((bytes, hash)) => {
+        let _lock = match self.fetch_turn(local).await {
+            FetchTurn::FetchedByOther((bytes, hash)) => {
                 self.promote(local, &bytes, id).await;
                 return Ok(Some(Hit {
                     bytes,
@@ -41,7 +41,7 @@ impl Inner {
                     blake3: Some(hash),
                 }));
             }
-            BoxTurn::Fetch(lock) => lock,
+            FetchTurn::Fetch(lock) => lock,
         };
         let limit = self.limit_of(want);
         let read = match &want.version {
@@ -81,7 +81,7 @@ impl Inner {
     }
 
     /// The bound of `want`'s origin read: its own, within the object size limit.
-    fn limit_of(&self, want: &Want) -> Limit {
+    fn limit_of(&self, want: &FetchTarget) -> Limit {
         let max = self
             .max_object_size
             .load(std::sync::atomic::Ordering::Relaxed);
@@ -125,9 +125,9 @@ impl Inner {
     /// Waits for this process's turn to fetch `local` for the machine: the key's fetch lock,
     /// or the disk entry another process wrote while holding it. The wait is bounded by the
     /// disk tier's lock bound, past which this process fetches too.
-    async fn box_turn(&self, local: &str) -> BoxTurn {
+    async fn fetch_turn(&self, local: &str) -> FetchTurn {
         let Some(disk) = &self.disk else {
-            return BoxTurn::Fetch(None);
+            return FetchTurn::Fetch(None);
         };
         let mut backoff = Backoff::new(disk.lock_wait());
         loop {
@@ -137,11 +137,11 @@ impl Inner {
                     // and now (waiting or not): look again before downloading it.
                     if let Some(bytes) = self.disk_hit_quiet(local).await {
                         TierCounters::bump(&self.metrics.fetched_by_other_process);
-                        return BoxTurn::Served(bytes);
+                        return FetchTurn::FetchedByOther(bytes);
                     }
-                    return BoxTurn::Fetch(Some(lock));
+                    return FetchTurn::Fetch(Some(lock));
                 }
-                FetchLock::Unsupported => return BoxTurn::Fetch(None),
+                FetchLock::Unsupported => return FetchTurn::Fetch(None),
                 FetchLock::Busy => match backoff.next_pause() {
                     Some(pause) => tokio::time::sleep(pause).await,
                     None => {
@@ -151,7 +151,7 @@ impl Inner {
                             disk.lock_wait()
                         );
                         TierCounters::bump(&self.metrics.fetch_lock_timeouts);
-                        return BoxTurn::Fetch(None);
+                        return FetchTurn::Fetch(None);
                     }
                 },
             }

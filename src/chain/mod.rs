@@ -38,12 +38,14 @@ pub struct Hit {
     pub blake3: Option<blake3::Hash>,
 }
 
+pub use crate::config::DEFAULT_MAX_OBJECT_SIZE;
+
 type FlightResult = std::result::Result<Option<Hit>, Arc<Error>>;
 
 /// What a fetch reads: the object key at the origin, the version it must be (if known),
 /// and the key of its local copies.
 #[derive(Clone)]
-pub(super) struct Want {
+pub(super) struct FetchTarget {
     pub(super) key: String,
     pub(super) version: Option<Version>,
     pub(super) local: String,
@@ -92,7 +94,7 @@ impl TieredCache {
                 inflight: Mutex::new(HashMap::new()),
                 next_flight: AtomicU64::new(0),
                 metrics,
-                max_object_size: AtomicU64::new(crate::config::DEFAULT_MAX_OBJECT_SIZE),
+                max_object_size: AtomicU64::new(DEFAULT_MAX_OBJECT_SIZE),
             }),
         }
     }
@@ -142,7 +144,7 @@ impl TieredCache {
     /// (object keys never contain control characters, so the two never collide).
     pub fn local_key(key: &str, version: Option<&Version>) -> String {
         match version {
-            Some(v) => format!("{key}\n{}", v.tag),
+            Some(v) => crate::layout::versioned_key(key, &v.tag),
             None => key.to_owned(),
         }
     }
@@ -189,7 +191,7 @@ impl TieredCache {
                 blake3: None,
             }));
         }
-        let flight = self.join_or_start(Want {
+        let flight = self.join_or_start(FetchTarget {
             key: key.to_owned(),
             version: version.cloned(),
             local,
@@ -198,7 +200,7 @@ impl TieredCache {
         flight.await.map_err(Error::from_shared)
     }
 
-    fn join_or_start(&self, want: Want) -> Shared<BoxFuture<'static, FlightResult>> {
+    fn join_or_start(&self, want: FetchTarget) -> Shared<BoxFuture<'static, FlightResult>> {
         let mut inflight = self.inner.inflight.lock().expect("inflight lock");
         let generation = crate::flock::fork_generation();
         if let Some(flight) = inflight.get(&want.local)
@@ -327,7 +329,9 @@ impl TieredCache {
         self.forget_flight(key);
         self.inner.drop_local(key).await;
         if let Some(memory) = &self.inner.memory {
-            memory.invalidate_prefix(&format!("{key}\n")).await;
+            memory
+                .invalidate_prefix(&crate::layout::versions_prefix(key))
+                .await;
         }
         if let Some(disk) = &self.inner.disk {
             let (disk, key) = (disk.clone(), key.to_owned());

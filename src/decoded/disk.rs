@@ -18,7 +18,7 @@ use crate::flock::LockKind;
 use crate::localfs::{self, How, Sharing};
 use crate::metrics::{Metrics, TierCounters};
 use crate::tier::{DiskTier, DiskUsage, VerifyReport};
-use memmap2::Mmap;
+use memmap2::MmapOptions;
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
@@ -129,8 +129,10 @@ impl DecodedDisk {
         // stay as they are for the life of the map even if the path is unlinked meanwhile.
         // A foreign program editing the file in place breaks this; the checksum below
         // catches edits made before it runs.
-        let map =
-            unsafe { Mmap::map(&file) }.map_err(|e| Error::io("map decoded entry", &path, e))?;
+        // Populated: the checksum below reads every page, so the kernel maps them all in
+        // this one call rather than in a page fault per few pages.
+        let map = unsafe { MmapOptions::new().populate().map(&file) }
+            .map_err(|e| Error::io("map decoded entry", &path, e))?;
         match format::validate(name, &map) {
             Ok((width, height)) => {
                 self.tier.mark_used(&path);

@@ -53,15 +53,6 @@ pub enum Access {
     ReadOnly,
 }
 
-/// How a load decodes and hands out frames.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LoadOptions {
-    /// Full size, or 1/2, 1/4, 1/8 through the DCT.
-    pub scale: Scale,
-    /// Writable or read-only frames.
-    pub access: Access,
-}
-
 /// What a decoded entry is about: a frame's key, its JPEG's blake3 and the scale.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct DecodedKey {

@@ -2,7 +2,8 @@
 //! header-read timeout, its stream bounded in idleness and per-request time.
 
 use super::Guard;
-use super::limits::{CappedListener, ConnState, ConnStream, ConnectionGauge};
+use super::caps::{CappedListener, ConnectionGauge};
+use super::stream::{ConnState, ConnStream};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
@@ -112,7 +113,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let conn = Some(self.conn.clone());
-        match super::fast::answer(&self.guard, &request, &self.conn) {
+        match super::hot_path::answer(&self.guard, &request, &self.conn) {
             Some(response) => Respond::Ready {
                 response: Some(response),
                 conn,

@@ -3,7 +3,7 @@
 //! (`"request_id"` in the body, `X-Request-Id`); its detail goes to the log under that id,
 //! so local paths and the origin's own error text never reach a client.
 
-use crate::error::Error;
+use crate::Error;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

@@ -1,10 +1,11 @@
-//! `/metrics` in the Prometheus text format: the cache's counters per tier, and requests
-//! per route and status with a latency histogram per route.
+//! The server's own counters (requests per route and status with a latency histogram per
+//! route, thumbnails, connections) and `/metrics` in the Prometheus text format, the
+//! cache's counters written by `prometheus.rs`.
 
-use super::limits::{ConnectionGauge, InFlight};
-use crate::codec::Scale;
-use crate::metrics::{Stats, TierStats};
-use crate::tier::EvictionStatus;
+use super::caps::{ConnectionGauge, InFlight};
+use super::prometheus::{self, counter, escape, gauge};
+use crate::Scale;
+use crate::Stats;
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::OnceLock;
@@ -134,7 +135,7 @@ impl HttpMetrics {
     /// Everything in the Prometheus text exposition format (version 0.0.4).
     pub fn render(&self, stats: &Stats, memory_bytes: Option<u64>) -> String {
         let mut out = String::with_capacity(8 << 10);
-        render_tiers(&mut out, stats);
+        prometheus::cache(&mut out, stats);
         if let Some(bytes) = memory_bytes {
             gauge(
                 &mut out,
@@ -238,248 +239,10 @@ impl HttpMetrics {
     }
 }
 
-fn render_tiers(out: &mut String, stats: &Stats) {
-    type Field = (&'static str, &'static str, fn(&TierStats) -> u64);
-    const FIELDS: [Field; 9] = [
-        ("hits", "Reads answered by the tier.", |t| t.hits),
-        ("misses", "Reads the tier could not answer.", |t| t.misses),
-        ("bytes_read", "Payload bytes returned by hits.", |t| {
-            t.bytes_read
-        }),
-        ("bytes_written", "Payload bytes stored.", |t| {
-            t.bytes_written
-        }),
-        ("writes", "Entries stored.", |t| t.writes),
-        ("corrupt", "Entries found corrupt and removed.", |t| {
-            t.corrupt
-        }),
-        (
-            "evictions",
-            "Entries removed to stay within capacity.",
-            |t| t.evictions,
-        ),
-        ("errors", "Operations that failed.", |t| t.errors),
-        ("retries", "Retried origin requests.", |t| t.retries),
-    ];
-    let tiers = [
-        ("memory", &stats.memory),
-        ("disk", &stats.disk),
-        ("origin", &stats.origin),
-    ];
-    for (field, help, get) in FIELDS {
-        let name = format!("framecache_tier_{field}_total");
-        counter(out, &name, help);
-        for (tier, t) in tiers {
-            let _ = writeln!(out, "{name}{{tier=\"{tier}\"}} {}", get(t));
-        }
-    }
-    for (name, help, value) in [
-        (
-            "framecache_coalesced_total",
-            "Gets that joined a fetch already in flight.",
-            stats.coalesced,
-        ),
-        (
-            "framecache_skipped_names_total",
-            "Listed object names that were not canonical and were skipped.",
-            stats.skipped_names,
-        ),
-        (
-            "framecache_offline_loads_total",
-            "Timeline loads served from a local manifest while the origin failed.",
-            stats.offline_loads,
-        ),
-        (
-            "framecache_inherited_locks_closed_total",
-            "Lock descriptors inherited through fork and closed in the child.",
-            stats.inherited_locks_closed,
-        ),
-        (
-            "framecache_raw_writes_dropped_total",
-            "Raw decoded frames not written to disk because the queue behind loads was full.",
-            stats.raw_writes_dropped,
-        ),
-    ] {
-        counter(out, name, help);
-        let _ = writeln!(out, "{name} {value}");
-    }
-    let name = "framecache_raw_writes_pending";
-    gauge(
-        out,
-        name,
-        "Raw decoded frames queued behind loads and not yet written.",
-    );
-    let _ = writeln!(out, "{name} {}", stats.raw_writes_pending);
-    let name = "framecache_lock_timeouts_total";
-    counter(
-        out,
-        name,
-        "Lock waits that reached their bound; the waiter went on without the lock.",
-    );
-    for (lock, value) in [
-        ("decode", stats.decode_lock_timeouts),
-        ("fetch", stats.fetch_lock_timeouts),
-        ("directory", stats.dir_lock_timeouts),
-    ] {
-        let _ = writeln!(out, "{name}{{lock=\"{lock}\"}} {value}");
-    }
-    render_eviction(out, stats);
-}
-
-/// The disk tiers' eviction state, labelled `tier="disk"` and `tier="decoded_disk"`.
-fn render_eviction(out: &mut String, stats: &Stats) {
-    type Field = (&'static str, &'static str, bool, fn(&EvictionStatus) -> f64);
-    const FIELDS: [Field; 18] = [
-        (
-            "used_bytes",
-            "Bytes in use: entries plus writes in progress.",
-            false,
-            |e| e.used_bytes as f64,
-        ),
-        (
-            "low_watermark_bytes",
-            "Eviction stops at this usage.",
-            false,
-            |e| e.low_watermark as f64,
-        ),
-        (
-            "high_watermark_bytes",
-            "Eviction starts above this usage.",
-            false,
-            |e| e.high_watermark as f64,
-        ),
-        (
-            "hard_limit_bytes",
-            "Above this usage a writer evicts a batch: the capacity or what the filesystem spares.",
-            false,
-            |e| e.hard_limit as f64,
-        ),
-        (
-            "capacity_bytes",
-            "The capacity (budget), configured or following the filesystem's size.",
-            false,
-            |e| e.capacity as f64,
-        ),
-        (
-            "limited_by_free_space",
-            "1 when the hard limit is what the filesystem spares, under the capacity.",
-            false,
-            |e| f64::from(u8::from(e.limited_by == crate::tier::LimitedBy::FreeSpace)),
-        ),
-        (
-            "filesystem_size_bytes",
-            "Size of the filesystem under the directory, as last sampled.",
-            false,
-            |e| e.fs_size as f64,
-        ),
-        (
-            "filesystem_free_bytes",
-            "Bytes available on that filesystem, as last sampled.",
-            false,
-            |e| e.fs_free as f64,
-        ),
-        (
-            "min_free_bytes",
-            "Bytes the disk tiers leave free on that filesystem.",
-            false,
-            |e| e.min_free as f64,
-        ),
-        (
-            "full_writes_total",
-            "Writes that found the filesystem full: skipped, a batch evicted.",
-            true,
-            |e| e.full_writes as f64,
-        ),
-        (
-            "evictor_running",
-            "1 when an evictor is running on this machine.",
-            false,
-            |e| f64::from(u8::from(e.evictor_running)),
-        ),
-        (
-            "evictor_here",
-            "1 when this process is the evictor.",
-            false,
-            |e| f64::from(u8::from(e.evictor_here)),
-        ),
-        (
-            "last_eviction_seconds",
-            "Duration of the last eviction round.",
-            false,
-            |e| e.last_round_us as f64 / 1e6,
-        ),
-        (
-            "last_eviction_entries",
-            "Entries the last eviction round removed.",
-            false,
-            |e| e.last_round_entries as f64,
-        ),
-        (
-            "eviction_rounds_total",
-            "Eviction rounds completed on the directory.",
-            true,
-            |e| e.rounds as f64,
-        ),
-        (
-            "writer_batches_total",
-            "Writes that found usage above the hard limit and evicted a batch.",
-            true,
-            |e| e.writer_batches as f64,
-        ),
-        (
-            "repaired_shards_total",
-            "Shards recounted after a process died while changing them.",
-            true,
-            |e| e.repaired_shards as f64,
-        ),
-        (
-            "evictor_takeovers_total",
-            "Times the evictor's lock changed hands.",
-            true,
-            |e| e.takeovers as f64,
-        ),
-    ];
-    let tiers = [
-        ("disk", stats.disk_eviction),
-        ("decoded_disk", stats.decoded_disk_eviction),
-    ];
-    if tiers.iter().all(|(_, e)| e.is_none()) {
-        return;
-    }
-    for (field, help, is_counter, get) in FIELDS {
-        let name = format!("framecache_disk_{field}");
-        if is_counter {
-            counter(out, &name, help);
-        } else {
-            gauge(out, &name, help);
-        }
-        for (tier, e) in &tiers {
-            if let Some(e) = e {
-                let _ = writeln!(out, "{name}{{tier=\"{tier}\"}} {}", get(e));
-            }
-        }
-    }
-}
-
-fn counter(out: &mut String, name: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-}
-
-fn gauge(out: &mut String, name: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-}
-
-/// Escapes a label value (`\`, `"` and newlines).
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tier::EvictionStatus;
 
     #[test]
     fn renders_counters_and_a_cumulative_histogram() {
@@ -491,7 +254,7 @@ mod tests {
             disk_eviction: Some(EvictionStatus {
                 evictor_running: true,
                 last_round_us: 1_500,
-                limited_by: crate::tier::LimitedBy::FreeSpace,
+                limited_by: crate::LimitedBy::FreeSpace,
                 full_writes: 3,
                 ..EvictionStatus::default()
             }),

@@ -6,7 +6,7 @@
 //! and the memo's handle keeps that buffer alive, so the address cannot be reused by other
 //! bytes meanwhile): the version always belongs to the bytes sent.
 
-use crate::tier::Source;
+use crate::Source;
 use bytes::Bytes;
 use std::sync::Arc;
 

@@ -69,7 +69,7 @@ impl FrameCache {
     /// # Errors
     /// As [`FrameCache::load_frames`], without decoding.
     pub async fn load_frames_b64(&self, timeline: &str) -> Result<Vec<FrameB64>> {
-        let (_, jpegs) = self.stream_jpegs(timeline).await?;
+        let (_, jpegs) = self.stream_jpegs(timeline, super::Seqs::All).await?;
         jpegs
             .map_ok(|f| FrameB64 {
                 seq: f.seq,

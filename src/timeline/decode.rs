@@ -3,18 +3,18 @@
 
 use super::FrameCache;
 use super::index::FrameEntry;
+use super::options::LoadOptions;
 use super::read::Frame;
 use crate::codec;
-use crate::decoded::{DecodedKey, LoadOptions};
+use crate::decoded::DecodedKey;
 use crate::error::{Error, Result};
 use crate::metrics::TierCounters;
 use crate::pixels::Pixels;
 use crate::tier::Source;
 
-/// Frame versions whose blake3 a process remembers; past this it starts over (each entry is
-/// about a hundred bytes, and a forgotten one costs one JPEG header read from the local
-/// tiers).
-const VERIFIED_LIMIT: usize = 1 << 20;
+/// Frame versions whose blake3 a process remembers (each entry is a few hundred bytes, and
+/// a forgotten one costs one JPEG header read from the local tiers).
+pub(super) const VERIFIED_LIMIT: u64 = 1 << 20;
 
 /// The frame of `entry` with `image`; the manifest's metadata only when `current`.
 fn frame(entry: FrameEntry, current: bool, image: Pixels) -> Frame {
@@ -39,20 +39,12 @@ fn is_current(entry: &FrameEntry, hash: &blake3::Hash) -> bool {
 impl FrameCache {
     /// The blake3 this process read for the frame version under local key `local`.
     pub(super) fn verified_hash(&self, local: &str) -> Option<blake3::Hash> {
-        self.verified
-            .lock()
-            .expect("verified hashes lock")
-            .get(local)
-            .copied()
+        self.verified.get(local)
     }
 
     /// Remembers the blake3 of the frame version under local key `local`.
     pub(super) fn remember_verified(&self, local: String, hash: blake3::Hash) {
-        let mut verified = self.verified.lock().expect("verified hashes lock");
-        if verified.len() >= VERIFIED_LIMIT {
-            verified.clear();
-        }
-        verified.insert(local, hash);
+        self.verified.insert(local, hash);
     }
 
     /// One frame, decoded as `options` say: from the decoded tiers when they hold it under

@@ -3,6 +3,7 @@
 
 use super::FrameCache;
 use super::manifest::{Entries, FrameMeta, Head};
+use super::options::PageStart;
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::metrics::TierCounters;
@@ -294,6 +295,20 @@ impl FrameCache {
     }
 }
 
+/// One page of a timeline's index, from [`FrameCache::list_frames_page`].
+#[derive(Debug, Clone)]
+pub struct FramePage {
+    /// The frames from the page's start on, at most `limit` of them, sorted by seq.
+    pub frames: Vec<FrameEntry>,
+    /// Frames in the whole timeline.
+    pub total: usize,
+    /// The position of the page's first frame in the timeline, in seq order (the first
+    /// frame's is 0); `total` when the page is empty.
+    pub offset: usize,
+    /// The `from` of the next page; `None` on the last.
+    pub next: Option<u64>,
+}
+
 /// Timelines per listing page of [`FrameCache::timelines`].
 const TIMELINES_PAGE: usize = 1000;
 
@@ -304,4 +319,71 @@ pub struct TimelinePage {
     pub timelines: Vec<String>,
     /// The cursor of the next page (`after`), when there may be more.
     pub next: Option<String>,
+}
+
+impl FrameCache {
+    /// One page of a timeline's index: up to `limit` frames from `start` on. With a
+    /// complete manifest it is read from the chunks covering the page (no listing; the
+    /// entries carry no version); otherwise from a listing (or the one kept here while the
+    /// origin is down), as [`FrameCache::list_frames`].
+    ///
+    /// # Errors
+    /// Invalid id, or the origin failed with nothing kept here.
+    pub async fn list_frames_page(
+        &self,
+        timeline: &str,
+        start: PageStart,
+        limit: usize,
+    ) -> Result<FramePage> {
+        self.page(timeline, start, limit).await
+    }
+
+    async fn page(&self, timeline: &str, start: PageStart, limit: usize) -> Result<FramePage> {
+        if let Ok(Some(head)) = self.read_head(timeline).await
+            && head.complete
+        {
+            let (offset, mut metas) = self
+                .metas_page(timeline, &head, start, limit.saturating_add(1))
+                .await?;
+            let next = (metas.len() > limit).then(|| metas[limit].seq);
+            metas.truncate(limit);
+            let frames = metas
+                .into_iter()
+                .map(|meta| {
+                    Ok(FrameEntry {
+                        seq: meta.seq,
+                        key: layout::frame_key(timeline, meta.seq)?,
+                        size: meta.size,
+                        version: None,
+                        meta: Some(meta),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(FramePage {
+                frames,
+                total: head.count,
+                offset,
+                next,
+            });
+        }
+        let entries = self.index(timeline).await?.entries;
+        let total = entries.len();
+        let offset = match start {
+            PageStart::Seq(from) => entries.partition_point(|e| e.seq < from),
+            PageStart::Position(at) => at.min(total),
+        };
+        let mut frames: Vec<FrameEntry> = entries
+            .into_iter()
+            .skip(offset)
+            .take(limit.saturating_add(1))
+            .collect();
+        let next = (frames.len() > limit).then(|| frames[limit].seq);
+        frames.truncate(limit);
+        Ok(FramePage {
+            frames,
+            total,
+            offset,
+            next,
+        })
+    }
 }

@@ -11,19 +11,25 @@
 //! never served from stale copies, at no extra request. The manifest's blake3 then only
 //! says whether its metadata describes the bytes.
 //!
-//! Origin failures: the last listing a load saw is kept in the local tiers (`kept`). When
-//! the origin fails (down, timing out, refusing credentials), a load falls back to it
-//! and serves what memory and disk hold, logging it and counting it in
-//! [`Stats::offline_loads`]; frames held nowhere locally then fail with the origin's error.
+//! Origin failures: the last listing a load saw is kept in the local tiers
+//! (`offline_listing.rs`). When the origin fails (down, timing out, refusing credentials),
+//! a load falls back to it and serves what memory and disk hold, logging it and counting it
+//! in [`Stats::offline_loads`]; frames held nowhere locally then fail with the origin's
+//! error.
 //! An origin error is never taken for a missing timeline or frame.
 
 mod append;
+mod append_chunks;
 mod b64;
 mod decode;
 mod finish;
 mod index;
-mod kept;
+mod key_order;
 mod manifest;
+mod manifest_io;
+mod memo;
+mod offline_listing;
+mod options;
 mod overlay_index;
 mod overlays;
 mod pages;
@@ -33,17 +39,17 @@ mod thumbnail;
 mod write;
 
 pub use b64::{DEFAULT_B64_QUALITY, FrameB64, frames_to_b64};
-pub use index::{FrameEntry, TimelinePage, TimelineStatus};
-#[cfg(feature = "test-hooks")]
-pub(crate) use kept::fuzz_kept_listing;
+pub use index::{FrameEntry, FramePage, TimelinePage, TimelineStatus};
 pub use manifest::FrameMeta;
 #[cfg(feature = "test-hooks")]
 pub(crate) use manifest::fuzz_manifest;
-pub use overlay_index::OverlayRef;
+#[cfg(feature = "test-hooks")]
+pub(crate) use offline_listing::fuzz_kept_listing;
+pub use options::{LoadOptions, MAX_SELECTION, PageStart, Seqs, WriteMode, WriteOptions};
+pub use overlay_index::{OverlayPage, OverlayRef};
 pub use read::{Frame, FrameJpeg};
-pub use select::{FramePage, MAX_SELECTION, Seqs};
 pub use thumbnail::{THUMBNAIL_QUALITY, Thumbnail};
-pub use write::{EncodedFrame, WriteMode};
+pub use write::EncodedFrame;
 
 use crate::chain::TieredCache;
 use crate::config::CacheConfig;
@@ -51,8 +57,11 @@ use crate::decoded::DecodedTiers;
 use crate::error::Result;
 use crate::layout;
 use crate::metrics::Stats;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use memo::Memo;
+use std::sync::Arc;
+
+/// Digests of kept listings remembered (a head and its parts per timeline read).
+const KEPT_LISTINGS: u64 = 1 << 16;
 
 /// Default JPEG quality of [`FrameCache::cache_frames`], as the Python module.
 pub const DEFAULT_QUALITY: u8 = 85;
@@ -74,9 +83,9 @@ pub struct FrameCache {
     cache: TieredCache,
     concurrency: usize,
     /// Digest of the listing this process last kept locally, per kept key.
-    kept: Arc<Mutex<HashMap<String, blake3::Hash>>>,
+    kept: Memo<blake3::Hash>,
     /// Manifest chunks this process parsed, by key (each generation's are immutable).
-    chunks: manifest::ChunkMemo,
+    chunks: Memo<Arc<Vec<FrameMeta>>>,
     /// Whether the origin honours conditional writes, probed on the first append.
     conditional: Arc<tokio::sync::OnceCell<bool>>,
     /// Slots for JPEG encodes and decodes, a few per core: enough to keep every core busy,
@@ -88,7 +97,7 @@ pub struct FrameCache {
     /// The blake3 of each frame version this process has read (by local key): what finds
     /// its decoded pixels without reading the JPEG. A manifest's blake3 cannot: another
     /// writer may have rewritten the frame and left the manifest behind.
-    verified: Arc<Mutex<HashMap<String, blake3::Hash>>>,
+    verified: Memo<blake3::Hash>,
     /// Frames whose header claims more pixels are refused before decoding.
     max_frame_pixels: u64,
     /// Listing pages and manifest heads confirmed at the origin, for reads of selections.
@@ -130,10 +139,10 @@ impl FrameCache {
         FrameCache {
             cache,
             concurrency: concurrency.max(1),
-            kept: Arc::default(),
-            chunks: Arc::default(),
+            kept: Memo::new(KEPT_LISTINGS),
+            chunks: Memo::new(manifest::KEPT_CHUNKS),
             conditional: Arc::default(),
-            verified: Arc::default(),
+            verified: Memo::new(decode::VERIFIED_LIMIT),
             codec_slots: Arc::new(tokio::sync::Semaphore::new(
                 4 * std::thread::available_parallelism().map_or(1, |n| n.get()),
             )),
@@ -162,6 +171,8 @@ impl FrameCache {
         let mut stats = self.cache.metrics().snapshot();
         stats.disk_eviction = self.cache.disk().map(|d| d.eviction_status());
         stats.decoded_disk_eviction = self.decoded.as_ref().and_then(|t| t.disk_eviction());
+        stats.inherited_locks_closed = crate::flock::inherited_locks_closed();
+        stats.raw_writes_pending = crate::decoded::raw_writes_pending();
         stats
     }
 
@@ -181,10 +192,7 @@ impl FrameCache {
     /// Forgets which listings were kept locally, after a clear dropped them.
     pub(super) fn forget_kept(&self, timeline: &str) -> Result<()> {
         let prefix = layout::timeline_prefix(timeline)?;
-        self.kept
-            .lock()
-            .expect("kept listings lock")
-            .retain(|k, _| !k.starts_with(&prefix));
+        self.kept.remove_prefixed(&prefix);
         Ok(())
     }
 

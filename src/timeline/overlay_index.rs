@@ -1,4 +1,5 @@
-//! Overlay listings by stage and by name, from one origin listing each (used by the server).
+//! Overlay listings: a timeline's stages, and a stage's overlays a page at a time (used by
+//! the server): no call lists more than one page of the origin.
 
 use super::FrameCache;
 use crate::error::Result;
@@ -74,22 +75,32 @@ impl FrameCache {
         Ok(stages)
     }
 
-    /// Every overlay of a job's stage as `(seq, name)`, sorted by seq then name.
-    ///
-    /// Unlike [`FrameCache::list_overlay_frames`] this keeps the names, so a client can
-    /// address each PNG without listing frame by frame. Cost: one listing of the stage.
+    /// One page of a job's stage's overlays as `(seq, name)`: up to `limit` names from
+    /// after `after` (the `next` of the page before; the first page when `None`), in the
+    /// key order of their names (`{seq}_{name}.png`, so seqs follow their decimal text,
+    /// not their value), each page sorted by seq then name. One frame's overlays are
+    /// contiguous in that order, though a page may end inside them. Cost: one listing page
+    /// at the origin, whatever the stage holds.
     ///
     /// # Errors
-    /// Invalid ids or origin failure; stray names are skipped and counted.
-    pub async fn list_overlays(
+    /// Invalid ids or origin failure; stray names are skipped and counted (they still take
+    /// their place on the page, so a page of them still advances).
+    pub async fn list_overlays_page(
         &self,
         timeline: &str,
         job: &str,
         stage: &str,
-    ) -> Result<Vec<OverlayRef>> {
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<OverlayPage> {
         let prefix = layout::overlay_stage_prefix(timeline, job, stage)?;
-        let listed = self.chain().origin().list(&prefix).await?;
-        let mut refs: Vec<OverlayRef> = listed
+        let page = self
+            .chain()
+            .origin()
+            .list_page(&prefix, after, limit)
+            .await?;
+        let mut overlays: Vec<OverlayRef> = page
+            .objects
             .iter()
             .filter_map(|o| {
                 let parsed = o
@@ -105,7 +116,19 @@ impl FrameCache {
                 })
             })
             .collect();
-        refs.sort();
-        Ok(refs)
+        overlays.sort();
+        Ok(OverlayPage {
+            overlays,
+            next: page.end,
+        })
     }
+}
+
+/// One page of a stage's overlays, from [`FrameCache::list_overlays_page`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverlayPage {
+    /// The page's overlays, sorted by seq then name.
+    pub overlays: Vec<OverlayRef>,
+    /// The cursor of the next page (`after`), when there may be more.
+    pub next: Option<String>,
 }

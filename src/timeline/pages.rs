@@ -24,14 +24,16 @@
 //! used without reading it again; otherwise it is read, beside the pages.
 
 use super::FrameCache;
+use super::key_order::Model;
 use super::manifest::{HEAD_LIMIT, Head, parse_head};
+use super::memo::Memo;
 use crate::error::{Error, Result};
-use crate::layout;
+use crate::layout::{self, frame_name};
 use crate::metrics::TierCounters;
 use crate::tier::{LIST_PAGE, ListPage, ObjectInfo};
 use futures::{StreamExt, TryStreamExt, stream};
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Names of listing pages a process keeps (about 150 bytes each): a 100,000-frame
@@ -40,8 +42,8 @@ const KEPT_NAMES: u64 = 200_000;
 /// How long a page stays in memory without a window: long enough for the windows of one
 /// read to share it, after which no read would take it anyway.
 const STRICT_TTL: Duration = Duration::from_secs(60);
-/// Manifest heads kept, one per timeline, before starting over.
-const KEPT_HEADS: usize = 4096;
+/// Manifest heads kept, one per timeline.
+const KEPT_HEADS: u64 = 4096;
 /// Rounds of listing for keys the planned pages did not cover, before a stat each.
 const ROUNDS: usize = 8;
 
@@ -84,7 +86,7 @@ pub(super) struct Pages {
     window: Duration,
     pages: moka::future::Cache<(String, String), Arc<Page>>,
     /// The last head confirmed of each timeline: for the window, and for its count.
-    heads: Mutex<HashMap<String, Arc<KnownHead>>>,
+    heads: Memo<Arc<KnownHead>>,
     /// Heads read at the version a listing reported, by timeline and version tag: a
     /// version names one content, so these never go stale.
     versioned: moka::future::Cache<(String, String), Arc<Option<Head>>>,
@@ -102,8 +104,8 @@ impl Pages {
                 .time_to_live(window.max(STRICT_TTL))
                 .support_invalidation_closures()
                 .build(),
-            heads: Mutex::default(),
-            versioned: moka::future::Cache::new(KEPT_HEADS as u64),
+            heads: Memo::new(KEPT_HEADS),
+            versioned: moka::future::Cache::new(KEPT_HEADS),
         }
     }
 
@@ -120,25 +122,17 @@ impl Pages {
     }
 
     fn head(&self, timeline: &str) -> Option<Arc<KnownHead>> {
-        self.heads
-            .lock()
-            .expect("heads lock")
-            .get(timeline)
-            .cloned()
+        self.heads.get(timeline)
     }
 
     fn note_head(&self, timeline: &str, known: KnownHead) {
-        let mut heads = self.heads.lock().expect("heads lock");
-        if heads.len() >= KEPT_HEADS {
-            heads.clear();
-        }
-        heads.insert(timeline.to_owned(), Arc::new(known));
+        self.heads.insert(timeline.to_owned(), Arc::new(known));
     }
 
     /// Forgets a timeline's head (its chunks are gone: it was rewritten) or everything of
     /// it (cleared).
     pub(super) fn forget(&self, timeline: &str, pages_too: bool) {
-        self.heads.lock().expect("heads lock").remove(timeline);
+        self.heads.remove(timeline);
         if pages_too {
             let timeline = timeline.to_owned();
             // Fails only without invalidation closures, which the builder enables.
@@ -372,148 +366,3 @@ impl FrameCache {
 
 /// Keys per planned page: what one listing request returns.
 const PAGE: u64 = LIST_PAGE as u64;
-
-fn frame_name(seq: u64) -> String {
-    format!("{seq}.jpg")
-}
-
-/// Every seq from 0 to `m`, in the order of their keys: where a key falls among them.
-#[derive(Debug, Clone, Copy)]
-struct Model {
-    m: u64,
-}
-
-impl Model {
-    /// Seqs within `0..=m` whose decimal form starts with the digits of `prefix` (a number
-    /// without leading zeros, or 0 itself).
-    fn under(&self, prefix: u128) -> u64 {
-        let m = u128::from(self.m);
-        if prefix == 0 {
-            return 1;
-        }
-        let (mut lo, mut hi) = (prefix, prefix);
-        let mut n: u128 = 0;
-        while lo <= m {
-            n += hi.min(m) - lo + 1;
-            lo *= 10;
-            hi = hi * 10 + 9;
-        }
-        u64::try_from(n).unwrap_or(u64::MAX)
-    }
-
-    /// The position of `seq`'s key among the keys of `0..=m` (`seq` itself need not be in
-    /// it).
-    fn rank(&self, seq: u64) -> u64 {
-        let digits: Vec<u128> = seq
-            .to_string()
-            .bytes()
-            .map(|b| u128::from(b - b'0'))
-            .collect();
-        let mut rank: u64 = 0;
-        let mut prefix: u128 = 0;
-        for (i, &d) in digits.iter().enumerate() {
-            if i == 0 {
-                if d > 0 {
-                    rank += 1; // "0"
-                    for e in 1..d {
-                        rank = rank.saturating_add(self.under(e));
-                    }
-                }
-            } else {
-                // The shorter prefix, a seq itself, sorts first when within the model.
-                if prefix <= u128::from(self.m) {
-                    rank = rank.saturating_add(1);
-                }
-                for e in 0..d {
-                    rank = rank.saturating_add(self.under(prefix * 10 + e));
-                }
-            }
-            prefix = prefix * 10 + d;
-        }
-        rank
-    }
-
-    /// The seq whose key is at position `r` among those of `0..=m` (`r` at most `m`).
-    fn nth(&self, mut r: u64) -> u64 {
-        let mut prefix: Option<u128> = None;
-        for e in 0..10 {
-            let n = self.under(e);
-            if r < n {
-                prefix = Some(e);
-                break;
-            }
-            r -= n;
-        }
-        let Some(mut prefix) = prefix else {
-            return self.m;
-        };
-        loop {
-            if prefix == 0 || r == 0 {
-                return u64::try_from(prefix).unwrap_or(self.m);
-            }
-            r -= 1;
-            let mut next = None;
-            for e in 0..10 {
-                let n = self.under(prefix * 10 + e);
-                if r < n {
-                    next = Some(prefix * 10 + e);
-                    break;
-                }
-                r -= n;
-            }
-            match next {
-                Some(p) => prefix = p,
-                None => return u64::try_from(prefix).unwrap_or(self.m),
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Model;
-
-    fn sorted_keys(m: u64) -> Vec<u64> {
-        let mut seqs: Vec<u64> = (0..=m).collect();
-        seqs.sort_by_key(|s| format!("{s}.jpg"));
-        seqs
-    }
-
-    #[test]
-    fn rank_and_nth_follow_key_order() {
-        for m in [0, 1, 9, 10, 11, 99, 100, 239, 1000, 1234, 10_000, 20_345] {
-            let model = Model { m };
-            for (i, seq) in sorted_keys(m).into_iter().enumerate() {
-                assert_eq!(model.rank(seq), i as u64, "rank of {seq} in 0..={m}");
-                assert_eq!(model.nth(i as u64), seq, "key {i} of 0..={m}");
-            }
-        }
-    }
-
-    #[test]
-    fn rank_of_a_seq_beyond_the_model_is_where_its_key_would_sort() {
-        let model = Model { m: 239 };
-        let keys = sorted_keys(239);
-        for seq in [240, 999, 5000, 1_000_000] {
-            let name = format!("{seq}.jpg");
-            let expected = keys.iter().filter(|s| format!("{s}.jpg") < name).count();
-            assert_eq!(model.rank(seq), expected as u64, "{seq}");
-        }
-    }
-
-    #[test]
-    fn the_largest_seqs_do_not_overflow() {
-        let model = Model { m: u64::MAX };
-        let r = model.rank(u64::MAX);
-        assert_eq!(model.nth(r), u64::MAX);
-        assert!(Model { m: 10 }.rank(u64::MAX) <= 11);
-    }
-
-    #[test]
-    fn a_range_in_the_middle_of_a_long_timeline_is_one_page() {
-        let model = Model { m: 99_999 };
-        let pages: std::collections::BTreeSet<u64> =
-            (50_000..50_300).map(|s| model.rank(s) / 1000).collect();
-        assert!(pages.len() <= 2, "{pages:?}");
-    }
-}

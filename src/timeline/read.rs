@@ -2,14 +2,15 @@
 
 use super::FrameCache;
 use super::index::FrameEntry;
+use super::options::{LoadOptions, Seqs};
 use crate::chain::Hit;
-use crate::decoded::LoadOptions;
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::metrics::TierCounters;
 use crate::pixels::Pixels;
 use crate::tier::{Limit, Source};
 use bytes::Bytes;
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt, stream};
 use std::time::Instant;
 
@@ -192,70 +193,12 @@ impl FrameCache {
         Ok(Some(entry))
     }
 
-    /// Streams a timeline's frames in seq order, each as soon as it and those before it
-    /// are ready, with at most `concurrency` fetches and decodes in flight.
-    ///
-    /// # Errors
-    /// Each item fails on its own: a frame that does not decode is an error naming its key.
-    pub fn stream_frames<'a>(
-        &'a self,
-        timeline: &'a str,
-    ) -> impl Stream<Item = Result<(Frame, Source)>> + Send + 'a {
-        self.stream_frames_with(timeline, LoadOptions::default())
-    }
-
-    /// As [`FrameCache::stream_frames`], scaled and shared as `options` say.
-    ///
-    /// # Errors
-    /// As [`FrameCache::stream_frames`].
-    pub fn stream_frames_with<'a>(
-        &'a self,
-        timeline: &'a str,
-        options: LoadOptions,
-    ) -> impl Stream<Item = Result<(Frame, Source)>> + Send + 'a {
-        self.stream_frames_of(timeline, super::Seqs::All, options)
-    }
-
-    /// Every frame of a timeline, decoded to RGB and sorted by seq; empty when there are none.
-    ///
-    /// # Errors
-    /// Invalid id, an incomplete timeline ([`Error::Incomplete`]), an origin failure, or a
-    /// frame that does not decode ([`Error::Decode`] naming its key). Stray object names are
-    /// skipped and counted in [`Stats::skipped_names`](crate::Stats::skipped_names), never an error.
-    pub async fn load_frames(&self, timeline: &str) -> Result<Vec<Frame>> {
-        self.load_frames_with(timeline, LoadOptions::default())
-            .await
-    }
-
-    /// As [`FrameCache::load_frames`], scaled and shared as `options` say.
-    ///
-    /// # Errors
-    /// As [`FrameCache::load_frames`].
-    pub async fn load_frames_with(
-        &self,
-        timeline: &str,
-        options: LoadOptions,
-    ) -> Result<Vec<Frame>> {
-        self.stream_frames_with(timeline, options)
-            .map_ok(|(frame, _)| frame)
-            .try_collect()
-            .await
-    }
-
-    /// One frame, or `None` when the timeline has no such frame.
+    /// One frame, scaled and shared as `options` say, or `None` when the timeline has no
+    /// such frame (unlike a [`Seqs`](super::Seqs) selection, which fails naming it).
     ///
     /// # Errors
     /// Invalid id, origin failure, or undecodable bytes.
-    pub async fn load_frame(&self, timeline: &str, seq: u64) -> Result<Option<Frame>> {
-        self.load_frame_with(timeline, seq, LoadOptions::default())
-            .await
-    }
-
-    /// As [`FrameCache::load_frame`], scaled and shared as `options` say.
-    ///
-    /// # Errors
-    /// As [`FrameCache::load_frame`].
-    pub async fn load_frame_with(
+    pub async fn load_frame(
         &self,
         timeline: &str,
         seq: u64,
@@ -286,32 +229,6 @@ impl FrameCache {
         }
     }
 
-    /// Every frame's JPEG bytes as stored, in seq order, checked against the manifest, with
-    /// its timestamp and the tier that answered; nothing is decoded. Also returns the number
-    /// of frames the stream will yield, known from the listing before the first one arrives
-    /// (for progress reporting).
-    ///
-    /// # Errors
-    /// As [`FrameCache::load_frames`], without decoding: the listing's errors here, each
-    /// frame's in the stream.
-    pub async fn stream_jpegs<'a>(
-        &'a self,
-        timeline: &'a str,
-    ) -> Result<(usize, impl Stream<Item = Result<FrameJpeg>> + Send + 'a)> {
-        let entries = self.loadable(timeline).await?;
-        Ok((entries.len(), self.jpegs_of(entries)))
-    }
-
-    /// Every frame's JPEG bytes as stored, in seq order, as [`FrameCache::stream_jpegs`]
-    /// yields them.
-    ///
-    /// # Errors
-    /// As [`FrameCache::load_frames`], without decoding.
-    pub async fn load_jpegs(&self, timeline: &str) -> Result<Vec<FrameJpeg>> {
-        let (_, jpegs) = self.stream_jpegs(timeline).await?;
-        jpegs.try_collect().await
-    }
-
     pub(super) fn jpegs_of(
         &self,
         entries: Vec<FrameEntry>,
@@ -334,5 +251,80 @@ impl FrameCache {
             jpeg: fetched.bytes,
             source: fetched.source,
         })
+    }
+
+    /// Streams the frames `seqs` names in its order (seq order for [`Seqs::All`]), each as
+    /// soon as it and those before it are ready, with at most `concurrency` fetches and
+    /// decodes in flight, scaled and shared as `options` say.
+    ///
+    /// # Errors
+    /// Each item fails on its own: a seq the timeline lacks ([`Error::NoFrame`]), an
+    /// incomplete timeline ([`Error::Incomplete`]), an origin failure, a frame that does not
+    /// decode ([`Error::Decode`] naming its key). Stray object names are skipped and counted
+    /// in [`Stats::skipped_names`](crate::Stats::skipped_names), never an error.
+    pub fn stream_frames<'a>(
+        &'a self,
+        timeline: &'a str,
+        seqs: Seqs,
+        options: LoadOptions,
+    ) -> impl Stream<Item = Result<(Frame, Source)>> + Send + 'a {
+        self.entries_of(timeline, seqs)
+            .map_ok(move |entry| self.fetch_decoded(entry, options))
+            .try_buffered(self.concurrency)
+    }
+
+    /// The frames `seqs` names, decoded, in its order ([`Seqs::All`]: every frame, sorted
+    /// by seq; empty when there are none).
+    ///
+    /// # Errors
+    /// As [`FrameCache::stream_frames`], the first error met.
+    pub async fn load_frames(
+        &self,
+        timeline: &str,
+        seqs: Seqs,
+        options: LoadOptions,
+    ) -> Result<Vec<Frame>> {
+        self.stream_frames(timeline, seqs, options)
+            .map_ok(|(frame, _)| frame)
+            .try_collect()
+            .await
+    }
+
+    /// The stored JPEGs of the frames `seqs` names, in its order, checked against the
+    /// manifest, with their timestamps and the tier that answered; nothing is decoded. Also
+    /// returns the number of frames the stream will yield, known before the first one
+    /// arrives (for [`Seqs::All`], from the listing), for progress reporting.
+    ///
+    /// # Errors
+    /// As [`FrameCache::stream_frames`], without decoding: the listing's errors here (for
+    /// [`Seqs::All`]), each frame's in the stream.
+    pub async fn stream_jpegs<'a>(
+        &'a self,
+        timeline: &'a str,
+        seqs: Seqs,
+    ) -> Result<(usize, BoxStream<'a, Result<FrameJpeg>>)> {
+        if seqs == Seqs::All {
+            let entries = self.loadable(timeline).await?;
+            return Ok((entries.len(), self.jpegs_of(entries).boxed()));
+        }
+        seqs.check()?;
+        layout::validate_id("timeline id", timeline)?;
+        let n = seqs.len().unwrap_or(0);
+        let jpegs = self
+            .entries_of(timeline, seqs)
+            .map_ok(move |entry| self.jpeg_of(entry))
+            .try_buffered(self.concurrency)
+            .boxed();
+        Ok((n, jpegs))
+    }
+
+    /// The stored JPEGs of the frames `seqs` names, in its order, as
+    /// [`FrameCache::stream_jpegs`] yields them.
+    ///
+    /// # Errors
+    /// As [`FrameCache::stream_jpegs`].
+    pub async fn load_jpegs(&self, timeline: &str, seqs: Seqs) -> Result<Vec<FrameJpeg>> {
+        let (_, jpegs) = self.stream_jpegs(timeline, seqs).await?;
+        jpegs.try_collect().await
     }
 }

@@ -13,154 +13,22 @@
 
 use super::FrameCache;
 use super::index::{FrameEntry, Index, TimelineStatus};
-use super::manifest::{FrameMeta, Head, Start};
-use super::read::{Frame, FrameJpeg};
-use crate::decoded::LoadOptions;
+use super::manifest::{FrameMeta, Head};
+use super::options::Seqs;
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::metrics::TierCounters;
-use crate::tier::{ObjectInfo, Source};
+use crate::tier::ObjectInfo;
 use futures::future::{RemoteHandle, Shared};
 use futures::stream::BoxStream;
-use futures::{FutureExt, Stream, StreamExt, TryStreamExt, stream};
+use futures::{FutureExt, StreamExt, TryStreamExt, stream};
 use std::collections::{BTreeSet, HashMap};
-use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
 /// Seqs resolved (confirmed by their pages) together: a stream's first frames wait for one
 /// window, not all.
 const WINDOW: usize = 256;
-/// The most seqs one selection may name (a range is checked before anything is allocated).
-pub const MAX_SELECTION: u64 = 1 << 24;
-
-/// Which of a timeline's frames a read asks for.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum Seqs {
-    /// Every frame the timeline has, in seq order.
-    #[default]
-    All,
-    /// The frames `start..end`, in order; each must exist.
-    Range(Range<u64>),
-    /// These frames in this order, duplicates repeated; each must exist.
-    List(Vec<u64>),
-}
-
-impl From<Range<u64>> for Seqs {
-    fn from(range: Range<u64>) -> Self {
-        Seqs::Range(range)
-    }
-}
-
-impl From<Vec<u64>> for Seqs {
-    fn from(seqs: Vec<u64>) -> Self {
-        Seqs::List(seqs)
-    }
-}
-
-impl Seqs {
-    /// The number of frames asked for; `None` for [`Seqs::All`].
-    pub fn len(&self) -> Option<usize> {
-        match self {
-            Seqs::All => None,
-            Seqs::Range(r) => Some(r.end.saturating_sub(r.start) as usize),
-            Seqs::List(l) => Some(l.len()),
-        }
-    }
-
-    /// Whether the selection names no frame (never true of [`Seqs::All`]).
-    pub fn is_empty(&self) -> bool {
-        self.len() == Some(0)
-    }
-
-    /// Parses `A..B` (B excluded), `A..=B`, or one seq.
-    ///
-    /// # Errors
-    /// [`Error::Invalid`] naming the text.
-    pub fn parse(text: &str) -> Result<Seqs> {
-        let invalid = || Error::Invalid {
-            what: "frame seqs",
-            value: text.to_owned(),
-            rule: "expected `A..B` (B excluded), `A..=B` or one seq".into(),
-        };
-        let num = |s: &str| s.trim().parse::<u64>().map_err(|_| invalid());
-        // A range ending at u64::MAX has no exclusive end: it is a list (bounded below).
-        let through = |a: u64, b: u64| match b.checked_add(1) {
-            Some(end) => Ok(Seqs::Range(a..end)),
-            None if b - a < MAX_SELECTION => Ok(Seqs::List((a..=b).collect())),
-            None => Err(Error::Invalid {
-                what: "frame seqs",
-                value: text.to_owned(),
-                rule: format!("at most {MAX_SELECTION} frames in one read"),
-            }),
-        };
-        let seqs = if let Some((a, b)) = text.split_once("..=") {
-            let (a, b) = (num(a)?, num(b)?);
-            if b < a {
-                Seqs::Range(a..a)
-            } else {
-                through(a, b)?
-            }
-        } else if let Some((a, b)) = text.split_once("..") {
-            Seqs::Range(num(a)?..num(b)?)
-        } else {
-            let seq = num(text)?;
-            through(seq, seq)?
-        };
-        seqs.check()?;
-        Ok(seqs)
-    }
-
-    /// Refuses a selection too large to hold.
-    fn check(&self) -> Result<()> {
-        let n = match self {
-            Seqs::All => return Ok(()),
-            Seqs::Range(r) => r.end.saturating_sub(r.start),
-            Seqs::List(l) => l.len() as u64,
-        };
-        if n > MAX_SELECTION {
-            return Err(Error::Invalid {
-                what: "frame seqs",
-                value: format!("{self:?}"),
-                rule: format!("at most {MAX_SELECTION} frames in one read"),
-            });
-        }
-        Ok(())
-    }
-
-    /// The seqs in windows of `WINDOW`, in order (`All` has none).
-    fn windows(&self) -> Vec<Vec<u64>> {
-        match self {
-            Seqs::All => Vec::new(),
-            Seqs::Range(r) => {
-                let mut out = Vec::new();
-                let mut start = r.start;
-                while start < r.end {
-                    let end = start.saturating_add(WINDOW as u64).min(r.end);
-                    out.push((start..end).collect());
-                    start = end;
-                }
-                out
-            }
-            Seqs::List(l) => l.chunks(WINDOW).map(<[u64]>::to_vec).collect(),
-        }
-    }
-}
-
-/// One page of a timeline's index, from [`FrameCache::list_frames_page`].
-#[derive(Debug, Clone)]
-pub struct FramePage {
-    /// The frames from the page's start on, at most `limit` of them, sorted by seq.
-    pub frames: Vec<FrameEntry>,
-    /// Frames in the whole timeline.
-    pub total: usize,
-    /// The position of the page's first frame in the timeline, in seq order (the first
-    /// frame's is 0); `total` when the page is empty.
-    pub offset: usize,
-    /// The `from` of the next page; `None` on the last.
-    pub next: Option<u64>,
-}
-
 /// A timeline's listing, awaited by a stream that goes on without it meanwhile.
 type Listing = Shared<RemoteHandle<std::result::Result<Arc<Vec<ObjectInfo>>, Arc<Error>>>>;
 
@@ -306,7 +174,7 @@ impl FrameCache {
 
     /// The entries of a selection, a window at a time (the next one resolved while the
     /// caller works through the current one).
-    fn entries_of<'a>(
+    pub(super) fn entries_of<'a>(
         &'a self,
         timeline: &'a str,
         seqs: Seqs,
@@ -318,7 +186,7 @@ impl FrameCache {
             return stream::once(async { Err(e) }).boxed();
         }
         let since = Instant::now();
-        stream::iter(seqs.windows())
+        stream::iter(seqs.windows(WINDOW))
             .map(move |window| async move { self.resolve(timeline, since, &window).await })
             .buffered(2)
             .map_ok(|entries| stream::iter(entries).map(Ok::<_, Error>))
@@ -448,154 +316,5 @@ impl FrameCache {
         .map_ok(|entries: Vec<FrameEntry>| stream::iter(entries).map(Ok::<_, Error>))
         .try_flatten()
         .boxed()
-    }
-
-    /// Streams frames of a timeline in the order `seqs` names them (seq order for
-    /// [`Seqs::All`]), each as soon as it and those before it are ready, with at most
-    /// `concurrency` fetches and decodes in flight.
-    ///
-    /// # Errors
-    /// Each item fails on its own: a seq the timeline lacks ([`Error::NoFrame`]), an
-    /// incomplete timeline, an origin failure, a frame that does not decode.
-    pub fn stream_frames_of<'a>(
-        &'a self,
-        timeline: &'a str,
-        seqs: Seqs,
-        options: LoadOptions,
-    ) -> impl Stream<Item = Result<(Frame, Source)>> + Send + 'a {
-        self.entries_of(timeline, seqs)
-            .map_ok(move |entry| self.fetch_decoded(entry, options))
-            .try_buffered(self.concurrency)
-    }
-
-    /// The frames `seqs` names, decoded, in its order.
-    ///
-    /// # Errors
-    /// As [`FrameCache::stream_frames_of`], the first error met.
-    pub async fn load_frames_of(
-        &self,
-        timeline: &str,
-        seqs: Seqs,
-        options: LoadOptions,
-    ) -> Result<Vec<Frame>> {
-        self.stream_frames_of(timeline, seqs, options)
-            .map_ok(|(frame, _)| frame)
-            .try_collect()
-            .await
-    }
-
-    /// The stored JPEGs of the frames `seqs` names, in its order, and how many the stream
-    /// yields (from the listing for [`Seqs::All`], as [`FrameCache::stream_jpegs`]).
-    ///
-    /// # Errors
-    /// As [`FrameCache::stream_frames_of`], without decoding.
-    pub async fn stream_jpegs_of<'a>(
-        &'a self,
-        timeline: &'a str,
-        seqs: Seqs,
-    ) -> Result<(usize, BoxStream<'a, Result<FrameJpeg>>)> {
-        if seqs == Seqs::All {
-            let (n, jpegs) = self.stream_jpegs(timeline).await?;
-            return Ok((n, jpegs.boxed()));
-        }
-        seqs.check()?;
-        layout::validate_id("timeline id", timeline)?;
-        let n = seqs.len().unwrap_or(0);
-        let jpegs = self
-            .entries_of(timeline, seqs)
-            .map_ok(move |entry| self.jpeg_of(entry))
-            .try_buffered(self.concurrency)
-            .boxed();
-        Ok((n, jpegs))
-    }
-
-    /// The stored JPEGs of the frames `seqs` names, in its order.
-    ///
-    /// # Errors
-    /// As [`FrameCache::stream_jpegs_of`].
-    pub async fn load_jpegs_of(&self, timeline: &str, seqs: Seqs) -> Result<Vec<FrameJpeg>> {
-        let (_, jpegs) = self.stream_jpegs_of(timeline, seqs).await?;
-        jpegs.try_collect().await
-    }
-
-    /// One page of a timeline's index: up to `limit` frames from seq `from` on. With a
-    /// complete manifest it is read from the chunks covering the page (no listing; the
-    /// entries carry no version); otherwise from a listing (or the one kept here while the
-    /// origin is down), as [`FrameCache::list_frames`].
-    ///
-    /// # Errors
-    /// Invalid id, or the origin failed with nothing kept here.
-    pub async fn list_frames_page(
-        &self,
-        timeline: &str,
-        from: u64,
-        limit: usize,
-    ) -> Result<FramePage> {
-        self.page(timeline, Start::Seq(from), limit).await
-    }
-
-    /// As [`FrameCache::list_frames_page`], from the frame at `offset` in seq order (the
-    /// first is 0): what a viewer that scrubs by position asks for. With a complete
-    /// manifest, the chunk counts its head lists say where the page is, so only the chunks
-    /// holding it are read.
-    ///
-    /// # Errors
-    /// As [`FrameCache::list_frames_page`].
-    pub async fn list_frames_at(
-        &self,
-        timeline: &str,
-        offset: usize,
-        limit: usize,
-    ) -> Result<FramePage> {
-        self.page(timeline, Start::Position(offset), limit).await
-    }
-
-    async fn page(&self, timeline: &str, start: Start, limit: usize) -> Result<FramePage> {
-        if let Ok(Some(head)) = self.read_head(timeline).await
-            && head.complete
-        {
-            let (offset, mut metas) = self
-                .metas_page(timeline, &head, start, limit.saturating_add(1))
-                .await?;
-            let next = (metas.len() > limit).then(|| metas[limit].seq);
-            metas.truncate(limit);
-            let frames = metas
-                .into_iter()
-                .map(|meta| {
-                    Ok(FrameEntry {
-                        seq: meta.seq,
-                        key: layout::frame_key(timeline, meta.seq)?,
-                        size: meta.size,
-                        version: None,
-                        meta: Some(meta),
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            return Ok(FramePage {
-                frames,
-                total: head.count,
-                offset,
-                next,
-            });
-        }
-        let entries = self.index(timeline).await?.entries;
-        let total = entries.len();
-        let offset = match start {
-            Start::Seq(from) => entries.partition_point(|e| e.seq < from),
-            Start::Position(at) => at.min(total),
-        };
-        let mut frames: Vec<FrameEntry> = entries
-            .into_iter()
-            .skip(offset)
-            .take(limit.saturating_add(1))
-            .collect();
-        let next = (frames.len() > limit).then(|| frames[limit].seq);
-        frames.truncate(limit);
-        Ok(FramePage {
-            frames,
-            total,
-            offset,
-            next,
-        })
     }
 }

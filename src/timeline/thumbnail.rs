@@ -12,6 +12,7 @@ use super::FrameCache;
 use crate::chain::TieredCache;
 use crate::codec::{self, Scale};
 use crate::error::{Error, Result};
+use crate::layout;
 use crate::metrics::TierCounters;
 use crate::tier::Source;
 use bytes::Bytes;
@@ -32,7 +33,7 @@ pub struct Thumbnail {
 
 /// The local key of `frame_key`'s thumbnail at `scale`, made from the JPEG hashing to `jpeg`.
 pub(super) fn thumbnail_key(frame_key: &str, scale: Scale, jpeg: &blake3::Hash) -> String {
-    format!("{frame_key}\nt:{}:{}", scale.denominator(), jpeg.to_hex())
+    layout::thumbnail_key(frame_key, scale.denominator(), jpeg)
 }
 
 impl FrameCache {

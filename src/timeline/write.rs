@@ -5,6 +5,7 @@
 use super::FrameCache;
 use super::finish::Written;
 use super::manifest::{FrameMeta, Manifest, manifest_bytes, new_generation};
+use super::options::{WriteMode, WriteOptions};
 use super::read::Frame;
 use crate::codec;
 use crate::error::{Error, Result};
@@ -13,21 +14,6 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-
-/// What a write does to the frames it does not write.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum WriteMode {
-    /// Writes the given frames and keeps every other frame of the timeline, whoever wrote
-    /// it, as the Python module does: a seq written again is replaced (its JPEG and its
-    /// metadata), the others keep theirs. Costs what it writes: one PUT per frame and a few
-    /// requests for the manifest, however long the timeline (see `append.rs`).
-    #[default]
-    Merge,
-    /// Rebuilds the timeline: it becomes exactly the given frames, whole or refused, and
-    /// every other frame is removed; among concurrent rebuilds the last to finish wins (see
-    /// `finish.rs`).
-    Replace,
-}
 
 /// A frame already encoded as JPEG, for [`FrameCache::cache_jpegs`].
 #[derive(Debug, Clone, PartialEq)]
@@ -45,23 +31,9 @@ pub struct EncodedFrame {
 }
 
 impl FrameCache {
-    /// Encodes `frames` to JPEG at `quality` and writes them through every tier, keeping the
-    /// timeline's other frames ([`WriteMode::Merge`], as the Python module). Returns the
-    /// frames written.
-    ///
-    /// # Errors
-    /// As [`FrameCache::cache_frames_with`].
-    pub async fn cache_frames(
-        &self,
-        timeline: &str,
-        frames: &[Frame],
-        quality: u8,
-    ) -> Result<usize> {
-        self.cache_frames_with(timeline, frames, quality, WriteMode::Merge)
-            .await
-    }
-
-    /// [`FrameCache::cache_frames`] in either [`WriteMode`].
+    /// Encodes `frames` to JPEG at `options.quality` and writes them through every tier in
+    /// `options.mode` ([`WriteMode::Merge`] by default, as the Python module: the timeline's
+    /// other frames stay). Returns the frames written.
     ///
     /// Merging, each frame is stored (JPEG first), then its manifest entry: a writer that
     /// dies halfway leaves the frames it stored, loading with the module's defaults.
@@ -73,13 +45,13 @@ impl FrameCache {
     /// Invalid id, quality or duplicate seqs (nothing written), an encoder failure naming the
     /// seq, an origin failure, or (replacing) another writer of the timeline at work at the
     /// same time ([`Error::Superseded`], [`Error::Contended`]; see `finish.rs` for the rule).
-    pub async fn cache_frames_with(
+    pub async fn cache_frames(
         &self,
         timeline: &str,
         frames: &[Frame],
-        quality: u8,
-        mode: WriteMode,
+        options: WriteOptions<'_>,
     ) -> Result<usize> {
+        let quality = options.quality;
         if !(1..=100).contains(&quality) {
             return Err(Error::Invalid {
                 what: "JPEG quality",
@@ -123,39 +95,21 @@ impl FrameCache {
                 Ok(Bytes::from(jpeg))
             }
         };
-        self.write_timeline(timeline, metas, encode, &|_| {}, mode)
-            .await
+        self.write_timeline(timeline, metas, encode, options).await
     }
 
-    /// Writes already encoded JPEGs as a timeline's frames, stored byte for byte, keeping
-    /// its other frames as [`FrameCache::cache_frames`] does. `progress(n)` is called after
-    /// each frame written, with the count so far.
-    ///
-    /// # Errors
-    /// As [`FrameCache::cache_jpegs_with`].
-    pub async fn cache_jpegs(
-        &self,
-        timeline: &str,
-        frames: Vec<EncodedFrame>,
-        progress: &(dyn Fn(u64) + Sync),
-    ) -> Result<usize> {
-        self.cache_jpegs_with(timeline, frames, WriteMode::Merge, progress)
-            .await
-    }
-
-    /// [`FrameCache::cache_jpegs`] in either [`WriteMode`] (see
-    /// [`FrameCache::cache_frames_with`]).
+    /// Writes already encoded JPEGs as a timeline's frames, stored byte for byte, in
+    /// `options.mode` as [`FrameCache::cache_frames`] does (`options.quality` is not used).
     ///
     /// # Errors
     /// Invalid id, duplicate seqs or bytes that do not start like a JPEG (nothing written),
     /// an origin failure, or (replacing) another writer at work ([`Error::Superseded`],
     /// [`Error::Contended`]).
-    pub async fn cache_jpegs_with(
+    pub async fn cache_jpegs(
         &self,
         timeline: &str,
         frames: Vec<EncodedFrame>,
-        mode: WriteMode,
-        progress: &(dyn Fn(u64) + Sync),
+        options: WriteOptions<'_>,
     ) -> Result<usize> {
         if let Some(bad) = frames
             .iter()
@@ -175,8 +129,7 @@ impl FrameCache {
             let jpeg = frames[i].jpeg.clone();
             async move { Ok(jpeg) }
         };
-        self.write_timeline(timeline, metas, given, progress, mode)
-            .await
+        self.write_timeline(timeline, metas, given, options).await
     }
 
     /// Checks the entries of a write, then writes it in `mode`.
@@ -185,8 +138,7 @@ impl FrameCache {
         timeline: &str,
         metas: Vec<FrameMeta>,
         jpeg_of: F,
-        progress: &(dyn Fn(u64) + Sync),
-        mode: WriteMode,
+        options: WriteOptions<'_>,
     ) -> Result<usize>
     where
         F: Fn(usize) -> Fut,
@@ -213,7 +165,8 @@ impl FrameCache {
             .iter()
             .map(|f| layout::frame_key(timeline, f.seq))
             .collect::<Result<Vec<_>>>()?;
-        match mode {
+        let progress = &|n| options.report(n);
+        match options.mode {
             WriteMode::Merge => {
                 self.merge_timeline(timeline, metas, keys, jpeg_of, progress)
                     .await

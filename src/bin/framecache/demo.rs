@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use framecache::{CacheConfig, ClearScope, Frame, FrameCache, Source};
+use framecache::{LoadOptions, Seqs, WriteOptions};
 use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -23,7 +24,7 @@ pub async fn run(
     let mut rows = Vec::new();
 
     let start = Instant::now();
-    fc.cache_frames(timeline, &frames, framecache::DEFAULT_QUALITY)
+    fc.cache_frames(timeline, &frames, WriteOptions::default())
         .await?;
     rows.push((
         "cache_frames (encode + write through)",
@@ -89,7 +90,7 @@ async fn load_row(
 ) -> Result<(&'static str, Duration, Option<BTreeMap<String, u64>>)> {
     let start = Instant::now();
     let mut served = BTreeMap::new();
-    let mut stream = Box::pin(fc.stream_frames(timeline));
+    let mut stream = Box::pin(fc.stream_frames(timeline, Seqs::All, LoadOptions::default()));
     while let Some(item) = stream.next().await {
         let (_, source): (Frame, Source) = item?;
         *served.entry(source.to_string()).or_insert(0) += 1;

@@ -7,6 +7,7 @@
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
+use framecache::WriteOptions;
 use framecache::{EncodedFrame, Error, FrameCache, WriteMode, codec};
 use futures::{StreamExt, TryStreamExt, stream};
 use std::collections::HashMap;
@@ -79,7 +80,13 @@ pub async fn run(
         WriteMode::Merge
     };
     let written = fc
-        .cache_jpegs_with(timeline, frames, mode, &|n| bar.set_position(n))
+        .cache_jpegs(
+            timeline,
+            frames,
+            WriteOptions::default()
+                .mode(mode)
+                .progress(&|n| bar.set_position(n)),
+        )
         .await?;
     bar.finish_and_clear();
     crate::output::report(

@@ -91,7 +91,7 @@ pub async fn export(
 ) -> Result<()> {
     framecache::layout::validate_id("timeline id", timeline)?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let (count, stream) = fc.stream_jpegs_of(timeline, seqs).await?;
+    let (count, stream) = fc.stream_jpegs(timeline, seqs).await?;
     let bar = progress(count as u64, "export", json);
     let mut written = 0u64;
     let mut stream = Box::pin(stream);
@@ -119,7 +119,7 @@ pub async fn warm(fc: &FrameCache, timelines: &[String], seqs: Seqs, json: bool)
     }
     for tl in timelines {
         let start = Instant::now();
-        let (count, stream) = fc.stream_jpegs_of(tl, seqs.clone()).await?;
+        let (count, stream) = fc.stream_jpegs(tl, seqs.clone()).await?;
         let bar = progress(count as u64, "warm", json);
         let mut served = std::collections::BTreeMap::<String, u64>::new();
         let mut stream = Box::pin(stream);

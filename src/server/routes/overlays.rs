@@ -17,6 +17,16 @@ use serde::{Deserialize, Serialize};
 
 /// Overlays whose versions one stage listing reads at once.
 const LISTING_READS: usize = 16;
+/// Overlays per page of a stage when `limit` is not given, and the most: each is read
+/// through the cache for its version.
+const STAGE_PAGE: usize = 1000;
+
+/// `?after=&limit=` on a stage's overlays: one page of them.
+#[derive(Debug, Deserialize)]
+pub(super) struct StageQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
 
 pub(super) async fn overlay_stages(
     State(state): State<AppState>,
@@ -89,19 +99,41 @@ async fn describe_overlay(
     )))
 }
 
-/// Every overlay of a stage, grouped by frame, each with its versioned URL. The versions
-/// come from the bytes, so listing a stage reads its overlays through the cache once.
+/// One page of a stage's overlays, grouped by frame, each with its versioned URL, and the
+/// cursor of the next page (`next`, `null` on the last). The versions come from the bytes,
+/// so listing a page reads its overlays through the cache once.
 pub(super) async fn stage_overlays(
     State(state): State<AppState>,
     path: StagePath,
+    query: Result<Query<StageQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let refs = state
+    let Query(page) = query?;
+    let limit = page.limit.unwrap_or(STAGE_PAGE);
+    if !(1..=STAGE_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "invalid limit {limit}: must be within 1..={STAGE_PAGE}"
+        )));
+    }
+    if let Some(after) = &page.after
+        && (after.is_empty() || after.contains('/') || after.len() > 1024)
+    {
+        return Err(ApiError::bad_request(
+            "invalid `after`: the `next` of the page before",
+        ));
+    }
+    let found = state
         .cache
-        .list_overlays(&path.id, &path.job, &path.stage)
+        .list_overlays_page(
+            &path.id,
+            &path.job,
+            &path.stage,
+            page.after.as_deref(),
+            limit,
+        )
         .await
         .map_err(|e| state.core_error(&e))?;
-    let described: Vec<Option<(u64, OverlayInfo)>> = stream::iter(refs)
+    let described: Vec<Option<(u64, OverlayInfo)>> = stream::iter(found.overlays)
         .map(|r| describe_overlay(&state, path.ids(), r.seq, r.name))
         .buffered(LISTING_READS)
         .try_collect()
@@ -119,7 +151,9 @@ pub(super) async fn stage_overlays(
     let StagePath { id, job, stage } = path;
     Ok(json_response(
         &headers,
-        &serde_json::json!({ "timeline": id, "job": job, "stage": stage, "frames": frames }),
+        &serde_json::json!({
+            "timeline": id, "job": job, "stage": stage, "frames": frames, "next": found.next,
+        }),
     ))
 }
 

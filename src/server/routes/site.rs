@@ -1,6 +1,7 @@
 //! The viewer's and the dashboard's pages and scripts, health, metrics and `/v1/stats`.
 
 use super::super::AppState;
+use super::super::dashboard::PLOTS_JS;
 use super::super::error::ApiError;
 use super::super::versions;
 use super::ApiResult;
@@ -17,7 +18,8 @@ const VIEWER_JS: &str = include_str!("viewer.js");
 
 const STATS_HTML: &str = include_str!("stats.html");
 
-/// The pages' modules under `/ui/`, each `(name, source)`; nothing else is served there.
+/// The pages' modules under `/ui/`, each `(name, source)`; nothing else is served there
+/// but `plots.js`, which the dashboard's table makes ([`PLOTS_JS`]).
 const UI_FILES: &[(&str, &str)] = &[
     ("fetcher.js", include_str!("ui/fetcher.js")),
     ("filmstrip.js", include_str!("ui/filmstrip.js")),
@@ -70,8 +72,10 @@ pub(super) async fn ui_file(
     headers: HeaderMap,
 ) -> ApiResult {
     let Path(name) = path?;
-    let Some(&(_, source)) = UI_FILES.iter().find(|(n, _)| *n == name) else {
-        return Err(ApiError::not_found(format!("no viewer file {name:?}")));
+    let source = match UI_FILES.iter().find(|(n, _)| *n == name) {
+        Some(&(_, source)) => source,
+        None if name == "plots.js" => PLOTS_JS.as_str(),
+        None => return Err(ApiError::not_found(format!("no viewer file {name:?}"))),
     };
     Ok(static_file(
         &headers,

@@ -6,10 +6,10 @@ use super::super::versions;
 use super::params::TimelineId;
 use super::respond::{Served, frame_url, json_response, stage_url};
 use super::{ApiResult, VersionQuery, parse_seq};
-use crate::FramePage;
-use crate::codec::Scale;
+use crate::Scale;
+use crate::Source;
 use crate::layout;
-use crate::tier::Source;
+use crate::{FramePage, PageStart};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -122,11 +122,12 @@ pub(super) async fn timeline(
         )));
     }
     let listing = async {
-        if let Some(offset) = page.offset {
-            state.cache.list_frames_at(&id, offset, limit).await
-        } else if paged {
-            let from = page.from.unwrap_or(0);
-            state.cache.list_frames_page(&id, from, limit).await
+        if paged {
+            let start = match page.offset {
+                Some(offset) => PageStart::Position(offset),
+                None => PageStart::Seq(page.from.unwrap_or(0)),
+            };
+            state.cache.list_frames_page(&id, start, limit).await
         } else {
             let frames = state.cache.list_frames(&id).await?;
             Ok(FramePage {

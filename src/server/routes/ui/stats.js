@@ -1,88 +1,30 @@
 // The cache dashboard at /stats: polls /v1/stats (the server's own counters) every second
-// and plots, over the last five minutes, hits per tier, origin requests and bytes, decodes,
-// evictions, each tier's usage against its capacity and HTTP requests, with the current
-// figures beside each plot. Drawn on canvases by this file: no external script.
+// and plots, over the last five minutes, the plots /ui/plots.js lists (made on the server
+// from the counter tables: hits per tier, origin requests and bytes, decodes, evictions,
+// each tier's usage against its capacity, HTTP requests), with the current figures beside
+// each plot. Drawn on canvases by this file: no external script.
 //
 // For tests, each <canvas> carries data-points (samples plotted), data-last (the last
 // value of each series, JSON) and data-peak (the highest value plotted); each figure's element carries data-total (the counter, or
 // the bytes held); body[data-polls] counts the answers received.
 
 import { api, auth } from "/ui/fetcher.js";
+import { PLOTS } from "/ui/plots.js";
 
 const POLL_MS = 1000;
 const WINDOW_S = 300;
 const COLORS = ["#4fa3ff", "#f5a623", "#7ed321", "#e86bd1", "#50e3c2"];
 
-const tiers = (field) => [
-  ["memory", (s) => s.cache.memory[field]],
-  ["disk", (s) => s.cache.disk[field]],
-  ["decoded memory", (s) => s.cache.decoded_memory[field]],
-  ["decoded disk", (s) => s.cache.decoded_disk[field]],
-];
+// Each series is the sum of the values at its paths in the /v1/stats answer; an object
+// there (thumbnails by scale) counts as the sum of its values, a usage is {bytes, capacity}.
+function value(plot, paths) {
+  const at = (stats, path) => path.split(".").reduce((v, key) => v?.[key], stats);
+  const sum = (v) => (v !== null && typeof v === "object" ? Object.values(v).reduce((a, b) => a + b, 0) : v ?? 0);
+  if (plot.kind === "usage") return (stats) => at(stats, paths[0]);
+  return (stats) => paths.reduce((total, path) => total + sum(at(stats, path)), 0);
+}
 
-const usage = (tier) => (s) => s.usage[tier];
-
-// kind "rate": counters plotted per second; "usage": bytes held against capacity, in %.
-const PLOTS = [
-  {
-    id: "hits",
-    title: "hits per second, by tier (origin: reads the tiers above missed)",
-    kind: "rate",
-    series: [...tiers("hits").slice(0, 2), ["origin", (s) => s.cache.origin.hits], ...tiers("hits").slice(2)],
-  },
-  {
-    id: "origin",
-    title: "origin requests per second",
-    kind: "rate",
-    series: [
-      ["reads", (s) => s.cache.origin.hits + s.cache.origin.misses],
-      ["writes", (s) => s.cache.origin.writes],
-      ["errors", (s) => s.cache.origin.errors],
-      ["retries", (s) => s.cache.origin.retries],
-    ],
-  },
-  {
-    id: "origin-bytes",
-    title: "origin bytes per second",
-    kind: "rate",
-    bytes: true,
-    series: [
-      ["read", (s) => s.cache.origin.bytes_read],
-      ["written", (s) => s.cache.origin.bytes_written],
-    ],
-  },
-  {
-    id: "decodes",
-    title: "JPEG decodes per second",
-    kind: "rate",
-    series: [
-      ["decodes", (s) => s.cache.decodes],
-      ["of them thumbnails", (s) => s.cache.thumbnails],
-      ["waited for another", (s) => s.cache.decode_waits],
-    ],
-  },
-  { id: "evictions", title: "evictions per second", kind: "rate", series: tiers("evictions") },
-  {
-    id: "usage",
-    title: "usage, % of capacity",
-    kind: "usage",
-    series: [
-      ["memory", usage("memory")],
-      ["disk", usage("disk")],
-      ["decoded memory", usage("decoded_memory")],
-      ["decoded disk", usage("decoded_disk")],
-    ],
-  },
-  {
-    id: "requests",
-    title: "HTTP requests per second",
-    kind: "rate",
-    series: [
-      ["all", (s) => s.http.requests],
-      ["thumbnails", (s) => Object.values(s.http.thumbnails).reduce((a, b) => a + b, 0)],
-    ],
-  },
-];
+for (const plot of PLOTS) plot.series = plot.series.map(({ name, paths }) => [name, value(plot, paths)]);
 
 const samples = []; // [{t, stats}]
 let polls = 0;

@@ -11,7 +11,6 @@
 
 use super::FrameCache;
 use super::index::{FrameEntry, Index, TimelineStatus};
-use crate::error::Result;
 use crate::layout;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -27,35 +26,21 @@ struct KeptHead {
     parts: Vec<u64>,
 }
 
-fn kept_key(timeline: &str) -> Result<String> {
-    Ok(format!("{}\nlisting", layout::frames_prefix(timeline)?))
-}
-
-fn part_key(timeline: &str, part: u64) -> Result<String> {
-    Ok(format!(
-        "{}\nlisting.{part}",
-        layout::frames_prefix(timeline)?
-    ))
-}
-
 impl FrameCache {
     /// Keeps `index` as this machine's last listing of `timeline`; a timeline that is gone
     /// at the origin forgets it, so an offline load never brings it back.
     pub(super) async fn keep_listing(&self, timeline: &str, index: &Index) {
-        let Ok(key) = kept_key(timeline) else {
+        let Ok(key) = layout::kept_listing_key(timeline) else {
             return;
         };
         match index.status {
             TimelineStatus::Missing => {
                 let old: Option<KeptHead> = self.read_kept(&key).await;
-                self.kept.lock().expect("kept listings lock").remove(&key);
+                self.kept.remove(&key);
                 self.cache.invalidate_local(&key).await;
                 for part in old.map(|h| h.parts).unwrap_or_default() {
-                    if let Ok(part_key) = part_key(timeline, part) {
-                        self.kept
-                            .lock()
-                            .expect("kept listings lock")
-                            .remove(&part_key);
+                    if let Ok(part_key) = layout::kept_listing_part_key(timeline, part) {
+                        self.kept.remove(&part_key);
                         self.cache.invalidate_local(&part_key).await;
                     }
                 }
@@ -74,9 +59,8 @@ impl FrameCache {
         };
         // The parts an older listing kept and this one has not must be emptied; unless this
         // process kept this very head last, which names the same parts.
-        let same_head = serde_json::to_vec(&head).is_ok_and(|json| {
-            self.kept.lock().expect("kept listings lock").get(&key) == Some(&blake3::hash(&json))
-        });
+        let same_head = serde_json::to_vec(&head)
+            .is_ok_and(|json| self.kept.get(&key) == Some(blake3::hash(&json)));
         let old: Option<KeptHead> = if same_head {
             None
         } else {
@@ -88,12 +72,12 @@ impl FrameCache {
             .into_iter()
             .filter(|p| !parts.contains_key(p));
         for part in gone {
-            if let Ok(part_key) = part_key(timeline, part) {
+            if let Ok(part_key) = layout::kept_listing_part_key(timeline, part) {
                 self.keep(&part_key, &Vec::<FrameEntry>::new()).await;
             }
         }
         for (part, entries) in &parts {
-            if let Ok(part_key) = part_key(timeline, *part) {
+            if let Ok(part_key) = layout::kept_listing_part_key(timeline, *part) {
                 self.keep(&part_key, entries).await;
             }
         }
@@ -115,7 +99,7 @@ impl FrameCache {
             touched.entry(seq / KEPT_PART).or_default().1.push(seq);
         }
         for (part, (found, absent)) in touched {
-            let Ok(key) = part_key(timeline, part) else {
+            let Ok(key) = layout::kept_listing_part_key(timeline, part) else {
                 return;
             };
             let mut entries: BTreeMap<u64, FrameEntry> = self
@@ -138,10 +122,14 @@ impl FrameCache {
 
     /// This machine's last whole listing of `timeline`, if it kept one.
     pub(super) async fn kept_listing(&self, timeline: &str) -> Option<Index> {
-        let head: KeptHead = self.read_kept(&kept_key(timeline).ok()?).await?;
+        let head: KeptHead = self
+            .read_kept(&layout::kept_listing_key(timeline).ok()?)
+            .await?;
         let mut entries = Vec::new();
         for part in head.parts {
-            let part: Vec<FrameEntry> = self.read_kept(&part_key(timeline, part).ok()?).await?;
+            let part: Vec<FrameEntry> = self
+                .read_kept(&layout::kept_listing_part_key(timeline, part).ok()?)
+                .await?;
             entries.extend(part);
         }
         Some(Index {
@@ -160,7 +148,7 @@ impl FrameCache {
         let parts: BTreeSet<u64> = seqs.iter().map(|s| s / KEPT_PART).collect();
         let mut out = HashMap::new();
         for part in parts {
-            let Ok(key) = part_key(timeline, part) else {
+            let Ok(key) = layout::kept_listing_part_key(timeline, part) else {
                 break;
             };
             let entries: Vec<FrameEntry> = self.read_kept(&key).await.unwrap_or_default();
@@ -180,12 +168,7 @@ impl FrameCache {
             return;
         };
         let digest = blake3::hash(&json);
-        let unchanged = self
-            .kept
-            .lock()
-            .expect("kept listings lock")
-            .insert(key.to_owned(), digest)
-            == Some(digest);
+        let unchanged = self.kept.replace(key.to_owned(), digest) == Some(digest);
         if unchanged && self.cache.local_source(key, None).is_some() {
             self.cache.touch_local(key).await;
             return;
@@ -206,11 +189,7 @@ impl FrameCache {
         match serde_json::from_slice(&hit.bytes) {
             Ok(value) => {
                 // Remember what is there, so an unchanged listing is not written again.
-                self.kept
-                    .lock()
-                    .expect("kept listings lock")
-                    .entry(key.to_owned())
-                    .or_insert_with(|| blake3::hash(&hit.bytes));
+                self.kept.insert_if_absent(key, || blake3::hash(&hit.bytes));
                 Some(value)
             }
             Err(e) => {

@@ -9,8 +9,8 @@
 //! would answer the same way.
 
 use super::Guard;
-use super::limits::ConnState;
 use super::routes::respond::Served;
+use super::stream::ConnState;
 use crate::layout;
 use axum::http::{Method, Request, StatusCode, Uri};
 use axum::response::Response;
