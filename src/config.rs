@@ -918,6 +918,7 @@ impl CacheConfig {
                 DiskTier::open_with(&d.dir, jpeg, self.sharing, metrics.clone())
                     .with_lock_wait(self.lock_wait)
                     .with_min_free(self.min_free)
+                    .with_max_object_size(self.max_object_size)
                     // The decoded tier of the same cache directory: the spare space is shared.
                     .with_sibling(&d.dir.join(crate::decoded::DECODED_DIR), decoded)
             });

@@ -22,6 +22,48 @@ pub const MANIFEST_NAME: &str = "manifest.json";
 /// Folder beside the frames holding each manifest generation's chunks of frame entries.
 pub const MANIFEST_CHUNKS_DIR: &str = "manifest.d/";
 
+/// The local key of `key` at the version whose tag is `tag` (`{key}\n{tag}`): what the local
+/// tiers keep a copy of one version under. A newline never occurs in an object key, so the
+/// two parts split again unambiguously ([`split_local_key`]).
+pub fn local_key(key: &str, tag: Option<&str>) -> String {
+    match tag {
+        Some(tag) => format!("{key}\n{tag}"),
+        None => key.to_owned(),
+    }
+}
+
+/// A local key's object key and version tag (see [`local_key`]).
+pub fn split_local_key(local: &str) -> (&str, Option<&str>) {
+    match local.split_once('\n') {
+        Some((key, tag)) => (key, Some(tag)),
+        None => (local, None),
+    }
+}
+
+/// Where a local key's disk entry lives, relative to its tier's directory:
+/// `{h[0..2]}/{h}` with `h` the hex blake3 of the object key, or `{h[0..2]}/{h}.{v}` for a
+/// copy at a version, `v` the first 16 hex digits of the tag's blake3, so that every copy of
+/// a key is in one shard directory. Both disk tiers name their entries this way.
+pub fn disk_entry_path(local: &str) -> std::path::PathBuf {
+    let (key, tag) = split_local_key(local);
+    let hex = blake3::hash(key.as_bytes()).to_hex();
+    let shard = std::path::Path::new(&hex[..2]);
+    match tag {
+        None => shard.join(hex.as_str()),
+        Some(tag) => {
+            let v = blake3::hash(tag.as_bytes()).to_hex();
+            shard.join(format!("{hex}.{}", &v[..16]))
+        }
+    }
+}
+
+/// The decoded disk tier's name for the pixels of `key`'s JPEG of blake3 `jpeg` decoded at
+/// 1/`denominator`: `{key}#{jpeg hex}@{denominator}`, echoed in the raw entry's header. It
+/// starts with the frame key, so a clear by prefix finds it.
+pub fn decoded_entry_name(key: &str, jpeg: &blake3::Hash, denominator: u32) -> String {
+    format!("{key}#{}@{denominator}", jpeg.to_hex())
+}
+
 /// Checks a timeline id, job id, stage or overlay name.
 ///
 /// # Errors

@@ -22,6 +22,7 @@ mod per_process;
 mod pixels;
 #[cfg(feature = "server")]
 pub mod server;
+pub mod store;
 mod synth;
 pub mod tier;
 mod timeline;

@@ -213,7 +213,7 @@ impl Metrics {
             inherited_locks_closed: crate::flock::inherited_locks_closed(),
             thumbnails: self.thumbnails.load(Relaxed),
             raw_writes_dropped: self.raw_writes_dropped.load(Relaxed),
-            raw_writes_pending: crate::decoded::raw_writes_pending(),
+            raw_writes_pending: 0, // this process's figure: set by `FrameCache::stats`
             origin_requests: self.origin_requests.load(Relaxed),
         }
     }

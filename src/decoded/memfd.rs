@@ -1,7 +1,7 @@
 //! Decoded frames in anonymous in-memory files (Linux `memfd`), so that the memory tier
 //! hands out writable frames as private copy-on-write maps instead of copies.
 
-use super::{Decoded, Store};
+use super::{Decoded, Buffer};
 use crate::codec::{self, DecodeError, Scale};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -97,7 +97,7 @@ pub(super) fn decode(
     Ok(Some(Decoded {
         width,
         height,
-        store: Store::Mapped {
+        buffer: Buffer::Mapped {
             source: super::MapSource::Memfd(file),
             pixels: Bytes::from_owner(map),
             offset: 0,

@@ -8,15 +8,15 @@
 //! it once per machine and share the page cache. Like the JPEG tiers, a failing decoded
 //! tier is counted and treated as a miss, never a failed load.
 
-mod behind;
 mod disk;
 mod format;
 mod memfd;
 mod memory;
+mod raw_writer;
 
-pub use behind::QUEUE_BYTES as RAW_WRITE_QUEUE_BYTES;
+pub use raw_writer::QUEUE_BYTES as RAW_WRITE_QUEUE_BYTES;
 #[doc(hidden)]
-pub use behind::set_queue_bytes as set_raw_write_queue_bytes;
+pub use raw_writer::set_queue_bytes as set_raw_write_queue_bytes;
 pub use disk::DECODED_DIR;
 pub(crate) use disk::Space as DiskSpace;
 pub use format::{HEADER_LEN as RAW_HEADER_LEN, RAW_VERSION};
@@ -29,9 +29,10 @@ pub(crate) use format::{seal as seal_raw, write_header as write_raw_header};
 use crate::codec::{self, Scale};
 use crate::metrics::{Metrics, TierCounters};
 use crate::pixels::Pixels;
-use crate::tier::{DiskUsage, Source, VerifyReport};
+use crate::store::{DiskUsage, VerifyReport};
+use crate::tier::Source;
 use bytes::Bytes;
-use disk::{DecodedDisk, Outcome};
+use disk::{Decode, DecodedDisk};
 use memmap2::{Mmap, MmapOptions};
 use memory::DecodedMemory;
 use std::fs::File;
@@ -81,11 +82,10 @@ impl DecodedKey {
     /// The entry's name on disk, echoed in its header; starts with the frame key, so a
     /// prefix clear finds it.
     pub(crate) fn name(&self) -> String {
-        format!(
-            "{}#{}@{}",
-            self.key,
-            blake3::Hash::from_bytes(self.jpeg).to_hex(),
-            self.scale.denominator()
+        crate::layout::decoded_entry_name(
+            &self.key,
+            &blake3::Hash::from_bytes(self.jpeg),
+            self.scale.denominator(),
         )
     }
 }
@@ -94,10 +94,10 @@ impl DecodedKey {
 pub(crate) struct Decoded {
     width: u32,
     height: u32,
-    store: Store,
+    buffer: Buffer,
 }
 
-enum Store {
+enum Buffer {
     /// A heap buffer (where no in-memory file could be made).
     Heap(Bytes),
     /// A file mapped read-only: a verified raw entry (the pixels after its header page), or
@@ -118,7 +118,7 @@ impl Decoded {
         Decoded {
             width,
             height,
-            store: Store::Heap(Bytes::from(pixels.into_vec())),
+            buffer: Buffer::Heap(Bytes::from(pixels.into_vec())),
         }
     }
 
@@ -126,7 +126,7 @@ impl Decoded {
         Decoded {
             width,
             height,
-            store: Store::Mapped {
+            buffer: Buffer::Mapped {
                 source: MapSource::Entry(entry),
                 pixels: Bytes::from_owner(map).slice(format::HEADER_LEN..),
                 offset: format::HEADER_LEN,
@@ -145,8 +145,8 @@ impl Decoded {
 
     /// The pixels, read-only.
     pub(crate) fn raw(&self) -> &[u8] {
-        match &self.store {
-            Store::Heap(b) | Store::Mapped { pixels: b, .. } => b,
+        match &self.buffer {
+            Buffer::Heap(b) | Buffer::Mapped { pixels: b, .. } => b,
         }
     }
 
@@ -154,10 +154,10 @@ impl Decoded {
     pub(crate) fn pixels(&self, access: Access) -> Pixels {
         let (w, h) = (self.width, self.height);
         let shared = |b: &Bytes| Pixels::from_shared(w, h, b.clone()).expect("sized at build");
-        match (&self.store, access) {
-            (Store::Heap(b), _) | (Store::Mapped { pixels: b, .. }, Access::ReadOnly) => shared(b),
+        match (&self.buffer, access) {
+            (Buffer::Heap(b), _) | (Buffer::Mapped { pixels: b, .. }, Access::ReadOnly) => shared(b),
             (
-                Store::Mapped {
+                Buffer::Mapped {
                     source,
                     pixels,
                     offset,
@@ -257,7 +257,7 @@ const RAW_FLUSH_ON_CLEAR: Duration = Duration::from_secs(30);
 
 /// Raw-frame writes this process has queued behind loads and not finished.
 pub(crate) fn raw_writes_pending() -> u64 {
-    behind::pending() as u64
+    raw_writer::pending() as u64
 }
 
 /// Waits up to `bound` for the raw frames this process decoded to be written to the
@@ -265,7 +265,7 @@ pub(crate) fn raw_writes_pending() -> u64 {
 /// not wait for these writes (see `docs/design.md`); a process that wants its raw frames on
 /// disk before it exits, or a test, calls this. Blocking.
 pub fn flush_raw_writes(bound: Duration) -> bool {
-    behind::flush(bound)
+    raw_writer::flush(bound)
 }
 
 /// The decoded-frame tiers of one cache handle.
@@ -332,7 +332,7 @@ impl DecodedTiers {
     fn disk_failed(&self, err: &crate::Error) {
         TierCounters::bump(&self.metrics.decoded_disk.errors);
         if let Some(disk) = &self.disk {
-            disk.tier().warn_once(err);
+            disk.store().warn_once(err);
         }
     }
 
@@ -354,14 +354,14 @@ impl DecodedTiers {
         }
         if let Some(disk) = &self.disk {
             match disk.decode_once(&key.name(), jpeg, key.scale, max_pixels) {
-                Ok(Ok(Outcome::Found(found))) => {
+                Ok(Ok(Decode::Found(found))) => {
                     return Ok((self.promote(key, found), Some(Source::Disk)));
                 }
-                Ok(Ok(Outcome::Waited(found))) => {
+                Ok(Ok(Decode::Waited(found))) => {
                     TierCounters::bump(&self.metrics.decode_waits);
                     return Ok((self.promote(key, found), Some(Source::Disk)));
                 }
-                Ok(Ok(Outcome::Decoded(fresh))) => {
+                Ok(Ok(Decode::Decoded(fresh))) => {
                     TierCounters::bump(&self.metrics.decodes);
                     return Ok((self.promote(key, fresh), None));
                 }
@@ -378,7 +378,7 @@ impl DecodedTiers {
     /// returns the disk entries removed.
     pub(crate) fn remove_prefix_blocking(&self, prefix: &str) -> u64 {
         // A write still queued would bring an entry back after the scan.
-        if self.disk.is_some() && !behind::flush(RAW_FLUSH_ON_CLEAR) {
+        if self.disk.is_some() && !raw_writer::flush(RAW_FLUSH_ON_CLEAR) {
             tracing::warn!("raw frame writes still queued after {RAW_FLUSH_ON_CLEAR:?}; clearing");
         }
         if let Some(memory) = &self.memory {
@@ -389,7 +389,7 @@ impl DecodedTiers {
             .map_or(0, |d| d.remove_prefix_blocking(prefix))
     }
 
-    /// Checks every raw entry on disk; see [`crate::tier::DiskTier::verify_blocking`].
+    /// Checks every raw entry on disk; see [`crate::store::Store`].
     pub(crate) fn verify_blocking(&self, progress: impl FnMut(u64, u64)) -> Option<VerifyReport> {
         self.disk.as_ref().map(|d| d.verify_blocking(progress))
     }
@@ -400,8 +400,8 @@ impl DecodedTiers {
     }
 
     /// How eviction of the raw entries stands, if the disk tier is on (no scan).
-    pub(crate) fn disk_eviction(&self) -> Option<crate::tier::EvictionStatus> {
-        self.disk.as_ref().map(|d| d.tier().eviction_status())
+    pub(crate) fn disk_eviction(&self) -> Option<crate::store::EvictionStatus> {
+        self.disk.as_ref().map(|d| d.store().eviction_status())
     }
 
     /// Bytes the shared ledger counts on disk and the capacity, if the disk tier is on
@@ -409,7 +409,7 @@ impl DecodedTiers {
     pub(crate) fn disk_accounted(&self) -> Option<(u64, u64)> {
         self.disk
             .as_ref()
-            .map(|d| (d.tier().accounted(), d.tier().capacity()))
+            .map(|d| (d.store().accounted(), d.store().capacity()))
     }
 
     /// Bytes the memory tier holds and its capacity, if it is on.

@@ -157,6 +157,15 @@ impl LockFile {
         }
     }
 
+    /// Releases the lock this file holds, keeping the file open for the next one (a lock
+    /// file held open by its process). A no-op on a handle inherited through a fork, whose
+    /// descriptor the fork handler replaced.
+    pub(crate) fn unlock(&self) {
+        if self.generation == fork_generation() {
+            let _ = self.file.unlock();
+        }
+    }
+
     /// Releases the lock and hands the file over as a plain file, no longer a lock file (a
     /// writer's temp file, once linked into place as an entry).
     pub(crate) fn into_file(self) -> File {
@@ -204,6 +213,11 @@ impl Backoff {
             deadline: Instant::now().checked_add(bound).unwrap_or_else(far_future),
             next: FIRST_POLL,
         }
+    }
+
+    /// What is left of the bound.
+    pub(crate) fn left(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
     }
 
     /// The next pause, or `None` once the bound has passed.

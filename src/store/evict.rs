@@ -1,7 +1,7 @@
 //! Eviction one shard directory at a time (a CLOCK hand over the 256 shards, second chance
 //! for entries used since it last passed), and recounting a shard or the whole directory.
 
-use super::DiskTier;
+use super::Store;
 use super::ledger::{SHARDS, word};
 use super::temp::{TEMP_PREFIX, TempName, links, parse_temp};
 use crate::metrics::TierCounters;
@@ -135,7 +135,7 @@ pub(super) fn shard_of(path: &Path) -> u8 {
         .unwrap_or(0)
 }
 
-impl DiskTier {
+impl Store {
     /// Every entry file with its size.
     pub(crate) fn scan(&self) -> Vec<Scanned> {
         let mut found = Vec::new();
@@ -287,7 +287,7 @@ impl DiskTier {
             }
             if evictor {
                 ledger.set(word::BUSY_SHARD, 0);
-                ledger.set(word::HEARTBEAT_MS, super::evictor::now_ms());
+                ledger.set(word::HEARTBEAT_MS, super::ledger::now_ms());
                 std::thread::sleep(pace(visit.elapsed(), ledger.used(), high, cap));
             }
             total.examined += pass.examined;

@@ -4,15 +4,15 @@
 //! slow pace for dead writers' leftovers. Every process opening the directory runs a
 //! candidate thread that tries the lock now and then, never waiting on it.
 
-use super::DiskTier;
-use super::ledger::{LAYOUT, word};
+use super::Store;
+use super::ledger::{LAYOUT, now_ms, word};
 use crate::flock::gate::LockKind;
 use crate::flock::{LockFile, Mode};
 use serde::Serialize;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// The election lock file.
 pub(super) const EVICTOR_LOCK_FILE: &str = ".evictor";
@@ -80,11 +80,6 @@ pub struct EvictionStatus {
     pub takeovers: u64,
 }
 
-pub(super) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// What the candidate thread holds while it is the evictor.
 struct Elected {
@@ -92,7 +87,7 @@ struct Elected {
     _lock: LockFile,
 }
 
-impl DiskTier {
+impl Store {
     /// Starts this process's candidate thread; it ends when the tier is dropped (the
     /// sender in `Inner` goes away).
     pub(super) fn start_candidate(&self) {
@@ -111,10 +106,7 @@ impl DiskTier {
         // Through the fork registry: a child forked while this process evicts closes its
         // copy at once instead of holding the election for as long as it lives.
         let sharing = self.inner.sharing;
-        let file = LockFile::open(LockKind::Evictor, || {
-            super::lock::open_lock_file(&path, sharing)
-        })
-        .ok()?;
+        let file = super::lock::open_lock_file(LockKind::Evictor, &path, sharing).ok()?;
         match file.try_lock(Mode::Exclusive) {
             Ok(true) => Some(Elected { _lock: file }),
             Ok(false) | Err(_) => None,
@@ -266,7 +258,7 @@ fn candidate(weak: &Weak<super::Inner>, stop: &Receiver<()>) {
         };
         {
             let Some(inner) = weak.upgrade() else { return };
-            let tier = DiskTier { inner };
+            let tier = Store { inner };
             if !tier.inner.ledger.is_shared() {
                 return; // no directory to share: this process's own writers evict
             }

@@ -1,13 +1,18 @@
-//! The disk tier: one checksummed entry file per key, shared by every process on a machine.
+//! The store engine under both disk tiers: one checksummed entry file per key, shared by
+//! every process on a machine. A tier is a format on it (`src/tier/disk/mod.rs` for JPEGs,
+//! `src/decoded/disk.rs` for raw frames): the engine reads, checks the length of, discards,
+//! writes, locks, counts and evicts entries; the format says what an entry holds.
 //!
 //! Layout under `{dir}/v1/`:
-//! - `{h[0..2]}/{h}`: the entry of the key whose hex blake3 is `h`;
+//! - `{h[0..2]}/{h}`: the entry of the key whose hex blake3 is `h` (see
+//!   [`crate::layout::disk_entry_path`]);
 //! - `{h[0..2]}/.tmp-{pid}-{nonce}-{n}-{len}`: a write in progress, `len` bytes when done;
 //! - `.usage`: the ledger, a page every process maps: bytes in use per shard directory,
 //!   the eviction hand and the evictor's state;
 //! - `.recent`: the referenced bits (CLOCK), a mapped bitmap set by hits and writes, sized
 //!   by the capacity;
 //! - `.lock`: `flock`ed shared to reserve, commit, remove or evict, exclusively to recount;
+//!   opened once per process (see `lock.rs`);
 //! - `.evictor`: `flock`ed (tried, never waited for) by the one evictor of the machine.
 //!
 //! A write goes to a temp file that is hard-linked into place (renamed where links are not
@@ -27,6 +32,7 @@
 mod clock;
 mod evict;
 mod evictor;
+mod format;
 mod ledger;
 mod lock;
 mod rw;
@@ -38,14 +44,15 @@ mod verify;
 
 pub use evict::Recount;
 pub use evictor::EvictionStatus;
+pub(crate) use format::Format;
 pub use lock::FetchLock;
+pub(crate) use lock::Stripes;
 pub use space::{LimitedBy, MinFree, auto_capacity};
 pub use verify::{BadEntry, VerifyReport};
 
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::localfs::Sharing;
 use crate::metrics::{Metrics, TierCounters};
-use bytes::Bytes;
 use clock::Clock;
 use evict::for_each_file;
 use ledger::Ledger;
@@ -75,9 +82,9 @@ pub struct DiskUsage {
     pub capacity: u64,
 }
 
-/// A cache directory of checksummed entries.
+/// A cache directory of checksummed entries: the engine a disk tier's format runs on.
 #[derive(Clone)]
-pub struct DiskTier {
+pub struct Store {
     inner: Arc<Inner>,
 }
 
@@ -111,8 +118,14 @@ struct Inner {
     /// Set once fetch locks have failed, so the condition is logged once.
     locks_warned: AtomicBool,
     /// Longest wait for any of this directory's locks, in nanoseconds (see
-    /// [`DiskTier::with_lock_wait`]).
+    /// [`Store::with_lock_wait`]).
     lock_wait_nanos: AtomicU64,
+    /// The directory lock's file, opened once per process (see `lock.rs`).
+    dir_lock: lock::DirLock,
+    /// The fetch locks' stripes.
+    fetch_stripes: Stripes,
+    /// Longest entry file a read accepts (see [`Store::with_entry_limit`]).
+    entry_limit: AtomicU64,
     metrics: Arc<Metrics>,
     /// Which of the metrics' tiers this directory counts into.
     counters: fn(&Metrics) -> &TierCounters,
@@ -122,62 +135,23 @@ fn nanos(wait: Duration) -> u64 {
     u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Runs a blocking disk operation off the async workers.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|join| Err(Error::task("disk cache operation", join)))
-}
-
-impl DiskTier {
-    /// Opens (lazily creating) a cache directory bounded to `capacity` bytes.
+impl Store {
+    /// Opens (lazily creating) the store in `{dir}/v1`, bounded to `capacity` bytes,
+    /// creating files as `sharing` says and counting into the tier `counters` picks.
     ///
     /// Never fails, never blocks on the directory and never scans it: existing entries are
-    /// served at once. A background thread stands for election as the machine's evictor
-    /// for this directory (trying a lock now and then); the process elected rebuilds
-    /// counters that were never set, evicts, and finds dead writers' leftovers.
-    pub fn open(dir: impl Into<PathBuf>, capacity: u64, metrics: Arc<Metrics>) -> Self {
-        Self::open_with(dir, capacity, Sharing::Private, metrics)
-    }
-
-    /// As [`DiskTier::open`], creating files and directories as `sharing` says (a cache
-    /// shared by the users of a group).
-    pub fn open_with(
-        dir: impl Into<PathBuf>,
-        capacity: u64,
-        sharing: Sharing,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        Self::open_counted(dir, capacity, sharing, metrics, |m| &m.disk)
-    }
-
-    /// As [`DiskTier::open`], counting into the tier `counters` picks: the decoded-frame
-    /// disk tier runs on this same machinery in a directory of its own.
-    pub(crate) fn open_counted(
+    /// served at once. With `elect`, a background thread stands for election as the
+    /// machine's evictor for this directory (trying a lock now and then); the process
+    /// elected rebuilds counters that were never set, evicts, and finds dead writers'
+    /// leftovers. Without (tools and tests looking at a directory others use), its writers
+    /// still evict a batch when usage crosses the capacity, so the cap holds.
+    pub(crate) fn open(
         dir: impl Into<PathBuf>,
         capacity: u64,
         sharing: Sharing,
         metrics: Arc<Metrics>,
         counters: fn(&Metrics) -> &TierCounters,
-    ) -> Self {
-        let tier = Self::open_passive(dir, capacity, sharing, metrics, counters);
-        tier.start_candidate();
-        tier
-    }
-
-    /// As [`DiskTier::open`], without standing for election as the evictor: for tools and
-    /// tests that look at a directory while other processes use it. Its writers still
-    /// evict a batch when usage crosses the capacity, so the cap holds.
-    pub fn open_inspector(dir: impl Into<PathBuf>, capacity: u64, metrics: Arc<Metrics>) -> Self {
-        Self::open_passive(dir, capacity, Sharing::Private, metrics, |m| &m.disk)
-    }
-
-    fn open_passive(
-        dir: impl Into<PathBuf>,
-        capacity: u64,
-        sharing: Sharing,
-        metrics: Arc<Metrics>,
-        counters: fn(&Metrics) -> &TierCounters,
+        elect: bool,
     ) -> Self {
         let dir = dir.into().join(FORMAT_DIR);
         let ledger = Ledger::open(&dir, sharing);
@@ -191,7 +165,7 @@ impl DiskTier {
             0
         } + clock.file_len();
         let (stop, stopped) = mpsc::channel();
-        DiskTier {
+        let store = Store {
             inner: Arc::new(Inner {
                 clock,
                 metadata,
@@ -200,6 +174,14 @@ impl DiskTier {
                 sweep: AtomicU64::new(128),
                 _stop: stop,
                 stopped: std::sync::Mutex::new(Some(stopped)),
+                dir_lock: lock::DirLock::new(dir.join(lock::LOCK_FILE), sharing),
+                fetch_stripes: Stripes::new(
+                    dir.join(lock::FETCH_LOCK_DIR),
+                    lock::FETCH_LOCK_STRIPES,
+                    sharing,
+                    crate::flock::gate::LockKind::Fetch,
+                ),
+                entry_limit: AtomicU64::new(capacity),
                 dir,
                 capacity,
                 sharing,
@@ -213,7 +195,20 @@ impl DiskTier {
                 metrics,
                 counters,
             }),
+        };
+        if elect {
+            store.start_candidate();
         }
+        store
+    }
+
+    /// Refuses, as a broken entry, any entry file longer than `limit` bytes, before
+    /// anything is allocated for it (the default is the capacity: no write makes one).
+    pub fn with_entry_limit(self, limit: u64) -> Self {
+        self.inner
+            .entry_limit
+            .store(limit.min(self.inner.capacity), Ordering::Relaxed);
+        self
     }
 
     /// Bounds every wait for one of this directory's locks (the directory lock, fetch locks,
@@ -241,11 +236,6 @@ impl DiskTier {
         &self.inner.dir
     }
 
-    /// How this tier's files and directories are shared.
-    pub(crate) fn sharing(&self) -> Sharing {
-        self.inner.sharing
-    }
-
     /// The configured capacity in bytes.
     pub fn capacity(&self) -> u64 {
         self.inner.capacity
@@ -256,28 +246,12 @@ impl DiskTier {
         self.inner.ledger.used()
     }
 
-    /// Where `key`'s entry lives.
-    ///
-    /// A key at a version (`{key}\n{tag}`, see [`crate::TieredCache::local_key`]) lives beside
-    /// the other versions of its key: `{h}.{v}` next to `{h}`, with `h` the key's blake3 and
-    /// `v` the first 16 hex digits of the tag's, so all of a key's copies are found in one
-    /// shard directory.
+    /// Where `key`'s entry lives: [`crate::layout::disk_entry_path`] in this directory.
     pub fn path_of(&self, key: &str) -> PathBuf {
-        let (key, tag) = match key.split_once('\n') {
-            Some((key, tag)) => (key, Some(tag)),
-            None => (key, None),
-        };
-        let hex = blake3::hash(key.as_bytes()).to_hex();
-        let shard = self.inner.dir.join(&hex[..2]);
-        match tag {
-            None => shard.join(hex.as_str()),
-            Some(tag) => {
-                let v = blake3::hash(tag.as_bytes()).to_hex();
-                shard.join(format!("{hex}.{}", &v[..16]))
-            }
-        }
+        self.inner.dir.join(crate::layout::disk_entry_path(key))
     }
 
+    /// The counters of the tier this store runs.
     pub(crate) fn counters(&self) -> &TierCounters {
         (self.inner.counters)(&self.inner.metrics)
     }
@@ -308,55 +282,5 @@ impl DiskTier {
             }
         });
         usage
-    }
-
-    /// Reads and verifies `key`'s entry off the async workers; see [`DiskTier::read_blocking`].
-    ///
-    /// # Errors
-    /// Only when the file exists but cannot be opened or read.
-    pub async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        let tier = self.clone();
-        let key = key.to_owned();
-        blocking(move || tier.read_blocking(&key)).await
-    }
-
-    /// As [`DiskTier::get`], with the blake3 the read verified.
-    ///
-    /// # Errors
-    /// As [`DiskTier::get`].
-    pub async fn get_verified(&self, key: &str) -> Result<Option<(Bytes, blake3::Hash)>> {
-        let tier = self.clone();
-        let key = key.to_owned();
-        blocking(move || tier.read_verified_blocking(&key)).await
-    }
-
-    /// As [`DiskTier::put`], for a payload whose blake3 the caller already has.
-    ///
-    /// # Errors
-    /// As [`DiskTier::put`].
-    pub async fn put_hashed(&self, key: &str, value: Bytes, blake3: blake3::Hash) -> Result<()> {
-        let tier = self.clone();
-        let key = key.to_owned();
-        blocking(move || tier.write_hashed_blocking(&key, &value, &blake3)).await
-    }
-
-    /// Writes `key`'s entry off the async workers; see [`DiskTier::write_blocking`].
-    ///
-    /// # Errors
-    /// When the directory cannot be created or written (read-only, full, missing).
-    pub async fn put(&self, key: &str, value: Bytes) -> Result<()> {
-        let tier = self.clone();
-        let key = key.to_owned();
-        blocking(move || tier.write_blocking(&key, &value)).await
-    }
-
-    /// Removes `key`'s entry off the async workers.
-    ///
-    /// # Errors
-    /// When the file exists and cannot be removed.
-    pub async fn remove(&self, key: &str) -> Result<()> {
-        let tier = self.clone();
-        let key = key.to_owned();
-        blocking(move || tier.remove_blocking(&key)).await
     }
 }

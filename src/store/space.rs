@@ -9,7 +9,7 @@
 //! filesystem is sampled by the evictor on each of its turns, by a writer every few MiB
 //! written, and by a write that found it full; never per write.
 
-use super::DiskTier;
+use super::Store;
 use super::FORMAT_DIR;
 use super::ledger::{Ledger, word};
 use serde::Serialize;
@@ -216,7 +216,7 @@ pub(super) struct Sampled {
     pub(super) min_free: u64,
 }
 
-impl DiskTier {
+impl Store {
     /// Keeps `min_free` of the directory's filesystem free (see [`MinFree`]); the default is
     /// [`MinFree::Auto`].
     pub fn with_min_free(self, min_free: MinFree) -> Self {
@@ -228,7 +228,7 @@ impl DiskTier {
     }
 
     /// Shares the filesystem's spare space with the tier whose directory is `root` (as
-    /// given to [`DiskTier::open`]), of capacity `weight`, if it is on the same filesystem.
+    /// given to [`Store::open`]), of capacity `weight`, if it is on the same filesystem.
     pub(crate) fn with_sibling(self, root: &Path, weight: u64) -> Self {
         let dir: PathBuf = root.join(FORMAT_DIR);
         if weight == 0 || dir == self.inner.dir || !same_fs(&self.inner.dir, &dir) {
@@ -269,7 +269,7 @@ impl DiskTier {
         self.inner.since_sample.fetch_add(len, Ordering::Relaxed);
     }
 
-    /// Makes the next [`DiskTier::limit`] sample the filesystem.
+    /// Makes the next [`Store::limit`] sample the filesystem.
     pub(super) fn force_sample(&self) {
         self.inner
             .since_sample
@@ -317,12 +317,12 @@ impl DiskTier {
         ledger.set(word::FS_SIZE, sampled.fs_size);
         ledger.set(word::FS_FREE, sampled.fs_free);
         ledger.set(word::MIN_FREE, sampled.min_free);
-        ledger.set(word::SAMPLED_MS, super::evictor::now_ms().max(1));
+        ledger.set(word::SAMPLED_MS, super::ledger::now_ms().max(1));
         sampled
     }
 
     /// Looks at a failed write's error: a full filesystem makes room (see
-    /// [`DiskTier::filesystem_full`]); the write is skipped either way.
+    /// [`Store::filesystem_full`]); the write is skipped either way.
     pub(super) fn on_write_error(&self, e: &io::Error) {
         if is_full(e) {
             self.filesystem_full();

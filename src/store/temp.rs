@@ -1,6 +1,6 @@
 //! Temp files of writes in progress: their names, and whether their writer is gone.
 
-use super::DiskTier;
+use super::Store;
 use crate::flock::gate::LockKind;
 use crate::flock::{LockFile, Mode};
 use std::fs;
@@ -72,7 +72,7 @@ pub(super) fn links(_meta: &fs::Metadata) -> u64 {
     1
 }
 
-impl DiskTier {
+impl Store {
     /// A fresh temp file name for a write of `len` bytes (0 for a file being removed).
     pub(super) fn temp_name(&self, len: u64) -> String {
         let n = self.inner.temp_seq.fetch_add(1, Ordering::Relaxed);

@@ -1,6 +1,10 @@
+//! The store engine's unit tests, through the JPEG tier's format.
+
 use super::temp::TEMP_PREFIX;
 use super::*;
 use crate::entry::FIXED_HEADER_LEN;
+use crate::error::Result;
+use crate::tier::DiskTier;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::PathBuf;
@@ -11,13 +15,7 @@ use std::time::{Duration, SystemTime};
 fn tier(dir: &Path, capacity: u64) -> (DiskTier, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::default());
     (
-        DiskTier::open_passive(
-            dir,
-            capacity,
-            crate::localfs::Sharing::Private,
-            metrics.clone(),
-            |m| &m.disk,
-        ),
+        DiskTier::open_inspector(dir, capacity, metrics.clone()),
         metrics,
     )
 }

@@ -160,6 +160,7 @@ impl FrameCache {
         let mut stats = self.cache.metrics().snapshot();
         stats.disk_eviction = self.cache.disk().map(|d| d.eviction_status());
         stats.decoded_disk_eviction = self.decoded.as_ref().and_then(|t| t.disk_eviction());
+        stats.raw_writes_pending = crate::decoded::raw_writes_pending();
         stats
     }
 
