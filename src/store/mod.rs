@@ -1,5 +1,5 @@
 //! The store engine under both disk tiers: one checksummed entry file per key, shared by
-//! every process on a machine. A tier is a format on it (`src/tier/disk/mod.rs` for JPEGs,
+//! every process on a machine. A tier is a format on it (`src/tier/disk.rs` for JPEGs,
 //! `src/decoded/disk.rs` for raw frames): the engine reads, checks the length of, discards,
 //! writes, locks, counts and evicts entries; the format says what an entry holds.
 //!
@@ -36,6 +36,7 @@ mod format;
 mod ledger;
 mod lock;
 mod rw;
+mod share;
 mod space;
 mod temp;
 #[cfg(test)]
@@ -47,7 +48,7 @@ pub use evictor::EvictionStatus;
 pub(crate) use format::Format;
 pub use lock::FetchLock;
 pub(crate) use lock::Stripes;
-pub use space::{LimitedBy, MinFree, auto_capacity};
+pub use share::{LimitedBy, MinFree, auto_capacity};
 pub use verify::{BadEntry, VerifyReport};
 
 use crate::error::Error;
