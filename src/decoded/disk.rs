@@ -9,7 +9,7 @@
 //! raw-entry writer writes the entry and then lets the lock go, and the others, waiting on
 //! the lock, map the entry.
 
-use super::Decoded;
+use super::frame::{Decoded, EntryFile, decode_in_memory};
 use super::format::{self, HEADER_LEN};
 use super::raw_writer::{self, Claim, RawSink};
 use crate::codec::{DecodeError, Scale};
@@ -98,7 +98,8 @@ impl DecodedDisk {
         metrics: Arc<Metrics>,
     ) -> Self {
         let root = cache_dir.join(DECODED_DIR);
-        let store = Store::open(&root, capacity, sharing, metrics, |m| &m.decoded_disk, true)
+        let store = Store::open(&root, capacity, sharing, metrics, |m| &m.decoded_disk)
+            .stand_for_evictor()
             .with_lock_wait(lock_wait)
             .with_min_free(space.min_free)
             // The JPEG tier of the same cache directory: the spare space is shared.
@@ -147,7 +148,7 @@ impl DecodedDisk {
             Ok((width, height)) => {
                 store.mark_used(&opened.path);
                 // The descriptor closes here: the map stands on its own.
-                let entry = super::EntryFile::new(opened.path, &opened.meta);
+                let entry = EntryFile::new(opened.path, &opened.meta);
                 Ok(Some(Decoded::mapped(width, height, entry, map)))
             }
             Err(corruption) => {
@@ -215,7 +216,7 @@ impl DecodedDisk {
             self.counters().hit(found.pixel_bytes());
             return Ok(Ok(Decode::Found(found)));
         }
-        let decoded = match super::decode_in_memory(jpeg, scale, max_pixels) {
+        let decoded = match decode_in_memory(jpeg, scale, max_pixels) {
             Ok(decoded) => Arc::new(decoded),
             Err(reason) => return Ok(Err(reason)),
         };

@@ -1,13 +1,64 @@
-//! One decoded frame as the decoded tiers hold it: its pixels on the heap, in a verified raw
-//! entry mapped from disk, or in an in-memory file; handed out shared, or as a private
-//! copy-on-write map when the caller may write.
+//! One decoded frame as the decoded tiers hold it, what it is about ([`DecodedKey`]) and how a
+//! load wants it ([`LoadOptions`]): its pixels on the heap, in a verified raw entry mapped
+//! from disk, or in an in-memory file; handed out shared, or as a private copy-on-write map
+//! when the caller may write.
 
-use super::{Access, format, memfd};
-use crate::codec;
+use super::{format, memfd};
+use crate::codec::{self, Scale};
 use crate::pixels::Pixels;
 use bytes::Bytes;
 use memmap2::{Mmap, MmapOptions};
 use std::fs::File;
+
+/// How loaded frames share their pixels with the cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Access {
+    /// Frames the caller may write without copying: a private copy-on-write map of the
+    /// decoded disk entry when there is one (see [`crate::Backing::Private`]), else the
+    /// shared buffer, which [`Pixels::make_mut`] copies on the first write.
+    #[default]
+    Writable,
+    /// Read-only views of the cached buffers ([`crate::Backing::Shared`]): the cheapest, no
+    /// mapping per load.
+    ReadOnly,
+}
+
+/// How a load decodes and hands out frames.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Full size, or 1/2, 1/4, 1/8 through the DCT.
+    pub scale: Scale,
+    /// Writable or read-only frames.
+    pub access: Access,
+}
+
+/// What a decoded entry is about: a frame's key, its JPEG's blake3 and the scale.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct DecodedKey {
+    pub(crate) key: String,
+    pub(crate) jpeg: [u8; 32],
+    pub(crate) scale: Scale,
+}
+
+impl DecodedKey {
+    pub(crate) fn new(key: &str, jpeg: blake3::Hash, scale: Scale) -> Self {
+        DecodedKey {
+            key: key.to_owned(),
+            jpeg: *jpeg.as_bytes(),
+            scale,
+        }
+    }
+
+    /// The entry's name on disk, echoed in its header; starts with the frame key, so a
+    /// prefix clear finds it.
+    pub(crate) fn name(&self) -> String {
+        crate::layout::decoded_entry_name(
+            &self.key,
+            &blake3::Hash::from_bytes(self.jpeg),
+            self.scale.denominator(),
+        )
+    }
+}
 
 /// One decoded frame as the tiers hold it.
 pub(crate) struct Decoded {

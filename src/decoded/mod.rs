@@ -27,67 +27,18 @@ pub(crate) use format::{
 #[cfg(test)]
 pub(crate) use format::{seal as seal_raw, write_header as write_raw_header};
 
-use crate::codec::{self, Scale};
+use crate::codec;
 use crate::metrics::{Metrics, TierCounters};
 use crate::store::{DiskUsage, VerifyReport};
 use crate::tier::Source;
 use disk::{Decode, DecodedDisk};
-pub(crate) use frame::{Decoded, EntryFile};
+pub use frame::{Access, LoadOptions};
+pub(crate) use frame::{Decoded, DecodedKey};
 use frame::decode_in_memory;
 use memory::DecodedMemory;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// How loaded frames share their pixels with the cache.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Access {
-    /// Frames the caller may write without copying: a private copy-on-write map of the
-    /// decoded disk entry when there is one (see [`crate::Backing::Private`]), else the
-    /// shared buffer, which [`Pixels::make_mut`] copies on the first write.
-    #[default]
-    Writable,
-    /// Read-only views of the cached buffers ([`crate::Backing::Shared`]): the cheapest, no
-    /// mapping per load.
-    ReadOnly,
-}
-
-/// How a load decodes and hands out frames.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LoadOptions {
-    /// Full size, or 1/2, 1/4, 1/8 through the DCT.
-    pub scale: Scale,
-    /// Writable or read-only frames.
-    pub access: Access,
-}
-
-/// What a decoded entry is about: a frame's key, its JPEG's blake3 and the scale.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct DecodedKey {
-    pub(crate) key: String,
-    pub(crate) jpeg: [u8; 32],
-    pub(crate) scale: Scale,
-}
-
-impl DecodedKey {
-    pub(crate) fn new(key: &str, jpeg: blake3::Hash, scale: Scale) -> Self {
-        DecodedKey {
-            key: key.to_owned(),
-            jpeg: *jpeg.as_bytes(),
-            scale,
-        }
-    }
-
-    /// The entry's name on disk, echoed in its header; starts with the frame key, so a
-    /// prefix clear finds it.
-    pub(crate) fn name(&self) -> String {
-        crate::layout::decoded_entry_name(
-            &self.key,
-            &blake3::Hash::from_bytes(self.jpeg),
-            self.scale.denominator(),
-        )
-    }
-}
 
 /// How long a clear waits for the raw-frame writes queued in this process.
 const RAW_FLUSH_ON_CLEAR: Duration = Duration::from_secs(30);

@@ -23,7 +23,7 @@
 //! Exit: writes still queued when the process exits are lost (best effort); a write cut
 //! short leaves a dead writer's temp file, which the disk tier's sweep removes.
 
-use super::Decoded;
+use super::frame::Decoded;
 use crate::flock::gate::{self, LockKind};
 use crate::flock::{Backoff, LockFile, Mode, fork_generation};
 use std::collections::{HashMap, VecDeque};

@@ -4,7 +4,7 @@
 //! slow pace for dead writers' leftovers. Every process opening the directory runs a
 //! candidate thread that tries the lock now and then, never waiting on it.
 
-use super::Store;
+use super::engine::Store;
 use super::ledger::{LAYOUT, now_ms, word};
 use crate::flock::gate::LockKind;
 use crate::flock::{LockFile, Mode};
@@ -47,7 +47,7 @@ pub struct EvictionStatus {
     /// The capacity (the budget), as configured or as it follows the filesystem's size.
     pub capacity: u64,
     /// Why `hard_limit` is what it is: `budget` (the capacity) or `free_space`.
-    pub limited_by: super::LimitedBy,
+    pub limited_by: super::share::LimitedBy,
     /// The size of the filesystem under the directory, as last sampled (0 when unknown).
     pub fs_size: u64,
     /// Its bytes available to the cache, as last sampled.
@@ -88,9 +88,16 @@ struct Elected {
 }
 
 impl Store {
-    /// Starts this process's candidate thread; it ends when the tier is dropped (the
-    /// sender in `Inner` goes away).
-    pub(super) fn start_candidate(&self) {
+    /// Stands for election as the machine's evictor for this directory: a background
+    /// thread tries a lock now and then; the process elected rebuilds counters that were
+    /// never set, evicts, and finds dead writers' leftovers. The thread ends when the store
+    /// is dropped (the sender in its `Inner` goes away).
+    pub(crate) fn stand_for_evictor(self) -> Self {
+        self.start_candidate();
+        self
+    }
+
+    fn start_candidate(&self) {
         let Some(stop) = self.inner.stopped.lock().ok().and_then(|mut s| s.take()) else {
             return;
         };
@@ -247,7 +254,7 @@ impl Store {
 
 /// The candidate thread: tries the election lock every [`CANDIDATE_EVERY`]; once elected,
 /// evicts until the tier is dropped. Holds the tier only for the length of one turn.
-fn candidate(weak: &Weak<super::Inner>, stop: &Receiver<()>) {
+fn candidate(weak: &Weak<super::engine::Inner>, stop: &Receiver<()>) {
     let mut office = None;
     let mut last_sweep = Instant::now();
     loop {

@@ -2,7 +2,7 @@
 //! entry with its length checked, discard a broken one, find the key a file names, remove
 //! by key prefix.
 
-use super::Store;
+use super::engine::Store;
 use crate::error::{Error, Result};
 use crate::localfs::{self, How, Sharing};
 use crate::metrics::TierCounters;

@@ -1,17 +1,16 @@
-//! Kernel locks of a store: the directory lock (`flock`ed shared to reserve, commit or
-//! remove, exclusive to recount), opened once per process, and striped lock files (the
-//! fetch locks that let one process per machine download a missing key while the others
-//! wait for its entry; the decoded tier's decode locks), all opened by [`open_lock_file`].
+//! A store's lock files: the directory lock (`flock`ed shared to reserve, commit or
+//! remove, exclusive to recount), opened once per process and shared by its threads, and
+//! striped lock files (the fetch locks that let one process per machine download a missing
+//! key while the others wait for its entry; the decoded tier's decode locks), all opened by
+//! [`open_lock_file`]. How the store takes them is in `locking.rs`.
 //!
 //! All are `flock` locks, which the kernel releases when their holder exits, however it
 //! exits: a killed process never leaves a stale lock behind. They are [`LockFile`]s, so a
 //! forked child never keeps one, and every wait for them is bounded.
 
-use super::Store;
 use crate::flock::gate::LockKind;
 use crate::flock::{Backoff, LockFile, Mode, Waited, fork_generation};
 use crate::localfs::{self, How, Sharing};
-use crate::metrics::TierCounters;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicPtr, Ordering};
@@ -26,17 +25,6 @@ pub(super) const FETCH_LOCK_DIR: &str = ".fetch";
 /// holds at most this many lock files, never deleted (deleting a lock file others may be
 /// waiting on would let two holders in).
 pub(super) const FETCH_LOCK_STRIPES: u64 = 4096;
-
-/// The outcome of trying to become the process that fetches a key for the machine.
-#[derive(Debug)]
-pub enum FetchLock {
-    /// This process holds the key's fetch lock until the lock file is dropped.
-    Held(LockFile),
-    /// Another process (or another fetch of this one in the same stripe) holds it.
-    Busy,
-    /// Locks do not work on this directory: fetch without one.
-    Unsupported,
-}
 
 /// Opens (creating) a lock file, never through a link; read-only when it cannot be written
 /// (a lock file of another user of the group, or a read-only directory). Every lock file of
@@ -270,59 +258,5 @@ impl Drop for DirLock {
             // SAFETY: this lock's own box, published once, dropped once here.
             drop(unsafe { Box::from_raw(std::ptr::from_ref(state).cast_mut()) });
         }
-    }
-}
-
-impl Store {
-    /// Takes the directory's lock, shared or exclusive.
-    ///
-    /// `None` when the lock file cannot be opened (the directory is failing anyway) or when
-    /// the lock stayed busy for [`Store::lock_wait`]: the caller goes on without it.
-    /// What it does stays safe (entries are linked into place whole); only the ledger may
-    /// drift until the next recount. Timeouts are counted in `dir_lock_timeouts`.
-    pub(super) fn lock(&self, exclusive: bool) -> Option<DirGuard<'_>> {
-        let mode = if exclusive {
-            Mode::Exclusive
-        } else {
-            Mode::Shared
-        };
-        match self.inner.dir_lock.take(mode, self.lock_wait()) {
-            Ok(Some(guard)) => Some(guard),
-            Ok(None) => {
-                TierCounters::bump(&self.metrics().dir_lock_timeouts);
-                tracing::warn!(
-                    "disk cache {}: its lock stayed busy for {:?}; going on without it",
-                    self.inner.dir.display(),
-                    self.lock_wait()
-                );
-                None
-            }
-            Err(_) => None,
-        }
-    }
-
-    /// Tries, without waiting, to take the fetch lock of `key`'s stripe.
-    pub fn try_fetch_lock(&self, key: &str) -> FetchLock {
-        let stripes = &self.inner.fetch_stripes;
-        let file = match stripes.open(&stripes.path(key)) {
-            Ok(file) => file,
-            Err(e) => return self.locks_unsupported(&e.to_string()),
-        };
-        match file.try_lock(Mode::Exclusive) {
-            Ok(true) => FetchLock::Held(file),
-            Ok(false) => FetchLock::Busy,
-            Err(e) => self.locks_unsupported(&e.to_string()),
-        }
-    }
-
-    fn locks_unsupported(&self, why: &str) -> FetchLock {
-        if !self.inner.locks_warned.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                "disk cache {}: fetch locks unavailable ({why}); processes on this machine may \
-                 download the same frame more than once",
-                self.inner.dir.display()
-            );
-        }
-        FetchLock::Unsupported
     }
 }

@@ -1,8 +1,9 @@
 //! Writing and removing one entry: reserve in the ledger, temp file, link into place;
-//! unlink and release; the referenced bit a use sets.
+//! unlink and release; the referenced bit a use sets; whether a temp file's writer is gone.
 
-use super::Store;
+use super::engine::Store;
 use super::evict::shard_of;
+use super::temp::{STALE_TEMP_AGE, TEMP_PREFIX, TempName, process_alive};
 use crate::error::{Error, Result};
 use crate::flock::gate::LockKind;
 use crate::flock::{LockFile, Mode, Waited};
@@ -11,6 +12,7 @@ use crate::metrics::TierCounters;
 use std::fs::{self, File};
 use std::io::{self, ErrorKind};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 
 impl Store {
     /// Records that the entry at `path` was used: sets its referenced bit, which the
@@ -216,5 +218,45 @@ impl Store {
             }
         }
         removed
+    }
+}
+
+impl Store {
+    /// A fresh temp file name for a write of `len` bytes (0 for a file being removed).
+    pub(super) fn temp_name(&self, len: u64) -> String {
+        let n = self.inner.temp_seq.fetch_add(1, Ordering::Relaxed);
+        format!(
+            "{TEMP_PREFIX}{}-{}-{n}-{len}",
+            std::process::id(),
+            self.inner.nonce
+        )
+    }
+
+    /// Whether a temp file was left by a writer that is gone.
+    ///
+    /// A writer holds a `flock` on its temp file until it is done, so a temp file whose
+    /// lock can be taken has no writer. This holds across PID namespaces (containers sharing
+    /// one cache volume, where every main process may be PID 1), unlike a PID check, which
+    /// remains only for filesystems where locks do not work.
+    pub(super) fn is_dead(&self, path: &Path, temp: &TempName, meta: &fs::Metadata) -> bool {
+        // A lock file for the moment of the probe: a fork meanwhile must not leave a child
+        // holding the writer's lock (the writer waits for it, see `reserve`).
+        let open = || crate::localfs::open(path, crate::localfs::How::Read, self.inner.sharing);
+        if let Ok(file) = LockFile::open(LockKind::Temp, open) {
+            match file.try_lock(Mode::Exclusive) {
+                Ok(true) => return true,
+                Ok(false) => return false,
+                Err(_) => {}
+            }
+        }
+        if temp.pid == std::process::id() {
+            return temp.nonce != self.inner.nonce;
+        }
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age > STALE_TEMP_AGE);
+        old || !process_alive(temp.pid)
     }
 }

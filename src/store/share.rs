@@ -50,7 +50,7 @@ impl MinFree {
                 _ => Err("expected a percentage from 0% to 100%".into()),
             };
         }
-        crate::config::parse_size(t)
+        crate::size::parse_size(t)
             .map(MinFree::Bytes)
             .map_err(|rule| format!("{rule}, a percentage (5%) or auto"))
     }

@@ -9,8 +9,7 @@
 //! filesystem is sampled by the evictor on each of its turns, by a writer every few MiB
 //! written, and by a write that found it full; never per write.
 
-use super::FORMAT_DIR;
-use super::Store;
+use super::engine::{FORMAT_DIR, Sibling, Store};
 use super::ledger::{Ledger, word};
 use super::share::{LimitedBy, MinFree, Share, fs_space, is_full, limit, same_fs};
 use std::io;
@@ -22,19 +21,6 @@ use std::sync::atomic::Ordering;
 const SAMPLE_EVERY_FRACTION: u64 = 16;
 const SAMPLE_EVERY_MIN: u64 = 1 << 20;
 const SAMPLE_EVERY_MAX: u64 = 64 << 20;
-
-/// Another tier on the filesystem, whose usage is read from its ledger.
-pub(super) struct Sibling {
-    ledger: Ledger,
-    weight: u64,
-}
-
-/// A tier's free-space settings.
-#[derive(Default)]
-pub(super) struct SpacePolicy {
-    pub(super) min_free: MinFree,
-    pub(super) siblings: Vec<Sibling>,
-}
 
 /// What the last sample found, as the ledger keeps it (every process shares it).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

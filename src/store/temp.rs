@@ -1,12 +1,8 @@
-//! Temp files of writes in progress: their names, and whether their writer is gone.
+//! Temp files of writes in progress: their names, and the signs that their writer is gone
+//! (its process, the file's links); the lock probe is `Store::is_dead`.
 
-use super::Store;
-use crate::flock::gate::LockKind;
-use crate::flock::{LockFile, Mode};
 use std::fs;
 use std::io;
-use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 /// Prefix of in-progress writes; never a valid entry name (entry names are 64 hex chars).
@@ -17,8 +13,8 @@ pub(super) const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
 
 /// The parts of a temp file's name.
 pub(super) struct TempName {
-    pid: u32,
-    nonce: u32,
+    pub(super) pid: u32,
+    pub(super) nonce: u32,
     pub(super) len: u64,
 }
 
@@ -46,7 +42,7 @@ pub(super) fn process_nonce() -> u32 {
 }
 
 #[cfg(unix)]
-fn process_alive(pid: u32) -> bool {
+pub(super) fn process_alive(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return false;
     };
@@ -56,7 +52,7 @@ fn process_alive(pid: u32) -> bool {
 }
 
 #[cfg(not(unix))]
-fn process_alive(_pid: u32) -> bool {
+pub(super) fn process_alive(_pid: u32) -> bool {
     true // only the age rule applies
 }
 
@@ -70,44 +66,4 @@ pub(super) fn links(meta: &fs::Metadata) -> u64 {
 #[cfg(not(unix))]
 pub(super) fn links(_meta: &fs::Metadata) -> u64 {
     1
-}
-
-impl Store {
-    /// A fresh temp file name for a write of `len` bytes (0 for a file being removed).
-    pub(super) fn temp_name(&self, len: u64) -> String {
-        let n = self.inner.temp_seq.fetch_add(1, Ordering::Relaxed);
-        format!(
-            "{TEMP_PREFIX}{}-{}-{n}-{len}",
-            std::process::id(),
-            self.inner.nonce
-        )
-    }
-
-    /// Whether a temp file was left by a writer that is gone.
-    ///
-    /// A writer holds a `flock` on its temp file until it is done, so a temp file whose
-    /// lock can be taken has no writer. This holds across PID namespaces (containers sharing
-    /// one cache volume, where every main process may be PID 1), unlike a PID check, which
-    /// remains only for filesystems where locks do not work.
-    pub(super) fn is_dead(&self, path: &Path, temp: &TempName, meta: &fs::Metadata) -> bool {
-        // A lock file for the moment of the probe: a fork meanwhile must not leave a child
-        // holding the writer's lock (the writer waits for it, see `reserve`).
-        let open = || crate::localfs::open(path, crate::localfs::How::Read, self.inner.sharing);
-        if let Ok(file) = LockFile::open(LockKind::Temp, open) {
-            match file.try_lock(Mode::Exclusive) {
-                Ok(true) => return true,
-                Ok(false) => return false,
-                Err(_) => {}
-            }
-        }
-        if temp.pid == std::process::id() {
-            return temp.nonce != self.inner.nonce;
-        }
-        let old = meta
-            .modified()
-            .ok()
-            .and_then(|m| m.elapsed().ok())
-            .is_some_and(|age| age > STALE_TEMP_AGE);
-        old || !process_alive(temp.pid)
-    }
 }

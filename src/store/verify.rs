@@ -1,6 +1,6 @@
 //! Checking every entry's checksum on demand (`framecache verify`).
 
-use super::Store;
+use super::engine::Store;
 use super::format::{Format, key_of};
 use crate::metrics::TierCounters;
 use serde::Serialize;

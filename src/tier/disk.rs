@@ -89,7 +89,7 @@ impl DiskTier {
         sharing: Sharing,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let store = Store::open(dir, capacity, sharing, metrics, |m| &m.disk, true);
+        let store = Store::open(dir, capacity, sharing, metrics, |m| &m.disk).stand_for_evictor();
         DiskTier { store }
     }
 
@@ -101,7 +101,7 @@ impl DiskTier {
         capacity: u64,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let store = Store::open(dir, capacity, Sharing::Private, metrics, |m| &m.disk, false);
+        let store = Store::open(dir, capacity, Sharing::Private, metrics, |m| &m.disk);
         DiskTier { store }
     }
 
