@@ -21,7 +21,9 @@ fn main() {
     let mode = args.next().expect("put or load");
     let root = PathBuf::from(args.next().expect("origin root"));
     let cache = PathBuf::from(args.next().expect("cache dir"));
-    let n: u64 = args.next().map_or(100, |n| n.parse().expect("a frame count"));
+    let n: u64 = args
+        .next()
+        .map_or(100, |n| n.parse().expect("a frame count"));
     let config = CacheConfig {
         backend: Backend::Fs { root },
         disk: Some(DiskConfig {

@@ -9,8 +9,8 @@
 //! raw-entry writer writes the entry and then lets the lock go, and the others, waiting on
 //! the lock, map the entry.
 
-use super::frame::{Decoded, EntryFile, decode_in_memory};
 use super::format::{self, HEADER_LEN};
+use super::frame::{Decoded, EntryFile, decode_in_memory};
 use super::raw_writer::{self, Claim, RawSink};
 use crate::codec::{DecodeError, Scale};
 use crate::error::{Error, Result};
@@ -32,7 +32,7 @@ const LOCKS_DIR: &str = "locks";
 /// the capacity of the JPEG disk tier beside it (its weight in sharing the spare space).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Space {
-    /// See [`crate::CacheConfig::min_free`].
+    /// The `min_free` setting.
     pub(crate) min_free: crate::store::MinFree,
     /// The JPEG disk tier's capacity.
     pub(crate) jpeg_capacity: u64,
@@ -104,7 +104,12 @@ impl DecodedDisk {
             .with_min_free(space.min_free)
             // The JPEG tier of the same cache directory: the spare space is shared.
             .with_sibling(cache_dir, space.jpeg_capacity);
-        let stripes = Stripes::new(root.join(LOCKS_DIR), LOCK_STRIPES, sharing, LockKind::Decode);
+        let stripes = Stripes::new(
+            root.join(LOCKS_DIR),
+            LOCK_STRIPES,
+            sharing,
+            LockKind::Decode,
+        );
         DecodedDisk {
             inner: Arc::new(Inner { store, stripes }),
         }

@@ -125,7 +125,9 @@ impl Decoded {
         let (w, h) = (self.width, self.height);
         let shared = |b: &Bytes| Pixels::from_shared(w, h, b.clone()).expect("sized at build");
         match (&self.buffer, access) {
-            (Buffer::Heap(b), _) | (Buffer::Mapped { pixels: b, .. }, Access::ReadOnly) => shared(b),
+            (Buffer::Heap(b), _) | (Buffer::Mapped { pixels: b, .. }, Access::ReadOnly) => {
+                shared(b)
+            }
             (
                 Buffer::Mapped {
                     source,

@@ -15,9 +15,6 @@ mod memfd;
 mod memory;
 mod raw_writer;
 
-pub use raw_writer::QUEUE_BYTES as RAW_WRITE_QUEUE_BYTES;
-#[doc(hidden)]
-pub use raw_writer::set_queue_bytes as set_raw_write_queue_bytes;
 pub use disk::DECODED_DIR;
 pub(crate) use disk::Space as DiskSpace;
 pub use format::{HEADER_LEN as RAW_HEADER_LEN, RAW_VERSION};
@@ -26,15 +23,18 @@ pub(crate) use format::{
 };
 #[cfg(test)]
 pub(crate) use format::{seal as seal_raw, write_header as write_raw_header};
+pub use raw_writer::QUEUE_BYTES as RAW_WRITE_QUEUE_BYTES;
+#[doc(hidden)]
+pub use raw_writer::set_queue_bytes as set_raw_write_queue_bytes;
 
 use crate::codec;
 use crate::metrics::{Metrics, TierCounters};
 use crate::store::{DiskUsage, VerifyReport};
 use crate::tier::Source;
 use disk::{Decode, DecodedDisk};
+use frame::decode_in_memory;
 pub use frame::{Access, LoadOptions};
 pub(crate) use frame::{Decoded, DecodedKey};
-use frame::decode_in_memory;
 use memory::DecodedMemory;
 use std::path::Path;
 use std::sync::Arc;

@@ -22,6 +22,10 @@
 //! were already let go by the fork handler (see [`crate::flock`]).
 //! Exit: writes still queued when the process exits are lost (best effort); a write cut
 //! short leaves a dead writer's temp file, which the disk tier's sweep removes.
+//!
+//! Over 400 lines on purpose: the claims of stripes, the queue and the writer thread are one
+//! state under one mutex with one fork-generation rule; split, each part would reach into
+//! the other's state.
 
 use super::frame::Decoded;
 use crate::flock::gate::{self, LockKind};

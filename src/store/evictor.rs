@@ -52,7 +52,7 @@ pub struct EvictionStatus {
     pub fs_size: u64,
     /// Its bytes available to the cache, as last sampled.
     pub fs_free: u64,
-    /// The bytes the tiers leave free on it ([`crate::CacheConfig::min_free`]).
+    /// The bytes the tiers leave free on it (the `min_free` setting).
     pub min_free: u64,
     /// Writes that found the filesystem full: skipped (the load went on without them), and
     /// a batch evicted to make room.
@@ -79,7 +79,6 @@ pub struct EvictionStatus {
     /// Times the evictor's lock changed hands.
     pub takeovers: u64,
 }
-
 
 /// What the candidate thread holds while it is the evictor.
 struct Elected {

@@ -29,7 +29,11 @@ pub(super) const FETCH_LOCK_STRIPES: u64 = 4096;
 /// Opens (creating) a lock file, never through a link; read-only when it cannot be written
 /// (a lock file of another user of the group, or a read-only directory). Every lock file of
 /// the cache is opened here.
-pub(crate) fn open_lock_file(kind: LockKind, path: &Path, sharing: Sharing) -> io::Result<LockFile> {
+pub(crate) fn open_lock_file(
+    kind: LockKind,
+    path: &Path,
+    sharing: Sharing,
+) -> io::Result<LockFile> {
     LockFile::open(kind, || {
         localfs::open(path, How::ReadWriteCreate, sharing).or_else(|e| {
             if e.kind() == io::ErrorKind::InvalidInput {

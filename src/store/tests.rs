@@ -5,12 +5,12 @@ use super::*;
 use crate::entry::FIXED_HEADER_LEN;
 use crate::error::Result;
 use crate::metrics::Metrics;
-use std::path::Path;
-use std::sync::Arc;
 use crate::tier::DiskTier;
 use std::fs::{self, File};
 use std::io::Write;
+use std::path::Path;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// A tier that does not stand for election as the evictor: nothing happens in the

@@ -121,7 +121,7 @@ impl DiskTier {
 
     /// Refuses entries whose payload is over `max_object_size` bytes (with their header
     /// and a key of up to 4 KiB) as broken, before reading them (see
-    /// [`crate::CacheConfig::max_object_size`]).
+    /// the `max_object_size` setting).
     pub fn with_max_object_size(self, max_object_size: u64) -> Self {
         let limit = max_object_size.saturating_add((FIXED_HEADER_LEN + MAX_KEY_LEN) as u64);
         DiskTier {
