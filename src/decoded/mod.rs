@@ -97,8 +97,16 @@ impl DecodedTiers {
         self.memory.as_ref()?.get(key)
     }
 
+    /// Memory, then disk (blocking), without decoding; the tier that answered.
+    pub(crate) fn get_blocking(&self, key: &DecodedKey) -> Option<(Arc<Decoded>, Source)> {
+        match self.memory_get(key) {
+            Some(found) => Some((found, Source::Memory)),
+            None => Some((self.disk_get_blocking(key)?, Source::Disk)),
+        }
+    }
+
     /// The disk tier (blocking): a verified entry is promoted to memory.
-    pub(crate) fn disk_get_blocking(&self, key: &DecodedKey) -> Option<Arc<Decoded>> {
+    fn disk_get_blocking(&self, key: &DecodedKey) -> Option<Arc<Decoded>> {
         let disk = self.disk.as_ref()?;
         match disk.read(&key.name()) {
             Ok(Some(found)) => Some(self.promote(key, Arc::new(found))),
