@@ -567,33 +567,7 @@ impl CacheConfig {
     }
 }
 
-/// Parses a byte size: `4096`, `512MiB`, `10GiB`, `1.5GB` (decimal and binary units).
-///
-/// # Errors
-/// A message saying what is wrong with the text.
-pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| "expected a number with an optional unit (512MiB, 10GiB)".to_owned())?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1_000,
-        "kib" => 1 << 10,
-        "m" | "mb" => 1_000_000,
-        "mib" => 1 << 20,
-        "g" | "gb" => 1_000_000_000,
-        "gib" => 1 << 30,
-        "t" | "tb" => 1_000_000_000_000,
-        "tib" => 1 << 40,
-        other => return Err(format!("unknown unit {other:?}")),
-    };
-    Ok((value * mult as f64) as u64)
-}
+pub use crate::size::parse_size;
 
 /// Parses a disk capacity: `auto` ([`AUTO_CAPACITY`]) or a size as [`parse_size`] takes it.
 ///
@@ -917,6 +891,7 @@ impl CacheConfig {
                 DiskTier::open_with(&d.dir, jpeg, self.sharing, metrics.clone())
                     .with_lock_wait(self.lock_wait)
                     .with_min_free(self.min_free)
+                    .with_max_object_size(self.max_object_size)
                     // The decoded tier of the same cache directory: the spare space is shared.
                     .with_sibling(&d.dir.join(crate::decoded::DECODED_DIR), decoded)
             });

@@ -22,6 +22,8 @@ mod per_process;
 mod pixels;
 #[cfg(feature = "server")]
 pub mod server;
+mod size;
+pub mod store;
 mod synth;
 pub mod tier;
 mod timeline;
