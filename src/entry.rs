@@ -15,7 +15,7 @@
 //! The file length must be exactly `64 + k + n`. Every field is checked on every read; the
 //! checksum covers the blake3, so a read hands it out without hashing the payload again.
 //!
-//! xxh3 and not blake3 for the check, as for raw frames ([`crate::decoded`]): a verified read
+//! xxh3 and not blake3 for the check, as for raw frames (`src/decoded/format.rs`): a verified read
 //! of a 1280x720 JPEG was 4.6x a plain `std::fs::read` of it with blake3, most of it the
 //! hash. The checksum guards against torn or damaged files, not adversaries (whoever can
 //! write the cache directory can write anything, a matching blake3 included). Version 1

@@ -22,6 +22,48 @@ pub const MANIFEST_NAME: &str = "manifest.json";
 /// Folder beside the frames holding each manifest generation's chunks of frame entries.
 pub const MANIFEST_CHUNKS_DIR: &str = "manifest.d/";
 
+/// The local key of `key` at the version whose tag is `tag` (`{key}\n{tag}`): what the local
+/// tiers keep a copy of one version under. A newline never occurs in an object key, so the
+/// two parts split again unambiguously ([`split_local_key`]).
+pub fn local_key(key: &str, tag: Option<&str>) -> String {
+    match tag {
+        Some(tag) => format!("{key}\n{tag}"),
+        None => key.to_owned(),
+    }
+}
+
+/// A local key's object key and version tag (see [`local_key`]).
+pub fn split_local_key(local: &str) -> (&str, Option<&str>) {
+    match local.split_once('\n') {
+        Some((key, tag)) => (key, Some(tag)),
+        None => (local, None),
+    }
+}
+
+/// Where a local key's disk entry lives, relative to its tier's directory:
+/// `{h[0..2]}/{h}` with `h` the hex blake3 of the object key, or `{h[0..2]}/{h}.{v}` for a
+/// copy at a version, `v` the first 16 hex digits of the tag's blake3, so that every copy of
+/// a key is in one shard directory. Both disk tiers name their entries this way.
+pub fn disk_entry_path(local: &str) -> std::path::PathBuf {
+    let (key, tag) = split_local_key(local);
+    let hex = blake3::hash(key.as_bytes()).to_hex();
+    let shard = std::path::Path::new(&hex[..2]);
+    match tag {
+        None => shard.join(hex.as_str()),
+        Some(tag) => {
+            let v = blake3::hash(tag.as_bytes()).to_hex();
+            shard.join(format!("{hex}.{}", &v[..16]))
+        }
+    }
+}
+
+/// The decoded disk tier's name for the pixels of `key`'s JPEG of blake3 `jpeg` decoded at
+/// 1/`denominator`: `{key}#{jpeg hex}@{denominator}`, echoed in the raw entry's header. It
+/// starts with the frame key, so a clear by prefix finds it.
+pub fn decoded_entry_name(key: &str, jpeg: &blake3::Hash, denominator: u32) -> String {
+    format!("{key}#{}@{denominator}", jpeg.to_hex())
+}
+
 /// Checks a timeline id, job id, stage or overlay name.
 ///
 /// # Errors
@@ -184,12 +226,7 @@ pub fn timeline_of(key: &str) -> Option<&str> {
 // Local keys: what this machine's tiers keep beside the objects, never sent to the origin.
 // Each holds a newline, which no object key may, so none can collide with an object's.
 
-/// The key local tiers keep `key` under at the version tagged `tag`: `{key}\n{tag}`.
-pub(crate) fn versioned_key(key: &str, tag: &str) -> String {
-    format!("{key}\n{tag}")
-}
-
-/// The prefix of every versioned local key of `key` (see [`versioned_key`]).
+/// The prefix of every versioned local key of `key` (see [`local_key`]).
 pub(crate) fn versions_prefix(key: &str) -> String {
     format!("{key}\n")
 }
@@ -230,7 +267,7 @@ mod tests {
         let frame = frame_key("tl", 7).unwrap();
         let jpeg = blake3::hash(b"jpeg");
         let keys = [
-            (versioned_key(&frame, "e1"), format!("{frame}\ne1")),
+            (local_key(&frame, Some("e1")), format!("{frame}\ne1")),
             (
                 kept_listing_key("tl").unwrap(),
                 "cache/timelines/tl/frames/\nlisting".to_owned(),
@@ -253,7 +290,7 @@ mod tests {
             // Object keys are made of valid ids, which hold no control character.
             assert!(key.contains('\n'), "{key:?}");
         }
-        assert!(versioned_key(&frame, "e1").starts_with(&versions_prefix(&frame)));
+        assert!(local_key(&frame, Some("e1")).starts_with(&versions_prefix(&frame)));
         assert_eq!(frame_name(17), "17.jpg");
     }
 

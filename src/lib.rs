@@ -23,6 +23,8 @@ mod per_process;
 mod pixels;
 #[cfg(feature = "server")]
 pub mod server;
+mod size;
+pub mod store;
 mod synth;
 pub mod tier;
 mod timeline;
@@ -31,10 +33,9 @@ pub use chain::{Hit, TieredCache};
 pub use codec::Scale;
 pub use config::{
     AUTO_CAPACITY, AUTO_DECODED_MAX, AUTO_DECODED_PERCENT, AUTO_DISK_MAX, AUTO_DISK_PERCENT,
-    Addressing, Backend, CacheConfig, DEFAULT_BUCKET, DEFAULT_MAX_OBJECT_SIZE,
-    DEFAULT_MIN_FREE_BYTES, DEFAULT_MIN_FREE_PERCENT, DEFAULT_REGION, DecodedConfig, DiskConfig,
-    MemoryConfig, MinFree, OriginConfig, S3Config, default_cache_dir, default_fs_root,
-    parse_capacity, parse_flag, parse_pixels, parse_seconds, parse_size,
+    Addressing, Backend, CacheConfig, DEFAULT_BUCKET, DEFAULT_MAX_OBJECT_SIZE, DEFAULT_REGION,
+    DecodedConfig, DiskConfig, MemoryConfig, OriginConfig, S3Config, default_cache_dir,
+    default_fs_root, parse_capacity, parse_flag, parse_pixels, parse_seconds, parse_size,
 };
 pub use decoded::{Access, flush_raw_writes};
 pub use error::{Error, Result};
@@ -46,8 +47,8 @@ pub use synth::synthetic_frame;
 #[cfg(feature = "test-hooks")]
 pub use tier::build_origin_with_read_faults;
 pub use tier::{
-    BadEntry, DiskUsage, EvictionStatus, LimitedBy, Recount, Source, VerifyReport, build_operator,
-    build_origin,
+    BadEntry, DiskUsage, EvictionStatus, LimitedBy, MinFree, Recount, Source, VerifyReport,
+    build_operator, build_origin,
 };
 pub use timeline::{
     CacheUsage, ClearScope, DEFAULT_B64_QUALITY, DEFAULT_QUALITY, DecodedUsage, EncodedFrame,

@@ -5,11 +5,12 @@
 use super::TieredCache;
 use crate::config::{
     AUTO_CAPACITY, AUTO_DECODED_MAX, AUTO_DECODED_PERCENT, AUTO_DISK_MAX, AUTO_DISK_PERCENT,
-    CacheConfig, MinFree,
+    CacheConfig,
 };
 use crate::error::Result;
 use crate::localfs;
 use crate::metrics::Metrics;
+use crate::store::MinFree;
 use crate::tier::{DiskTier, MemoryTier, Origin};
 use std::sync::Arc;
 

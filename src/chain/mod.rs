@@ -143,10 +143,7 @@ impl TieredCache {
     /// The key local tiers keep `key` under: `key` itself, or at a version `{key}\n{tag}`
     /// (object keys never contain control characters, so the two never collide).
     pub fn local_key(key: &str, version: Option<&Version>) -> String {
-        match version {
-            Some(v) => crate::layout::versioned_key(key, &v.tag),
-            None => key.to_owned(),
-        }
+        crate::layout::local_key(key, version.map(|v| v.tag.as_str()))
     }
 
     /// Reads `key` through the tiers and reports which one answered. Without a version, a

@@ -7,9 +7,10 @@ use super::dirs::default_fs_root;
 use super::parse::{parse_capacity, parse_flag, parse_pixels, parse_seconds, parse_size};
 use super::profile::profile_settings;
 use super::s3::{Addressing, DEFAULT_BUCKET, DEFAULT_REGION, S3Config};
-use super::settings::{Backend, CacheConfig, MinFree};
+use super::settings::{Backend, CacheConfig};
 use crate::error::{Error, Result};
 use crate::localfs::Sharing;
+use crate::store::MinFree;
 use std::path::PathBuf;
 
 impl S3Config {

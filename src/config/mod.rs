@@ -20,6 +20,6 @@ pub use parse::{parse_capacity, parse_flag, parse_pixels, parse_seconds, parse_s
 pub use s3::{Addressing, DEFAULT_BUCKET, DEFAULT_REGION, S3Config, abbreviate_key_id};
 pub use settings::{
     AUTO_CAPACITY, AUTO_DECODED_MAX, AUTO_DECODED_PERCENT, AUTO_DISK_MAX, AUTO_DISK_PERCENT,
-    Backend, CacheConfig, DEFAULT_MAX_OBJECT_SIZE, DEFAULT_MIN_FREE_BYTES,
-    DEFAULT_MIN_FREE_PERCENT, DecodedConfig, DiskConfig, MemoryConfig, MinFree, OriginConfig,
+    Backend, CacheConfig, DEFAULT_MAX_OBJECT_SIZE, DecodedConfig, DiskConfig, MemoryConfig,
+    OriginConfig,
 };

@@ -1,36 +1,9 @@
 //! Parsing the values settings take as text (sizes, capacities, pixel counts, flags,
 //! seconds): shared by the environment reader, the command line and the Python keywords.
 
-use super::settings::{AUTO_CAPACITY, MinFree};
+use super::settings::AUTO_CAPACITY;
+pub use crate::size::parse_size;
 use std::time::Duration;
-
-/// Parses a byte size: `4096`, `512MiB`, `10GiB`, `1.5GB` (decimal and binary units).
-///
-/// # Errors
-/// A message saying what is wrong with the text.
-pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| "expected a number with an optional unit (512MiB, 10GiB)".to_owned())?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1_000,
-        "kib" => 1 << 10,
-        "m" | "mb" => 1_000_000,
-        "mib" => 1 << 20,
-        "g" | "gb" => 1_000_000_000,
-        "gib" => 1 << 30,
-        "t" | "tb" => 1_000_000_000_000,
-        "tib" => 1 << 40,
-        other => return Err(format!("unknown unit {other:?}")),
-    };
-    Ok((value * mult as f64) as u64)
-}
 
 /// Parses a disk capacity: `auto` ([`AUTO_CAPACITY`]) or a size as [`parse_size`] takes it.
 ///
@@ -86,28 +59,6 @@ pub fn parse_seconds(text: &str) -> std::result::Result<Duration, String> {
         .ok()
         .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
         .ok_or_else(|| "expected a number of seconds, 0 or more (60, 2.5)".to_owned())
-}
-
-impl MinFree {
-    /// Parses `auto`, a percentage (`5%`, `2.5%`) or a size (`2GiB`, `0`).
-    ///
-    /// # Errors
-    /// A message saying what is wrong with the text.
-    pub fn parse(text: &str) -> Result<MinFree, String> {
-        let t = text.trim();
-        if t.eq_ignore_ascii_case("auto") {
-            return Ok(MinFree::Auto);
-        }
-        if let Some(p) = t.strip_suffix('%') {
-            return match p.trim().parse::<f64>() {
-                Ok(p) if (0.0..=100.0).contains(&p) => Ok(MinFree::Percent(p)),
-                _ => Err("expected a percentage from 0% to 100%".into()),
-            };
-        }
-        parse_size(t)
-            .map(MinFree::Bytes)
-            .map_err(|rule| format!("{rule}, a percentage (5%) or auto"))
-    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 use super::dirs::{default_cache_dir, default_fs_root};
 use super::s3::S3Config;
 use crate::localfs::Sharing;
+use crate::store::MinFree;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -25,11 +26,6 @@ pub const AUTO_DISK_MAX: u64 = 10 << 30;
 pub const AUTO_DECODED_PERCENT: u64 = 10;
 /// ...at most 64 GiB (reached on a filesystem of 640 GiB).
 pub const AUTO_DECODED_MAX: u64 = 64 << 30;
-
-/// The default of [`MinFree`]: this percentage of the filesystem's size...
-pub const DEFAULT_MIN_FREE_PERCENT: f64 = 5.0;
-/// ...or this many bytes, whichever is smaller (4 GiB).
-pub const DEFAULT_MIN_FREE_BYTES: u64 = 4 << 30;
 
 /// Everything needed to build a cache, grouped by tier. Every field has a working default.
 #[derive(Debug, Clone)]
@@ -221,30 +217,6 @@ impl Default for DecodedConfig {
             memory_capacity: 2 << 30,
             disk_capacity: AUTO_CAPACITY,
             max_frame_pixels: crate::codec::DEFAULT_MAX_FRAME_PIXELS,
-        }
-    }
-}
-
-/// How much of a filesystem the disk tiers leave free for everything else.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub enum MinFree {
-    /// The smaller of 5 % of the filesystem and 4 GiB.
-    #[default]
-    Auto,
-    /// A number of bytes; 0 lets the tiers fill the filesystem up to their capacities.
-    Bytes(u64),
-    /// A percentage (0 to 100) of the filesystem's size.
-    Percent(f64),
-}
-
-impl MinFree {
-    /// The bytes to keep free on a filesystem of `fs_size` bytes.
-    pub fn bytes(self, fs_size: u64) -> u64 {
-        let percent = |p: f64| (fs_size as f64 * p.clamp(0.0, 100.0) / 100.0) as u64;
-        match self {
-            MinFree::Auto => percent(DEFAULT_MIN_FREE_PERCENT).min(DEFAULT_MIN_FREE_BYTES),
-            MinFree::Bytes(n) => n,
-            MinFree::Percent(p) => percent(p),
         }
     }
 }

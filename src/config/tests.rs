@@ -30,7 +30,8 @@ fn config_from(vars: &[(&str, &str)], backend: Option<&str>) -> crate::Result<Ca
 
 #[test]
 fn each_variable_sets_its_group_and_nothing_else() {
-    use crate::config::{AUTO_CAPACITY, MinFree};
+    use crate::config::AUTO_CAPACITY;
+    use crate::store::MinFree;
     let defaults = CacheConfig::default();
     let read = config_from(&[], None).unwrap();
     assert_eq!(read.memory.capacity, defaults.memory.capacity);

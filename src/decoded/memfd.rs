@@ -1,7 +1,6 @@
 //! Decoded frames in anonymous in-memory files (Linux `memfd`), so that the memory tier
 //! hands out writable frames as private copy-on-write maps instead of copies.
 
-use super::{Decoded, Store};
 use crate::codec::{self, DecodeError, Scale};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,6 +27,16 @@ fn limit() -> usize {
         };
         (soft / 4).min(4096)
     })
+}
+
+/// A frame decoded into an in-memory file: the file (for private maps) and its read-only map.
+pub(super) struct InMemory {
+    pub(super) width: u32,
+    pub(super) height: u32,
+    pub(super) file: std::fs::File,
+    pub(super) map: memmap2::Mmap,
+    /// Counts the file among the process's open ones while it is kept.
+    pub(super) slot: Slot,
 }
 
 /// One of the process's in-memory files, counted until dropped.
@@ -61,8 +70,7 @@ pub(super) fn decode(
     jpeg: &[u8],
     scale: Scale,
     max_pixels: u64,
-) -> Result<Option<Decoded>, DecodeError> {
-    use bytes::Bytes;
+) -> Result<Option<InMemory>, DecodeError> {
     use memmap2::MmapOptions;
     use std::fs::File;
     use std::os::fd::{FromRawFd, OwnedFd};
@@ -94,15 +102,12 @@ pub(super) fn decode(
     let Ok(map) = map.make_read_only() else {
         return Ok(None);
     };
-    Ok(Some(Decoded {
+    Ok(Some(InMemory {
         width,
         height,
-        store: Store::Mapped {
-            source: super::MapSource::Memfd(file),
-            pixels: Bytes::from_owner(map),
-            offset: 0,
-            _memfd: Some(slot),
-        },
+        file,
+        map,
+        slot,
     }))
 }
 
@@ -112,6 +117,6 @@ pub(super) fn decode(
     _jpeg: &[u8],
     _scale: Scale,
     _max_pixels: u64,
-) -> Result<Option<Decoded>, DecodeError> {
+) -> Result<Option<InMemory>, DecodeError> {
     Ok(None)
 }

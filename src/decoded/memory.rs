@@ -1,6 +1,6 @@
 //! The decoded-frame memory tier: decoded frames by [`DecodedKey`], bounded in pixel bytes.
 
-use super::{Decoded, DecodedKey};
+use super::frame::{Decoded, DecodedKey};
 use crate::metrics::{Metrics, TierCounters};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

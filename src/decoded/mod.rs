@@ -8,15 +8,13 @@
 //! it once per machine and share the page cache. Like the JPEG tiers, a failing decoded
 //! tier is counted and treated as a miss, never a failed load.
 
-mod behind;
 mod disk;
 mod format;
+mod frame;
 mod memfd;
 mod memory;
+mod raw_writer;
 
-pub use behind::QUEUE_BYTES as RAW_WRITE_QUEUE_BYTES;
-#[doc(hidden)]
-pub use behind::set_queue_bytes as set_raw_write_queue_bytes;
 pub use disk::DECODED_DIR;
 pub(crate) use disk::Space as DiskSpace;
 pub use format::{HEADER_LEN as RAW_HEADER_LEN, RAW_VERSION};
@@ -26,230 +24,29 @@ pub(crate) use format::{
 };
 #[cfg(test)]
 pub(crate) use format::{seal as seal_raw, write_header as write_raw_header};
+pub use raw_writer::QUEUE_BYTES as RAW_WRITE_QUEUE_BYTES;
+#[doc(hidden)]
+pub use raw_writer::set_queue_bytes as set_raw_write_queue_bytes;
 
-use crate::codec::{self, Scale};
+use crate::codec;
 use crate::metrics::{Metrics, TierCounters};
-use crate::pixels::Pixels;
-use crate::tier::{DiskUsage, Source, VerifyReport};
-use bytes::Bytes;
-use disk::{DecodedDisk, Outcome};
-use memmap2::{Mmap, MmapOptions};
+use crate::store::{DiskUsage, VerifyReport};
+use crate::tier::Source;
+use disk::{Decode, DecodedDisk};
+pub use frame::Access;
+use frame::decode_in_memory;
+pub(crate) use frame::{Decoded, DecodedKey};
 use memory::DecodedMemory;
-use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// How loaded frames share their pixels with the cache.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Access {
-    /// Frames the caller may write without copying: a private copy-on-write map of the
-    /// decoded disk entry when there is one (see [`crate::Backing::Private`]), else the
-    /// shared buffer, which [`Pixels::make_mut`] copies on the first write.
-    #[default]
-    Writable,
-    /// Read-only views of the cached buffers ([`crate::Backing::Shared`]): the cheapest, no
-    /// mapping per load.
-    ReadOnly,
-}
-
-/// What a decoded entry is about: a frame's key, its JPEG's blake3 and the scale.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct DecodedKey {
-    pub(crate) key: String,
-    pub(crate) jpeg: [u8; 32],
-    pub(crate) scale: Scale,
-}
-
-impl DecodedKey {
-    pub(crate) fn new(key: &str, jpeg: blake3::Hash, scale: Scale) -> Self {
-        DecodedKey {
-            key: key.to_owned(),
-            jpeg: *jpeg.as_bytes(),
-            scale,
-        }
-    }
-
-    /// The entry's name on disk, echoed in its header; starts with the frame key, so a
-    /// prefix clear finds it.
-    pub(crate) fn name(&self) -> String {
-        format!(
-            "{}#{}@{}",
-            self.key,
-            blake3::Hash::from_bytes(self.jpeg).to_hex(),
-            self.scale.denominator()
-        )
-    }
-}
-
-/// One decoded frame as the tiers hold it.
-pub(crate) struct Decoded {
-    width: u32,
-    height: u32,
-    store: Store,
-}
-
-enum Store {
-    /// A heap buffer (where no in-memory file could be made).
-    Heap(Bytes),
-    /// A file mapped read-only: a verified raw entry (the pixels after its header page), or
-    /// an in-memory file (`memfd`) a decode wrote.
-    Mapped {
-        /// What private maps are made from.
-        source: MapSource,
-        pixels: Bytes,
-        offset: usize,
-        /// Counts an in-memory file among the process's open ones while it is kept.
-        _memfd: Option<memfd::Slot>,
-    },
-}
-
-impl Decoded {
-    fn heap(pixels: Pixels) -> Self {
-        let (width, height) = pixels.dimensions();
-        Decoded {
-            width,
-            height,
-            store: Store::Heap(Bytes::from(pixels.into_vec())),
-        }
-    }
-
-    fn mapped(width: u32, height: u32, entry: EntryFile, map: Mmap) -> Self {
-        Decoded {
-            width,
-            height,
-            store: Store::Mapped {
-                source: MapSource::Entry(entry),
-                pixels: Bytes::from_owner(map).slice(format::HEADER_LEN..),
-                offset: format::HEADER_LEN,
-                _memfd: None,
-            },
-        }
-    }
-
-    pub(crate) fn pixel_bytes(&self) -> usize {
-        self.width as usize * self.height as usize * 3
-    }
-
-    pub(crate) fn dimensions(&self) -> (u32, u32) {
-        (self.width, self.height)
-    }
-
-    /// The pixels, read-only.
-    pub(crate) fn raw(&self) -> &[u8] {
-        match &self.store {
-            Store::Heap(b) | Store::Mapped { pixels: b, .. } => b,
-        }
-    }
-
-    /// The pixels for one caller: shared, or privately mapped when writable.
-    pub(crate) fn pixels(&self, access: Access) -> Pixels {
-        let (w, h) = (self.width, self.height);
-        let shared = |b: &Bytes| Pixels::from_shared(w, h, b.clone()).expect("sized at build");
-        match (&self.store, access) {
-            (Store::Heap(b), _) | (Store::Mapped { pixels: b, .. }, Access::ReadOnly) => shared(b),
-            (
-                Store::Mapped {
-                    source,
-                    pixels,
-                    offset,
-                    ..
-                },
-                Access::Writable,
-            ) => {
-                let reopened;
-                let file = match source {
-                    MapSource::Memfd(file) => file,
-                    MapSource::Entry(entry) => match entry.reopen() {
-                        Some(file) => {
-                            reopened = file;
-                            &reopened
-                        }
-                        // Evicted or replaced since: the shared map, copied on write.
-                        None => return shared(pixels),
-                    },
-                };
-                // SAFETY: a private mapping: writes go to this process's own copies of the
-                // pages and never reach the file. An entry file is never modified after
-                // being linked (see `DecodedDisk::read`), and an in-memory file never after
-                // its decode (see `memfd::decode`), so unwritten pages keep reading the bytes
-                // this entry was built with.
-                match unsafe { MmapOptions::new().map_copy(file) } {
-                    Ok(map) => {
-                        Pixels::from_private(w, h, map, *offset).unwrap_or_else(|| shared(pixels))
-                    }
-                    Err(_) => shared(pixels),
-                }
-            }
-        }
-    }
-}
-
-/// What a mapped frame's private maps are made from.
-enum MapSource {
-    /// An in-memory file: kept open (counted, see `memfd::Slot`), as nothing else names it.
-    Memfd(File),
-    /// A raw entry on disk: its descriptor is closed once mapped (a tier of many small
-    /// frames would hold tens of thousands open), and the entry opened again for a private
-    /// map, if it is still the very file mapped (entries are never modified in place).
-    Entry(EntryFile),
-}
-
-/// A raw entry file by path and identity.
-pub(crate) struct EntryFile {
-    path: std::path::PathBuf,
-    id: (u64, u64),
-}
-
-impl EntryFile {
-    pub(crate) fn new(path: std::path::PathBuf, meta: &std::fs::Metadata) -> Self {
-        EntryFile {
-            path,
-            id: file_id(meta),
-        }
-    }
-
-    /// The entry opened again, if it is still the file first mapped.
-    fn reopen(&self) -> Option<File> {
-        let file =
-            crate::localfs::open(&self.path, crate::localfs::How::Read, Default::default()).ok()?;
-        let meta = file.metadata().ok()?;
-        (file_id(&meta) == self.id).then_some(file)
-    }
-}
-
-#[cfg(unix)]
-fn file_id(meta: &std::fs::Metadata) -> (u64, u64) {
-    use std::os::unix::fs::MetadataExt;
-    (meta.dev(), meta.ino())
-}
-
-#[cfg(not(unix))]
-fn file_id(meta: &std::fs::Metadata) -> (u64, u64) {
-    (meta.len(), 0)
-}
-
-/// Decodes `jpeg` into memory, refusing a frame over `max_pixels` from its header: into an
-/// in-memory file where the system has them, so that writable frames handed out later are
-/// private copy-on-write maps of it (free until written), else onto the heap (a writable
-/// frame then copies it).
-fn decode_in_memory(
-    jpeg: &[u8],
-    scale: codec::Scale,
-    max_pixels: u64,
-) -> std::result::Result<Decoded, codec::DecodeError> {
-    if let Some(decoded) = memfd::decode(jpeg, scale, max_pixels)? {
-        return Ok(decoded);
-    }
-    codec::decode_jpeg_limited(jpeg, scale, max_pixels).map(Decoded::heap)
-}
 
 /// How long a clear waits for the raw-frame writes queued in this process.
 const RAW_FLUSH_ON_CLEAR: Duration = Duration::from_secs(30);
 
 /// Raw-frame writes this process has queued behind loads and not finished.
 pub(crate) fn raw_writes_pending() -> u64 {
-    behind::pending() as u64
+    raw_writer::pending() as u64
 }
 
 /// Waits up to `bound` for the raw frames this process decoded to be written to the
@@ -257,7 +54,7 @@ pub(crate) fn raw_writes_pending() -> u64 {
 /// not wait for these writes (see `docs/design.md`); a process that wants its raw frames on
 /// disk before it exits, or a test, calls this. Blocking.
 pub fn flush_raw_writes(bound: Duration) -> bool {
-    behind::flush(bound)
+    raw_writer::flush(bound)
 }
 
 /// The decoded-frame tiers of one cache handle.
@@ -301,8 +98,16 @@ impl DecodedTiers {
         self.memory.as_ref()?.get(key)
     }
 
+    /// Memory, then disk (blocking), without decoding; the tier that answered.
+    pub(crate) fn get_blocking(&self, key: &DecodedKey) -> Option<(Arc<Decoded>, Source)> {
+        match self.memory_get(key) {
+            Some(found) => Some((found, Source::Memory)),
+            None => Some((self.disk_get_blocking(key)?, Source::Disk)),
+        }
+    }
+
     /// The disk tier (blocking): a verified entry is promoted to memory.
-    pub(crate) fn disk_get_blocking(&self, key: &DecodedKey) -> Option<Arc<Decoded>> {
+    fn disk_get_blocking(&self, key: &DecodedKey) -> Option<Arc<Decoded>> {
         let disk = self.disk.as_ref()?;
         match disk.read(&key.name()) {
             Ok(Some(found)) => Some(self.promote(key, Arc::new(found))),
@@ -324,7 +129,7 @@ impl DecodedTiers {
     fn disk_failed(&self, err: &crate::Error) {
         TierCounters::bump(&self.metrics.decoded_disk.errors);
         if let Some(disk) = &self.disk {
-            disk.tier().warn_once(err);
+            disk.store().warn_once(err);
         }
     }
 
@@ -346,14 +151,14 @@ impl DecodedTiers {
         }
         if let Some(disk) = &self.disk {
             match disk.decode_once(&key.name(), jpeg, key.scale, max_pixels) {
-                Ok(Ok(Outcome::Found(found))) => {
+                Ok(Ok(Decode::Found(found))) => {
                     return Ok((self.promote(key, found), Some(Source::Disk)));
                 }
-                Ok(Ok(Outcome::Waited(found))) => {
+                Ok(Ok(Decode::Waited(found))) => {
                     TierCounters::bump(&self.metrics.decode_waits);
                     return Ok((self.promote(key, found), Some(Source::Disk)));
                 }
-                Ok(Ok(Outcome::Decoded(fresh))) => {
+                Ok(Ok(Decode::Decoded(fresh))) => {
                     TierCounters::bump(&self.metrics.decodes);
                     return Ok((self.promote(key, fresh), None));
                 }
@@ -370,7 +175,7 @@ impl DecodedTiers {
     /// returns the disk entries removed.
     pub(crate) fn remove_prefix_blocking(&self, prefix: &str) -> u64 {
         // A write still queued would bring an entry back after the scan.
-        if self.disk.is_some() && !behind::flush(RAW_FLUSH_ON_CLEAR) {
+        if self.disk.is_some() && !raw_writer::flush(RAW_FLUSH_ON_CLEAR) {
             tracing::warn!("raw frame writes still queued after {RAW_FLUSH_ON_CLEAR:?}; clearing");
         }
         if let Some(memory) = &self.memory {
@@ -381,7 +186,7 @@ impl DecodedTiers {
             .map_or(0, |d| d.remove_prefix_blocking(prefix))
     }
 
-    /// Checks every raw entry on disk; see [`crate::tier::DiskTier::verify_blocking`].
+    /// Checks every raw entry on disk; see [`crate::store::Store`].
     pub(crate) fn verify_blocking(&self, progress: impl FnMut(u64, u64)) -> Option<VerifyReport> {
         self.disk.as_ref().map(|d| d.verify_blocking(progress))
     }
@@ -392,8 +197,8 @@ impl DecodedTiers {
     }
 
     /// How eviction of the raw entries stands, if the disk tier is on (no scan).
-    pub(crate) fn disk_eviction(&self) -> Option<crate::tier::EvictionStatus> {
-        self.disk.as_ref().map(|d| d.tier().eviction_status())
+    pub(crate) fn disk_eviction(&self) -> Option<crate::store::EvictionStatus> {
+        self.disk.as_ref().map(|d| d.store().eviction_status())
     }
 
     /// Bytes the shared ledger counts on disk and the capacity, if the disk tier is on
@@ -401,7 +206,7 @@ impl DecodedTiers {
     pub(crate) fn disk_accounted(&self) -> Option<(u64, u64)> {
         self.disk
             .as_ref()
-            .map(|d| (d.tier().accounted(), d.tier().capacity()))
+            .map(|d| (d.store().accounted(), d.store().capacity()))
     }
 
     /// Bytes the memory tier holds and its capacity, if it is on.

@@ -6,7 +6,7 @@
 //! - Every lock file is recorded from the moment it is opened until it is closed, and a
 //!   forked child closes its copies of all of them in the fork itself (a `pthread_atfork`
 //!   child handler, see the `fork` module), so a child never holds a lock its parent's threads took.
-//! - Every wait polls with backoff up to a bound ([`crate::CacheConfig::lock_wait`]); past
+//! - Every wait polls with backoff up to a bound (the `lock_wait` setting); past
 //!   it the waiter goes on without the lock and the caller counts it. Everything done
 //!   under these locks stays correct without them (entries are written to a temp file and
 //!   linked into place); the locks only save duplicate work and keep the ledger exact.
@@ -46,7 +46,7 @@ use std::io;
 use std::mem::ManuallyDrop;
 use std::time::{Duration, Instant};
 
-/// The default bound of a lock wait ([`crate::CacheConfig::lock_wait`]).
+/// The default bound of a lock wait (the `lock_wait` setting).
 pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(60);
 
 /// First pause between two tries of a busy lock; pauses double up to [`MAX_POLL`].
@@ -161,6 +161,15 @@ impl LockFile {
         }
     }
 
+    /// Releases the lock this file holds, keeping the file open for the next one (a lock
+    /// file held open by its process). A no-op on a handle inherited through a fork, whose
+    /// descriptor the fork handler replaced.
+    pub(crate) fn unlock(&self) {
+        if self.generation == fork_generation() {
+            let _ = self.file.unlock();
+        }
+    }
+
     /// Releases the lock and hands the file over as a plain file, no longer a lock file (a
     /// writer's temp file, once linked into place as an entry).
     pub(crate) fn into_file(self) -> File {
@@ -208,6 +217,11 @@ impl Backoff {
             deadline: Instant::now().checked_add(bound).unwrap_or_else(far_future),
             next: FIRST_POLL,
         }
+    }
+
+    /// What is left of the bound.
+    pub(crate) fn left(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
     }
 
     /// The next pause, or `None` once the bound has passed.

@@ -91,10 +91,7 @@ impl FrameCache {
                 let on_disk = tokio::task::spawn_blocking(move || {
                     let hash = listed.or_else(|| peek?.peek_blake3_blocking(&jpeg))?;
                     let key = DecodedKey::new(&name, hash, scale);
-                    let (found, source) = match tiers.memory_get(&key) {
-                        Some(found) => (found, Source::Memory),
-                        None => (tiers.disk_get_blocking(&key)?, Source::Disk),
-                    };
+                    let (found, source) = tiers.get_blocking(&key)?;
                     Some((found.pixels(options.access), hash, source))
                 })
                 .await

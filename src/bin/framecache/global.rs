@@ -205,8 +205,8 @@ pub fn with_defaults(command: clap::Command) -> clap::Command {
     let min_free = match disk.min_free {
         framecache::MinFree::Auto => format!(
             "auto, {} % of the filesystem, at most {}",
-            framecache::DEFAULT_MIN_FREE_PERCENT,
-            size(framecache::DEFAULT_MIN_FREE_BYTES)
+            framecache::store::DEFAULT_MIN_FREE_PERCENT,
+            size(framecache::store::DEFAULT_MIN_FREE_BYTES)
         ),
         other => format!("{other:?}"),
     };

@@ -1,114 +1,20 @@
-//! Reading, writing and removing one entry: read and verify, reserve, temp file, link.
+//! Writing and removing one entry: reserve in the ledger, temp file, link into place;
+//! unlink and release; the referenced bit a use sets; whether a temp file's writer is gone.
 
-use super::DiskTier;
+use super::engine::Store;
 use super::evict::shard_of;
-use crate::entry::{self, Corruption, FIXED_HEADER_LEN};
+use super::temp::{STALE_TEMP_AGE, TEMP_PREFIX, TempName, process_alive};
 use crate::error::{Error, Result};
 use crate::flock::LockKind;
 use crate::flock::{LockFile, Mode, Waited};
-use crate::localfs::{self, How, Sharing};
+use crate::localfs::{self, How};
 use crate::metrics::TierCounters;
-use bytes::Bytes;
 use std::fs::{self, File};
-use std::io::{self, ErrorKind, Read, Seek, SeekFrom, Write};
+use std::io::{self, ErrorKind};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 
-/// Reads the key echoed in an entry's header, if the header is well formed (also in an
-/// entry of the previous format, so that `clear` and `verify` find those by key).
-pub(super) fn read_key(path: &Path) -> Option<String> {
-    let mut file = localfs::open(path, How::Read, Sharing::Private).ok()?;
-    let mut fixed = [0u8; 16];
-    file.read_exact(&mut fixed).ok()?;
-    if fixed[..8] != entry::MAGIC {
-        return None;
-    }
-    let version = u32::from_le_bytes(fixed[8..12].try_into().ok()?);
-    let offset = entry::key_offset(version)?;
-    let key_len = u32::from_le_bytes(fixed[12..16].try_into().ok()?) as usize;
-    let mut key = vec![0u8; key_len.min(4096)];
-    file.seek(SeekFrom::Start(offset as u64)).ok()?;
-    file.read_exact(&mut key).ok()?;
-    String::from_utf8(key).ok()
-}
-
-impl DiskTier {
-    /// Reads and verifies `key`'s entry on the calling thread.
-    ///
-    /// A corrupt entry is removed, counted and reported as a miss.
-    ///
-    /// # Errors
-    /// Only when the file exists but cannot be opened or read.
-    pub fn read_blocking(&self, key: &str) -> Result<Option<Bytes>> {
-        Ok(self.read_verified_blocking(key)?.map(|(bytes, _)| bytes))
-    }
-
-    /// As [`DiskTier::read_blocking`], with the payload's blake3 as the entry records it
-    /// (covered by the checksum the read verified), so that callers comparing it with a
-    /// manifest need not hash the payload.
-    ///
-    /// # Errors
-    /// As [`DiskTier::read_blocking`].
-    pub fn read_verified_blocking(&self, key: &str) -> Result<Option<(Bytes, blake3::Hash)>> {
-        let path = self.path_of(key);
-        let file = match localfs::open(&path, How::Read, self.inner.sharing) {
-            Ok(file) => file,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                self.counters().miss();
-                return Ok(None);
-            }
-            Err(e) => return Err(Error::io("open cache entry", path, e)),
-        };
-        let meta = file
-            .metadata()
-            .map_err(|e| Error::io("stat cache entry", &path, e))?;
-        if meta.len() < FIXED_HEADER_LEN as u64 {
-            self.discard(&path, key, Corruption::Truncated);
-            return Ok(None);
-        }
-        // Read, not mapped: for entries of this tier's size (JPEGs, PNGs, listings: KBs to a
-        // few MBs) a read into one buffer costs less than mapping and unmapping (see the
-        // README's disk-hit profile), and the buffer is owned, so the memory tier can keep
-        // it as it is. Writers replace whole files, so this descriptor's bytes never change.
-        let mut buf = Vec::with_capacity(meta.len() as usize);
-        (&file)
-            .read_to_end(&mut buf)
-            .map_err(|e| Error::io("read cache entry", &path, e))?;
-        match entry::validate(key, &buf) {
-            Ok(range) => {
-                self.mark_used(&path);
-                self.counters().hit(range.len());
-                let hash = entry::blake3_of(&buf);
-                Ok(Some((Bytes::from(buf).slice(range), hash)))
-            }
-            Err(corruption) => {
-                self.discard(&path, key, corruption);
-                Ok(None)
-            }
-        }
-    }
-
-    /// The payload's blake3 that `key`'s entry header records, read without the payload
-    /// and not verified (see [`entry::peek_blake3`]); `None` when there is no such entry or
-    /// its header does not check. Counts nothing.
-    pub fn peek_blake3_blocking(&self, key: &str) -> Option<blake3::Hash> {
-        let mut head = vec![0u8; FIXED_HEADER_LEN + key.len()];
-        File::open(self.path_of(key))
-            .ok()?
-            .read_exact(&mut head)
-            .ok()?;
-        entry::peek_blake3(key, &head)
-    }
-
-    pub(super) fn discard(&self, path: &Path, key: &str, corruption: Corruption) {
-        tracing::warn!(
-            "disk cache entry {} for {key:?} is corrupt ({corruption}); removed",
-            path.display()
-        );
-        TierCounters::bump(&self.counters().corrupt);
-        self.counters().miss();
-        let _ = self.unlink_entry(path);
-    }
-
+impl Store {
     /// Records that the entry at `path` was used: sets its referenced bit, which the
     /// eviction hand takes instead of evicting it. No syscall, no metadata write.
     pub(crate) fn mark_used(&self, path: &Path) {
@@ -146,35 +52,6 @@ impl DiskTier {
         self.inner.ledger.sub(shard_of(path), len);
         fs::remove_file(&tomb)?;
         Ok(Some(len))
-    }
-
-    /// Writes `key`'s entry on the calling thread: reserve, write a temp file, link it in.
-    ///
-    /// # Errors
-    /// When the directory cannot be created or written (read-only, full, missing).
-    pub fn write_blocking(&self, key: &str, payload: &[u8]) -> Result<()> {
-        self.write_hashed_blocking(key, payload, &blake3::hash(payload))
-    }
-
-    /// As [`DiskTier::write_blocking`], for a payload whose blake3 the caller already has
-    /// (computed from these bytes: reads hand it out as the payload's without hashing it).
-    ///
-    /// # Errors
-    /// As [`DiskTier::write_blocking`].
-    pub fn write_hashed_blocking(
-        &self,
-        key: &str,
-        payload: &[u8],
-        blake3: &blake3::Hash,
-    ) -> Result<()> {
-        let header = entry::encode_header_hashed(key, payload, blake3);
-        let len = (header.len() + payload.len()) as u64;
-        self.write_file_blocking(key, len, |mut file| {
-            file.write_all(&header)?;
-            file.write_all(payload)
-        })?;
-        self.counters().wrote(payload.len());
-        Ok(())
     }
 
     /// Writes a file of exactly `len` bytes as `key`'s entry: reserves the bytes (evicting
@@ -342,20 +219,44 @@ impl DiskTier {
         }
         removed
     }
+}
 
-    /// Removes every entry whose key starts with `prefix`, reading each entry's header.
+impl Store {
+    /// A fresh temp file name for a write of `len` bytes (0 for a file being removed).
+    pub(super) fn temp_name(&self, len: u64) -> String {
+        let n = self.inner.temp_seq.fetch_add(1, Ordering::Relaxed);
+        format!(
+            "{TEMP_PREFIX}{}-{}-{n}-{len}",
+            std::process::id(),
+            self.inner.nonce
+        )
+    }
+
+    /// Whether a temp file was left by a writer that is gone.
     ///
-    /// Entry names are hashes, so this visits the whole directory: meant for `clear`, not
-    /// for hot paths. Returns the number of entries removed.
-    pub fn remove_prefix_blocking(&self, prefix: &str) -> u64 {
-        let mut removed = 0;
-        for found in self.scan() {
-            if read_key(&found.path).is_some_and(|k| k.starts_with(prefix))
-                && self.unlink_entry(&found.path).unwrap_or(false)
-            {
-                removed += 1;
+    /// A writer holds a `flock` on its temp file until it is done, so a temp file whose
+    /// lock can be taken has no writer. This holds across PID namespaces (containers sharing
+    /// one cache volume, where every main process may be PID 1), unlike a PID check, which
+    /// remains only for filesystems where locks do not work.
+    pub(super) fn is_dead(&self, path: &Path, temp: &TempName, meta: &fs::Metadata) -> bool {
+        // A lock file for the moment of the probe: a fork meanwhile must not leave a child
+        // holding the writer's lock (the writer waits for it, see `reserve`).
+        let open = || crate::localfs::open(path, crate::localfs::How::Read, self.inner.sharing);
+        if let Ok(file) = LockFile::open(LockKind::Temp, open) {
+            match file.try_lock(Mode::Exclusive) {
+                Ok(true) => return true,
+                Ok(false) => return false,
+                Err(_) => {}
             }
         }
-        removed
+        if temp.pid == std::process::id() {
+            return temp.nonce != self.inner.nonce;
+        }
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age > STALE_TEMP_AGE);
+        old || !process_alive(temp.pid)
     }
 }

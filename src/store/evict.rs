@@ -1,7 +1,7 @@
 //! Eviction one shard directory at a time (a CLOCK hand over the 256 shards, second chance
 //! for entries used since it last passed), and recounting a shard or the whole directory.
 
-use super::DiskTier;
+use super::engine::Store;
 use super::ledger::{SHARDS, word};
 use super::temp::{TEMP_PREFIX, TempName, links, parse_temp};
 use crate::metrics::TierCounters;
@@ -23,6 +23,21 @@ pub(super) const WRITER_BATCH_ENTRIES: u64 = 4096;
 pub(super) const MIN_PACE: Duration = Duration::from_micros(200);
 /// Its longest: a shard of a very large directory is not followed by a long stall.
 pub(super) const MAX_PACE: Duration = Duration::from_millis(50);
+
+/// Disk usage found by a scan of the cache directory.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DiskUsage {
+    /// Entry files.
+    pub entries: u64,
+    /// Their total size in bytes, headers included.
+    pub bytes: u64,
+    /// Temp files: writes in progress, or leftovers of writers that died.
+    pub temp_files: u64,
+    /// Bytes the shared ledger counts (entries plus writes in progress).
+    pub accounted: u64,
+    /// The configured capacity in bytes.
+    pub capacity: u64,
+}
 
 /// What a recount found and did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -135,7 +150,25 @@ pub(super) fn shard_of(path: &Path) -> u8 {
         .unwrap_or(0)
 }
 
-impl DiskTier {
+impl Store {
+    /// Scans the directory and reports its usage.
+    pub fn usage(&self) -> DiskUsage {
+        let mut usage = DiskUsage {
+            capacity: self.inner.capacity,
+            accounted: self.accounted(),
+            ..DiskUsage::default()
+        };
+        for_each_file(&self.inner.dir, |_, meta, temp| {
+            if temp.is_some() {
+                usage.temp_files += 1;
+            } else {
+                usage.entries += 1;
+                usage.bytes += meta.len();
+            }
+        });
+        usage
+    }
+
     /// Every entry file with its size.
     pub(crate) fn scan(&self) -> Vec<Scanned> {
         let mut found = Vec::new();
@@ -287,7 +320,7 @@ impl DiskTier {
             }
             if evictor {
                 ledger.set(word::BUSY_SHARD, 0);
-                ledger.set(word::HEARTBEAT_MS, super::evictor::now_ms());
+                ledger.set(word::HEARTBEAT_MS, super::ledger::now_ms());
                 std::thread::sleep(pace(visit.elapsed(), ledger.used(), high, cap));
             }
             total.examined += pass.examined;

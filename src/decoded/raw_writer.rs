@@ -22,13 +22,15 @@
 //! were already let go by the fork handler (see [`crate::flock`]).
 //! Exit: writes still queued when the process exits are lost (best effort); a write cut
 //! short leaves a dead writer's temp file, which the disk tier's sweep removes.
+//!
+//! Over 400 lines on purpose: the claims of stripes, the queue and the writer thread are one
+//! state under one mutex with one fork-generation rule; split, each part would reach into
+//! the other's state.
 
-use super::Decoded;
-use super::disk::DecodedDisk;
+use super::frame::Decoded;
 use crate::flock::{Backoff, LockFile, Mode, fork_generation};
 #[cfg(feature = "test-hooks")]
 use crate::flock::{LockKind, gate};
-use crate::metrics::TierCounters;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -56,9 +58,17 @@ pub fn set_queue_bytes(bytes: usize) -> usize {
 /// Nice value of the writer thread: it writes when the decoders leave a core idle.
 const WRITER_NICE: i32 = 10;
 
+/// Where a queued frame's raw entry is written: the decoded disk tier.
+pub(crate) trait RawSink: Send + Sync {
+    /// Writes `decoded` as `name`'s entry; whether it is in place.
+    fn write(&self, name: &str, decoded: &Decoded) -> bool;
+    /// Counts a frame whose entry could not be written.
+    fn dropped(&self);
+}
+
 /// One write.
 struct Job {
-    disk: DecodedDisk,
+    sink: Arc<dyn RawSink>,
     name: String,
     decoded: Arc<Decoded>,
     /// The stripe lock file's path, when the decode held the stripe.
@@ -93,7 +103,7 @@ struct Table {
 }
 
 /// The writer of one fork generation of this process.
-pub(crate) struct Behind {
+pub(crate) struct RawWriter {
     generation: u64,
     table: Mutex<Table>,
     /// Claims given back, writes done.
@@ -103,9 +113,9 @@ pub(crate) struct Behind {
 }
 
 /// This generation's writer (a leaked `Box`), null until the first decode.
-static CURRENT: AtomicPtr<Behind> = AtomicPtr::new(std::ptr::null_mut());
+static CURRENT: AtomicPtr<RawWriter> = AtomicPtr::new(std::ptr::null_mut());
 
-/// What [`Behind::claim`] found.
+/// What [`RawWriter::claim`] found.
 pub(crate) enum Claim {
     /// Another thread of this process decoded the frame; its write is queued.
     Queued(Arc<Decoded>),
@@ -118,7 +128,7 @@ pub(crate) enum Claim {
 
 /// A claimed frame: queue its write, or drop this to give the claim back.
 pub(crate) struct Claimed {
-    behind: &'static Behind,
+    writer: &'static RawWriter,
     stripe: PathBuf,
     name: String,
     queued: bool,
@@ -127,16 +137,16 @@ pub(crate) struct Claimed {
 }
 
 /// The writer of this process's fork generation, started on first use.
-pub(crate) fn current() -> &'static Behind {
+pub(crate) fn current() -> &'static RawWriter {
     let generation = fork_generation();
     let seen = CURRENT.load(Ordering::Acquire);
-    // SAFETY: a non-null pointer in CURRENT is a leaked `Box<Behind>`, never freed.
-    if let Some(behind) = unsafe { seen.as_ref() }
-        && behind.generation == generation
+    // SAFETY: a non-null pointer in CURRENT is a leaked `Box<RawWriter>`, never freed.
+    if let Some(writer) = unsafe { seen.as_ref() }
+        && writer.generation == generation
     {
-        return behind;
+        return writer;
     }
-    let fresh = Box::into_raw(Box::new(Behind {
+    let fresh = Box::into_raw(Box::new(RawWriter {
         generation,
         table: Mutex::new(Table::default()),
         changed: Condvar::new(),
@@ -145,17 +155,17 @@ pub(crate) fn current() -> &'static Behind {
     match CURRENT.compare_exchange(seen, fresh, Ordering::AcqRel, Ordering::Acquire) {
         Ok(_) => {
             // SAFETY: just leaked above and published; never freed.
-            let behind: &'static Behind = unsafe { &*fresh };
-            behind.start();
-            behind
+            let writer: &'static RawWriter = unsafe { &*fresh };
+            writer.start();
+            writer
         }
         Err(winner) => {
             // SAFETY: `fresh` was never published: this thread still owns it.
             drop(unsafe { Box::from_raw(fresh) });
             // SAFETY: as above, published pointers are leaked boxes.
-            let behind = unsafe { &*winner };
-            if behind.generation == generation {
-                behind
+            let writer = unsafe { &*winner };
+            if writer.generation == generation {
+                writer
             } else {
                 current()
             }
@@ -167,7 +177,7 @@ pub(crate) fn current() -> &'static Behind {
 pub(crate) fn pending() -> usize {
     // SAFETY: as in `current`.
     match unsafe { CURRENT.load(Ordering::Acquire).as_ref() } {
-        Some(behind) if behind.generation == fork_generation() => behind.table().pending,
+        Some(writer) if writer.generation == fork_generation() => writer.table().pending,
         _ => 0,
     }
 }
@@ -175,18 +185,18 @@ pub(crate) fn pending() -> usize {
 /// Waits up to `bound` for this process's queued writes to be done; whether they are.
 pub(crate) fn flush(bound: Duration) -> bool {
     // SAFETY: as in `current`.
-    let behind = match unsafe { CURRENT.load(Ordering::Acquire).as_ref() } {
-        Some(behind) if behind.generation == fork_generation() => behind,
+    let writer = match unsafe { CURRENT.load(Ordering::Acquire).as_ref() } {
+        Some(writer) if writer.generation == fork_generation() => writer,
         _ => return true,
     };
     let deadline = Instant::now() + bound;
-    let mut table = behind.table();
+    let mut table = writer.table();
     while table.pending > 0 {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return false;
         }
-        table = behind
+        table = writer
             .changed
             .wait_timeout(table, left)
             .unwrap_or_else(|p| p.into_inner())
@@ -195,7 +205,7 @@ pub(crate) fn flush(bound: Duration) -> bool {
     true
 }
 
-impl Behind {
+impl RawWriter {
     fn table(&self) -> MutexGuard<'_, Table> {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -242,14 +252,14 @@ impl Behind {
         // A panic here must not take the writer (or the loader) down with the stripe still
         // held and the write still counted as pending: the entry is then just not written.
         let stored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            job.disk.store(&job.name, &job.decoded)
+            job.sink.write(&job.name, &job.decoded)
         }));
         let written = stored.unwrap_or_else(|_| {
             tracing::error!("writing the raw frame {:?} panicked; not kept", job.name);
             false
         });
         if !written {
-            TierCounters::bump(&job.disk.tier().metrics().raw_writes_dropped);
+            job.sink.dropped();
         }
         self.finish(job.stripe.as_deref(), &job.name, true, bytes);
     }
@@ -323,7 +333,7 @@ impl Behind {
 
     fn claimed(&'static self, stripe: &Path, name: &str, waited: bool) -> Claim {
         Claim::Held(Claimed {
-            behind: self,
+            writer: self,
             stripe: stripe.to_owned(),
             name: name.to_owned(),
             queued: false,
@@ -399,10 +409,10 @@ impl Claimed {
 
     /// Hands the decoded frame over: answered from memory to this process's other threads
     /// until its entry is written, written behind, and the stripe let go after that.
-    pub(crate) fn queue(mut self, disk: DecodedDisk, decoded: Arc<Decoded>) {
+    pub(crate) fn queue(mut self, sink: Arc<dyn RawSink>, decoded: Arc<Decoded>) {
         self.queued = true;
-        self.behind.queue(Job {
-            disk,
+        self.writer.queue(Job {
+            sink,
             name: std::mem::take(&mut self.name),
             decoded,
             stripe: Some(std::mem::take(&mut self.stripe)),
@@ -413,15 +423,15 @@ impl Claimed {
 impl Drop for Claimed {
     fn drop(&mut self) {
         if !self.queued {
-            self.behind.finish(Some(&self.stripe), &self.name, false, 0);
+            self.writer.finish(Some(&self.stripe), &self.name, false, 0);
         }
     }
 }
 
 /// Queues the write of a frame decoded without its stripe (the lock's bound passed).
-pub(crate) fn queue_unlocked(disk: DecodedDisk, name: &str, decoded: Arc<Decoded>) {
+pub(crate) fn queue_unlocked(sink: Arc<dyn RawSink>, name: &str, decoded: Arc<Decoded>) {
     current().queue(Job {
-        disk,
+        sink,
         name: name.to_owned(),
         decoded,
         stripe: None,

@@ -1,15 +1,14 @@
 //! Checking every entry's checksum on demand (`framecache verify`).
 
-use super::DiskTier;
-use super::rw::read_key;
-use crate::entry;
+use super::engine::Store;
+use super::format::{Format, key_of};
 use crate::metrics::TierCounters;
 use serde::Serialize;
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
-/// One entry that failed [`DiskTier::verify_blocking`].
+/// One entry that failed a verification (`framecache verify`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BadEntry {
     /// The entry file (already removed).
@@ -31,31 +30,20 @@ pub struct VerifyReport {
     pub bad: Vec<BadEntry>,
 }
 
-/// Reads `path` and validates it as `key`'s entry: `Ok(false)` if it vanished.
-pub(super) fn check_file(path: &Path, key: &str) -> std::result::Result<bool, String> {
+/// Reads `path` and checks it as `key`'s entry: `Ok(false)` if it vanished.
+fn check_file<F: Format>(path: &Path, key: &str) -> std::result::Result<bool, String> {
     match crate::localfs::read(path) {
-        Ok(bytes) => entry::validate(key, &bytes)
-            .map(|_| true)
-            .map_err(|c| c.to_string()),
+        Ok(bytes) => F::check(key, &bytes).map(|()| true),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
         Err(e) => Err(format!("unreadable: {e}")),
     }
 }
 
-impl DiskTier {
-    /// Checks every entry's header and checksum, removes the bad ones and reports them.
-    /// `progress(done, total)` is called after each entry.
-    pub fn verify_blocking(&self, progress: impl FnMut(u64, u64)) -> VerifyReport {
-        self.verify_with(read_key, check_file, progress)
-    }
-
-    /// [`DiskTier::verify_blocking`] for entries of another format: `read_key` reads the key
-    /// an entry file names, `check(path, key)` validates the whole file (`Ok(false)` when it
-    /// vanished).
-    pub(crate) fn verify_with(
+impl Store {
+    /// Checks every entry's header and checksum as format `F`'s, removes the bad ones and
+    /// reports them. `progress(done, total)` is called after each entry.
+    pub(crate) fn verify_entries<F: Format>(
         &self,
-        read_key: impl Fn(&Path) -> Option<String>,
-        check: impl Fn(&Path, &str) -> std::result::Result<bool, String>,
         mut progress: impl FnMut(u64, u64),
     ) -> VerifyReport {
         let entries = self.scan();
@@ -63,11 +51,14 @@ impl DiskTier {
         let mut report = VerifyReport::default();
         let mut touched = std::collections::BTreeSet::new();
         for (i, found) in entries.iter().enumerate() {
-            let key = read_key(&found.path);
+            let key = key_of::<F>(&found.path);
             let verdict = match &key {
                 None => Err("unreadable header".to_owned()),
                 Some(k) if self.path_of(k) != found.path => Err(format!("misplaced: holds {k:?}")),
-                Some(k) => check(&found.path, k),
+                Some(_) if found.len > self.entry_limit() => {
+                    Err(format!("{} bytes, over the entry limit", found.len))
+                }
+                Some(k) => check_file::<F>(&found.path, k),
             };
             match verdict {
                 Ok(true) => {

@@ -4,15 +4,15 @@
 //! slow pace for dead writers' leftovers. Every process opening the directory runs a
 //! candidate thread that tries the lock now and then, never waiting on it.
 
-use super::DiskTier;
-use super::ledger::{LAYOUT, word};
+use super::engine::Store;
+use super::ledger::{LAYOUT, now_ms, word};
 use crate::flock::LockKind;
 use crate::flock::{LockFile, Mode};
 use serde::Serialize;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// The election lock file.
 pub(super) const EVICTOR_LOCK_FILE: &str = ".evictor";
@@ -47,12 +47,12 @@ pub struct EvictionStatus {
     /// The capacity (the budget), as configured or as it follows the filesystem's size.
     pub capacity: u64,
     /// Why `hard_limit` is what it is: `budget` (the capacity) or `free_space`.
-    pub limited_by: super::LimitedBy,
+    pub limited_by: super::share::LimitedBy,
     /// The size of the filesystem under the directory, as last sampled (0 when unknown).
     pub fs_size: u64,
     /// Its bytes available to the cache, as last sampled.
     pub fs_free: u64,
-    /// The bytes the tiers leave free on it ([`crate::DiskConfig::min_free`]).
+    /// The bytes the tiers leave free on it (the `min_free` setting).
     pub min_free: u64,
     /// Writes that found the filesystem full: skipped (the load went on without them), and
     /// a batch evicted to make room.
@@ -80,22 +80,23 @@ pub struct EvictionStatus {
     pub takeovers: u64,
 }
 
-pub(super) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// What the candidate thread holds while it is the evictor.
 struct Elected {
     /// The election lock, held until this process exits or drops the tier.
     _lock: LockFile,
 }
 
-impl DiskTier {
-    /// Starts this process's candidate thread; it ends when the tier is dropped (the
-    /// sender in `Inner` goes away).
-    pub(super) fn start_candidate(&self) {
+impl Store {
+    /// Stands for election as the machine's evictor for this directory: a background
+    /// thread tries a lock now and then; the process elected rebuilds counters that were
+    /// never set, evicts, and finds dead writers' leftovers. The thread ends when the store
+    /// is dropped (the sender in its `Inner` goes away).
+    pub(crate) fn stand_for_evictor(self) -> Self {
+        self.start_candidate();
+        self
+    }
+
+    fn start_candidate(&self) {
         let Some(stop) = self.inner.stopped.lock().ok().and_then(|mut s| s.take()) else {
             return;
         };
@@ -111,10 +112,7 @@ impl DiskTier {
         // Through the fork registry: a child forked while this process evicts closes its
         // copy at once instead of holding the election for as long as it lives.
         let sharing = self.inner.sharing;
-        let file = LockFile::open(LockKind::Evictor, || {
-            super::lock::open_lock_file(&path, sharing)
-        })
-        .ok()?;
+        let file = super::lock::open_lock_file(LockKind::Evictor, &path, sharing).ok()?;
         match file.try_lock(Mode::Exclusive) {
             Ok(true) => Some(Elected { _lock: file }),
             Ok(false) | Err(_) => None,
@@ -255,7 +253,7 @@ impl DiskTier {
 
 /// The candidate thread: tries the election lock every [`CANDIDATE_EVERY`]; once elected,
 /// evicts until the tier is dropped. Holds the tier only for the length of one turn.
-fn candidate(weak: &Weak<super::Inner>, stop: &Receiver<()>) {
+fn candidate(weak: &Weak<super::engine::Inner>, stop: &Receiver<()>) {
     let mut office = None;
     let mut last_sweep = Instant::now();
     loop {
@@ -266,7 +264,7 @@ fn candidate(weak: &Weak<super::Inner>, stop: &Receiver<()>) {
         };
         {
             let Some(inner) = weak.upgrade() else { return };
-            let tier = DiskTier { inner };
+            let tier = Store { inner };
             if !tier.inner.ledger.is_shared() {
                 return; // no directory to share: this process's own writers evict
             }

@@ -1,9 +1,16 @@
+//! The store engine's unit tests, through the JPEG tier's format.
+
 use super::temp::TEMP_PREFIX;
 use super::*;
 use crate::entry::FIXED_HEADER_LEN;
+use crate::error::Result;
+use crate::metrics::Metrics;
+use crate::tier::DiskTier;
 use std::fs::{self, File};
 use std::io::Write;
+use std::path::Path;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// A tier that does not stand for election as the evictor: nothing happens in the
@@ -11,13 +18,7 @@ use std::time::{Duration, SystemTime};
 fn tier(dir: &Path, capacity: u64) -> (DiskTier, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::default());
     (
-        DiskTier::open_passive(
-            dir,
-            capacity,
-            crate::localfs::Sharing::Private,
-            metrics.clone(),
-            |m| &m.disk,
-        ),
+        DiskTier::open_inspector(dir, capacity, metrics.clone()),
         metrics,
     )
 }
@@ -72,6 +73,65 @@ fn corrupt_entries_are_removed_and_counted() {
     assert_eq!(disk.read_blocking("k").unwrap(), None);
     assert!(!path.exists());
     assert_eq!(metrics.snapshot().disk.corrupt, 1);
+}
+
+/// A file in an entry's place longer than any entry the tier takes (here a sparse terabyte)
+/// is refused from its length, counted as broken and removed: a read sized by the file
+/// would try to allocate all of it.
+#[test]
+fn an_entry_over_the_entry_limit_is_refused_before_it_is_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (disk, metrics) = tier(tmp.path(), 1 << 30);
+    disk.write_blocking("big", b"0123456789").unwrap();
+    let path = disk.path_of("big");
+    File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(1 << 40)
+        .unwrap();
+    assert_eq!(disk.read_blocking("big").unwrap(), None);
+    assert!(!path.exists());
+    assert_eq!(metrics.snapshot().disk.corrupt, 1);
+    assert_eq!(metrics.snapshot().disk.misses, 1);
+    // Under a limit of its own (the object size limit and a header): an entry of a 2 KB
+    // payload is broken for a reader that takes at most 1 KB objects, whole for others.
+    let small =
+        DiskTier::open_inspector(tmp.path(), 1 << 30, metrics.clone()).with_max_object_size(1000);
+    disk.write_blocking("k", &[7u8; 2000]).unwrap();
+    assert!(disk.read_blocking("k").unwrap().is_some());
+    disk.write_blocking("k", &[7u8; 6000]).unwrap();
+    assert_eq!(small.read_blocking("k").unwrap(), None);
+    assert_eq!(metrics.snapshot().disk.corrupt, 2);
+}
+
+/// The directory lock is one descriptor per process, shared by its threads: shared holds
+/// overlap, and an exclusive hold keeps the process's other threads out (past the bound they
+/// go on without it, counted) as it keeps other processes out; let go, another descriptor
+/// (another process) takes it exclusively at once.
+#[test]
+fn threads_share_the_directory_lock_and_an_exclusive_hold_excludes_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (disk, metrics) = tier(tmp.path(), 1 << 30);
+    let disk = disk.with_lock_wait(Duration::from_millis(50));
+    {
+        let first = disk.lock(false);
+        let second = std::thread::scope(|s| s.spawn(|| disk.lock(false).is_some()).join());
+        assert!(first.is_some() && second.unwrap());
+    }
+    let exclusive = disk.lock(true);
+    assert!(exclusive.is_some());
+    let shared = std::thread::scope(|s| s.spawn(|| disk.lock(false).is_some()).join());
+    assert!(
+        !shared.unwrap(),
+        "a shared hold got in beside an exclusive one"
+    );
+    assert_eq!(metrics.snapshot().dir_lock_timeouts, 1);
+    drop(exclusive);
+    let (other, _) = tier(tmp.path(), 1 << 30);
+    let other = other.with_lock_wait(Duration::ZERO);
+    assert!(other.lock(true).is_some(), "the kernel lock was not let go");
+    assert!(disk.lock(false).is_some());
 }
 
 #[test]

@@ -72,6 +72,13 @@ pub(super) mod word {
     pub const SHARD_BYTES: usize = 64;
 }
 
+/// Now, in milliseconds since the Unix epoch, as the ledger's times are kept.
+pub(super) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// The value of [`word::LAYOUT`] for this layout ("fcledgr" and the version 2).
 pub(super) const LAYOUT: u64 = 0x6663_6c65_6467_7202;
 
