@@ -55,11 +55,17 @@ fn bench_backend(c: &mut Criterion, name: &str, backend: Backend) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let fc = FrameCache::new(&CacheConfig {
-        backend,
-        memory_capacity: 256 << 20,
+        origin: framecache::OriginConfig {
+            backend,
+            ..Default::default()
+        },
+        memory: framecache::MemoryConfig {
+            capacity: 256 << 20,
+        },
         disk: Some(DiskConfig {
             dir: scratch.path().join("disk"),
             capacity: 4 << 30,
+            ..Default::default()
         }),
         ..CacheConfig::default()
     })

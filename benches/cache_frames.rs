@@ -24,11 +24,15 @@ fn bench_backend(c: &mut Criterion, name: &str, backend: Backend) {
             for _ in 0..iters {
                 run += 1;
                 let fc = FrameCache::new(&CacheConfig {
-                    backend: backend.clone(),
-                    memory_capacity: 1 << 30,
+                    origin: framecache::OriginConfig {
+                        backend: backend.clone(),
+                        ..Default::default()
+                    },
+                    memory: framecache::MemoryConfig { capacity: 1 << 30 },
                     disk: Some(DiskConfig {
                         dir: scratch.path().join(format!("w{run}")),
                         capacity: 4 << 30,
+                        ..Default::default()
                     }),
                     ..CacheConfig::default()
                 })

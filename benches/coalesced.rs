@@ -12,12 +12,16 @@ fn coalesced(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let config = CacheConfig {
-        backend: Backend::Fs {
-            root: scratch.path().join("origin"),
+        origin: framecache::OriginConfig {
+            backend: Backend::Fs {
+                root: scratch.path().join("origin"),
+            },
+            ..Default::default()
         },
         disk: Some(DiskConfig {
             dir: scratch.path().join("disk"),
             capacity: 1 << 30,
+            ..Default::default()
         }),
         ..CacheConfig::default()
     };
@@ -38,6 +42,7 @@ fn coalesced(c: &mut Criterion) {
                     disk: Some(DiskConfig {
                         dir: scratch.path().join(format!("disk-{n}")),
                         capacity: 1 << 30,
+                        ..Default::default()
                     }),
                     ..config.clone()
                 }

@@ -17,11 +17,15 @@ use std::time::{Duration, Instant};
 
 fn config(backend: &Backend, disk: &std::path::Path) -> CacheConfig {
     CacheConfig {
-        backend: backend.clone(),
-        memory_capacity: 1 << 30,
+        origin: framecache::OriginConfig {
+            backend: backend.clone(),
+            ..Default::default()
+        },
+        memory: framecache::MemoryConfig { capacity: 1 << 30 },
         disk: Some(DiskConfig {
             dir: disk.to_path_buf(),
             capacity: 4 << 30,
+            ..Default::default()
         }),
         ..CacheConfig::default()
     }
@@ -88,6 +92,7 @@ fn bench_backend(c: &mut Criterion, name: &str, backend: Backend) {
         decoded: DecodedConfig {
             memory_capacity: 0,
             disk_capacity: 0,
+            ..Default::default()
         },
         ..config(&backend, &warm_dir)
     };

@@ -25,10 +25,14 @@ const RUNS: usize = 3;
 
 fn config(backend: Backend, disk: Option<&Path>) -> CacheConfig {
     CacheConfig {
-        backend,
+        origin: framecache::OriginConfig {
+            backend,
+            ..Default::default()
+        },
         disk: disk.map(|dir| DiskConfig {
             dir: dir.to_path_buf(),
             capacity: 4 << 30,
+            ..Default::default()
         }),
         ..CacheConfig::default()
     }
@@ -45,7 +49,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn ensure(backend: &Backend, tl: &str, n: u64) {
     let rt = runtime();
     let writer = FrameCache::new(&CacheConfig {
-        memory_capacity: 1 << 20,
+        memory: framecache::MemoryConfig { capacity: 1 << 20 },
         concurrency: 64,
         ..config(backend.clone(), None)
     })

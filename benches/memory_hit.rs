@@ -19,7 +19,10 @@ fn memory_hit(c: &mut Criterion) {
     let tier = MemoryTier::new(64 << 20, Arc::new(Metrics::default()));
     rt.block_on(tier.insert(&key, value.clone()));
     let chain = CacheConfig {
-        backend: Backend::Memory,
+        origin: framecache::OriginConfig {
+            backend: Backend::Memory,
+            ..Default::default()
+        },
         disk: None,
         ..CacheConfig::default()
     }

@@ -14,8 +14,11 @@ fn bench_backend(c: &mut Criterion, name: &str, backend: Backend) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     // No memory or disk tier: every get goes to the origin.
     let chain: TieredCache = CacheConfig {
-        backend,
-        memory_capacity: 0,
+        origin: framecache::OriginConfig {
+            backend,
+            ..Default::default()
+        },
+        memory: framecache::MemoryConfig { capacity: 0 },
         disk: None,
         ..CacheConfig::default()
     }

@@ -62,11 +62,17 @@ fn parse_args() -> Args {
 
 fn config(backend: &Backend, disk: &Path, memory_capacity: u64) -> CacheConfig {
     CacheConfig {
-        backend: backend.clone(),
-        memory_capacity,
+        origin: framecache::OriginConfig {
+            backend: backend.clone(),
+            ..Default::default()
+        },
+        memory: framecache::MemoryConfig {
+            capacity: memory_capacity,
+        },
         disk: Some(DiskConfig {
             dir: disk.to_path_buf(),
             capacity: 64 << 30,
+            ..Default::default()
         }),
         ..CacheConfig::default()
     }
@@ -78,6 +84,7 @@ fn jpeg_only(config: CacheConfig) -> CacheConfig {
         decoded: DecodedConfig {
             memory_capacity: 0,
             disk_capacity: 0,
+            ..Default::default()
         },
         ..config
     }

@@ -27,10 +27,14 @@ fn main() {
         .next()
         .map_or(100, |n| n.parse().expect("a frame count"));
     let config = CacheConfig {
-        backend: Backend::Fs { root },
+        origin: framecache::OriginConfig {
+            backend: Backend::Fs { root },
+            ..Default::default()
+        },
         disk: Some(DiskConfig {
             dir: cache,
             capacity: 1 << 30,
+            ..Default::default()
         }),
         ..CacheConfig::default()
     };

@@ -12,6 +12,7 @@
 //! Temporary credentials are refreshed by reqsign's signer when less than two minutes are left.
 
 use crate::config::S3Config;
+pub use crate::config::abbreviate_key_id;
 use reqsign_aws_v4::{
     AssumeRoleWithWebIdentityCredentialProvider, Credential, ECSCredentialProvider,
     IMDSv2CredentialProvider, ProcessCredentialProvider, ProfileCredentialProvider,
@@ -57,18 +58,6 @@ impl SigningRecord {
     fn set(&self, key_id: &str, source: &'static str) {
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((key_id.to_owned(), source));
     }
-}
-
-/// An access key id shortened to its first and last four characters (`AKIA…WXYZ`): enough to
-/// tell keys apart in an error, never the whole id (the command line redacts whole ids).
-pub fn abbreviate_key_id(id: &str) -> String {
-    let chars: Vec<char> = id.chars().collect();
-    if chars.len() <= 8 {
-        return "…".repeat(usize::from(!chars.is_empty()));
-    }
-    let head: String = chars[..4].iter().collect();
-    let tail: String = chars[chars.len() - 4..].iter().collect();
-    format!("{head}…{tail}")
 }
 
 type Provider = Box<dyn ProvideCredentialDyn<Credential = Credential>>;
@@ -263,61 +252,9 @@ fn host_port(endpoint: &str) -> Option<String> {
     })
 }
 
-/// The `region` and `endpoint_url` of a profile in the AWS config file (`AWS_CONFIG_FILE`,
-/// else `~/.aws/config`): `[default]` or `[profile NAME]`.
-pub(crate) fn profile_settings(config_file: &std::path::Path, profile: &str) -> ProfileSettings {
-    let Ok(text) = std::fs::read_to_string(config_file) else {
-        return ProfileSettings::default();
-    };
-    let wanted = if profile == "default" {
-        "default".to_owned()
-    } else {
-        format!("profile {profile}")
-    };
-    let mut settings = ProfileSettings::default();
-    let mut inside = false;
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with('#') || line.starts_with(';') || line.is_empty() {
-            continue;
-        }
-        if let Some(section) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            let section = section.split_whitespace().collect::<Vec<_>>().join(" ");
-            inside = section == wanted || (profile == "default" && section == "profile default");
-            continue;
-        }
-        if !inside {
-            continue;
-        }
-        if let Some((key, value)) = line.split_once('=') {
-            let value = value.trim().to_owned();
-            match key.trim() {
-                "region" if !value.is_empty() => settings.region = Some(value),
-                "endpoint_url" if !value.is_empty() => settings.endpoint_url = Some(value),
-                _ => {}
-            }
-        }
-    }
-    settings
-}
-
-/// What [`profile_settings`] found.
-#[derive(Debug, Default, PartialEq)]
-pub(crate) struct ProfileSettings {
-    pub region: Option<String>,
-    pub endpoint_url: Option<String>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn key_ids_are_abbreviated() {
-        assert_eq!(abbreviate_key_id("AKIAIOSFODNN7EXAMPLE"), "AKIA…MPLE");
-        assert_eq!(abbreviate_key_id("short"), "…");
-        assert_eq!(abbreviate_key_id(""), "");
-    }
 
     #[test]
     fn endpoints_give_host_and_port() {
@@ -335,32 +272,5 @@ mod tests {
         );
         assert_eq!(host_port("http://[::1]:81").as_deref(), Some("[::1]:81"));
         assert_eq!(host_port("ftp://x"), None);
-    }
-
-    #[test]
-    fn profile_region_and_endpoint_come_from_its_section() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config");
-        std::fs::write(
-            &path,
-            "[default]\nregion = eu-west-1\n\n[profile lab]\n# note\nregion=ap-south-1\n\
-             endpoint_url = http://127.0.0.1:3900\n[profile other]\nregion = us-west-2\n",
-        )
-        .unwrap();
-        assert_eq!(
-            profile_settings(&path, "default").region.as_deref(),
-            Some("eu-west-1")
-        );
-        let lab = profile_settings(&path, "lab");
-        assert_eq!(lab.region.as_deref(), Some("ap-south-1"));
-        assert_eq!(lab.endpoint_url.as_deref(), Some("http://127.0.0.1:3900"));
-        assert_eq!(
-            profile_settings(&path, "missing"),
-            ProfileSettings::default()
-        );
-        assert_eq!(
-            profile_settings(&dir.path().join("none"), "default"),
-            ProfileSettings::default()
-        );
     }
 }

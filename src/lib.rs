@@ -13,6 +13,7 @@ pub mod decoded;
 pub mod entry;
 mod error;
 pub mod flock;
+#[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod layout;
@@ -33,7 +34,7 @@ pub use codec::Scale;
 pub use config::{
     AUTO_CAPACITY, AUTO_DECODED_MAX, AUTO_DECODED_PERCENT, AUTO_DISK_MAX, AUTO_DISK_PERCENT,
     Addressing, Backend, CacheConfig, DEFAULT_BUCKET, DEFAULT_MAX_OBJECT_SIZE, DEFAULT_REGION,
-    DecodedConfig, DiskConfig, S3Config, build_operator, build_origin, default_cache_dir,
+    DecodedConfig, DiskConfig, MemoryConfig, OriginConfig, S3Config, default_cache_dir,
     default_fs_root, parse_capacity, parse_flag, parse_pixels, parse_seconds, parse_size,
 };
 pub use decoded::{Access, flush_raw_writes};
@@ -43,8 +44,11 @@ pub use metrics::{Metrics, Stats, TierCounters, TierStats};
 pub use per_process::PerProcess;
 pub use pixels::{Backing, Pixels};
 pub use synth::synthetic_frame;
+#[cfg(feature = "test-hooks")]
+pub use tier::build_origin_with_read_faults;
 pub use tier::{
     BadEntry, DiskUsage, EvictionStatus, LimitedBy, MinFree, Recount, Source, VerifyReport,
+    build_operator, build_origin,
 };
 pub use timeline::{
     CacheUsage, ClearScope, DEFAULT_B64_QUALITY, DEFAULT_QUALITY, DecodedUsage, EncodedFrame,

@@ -149,7 +149,7 @@ async fn a_frame_over_max_object_size_is_refused_unread(env: &Env) {
     let _serial = serial().await;
     let tl = unique("big-frame");
     let mut config = env.config(&env.disk_dir("a"));
-    config.max_object_size = 1 << 20;
+    config.origin.max_object_size = 1 << 20;
     let fc = FrameCache::new(&config).unwrap();
     let key = layout::frame_key(&tl, 0).unwrap();
     let size = big_size(env);
@@ -175,7 +175,7 @@ async fn an_overlay_over_max_object_size_is_refused_from_its_listing(env: &Env) 
     let _serial = serial().await;
     let tl = unique("big-overlay");
     let mut config = env.config(&env.disk_dir("a"));
-    config.max_object_size = 1 << 20;
+    config.origin.max_object_size = 1 << 20;
     let fc = FrameCache::new(&config).unwrap();
     let key = layout::overlay_key(&tl, "job", "stage", 3, "mask").unwrap();
     let size = big_size(env);

@@ -186,7 +186,7 @@ async fn failed_origin_write_leaves_no_local_entry(env: &Env) {
 
     // The same disk directory in front of an origin that rejects writes.
     let mut broken = env.config(&disk_dir);
-    match &mut broken.backend {
+    match &mut broken.origin.backend {
         framecache::Backend::Fs { .. } => {
             return broken_fs_write(env, &disk_dir, &key, &local).await;
         }
@@ -195,7 +195,7 @@ async fn failed_origin_write_leaves_no_local_entry(env: &Env) {
         }
         framecache::Backend::Memory => unreachable!(),
     }
-    broken.retries = 0;
+    broken.origin.retries = 0;
     let broken = broken.build().unwrap();
     let err = broken.put(&key, payload("new", 1000)).await.unwrap_err();
     assert!(err.to_string().contains(&key), "{err}");
@@ -208,8 +208,8 @@ async fn failed_origin_write_leaves_no_local_entry(env: &Env) {
 async fn broken_fs_write(env: &Env, disk_dir: &std::path::Path, key: &str, local: &str) {
     let root = env.scratch.path().join("origin-broken");
     let mut config = env.config(disk_dir);
-    config.backend = framecache::Backend::Fs { root: root.clone() };
-    config.retries = 0;
+    config.origin.backend = framecache::Backend::Fs { root: root.clone() };
+    config.origin.retries = 0;
     let cache = config.build().unwrap();
     fs::remove_dir_all(&root).unwrap();
     fs::write(&root, b"not a directory").unwrap();
@@ -340,17 +340,20 @@ backend_tests!(
 async fn origin_failure_is_an_error_not_a_miss() {
     // An unreachable S3 endpoint: the read fails with the key named, it is not "not found".
     let config = framecache::CacheConfig {
-        backend: framecache::Backend::S3(framecache::S3Config {
-            bucket: "mpr".into(),
-            endpoint: Some("http://127.0.0.1:9".into()),
-            region: "us-east-1".into(),
-            access_key_id: Some("GKxxxxxxxx".into()),
-            secret_access_key: Some("secretsecretsecret".into()),
-            ..framecache::S3Config::default()
-        }),
+        origin: framecache::OriginConfig {
+            backend: framecache::Backend::S3(framecache::S3Config {
+                bucket: "mpr".into(),
+                endpoint: Some("http://127.0.0.1:9".into()),
+                region: "us-east-1".into(),
+                access_key_id: Some("GKxxxxxxxx".into()),
+                secret_access_key: Some("secretsecretsecret".into()),
+                ..framecache::S3Config::default()
+            }),
+            retries: 1,
+            retry_min_delay: Duration::from_millis(1),
+            ..Default::default()
+        },
         disk: None,
-        retries: 1,
-        retry_min_delay: Duration::from_millis(1),
         ..framecache::CacheConfig::default()
     };
     let cache = config.build().unwrap();

@@ -544,7 +544,7 @@ fn key() -> String {
 /// The origin of the configuration the environment describes.
 fn origin_from_env() -> framecache::tier::BlobTier {
     let config = CacheConfig::from_env().unwrap();
-    assert!(matches!(config.backend, framecache::Backend::S3(_)));
+    assert!(matches!(config.origin.backend, framecache::Backend::S3(_)));
     framecache::build_origin(&config, &Arc::new(Metrics::default())).unwrap()
 }
 
@@ -727,7 +727,7 @@ async fn a_missing_instance_metadata_service_costs_at_most_a_second_once() {
     };
     scene.set("AWS_EC2_METADATA_SERVICE_ENDPOINT", &endpoint);
     let mut config = CacheConfig::from_env().unwrap();
-    config.origin_timeout = Duration::from_secs(60);
+    config.origin.timeout = Duration::from_secs(60);
     let started = Instant::now();
     for _ in 0..3 {
         let origin = framecache::build_origin(&config, &Arc::new(Metrics::default())).unwrap();
@@ -944,7 +944,7 @@ async fn an_https_endpoint_with_a_private_ca_is_trusted_through_aws_ca_bundle() 
 
     // Without the bundle the server's certificate is refused: nothing reaches S3.
     let mut config = CacheConfig::from_env().unwrap();
-    config.retries = 0;
+    config.origin.retries = 0;
     let origin = framecache::build_origin(&config, &Arc::new(Metrics::default())).unwrap();
     let err = origin.get(&key(), ANY).await.unwrap_err().to_string();
     assert!(err.contains("storage read"), "{err}");

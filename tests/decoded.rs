@@ -399,6 +399,7 @@ async fn eviction_runs_while_frames_map_raw_entries(env: &Env) {
         decoded: DecodedConfig {
             memory_capacity: 0,
             disk_capacity: cap,
+            ..Default::default()
         },
         ..env.config(&dir)
     };
@@ -498,16 +499,18 @@ async fn a_small_cache_holds_its_own_files_within_its_capacity(env: &Env) {
 
     let dir = env.disk_dir("capped");
     let config = CacheConfig {
-        memory_capacity: 0,
+        memory: framecache::MemoryConfig { capacity: 0 },
         disk: Some(DiskConfig {
             dir: dir.clone(),
             capacity: CAP,
+            min_free: MinFree::Bytes(0),
+            ..Default::default()
         }),
         decoded: DecodedConfig {
             memory_capacity: 0,
             disk_capacity: CAP,
+            ..Default::default()
         },
-        min_free: MinFree::Bytes(0),
         ..env.config(&dir)
     };
     let fc = FrameCache::new(&config).unwrap();
@@ -572,6 +575,7 @@ async fn without_decoded_tiers_every_load_decodes() {
         decoded: DecodedConfig {
             memory_capacity: 0,
             disk_capacity: 0,
+            ..Default::default()
         },
         ..env.config(&env.disk_dir("off"))
     };
@@ -599,17 +603,22 @@ const PROCESS_FRAMES: u64 = 12;
 
 fn process_config(origin: &Path, cache: &Path, decoded_disk: u64) -> CacheConfig {
     CacheConfig {
-        backend: Backend::Fs {
-            root: origin.to_path_buf(),
+        origin: framecache::OriginConfig {
+            backend: Backend::Fs {
+                root: origin.to_path_buf(),
+            },
+            ..Default::default()
         },
-        memory_capacity: 0,
+        memory: framecache::MemoryConfig { capacity: 0 },
         disk: Some(DiskConfig {
             dir: cache.to_path_buf(),
             capacity: 1 << 30,
+            ..Default::default()
         }),
         decoded: DecodedConfig {
             memory_capacity: 0,
             disk_capacity: decoded_disk,
+            ..Default::default()
         },
         ..CacheConfig::default()
     }

@@ -38,7 +38,7 @@ async fn thousands_of_mapped_frames_hold_no_descriptors(env: &Env) {
     let tl = unique("nofile");
     let dir = env.disk_dir("nofile");
     let config = CacheConfig {
-        memory_capacity: 0,
+        memory: framecache::MemoryConfig { capacity: 0 },
         ..env.config(&dir)
     };
     let writer = FrameCache::new(&CacheConfig {

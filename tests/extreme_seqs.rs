@@ -24,7 +24,7 @@ fn encoded(seq: u64) -> EncodedFrame {
 /// manifest ahead of the listing), listed, paged, loaded whole and by selection.
 async fn a_timeline_ending_at_the_largest_seq_reads_whole(env: &Env) {
     let config = CacheConfig {
-        memory_capacity: 0,
+        memory: framecache::MemoryConfig { capacity: 0 },
         ..env.config(&env.disk_dir("max"))
     };
     let tl = unique("maxseq");

@@ -16,7 +16,7 @@ fn frames(n: u64, width: u32, height: u32) -> Vec<Frame> {
 /// Each frame's JPEG as the origin holds it, read without any cache.
 async fn origin_jpegs(env: &Env, timeline: &str, n: u64) -> HashMap<u64, bytes::Bytes> {
     let reader = FrameCache::new(&CacheConfig {
-        memory_capacity: 0,
+        memory: framecache::MemoryConfig { capacity: 0 },
         disk: None,
         ..env.config(&env.disk_dir("unused"))
     })
@@ -42,15 +42,27 @@ async fn injected_read_faults_never_serve_a_wrong_byte(env: &Env) {
         .await
         .unwrap();
     let expected = origin_jpegs(env, &tl, FRAMES).await;
-    let flaky = FrameCache::new(&CacheConfig {
-        memory_capacity: 0,
-        injected_read_faults: 0.1,
-        retries: 10,
-        retry_min_delay: Duration::from_millis(1),
-        retry_max_delay: Duration::from_millis(10),
-        ..env.config(&env.disk_dir("chaos-reader"))
-    })
-    .unwrap();
+    let base = env.config(&env.disk_dir("chaos-reader"));
+    let config = CacheConfig {
+        memory: framecache::MemoryConfig { capacity: 0 },
+        origin: framecache::OriginConfig {
+            retries: 10,
+            retry_min_delay: Duration::from_millis(1),
+            retry_max_delay: Duration::from_millis(10),
+            ..base.origin.clone()
+        },
+        ..base
+    };
+    // FrameCache::new with an origin whose reads fail one time in ten (a test hook).
+    config.prepare_cache_dir().unwrap();
+    let metrics = std::sync::Arc::new(framecache::Metrics::default());
+    let origin = framecache::build_origin_with_read_faults(&config, &metrics, 0.1).unwrap();
+    let flaky = FrameCache::from_chain(
+        config.build_with_origin(std::sync::Arc::new(origin), metrics),
+        config.concurrency,
+    )
+    .with_decoded_tiers(&config)
+    .with_revalidate_after(config.revalidate_after);
     let (mut served, mut bad) = (0u64, 0u64);
     for _ in 0..ROUNDS {
         flaky
@@ -93,7 +105,7 @@ async fn an_impossible_cache_directory_passes_reads_through(env: &Env) {
     let blocker = env.scratch.path().join("a-file");
     std::fs::write(&blocker, b"not a directory").unwrap();
     let fc = FrameCache::new(&CacheConfig {
-        memory_capacity: 0,
+        memory: framecache::MemoryConfig { capacity: 0 },
         ..env.config(&blocker.join("cache"))
     })
     .unwrap();
@@ -120,7 +132,7 @@ async fn a_deleted_cache_directory_is_rebuilt(env: &Env) {
     let tl = unique("rmdir");
     let dir = env.disk_dir("rmdir");
     let config = CacheConfig {
-        memory_capacity: 0,
+        memory: framecache::MemoryConfig { capacity: 0 },
         ..env.config(&dir)
     };
     let fc = FrameCache::new(&config).unwrap();
@@ -166,14 +178,18 @@ async fn origin_down_serves_local_hits_and_recovers() {
     let mut proxied = s3.clone();
     proxied.endpoint = Some(proxy.endpoint.clone());
     let dir = env.disk_dir("down");
+    let base = env.config(&dir);
     let config = CacheConfig {
-        backend: Backend::S3(proxied),
-        origin_timeout: Duration::from_millis(500),
-        origin_io_timeout: Duration::from_millis(500),
-        retries: 2,
-        retry_min_delay: Duration::from_millis(10),
-        retry_max_delay: Duration::from_millis(50),
-        ..env.config(&dir)
+        origin: framecache::OriginConfig {
+            backend: Backend::S3(proxied),
+            timeout: Duration::from_millis(500),
+            io_timeout: Duration::from_millis(500),
+            retries: 2,
+            retry_min_delay: Duration::from_millis(10),
+            retry_max_delay: Duration::from_millis(50),
+            ..base.origin.clone()
+        },
+        ..base
     };
     let (cached, uncached) = (unique("down-cached"), unique("down-uncached"));
     let writer = FrameCache::new(&env.config(&env.disk_dir("down-writer"))).unwrap();

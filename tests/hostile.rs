@@ -192,6 +192,7 @@ async fn a_decompression_bomb_is_refused_from_its_header() {
         decoded: framecache::DecodedConfig {
             memory_capacity: 0,
             disk_capacity: 0,
+            ..Default::default()
         },
         ..config.clone()
     })
@@ -217,10 +218,11 @@ async fn max_frame_pixels_is_a_setting() {
         .cache_frames(TL, &frames, WriteOptions::default())
         .await
         .unwrap();
-    config.max_frame_pixels = 64 * 48 - 1;
+    config.decoded.max_frame_pixels = 64 * 48 - 1;
     config.disk = Some(framecache::DiskConfig {
         dir: env.disk_dir("b"),
         capacity: 1 << 30,
+        ..Default::default()
     });
     let strict = FrameCache::new(&config).unwrap();
     let err = strict
@@ -231,7 +233,7 @@ async fn max_frame_pixels_is_a_setting() {
         matches!(err, Error::FrameTooLarge { width: 64, height: 48, limit, .. } if limit == 64 * 48 - 1),
         "{err:?}"
     );
-    config.max_frame_pixels = 64 * 48;
+    config.decoded.max_frame_pixels = 64 * 48;
     let exact = FrameCache::new(&config).unwrap();
     assert_eq!(
         exact
@@ -270,9 +272,9 @@ async fn an_object_over_max_object_size_is_refused_before_it_is_read() {
     let big = codec::encode_jpeg(&synthetic_frame(1, 640, 480).image, 90).unwrap();
     let size = big.len() as u64;
     store_with_bad_frame(&config, big).await;
-    config.max_object_size = size - 1;
+    config.origin.max_object_size = size - 1;
     let (chain, probe) = env.instrumented(&disk);
-    let chain = chain.with_max_object_size(config.max_object_size);
+    let chain = chain.with_max_object_size(config.origin.max_object_size);
     let fc = FrameCache::from_chain(chain, 4).with_decoded_tiers(&config);
     let err = fc
         .load_frame(TL, 1, LoadOptions::default())
@@ -393,10 +395,14 @@ fn a_cache_directory_that_cannot_hold_the_ledger_counts_privately() {
     let blocker = dir.path().join("a-file");
     std::fs::write(&blocker, b"x").unwrap();
     let config = CacheConfig {
-        backend: framecache::Backend::Memory,
+        origin: framecache::OriginConfig {
+            backend: framecache::Backend::Memory,
+            ..Default::default()
+        },
         disk: Some(framecache::DiskConfig {
             dir: blocker.join("cache"),
             capacity: 1 << 20,
+            ..Default::default()
         }),
         ..CacheConfig::default()
     };

@@ -14,7 +14,7 @@ mod common;
 
 use common::Env;
 use common::child::{exit_forked, wait_forked};
-use framecache::flock::gate::{self, LockKind};
+use framecache::flock::{LockKind, gate};
 use framecache::{CacheConfig, Frame, FrameCache, Pixels, Scale, codec, synthetic_frame};
 use framecache::{LoadOptions, Seqs, WriteOptions};
 use std::path::Path;

@@ -143,16 +143,18 @@ async fn a_small_filesystem_keeps_min_free_and_serves_the_right_frames(env: &Env
     // tiers, so that the second load is served by the disk tiers (or the origin again).
     let min_free = MinFree::Percent(20.0);
     let config = CacheConfig {
-        memory_capacity: 0,
+        memory: framecache::MemoryConfig { capacity: 0 },
         disk: Some(DiskConfig {
             dir: small.path().join("cache"),
             capacity: 1 << 30,
+            min_free,
+            ..Default::default()
         }),
         decoded: DecodedConfig {
             memory_capacity: 0,
             disk_capacity: 1 << 30,
+            ..Default::default()
         },
-        min_free,
         ..env.config(&env.disk_dir("unused"))
     };
     let fc = FrameCache::new(&config).unwrap();

@@ -113,20 +113,25 @@ fn set_tree_mode(path: &Path, dir_mode: u32, file_mode: u32) {
 
 fn config(origin_root: &Path, cache_dir: &Path) -> CacheConfig {
     CacheConfig {
-        backend: Backend::Fs {
-            root: origin_root.to_path_buf(),
+        origin: framecache::OriginConfig {
+            backend: Backend::Fs {
+                root: origin_root.to_path_buf(),
+            },
+            ..Default::default()
         },
         // No memory tier: every read shows what the disk tier did.
-        memory_capacity: 0,
+        memory: framecache::MemoryConfig { capacity: 0 },
         disk: Some(DiskConfig {
             dir: cache_dir.to_path_buf(),
             capacity: 1 << 30,
+            ..Default::default()
         }),
         // Nor decoded tiers: these cases are about the JPEG tiers (tests/decoded.rs covers
         // the decoded ones across processes).
         decoded: DecodedConfig {
             memory_capacity: 0,
             disk_capacity: 0,
+            ..Default::default()
         },
         ..CacheConfig::default()
     }

@@ -11,7 +11,7 @@ mod common;
 use common::Env;
 use common::child::{CHILD_ENV, exit_forked, result_of, spawn_child, var, wait_forked};
 use framecache::decoded::set_raw_write_queue_bytes;
-use framecache::flock::gate::{self, LockKind};
+use framecache::flock::{LockKind, gate};
 use framecache::{
     Backend, Backing, CacheConfig, DecodedConfig, DiskConfig, Frame, FrameCache, synthetic_frame,
 };
@@ -47,17 +47,22 @@ fn frames(n: u64, salt: u64) -> Vec<Frame> {
 /// Decoded frames on disk only (no decoded memory tier), so a second load reads the disk.
 fn config(origin: &Path, cache: &Path) -> CacheConfig {
     CacheConfig {
-        backend: Backend::Fs {
-            root: origin.to_path_buf(),
+        origin: framecache::OriginConfig {
+            backend: Backend::Fs {
+                root: origin.to_path_buf(),
+            },
+            ..Default::default()
         },
-        memory_capacity: 0,
+        memory: framecache::MemoryConfig { capacity: 0 },
         disk: Some(DiskConfig {
             dir: cache.to_path_buf(),
             capacity: 1 << 30,
+            ..Default::default()
         }),
         decoded: DecodedConfig {
             memory_capacity: 0,
             disk_capacity: 1 << 30,
+            ..Default::default()
         },
         lock_wait: BOUND,
         ..CacheConfig::default()
@@ -268,7 +273,10 @@ fn child() {
             // mapped from the decoded disk tier.
             let env = Env::in_child();
             let config = CacheConfig {
-                backend: env.backend.clone(),
+                origin: framecache::OriginConfig {
+                    backend: env.backend.clone(),
+                    ..Default::default()
+                },
                 ..config
             };
             let fc = FrameCache::new(&config).unwrap();
@@ -450,7 +458,10 @@ fn cold_load_with_the_writer_stopped(env: &Env, timeline: &str) -> (String, Path
     let _bound = QueueBound::frames(8);
     let cache = env.disk_dir(timeline);
     let config = CacheConfig {
-        backend: env.backend.clone(),
+        origin: framecache::OriginConfig {
+            backend: env.backend.clone(),
+            ..Default::default()
+        },
         ..config(Path::new("/unused"), &cache)
     };
     let rt = runtime();

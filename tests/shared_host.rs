@@ -31,7 +31,7 @@ async fn exercise(config: &CacheConfig, tl: &str) {
         .await
         .unwrap();
     let reader = FrameCache::new(&CacheConfig {
-        memory_capacity: 0,
+        memory: framecache::MemoryConfig { capacity: 0 },
         ..config.clone()
     })
     .unwrap();
@@ -171,7 +171,7 @@ async fn fs_origin_links_are_never_served() {
     let tl = unique("linked");
     let config = CacheConfig {
         disk: None,
-        memory_capacity: 0,
+        memory: framecache::MemoryConfig { capacity: 0 },
         ..env.config(&env.disk_dir("unused"))
     };
     let fc = FrameCache::new(&config).unwrap();
@@ -208,8 +208,11 @@ async fn fs_origin_links_are_never_served() {
     let outside = env.scratch.path().join("outside-store");
     let other = unique("other");
     let writer = FrameCache::new(&CacheConfig {
-        backend: Backend::Fs {
-            root: outside.clone(),
+        origin: framecache::OriginConfig {
+            backend: Backend::Fs {
+                root: outside.clone(),
+            },
+            ..Default::default()
         },
         ..config.clone()
     })

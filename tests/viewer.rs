@@ -434,13 +434,17 @@ async fn serve_timelines(
     tokio::task::JoinHandle<framecache::Result<()>>,
 ) {
     let fc = FrameCache::new(&CacheConfig {
-        backend: framecache::Backend::Fs {
-            root: scratch.join("origin"),
+        origin: framecache::OriginConfig {
+            backend: framecache::Backend::Fs {
+                root: scratch.join("origin"),
+            },
+            ..Default::default()
         },
-        memory_capacity: 64 << 20,
+        memory: framecache::MemoryConfig { capacity: 64 << 20 },
         disk: Some(DiskConfig {
             dir: scratch.join("disk"),
             capacity: 1 << 30,
+            ..Default::default()
         }),
         ..CacheConfig::default()
     })
@@ -838,10 +842,13 @@ async fn a_long_timeline_opens_from_pages_of_its_index_in_chromium() {
     let Some(binary) = chromium() else { return };
     let scratch = tempfile::tempdir().unwrap();
     let fc = FrameCache::new(&CacheConfig {
-        backend: framecache::Backend::Fs {
-            root: scratch.path().join("origin"),
+        origin: framecache::OriginConfig {
+            backend: framecache::Backend::Fs {
+                root: scratch.path().join("origin"),
+            },
+            ..Default::default()
         },
-        memory_capacity: 64 << 20,
+        memory: framecache::MemoryConfig { capacity: 64 << 20 },
         disk: None,
         ..CacheConfig::default()
     })

@@ -71,20 +71,10 @@ impl Overrides {
         let mut config = match self.backend.as_deref() {
             None => CacheConfig::from_env(),
             Some(name @ ("fs" | "s3")) => CacheConfig::from_env_with_backend(Some(name)),
-            Some("memory") => CacheConfig::from_env_with_backend(Some("fs")).map(|mut c| {
-                c.backend = Backend::Memory;
-                c
-            }),
-            Some(other) => {
-                return Err(invalid(
-                    "backend",
-                    other,
-                    "must be \"fs\", \"s3\" or \"memory\"",
-                ));
-            }
+            Some(other) => return Err(invalid("backend", other, "must be \"fs\" or \"s3\"")),
         }
         .map_err(to_py)?;
-        match &mut config.backend {
+        match &mut config.origin.backend {
             Backend::Fs { root } => {
                 if s3_keywords {
                     return Err(invalid(
@@ -93,9 +83,7 @@ impl Overrides {
                         "S3 settings need backend=\"s3\" (or FRAMECACHE_BACKEND=s3)",
                     ));
                 }
-                if let Some(given) = self.root {
-                    *root = given;
-                }
+                set(root, self.root);
             }
             Backend::S3(s3) => {
                 if self.root.is_some() {
@@ -105,13 +93,9 @@ impl Overrides {
                         "root is the fs backend's directory",
                     ));
                 }
-                s3.bucket = self.bucket.unwrap_or(std::mem::take(&mut s3.bucket));
-                if self.endpoint.is_some() {
-                    s3.endpoint = self.endpoint;
-                }
-                if let Some(region) = self.region {
-                    s3.region = region;
-                }
+                set(&mut s3.bucket, self.bucket);
+                set(&mut s3.endpoint, self.endpoint.map(Some));
+                set(&mut s3.region, self.region);
                 let keys_given = self.access_key_id.is_some();
                 if keys_given {
                     s3.access_key_id = self.access_key_id;
@@ -123,35 +107,59 @@ impl Overrides {
                     // Keys given as keywords never borrow the environment's token (as boto3).
                     s3.session_token = self.session_token;
                 }
-                if let Some(anonymous) = self.anonymous {
-                    s3.anonymous = anonymous;
-                }
+                set(&mut s3.anonymous, self.anonymous);
                 if let Some(addressing) = self.addressing {
                     s3.addressing = addressing
                         .parse()
                         .map_err(|rule: String| invalid("addressing", &addressing, &rule))?;
                 }
             }
-            Backend::Memory => {}
+            #[allow(unreachable_patterns)]
+            _ => {}
         }
-        if let Some(bytes) = self.memory_capacity {
-            config.memory_capacity = bytes;
+        if let Some(n) = self.max_object_size {
+            if n == 0 {
+                return Err(invalid("max_object_size", n, "must be at least 1 byte"));
+            }
+            config.origin.max_object_size = n;
         }
+        if let Some(secs) = self.origin_timeout {
+            config.origin.timeout = seconds("origin_timeout", secs)?;
+        }
+        if let Some(secs) = self.origin_io_timeout {
+            config.origin.io_timeout = seconds("origin_io_timeout", secs)?;
+        }
+        set(&mut config.origin.retries, self.retries);
+        set(&mut config.memory.capacity, self.memory_capacity);
+        let min_free = match self.min_free {
+            None => None,
+            Some(MinFreeArg::Bytes(n)) => Some(framecache::MinFree::Bytes(n)),
+            Some(MinFreeArg::Text(text)) => Some(
+                framecache::MinFree::parse(&text)
+                    .map_err(|rule| invalid("min_free", &text, rule))?,
+            ),
+        };
         if self.disk == Some(false) {
             config.disk = None;
         } else if let Some(disk) = config.disk.as_mut() {
-            if let Some(dir) = self.cache_dir {
-                disk.dir = dir;
-            }
-            if let Some(bytes) = self.disk_capacity {
-                disk.capacity = bytes;
-            }
+            set(&mut disk.dir, self.cache_dir);
+            set(&mut disk.capacity, self.disk_capacity);
+            set(&mut disk.min_free, min_free);
+            set(&mut disk.allow_network_fs, self.allow_network_fs);
         }
-        if let Some(bytes) = self.decoded_memory_capacity {
-            config.decoded.memory_capacity = bytes;
-        }
-        if let Some(bytes) = self.decoded_disk_capacity {
-            config.decoded.disk_capacity = bytes;
+        set(
+            &mut config.decoded.memory_capacity,
+            self.decoded_memory_capacity,
+        );
+        set(
+            &mut config.decoded.disk_capacity,
+            self.decoded_disk_capacity,
+        );
+        if let Some(n) = self.max_frame_pixels {
+            if n == 0 {
+                return Err(invalid("max_frame_pixels", n, "must be at least 1"));
+            }
+            config.decoded.max_frame_pixels = n;
         }
         if let Some(n) = self.concurrency {
             if n == 0 {
@@ -159,39 +167,10 @@ impl Overrides {
             }
             config.concurrency = n;
         }
-        if let Some(secs) = self.origin_timeout {
-            config.origin_timeout = seconds("origin_timeout", secs)?;
-        }
-        if let Some(secs) = self.origin_io_timeout {
-            config.origin_io_timeout = seconds("origin_io_timeout", secs)?;
-        }
-        if let Some(n) = self.retries {
-            config.retries = n;
-        }
-        if let Some(n) = self.max_frame_pixels {
-            if n == 0 {
-                return Err(invalid("max_frame_pixels", n, "must be at least 1"));
-            }
-            config.max_frame_pixels = n;
-        }
-        if let Some(n) = self.max_object_size {
-            if n == 0 {
-                return Err(invalid("max_object_size", n, "must be at least 1 byte"));
-            }
-            config.max_object_size = n;
-        }
         if let Some(secs) = self.lock_wait {
             config.lock_wait = Duration::try_from_secs_f64(secs).map_err(|_| {
                 invalid("lock_wait", secs, "must be a number of seconds, 0 or more")
             })?;
-        }
-        match self.min_free {
-            None => {}
-            Some(MinFreeArg::Bytes(n)) => config.min_free = framecache::MinFree::Bytes(n),
-            Some(MinFreeArg::Text(text)) => {
-                config.min_free = framecache::MinFree::parse(&text)
-                    .map_err(|rule| invalid("min_free", &text, rule))?;
-            }
         }
         if let Some(secs) = self.revalidate_after {
             config.revalidate_after = Duration::try_from_secs_f64(secs).map_err(|_| {
@@ -210,10 +189,14 @@ impl Overrides {
             }
             None => {}
         }
-        if let Some(allow) = self.allow_network_fs {
-            config.allow_network_fs = allow;
-        }
         Ok(config)
+    }
+}
+
+/// A keyword given replaces the setting.
+fn set<T>(setting: &mut T, keyword: Option<T>) {
+    if let Some(value) = keyword {
+        *setting = value;
     }
 }
 
@@ -226,15 +209,7 @@ fn seconds(what: &'static str, secs: f64) -> PyResult<Duration> {
 
 /// Where a configuration's origin is, without credentials.
 pub fn describe(config: &CacheConfig) -> String {
-    let origin = match &config.backend {
-        Backend::Fs { root } => format!("fs:{}", root.display()),
-        Backend::S3(s3) => format!(
-            "s3://{} at {}",
-            s3.bucket,
-            s3.endpoint.as_deref().unwrap_or("AWS")
-        ),
-        Backend::Memory => "memory".to_owned(),
-    };
+    let origin = &config.origin.backend;
     match &config.disk {
         Some(disk) => format!("{origin}, disk cache {}", disk.dir.display()),
         None => format!("{origin}, no disk cache"),

@@ -10,7 +10,6 @@ mod cache;
 mod config;
 mod convert;
 mod errors;
-mod fork;
 mod frame;
 mod functions;
 mod iter;
@@ -28,9 +27,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<frame::PyFrame>()?;
     m.add_class::<cache::PyFrameCache>()?;
     m.add_class::<iter::FrameIterator>()?;
-    m.add_function(wrap_pyfunction!(fork::_lock_gate_arm, m)?)?;
-    m.add_function(wrap_pyfunction!(fork::_lock_gate_wait, m)?)?;
-    m.add_function(wrap_pyfunction!(fork::_lock_gate_release, m)?)?;
     m.add_function(wrap_pyfunction!(functions::frames_to_b64, m)?)?;
     m.add_function(wrap_pyfunction!(functions::synthetic_frame, m)?)?;
     m.add_function(wrap_pyfunction!(functions::_flush_raw_writes_at_exit, m)?)?;

@@ -239,10 +239,10 @@ def test_writes_to_writable_arrays_never_reach_the_cache(backend, timeline, disk
     assert np.array_equal(fc.load_frame(timeline, 1, writeable=False).image, kept[1])
 
 
-def test_decoded_pixels_are_not_copied_into_numpy():
+def test_decoded_pixels_are_not_copied_into_numpy(tmp_path):
     """The array is a view over the decoder's buffer (owned by a Rust container object),
     not a numpy-allocated copy."""
-    frame = framecache.FrameCache(backend="memory", disk=False)
+    frame = framecache.FrameCache(backend="fs", root=str(tmp_path / "origin"), disk=False)
     frame.cache_frames("t", [SeedFrame(0, 0, 0.0, synthetic_image(0))])
     image = frame.load_frames("t")[0].image
     assert not image.flags.owndata

@@ -83,20 +83,28 @@ def test_overlay_that_is_not_png_base64(dropin, timeline):
         dropin.save_overlays(timeline, "job", "stage", 0, {"edge": "not base64!"})
 
 
-def test_bad_configuration():
+def fs_in(tmp_path) -> dict:
+    """An fs origin and a cache directory of this test's own."""
+    return dict(backend="fs", root=str(tmp_path / "origin"), cache_dir=str(tmp_path / "cache"))
+
+
+def test_bad_configuration(tmp_path):
     with pytest.raises(InvalidInputError, match="backend"):
         FrameCache(backend="ftp")
+    # The in-memory origin is a test hook of the Rust crate, absent from the wheel.
+    with pytest.raises(InvalidInputError, match="backend"):
+        FrameCache(backend="memory")
     with pytest.raises(InvalidInputError, match="origin_timeout"):
-        FrameCache(backend="memory", origin_timeout=-1.0)
+        FrameCache(**fs_in(tmp_path), origin_timeout=-1.0)
     with pytest.raises(InvalidInputError, match="lock_wait"):
-        FrameCache(backend="memory", lock_wait=-1.0)
-    FrameCache(backend="memory", lock_wait=0.0)  # 0: never wait for another process
+        FrameCache(**fs_in(tmp_path), lock_wait=-1.0)
+    FrameCache(**fs_in(tmp_path), lock_wait=0.0)  # 0: never wait for another process
 
 
-def test_bad_lock_wait_in_the_environment(monkeypatch):
+def test_bad_lock_wait_in_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("FRAMECACHE_LOCK_WAIT", "soon")
     with pytest.raises(InvalidInputError, match="FRAMECACHE_LOCK_WAIT"):
-        FrameCache(backend="memory")
+        FrameCache(**fs_in(tmp_path))
 
 
 def test_origin_failure_names_the_key(tmp_path):
@@ -156,17 +164,17 @@ def test_errors_are_framecache_errors():
 
 def test_min_free_takes_bytes_a_percentage_or_auto(tmp_path, monkeypatch):
     for value in (0, 1 << 20, "5%", "2GiB", "auto"):
-        FrameCache(backend="memory", cache_dir=str(tmp_path / "any"), min_free=value)
+        FrameCache(backend="fs", root=str(tmp_path / "origin"), cache_dir=str(tmp_path / "any"), min_free=value)
     # Keeping the whole filesystem free leaves the disk tiers nothing, for free-space reasons.
-    fc = FrameCache(backend="memory", cache_dir=str(tmp_path / "all"), min_free="100%")
+    fc = FrameCache(backend="fs", root=str(tmp_path / "origin"), cache_dir=str(tmp_path / "all"), min_free="100%")
     for tier in ("disk_eviction", "decoded_disk_eviction"):
         status = fc.stats()[tier]
         assert status["fs_size"] > 0 and status["min_free"] == status["fs_size"], status
         assert status["limited_by"] == "free_space" and status["hard_limit"] == 0, status
     with pytest.raises(InvalidInputError, match="min_free"):
-        FrameCache(backend="memory", min_free="lots")
+        FrameCache(**fs_in(tmp_path), min_free="lots")
     with pytest.raises(InvalidInputError, match="min_free"):
-        FrameCache(backend="memory", min_free="150%")
+        FrameCache(**fs_in(tmp_path), min_free="150%")
     monkeypatch.setenv("FRAMECACHE_MIN_FREE", "plenty")
     with pytest.raises(InvalidInputError, match="FRAMECACHE_MIN_FREE"):
-        FrameCache(backend="memory")
+        FrameCache(**fs_in(tmp_path))

@@ -1,11 +1,15 @@
 """Forking in the middle of a cold load, as PyTorch's DataLoader, gunicorn and Celery do.
 
 Two scenarios, each over several rounds. In the first, a thread of the parent holds one of
-the disk cache's locks (a test gate stops it there, so the fork lands exactly while the lock
-is held, without sleeps) while the process forks workers with ``os.fork`` or
-``multiprocessing`` (fork context); each worker opens its own cache on the same directory and
-loads the whole timeline, after taking the very lock the parent's thread held at the fork
-(released by then). In the second, nothing is stopped: a cold ``iter_frames`` with default
+the disk cache's locks while the process forks workers with ``os.fork`` or
+``multiprocessing`` (fork context): another process holds a cache directory's lock
+(``fcntl.flock``, as any process of the machine may), so the parent's load stops in the
+middle, its thread holding a key's fetch lock (or a frame's decode lock) while it waits to
+write the entry; the process forks once ``/proc/locks`` shows the parent holding that lock,
+without sleeps and without a hook in the wheel. Each worker opens its own cache on the same
+directory and loads the whole timeline, after taking the very lock the parent's thread held
+at the fork (released by then). The fork at a held directory lock itself, and every lock
+kind, are covered in Rust (``tests/locks.rs``, with the ``test-hooks`` lock gate). In the second, nothing is stopped: a cold ``iter_frames`` with default
 settings streams in a thread while the process forks four workers, each of which loads the
 timeline through a cache of its own and through the cache it inherited.
 
@@ -63,8 +67,8 @@ def digest(loaded) -> str:
     return h.hexdigest()
 
 
-def settings(root: str, cache_dir: str, kind: str) -> dict:
-    kwargs = dict(
+def settings(root: str, cache_dir: str) -> dict:
+    return dict(
         backend="fs",
         root=root,
         cache_dir=cache_dir,
@@ -75,11 +79,91 @@ def settings(root: str, cache_dir: str, kind: str) -> dict:
         # because a wait gave up.
         lock_wait=600.0,
     )
-    if kind == "directory":
-        # Small enough that writes evict, which takes the directory lock exclusively: a
-        # worker still holding its parent's shared lock would wait there forever.
-        kwargs.update(disk_capacity=96 << 10, decoded_disk_capacity=256 << 10)
-    return kwargs
+
+
+# Per kind of lock the parent's thread is stopped holding: the directory (under the cache
+# directory) whose lock another process holds, and the directory of the lock files the
+# parent's thread then holds while it waits for that lock.
+STOPS = {
+    # The JPEG disk tier's lock: a fetch waits to write its entry, holding the key's fetch
+    # lock (and, loading through the decoded tiers, the frame's decode lock).
+    "fetch": ("v1", os.path.join("v1", ".fetch")),
+    # The decoded disk tier's lock: the raw frame writer waits to write, holding the frame's
+    # decode lock.
+    "decode": (os.path.join("decoded", "v1"), os.path.join("decoded", "locks")),
+}
+
+
+class Blocker:
+    """Another process holding ``{dir}/.lock`` exclusively, as the cache's recount does,
+    until :meth:`release` kills it (the kernel then drops its lock)."""
+
+    def __init__(self, directory: str) -> None:
+        # The cache creates its lock file when it opens (its evictor takes it): one that
+        # never appears means the layout moved and this test must follow.
+        path = os.path.join(directory, ".lock")
+        deadline = time.monotonic() + HANG
+        while not os.path.exists(path):
+            assert time.monotonic() < deadline, f"no lock file {path}"
+            time.sleep(0.01)
+        code = (
+            "import fcntl, os, sys, time\n"
+            "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(3600)\n"
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", code, path],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout.readline().strip() == "locked"
+
+    def release(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        self.process.stdout.close()
+
+
+def flock_held_by(pid: int, directory: str) -> str | None:
+    """A lock file under ``directory`` that process ``pid`` holds a ``flock`` on, as
+    ``/proc/locks`` tells, or None. Matched by inode alone: on an overlay filesystem the
+    device ``/proc/locks`` names is the layer's, not the one ``stat`` reports."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return None
+    inodes = {}
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            continue
+        inodes[st.st_ino] = path
+    with open("/proc/locks") as f:
+        for line in f:
+            fields = line.split()
+            if "->" in fields:  # a waiter, not a holder
+                continue
+            if len(fields) < 6 or fields[1] != "FLOCK" or fields[4] != str(pid):
+                continue
+            found = inodes.get(int(fields[5].rsplit(":", 1)[1]))
+            if found:
+                return found
+    return None
+
+
+def wait_held(pid: int, directory: str, timeout: float) -> str | None:
+    """Polls ``/proc/locks`` until ``pid`` holds a lock under ``directory``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        held = flock_held_by(pid, directory)
+        if held:
+            return held
+        time.sleep(0.005)
+    return None
 
 
 def lock_comes_free(path: str, deadline: float) -> bool:
@@ -231,29 +315,30 @@ def join_workers(workers: list, deadline: float) -> list[int | None]:
 
 def gated(root: str, name: str, expected: str, base: str, kind: str, how: str, call: str) -> None:
     for round_ in range(ROUNDS):
-        kwargs = settings(root, os.path.join(base, f"box-{round_}"), kind)
+        box = os.path.join(base, f"box-{round_}")
+        kwargs = settings(root, box)
         parent = FrameCache(**kwargs)
         result: list[str] = []
-        if call == "iter_frames":
-            it = parent.iter_frames(name)
-            first = [next(it) for _ in range(3)]
-        # The next lock of this kind taken (in the middle of the load) stops its thread.
-        _native._lock_gate_arm(kind)
+        # Another process takes the directory lock before the load starts (a load that ran
+        # ahead could otherwise be done before it holds the lock): the parent's load then
+        # stops at it, its thread holding a lock of this kind.
+        locked, holding = STOPS[kind]
+        blocker = Blocker(os.path.join(box, locked))
 
         def load() -> None:
             if call == "load_frames":
                 result.append(digest(parent.load_frames(name)))
             else:
-                result.append(digest(first + list(it)))
+                result.append(digest(list(parent.iter_frames(name))))
 
         loader = threading.Thread(target=load, daemon=True)
         loader.start()
-        held = _native._lock_gate_wait(HANG)
-        assert held, f"round {round_}: no {kind} lock was taken"
         try:
+            held = wait_held(os.getpid(), os.path.join(box, holding), HANG)
+            assert held, f"round {round_}: no {kind} lock was held"
             workers = start_workers(how, WORKERS, gated_work, (kwargs, name, expected, held))
         finally:
-            _native._lock_gate_release()
+            blocker.release()
         deadline = time.monotonic() + HANG
         codes = join_workers(workers, deadline)
         assert codes == [0] * WORKERS, (
@@ -407,7 +492,7 @@ def timeline(tmp_path_factory):
 
 @pytest.mark.parametrize("call", ["load_frames", "iter_frames"])
 @pytest.mark.parametrize("how", ["os.fork", "multiprocessing"])
-@pytest.mark.parametrize("kind", ["decode", "fetch", "directory"])
+@pytest.mark.parametrize("kind", sorted(STOPS))
 def test_workers_forked_while_a_lock_is_held_finish(tmp_path, timeline, kind, how, call):
     root, name, expected = timeline
     run_scenario("gated", root=root, name=name, expected=expected, base=str(tmp_path), kind=kind, how=how, call=call)

@@ -55,6 +55,24 @@ def test_the_wheel_is_one_abi3_manylinux_wheel_with_libjpeg_inside():
     assert "framecache/py.typed" in names and "framecache/_native.pyi" in names
 
 
+# Names and messages of the Rust crate's test hooks (feature `test-hooks`): the lock gate,
+# fault injection, the in-memory origin, the fuzz entry points, counters of work in flight.
+HOOK_NAMES = ("gate", "fault", "fuzz", "in_flight", "memory_origin")
+HOOK_STRINGS = (b"lock gate: never released", b"injected read fault ratio")
+
+
+def test_the_installed_module_has_no_test_hook():
+    """The wheel is built without the crate's test hooks: none is reachable from Python,
+    and none is compiled into the extension."""
+    native = framecache._native
+    hooks = [n for n in dir(native) if any(h in n.lower() for h in HOOK_NAMES)]
+    assert hooks == [], hooks
+    with pytest.raises(framecache.InvalidInputError, match="backend"):
+        framecache.FrameCache(backend="memory")
+    data = Path(native.__file__).read_bytes()
+    assert [s for s in HOOK_STRINGS if s in data] == []
+
+
 def test_the_wheel_installs_and_loads_without_a_toolchain(tmp_path):
     wheel = built_wheel()
     bin_dir = tmp_path / "bin"

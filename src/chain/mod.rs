@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
+mod build;
 mod fetch;
 
 use fetch::FinishFlight;
@@ -37,8 +38,7 @@ pub struct Hit {
     pub blake3: Option<blake3::Hash>,
 }
 
-/// Default of [`CacheConfig::max_object_size`](crate::CacheConfig::max_object_size): 64 MiB.
-pub const DEFAULT_MAX_OBJECT_SIZE: u64 = 64 << 20;
+pub use crate::config::DEFAULT_MAX_OBJECT_SIZE;
 
 type FlightResult = std::result::Result<Option<Hit>, Arc<Error>>;
 
@@ -102,7 +102,7 @@ impl TieredCache {
     /// Refuses origin objects over `limit` bytes with [`Error::ObjectTooLarge`]: a read
     /// stops as soon as its object shows to be larger (never read whole), and nothing of it
     /// is returned or kept in any tier. (Callers that have the listed size refuse before
-    /// reading; see [`crate::CacheConfig::max_object_size`].)
+    /// reading; see [`crate::OriginConfig::max_object_size`].)
     pub fn with_max_object_size(self, limit: u64) -> Self {
         self.inner.max_object_size.store(limit, Relaxed);
         self
@@ -133,7 +133,8 @@ impl TieredCache {
         &self.inner.metrics
     }
 
-    /// Fetches currently in flight (for tests and diagnostics).
+    /// Fetches currently in flight. A test hook (feature `test-hooks`).
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub fn fetches_in_flight(&self) -> usize {
         self.inner.inflight.lock().expect("inflight lock").len()

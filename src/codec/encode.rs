@@ -22,7 +22,9 @@ pub fn encode_jpeg(image: &Pixels, quality: u8) -> Result<Vec<u8>, String> {
 }
 
 /// As [`encode_jpeg`], but the libjpeg encoder fails once `row` rows are in (its buffer has
-/// grown by then): exercises the error path. Pure-Rust builds just encode.
+/// grown by then): exercises the error path. Pure-Rust builds just encode. A test hook
+/// (feature `test-hooks`).
+#[cfg(any(test, feature = "test-hooks"))]
 #[doc(hidden)]
 pub fn encode_jpeg_failing_at(image: &Pixels, quality: u8, row: u32) -> Result<Vec<u8>, String> {
     let (width, height) = image.dimensions();

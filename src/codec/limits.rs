@@ -1,7 +1,7 @@
 //! What a decode enforces and answers: the pixel and progressive-scan limits, and
 //! [`DecodeError`] for a file refused by them or damaged.
 
-/// Default of [`crate::CacheConfig::max_frame_pixels`]: Pillow's decompression-bomb limit
+/// Default of [`crate::DecodedConfig::max_frame_pixels`]: Pillow's decompression-bomb limit
 /// (twice `Image.MAX_IMAGE_PIXELS`), which the Python module's users already live with.
 pub const DEFAULT_MAX_FRAME_PIXELS: u64 = 178_956_970;
 

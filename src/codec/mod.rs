@@ -28,6 +28,7 @@ pub use decode::{
     decoded_dimensions, frame_dimensions,
 };
 pub use encode::encode_jpeg;
+#[cfg(any(test, feature = "test-hooks"))]
 #[doc(hidden)]
 pub use encode::encode_jpeg_failing_at;
 pub use limits::{DEFAULT_MAX_FRAME_PIXELS, DecodeError, MAX_SCANS, check_pixels};

@@ -14,7 +14,7 @@ use super::frame::{Decoded, EntryFile, decode_in_memory};
 use super::raw_writer::{self, Claim, RawSink};
 use crate::codec::{DecodeError, Scale};
 use crate::error::{Error, Result};
-use crate::flock::gate::LockKind;
+use crate::flock::LockKind;
 use crate::localfs::Sharing;
 use crate::metrics::{Metrics, TierCounters};
 use crate::store::{DiskUsage, Format, Store, Stripes, VerifyReport};

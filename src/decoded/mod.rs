@@ -18,6 +18,7 @@ mod raw_writer;
 pub use disk::DECODED_DIR;
 pub(crate) use disk::Space as DiskSpace;
 pub use format::{HEADER_LEN as RAW_HEADER_LEN, RAW_VERSION};
+#[cfg(feature = "test-hooks")]
 pub(crate) use format::{
     check_header as raw_check_header, read_name as raw_name, validate as raw_validate,
 };

@@ -28,8 +28,9 @@
 //! the other's state.
 
 use super::frame::Decoded;
-use crate::flock::gate::{self, LockKind};
 use crate::flock::{Backoff, LockFile, Mode, fork_generation};
+#[cfg(feature = "test-hooks")]
+use crate::flock::{LockKind, gate};
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -224,6 +225,7 @@ impl RawWriter {
                             table = self.work.wait(table).unwrap_or_else(|p| p.into_inner());
                         }
                     };
+                    #[cfg(feature = "test-hooks")]
                     gate::reached(LockKind::RawWrite, None);
                     let bytes = job.decoded.pixel_bytes();
                     self.write(job, bytes);

@@ -34,10 +34,13 @@ mod fork {
         then(file)
     }
 }
+#[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 pub mod gate;
+mod kind;
 
-use gate::LockKind;
+pub use kind::LockKind;
+
 use std::fs::{File, TryLockError};
 use std::io;
 use std::mem::ManuallyDrop;
@@ -131,6 +134,7 @@ impl LockFile {
         };
         match tried {
             Ok(()) => {
+                #[cfg(feature = "test-hooks")]
                 gate::reached(self.kind, Some(&self.file));
                 Ok(true)
             }

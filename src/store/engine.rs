@@ -114,7 +114,7 @@ impl Store {
                     dir.join(lock::FETCH_LOCK_DIR),
                     lock::FETCH_LOCK_STRIPES,
                     sharing,
-                    crate::flock::gate::LockKind::Fetch,
+                    crate::flock::LockKind::Fetch,
                 ),
                 entry_limit: AtomicU64::new(capacity),
                 dir,

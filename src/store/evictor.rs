@@ -6,7 +6,7 @@
 
 use super::engine::Store;
 use super::ledger::{LAYOUT, now_ms, word};
-use crate::flock::gate::LockKind;
+use crate::flock::LockKind;
 use crate::flock::{LockFile, Mode};
 use serde::Serialize;
 use std::sync::atomic::Ordering;

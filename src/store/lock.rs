@@ -8,7 +8,7 @@
 //! exits: a killed process never leaves a stale lock behind. They are [`LockFile`]s, so a
 //! forked child never keeps one, and every wait for them is bounded.
 
-use crate::flock::gate::LockKind;
+use crate::flock::LockKind;
 use crate::flock::{Backoff, LockFile, Mode, Waited, fork_generation};
 use crate::localfs::{self, How, Sharing};
 use std::io;

@@ -51,5 +51,7 @@ pub use evictor::EvictionStatus;
 pub(crate) use format::Format;
 pub(crate) use lock::Stripes;
 pub use locking::FetchLock;
-pub use share::{LimitedBy, MinFree, auto_capacity};
+pub use share::{
+    DEFAULT_MIN_FREE_BYTES, DEFAULT_MIN_FREE_PERCENT, LimitedBy, MinFree, auto_capacity,
+};
 pub use verify::{BadEntry, VerifyReport};

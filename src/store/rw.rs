@@ -5,7 +5,7 @@ use super::engine::Store;
 use super::evict::shard_of;
 use super::temp::{STALE_TEMP_AGE, TEMP_PREFIX, TempName, process_alive};
 use crate::error::{Error, Result};
-use crate::flock::gate::LockKind;
+use crate::flock::LockKind;
 use crate::flock::{LockFile, Mode, Waited};
 use crate::localfs::{self, How};
 use crate::metrics::TierCounters;

@@ -1,18 +1,21 @@
 //! The tiers, one module each: memory, disk, and the origin (blob storage). The
 //! read-through chain, [`crate::TieredCache`], composes them.
 
-mod blob;
 mod disk;
 mod memory;
+mod origin;
 
-pub use blob::{
-    BlobTier, LIST_PAGE, Limit, ListPage, ObjectInfo, Origin, PutCondition, PutOutcome, Version,
-};
 pub use disk::{
     BadEntry, DiskTier, DiskUsage, EvictionStatus, FetchLock, LimitedBy, MinFree, Recount,
     VerifyReport, auto_capacity,
 };
 pub use memory::MemoryTier;
+#[cfg(feature = "test-hooks")]
+pub use origin::build_origin_with_read_faults;
+pub use origin::{
+    BlobTier, LIST_PAGE, Limit, ListPage, ObjectInfo, Origin, PutCondition, PutOutcome, Version,
+    build_operator, build_origin,
+};
 
 use serde::Serialize;
 

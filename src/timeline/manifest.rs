@@ -284,6 +284,7 @@ impl Head {
 /// Fuzz entry point ([`crate::fuzzing::manifest`]): a head that parses comes back with the
 /// same generation, count and chunks from the JSON written for it; a chunk's entries parse
 /// and serialize back to the same number of entries.
+#[cfg(feature = "test-hooks")]
 pub(crate) fn fuzz_manifest(bytes: &[u8]) {
     if let Ok(stored) = serde_json::from_slice::<StoredHead>(bytes) {
         let _ = parse_head("fuzz", bytes);

@@ -41,7 +41,9 @@ mod write;
 pub use b64::{DEFAULT_B64_QUALITY, FrameB64, frames_to_b64};
 pub use index::{FrameEntry, FramePage, TimelinePage, TimelineStatus};
 pub use manifest::FrameMeta;
+#[cfg(feature = "test-hooks")]
 pub(crate) use manifest::fuzz_manifest;
+#[cfg(feature = "test-hooks")]
 pub(crate) use offline_listing::fuzz_kept_listing;
 pub use options::{LoadOptions, MAX_SELECTION, PageStart, Seqs, WriteMode, WriteOptions};
 pub use overlay_index::{OverlayPage, OverlayRef};
@@ -122,12 +124,12 @@ impl FrameCache {
     }
 
     /// Adds the decoded-frame tiers `config` describes (counted in this chain's metrics)
-    /// and takes its decode limit ([`CacheConfig::max_frame_pixels`]).
+    /// and takes its decode limit ([`crate::DecodedConfig::max_frame_pixels`]).
     pub fn with_decoded_tiers(mut self, config: &CacheConfig) -> Self {
         self.decoded = config
             .build_decoded(self.cache.metrics().clone())
             .map(Arc::new);
-        self.max_frame_pixels = config.max_frame_pixels;
+        self.max_frame_pixels = config.decoded.max_frame_pixels;
         self
     }
 

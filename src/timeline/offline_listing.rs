@@ -202,6 +202,7 @@ impl FrameCache {
 
 /// Fuzz entry point ([`crate::fuzzing::kept_listing`]): a kept head or part that parses
 /// comes back equal from the JSON written for it.
+#[cfg(feature = "test-hooks")]
 pub(crate) fn fuzz_kept_listing(bytes: &[u8]) {
     if let Ok(head) = serde_json::from_slice::<KeptHead>(bytes) {
         let json = serde_json::to_vec(&head).expect("a kept head serializes");

@@ -78,11 +78,15 @@ impl Env {
     /// A config for this backend with its disk tier in `disk_dir`.
     pub fn config(&self, disk_dir: &std::path::Path) -> CacheConfig {
         CacheConfig {
-            backend: self.backend.clone(),
-            memory_capacity: 64 << 20,
+            origin: framecache::OriginConfig {
+                backend: self.backend.clone(),
+                ..Default::default()
+            },
+            memory: framecache::MemoryConfig { capacity: 64 << 20 },
             disk: Some(DiskConfig {
                 dir: disk_dir.to_path_buf(),
                 capacity: 1 << 30,
+                ..Default::default()
             }),
             ..CacheConfig::default()
         }
@@ -597,9 +601,9 @@ pub async fn cache_with_failing_origin(
     name: &str,
 ) -> (framecache::FrameCache, Box<dyn Fn(bool) + Send>) {
     let mut config = env.config(&env.disk_dir(name));
-    config.retries = 1;
-    config.retry_min_delay = std::time::Duration::from_millis(1);
-    if let framecache::Backend::S3(s3) = &mut config.backend {
+    config.origin.retries = 1;
+    config.origin.retry_min_delay = std::time::Duration::from_millis(1);
+    if let framecache::Backend::S3(s3) = &mut config.origin.backend {
         let proxy = Proxy::start(s3.endpoint.as_deref().unwrap()).await;
         s3.endpoint = Some(proxy.endpoint.clone());
         let fc = framecache::FrameCache::new(&config).unwrap();

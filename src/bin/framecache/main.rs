@@ -169,7 +169,11 @@ fn main() {
         )
         .with_writer(|| Redacting(std::io::stderr()))
         .init();
-    let cli = Cli::parse();
+    let cli = {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = global::with_defaults(Cli::command()).get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    };
     let config = cli.global.config();
     let origin = config
         .as_ref()
