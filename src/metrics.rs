@@ -8,6 +8,9 @@
 //! value kept elsewhere) is also filled in by [`crate::FrameCache::stats`].
 
 use serde::Serialize;
+
+mod eviction;
+pub use eviction::{EvictionStatus, LimitedBy};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// How one counter is shown beyond the snapshot: its Prometheus metric and its plot.
@@ -184,9 +187,9 @@ macro_rules! cache_counters {
             $( $(#[$sdoc])* pub $sampled: u64, )*
             /// How eviction stands on the disk tier's directory (machine-wide), when there
             /// is one; filled in by [`crate::FrameCache::stats`].
-            pub disk_eviction: Option<crate::tier::EvictionStatus>,
+            pub disk_eviction: Option<EvictionStatus>,
             /// The same for the decoded-frame disk tier.
-            pub decoded_disk_eviction: Option<crate::tier::EvictionStatus>,
+            pub decoded_disk_eviction: Option<EvictionStatus>,
         }
 
         impl Metrics {

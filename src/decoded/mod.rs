@@ -126,7 +126,7 @@ impl DecodedTiers {
         found
     }
 
-    fn disk_failed(&self, err: &crate::Error) {
+    fn disk_failed(&self, err: &crate::error::Error) {
         TierCounters::bump(&self.metrics.decoded_disk.errors);
         if let Some(disk) = &self.disk {
             disk.store().warn_once(err);

@@ -45,13 +45,11 @@ mod temp;
 mod tests;
 mod verify;
 
+pub use crate::metrics::{EvictionStatus, LimitedBy};
 pub use engine::Store;
 pub use evict::{DiskUsage, Recount};
-pub use evictor::EvictionStatus;
 pub(crate) use format::Format;
 pub(crate) use lock::Stripes;
 pub use locking::FetchLock;
-pub use share::{
-    DEFAULT_MIN_FREE_BYTES, DEFAULT_MIN_FREE_PERCENT, LimitedBy, MinFree, auto_capacity,
-};
+pub use share::{DEFAULT_MIN_FREE_BYTES, DEFAULT_MIN_FREE_PERCENT, MinFree, auto_capacity};
 pub use verify::{BadEntry, VerifyReport};

@@ -3,7 +3,7 @@
 //! ([`limit`]), `statvfs`, and capacities that follow the filesystem's size. No state: the
 //! store's use of it (sampling, siblings) is in `space.rs`.
 
-use serde::Serialize;
+use crate::metrics::LimitedBy;
 use std::io;
 use std::path::Path;
 
@@ -53,29 +53,6 @@ impl MinFree {
         crate::size::parse_size(t)
             .map(MinFree::Bytes)
             .map_err(|rule| format!("{rule}, a percentage (5%) or auto"))
-    }
-}
-
-/// Why a tier's limit is what it is.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LimitedBy {
-    /// Not sampled yet.
-    #[default]
-    Unknown,
-    /// The capacity (the budget): the filesystem can spare more.
-    Budget,
-    /// What the filesystem can spare beside `min_free` and the other tiers on it.
-    FreeSpace,
-}
-
-impl LimitedBy {
-    pub(super) fn code(self) -> u64 {
-        match self {
-            LimitedBy::Unknown => 0,
-            LimitedBy::Budget => 1,
-            LimitedBy::FreeSpace => 2,
-        }
     }
 }
 

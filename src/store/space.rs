@@ -11,7 +11,8 @@
 
 use super::engine::{FORMAT_DIR, Sibling, Store};
 use super::ledger::{Ledger, word};
-use super::share::{LimitedBy, MinFree, Share, fs_space, is_full, limit, same_fs};
+use super::share::{MinFree, Share, fs_space, is_full, limit, same_fs};
+use crate::metrics::LimitedBy;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;

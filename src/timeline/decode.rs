@@ -56,7 +56,7 @@ impl FrameCache {
     ) -> Result<(Frame, Source)> {
         // The manifest names the JPEG's blake3, so the pixels can be found before the JPEG
         // is read: the manifest (read from the origin on each load) is what revalidates.
-        let local = crate::TieredCache::local_key(&entry.key, entry.version.as_ref());
+        let local = crate::chain::TieredCache::local_key(&entry.key, entry.version.as_ref());
         let listed = match &entry.version {
             // Known once this process has read this version of the frame (or found its
             // pixels by the hash below).

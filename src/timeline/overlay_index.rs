@@ -64,7 +64,7 @@ impl FrameCache {
                 let stage_prefix = format!("{prefix}{job}/{stage}/");
                 async move {
                     let any = origin.has_any(&stage_prefix).await?;
-                    Ok::<_, crate::Error>(any.then_some((job, stage)))
+                    Ok::<_, crate::error::Error>(any.then_some((job, stage)))
                 }
             })
             .buffered(self.concurrency)
