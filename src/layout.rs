@@ -6,6 +6,8 @@
 //! cache/timelines/{timeline}/frames/manifest.d/{generation}/{n}.json  (its frame entries, in chunks)
 //! cache/timelines/{timeline}/overlays/{job}/{stage}/{seq}_{name}.png
 //! ```
+//!
+//! About 260 lines of code; the rest are the tests that pin every key byte for byte.
 
 use crate::error::{Error, Result};
 

@@ -1,6 +1,9 @@
 //! How the cache touches local files: private (or group) modes set explicitly, never through
 //! a symbolic link, regular files only, and cache directories checked before use (owner,
 //! mode, filesystem type). Rules for operators in `docs/operations.md` ("Shared machines").
+//!
+//! Longer than most files (about 480 lines of code, then its unit tests): each check has a
+//! unix body and a twin for other systems, and they stay together so none is missed.
 
 use crate::error::{Error, Result};
 use std::fs::{self, File};

@@ -17,6 +17,9 @@
 //! at-fork window touches the interpreter or a lock a parent's thread held. At exit (an
 //! `atexit` hook, before the interpreter finalizes) the queue is delivered and the bridge
 //! closed: later events are dropped.
+//!
+//! One bridge in one file (about 440 lines): its fork, exit and reentrancy rules depend on
+//! each other and are easier to check side by side.
 
 use framecache::PerProcess;
 use pyo3::ffi;

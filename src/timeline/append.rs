@@ -23,6 +23,9 @@
 //! keep being refused, or whose entries keep being dropped, fails with
 //! [`Error::Contended`] after its rounds (with jittered backoff) instead of returning as if
 //! its entries were in. A head this build cannot read is never replaced by an append.
+//!
+//! Over 400 lines because the append is one protocol (read, merge, conditional write, read
+//! back, retry) best read in one place; the chunk arithmetic it uses is in `append_chunks.rs`.
 
 use super::FrameCache;
 use super::append_chunks::{split_runs, touched_chunks};
