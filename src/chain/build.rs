@@ -18,7 +18,7 @@ impl CacheConfig {
     /// Assembles the tiers described by this configuration.
     ///
     /// # Errors
-    /// [`Error::Config`] or [`Error::Io`] when the origin cannot be set up.
+    /// [`Error::Config`](crate::Error::Config) or [`Error::Io`](crate::Error::Io) when the origin cannot be set up.
     pub fn build(&self) -> Result<TieredCache> {
         self.prepare_cache_dir()?;
         let metrics = Arc::new(Metrics::default());
@@ -53,8 +53,8 @@ impl CacheConfig {
     /// starts from [`CacheConfig::build_with_origin`] calls it first.
     ///
     /// # Errors
-    /// [`Error::Config`] naming the directory, what is wrong and the setting that changes
-    /// it; [`Error::Io`] when it cannot be created.
+    /// [`Error::Config`](crate::Error::Config) naming the directory, what is wrong and the setting that changes
+    /// it; [`Error::Io`](crate::Error::Io) when it cannot be created.
     pub fn prepare_cache_dir(&self) -> Result<()> {
         match &self.disk {
             Some(disk) => {

@@ -15,12 +15,12 @@ use futures::future::BoxFuture;
 /// take any implementation; a miss is `Ok(None)`, every other failure is an error.
 pub trait Origin: Send + Sync {
     /// Reads `key`, at most `limit` bytes of it: a larger object is refused with
-    /// [`Error::ObjectTooLarge`] once its size is known (from the response's length where
+    /// [`Error::ObjectTooLarge`](crate::Error::ObjectTooLarge) once its size is known (from the response's length where
     /// the backend sends one, else as soon as more than `limit` bytes have come), never
     /// read whole.
     fn get<'a>(&'a self, key: &'a str, limit: Limit) -> BoxFuture<'a, Result<Option<Bytes>>>;
     /// Reads `key` only if it is still at `version`; an object that changed since fails with
-    /// a storage error for which [`Error::is_stale_version`] holds. Backends without ETags
+    /// a storage error for which [`Error::is_stale_version`](crate::Error::is_stale_version) holds. Backends without ETags
     /// read unconditionally. Bounded as [`Origin::get`].
     fn get_at<'a>(
         &'a self,

@@ -19,7 +19,7 @@ pub struct ObjectInfo {
 }
 
 /// One page of a listing of the objects directly under a folder, in key order, from
-/// [`Origin::list_page`].
+/// [`Origin::list_page`](crate::tier::Origin::list_page).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListPage {
     /// The objects directly under the folder (full keys), in key order. Sub-folders are
@@ -62,7 +62,7 @@ impl Version {
     }
 }
 
-/// What a conditional write ([`Origin::put_if`]) requires of the object it replaces.
+/// What a conditional write ([`Origin::put_if`](crate::tier::Origin::put_if)) requires of the object it replaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PutCondition<'a> {
     /// The key holds nothing (`If-None-Match: *`).
