@@ -12,7 +12,7 @@ Subcommands (one JSON line each):
     bytes TIMELINE CACHE_DIR        the JPEGs alone (``load_jpegs``), cold: what a cold load
                                     must fetch
     decode TIMELINE CACHE_DIR       the same JPEGs (read untimed from a warm CACHE_DIR) decoded
-                                    on every core: framecache's decoder (an in-memory origin,
+                                    on every core: framecache's decoder (an fs origin,
                                     decoded tiers off) and Pillow in threads
     write STATE TIMELINE CACHE_DIR  the drop-in's cache_frames of STATE's frames; then their
                                     encode alone on every core (``frames_to_b64``) and their
@@ -129,12 +129,13 @@ def decode(timeline: str, cache_dir: str) -> dict:
 
     jpegs = framecache.FrameCache(backend="s3", cache_dir=cache_dir).load_jpegs(timeline)
     assert all(j["source"] != "origin" for j in jpegs), "decode reads a warm disk"
+    # An origin on the local filesystem (its files in the page cache once written), the
+    # JPEGs also in the memory tier: every load decodes, as the decoded tiers are off.
     memory = framecache.FrameCache(
-        backend="memory", disk=False, memory_capacity=1 << 30,
+        backend="fs", root=cache_dir + "-origin", disk=False, memory_capacity=1 << 30,
         decoded_memory_capacity=0, decoded_disk_capacity=0,
     )
     memory.cache_jpegs(timeline, [{"seq": j["seq"], "jpeg": j["jpeg"]} for j in jpegs])
-    # Every load decodes: the decoded tiers are off and the JPEGs are in memory.
     runs = [timed(memory.load_frames, timeline)[0] for _ in range(3)]
 
     def pil(jpeg: bytes):

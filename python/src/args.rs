@@ -3,7 +3,7 @@
 //! options and the seqs of a read.
 
 use crate::errors::invalid;
-use crate::frame::frame_from_py;
+use crate::frame::{Read, frame_from_py};
 use bytes::Bytes;
 use framecache::{Access, ClearScope, LoadOptions, Scale, WriteMode};
 use pyo3::conversion::FromPyObjectOwned;
@@ -57,11 +57,11 @@ pub fn load_options(writeable: bool, scale: u32) -> PyResult<LoadOptions> {
     })
 }
 
-/// Frame-like objects as core frames (their pixels copied while the GIL is held).
-pub fn frames_from_py(frames: &Bound<'_, PyAny>) -> PyResult<Vec<framecache::Frame>> {
+/// Frame-like objects as core frames, their pixels taken as `pixels` says.
+pub fn frames_from_py(frames: &Bound<'_, PyAny>, pixels: Read) -> PyResult<Vec<framecache::Frame>> {
     let mut out = Vec::with_capacity(frames.len().unwrap_or(0));
     for frame in frames.try_iter()? {
-        out.push(frame_from_py(&frame?)?);
+        out.push(frame_from_py(&frame?, pixels)?);
     }
     Ok(out)
 }

@@ -163,7 +163,7 @@ pub fn frame_to_py(
 ///
 /// # Errors
 /// `InvalidInputError` naming the attribute or the image's shape or dtype.
-pub fn frame_from_py(obj: &Bound<'_, PyAny>) -> PyResult<framecache::Frame> {
+pub fn frame_from_py(obj: &Bound<'_, PyAny>, pixels: Read) -> PyResult<framecache::Frame> {
     let attr = |name: &'static str| {
         obj.getattr(name).map_err(|_| {
             invalid(
@@ -189,7 +189,7 @@ pub fn frame_from_py(obj: &Bound<'_, PyAny>) -> PyResult<framecache::Frame> {
         Ok(h) => optional(h, "perceptual_hash of frame", seq, "must be a string")?,
         Err(_) => None,
     };
-    let image = array_to_image(seq, &attr("image")?)?;
+    let image = array_to_image(seq, &attr("image")?, pixels)?;
     Ok(framecache::Frame {
         seq,
         chunk_id: chunk_id.unwrap_or(0),
@@ -221,7 +221,40 @@ fn optional<'py, T: FromPyObjectOwned<'py>>(
 /// Copies an H×W×3 `uint8` array (C-contiguous or not) into one buffer, held as shared
 /// pixels: the copy is the frame's own and never written, so the core's writers share it
 /// (a clone per encode job costs a reference count, not a copy of the frame).
-fn array_to_image(seq: u64, image: &Bound<'_, PyAny>) -> PyResult<framecache::Pixels> {
+/// How a call takes the pixels of the numpy arrays it is given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Read {
+    /// Copied while the interpreter is held: the caller may change its arrays as soon as
+    /// the method returns (an awaitable's frames, whose work runs after that).
+    Copy,
+    /// Read where they are, for a blocking call: each array is kept alive, not copied,
+    /// until the call returns. A C-contiguous array only; others are copied.
+    InPlace,
+}
+
+/// A C-contiguous array's bytes, read where numpy keeps them: the reference held keeps the
+/// array (and so its buffer) alive for as long as these bytes are.
+struct ArrayBytes {
+    _array: Py<PyAny>,
+    ptr: *const u8,
+    len: usize,
+}
+
+// SAFETY: the bytes are only read, and stay where they are for as long as `_array` holds
+// its reference: numpy never frees or moves the data of an array that is referenced (its
+// in-place `resize` refuses then). `Py` itself may be dropped on any thread.
+unsafe impl Send for ArrayBytes {}
+// SAFETY: as above; shared reads of plain bytes.
+unsafe impl Sync for ArrayBytes {}
+
+impl AsRef<[u8]> for ArrayBytes {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: `ptr` points to `len` bytes of the array's buffer (see `Send` above).
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+fn array_to_image(seq: u64, image: &Bound<'_, PyAny>, read: Read) -> PyResult<framecache::Pixels> {
     let untyped = image.cast::<PyUntypedArray>().map_err(|_| {
         invalid(
             "image of frame",
@@ -247,14 +280,21 @@ fn array_to_image(seq: u64, image: &Bound<'_, PyAny>) -> PyResult<framecache::Pi
         .try_readonly()
         .map_err(|e| invalid("image of frame", describe(), format!("cannot be read: {e}")))?;
     // `as_slice` also accepts Fortran order, whose memory order is not row-major.
-    let pixels: Vec<u8> = match readonly.as_slice() {
-        Ok(contiguous) if untyped.is_c_contiguous() => contiguous.to_vec(),
-        _ => readonly.as_array().iter().copied().collect(),
+    let pixels = match readonly.as_slice() {
+        Ok(contiguous) if untyped.is_c_contiguous() && read == Read::InPlace => {
+            // Not copied: a serial copy of every frame under the interpreter's lock would
+            // cost a third of a write of 720p frames before any encoder starts.
+            bytes::Bytes::from_owner(ArrayBytes {
+                _array: image.clone().unbind(),
+                ptr: contiguous.as_ptr(),
+                len: contiguous.len(),
+            })
+        }
+        Ok(contiguous) if untyped.is_c_contiguous() => bytes::Bytes::from(contiguous.to_vec()),
+        _ => bytes::Bytes::from(readonly.as_array().iter().copied().collect::<Vec<u8>>()),
     };
-    Ok(
-        framecache::Pixels::from_shared(width, height, bytes::Bytes::from(pixels))
-            .expect("an (H, W, 3) array holds H * W * 3 bytes"),
-    )
+    Ok(framecache::Pixels::from_shared(width, height, pixels)
+        .expect("an (H, W, 3) array holds H * W * 3 bytes"))
 }
 
 fn type_name(obj: &Bound<'_, PyAny>) -> String {

@@ -3,7 +3,7 @@
 use crate::args::{frames_from_py, quality};
 use crate::convert::ToPython;
 use crate::errors::{invalid, to_py};
-use crate::frame::{PyFrame, frame_to_py};
+use crate::frame::{PyFrame, Read, frame_to_py};
 use framecache::Access;
 use pyo3::prelude::*;
 
@@ -17,7 +17,8 @@ pub fn frames_to_b64<'py>(
     quality: i64,
 ) -> PyResult<Bound<'py, PyAny>> {
     let quality = self::quality(quality)?;
-    let frames = frames_from_py(frames)?;
+    // Blocking: the arrays are read in place, the interpreter released until they are done.
+    let frames = frames_from_py(frames, Read::InPlace)?;
     let encoded = py
         .detach(|| framecache::frames_to_b64(&frames, quality))
         .map_err(to_py)?;

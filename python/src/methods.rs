@@ -9,8 +9,9 @@ use crate::cache::PyFrameCache;
 use crate::config::{MinFreeArg, Overrides, describe};
 use crate::convert::{Decoded, Json, ToPython};
 use crate::errors::other;
+use crate::frame::Read;
 use crate::iter::FrameIterator;
-use crate::twins::pymethods_with_twins;
+use crate::twins::{Reply, pymethods_with_twins, reply};
 use framecache::WriteOptions;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -133,6 +134,41 @@ pymethods_with_twins! {
             FrameIterator::start(self.core()?, timeline, seqs, options)
         }
 
+        /// Encodes frames (objects with ``sequence``, ``chunk_id``, ``timestamp``, ``image``,
+        /// ``perceptual_hash``) as JPEG and writes them through every tier, keeping every
+        /// other frame of the timeline, as the Python module does (a seq written again is
+        /// replaced). With ``replace=True`` the timeline becomes exactly these frames (a
+        /// rebuild: the others are removed). Returns the count. The images are read where
+        /// they are while the call runs (do not write to them from another thread until it
+        /// returns).
+        #[pyo3(signature = (timeline, frames, quality=85, *, replace=false))]
+        fn cache_frames<'py>(
+            &self,
+            py: Python<'py>,
+            timeline: String,
+            frames: &Bound<'py, PyAny>,
+            quality: i64,
+            replace: bool,
+        ) -> PyResult<Bound<'py, PyAny>> {
+            let write = self.write_frames(timeline, frames, Read::InPlace, quality, replace)?;
+            reply(py, Reply::Blocking, write)
+        }
+
+        /// Awaitable :meth:`cache_frames`. The images are copied before it returns, so the
+        /// caller may change them while the write runs.
+        #[pyo3(signature = (timeline, frames, quality=85, *, replace=false))]
+        fn cache_frames_async<'py>(
+            &self,
+            py: Python<'py>,
+            timeline: String,
+            frames: &Bound<'py, PyAny>,
+            quality: i64,
+            replace: bool,
+        ) -> PyResult<Bound<'py, PyAny>> {
+            let write = self.write_frames(timeline, frames, Read::Copy, quality, replace)?;
+            reply(py, Reply::Awaitable, write)
+        }
+
         /// The process id the cache's handles belong to (they are rebuilt after a fork).
         #[getter]
         fn _pid(&self, py: Python<'_>) -> PyResult<u32> {
@@ -235,27 +271,6 @@ pymethods_with_twins! {
         fn load_frames_b64 / load_frames_b64_async(&self, timeline: String) {
             let fc = self.core()?;
             async move { fc.load_frames_b64(&timeline).await }
-        }
-
-        /// Encodes frames (objects with ``sequence``, ``chunk_id``, ``timestamp``, ``image``,
-        /// ``perceptual_hash``) as JPEG and writes them through every tier, keeping every
-        /// other frame of the timeline, as the Python module does (a seq written again is
-        /// replaced). With ``replace=True`` the timeline becomes exactly these frames (a
-        /// rebuild: the others are removed). Returns the count. The pixels are copied before
-        /// the call returns (the awaitable's too).
-        #[pyo3(signature = (timeline, frames, quality=85, *, replace=false))]
-        fn cache_frames / cache_frames_async(
-            &self,
-            timeline: String,
-            frames: &Bound<'_, PyAny>,
-            quality: i64,
-            replace: bool,
-        ) {
-            let quality = self::quality(quality)?;
-            let frames = frames_from_py(frames)?;
-            let fc = self.core()?;
-            let mode = write_mode(replace);
-            async move { fc.cache_frames(&timeline, &frames, WriteOptions::default().quality(quality).mode(mode)).await }
         }
 
         /// Stores overlays (``{name: PNG bytes}``, stored as given) of one frame of a job's
@@ -362,5 +377,26 @@ pymethods_with_twins! {
             let fc = self.core()?;
             async move { fc.timelines().await }
         }
+    }
+}
+
+impl PyFrameCache {
+    /// The core's write of `frames` (their pixels taken as `read` says), checked and
+    /// converted while the interpreter is held.
+    fn write_frames(
+        &self,
+        timeline: String,
+        frames: &Bound<'_, PyAny>,
+        read: Read,
+        quality: i64,
+        replace: bool,
+    ) -> PyResult<impl Future<Output = framecache::Result<usize>> + Send + 'static> {
+        let quality = self::quality(quality)?;
+        let frames = frames_from_py(frames, read)?;
+        let fc = self.core()?;
+        let options = WriteOptions::default()
+            .quality(quality)
+            .mode(write_mode(replace));
+        Ok(async move { fc.cache_frames(&timeline, &frames, options).await })
     }
 }

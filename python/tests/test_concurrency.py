@@ -14,7 +14,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import pillow_jpeg, png_bytes, seed_frames, synthetic_image
+from conftest import SeedFrame, close, pillow_jpeg, png_bytes, seed_frames, synthetic_image
 from fakes3 import FakeS3
 
 from framecache import FrameCache, IncompleteTimelineError, InvalidInputError, frames
@@ -99,6 +99,31 @@ def test_dropin_from_threads(dropin, timeline):
     for t in threads:
         t.join()
     assert out == [5] * 6
+
+
+def test_an_awaitable_write_keeps_the_pixels_it_was_given(backend, timeline):
+    # The blocking write reads its arrays where they are; the awaitable copies them before
+    # it returns, so arrays the caller overwrites at once are stored as they were.
+    fc = backend.cache()
+    given = seed_frames(6, height=96, width=128)
+    originals = [f.image.copy() for f in given]
+
+    async def main():
+        write = fc.cache_frames_async(timeline, given)
+        for f in given:
+            f.image[:] = 255 - f.image
+        return await write
+
+    assert asyncio.run(main()) == 6
+    loaded = fc.load_frames(timeline)
+    assert all(close(f.image, o) for f, o in zip(loaded, originals))
+    assert not any(close(f.image, g.image) for f, g in zip(loaded, given))
+    # Contiguous, sliced (a view), Fortran-ordered: each stored as it is.
+    images = [originals[0], originals[1][:, ::-1], np.asfortranarray(originals[2])]
+    frames_in = [SeedFrame(s, 0, s / 30.0, img) for s, img in enumerate(images)]
+    assert fc.cache_frames(timeline + "-b", frames_in) == 3
+    loaded = fc.load_frames(timeline + "-b")
+    assert all(close(f.image, img) for f, img in zip(loaded, images))
 
 
 def test_asyncio_twins(backend, timeline):
