@@ -246,6 +246,13 @@ async fn bad_input_exits_2_naming_the_value(env: &Env) {
     std::fs::write(&broken, [0xFF, 0xD8, 0xFF, 0xE0, 0, 0]).unwrap();
     let line = cli.fails(2, &["put", "tl", broken.to_str().unwrap()]);
     assert!(line.contains("broken_7.jpg"), "{line}");
+    // Whole headers, the entropy-coded data cut short: refused too, though `put` checks
+    // a JPEG at 1/8 of its size.
+    let whole = jpeg_of(9);
+    let cut = env.scratch.path().join("cut_9.jpg");
+    std::fs::write(&cut, &whole[..whole.len() * 2 / 3]).unwrap();
+    let line = cli.fails(2, &["put", "tl", cut.to_str().unwrap()]);
+    assert!(line.contains("cut_9.jpg"), "{line}");
     // Usage errors come from clap, with its own multi-line help: only the code is checked.
     for args in [
         vec!["--disk-capacity", "12XB", "stats"],
