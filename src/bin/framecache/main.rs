@@ -179,7 +179,16 @@ fn main() {
         .as_ref()
         .map(global::origin_description)
         .unwrap_or_default();
-    let runtime = match tokio::runtime::Runtime::new() {
+    // A command reads local entries on the blocking threads, a few dozen microseconds each:
+    // a thread per core keeps them busy, where tokio's default would start one per entry in
+    // flight (dozens) and switch between them. The server keeps the default for its clients.
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        builder.max_blocking_threads(cores * 2);
+    }
+    let runtime = match builder.build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

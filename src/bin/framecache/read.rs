@@ -93,13 +93,25 @@ pub async fn export(
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let (count, stream) = fc.stream_jpegs(timeline, seqs).await?;
     let bar = progress(count as u64, "export", json);
+    // Files are written on the blocking threads, one per core at a time, while the next
+    // frames are read: creating a file costs more than reading a cached frame.
+    let writers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut writes = Box::pin(
+        stream
+            .map(|frame| async move {
+                let frame = frame?;
+                let path = dir.join(format!("{}.jpg", frame.seq));
+                tokio::task::spawn_blocking(move || {
+                    std::fs::write(&path, &frame.jpeg)
+                        .with_context(|| format!("cannot write {}", path.display()))
+                })
+                .await?
+            })
+            .buffer_unordered(writers),
+    );
     let mut written = 0u64;
-    let mut stream = Box::pin(stream);
-    while let Some(frame) = stream.next().await {
-        let frame = frame?;
-        let path = dir.join(format!("{}.jpg", frame.seq));
-        std::fs::write(&path, &frame.jpeg)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+    while let Some(done) = writes.next().await {
+        done?;
         written += 1;
         bar.inc(1);
     }

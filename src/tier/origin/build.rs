@@ -171,9 +171,19 @@ fn build_operator_recording(
 /// A new HTTP client for one S3 origin, trusting the certificates of `ca_bundle` besides
 /// the system's. Its own, not OpenDAL's process-wide default: a forked child must not use
 /// connections pooled by its parent's runtime, whose threads it does not have.
+///
+/// An `http://` endpoint never makes a TLS connection, so its client trusts no root at all
+/// and reads none: loading the system's certificates (every file of `SSL_CERT_DIR`, and
+/// the bundle) is most of the start of a short command such as `framecache export`.
 fn http_transport(s3: &S3Config) -> Result<opendal::HttpTransporter> {
     let mut builder = reqwest::Client::builder();
-    if let Some(bundle) = &s3.ca_bundle {
+    let plain = s3.endpoint.as_deref().is_some_and(|url| {
+        url.get(..7)
+            .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+    });
+    if plain {
+        builder = builder.tls_certs_only(Vec::new());
+    } else if let Some(bundle) = &s3.ca_bundle {
         let pem = std::fs::read(bundle).map_err(|e| Error::io("read CA bundle", bundle, e))?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem)
             .ok()
