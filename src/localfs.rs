@@ -104,8 +104,20 @@ pub(crate) enum How {
 /// # Errors
 /// The OS error; a symbolic link or a file that is not regular is
 /// [`io::ErrorKind::InvalidInput`], saying so.
-#[cfg(unix)]
 pub(crate) fn open(path: &Path, how: How, sharing: Sharing) -> io::Result<File> {
+    open_with_meta(path, how, sharing).map(|(file, _)| file)
+}
+
+/// As [`open`], with the file's metadata as the open found it (one `fstat` for both).
+///
+/// # Errors
+/// As [`open`].
+#[cfg(unix)]
+pub(crate) fn open_with_meta(
+    path: &Path,
+    how: How,
+    sharing: Sharing,
+) -> io::Result<(File, fs::Metadata)> {
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
     let mut options = fs::OpenOptions::new();
@@ -133,14 +145,9 @@ pub(crate) fn open(path: &Path, how: How, sharing: Sharing) -> io::Result<File> 
     if !meta.is_file() {
         return Err(refused("not a regular file"));
     }
+    // `O_NONBLOCK` stays set: it has no effect on a regular file's reads, writes, maps or
+    // `flock`s (open(2)), so clearing it would cost two `fcntl`s per open for nothing.
     let fd = file.as_raw_fd();
-    // SAFETY: plain fcntl calls on a descriptor `file` keeps open.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags >= 0 {
-            libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
-        }
-    }
     if how != How::Read && meta.uid() == euid() {
         if let Some(gid) = sharing.gid().filter(|&gid| gid != meta.gid()) {
             // SAFETY: a plain syscall on an open descriptor; -1 keeps the owner.
@@ -150,11 +157,15 @@ pub(crate) fn open(path: &Path, how: How, sharing: Sharing) -> io::Result<File> 
             file.set_permissions(fs::Permissions::from_mode(sharing.file_mode()))?;
         }
     }
-    Ok(file)
+    Ok((file, meta))
 }
 
 #[cfg(not(unix))]
-pub(crate) fn open(path: &Path, how: How, _sharing: Sharing) -> io::Result<File> {
+pub(crate) fn open_with_meta(
+    path: &Path,
+    how: How,
+    _sharing: Sharing,
+) -> io::Result<(File, fs::Metadata)> {
     let mut options = fs::OpenOptions::new();
     options.read(true);
     match how {
@@ -167,18 +178,26 @@ pub(crate) fn open(path: &Path, how: How, _sharing: Sharing) -> io::Result<File>
         }
     }
     let file = options.open(path)?;
-    if !file.metadata()?.is_file() {
+    let meta = file.metadata()?;
+    if !meta.is_file() {
         return Err(refused("not a regular file"));
     }
-    Ok(file)
+    Ok((file, meta))
 }
 
 /// Reads a whole regular file, never through a symbolic link.
 pub(crate) fn read(path: &Path) -> io::Result<Vec<u8>> {
+    let (file, meta) = open_with_meta(path, How::Read, Sharing::Private)?;
+    read_all(&file, meta.len())
+}
+
+/// Reads the `len` bytes of a file opened with its metadata: one `read` for a regular
+/// file, where `read_to_end` would ask for the size and the position again and then read
+/// once more to find the end. A file that has grown since is read up to `len`.
+pub(crate) fn read_all(file: &File, len: u64) -> io::Result<Vec<u8>> {
     use std::io::Read;
-    let mut file = open(path, How::Read, Sharing::Private)?;
-    let mut buf = Vec::with_capacity(file.metadata()?.len() as usize);
-    file.read_to_end(&mut buf)?;
+    let mut buf = Vec::with_capacity(len as usize);
+    file.take(len).read_to_end(&mut buf)?;
     Ok(buf)
 }
 

@@ -973,6 +973,10 @@ async fn an_https_endpoint_with_a_private_ca_is_trusted_through_aws_ca_bundle() 
     // A plain `http://` endpoint makes no TLS connection: its client reads no certificate,
     // so the same bundle is no error there.
     scene.set("AWS_ENDPOINT_URL", &target.endpoint);
-    assert!(target.endpoint.starts_with("http://"), "{}", target.endpoint);
+    assert!(
+        target.endpoint.starts_with("http://"),
+        "{}",
+        target.endpoint
+    );
     round_trip(&target, &origin_from_env()).await;
 }

@@ -135,6 +135,58 @@ async fn metadata_files_linked_elsewhere_are_never_written(env: &Env) {
     }
 }
 
+/// Every entry of the JPEG tier replaced by a FIFO, as another user of a shared cache could
+/// plant them: a new handle (which knows no frame yet, so it reads the hash in each
+/// entry's header to find the decoded frame) opens none of them, since opening a FIFO with
+/// no writer would block it for ever, and loads every frame from the origin.
+async fn entries_replaced_by_fifos_are_never_opened(env: &Env) {
+    let dir = env.disk_dir("fifos");
+    let tl = unique("fifos");
+    let config = env.config(&dir);
+    let written: Vec<EncodedFrame> = (0..3).map(|s| encoded(s, 2)).collect();
+    FrameCache::new(&config)
+        .unwrap()
+        .cache_jpegs(&tl, written.clone(), WriteOptions::default())
+        .await
+        .unwrap();
+    let mut planted = Vec::new();
+    for shard in std::fs::read_dir(dir.join("v1")).unwrap() {
+        let shard = shard.unwrap().path();
+        if !shard.is_dir() {
+            continue;
+        }
+        for entry in std::fs::read_dir(&shard).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::remove_file(&path).unwrap();
+            let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: a NUL-terminated path and a mode.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+            planted.push(path);
+        }
+    }
+    assert!(planted.len() >= 3, "{planted:?}");
+    let fc = FrameCache::new(&config).unwrap();
+    let load = fc.load_frames(&tl, Seqs::All, LoadOptions::default());
+    // Not a measure of speed: a reader blocked on a FIFO never returns.
+    let Ok(loaded) = tokio::time::timeout(Duration::from_secs(60), load).await else {
+        // Lets the blocked reader go before failing.
+        for path in &planted {
+            use std::os::unix::fs::OpenOptionsExt;
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(path);
+        }
+        panic!("a load opened a FIFO planted in the cache");
+    };
+    let loaded = loaded.unwrap();
+    assert_eq!(loaded.len(), 3);
+    for (frame, jpeg) in loaded.iter().zip(&written) {
+        let expected = framecache::codec::decode_jpeg(&jpeg.jpeg).unwrap();
+        assert_eq!(frame.image, expected, "frame {}", frame.seq);
+    }
+}
+
 /// A cache directory owned by another user is refused at open, naming the path, the owner
 /// and the settings (as ssh refuses a key file others could write).
 async fn a_cache_directory_of_another_user_is_refused(env: &Env) {
@@ -248,6 +300,7 @@ backend_tests!(
     a_cache_shared_with_a_group_is_setgid_and_group_writable,
     metadata_files_linked_elsewhere_are_never_written,
     a_cache_directory_of_another_user_is_refused,
+    entries_replaced_by_fifos_are_never_opened,
 );
 
 /// Without `HOME` and the XDG variables (systemd units, cron, some containers) the cache

@@ -59,14 +59,11 @@ impl Store {
     /// Only when the file exists but cannot be opened or looked at.
     pub(crate) fn open_entry<F: Format>(&self, key: &str) -> Result<Option<Opened>> {
         let path = self.path_of(key);
-        let file = match localfs::open(&path, How::Read, self.inner.sharing) {
-            Ok(file) => file,
+        let (file, meta) = match localfs::open_with_meta(&path, How::Read, self.inner.sharing) {
+            Ok(opened) => opened,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io("open cache entry", path, e)),
         };
-        let meta = file
-            .metadata()
-            .map_err(|e| Error::io("stat cache entry", &path, e))?;
         let limit = self.entry_limit();
         if meta.len() < F::MIN_LEN {
             self.discard::<F>(&path, key, &"truncated");

@@ -162,9 +162,7 @@ impl DiskTier {
         // README's disk-hit profile), and the buffer is owned, so the memory tier can keep
         // it as it is. Writers replace whole files, so this descriptor's bytes never change.
         // The store checked the length against its entry limit before this allocation.
-        let mut buf = Vec::with_capacity(opened.meta.len() as usize);
-        (&opened.file)
-            .read_to_end(&mut buf)
+        let buf = crate::localfs::read_all(&opened.file, opened.meta.len())
             .map_err(|e| Error::io("read cache entry", &opened.path, e))?;
         match entry::validate(key, &buf) {
             Ok(range) => {
@@ -186,10 +184,9 @@ impl DiskTier {
     /// its header does not check. Counts nothing.
     pub fn peek_blake3_blocking(&self, key: &str) -> Option<blake3::Hash> {
         let mut head = vec![0u8; FIXED_HEADER_LEN + key.len()];
-        std::fs::File::open(self.path_of(key))
-            .ok()?
-            .read_exact(&mut head)
-            .ok()?;
+        // Opened as every entry is: never through a link, never a FIFO that would block.
+        let opened = self.open_entry::<Jpeg>(key).ok()??;
+        (&opened.file).read_exact(&mut head).ok()?;
         entry::peek_blake3(key, &head)
     }
 
