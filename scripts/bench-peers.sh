@@ -13,12 +13,18 @@
 #     load_cached_frames_b64.
 # Prints each step's JSON line, then one JSON line of medians and ratios.
 #
+# Nothing is deleted until the run ends (about 1 GB of cache directories per contender and
+# round): on a filesystem without a journal, ext4 skips inodes deleted in the last minutes
+# when it creates files, so deletions between steps made the next step's file creations
+# (disk-tier entries, the module's temp files, exported frames) several times dearer.
+#
 #   scripts/bench-peers.sh --seed PATH/TO/baseline [--frames 300] [--width 1280]
 #                          [--height 720] [--rounds 3] [--no-build] [--variant NAME=DIR ...]
 #
 # --variant NAME=DIR adds a build of the package (DIR holds a `framecache` package directory,
-# e.g. a copy of python/framecache with its compiled module) run in every round beside the
-# current one, for before/after figures side by side; each variant gets its own ratios.
+# e.g. a copy of python/framecache with its compiled module, and optionally `bin/framecache`,
+# that build's command line for the export step) run in every round beside the current one,
+# for before/after figures side by side; each variant gets its own ratios.
 # --seed is the module's directory (core/detect/checkpoint/frames.py). The module (boto3,
 # pillow, numpy) and the peer (fsspec, s3fs, pillow, numpy) get virtualenvs of their own
 # beside framecache's. --no-build uses the package and binary built last (release).
@@ -73,6 +79,9 @@ scripts/garage.sh start "$state/garage" >&2
 # shellcheck disable=SC1091
 source "$state/garage/env"
 export FRAMECACHE_BACKEND=s3
+# The server's CPU is read around each write (it shares the machine's cores).
+GARAGE_PID=$(cat "$state/garage/pid")
+export GARAGE_PID
 
 fc() { "$venv/bin/python" python/bench/bench_peers.py "$@"; }
 timeline="peers-$$"
@@ -92,13 +101,15 @@ for round in $(seq 1 "$rounds"); do
     fc load "$timeline" "$v-disk" | tee -a "$log"   # cold, then hot
     fc load "$timeline" "$v-disk" | tee -a "$log"   # warm, then hot
     fc decode "$timeline" "$v-bytes" | tee -a "$log"
-    fc export "$cli" "$timeline" "$v-disk" "$v-export" | tee -a "$log"
+    variant_cli="$cli"
+    if [ -n "${variant#*=}" ] && [ -x "${variant#*=}/bin/framecache" ]; then
+      variant_cli="${variant#*=}/bin/framecache"
+    fi
+    fc export "$variant_cli" "$timeline" "$v-disk" "$v-export" | tee -a "$log"
     fc write "$state" "w$round-$FRAMECACHE_BENCH_VARIANT-$$" "$v-write" | tee -a "$log"
-    rm -rf "$v"-*
   done
   unset FRAMECACHE_BENCH_VARIANT PYTHONPATH
   "$seed_venv/bin/python" python/bench/bench_peers.py seed-write "$seed" "$state" "s$round-$$" | tee -a "$log"
-  rm -rf "$d"-*   # raw frames take 24x the JPEGs' space
 done
 echo "{\"phase\": \"machine\", \"loadavg\": \"$(cut -d' ' -f1-3 /proc/loadavg)\", \"cpus\": $(nproc)}" | tee -a "$log"
 
@@ -140,6 +151,16 @@ for variant in dict.fromkeys(r["variant"] for r in of("load")):
         "cold_vs_bytes_plus_decode": cold / (fetch + dec),
         "cache_frames_vs_module": seed_write / write,
         "cache_frames_vs_max_encode_upload": write / max(encode, upload),
+        # On cores the server shares, a write costs at least the CPU of its encode and of
+        # its upload (client and server) spread over every core: time against that floor.
+        "cache_frames_cpu_s": v("write", "cpu_s"),
+        "cache_frames_server_cpu_s": v("write", "server_cpu_s"),
+        "encode_cpu_s": v("write", "encode_cpu_s"),
+        "upload_cpu_s": v("write", "upload_cpu_s") + v("write", "upload_server_cpu_s"),
+        "cache_frames_vs_cpu_floor": write / (
+            (v("write", "encode_cpu_s") + v("write", "upload_cpu_s")
+             + v("write", "upload_server_cpu_s")) / of("machine")[0]["cpus"]
+        ),
         "export_vs_module_b64": seed_b64 / export,
     }
 def rounded(x):

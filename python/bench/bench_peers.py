@@ -43,6 +43,30 @@ def timed(fn, *args, **kwargs):
     return time.perf_counter() - start, out
 
 
+def cpu_now() -> tuple[float, float]:
+    """CPU seconds used so far by this process (every thread) and by the S3 server
+    (``GARAGE_PID``, when set): on a machine whose cores the server shares, what a step
+    costs in CPU says more than its time."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    server = 0.0
+    pid = os.environ.get("GARAGE_PID")
+    if pid:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        server = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own.ru_utime + own.ru_stime, server
+
+
+def timed_cpu(fn, *args, **kwargs):
+    """As `timed`, with the CPU seconds of this process and of the server during the call."""
+    own0, server0 = cpu_now()
+    took, out = timed(fn, *args, **kwargs)
+    own1, server1 = cpu_now()
+    return took, own1 - own0, server1 - server0, out
+
+
 def checksum(images) -> int:
     """Touches every frame, as a caller would, and makes the loads comparable."""
     return sum(int(img[img.shape[0] // 2, img.shape[1] // 2].sum()) for img in images)
@@ -155,18 +179,23 @@ def write(state: str, timeline: str, cache_dir: str) -> dict:
     import framecache
 
     made = [framecache.Frame(s, 0, s / 30.0, images[s]) for s in range(len(images))]
-    took, count = timed(frames.cache_frames, timeline, made)
+    took, cpu, server_cpu, count = timed_cpu(frames.cache_frames, timeline, made)
     assert count == len(made)
     # The two halves of a write alone: the encode on every core, the upload of its JPEGs.
-    encode_s, encoded = timed(framecache.frames_to_b64, made, 85)
+    encode_s, encode_cpu, _, encoded = timed_cpu(framecache.frames_to_b64, made, 85)
     jpegs = [{"seq": e["seq"], "jpeg": base64.b64decode(e["jpeg_b64"])} for e in encoded]
     fc = framecache.FrameCache(cache_dir=cache_dir + "-jpegs")
-    upload_s, uploaded = timed(fc.cache_jpegs, timeline + "-jpegs", jpegs)
+    upload_s, upload_cpu, upload_server_cpu, uploaded = timed_cpu(
+        fc.cache_jpegs, timeline + "-jpegs", jpegs
+    )
     assert uploaded == len(made)
     fc.clear(timeline + "-jpegs")
     frames.clear_cache(timeline)
     return {"phase": "write", "frames": count, "import_s": import_s, "s": took,
-            "encode_s": encode_s, "upload_s": upload_s,
+            "cpu_s": cpu, "server_cpu_s": server_cpu,
+            "encode_s": encode_s, "encode_cpu_s": encode_cpu,
+            "upload_s": upload_s, "upload_cpu_s": upload_cpu,
+            "upload_server_cpu_s": upload_server_cpu,
             "jpeg_bytes": sum(len(j["jpeg"]) for j in jpegs)}
 
 
