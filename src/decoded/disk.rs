@@ -149,8 +149,13 @@ impl DecodedDisk {
         // catches edits made before it runs.
         // Populated: the checksum below reads every page, so the kernel maps them all in
         // this one call rather than in a page fault per few pages.
-        let map = unsafe { MmapOptions::new().populate().map(&opened.file) }
-            .map_err(|e| Error::io("map decoded entry", &opened.path, e))?;
+        let map = unsafe {
+            MmapOptions::new()
+                .len(opened.meta.len() as usize)
+                .populate()
+                .map(&opened.file)
+        }
+        .map_err(|e| Error::io("map decoded entry", &opened.path, e))?;
         match format::validate(name, &map) {
             Ok((width, height)) => {
                 store.mark_used(&opened.path);

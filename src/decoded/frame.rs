@@ -140,12 +140,14 @@ impl Decoded {
                         None => return shared(pixels),
                     },
                 };
+                // The whole file: its length is known (memmap2 would ask the file for it).
+                let len = *offset + pixels.len();
                 // SAFETY: a private mapping: writes go to this process's own copies of the
                 // pages and never reach the file. An entry file is never modified after
                 // being linked (see `DecodedDisk::read`), and an in-memory file never after
                 // its decode (see `memfd::decode`), so unwritten pages keep reading the bytes
                 // this entry was built with.
-                match unsafe { MmapOptions::new().map_copy(file) } {
+                match unsafe { MmapOptions::new().len(len).map_copy(file) } {
                     Ok(map) => {
                         Pixels::from_private(w, h, map, *offset).unwrap_or_else(|| shared(pixels))
                     }
@@ -182,9 +184,12 @@ impl EntryFile {
 
     /// The entry opened again, if it is still the file first mapped.
     fn reopen(&self) -> Option<File> {
-        let file =
-            crate::localfs::open(&self.path, crate::localfs::How::Read, Default::default()).ok()?;
-        let meta = file.metadata().ok()?;
+        let (file, meta) = crate::localfs::open_with_meta(
+            &self.path,
+            crate::localfs::How::Read,
+            Default::default(),
+        )
+        .ok()?;
         (file_id(&meta) == self.id).then_some(file)
     }
 }
