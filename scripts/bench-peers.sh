@@ -83,16 +83,19 @@ export FRAMECACHE_BACKEND=s3
 GARAGE_PID=$(cat "$state/garage/pid")
 export GARAGE_PID
 
-fc() { "$venv/bin/python" python/bench/bench_peers.py "$@"; }
+# Every step starts with the page cache written back (`sync`, untimed): the raw frames a
+# cold load leaves dirty (829 MB for 300 720p frames) would otherwise be written back during
+# whichever step comes next.
+fc() { sync; "$venv/bin/python" python/bench/bench_peers.py "$@"; }
 timeline="peers-$$"
 log="$state/results.jsonl"
 echo "{\"phase\": \"machine\", \"loadavg\": \"$(cut -d' ' -f1-3 /proc/loadavg)\", \"cpus\": $(nproc)}" | tee -a "$log"
 fc prepare "$state" "$timeline" "$frames" "$width" "$height" | tee -a "$log"
 for round in $(seq 1 "$rounds"); do
   d="$state/r$round"
-  "$seed_venv/bin/python" python/bench/bench_peers.py seed-load "$seed" "$timeline" | tee -a "$log"
-  "$peer_venv/bin/python" python/bench/peer_fsspec.py load "$timeline" "$d-peer" | tee -a "$log"  # cold
-  "$peer_venv/bin/python" python/bench/peer_fsspec.py load "$timeline" "$d-peer" | tee -a "$log"  # warm
+  sync; "$seed_venv/bin/python" python/bench/bench_peers.py seed-load "$seed" "$timeline" | tee -a "$log"
+  sync; "$peer_venv/bin/python" python/bench/peer_fsspec.py load "$timeline" "$d-peer" | tee -a "$log"  # cold
+  sync; "$peer_venv/bin/python" python/bench/peer_fsspec.py load "$timeline" "$d-peer" | tee -a "$log"  # warm
   for variant in "framecache=" "${variants[@]}"; do
     export FRAMECACHE_BENCH_VARIANT="${variant%%=*}"
     export PYTHONPATH="${variant#*=}"
@@ -109,7 +112,7 @@ for round in $(seq 1 "$rounds"); do
     fc write "$state" "w$round-$FRAMECACHE_BENCH_VARIANT-$$" "$v-write" | tee -a "$log"
   done
   unset FRAMECACHE_BENCH_VARIANT PYTHONPATH
-  "$seed_venv/bin/python" python/bench/bench_peers.py seed-write "$seed" "$state" "s$round-$$" | tee -a "$log"
+  sync; "$seed_venv/bin/python" python/bench/bench_peers.py seed-write "$seed" "$state" "s$round-$$" | tee -a "$log"
 done
 echo "{\"phase\": \"machine\", \"loadavg\": \"$(cut -d' ' -f1-3 /proc/loadavg)\", \"cpus\": $(nproc)}" | tee -a "$log"
 
