@@ -129,7 +129,9 @@ const SCRATCH_KEPT_MAX: usize = 32 << 20;
 /// the lock (which then stays held in the child) never waits for it.
 #[cfg(target_os = "linux")]
 fn with_scratch<T>(len: usize, f: impl FnOnce(&mut [u8]) -> T) -> T {
-    let keep = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // Asked once: the standard library reads the cgroup's CPU quota files at each call.
+    static KEEP: OnceLock<usize> = OnceLock::new();
+    let keep = *KEEP.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let taken = SCRATCH.try_lock().ok().and_then(|mut pool| pool.pop());
     let mut buf = taken.unwrap_or_default();
     if buf.len() < len {
