@@ -141,6 +141,19 @@ async fn every_subcommand_works(env: &Env) {
     assert_eq!(cold["served_by"]["origin"], 3, "{cold}");
     let warm = cli.json(&["warm", &tl]);
     assert_eq!(warm["served_by"]["disk"], 3, "{warm}");
+    // A one-shot command keeps no memory tier: the second pass over the same timeline in
+    // one process is served by the disk again, not from memory.
+    let twice = cli.ok(&["--json", "warm", &tl, &tl]);
+    let passes: Vec<Value> = String::from_utf8(twice)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(passes.len(), 2, "{passes:?}");
+    for pass in &passes {
+        assert_eq!(pass["served_by"]["disk"], 3, "{pass}");
+        assert!(pass["served_by"].get("memory").is_none(), "{pass}");
+    }
 
     let stats = cli.json(&["stats"]);
     assert!(
