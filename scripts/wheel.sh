@@ -62,6 +62,11 @@ else
   rm -rf "$build"
   mkdir -p "$build"
   start=$(date +%s)
+  # maturin's repair rewrites the extension it links in place (libjpeg under its hashed
+  # name): left there, a build whose change does not relink the extension (a change to the
+  # command line only) would hand the repair an already repaired library, which it refuses.
+  # Removed, the extension is linked again (seconds).
+  rm -f "$tools/wheel-target/release/deps/lib_native.so" "$tools/wheel-target/release/lib_native.so"
   (
     cd python
     CARGO_TARGET_DIR="$tools/wheel-target" VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" \
