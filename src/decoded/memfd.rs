@@ -90,8 +90,8 @@ pub(super) fn decode(
     // Decoded into a reused buffer, then written into the file: no page of this process is
     // faulted in or zeroed for it, and no map of it is made writable, populated, then made
     // read-only. Each of those holds the process's memory-map lock, which the threads
-    // decoding beside this one wait for to map and unmap their own frames: a cold load of
-    // 300 720p frames ran 15 to 25 % faster this way (docs/performance.md).
+    // decoding beside this one wait for to map and unmap their own frames: cold loads of
+    // 300 720p frames took 1.06 s against 1.35 s this way (docs/performance.md).
     let written = with_scratch(len, |scratch| {
         codec::decode_into(jpeg, scale, scratch)?;
         Ok::<bool, DecodeError>(std::io::Write::write_all(&mut file, scratch).is_ok())
